@@ -1,0 +1,30 @@
+"""``python -m bench NAME``: run a benchmark; each prints a table and, last, one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHES = {
+    "codec": "bench.codec",
+    "ipc": "bench.ipc",
+    "order": "bench.order",
+    "idle": "bench.idle",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("name", choices=[*BENCHES, "all"])
+    p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    args = p.parse_args(argv)
+    names = list(BENCHES) if args.name == "all" else [args.name]
+    for name in names:
+        module = importlib.import_module(BENCHES[name])
+        module.run(quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

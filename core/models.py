@@ -1,0 +1,403 @@
+"""The shared vocabulary of qtrader-tui: plain msgspec structs and enums.
+
+Every other part of the system (wire protocol, gateways, OMS, storage, console)
+speaks in these objects. Enumerations have value == name, so they travel and
+are stored by NAME exactly as vnpy's constants are named (vnpy's own enum
+values change with the process locale and are never sent).
+
+Times are timezone-aware datetimes in China Standard Time (``CHINA_TZ``).
+Symbols are written ``symbol.EXCHANGE`` (``au2612.SHFE``), like vnpy's vt_symbol.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+
+CHINA_TZ = timezone(timedelta(hours=8), "CST")
+
+
+def now() -> datetime:
+    """Current time in China Standard Time."""
+    return datetime.now(CHINA_TZ)
+
+
+class Direction(StrEnum):
+    LONG = "LONG"
+    SHORT = "SHORT"
+    NET = "NET"
+
+    @property
+    def opposite(self) -> Direction:
+        return Direction.SHORT if self is Direction.LONG else Direction.LONG
+
+
+class Offset(StrEnum):
+    NONE = "NONE"
+    OPEN = "OPEN"
+    CLOSE = "CLOSE"
+    CLOSETODAY = "CLOSETODAY"
+    CLOSEYESTERDAY = "CLOSEYESTERDAY"
+
+    @property
+    def is_close(self) -> bool:
+        return self in (Offset.CLOSE, Offset.CLOSETODAY, Offset.CLOSEYESTERDAY)
+
+
+class Status(StrEnum):
+    SUBMITTING = "SUBMITTING"
+    NOTTRADED = "NOTTRADED"
+    PARTTRADED = "PARTTRADED"
+    ALLTRADED = "ALLTRADED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({Status.SUBMITTING, Status.NOTTRADED, Status.PARTTRADED})
+
+
+class OrderType(StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+    STOP = "STOP"
+    FAK = "FAK"
+    FOK = "FOK"
+
+
+class Exchange(StrEnum):
+    SHFE = "SHFE"
+    INE = "INE"
+    DCE = "DCE"
+    CZCE = "CZCE"
+    CFFEX = "CFFEX"
+    GFEX = "GFEX"
+
+    @property
+    def has_close_today(self) -> bool:
+        """SHFE and INE distinguish close-today from close-yesterday."""
+        return self in (Exchange.SHFE, Exchange.INE)
+
+
+class TradingState(StrEnum):
+    """Per-account trading permission (DESIGN §8)."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"  # only orders that reduce a position
+    HALTED = "HALTED"  # no new orders; cancels allowed
+
+
+class GatewayStatus(StrEnum):
+    """Connection state of a trader's venue, as the trader sees it."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+
+
+class TraderStatus(StrEnum):
+    """A trader as the manager sees it: the console's status light."""
+
+    CONNECTING = "CONNECTING"  # process starting, registering, or venue logging in
+    CONNECTED = "CONNECTED"  # registered and the venue is up
+    DISCONNECTED = "DISCONNECTED"  # process alive, link or venue down
+    STOPPED = "STOPPED"  # stopped on purpose (or disabled)
+    CRASHED = "CRASHED"  # exited or hung; a restart is scheduled or given up
+
+
+class Struct(msgspec.Struct, kw_only=True):
+    """Base for model structs: keyword-only construction."""
+
+
+def split_vt_symbol(vt_symbol: str) -> tuple[str, Exchange]:
+    """``"au2612.SHFE"`` -> ``("au2612", Exchange.SHFE)``; ValueError if malformed."""
+    symbol, sep, exchange = vt_symbol.rpartition(".")
+    if not sep or not symbol:
+        raise ValueError(f"'{vt_symbol}' is not symbol.EXCHANGE (e.g. au2612.SHFE)")
+    try:
+        return symbol, Exchange(exchange)
+    except ValueError:
+        names = ", ".join(e.name for e in Exchange)
+        raise ValueError(f"'{vt_symbol}': unknown exchange '{exchange}' (expected {names})") from None
+
+
+def decimals_of(tick: float) -> int:
+    """Number of decimals needed to print prices on a tick grid of ``tick``."""
+    for digits in range(8):
+        if abs(round(tick, digits) - tick) < 1e-9:
+            return digits
+    return 8
+
+
+def on_tick_grid(price: float, tick: float) -> bool:
+    """True when ``price`` is a whole number of ``tick`` (within float noise)."""
+    if tick <= 0:
+        return True
+    steps = price / tick
+    return math.isclose(steps, round(steps), rel_tol=0.0, abs_tol=1e-6)
+
+
+class Contract(Struct, kw_only=True):
+    """A tradable futures contract and its trading parameters."""
+
+    vt_symbol: str
+    symbol: str
+    exchange: Exchange
+    name: str = ""
+    product: str = ""
+    size: float  # contract multiplier
+    pricetick: float
+    min_volume: int = 1
+    margin_ratio: float = 0.1
+    commission_rate: float = 0.0  # fraction of turnover, per side
+    commission_per_lot: float = 0.0  # currency per lot, per side
+    close_today_commission_rate: float | None = None  # None: same as commission_rate
+    close_today_commission_per_lot: float | None = None
+    limit_pct: float = 0.0  # daily limit band around pre-settlement; 0 = none
+    account_id: str = ""
+
+    @property
+    def decimals(self) -> int:
+        return decimals_of(self.pricetick)
+
+    def notional(self, price: float, volume: float) -> float:
+        return price * volume * self.size
+
+    def margin(self, price: float, volume: float) -> float:
+        return self.notional(price, volume) * self.margin_ratio
+
+    def commission(self, price: float, volume: float, offset: Offset = Offset.OPEN) -> float:
+        rate, per_lot = self.commission_rate, self.commission_per_lot
+        if offset is Offset.CLOSETODAY:
+            if self.close_today_commission_rate is not None:
+                rate = self.close_today_commission_rate
+            if self.close_today_commission_per_lot is not None:
+                per_lot = self.close_today_commission_per_lot
+        return self.notional(price, volume) * rate + per_lot * volume
+
+    def round_price(self, price: float) -> float:
+        return round(round(price / self.pricetick) * self.pricetick, self.decimals)
+
+
+def position_pnl(direction: Direction, cost: float, last: float, volume: float, size: float) -> float:
+    """Position P&L = (last - cost) x volume x multiplier, negated for short (DESIGN §5)."""
+    pnl = (last - cost) * volume * size
+    return -pnl if direction is Direction.SHORT else pnl
+
+
+class Tick(Struct, kw_only=True):
+    account_id: str = ""
+    vt_symbol: str
+    datetime: datetime
+    last_price: float
+    volume: float = 0  # cumulative for the trading day
+    turnover: float = 0
+    open_interest: float = 0
+    last_volume: float = 0
+    pre_settlement: float = 0
+    pre_close: float = 0
+    open_price: float = 0
+    high_price: float = 0
+    low_price: float = 0
+    limit_up: float = 0
+    limit_down: float = 0
+    bid_price_1: float = 0
+    bid_volume_1: float = 0
+    ask_price_1: float = 0
+    ask_volume_1: float = 0
+
+    @property
+    def change_pct(self) -> float:
+        base = self.pre_settlement or self.pre_close
+        return (self.last_price / base - 1.0) * 100.0 if base else 0.0
+
+
+class Bar(Struct, kw_only=True):
+    account_id: str = ""
+    vt_symbol: str
+    interval: str = "1m"
+    datetime: datetime
+    open_price: float
+    high_price: float
+    low_price: float
+    close_price: float
+    volume: float = 0
+    turnover: float = 0
+    open_interest: float = 0
+
+
+class OrderRequest(Struct, kw_only=True):
+    """What a user or strategy asks to send. ``reference`` names the origin
+    (``manual`` or a strategy instance) for attribution."""
+
+    vt_symbol: str
+    direction: Direction
+    offset: Offset = Offset.OPEN
+    type: OrderType = OrderType.LIMIT
+    price: float = 0.0
+    volume: float
+    reference: str = "manual"
+    account_id: str = ""
+
+
+class CancelRequest(Struct, kw_only=True):
+    order_id: str
+    account_id: str = ""
+
+
+class CloseRequest(Struct, kw_only=True):
+    """Close (part of) a position; the trader picks offsets and price."""
+
+    vt_symbol: str
+    direction: Direction  # direction of the POSITION to close
+    volume: float | None = None  # None: all closable
+    price: float | None = None  # None: opposite best price
+    type: OrderType = OrderType.LIMIT
+    reference: str = "manual"
+    account_id: str = ""
+
+
+class Order(Struct, kw_only=True):
+    account_id: str
+    order_id: str
+    vt_symbol: str
+    direction: Direction
+    offset: Offset
+    type: OrderType
+    price: float
+    volume: float
+    traded: float = 0
+    traded_price: float = 0.0  # average fill price
+    status: Status = Status.SUBMITTING
+    datetime: datetime
+    update_time: datetime | None = None
+    reference: str = "manual"
+    status_msg: str = ""  # reason of a rejection or cancel
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def remaining(self) -> float:
+        return self.volume - self.traded
+
+
+class Trade(Struct, kw_only=True):
+    account_id: str
+    trade_id: str
+    order_id: str
+    vt_symbol: str
+    direction: Direction
+    offset: Offset
+    price: float
+    volume: float
+    datetime: datetime
+    commission: float = 0.0
+    reference: str = "manual"
+
+
+class Position(Struct, kw_only=True):
+    """Keyed by (account_id, vt_symbol, direction). ``price`` is average cost."""
+
+    account_id: str
+    vt_symbol: str
+    direction: Direction
+    volume: float = 0
+    yd_volume: float = 0
+    frozen: float = 0
+    yd_frozen: float = 0
+    price: float = 0.0
+    pnl: float = 0.0
+    last_price: float = 0.0
+    margin: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, Direction]:
+        return (self.vt_symbol, self.direction)
+
+    @property
+    def td_volume(self) -> float:
+        return self.volume - self.yd_volume
+
+
+class Account(Struct, kw_only=True):
+    account_id: str
+    balance: float = 0.0
+    available: float = 0.0
+    margin: float = 0.0
+    frozen: float = 0.0
+    commission: float = 0.0
+    close_pnl: float = 0.0
+    position_pnl: float = 0.0
+    pre_balance: float = 0.0
+    trading_day: str = ""
+    datetime: datetime | None = None
+
+    @property
+    def today_pnl(self) -> float:
+        return self.balance - self.pre_balance if self.pre_balance else 0.0
+
+
+class EquityPoint(Struct, kw_only=True, array_like=True):
+    """One point of an account's equity curve (compact on the wire)."""
+
+    datetime: datetime
+    balance: float
+    available: float = 0.0
+    margin: float = 0.0
+    pnl: float = 0.0
+
+
+class StrategyState(Struct, kw_only=True):
+    account_id: str
+    name: str
+    class_name: str
+    vt_symbol: str
+    running: bool = False
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    position: float = 0
+    pnl: float = 0.0
+    error: str = ""
+
+
+class StrategyTrigger(Struct, kw_only=True):
+    account_id: str
+    datetime: datetime
+    instance: str
+    vt_symbol: str
+    condition: str
+    price: float
+    action: str  # buy / sell / close / hold
+    result: str  # success / failed / pending / not executed / rejected
+    order_id: str = ""
+    error: str = ""
+
+
+class LogEntry(Struct, kw_only=True):
+    account_id: str
+    datetime: datetime
+    level: str  # DEBUG / INFO / WARNING / ERROR
+    message: str
+    source: str = ""
+
+
+class TraderInfo(Struct, kw_only=True):
+    """What a trader says about itself (register, heartbeat, status)."""
+
+    account_id: str
+    gateway: str
+    pid: int
+    gateway_status: GatewayStatus = GatewayStatus.CONNECTING
+    trading_state: TradingState = TradingState.ACTIVE
+    auto_trading: bool = False
+    trading_day: str = ""
+    started_at: datetime | None = None
+    message: str = ""  # last connection message (e.g. login failure text)

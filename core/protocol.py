@@ -1,0 +1,362 @@
+"""Wire protocol between manager and traders (and daemon and attached consoles).
+
+A frame is a 4-byte big-endian unsigned length followed by a UTF-8 JSON object::
+
+    {"type": "order", "account_id": "DQ1", "seq": 17, "ts": 1763700000.1,
+     "req_id": null, "data": {...}}
+
+``data`` is decoded into the struct registered for ``type`` in ``MESSAGE_TYPES``
+(msgspec validates while it decodes). Bad input is normal input: every way a
+frame can be wrong raises a ``ProtocolError`` subclass whose ``fatal`` flag says
+whether the stream can still be trusted (oversized or truncated: no, close the
+connection; non-JSON, schema-invalid or unknown type: yes, log and carry on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections import deque
+from typing import Any, Literal
+
+import msgspec
+
+from core.models import (
+    Account,
+    Bar,
+    CancelRequest,
+    CloseRequest,
+    Contract,
+    EquityPoint,
+    LogEntry,
+    Order,
+    OrderRequest,
+    Position,
+    StrategyState,
+    StrategyTrigger,
+    Struct,
+    Tick,
+    Trade,
+    TraderInfo,
+    TradingState,
+)
+
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class Empty(Struct, kw_only=True):
+    """Payload of messages that carry nothing (status_req)."""
+
+
+class Reply(Struct, kw_only=True):
+    """The one answer to every request. ``error`` is for a human to read."""
+
+    ok: bool
+    error: str = ""
+    result: Any = None
+
+
+class CancelAllRequest(Struct, kw_only=True):
+    vt_symbol: str | None = None  # None: every working order of the account
+    account_id: str = ""
+
+
+class StrategyCommand(Struct, kw_only=True):
+    action: Literal["start", "stop", "auto_on", "auto_off"]
+    name: str = ""  # instance name; empty for the account-wide auto switch
+
+
+class StateRequest(Struct, kw_only=True):
+    state: TradingState
+
+
+HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars", "logs"]
+
+
+class HistoryRequest(Struct, kw_only=True):
+    kind: HistoryKind
+    since: float | None = None  # epoch seconds
+    limit: int = 1000
+    vt_symbol: str | None = None
+
+
+class ShutdownRequest(Struct, kw_only=True):
+    cancel_orders: bool = False
+
+
+class Snapshot(Struct, kw_only=True):
+    """Everything a trader knows, sent after every (re)connect to the manager."""
+
+    info: TraderInfo
+    account: Account | None = None
+    contracts: list[Contract] = msgspec.field(default_factory=list)
+    ticks: list[Tick] = msgspec.field(default_factory=list)
+    positions: list[Position] = msgspec.field(default_factory=list)
+    orders: list[Order] = msgspec.field(default_factory=list)
+    trades: list[Trade] = msgspec.field(default_factory=list)
+    strategies: list[StrategyState] = msgspec.field(default_factory=list)
+    triggers: list[StrategyTrigger] = msgspec.field(default_factory=list)
+    equity: list[EquityPoint] = msgspec.field(default_factory=list)
+
+
+# type name -> payload struct. Trader -> manager first, then manager -> trader.
+MESSAGE_TYPES: dict[str, type] = {
+    "register": TraderInfo,
+    "heartbeat": TraderInfo,
+    "status": TraderInfo,
+    "snapshot": Snapshot,
+    "account": Account,
+    "order": Order,
+    "trade": Trade,
+    "position": Position,
+    "tick": Tick,
+    "bar": Bar,
+    "contract": Contract,
+    "strategy": StrategyState,
+    "trigger": StrategyTrigger,
+    "equity": EquityPoint,
+    "log": LogEntry,
+    "reply": Reply,
+    "order_req": OrderRequest,
+    "cancel_req": CancelRequest,
+    "cancel_all_req": CancelAllRequest,
+    "close_req": CloseRequest,
+    "strategy_req": StrategyCommand,
+    "state_req": StateRequest,
+    "status_req": Empty,
+    "history_req": HistoryRequest,
+    "shutdown": ShutdownRequest,
+}
+
+REQUEST_TYPES = frozenset(
+    {
+        "order_req",
+        "cancel_req",
+        "cancel_all_req",
+        "close_req",
+        "strategy_req",
+        "state_req",
+        "status_req",
+        "history_req",
+        "shutdown",
+    }
+)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be used. ``fatal``: the stream is no longer trustworthy."""
+
+    fatal = False
+
+    def __init__(self, message: str, *, req_id: int | None = None, msg_type: str = "") -> None:
+        super().__init__(message)
+        self.req_id = req_id
+        self.msg_type = msg_type
+
+
+class FrameTooLarge(ProtocolError):
+    fatal = True
+
+
+class TruncatedFrame(ProtocolError):
+    fatal = True
+
+
+class NotJson(ProtocolError):
+    pass
+
+
+class SchemaError(ProtocolError):
+    pass
+
+
+class UnknownType(ProtocolError):
+    pass
+
+
+# --------------------------------------------------------------------------- messages
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """One frame. On decode ``data`` is the typed payload struct."""
+
+    type: str
+    account_id: str = ""
+    seq: int = 0
+    ts: float = 0.0
+    req_id: int | None = None
+    data: Any = None
+
+
+class _Incoming(msgspec.Struct, kw_only=True):
+    type: str
+    account_id: str = ""
+    seq: int = 0
+    ts: float = 0.0
+    req_id: int | None = None
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.json.Decoder(_Incoming)
+_payload_decoders = {name: msgspec.json.Decoder(t) for name, t in MESSAGE_TYPES.items()}
+
+
+def encode_frame(message: Message) -> bytes:
+    """Length prefix + JSON of ``message``."""
+    buf = bytearray(HEADER.size)
+    _encoder.encode_into(message, buf, HEADER.size)
+    HEADER.pack_into(buf, 0, len(buf) - HEADER.size)
+    return bytes(buf)
+
+
+def decode_payload(payload: bytes | memoryview) -> Message:
+    """JSON body of one frame -> Message with a typed ``data``."""
+    try:
+        env = _envelope_decoder.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise SchemaError(f"bad envelope: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise NotJson(f"frame is not JSON: {exc}") from None
+    decoder = _payload_decoders.get(env.type)
+    if decoder is None:
+        raise UnknownType(f"unknown message type '{env.type}'", req_id=env.req_id, msg_type=env.type)
+    try:
+        data = decoder.decode(env.data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SchemaError(f"invalid '{env.type}' data: {exc}", req_id=env.req_id, msg_type=env.type) from None
+    return Message(
+        type=env.type, account_id=env.account_id, seq=env.seq, ts=env.ts, req_id=env.req_id, data=data
+    )
+
+
+class FrameBuffer:
+    """Sans-IO frame splitter: ``feed`` bytes, get the complete payloads back.
+
+    Raises FrameTooLarge as soon as a header announces more than
+    ``max_frame_bytes`` (before buffering the body).
+    """
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pos = 0
+        try:
+            while len(buf) - pos >= HEADER.size:
+                (length,) = HEADER.unpack_from(buf, pos)
+                if length > self.max_frame_bytes:
+                    raise FrameTooLarge(
+                        f"frame of {length} bytes exceeds the maximum of {self.max_frame_bytes}"
+                    )
+                end = pos + HEADER.size + length
+                if len(buf) < end:
+                    break
+                out.append(bytes(buf[pos + HEADER.size : end]))
+                pos = end
+        finally:
+            del buf[:pos]  # one compaction per feed, not one per frame
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame still buffered."""
+        return len(self._buf)
+
+    def close(self) -> None:
+        """At end of stream: a partial frame left over is a truncation."""
+        if self._buf:
+            n = len(self._buf)
+            self._buf.clear()
+            raise TruncatedFrame(f"stream ended inside a frame ({n} bytes pending)")
+
+
+# --------------------------------------------------------------------------- asyncio link
+
+_WRITE_HIGH_WATER = 1 << 20
+_READ_CHUNK = 1 << 18
+
+
+class Link:
+    """A framed, typed connection over an asyncio stream pair.
+
+    ``send`` stamps ``seq`` and ``ts``; ``recv`` returns the next decoded message
+    or raises ``ProtocolError`` (fatal ones mean: close this link) or
+    ``ConnectionError`` at end of stream.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        account_id: str = "",
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.account_id = account_id
+        self.max_frame_bytes = max_frame_bytes
+        self._seq = 0
+        self._frames = FrameBuffer(max_frame_bytes)
+        self._ready: deque[bytes] = deque()
+
+    @property
+    def closed(self) -> bool:
+        return self.writer.is_closing()
+
+    def _frame(self, msg_type: str, data: Any, req_id: int | None) -> bytes:
+        self._seq += 1
+        return encode_frame(
+            Message(
+                type=msg_type,
+                account_id=self.account_id,
+                seq=self._seq,
+                ts=time.time(),
+                req_id=req_id,
+                data=data,
+            )
+        )
+
+    def send_nowait(self, msg_type: str, data: Any, req_id: int | None = None) -> None:
+        """Queue a frame without waiting for the peer (raises if closed)."""
+        if self.writer.is_closing():
+            raise ConnectionError("link is closed")
+        self.writer.write(self._frame(msg_type, data, req_id))
+
+    async def send(self, msg_type: str, data: Any, req_id: int | None = None) -> None:
+        self.send_nowait(msg_type, data, req_id)
+        if self.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            await self.writer.drain()
+
+    async def recv(self) -> Message:
+        """Next message. Reads in large chunks, so a burst of small frames
+        costs one read, not two per frame."""
+        ready = self._ready
+        while not ready:
+            data = await self.reader.read(_READ_CHUNK)
+            if not data:
+                self._frames.close()  # raises TruncatedFrame inside a frame
+                raise ConnectionError("peer closed the connection")
+            ready.extend(self._frames.feed(data))
+        return decode_payload(ready.popleft())
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

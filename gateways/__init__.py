@@ -1,0 +1,1 @@
+"""gateways package."""

@@ -1,0 +1,90 @@
+"""The one interface every venue implements, and the events it pushes.
+
+A gateway lives inside one trader process, on that process's asyncio loop.
+Venues that need their own thread (vnpy's EventEngine, TqApi) bridge their
+callbacks onto the loop with ``loop.call_soon_threadsafe`` before calling the
+listener, so a listener is always called on the trader's loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from core.models import (
+    Account,
+    CancelRequest,
+    Contract,
+    GatewayStatus,
+    Order,
+    OrderRequest,
+    Position,
+    Tick,
+    Trade,
+)
+
+
+class GatewayListener(Protocol):
+    """Receiver of a gateway's events (the trader)."""
+
+    def on_tick(self, tick: Tick) -> None: ...
+    def on_order(self, order: Order) -> None: ...
+    def on_trade(self, trade: Trade) -> None: ...
+    def on_position(self, position: Position) -> None: ...
+    def on_account(self, account: Account) -> None: ...
+    def on_contract(self, contract: Contract) -> None: ...
+    def on_status(self, status: GatewayStatus, message: str) -> None: ...
+    def on_log(self, level: str, message: str) -> None: ...
+
+
+class Gateway(ABC):
+    """A connection to one trading account at one venue."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        account_id: str,
+        settings: Mapping[str, Any],
+        listener: GatewayListener,
+        state_dir: Path,
+    ) -> None:
+        self.account_id = account_id
+        self.settings = settings
+        self.listener = listener
+        self.state_dir = state_dir
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Start connecting; status arrives through ``listener.on_status``."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Disconnect and release every resource (threads, timers, files)."""
+
+    @abstractmethod
+    def subscribe(self, vt_symbol: str) -> None:
+        """Start market data for ``vt_symbol``."""
+
+    @abstractmethod
+    def send_order(self, req: OrderRequest) -> str:
+        """Send an order and return its order id.
+
+        Order updates (including a rejection with its reason in
+        ``status_msg``) arrive through ``listener.on_order``; a venue that
+        decides synchronously may call the listener before returning.
+        """
+
+    @abstractmethod
+    def cancel_order(self, req: CancelRequest) -> None:
+        """Ask to cancel a working order; the result arrives as an order update."""
+
+    @abstractmethod
+    def query(self) -> None:
+        """Re-push account, positions, working orders and today's trades."""
+
+    @abstractmethod
+    def get_contract(self, vt_symbol: str) -> Contract | None:
+        """The contract's parameters, if the venue knows it."""

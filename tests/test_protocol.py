@@ -1,0 +1,217 @@
+"""Frame codec and decoder: round trips, and every kind of bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.models import (
+    Account,
+    Direction,
+    Offset,
+    Order,
+    OrderRequest,
+    OrderType,
+    Status,
+    Tick,
+    now,
+)
+from core.protocol import (
+    HEADER,
+    MESSAGE_TYPES,
+    FrameBuffer,
+    FrameTooLarge,
+    Link,
+    Message,
+    NotJson,
+    ProtocolError,
+    Reply,
+    SchemaError,
+    TruncatedFrame,
+    UnknownType,
+    decode_payload,
+    encode_frame,
+)
+
+
+def _order() -> Order:
+    return Order(
+        account_id="DQ1",
+        order_id="SIM.1",
+        vt_symbol="au2612.SHFE",
+        direction=Direction.SHORT,
+        offset=Offset.CLOSETODAY,
+        type=OrderType.FAK,
+        price=912.34,
+        volume=3,
+        traded=1,
+        status=Status.PARTTRADED,
+        datetime=now(),
+        reference="au_ma",
+    )
+
+
+def test_frame_is_big_endian_length_then_json() -> None:
+    frame = encode_frame(Message(type="order", account_id="DQ1", seq=5, ts=1.5, data=_order()))
+    (length,) = struct.unpack(">I", frame[:4])
+    assert length == len(frame) - 4
+    obj = json.loads(frame[4:])
+    assert obj["type"] == "order" and obj["account_id"] == "DQ1" and obj["seq"] == 5
+    # enums travel by NAME
+    assert obj["data"]["direction"] == "SHORT"
+    assert obj["data"]["offset"] == "CLOSETODAY"
+    assert obj["data"]["status"] == "PARTTRADED"
+
+
+def test_round_trip_is_typed() -> None:
+    order = _order()
+    msg = decode_payload(encode_frame(Message(type="order", req_id=None, data=order))[4:])
+    assert isinstance(msg.data, Order)
+    assert msg.data == order
+    assert msg.data.direction is Direction.SHORT
+
+
+def test_every_type_round_trips_a_default_instance() -> None:
+    samples = {
+        "order_req": OrderRequest(vt_symbol="rb2605.SHFE", direction=Direction.LONG, volume=1),
+        "account": Account(account_id="DQ1", balance=1e6),
+        "reply": Reply(ok=False, error="no", result={"a": 1}),
+        "tick": Tick(vt_symbol="IF2612.CFFEX", datetime=now(), last_price=4600.2),
+    }
+    for name, value in samples.items():
+        assert isinstance(value, MESSAGE_TYPES[name])
+        msg = decode_payload(encode_frame(Message(type=name, req_id=7, data=value))[4:])
+        assert msg.data == value and msg.req_id == 7
+
+
+def test_not_json_is_not_fatal() -> None:
+    with pytest.raises(NotJson) as err:
+        decode_payload(b"\xff\x00garbage")
+    assert not err.value.fatal
+
+
+def test_schema_invalid_names_the_field_and_keeps_req_id() -> None:
+    body = json.dumps(
+        {
+            "type": "order_req",
+            "req_id": 9,
+            "data": {"vt_symbol": "au2612.SHFE", "direction": "UP", "volume": 1},
+        }
+    ).encode()
+    with pytest.raises(SchemaError) as err:
+        decode_payload(body)
+    assert "direction" in str(err.value)
+    assert err.value.req_id == 9 and not err.value.fatal
+
+
+def test_unknown_type() -> None:
+    with pytest.raises(UnknownType) as err:
+        decode_payload(b'{"type": "launch_missiles", "req_id": 3, "data": {}}')
+    assert "launch_missiles" in str(err.value) and err.value.req_id == 3
+
+
+def test_envelope_without_type_is_schema_error() -> None:
+    with pytest.raises(SchemaError):
+        decode_payload(b'{"data": {}}')
+
+
+def test_oversized_frame_is_fatal_before_body_arrives() -> None:
+    buf = FrameBuffer(max_frame_bytes=1024)
+    with pytest.raises(FrameTooLarge) as err:
+        buf.feed(HEADER.pack(1025))
+    assert err.value.fatal and "1025" in str(err.value)
+
+
+def test_truncated_stream() -> None:
+    buf = FrameBuffer()
+    frame = encode_frame(Message(type="order", data=_order()))
+    assert buf.feed(frame[:-3]) == []
+    with pytest.raises(TruncatedFrame):
+        buf.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=50))
+def test_frames_split_anywhere_decode_identically(chunks: list[int]) -> None:
+    order = _order()
+    msgs = [Message(type="order", seq=i, data=order) for i in range(3)]
+    stream = b"".join(encode_frame(m) for m in msgs)
+    buf = FrameBuffer()
+    out: list[Message] = []
+    pos = 0
+    for size in chunks * (len(stream) // sum(chunks) + 1):
+        if pos >= len(stream):
+            break
+        out.extend(decode_payload(p) for p in buf.feed(stream[pos : pos + size]))
+        pos += size
+    assert [m.seq for m in out] == [0, 1, 2]
+    assert all(m.data == order for m in out)
+    buf.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=256))
+def test_arbitrary_bytes_only_raise_protocol_errors(data: bytes) -> None:
+    buf = FrameBuffer(max_frame_bytes=128)
+    try:
+        for payload in buf.feed(data):
+            try:
+                decode_payload(payload)
+            except ProtocolError as exc:
+                assert not exc.fatal
+    except FrameTooLarge:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    obj=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        max_leaves=10,
+    )
+)
+def test_arbitrary_json_only_raises_protocol_errors(obj: object) -> None:
+    try:
+        decode_payload(json.dumps(obj).encode())
+    except ProtocolError:
+        pass
+
+
+async def test_link_over_a_socketpair_and_bad_frames() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    ra, wa = await asyncio.open_connection(sock=a)
+    rb, wb = await asyncio.open_connection(sock=b)
+    left = Link(ra, wa, account_id="DQ1", max_frame_bytes=4096)
+    right = Link(rb, wb, account_id="MGR", max_frame_bytes=4096)
+
+    await left.send("order", _order())
+    msg = await asyncio.wait_for(right.recv(), 5)
+    assert msg.type == "order" and msg.account_id == "DQ1" and msg.seq == 1
+
+    # garbage JSON inside a well-formed frame: error, link still usable
+    wa.write(HEADER.pack(5) + b"nope!")
+    await left.send("order", _order())
+    with pytest.raises(NotJson):
+        await asyncio.wait_for(right.recv(), 5)
+    msg = await asyncio.wait_for(right.recv(), 5)
+    assert msg.seq == 2
+
+    # oversized announcement: fatal
+    wa.write(HEADER.pack(10_000))
+    with pytest.raises(FrameTooLarge):
+        await asyncio.wait_for(right.recv(), 5)
+
+    # peer closes mid-frame: truncated
+    wb.write(HEADER.pack(100) + b"{")
+    await right.close()
+    with pytest.raises(TruncatedFrame):
+        await asyncio.wait_for(left.recv(), 5)
+    await left.close()
