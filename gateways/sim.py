@@ -1,0 +1,420 @@
+"""SimGateway: the built-in simulated exchange behind the ``Gateway`` interface.
+
+The exchange itself (synthetic markets, matching, the broker's books) is the pure engine in
+``gateways/sim_exchange.py``. This adapter adds what needs a process around it:
+
+- one asyncio task that moves the markets (never one timer per contract): at ``tick_rate``
+  steps per second per contract it wakes every ``max(50 ms, 1 / (contracts x rate))`` and steps
+  the contracts that are due, round robin, so 100 contracts arrive as a steady trickle rather
+  than a burst; with ``tick_rate`` 0 there is no task at all and an idle gateway uses no CPU;
+- pushing events to the listener: ``send_order`` decides synchronously and reports the order
+  updates, trades, positions and account *before* it returns; the account is also pushed about
+  once a second while the market ticks (mark-to-market), never on every tick;
+- persistence: the exchange is the broker, so its state survives a restart of the trader
+  process. The snapshot is ``state_dir / "sim_exchange.json"`` (msgspec JSON, temp file +
+  ``os.replace``). Every change made by an order, fill, cancel or the day roll is made durable
+  *before* the listener hears of it (so a trader killed right after a fill finds it again),
+  cheaply: as one appended line in ``sim_exchange.json.journal`` (the records it touched; one
+  unbuffered ``write``, ~10 us), not a rewrite of the whole file (~0.5 ms and growing with
+  today's trades). The journal is folded into a new snapshot (compaction) on connect, at the day
+  roll, on close, and every ``JOURNAL_COMPACT_LINES`` changes, just after the change that
+  filled it. Market ticks alone never touch the disk: last prices are written with the
+  snapshots and with the changes of the contracts concerned. No fsync (see ``save_state``).
+  A snapshot that cannot be read is renamed aside (with its journal) with an ERROR log and the
+  exchange starts afresh; a torn journal line is skipped with a WARNING.
+
+Settings (a Mapping, e.g. the ``sim:`` section of an account's config):
+``initial_balance`` (1_000_000), ``seed`` (0), ``tick_rate`` (2.0; 0 = no timer, step by hand),
+``state_file`` (optional; relative paths are under ``state_dir``).
+
+Cancelling an unknown or finished order is answered with a WARNING log; for a known order its
+unchanged snapshot is pushed again, so the trader sees the order's real state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from core.models import (
+    CancelRequest,
+    Contract,
+    GatewayStatus,
+    Order,
+    OrderRequest,
+    Status,
+    Trade,
+    now,
+)
+from gateways import sim_contracts
+from gateways.base import Gateway, GatewayListener
+from gateways.sim_exchange import (
+    SimError,
+    SimExchange,
+    StateJournal,
+    Update,
+    journal_path,
+    load_state,
+    save_state,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_FILE_NAME = "sim_exchange.json"
+SLICE_SECONDS = 0.05  # the market task wakes at most this often
+ACCOUNT_PUSH_SECONDS = 1.0  # mark-to-market account push while ticking
+JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
+
+
+class SimGateway(Gateway):
+    """One account at the built-in simulated exchange (see the module docstring).
+
+    ``clock`` (keyword only, default: the wall clock in China time) is the exchange's time,
+    injectable so tests can cross the 20:00 trading-day boundary.
+    """
+
+    name: ClassVar[str] = "sim"
+
+    def __init__(
+        self,
+        account_id: str,
+        settings: Mapping[str, Any],
+        listener: GatewayListener,
+        state_dir: Path,
+        *,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        super().__init__(account_id, settings, listener, state_dir)
+        self.initial_balance = float(settings.get("initial_balance", 1_000_000.0))
+        self.seed = int(settings.get("seed", 0))
+        self.tick_rate = float(settings.get("tick_rate", 2.0))
+        if self.tick_rate < 0 or self.initial_balance <= 0:
+            raise ValueError(
+                f"sim settings: tick_rate must be >= 0 (got {self.tick_rate:g}) and "
+                f"initial_balance > 0 (got {self.initial_balance:,.2f})"
+            )
+        state_file = settings.get("state_file")
+        self.state_path = Path(state_dir) / (state_file or STATE_FILE_NAME)
+        self._clock = clock
+        self._engine: SimExchange | None = None
+        self._subscribed: dict[str, None] = {}  # insertion-ordered set
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._journal = StateJournal(self.state_path)
+        self._journal_ok = False  # False: the next change writes a snapshot instead
+        self._compaction: asyncio.Handle | None = None
+        self._disk_error = ""
+        self._rejected_seq = 0
+
+    # ------------------------------------------------------------------ Gateway interface
+
+    async def connect(self) -> None:
+        if self._engine is not None:
+            self.listener.on_status(GatewayStatus.CONNECTED, "sim exchange ready")
+            return
+        engine = self._engine = self._load()
+        self.listener.on_status(GatewayStatus.CONNECTED, "sim exchange ready")
+        rolled = engine.check_roll()  # the trading day may have changed while we were down
+        if rolled is not None:
+            self._dispatch(rolled)
+        for vt_symbol in self._subscribed:
+            self._push_market(vt_symbol)
+        self.listener.on_account(engine.account())
+        for position in engine.positions():
+            self.listener.on_position(position)
+        if self.tick_rate > 0:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._run_market(engine), name=f"sim-market-{self.account_id}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._compaction is not None:
+            self._compaction.cancel()
+            self._compaction = None
+        if self._engine is not None:
+            self._compact()  # one clean snapshot, with the markets' last prices
+            self._journal.close()
+            self._engine = None
+            self.listener.on_status(GatewayStatus.DISCONNECTED, "sim exchange closed")
+
+    def subscribe(self, vt_symbol: str) -> None:
+        if sim_contracts.get_product(vt_symbol) is None:
+            self.listener.on_log(
+                "WARNING", f"subscribe {vt_symbol}: {sim_contracts.unknown_reason(vt_symbol)}"
+            )
+            return
+        self._subscribed[vt_symbol] = None
+        if self._engine is not None:
+            self._push_market(vt_symbol)
+            self._wake.set()
+
+    def send_order(self, req: OrderRequest) -> str:
+        engine = self._engine
+        if engine is None:
+            return self._reject_offline(req)
+        update = engine.send_order(req)
+        self._dispatch(update)
+        if self._task is not None and not self._wake.is_set():
+            self._wake.set()  # the order may have opened a market the task must now move
+        return update.order_id
+
+    def cancel_order(self, req: CancelRequest) -> None:
+        engine = self._engine
+        if engine is None:
+            self.listener.on_log("WARNING", f"cancel {req.order_id}: sim exchange not connected")
+            return
+        try:
+            update = engine.cancel_order(req.order_id)
+        except SimError as exc:
+            if exc.update is not None:
+                self._dispatch(exc.update)
+            self.listener.on_log("WARNING", str(exc))
+            if exc.order is not None:
+                self.listener.on_order(exc.order)
+            return
+        self._dispatch(update)
+
+    def query(self) -> None:
+        engine = self._engine
+        if engine is None:
+            self.listener.on_log("WARNING", "query: sim exchange not connected")
+            return
+        rolled = engine.check_roll()
+        if rolled is not None:
+            self._dispatch(rolled)
+        listener = self.listener
+        listener.on_account(engine.account())
+        for position in engine.positions():
+            listener.on_position(position)
+        for order in engine.working_orders():
+            listener.on_order(order)
+        for trade in engine.trades():
+            listener.on_trade(trade)
+
+    def get_contract(self, vt_symbol: str) -> Contract | None:
+        if self._engine is not None:
+            return self._engine.get_contract(vt_symbol)
+        return sim_contracts.get_contract(vt_symbol, self.account_id)
+
+    # ------------------------------------------------------------------ manual control
+
+    @property
+    def engine(self) -> SimExchange | None:
+        """The exchange engine while connected (for tests, benchmarks and tools)."""
+        return self._engine
+
+    def step(self, vt_symbol: str | None = None) -> None:
+        """Move one market (or every open market) one step by hand and report the results,
+        exactly as the market task does. Meant for ``tick_rate`` 0 (tests, replays)."""
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("sim exchange not connected")
+        for symbol in (vt_symbol,) if vt_symbol is not None else engine.symbols:
+            self._step_one(engine, symbol)
+
+    def flush(self) -> None:
+        """Fold the journal into a fresh snapshot now (it is durable either way)."""
+        if self._engine is not None:
+            self._compact()
+
+    # ------------------------------------------------------------------ internals
+
+    def _push_market(self, vt_symbol: str) -> None:
+        engine = self._engine
+        assert engine is not None
+        engine.open_market(vt_symbol)
+        contract = engine.get_contract(vt_symbol)
+        tick = engine.tick(vt_symbol)
+        if contract is not None and tick is not None:
+            self.listener.on_contract(contract)
+            self.listener.on_tick(tick)  # a quote at once, not at the first step
+
+    def _step_one(self, engine: SimExchange, vt_symbol: str) -> None:
+        tick, update = engine.step(vt_symbol)
+        if vt_symbol in self._subscribed:
+            self.listener.on_tick(tick)
+        if update is not None:
+            self._dispatch(update)
+
+    def _dispatch(self, update: Update) -> None:
+        """Make one engine update durable, then report it in order."""
+        self._persist()
+        listener = self.listener
+        for event in update.events:
+            if isinstance(event, Trade):
+                listener.on_trade(event)
+            else:
+                listener.on_order(event)
+        for position in update.positions:
+            listener.on_position(position)
+        if update.account is not None:
+            listener.on_account(update.account)
+
+    async def _run_market(self, engine: SimExchange) -> None:
+        """The one market task: step every open market ``tick_rate`` times a second, spread
+        evenly; push the account about once a second."""
+        loop = asyncio.get_running_loop()
+        rate = self.tick_rate
+        owed = 0.0
+        cursor = 0
+        last = loop.time()
+        next_account = last + ACCOUNT_PUSH_SECONDS
+        last_error = ""
+        while True:
+            symbols = engine.symbols
+            count = len(symbols)
+            if count == 0:
+                self._wake.clear()
+                await self._wake.wait()  # nothing to move: sleep until a subscription
+                last = loop.time()
+                continue
+            await asyncio.sleep(max(SLICE_SECONDS, 1.0 / (count * rate)))
+            moment = loop.time()
+            # after a stall (a blocked loop) catch up by at most one round, never a burst
+            owed = min(owed + (moment - last) * count * rate, float(count))
+            last = moment
+            due = int(owed)
+            owed -= due
+            try:
+                for _ in range(due):
+                    if cursor >= count:
+                        cursor = 0
+                    self._step_one(engine, symbols[cursor])
+                    cursor += 1
+                if moment >= next_account:
+                    next_account = moment + ACCOUNT_PUSH_SECONDS
+                    self.listener.on_account(engine.account())
+            except Exception as exc:
+                # keep the market alive whatever a listener does; report each new problem once
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    log.exception("sim market step failed")
+                    self.listener.on_log("ERROR", f"sim market step failed: {exc!r}")
+
+    def _reject_offline(self, req: OrderRequest) -> str:
+        self._rejected_seq += 1
+        moment = self._clock()
+        order = Order(
+            account_id=self.account_id,
+            order_id=f"offline-{int(moment.timestamp() * 1000)}-{self._rejected_seq}",
+            vt_symbol=req.vt_symbol,
+            direction=req.direction,
+            offset=req.offset,
+            type=req.type,
+            price=req.price,
+            volume=req.volume,
+            status=Status.REJECTED,
+            datetime=moment,
+            update_time=moment,
+            reference=req.reference,
+            status_msg="sim exchange not connected",
+        )
+        self.listener.on_order(order)
+        return order.order_id
+
+    # ------------------------------------------------------------------ persistence
+
+    def _load(self) -> SimExchange:
+        path = self.state_path
+        try:
+            state, note = load_state(path)
+            if note:
+                self.listener.on_log("WARNING", f"sim exchange state: {note}")
+            if state is not None:
+                engine = SimExchange(self.account_id, seed=self.seed, clock=self._clock, state=state)
+                self.listener.on_log(
+                    "INFO",
+                    f"sim exchange state loaded from {path} (trading day {state.trading_day}, "
+                    f"{len(state.positions)} positions, {len(state.working_orders)} working orders)",
+                )
+                self._engine = engine
+                self._compact()  # fold the replayed journal into a new snapshot
+                return engine
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self._quarantine(path, exc)
+        engine = SimExchange(
+            self.account_id, initial_balance=self.initial_balance, seed=self.seed, clock=self._clock
+        )
+        self._engine = engine
+        self._compact()  # persist the id counter and balance at once
+        return engine
+
+    def _quarantine(self, path: Path, exc: Exception) -> None:
+        stamp = self._clock().strftime("%Y%m%d-%H%M%S")
+        suffix = f".corrupt-{stamp}"
+        n = 1
+        while path.with_name(path.name + suffix).exists():  # never overwrite an earlier casualty
+            n += 1
+            suffix = f".corrupt-{stamp}-{n}"
+        aside = path.with_name(path.name + suffix)
+        try:
+            os.replace(path, aside)
+            moved = f"moved aside to {aside.name}"
+            journal = journal_path(path)
+            if journal.exists():
+                os.replace(journal, journal.with_name(journal.name + suffix))
+        except OSError as move_exc:
+            moved = f"could not be moved aside ({move_exc}); it will be overwritten"
+        self.listener.on_log(
+            "ERROR",
+            f"sim exchange state {path} is unreadable ({exc}); {moved}; starting a fresh account "
+            f"with balance {self.initial_balance:,.2f}",
+        )
+
+    def _persist(self) -> None:
+        """Make the engine's latest changes durable: a journal line, or a snapshot when the
+        change cannot be a line (the day roll) or the journal is not usable."""
+        engine = self._engine
+        if engine is None:
+            return
+        delta = engine.take_delta()
+        if delta is None or not self._journal_ok:
+            self._compact()
+            return
+        try:
+            self._journal.append(delta)
+        except OSError as exc:
+            self._disk_trouble(exc)
+            self._journal_ok = False  # the next change retries with a full snapshot
+            return
+        if self._journal.lines >= JOURNAL_COMPACT_LINES and self._compaction is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._compact()
+            else:  # right after this change is reported, not inside the order path
+                self._compaction = loop.call_soon(self._compact)
+
+    def _compact(self) -> None:
+        """Write a new snapshot generation and start its (empty) journal."""
+        self._compaction = None
+        engine = self._engine
+        if engine is None:
+            return
+        state = engine.to_state(new_generation=True)
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            save_state(self.state_path, state)
+            self._journal.reset(state.generation)
+        except OSError as exc:
+            self._disk_trouble(exc)
+            self._journal_ok = False
+            return
+        self._journal_ok = True
+        self._disk_error = ""
+
+    def _disk_trouble(self, exc: OSError) -> None:
+        # trading goes on from memory; say so once per distinct problem, not on every order
+        if str(exc) != self._disk_error:
+            self._disk_error = str(exc)
+            self.listener.on_log("ERROR", f"could not save sim exchange state to {self.state_path}: {exc}")
