@@ -1,0 +1,205 @@
+"""Headless runner: ``qtrader-tui --no-ui``.
+
+Runs the manager and its traders with no Textual at all, prints concise status
+lines (connections, orders, fills, triggers, errors) to stdout and the runtime
+log, holds a pid file so a second daemon cannot run on the same data
+directory, and stops cleanly on SIGTERM/SIGINT: traders are asked to shut down
+(optionally cancelling working orders), databases are flushed, exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from config import LoadedConfig
+from config import paths as cfg_paths
+from core.aggregator import Change, DataAggregator
+from core.manager import TradingManager
+from core.models import Direction, Status
+
+log = logging.getLogger("qtrader.daemon")
+
+SUMMARY_INTERVAL = 60.0
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_ALREADY_RUNNING = 3
+
+
+class DaemonBusy(RuntimeError):
+    """Another daemon (or console) already runs on this data directory."""
+
+
+class PidFile:
+    """``<data_dir>/qtrader.pid``, locked for as long as the daemon runs."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "qtrader.pid"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DaemonBusy(f"qtrader already runs on {self.path.parent} (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+class StatusPrinter:
+    """Turns aggregator changes into one-line status messages (never ticks)."""
+
+    def __init__(self, aggregator: DataAggregator, out: TextIO) -> None:
+        self.aggregator = aggregator
+        self.out = out
+        self._order_status: dict[tuple[str, str], Status] = {}
+        self._trades = self._triggers = self._logs = 0
+        self._last_status: dict[str, str] = {}
+
+    def line(self, account_id: str, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"{stamp} {account_id:<6} {text}", file=self.out, flush=True)
+        log.info("%s %s", account_id, text)
+
+    def __call__(self, change: Change) -> None:
+        state = self.aggregator.states[change.account_id]
+        aid = change.account_id
+        kind = change.kind
+        if kind == "status":
+            info = state.info
+            text = f"{state.status.name:<12} {state.gateway}"
+            if info is not None:
+                text += f" pid {info.pid} {info.trading_state.name}"
+            if state.status_message:
+                text += f" - {state.status_message}"
+            if self._last_status.get(aid) != text:
+                self._last_status[aid] = text
+                self.line(aid, text)
+        elif kind == "order":
+            order = state.orders.get(change.key)
+            if order is None:
+                return
+            key = (aid, order.order_id)
+            if self._order_status.get(key) is order.status:
+                return
+            self._order_status[key] = order.status
+            if not order.is_active:
+                self._order_status.pop(key, None)
+            side = "BUY" if order.direction is Direction.LONG else "SELL"
+            text = (
+                f"ORDER {order.order_id} {order.status.name} {side} {order.offset.name} "
+                f"{order.vt_symbol} {order.traded:g}/{order.volume:g} @ {order.price:g}"
+            )
+            if order.status_msg:
+                text += f" - {order.status_msg}"
+            self.line(aid, text)
+        elif kind == "trade":
+            trade = state.trades[-1]
+            side = "BUY" if trade.direction is Direction.LONG else "SELL"
+            self.line(
+                aid,
+                f"FILL  {side} {trade.offset.name} {trade.vt_symbol} {trade.volume:g} @ {trade.price:g}"
+                f" ({trade.reference})",
+            )
+        elif kind == "trigger":
+            trig = state.triggers[-1]
+            self.line(aid, f"TRIGGER {trig.instance}: {trig.condition} -> {trig.action} {trig.result}")
+        elif kind == "log":
+            entry = state.logs[-1]
+            self.line(aid, f"{entry.level} {entry.message}")
+
+    def summary(self) -> None:
+        for aid, state in self.aggregator.states.items():
+            acc = state.account
+            funds = f"balance {acc.balance:,.2f} available {acc.available:,.2f}" if acc else "no account yet"
+            self.line(
+                aid,
+                f"SUMMARY {state.status.name} {funds}, {len(state.positions)} positions, "
+                f"{len(state.working_orders)} working orders, {len(state.ticks)} quotes, "
+                f"{state.restarts} restarts",
+            )
+
+
+def setup_runtime_logging(data_dir: Path, level: str) -> None:
+    path = cfg_paths.runtime_log_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.setLevel(level)
+    root.addHandler(handler)
+
+
+async def run_daemon(
+    loaded: LoadedConfig,
+    *,
+    data_dir: Path,
+    cancel_on_exit: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    pid_file = PidFile(data_dir)
+    try:
+        pid_file.acquire()
+    except DaemonBusy as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    setup_runtime_logging(data_dir, loaded.config.log.level)
+    manager = TradingManager(loaded.config, config_path=loaded.source, data_dir=data_dir)
+    printer = StatusPrinter(manager.aggregator, out)
+    manager.aggregator.subscribe(printer)
+    for warning in loaded.warnings:
+        printer.line("config", warning)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
+    printer.line("daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}")
+    try:
+        try:
+            await manager.start()
+        except RuntimeError as exc:  # e.g. another manager serves the sockets
+            printer.line("daemon", f"cannot start: {exc}")
+            await manager.stop()
+            return EXIT_FAILED
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
+            except TimeoutError:
+                printer.summary()
+        printer.line("daemon", "stopping: traders are shutting down")
+        started = time.monotonic()
+        await manager.stop(cancel_orders=cancel_on_exit)
+        printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
+        return EXIT_OK
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        pid_file.release()

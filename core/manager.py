@@ -1,0 +1,683 @@
+"""TradingManager: starts, watches and restarts traders, routes their commands.
+
+For every enabled account the manager listens on
+``<socket_dir>/trader-<ID>.sock`` and starts the account's trader, either as
+an OS process (mode ``process``) or as an asyncio task in this process (mode
+``embedded``, for debugging). A trader that exits is restarted at once; one
+that misses heartbeats past the timeout is killed and restarted; repeated
+failures back off, and a restart storm triggers a cool-down.
+
+Every command sent to a trader gets exactly one ``Reply``: the trader's, or
+one made here when the trader cannot answer (not connected, disconnected
+before answering, no answer in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from config import AccountConfig, AppConfig, ManagerConfig
+from config import paths as cfg_paths
+from core.aggregator import AccountState, DataAggregator
+from core.models import (
+    Direction,
+    EquityPoint,
+    GatewayStatus,
+    Order,
+    OrderRequest,
+    StrategyTrigger,
+    Trade,
+    TraderInfo,
+    TraderStatus,
+    TradingState,
+)
+from core.protocol import (
+    CancelAllRequest,
+    CancelRequest,
+    CloseRequest,
+    Empty,
+    HistoryKind,
+    HistoryRequest,
+    Link,
+    Message,
+    ProtocolError,
+    Reply,
+    ShutdownRequest,
+    StateRequest,
+    StrategyCommand,
+)
+from core.trader import EXIT_ALREADY_RUNNING, Trader
+
+log = logging.getLogger("qtrader.manager")
+
+REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
+STOP_GRACE = 6.0  # a trader asked to shut down gets this long before SIGKILL
+
+HISTORY_TYPES: dict[str, Any] = {
+    "orders": list[Order],
+    "trades": list[Trade],
+    "account_snapshots": list[EquityPoint],
+    "triggers": list[StrategyTrigger],
+}
+
+
+@dataclass
+class RestartPolicy:
+    """Backoff per consecutive failure, reset after a stable run; cool-down on storms."""
+
+    backoff: list[float]
+    max_restarts: int
+    window: float
+    cooldown: float
+    stable_after: float
+    failures: int = 0
+    recent: deque[float] = field(default_factory=deque)
+
+    @classmethod
+    def from_config(cls, cfg: ManagerConfig) -> RestartPolicy:
+        return cls(
+            backoff=list(cfg.restart_backoff) or [0.0],
+            max_restarts=cfg.max_restarts,
+            window=cfg.restart_window,
+            cooldown=cfg.cooldown,
+            stable_after=cfg.stable_after,
+        )
+
+    def next_delay(self, now: float, uptime: float) -> tuple[float, str]:
+        """Delay before the next restart and a word on why."""
+        if uptime >= self.stable_after:
+            self.failures = 0
+        while self.recent and now - self.recent[0] > self.window:
+            self.recent.popleft()
+        if len(self.recent) >= self.max_restarts:
+            self.recent.clear()
+            self.failures = 0
+            return self.cooldown, (
+                f"{self.max_restarts} restarts within {self.window:g} s: cooling down {self.cooldown:g} s"
+            )
+        delay = self.backoff[min(self.failures, len(self.backoff) - 1)]
+        self.failures += 1
+        self.recent.append(now + delay)
+        return delay, f"restart in {delay:g} s"
+
+    def reset(self) -> None:
+        self.failures = 0
+        self.recent.clear()
+
+
+@dataclass
+class TraderProxy:
+    """The manager's handle on one account's trader."""
+
+    account: AccountConfig
+    socket_path: Path
+    policy: RestartPolicy
+    server: asyncio.Server | None = None
+    link: Link | None = None
+    proc: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None  # embedded mode
+    embedded: Trader | None = None
+    pid: int | None = None
+    wanted: bool = True
+    spawning: bool = False
+    started_at: float = 0.0
+    last_seen: float = 0.0
+    link_lost_at: float = 0.0
+    restart_handle: asyncio.TimerHandle | None = None
+    pending: dict[int, asyncio.Future[Reply]] = field(default_factory=dict)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def account_id(self) -> str:
+        return self.account.account_id
+
+    @property
+    def running(self) -> bool:
+        if self.proc is not None:
+            return self.proc.returncode is None
+        if self.task is not None:
+            return not self.task.done()
+        return self.pid is not None and _pid_alive(self.pid)  # adopted trader
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid
+
+
+class TradingManager:
+    """Parent of all traders; the one object the console's client talks to."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        *,
+        config_path: Path,
+        data_dir: Path,
+        sock_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.sock_dir = sock_dir or cfg_paths.socket_dir(config)
+        self.aggregator = DataAggregator()
+        self.proxies: dict[str, TraderProxy] = {}
+        self._req_ids = itertools.count(1)
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        for account in config.accounts:
+            self.aggregator.add_account(account.account_id, account.gateway)
+            if not account.enabled:
+                self.aggregator.set_status(account.account_id, TraderStatus.STOPPED, "disabled in config")
+
+    # ================================================================== lifecycle
+
+    def _background(self, coro: Any, name: str) -> None:
+        """Run ``coro`` as a task the manager keeps a reference to until it ends."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def account_ids(self) -> list[str]:
+        return [a.account_id for a in self.config.accounts]
+
+    async def start(self) -> None:
+        """Listen for every enabled account and start its trader."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for account in self.config.accounts:
+            if not account.enabled:
+                continue
+            proxy = TraderProxy(
+                account=account,
+                socket_path=cfg_paths.trader_socket_path(self.sock_dir, account.account_id),
+                policy=RestartPolicy.from_config(self.config.manager),
+            )
+            self.proxies[account.account_id] = proxy
+            await self._listen(proxy)
+        for proxy in self.proxies.values():
+            await self._spawn(proxy)
+        self._watchdog = asyncio.create_task(self._watch(), name="manager-watchdog")
+
+    async def stop(self, *, cancel_orders: bool = False) -> None:
+        """Stop every trader (asking each to cancel its working orders if told), then close sockets."""
+        self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await asyncio.gather(
+            *(self._stop_proxy(p, cancel_orders=cancel_orders) for p in self.proxies.values()),
+            return_exceptions=True,
+        )
+        for proxy in self.proxies.values():
+            if proxy.server is not None:
+                proxy.server.close()
+                with contextlib.suppress(Exception):
+                    await proxy.server.wait_closed()
+                proxy.server = None
+            with contextlib.suppress(FileNotFoundError):
+                proxy.socket_path.unlink()
+
+    async def start_trader(self, account_id: str) -> Reply:
+        proxy = self.proxies.get(account_id)
+        if proxy is None:
+            return self._no_such_account(account_id)
+        proxy.wanted = True
+        proxy.policy.reset()
+        if proxy.running:
+            return Reply(ok=True, result="already running")
+        self._cancel_restart(proxy)
+        await self._spawn(proxy)
+        return Reply(ok=True)
+
+    async def stop_trader(self, account_id: str, *, cancel_orders: bool = False) -> Reply:
+        proxy = self.proxies.get(account_id)
+        if proxy is None:
+            return self._no_such_account(account_id)
+        await self._stop_proxy(proxy, cancel_orders=cancel_orders)
+        return Reply(ok=True)
+
+    async def restart_trader(self, account_id: str) -> Reply:
+        reply = await self.stop_trader(account_id)
+        if not reply.ok:
+            return reply
+        return await self.start_trader(account_id)
+
+    def _no_such_account(self, account_id: str) -> Reply:
+        known = ", ".join(self.proxies) or "none"
+        return Reply(ok=False, error=f"no running account '{account_id}' (running: {known})")
+
+    # ================================================================== sockets
+
+    async def _listen(self, proxy: TraderProxy) -> None:
+        path = proxy.socket_path
+        if path.exists():
+            try:
+                _r, w = await asyncio.open_unix_connection(str(path))
+            except OSError:
+                path.unlink()  # stale socket of a manager that is gone
+            else:
+                w.close()
+                raise RuntimeError(f"another manager already serves {proxy.account_id} at {path}")
+        old_umask = os.umask(0o177)  # socket file 0600 from the first instant
+        try:
+            proxy.server = await asyncio.start_unix_server(
+                lambda r, w: self._on_connection(proxy, r, w), path=str(path)
+            )
+        finally:
+            os.umask(old_umask)
+
+    async def _on_connection(
+        self, proxy: TraderProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        uid = _peer_uid(writer)
+        if uid is not None and uid != os.getuid():
+            log.warning("%s: refused a connection from uid %d", proxy.account_id, uid)
+            writer.close()
+            return
+        link = Link(reader, writer, account_id="manager", max_frame_bytes=self.config.socket.max_frame_bytes)
+        try:
+            first = await asyncio.wait_for(link.recv(), REGISTER_TIMEOUT)
+        except (ProtocolError, ConnectionError, TimeoutError) as exc:
+            log.error(
+                "%s: bad first frame on %s: %s; connection closed", proxy.account_id, proxy.socket_path, exc
+            )
+            await link.close()
+            return
+        if first.type != "register" or not isinstance(first.data, TraderInfo):
+            log.error(
+                "%s: first message was '%s', not register; connection closed", proxy.account_id, first.type
+            )
+            await link.close()
+            return
+        if first.data.account_id != proxy.account_id:
+            log.error(
+                "%s: a trader for '%s' connected to this account's socket; connection closed",
+                proxy.account_id,
+                first.data.account_id,
+            )
+            await link.close()
+            return
+        await self._serve_link(proxy, link, first.data)
+
+    async def _serve_link(self, proxy: TraderProxy, link: Link, info: TraderInfo) -> None:
+        if proxy.link is not None:
+            log.warning("%s: a new trader connection replaces the old one", proxy.account_id)
+            await self._drop_link(proxy, proxy.link, "replaced by a new connection")
+        proxy.link = link
+        proxy.pid = info.pid
+        proxy.last_seen = time.monotonic()
+        self._cancel_restart(proxy)  # an adopted trader that joined by itself
+        self.aggregator.apply(proxy.account_id, _register_message(info))
+        self._refresh_status(proxy)
+        log.info("%s: trader registered (pid %d)", proxy.account_id, info.pid)
+        aid = proxy.account_id
+        try:
+            while True:
+                try:
+                    msg = await link.recv()
+                except ProtocolError as exc:
+                    if exc.fatal:
+                        log.error("%s: %s; closing the link", aid, exc)
+                        return
+                    log.error("%s: dropped a bad frame: %s", aid, exc)
+                    continue
+                proxy.last_seen = time.monotonic()
+                if msg.type == "reply":
+                    fut = proxy.pending.pop(msg.req_id or -1, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg.data)
+                    continue
+                if not self.aggregator.apply(aid, msg):
+                    log.error("%s: unexpected message type '%s' from trader", aid, msg.type)
+                    continue
+                if msg.type in ("status", "heartbeat", "snapshot"):
+                    self._refresh_status(proxy)
+        except ConnectionError:
+            pass
+        finally:
+            if proxy.link is link:
+                await self._drop_link(proxy, link, "trader disconnected before replying")
+                proxy.link_lost_at = time.monotonic()
+                if not self._stopping and proxy.wanted and proxy.running:
+                    self.aggregator.set_status(aid, TraderStatus.DISCONNECTED, "link to trader lost")
+            else:
+                await link.close()
+
+    async def _drop_link(self, proxy: TraderProxy, link: Link, reason: str) -> None:
+        if proxy.link is link:
+            proxy.link = None
+        pending, proxy.pending = proxy.pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_result(Reply(ok=False, error=f"{proxy.account_id}: {reason}"))
+        await link.close()
+
+    def _refresh_status(self, proxy: TraderProxy) -> None:
+        state = self.aggregator.states[proxy.account_id]
+        info = state.info
+        if proxy.link is None or info is None:
+            return
+        status = {
+            GatewayStatus.CONNECTED: TraderStatus.CONNECTED,
+            GatewayStatus.CONNECTING: TraderStatus.CONNECTING,
+            GatewayStatus.DISCONNECTED: TraderStatus.DISCONNECTED,
+        }[info.gateway_status]
+        self.aggregator.set_status(proxy.account_id, status, info.message)
+
+    # ================================================================== processes
+
+    async def _spawn(self, proxy: TraderProxy) -> None:
+        proxy.restart_handle = None
+        if self._stopping or not proxy.wanted or proxy.running or proxy.spawning:
+            return
+        proxy.spawning = True
+        try:
+            await self._spawn_now(proxy)
+        finally:
+            proxy.spawning = False
+
+    async def _spawn_now(self, proxy: TraderProxy) -> None:
+        proxy.exited = asyncio.Event()
+        proxy.started_at = proxy.last_seen = time.monotonic()
+        self.aggregator.set_status(proxy.account_id, TraderStatus.CONNECTING, "starting")
+        if proxy.account.mode == "embedded":
+            trader = Trader(
+                proxy.account,
+                self.config,
+                data_dir=self.data_dir,
+                socket_path=proxy.socket_path,
+                logger=_embedded_logger(self.data_dir, proxy.account_id),
+            )
+            proxy.embedded = trader
+            proxy.task = asyncio.create_task(trader.run(), name=f"trader-{proxy.account_id}")
+            proxy.task.add_done_callback(lambda t: self._on_exit(proxy, _task_code(t), None))
+            proxy.pid = os.getpid()
+            return
+        log_dir = cfg_paths.account_log_dir(self.data_dir, proxy.account_id)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "stderr.log", "ab") as out:  # noqa: ASYNC230 - local file, instant
+            proc = await asyncio.create_subprocess_exec(
+                *self.trader_command(proxy.account_id),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
+            )
+        proxy.proc = proc
+        proxy.pid = proc.pid
+        log.info("%s: trader started (pid %d)", proxy.account_id, proc.pid)
+        self._background(self._wait_process(proxy, proc), f"wait-{proxy.account_id}")
+
+    def trader_command(self, account_id: str) -> list[str]:
+        """The command line of an account's trader process."""
+        proxy = self.proxies[account_id]
+        return [
+            sys.executable,
+            "-m",
+            "core.trader",
+            "--account-id",
+            account_id,
+            "--config",
+            str(self.config_path),
+            "--data-dir",
+            str(self.data_dir),
+            "--socket-path",
+            str(proxy.socket_path),
+        ]
+
+    async def _wait_process(self, proxy: TraderProxy, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if proxy.proc is proc:
+            proxy.proc = None
+            self._on_exit(proxy, code, proc.pid)
+
+    def _on_exit(self, proxy: TraderProxy, code: int, pid: int | None) -> None:
+        aid = proxy.account_id
+        proxy.task = None if proxy.task is not None and proxy.task.done() else proxy.task
+        proxy.embedded = None
+        proxy.exited.set()
+        if pid is not None and proxy.pid == pid:
+            proxy.pid = None
+        if self._stopping or not proxy.wanted:
+            self.aggregator.set_status(aid, TraderStatus.STOPPED, f"stopped (exit {code})")
+            log.info("%s: trader stopped (exit %s)", aid, code)
+            return
+        if code == EXIT_ALREADY_RUNNING and proxy.link is not None:
+            log.info("%s: another trader process already runs this account; adopted it", aid)
+            return
+        uptime = time.monotonic() - proxy.started_at
+        delay, why = proxy.policy.next_delay(time.monotonic(), uptime)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        log.error("%s: trader %s after %.1f s; %s", aid, how, uptime, why)
+        self.aggregator.set_status(aid, TraderStatus.CRASHED, f"{how}; {why}")
+        self.aggregator.count_restart(aid)
+        self._schedule_restart(proxy, delay)
+
+    def _schedule_restart(self, proxy: TraderProxy, delay: float) -> None:
+        self._cancel_restart(proxy)
+        loop = asyncio.get_running_loop()
+        proxy.restart_handle = loop.call_later(
+            delay, lambda: self._background(self._spawn(proxy), f"spawn-{proxy.account_id}")
+        )
+
+    @staticmethod
+    def _cancel_restart(proxy: TraderProxy) -> None:
+        if proxy.restart_handle is not None:
+            proxy.restart_handle.cancel()
+            proxy.restart_handle = None
+
+    def _kill(self, proxy: TraderProxy, why: str) -> None:
+        log.error("%s: %s; killing pid %s", proxy.account_id, why, proxy.pid)
+        self.aggregator.set_status(proxy.account_id, TraderStatus.CRASHED, why)
+        if proxy.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proxy.proc.kill()
+        elif proxy.task is not None:
+            proxy.task.cancel()
+        elif proxy.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proxy.pid, signal.SIGKILL)
+
+    async def _watch(self) -> None:
+        """Heartbeat watchdog: hung traders are killed (and then restarted)."""
+        cfg = self.config.manager
+        startup_limit = max(15.0, cfg.heartbeat_timeout * 3)
+        while True:
+            await asyncio.sleep(min(cfg.heartbeat_interval, cfg.heartbeat_timeout / 4))
+            now = time.monotonic()
+            for proxy in self.proxies.values():
+                if not proxy.wanted or proxy.restart_handle is not None or proxy.spawning:
+                    continue
+                if proxy.link is not None:
+                    silent = now - proxy.last_seen
+                    if silent > cfg.heartbeat_timeout:
+                        self._kill(
+                            proxy, f"no heartbeat for {silent:.1f} s (timeout {cfg.heartbeat_timeout:g} s)"
+                        )
+                elif proxy.running:
+                    since = now - max(proxy.started_at, proxy.link_lost_at)
+                    if since > startup_limit:
+                        self._kill(proxy, f"not connected {since:.0f} s after start")
+                elif proxy.proc is None and proxy.task is None:
+                    # an adopted trader (not our child) that has gone away
+                    proxy.pid = None
+                    self._on_exit(proxy, -signal.SIGKILL, None)
+
+    async def _stop_proxy(self, proxy: TraderProxy, *, cancel_orders: bool) -> None:
+        proxy.wanted = False
+        self._cancel_restart(proxy)
+        if not proxy.running:
+            self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
+            return
+        if proxy.link is not None:
+            await self.request(
+                proxy.account_id, "shutdown", ShutdownRequest(cancel_orders=cancel_orders), timeout=2.0
+            )
+        elif proxy.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proxy.proc.terminate()
+        elif proxy.embedded is not None:
+            proxy.embedded.stop(cancel_orders=cancel_orders)
+        elif proxy.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proxy.pid, signal.SIGTERM)
+        if proxy.proc is not None or proxy.task is not None:
+            try:
+                await asyncio.wait_for(proxy.exited.wait(), STOP_GRACE)
+            except TimeoutError:
+                self._kill(proxy, f"did not stop within {STOP_GRACE:g} s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proxy.exited.wait(), 2.0)
+        self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
+
+    # ================================================================== commands
+
+    async def request(
+        self, account_id: str, msg_type: str, data: Any, *, timeout: float | None = None
+    ) -> Reply:
+        """Send one request to a trader; always returns exactly one Reply."""
+        proxy = self.proxies.get(account_id)
+        if proxy is None:
+            return self._no_such_account(account_id)
+        link = proxy.link
+        if link is None or link.closed:
+            status = self.aggregator.states[account_id].status.name.lower()
+            return Reply(ok=False, error=f"{account_id} trader is not connected ({status}); nothing was sent")
+        req_id = next(self._req_ids)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        proxy.pending[req_id] = fut
+        try:
+            link.send_nowait(msg_type, data, req_id)
+        except ConnectionError:
+            proxy.pending.pop(req_id, None)
+            return Reply(ok=False, error=f"{account_id} trader link closed; nothing was sent")
+        limit = timeout if timeout is not None else self.config.manager.request_timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), limit)
+        except TimeoutError:
+            proxy.pending.pop(req_id, None)
+            return Reply(
+                ok=False,
+                error=f"{account_id} did not answer {msg_type} within {limit:g} s; it may still have acted on it",
+            )
+
+    async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
+        req.account_id = account_id
+        return await self.request(account_id, "order_req", req)
+
+    async def cancel_order(self, account_id: str, order_id: str) -> Reply:
+        return await self.request(
+            account_id, "cancel_req", CancelRequest(order_id=order_id, account_id=account_id)
+        )
+
+    async def cancel_all(self, account_id: str, vt_symbol: str | None = None) -> Reply:
+        return await self.request(
+            account_id, "cancel_all_req", CancelAllRequest(vt_symbol=vt_symbol, account_id=account_id)
+        )
+
+    async def close_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        price: float | None = None,
+        reference: str = "manual",
+    ) -> Reply:
+        req = CloseRequest(
+            vt_symbol=vt_symbol,
+            direction=direction,
+            volume=volume,
+            price=price,
+            reference=reference,
+            account_id=account_id,
+        )
+        return await self.request(account_id, "close_req", req)
+
+    async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
+        return await self.request(account_id, "state_req", StateRequest(state=state))
+
+    async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
+        return await self.request(account_id, "strategy_req", command)
+
+    async def status(self, account_id: str) -> Reply:
+        reply = await self.request(account_id, "status_req", Empty())
+        if reply.ok:
+            reply.result = msgspec.convert(reply.result, TraderInfo)
+        return reply
+
+    async def history(
+        self, account_id: str, kind: HistoryKind, *, since: float | None = None, limit: int = 1000
+    ) -> Reply:
+        """Stored rows of ``kind`` (typed: list[Order], list[Trade], ...)."""
+        reply = await self.request(
+            account_id, "history_req", HistoryRequest(kind=kind, since=since, limit=limit), timeout=15.0
+        )
+        if reply.ok and kind in HISTORY_TYPES:
+            reply.result = msgspec.convert(reply.result, HISTORY_TYPES[kind])
+        return reply
+
+    def state(self, account_id: str) -> AccountState:
+        return self.aggregator.states[account_id]
+
+    def on_change(self, callback: Callable[..., None]) -> Callable[[], None]:
+        return self.aggregator.subscribe(callback)
+
+
+def _register_message(info: TraderInfo) -> Message:
+    return Message(type="register", account_id=info.account_id, data=info)
+
+
+def _task_code(task: asyncio.Task[None]) -> int:
+    if task.cancelled():
+        return -signal.SIGKILL
+    exc = task.exception()
+    if exc is not None:
+        log.error("embedded trader failed", exc_info=exc)
+        return 1
+    return 0
+
+
+def _embedded_logger(data_dir: Path, account_id: str) -> logging.Logger:
+    logger = logging.getLogger(f"qtrader.trader.{account_id}")
+    if not logger.handlers:
+        log_dir = cfg_paths.account_log_dir(data_dir, account_id)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_dir / "trader.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    return logger

@@ -1,0 +1,726 @@
+"""The trader: one account's gateway, OMS, risk checks and database.
+
+Runs as its own OS process (``qtrader-trader --account-id DQ1 ...``), as an
+asyncio task inside the manager (embedded mode) or standalone with no manager.
+It is the only writer of its account's database, and it writes every order and
+trade there BEFORE reporting it, so nothing a manager or console has seen can
+be lost by a crash.
+
+Towards the manager it is a client: it connects to
+``<socket_dir>/trader-<ID>.sock``, sends ``register`` and a full ``snapshot``,
+then streams changes and answers requests, one ``reply`` each. When the
+manager goes away it keeps trading and reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import importlib
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from config import AccountConfig, AppConfig, ConfigError, load_config
+from config import paths as cfg_paths
+from core.models import (
+    CHINA_TZ,
+    Account,
+    CancelRequest,
+    CloseRequest,
+    Contract,
+    Direction,
+    EquityPoint,
+    GatewayStatus,
+    LogEntry,
+    Order,
+    OrderRequest,
+    Position,
+    Status,
+    Tick,
+    Trade,
+    TraderInfo,
+    TradingState,
+    now,
+)
+from core.oms import Oms
+from core.protocol import (
+    CancelAllRequest,
+    HistoryRequest,
+    Link,
+    Message,
+    ProtocolError,
+    Reply,
+    ShutdownRequest,
+    Snapshot,
+    StateRequest,
+    StrategyCommand,
+)
+from core.risk import RiskEngine
+from gateways.base import Gateway
+from storage import AccountDatabase, database_path
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_ALREADY_RUNNING = 3
+
+GATEWAYS = {
+    "sim": "gateways.sim:SimGateway",
+    "ctp": "gateways.ctp:CtpGateway",
+    "tqsdk": "gateways.tqsdk:TqsdkGateway",
+}
+
+RECENT_ORDERS = 300
+RECENT_TRADES = 300
+ACCOUNT_PUSH_INTERVAL = 0.5  # seconds between live account pushes while prices move
+RECONNECT_MAX_DELAY = 1.0
+
+
+class AccountBusy(RuntimeError):
+    """Another trader process holds this account."""
+
+
+class AccountLock:
+    """An exclusive lock on an account's state directory: one trader per account."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "trader.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Raise AccountBusy naming the holder when another trader has the account."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AccountBusy(f"another trader already runs this account (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def load_gateway_class(name: str) -> type[Gateway]:
+    module_name, _, class_name = GATEWAYS[name].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)
+
+
+class _LinkLogHandler(logging.Handler):
+    """Forwards the trader's WARNING+ log records to the manager as ``log`` messages."""
+
+    def __init__(self, trader: Trader) -> None:
+        super().__init__(logging.WARNING)
+        self.trader = trader
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            entry = LogEntry(
+                account_id=self.trader.account_id,
+                datetime=now(),
+                level=record.levelname,
+                message=record.getMessage(),
+                source=record.name.rsplit(".", 1)[-1],
+            )
+            self.trader.emit("log", entry)
+        except Exception:  # a log handler must never raise into the caller
+            self.handleError(record)
+
+
+class Trader:
+    """One account's trading process (or task)."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        app: AppConfig,
+        *,
+        data_dir: Path,
+        socket_path: Path | None,
+        orphan_timeout: float = 0.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.account = account
+        self.app = app
+        self.account_id = account.account_id
+        self.data_dir = data_dir
+        self.socket_path = socket_path
+        self.orphan_timeout = orphan_timeout
+        self.log = logger or logging.getLogger(f"qtrader.trader.{self.account_id}")
+        self.state_dir = cfg_paths.account_state_dir(data_dir, self.account_id)
+        self.oms = Oms(self.account_id)
+        self.risk = RiskEngine(account.risk, self.oms)
+        self.db: AccountDatabase | None = None
+        self.gateway: Gateway | None = None
+        self.gateway_status = GatewayStatus.CONNECTING
+        self.gateway_message = ""
+        self.trading_state = TradingState.ACTIVE
+        self.auto_trading = account.auto_trading
+        self.started_at = now()
+        self.link: Link | None = None
+        self._stop = asyncio.Event()
+        self._cancel_on_stop = False
+        self._lock = AccountLock(self.state_dir)
+        self._positions_dirty = False
+        self._account_push: asyncio.TimerHandle | None = None
+        self._link_handler = _LinkLogHandler(self)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._handlers: dict[str, Callable[[Any], Reply]] = {
+            "order_req": self._on_order_req,
+            "cancel_req": self._on_cancel_req,
+            "cancel_all_req": self._on_cancel_all_req,
+            "close_req": self._on_close_req,
+            "strategy_req": self._on_strategy_req,
+            "state_req": self._on_state_req,
+            "status_req": lambda _: Reply(ok=True, result=self.info()),
+            "history_req": self._on_history_req,
+            "shutdown": self._on_shutdown,
+        }
+
+    # ================================================================== lifecycle
+
+    def info(self) -> TraderInfo:
+        return TraderInfo(
+            account_id=self.account_id,
+            gateway=self.account.gateway,
+            pid=os.getpid(),
+            gateway_status=self.gateway_status,
+            trading_state=self.trading_state,
+            auto_trading=self.auto_trading,
+            started_at=self.started_at,
+            message=self.gateway_message,
+        )
+
+    def stop(self, *, cancel_orders: bool = False) -> None:
+        self._cancel_on_stop = self._cancel_on_stop or cancel_orders
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until ``stop()`` or a ``shutdown`` request."""
+        self._lock.acquire()
+        self.log.addHandler(self._link_handler)
+        try:
+            await self._start()
+            self._tasks = [asyncio.create_task(self._snapshot_loop(), name=f"{self.account_id}-snapshots")]
+            if self.socket_path is not None:
+                self._tasks.append(asyncio.create_task(self._manager_loop(), name=f"{self.account_id}-link"))
+                self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"{self.account_id}-hb"))
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+            self.log.removeHandler(self._link_handler)
+            self._lock.release()
+
+    async def _start(self) -> None:
+        self.db = AccountDatabase(database_path(self.data_dir, self.account_id))
+        # what we knew before a restart: recent orders and trades (positions and
+        # funds come from the venue, which is their source of truth)
+        for order in self.db.load_orders(limit=RECENT_ORDERS):
+            self.oms.update_order(order)
+        for trade in self.db.load_trades(limit=RECENT_TRADES):
+            self.oms.add_trade(trade)
+        cls = load_gateway_class(self.account.gateway)
+        settings = self._gateway_settings()
+        self.gateway = cls(self.account_id, settings, self, self.state_dir)
+        self.log.info("trader %s starting: gateway %s, pid %d", self.account_id, cls.name, os.getpid())
+        await self.gateway.connect()
+        for vt_symbol in self.account.watchlist:
+            self.gateway.subscribe(vt_symbol)
+        self.gateway.query()
+
+    def _gateway_settings(self) -> dict[str, Any]:
+        section = getattr(self.account, self.account.gateway, None)
+        return msgspec.structs.asdict(section) if section is not None else {}
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._cancel_on_stop:
+            self._cancel_all(None)
+        if self.gateway is not None:
+            try:
+                await self.gateway.close()
+            except Exception:
+                self.log.exception("gateway close failed")
+        if self.db is not None:
+            self._save_snapshots(force=True)
+            self.db.close()
+        if self.link is not None:
+            await self.link.close()
+        self.log.info("trader %s stopped", self.account_id)
+
+    # ================================================================== manager link
+
+    async def _manager_loop(self) -> None:
+        assert self.socket_path is not None
+        delay = 0.05
+        lost_since = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
+            except OSError:
+                if self.orphan_timeout and time.monotonic() - lost_since > self.orphan_timeout:
+                    self.log.warning("no manager for %.0f s: stopping", self.orphan_timeout)
+                    self.stop()
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            delay = 0.05
+            link = Link(
+                reader, writer, account_id=self.account_id, max_frame_bytes=self.app.socket.max_frame_bytes
+            )
+            self.link = link
+            try:
+                link.send_nowait("register", self.info())
+                link.send_nowait("snapshot", self.snapshot())
+                self.log.info("connected to manager at %s", self.socket_path)
+                while True:
+                    msg = await link.recv()
+                    self._dispatch(link, msg)
+            except ProtocolError as exc:
+                if exc.fatal:
+                    self.log.error("manager link: %s; reconnecting", exc)
+                else:  # pragma: no cover - handled inside the loop
+                    self.log.error("manager link: %s", exc)
+            except ConnectionError:
+                self.log.warning("manager went away; trading on and reconnecting")
+            finally:
+                self.link = None
+                await link.close()
+                lost_since = time.monotonic()
+
+    def _dispatch(self, link: Link, msg: Message) -> None:
+        handler = self._handlers.get(msg.type)
+        if handler is None:
+            self.log.error("unexpected message type '%s' from manager", msg.type)
+            if msg.req_id is not None:
+                link.send_nowait("reply", Reply(ok=False, error=f"not a request: {msg.type}"), msg.req_id)
+            return
+        try:
+            reply = handler(msg.data)
+        except Exception as exc:
+            self.log.exception("%s failed", msg.type)
+            reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
+        if msg.req_id is not None and not link.closed:
+            link.send_nowait("reply", reply, msg.req_id)
+
+    def emit(self, msg_type: str, data: Any) -> None:
+        """Report a change to the manager, if one is connected (a snapshot catches up later)."""
+        link = self.link
+        if link is not None and not link.closed:
+            try:
+                link.send_nowait(msg_type, data)
+            except ConnectionError:
+                pass
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.app.manager.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.emit("heartbeat", self.info())
+
+    def snapshot(self) -> Snapshot:
+        finished = [o for o in self.oms.orders.values() if not o.is_active][-RECENT_ORDERS:]
+        db = self.db
+        return Snapshot(
+            info=self.info(),
+            account=self.oms.account,
+            contracts=list(self.oms.contracts.values()),
+            ticks=list(self.oms.ticks.values()),
+            positions=list(self.oms.positions.values()),
+            orders=[*finished, *self.oms.active_orders.values()],
+            trades=list(self.oms.trades.values())[-RECENT_TRADES:],
+            equity=db.load_equity(limit=2000) if db is not None else [],
+            triggers=db.load_triggers(limit=200) if db is not None else [],
+        )
+
+    # ================================================================== periodic
+
+    async def _snapshot_loop(self) -> None:
+        interval = self.app.database.snapshot_interval
+        next_equity = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(1.0)
+            force = time.monotonic() >= next_equity
+            if force:
+                next_equity += interval
+            self._save_snapshots(force=force)
+
+    def _save_snapshots(self, *, force: bool) -> None:
+        """Positions when they changed; the account (equity curve) every interval."""
+        assert self.db is not None
+        at = now()
+        if self._positions_dirty or force:
+            self._positions_dirty = False
+            self.db.save_positions(list(self.oms.positions.values()), at)
+        account = self.oms.account
+        if force and account is not None:
+            self.db.save_account(account, at)
+            self.emit(
+                "equity",
+                EquityPoint(
+                    datetime=at,
+                    balance=account.balance,
+                    available=account.available,
+                    margin=account.margin,
+                    pnl=account.close_pnl + account.position_pnl - account.commission,
+                ),
+            )
+
+    # ================================================================== gateway events
+
+    def on_tick(self, tick: Tick) -> None:
+        tick.account_id = self.account_id
+        changed = self.oms.update_tick(tick)
+        self.emit("tick", tick)
+        for pos in changed:
+            self.emit("position", pos)
+        if changed:
+            self._schedule_account_push()
+
+    def on_order(self, order: Order) -> None:
+        order.account_id = self.account_id
+        assert self.db is not None
+        self.db.save_order(order)  # durable before anyone hears of it
+        self.oms.update_order(order)
+        self.emit("order", order)
+        if order.status is Status.REJECTED:
+            self.log.warning(
+                "order %s %s %s rejected: %s",
+                order.order_id,
+                order.direction.name,
+                order.vt_symbol,
+                order.status_msg,
+            )
+
+    def on_trade(self, trade: Trade) -> None:
+        trade.account_id = self.account_id
+        assert self.db is not None
+        if not self.db.save_trade(trade):
+            self.log.info("trade %s replayed: already recorded, ignored", trade.trade_id)
+            return
+        self.oms.add_trade(trade)
+        self.emit("trade", trade)
+        self.log.info(
+            "fill %s %s %s %g @ %g (order %s)",
+            trade.direction.name,
+            trade.offset.name,
+            trade.vt_symbol,
+            trade.volume,
+            trade.price,
+            trade.order_id,
+        )
+
+    def on_position(self, position: Position) -> None:
+        position.account_id = self.account_id
+        self.oms.update_position(position)
+        self._positions_dirty = True
+        self.emit("position", position)
+
+    def on_account(self, account: Account) -> None:
+        account.account_id = self.account_id
+        self.oms.update_account(account)
+        self._push_account()
+
+    def on_contract(self, contract: Contract) -> None:
+        contract.account_id = self.account_id
+        self.oms.update_contract(contract)
+        self.emit("contract", contract)
+
+    def on_status(self, status: GatewayStatus, message: str) -> None:
+        if status is not self.gateway_status:
+            self.log.info("venue %s: %s", status.name.lower(), message)
+        self.gateway_status = status
+        self.gateway_message = message
+        self.emit("status", self.info())
+
+    def on_log(self, level: str, message: str) -> None:
+        self.log.log(logging.getLevelName(level.upper()), "%s", message)
+
+    def _schedule_account_push(self) -> None:
+        if self._account_push is None:
+            loop = asyncio.get_running_loop()
+            self._account_push = loop.call_later(ACCOUNT_PUSH_INTERVAL, self._push_account)
+
+    def _push_account(self) -> None:
+        if self._account_push is not None:
+            self._account_push.cancel()
+            self._account_push = None
+        if self.oms.account is not None:
+            self.emit("account", self.oms.account)
+
+    # ================================================================== requests
+
+    def _on_order_req(self, req: OrderRequest) -> Reply:
+        req.account_id = self.account_id
+        return self.place_order(req)
+
+    def place_order(self, req: OrderRequest) -> Reply:
+        """Risk-check and send one order. The reply carries ``order_id`` either way."""
+        assert self.gateway is not None
+        contract = self.oms.contracts.get(req.vt_symbol) or self.gateway.get_contract(req.vt_symbol)
+        rejection = self.risk.check(
+            req,
+            trading_state=self.trading_state,
+            gateway_status=self.gateway_status,
+            contract=contract,
+        )
+        if rejection is not None:
+            order = self._record_local_rejection(req, str(rejection))
+            return Reply(ok=False, error=str(rejection), result={"order_id": order.order_id})
+        try:
+            order_id = self.gateway.send_order(req)
+        except Exception as exc:
+            self.log.exception("gateway send_order failed")
+            order = self._record_local_rejection(req, f"gateway error: {exc}")
+            return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+        order = self.oms.orders.get(order_id)
+        status = order.status if order is not None else Status.SUBMITTING
+        if status is Status.REJECTED:
+            assert order is not None
+            return Reply(ok=False, error=order.status_msg, result={"order_id": order_id})
+        return Reply(ok=True, result={"order_id": order_id, "status": status.name})
+
+    def _record_local_rejection(self, req: OrderRequest, reason: str) -> Order:
+        """A refused order is kept too, so the operator can see what was refused and why."""
+        stamp = now()
+        order = Order(
+            account_id=self.account_id,
+            order_id=f"RISK.{stamp:%Y%m%d%H%M%S}.{time.monotonic_ns() % 10**9}",
+            vt_symbol=req.vt_symbol,
+            direction=req.direction,
+            offset=req.offset,
+            type=req.type,
+            price=req.price,
+            volume=req.volume,
+            status=Status.REJECTED,
+            datetime=stamp,
+            reference=req.reference,
+            status_msg=reason,
+        )
+        self.on_order(order)
+        return order
+
+    def _on_cancel_req(self, req: CancelRequest) -> Reply:
+        order = self.oms.orders.get(req.order_id)
+        if order is None:
+            return Reply(ok=False, error=f"unknown order {req.order_id}")
+        if not order.is_active:
+            return Reply(ok=False, error=f"order {req.order_id} is already {order.status.name}")
+        assert self.gateway is not None
+        self.gateway.cancel_order(CancelRequest(order_id=req.order_id, account_id=self.account_id))
+        status = self.oms.orders[req.order_id].status
+        return Reply(ok=True, result={"order_id": req.order_id, "status": status.name})
+
+    def _cancel_all(self, vt_symbol: str | None) -> int:
+        assert self.gateway is not None
+        orders = self.oms.working_orders(vt_symbol)
+        for order in orders:
+            self.gateway.cancel_order(CancelRequest(order_id=order.order_id, account_id=self.account_id))
+        return len(orders)
+
+    def _on_cancel_all_req(self, req: CancelAllRequest) -> Reply:
+        n = self._cancel_all(req.vt_symbol)
+        still = len(self.oms.working_orders(req.vt_symbol))
+        return Reply(ok=True, result={"cancel_sent": n, "still_working": still})
+
+    def _on_close_req(self, req: CloseRequest) -> Reply:
+        pos = self.oms.position(req.vt_symbol, req.direction)
+        what = f"{req.direction.name.lower()} {req.vt_symbol}"
+        if pos is None:
+            return Reply(ok=False, error=f"no {what} position to close")
+        volume = (
+            req.volume if req.volume is not None else self.oms.closable(req.vt_symbol, req.direction).total
+        )
+        if volume <= 0:
+            return Reply(ok=False, error=f"nothing closable in {what}: all of it is in working close orders")
+        try:
+            legs = self.oms.split_close(req.vt_symbol, req.direction, volume)
+        except ValueError as exc:
+            return Reply(ok=False, error=str(exc))
+        order_direction = req.direction.opposite
+        price = req.price
+        if price is None:
+            tick = self.oms.ticks.get(req.vt_symbol)
+            if tick is None:
+                return Reply(ok=False, error=f"no quote for {req.vt_symbol}: give a price")
+            price = tick.bid_price_1 if order_direction is Direction.SHORT else tick.ask_price_1
+        results: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for offset, leg_volume in legs:
+            reply = self.place_order(
+                OrderRequest(
+                    vt_symbol=req.vt_symbol,
+                    direction=order_direction,
+                    offset=offset,
+                    type=req.type,
+                    price=price,
+                    volume=leg_volume,
+                    reference=req.reference,
+                    account_id=self.account_id,
+                )
+            )
+            results.append({"offset": offset.name, "volume": leg_volume, **(reply.result or {})})
+            if not reply.ok:
+                errors.append(f"{offset.name} {leg_volume:g}: {reply.error}")
+        if errors:
+            return Reply(ok=False, error="; ".join(errors), result={"orders": results})
+        return Reply(ok=True, result={"orders": results})
+
+    def _on_strategy_req(self, cmd: StrategyCommand) -> Reply:
+        if cmd.action in ("auto_on", "auto_off"):
+            self.auto_trading = cmd.action == "auto_on"
+            self.log.warning("auto-trading %s", "ON" if self.auto_trading else "OFF")
+            self.emit("status", self.info())
+            return Reply(ok=True, result=self.info())
+        return Reply(ok=False, error=f"unknown strategy instance '{cmd.name}' in {self.account_id}")
+
+    def _on_state_req(self, req: StateRequest) -> Reply:
+        if req.state is not self.trading_state:
+            self.log.warning("trading state %s -> %s", self.trading_state.name, req.state.name)
+        self.trading_state = req.state
+        self.emit("status", self.info())
+        return Reply(ok=True, result=self.info())
+
+    def _on_history_req(self, req: HistoryRequest) -> Reply:
+        db = self.db
+        assert db is not None
+        limit = max(1, min(req.limit, 20_000))
+        since = datetime.fromtimestamp(req.since, CHINA_TZ) if req.since is not None else None
+        if req.kind == "orders":
+            result: Any = db.load_orders(since=since, limit=limit)
+        elif req.kind == "trades":
+            result = db.load_trades(since=since, limit=limit)
+        elif req.kind == "account_snapshots":
+            result = db.load_equity(since=since, limit=limit)
+        elif req.kind == "triggers":
+            result = db.load_triggers(since=since, limit=limit)
+        elif req.kind == "bars":
+            if not req.vt_symbol:
+                return Reply(ok=False, error="bars history needs vt_symbol")
+            result = db.load_bars(req.vt_symbol, limit=limit)
+        else:
+            return Reply(ok=False, error=f"history of '{req.kind}' is not kept")
+        return Reply(ok=True, result=result)
+
+    def _on_shutdown(self, req: ShutdownRequest) -> Reply:
+        self.stop(cancel_orders=req.cancel_orders)
+        return Reply(ok=True)
+
+
+# ====================================================================== process entry
+
+
+def _setup_logging(log_dir: Path, *, to_terminal: bool, level: str) -> None:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler = logging.handlers.RotatingFileHandler(
+        log_dir / "trader.log", maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
+    )
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    if to_terminal:
+        term = logging.StreamHandler(sys.stderr)
+        term.setFormatter(fmt)
+        root.addHandler(term)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qtrader-trader", description="Run one account's trader.")
+    p.add_argument("--account-id", required=True, help="account to run (from the config)")
+    p.add_argument("--config", help="config file (default: see README, config resolution)")
+    p.add_argument("--data-dir", help="data directory (databases, logs, state)")
+    p.add_argument("--socket-path", help="manager socket to join (default: from the config)")
+    p.add_argument(
+        "--mode",
+        choices=["managed", "standalone"],
+        default="managed",
+        help="standalone: no manager, log to the terminal",
+    )
+    p.add_argument(
+        "--orphan-timeout",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds without a manager (0: never)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as exc:
+        print(f"qtrader-trader: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    app = loaded.config
+    account = next((a for a in app.accounts if a.account_id == args.account_id), None)
+    if account is None:
+        known = ", ".join(a.account_id for a in app.accounts)
+        print(
+            f"qtrader-trader: {loaded.source.name}: no account '{args.account_id}' (configured: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    data_dir = cfg_paths.data_dir(app, args.data_dir)
+    standalone = args.mode == "standalone"
+    _setup_logging(
+        cfg_paths.account_log_dir(data_dir, account.account_id), to_terminal=standalone, level=app.log.level
+    )
+    socket_path: Path | None = None
+    if not standalone:
+        socket_path = (
+            Path(args.socket_path)
+            if args.socket_path
+            else cfg_paths.trader_socket_path(cfg_paths.socket_dir(app), account.account_id)
+        )
+    # vnpy picks its working folder from the current directory at import time:
+    # give every account its own before any gateway is imported.
+    state_dir = cfg_paths.account_state_dir(data_dir, account.account_id)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chdir(state_dir)
+    trader = Trader(
+        account, app, data_dir=data_dir, socket_path=socket_path, orphan_timeout=args.orphan_timeout
+    )
+    return asyncio.run(_run_process(trader))
+
+
+async def _run_process(trader: Trader) -> int:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, trader.stop)
+    try:
+        await trader.run()
+    except AccountBusy as exc:
+        print(f"qtrader-trader {trader.account_id}: {exc}", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
