@@ -25,7 +25,7 @@ from core.oms import Oms
 AU = Contract(vt_symbol="au2612.SHFE", symbol="au2612", exchange=Exchange.SHFE, size=1000, pricetick=0.02)
 IF = Contract(vt_symbol="IF2612.CFFEX", symbol="IF2612", exchange=Exchange.CFFEX, size=300, pricetick=0.2)
 _ids = itertools.count(1)
-M = Contract(vt_symbol="m2605.DCE", symbol="m2605", exchange=Exchange.DCE, size=10, pricetick=1)
+M = Contract(vt_symbol="m2705.DCE", symbol="m2705", exchange=Exchange.DCE, size=10, pricetick=1)
 
 
 def _oms() -> Oms:
@@ -87,17 +87,17 @@ def test_unchanged_price_marks_nothing() -> None:
 
 def test_position_from_venue_is_marked_at_our_last_price() -> None:
     oms = _oms()
-    oms.update_tick(_tick("m2605.DCE", 3000))
-    pos = oms.update_position(_pos("m2605.DCE", Direction.LONG, 5, 0, 2990))
+    oms.update_tick(_tick("m2705.DCE", 3000))
+    pos = oms.update_position(_pos("m2705.DCE", Direction.LONG, 5, 0, 2990))
     assert pos.pnl == pytest.approx(10 * 5 * 10)
     assert pos.last_price == 3000
 
 
 def test_flat_position_is_removed() -> None:
     oms = _oms()
-    oms.update_position(_pos("m2605.DCE", Direction.LONG, 5, 0, 2990))
-    oms.update_position(_pos("m2605.DCE", Direction.LONG, 0, 0, 0))
-    assert oms.position("m2605.DCE", Direction.LONG) is None
+    oms.update_position(_pos("m2705.DCE", Direction.LONG, 5, 0, 2990))
+    oms.update_position(_pos("m2705.DCE", Direction.LONG, 0, 0, 0))
+    assert oms.position("m2705.DCE", Direction.LONG) is None
 
 
 def test_account_balance_follows_live_pnl() -> None:
@@ -144,11 +144,11 @@ def test_shfe_close_split_prefers_yesterday_then_today() -> None:
 
 def test_other_exchanges_close_with_one_close_order() -> None:
     oms = _oms()
-    oms.update_position(_pos("m2605.DCE", Direction.LONG, 4, 1, 3000))
-    assert oms.split_close("m2605.DCE", Direction.LONG, 4) == [(Offset.CLOSE, 4)]
+    oms.update_position(_pos("m2705.DCE", Direction.LONG, 4, 1, 3000))
+    assert oms.split_close("m2705.DCE", Direction.LONG, 4) == [(Offset.CLOSE, 4)]
     # a working CLOSE takes yesterday's first, then today's
-    oms.update_order(_order("m2605.DCE", Direction.SHORT, Offset.CLOSE, 2))
-    c = oms.closable("m2605.DCE", Direction.LONG)
+    oms.update_order(_order("m2705.DCE", Direction.SHORT, Offset.CLOSE, 2))
+    c = oms.closable("m2705.DCE", Direction.LONG)
     assert (c.today, c.yesterday) == (2, 0)
 
 
@@ -166,10 +166,10 @@ def test_orders_leave_the_working_set_when_finished_and_trades_dedupe() -> None:
     from core.models import Trade
 
     oms = _oms()
-    order = _order("m2605.DCE", Direction.LONG, Offset.OPEN, 1)
+    order = _order("m2705.DCE", Direction.LONG, Offset.OPEN, 1)
     oms.update_order(order)
     assert oms.working_orders() == [order]
-    done = _order("m2605.DCE", Direction.LONG, Offset.OPEN, 1)
+    done = _order("m2705.DCE", Direction.LONG, Offset.OPEN, 1)
     done.order_id = order.order_id
     done.status = Status.ALLTRADED
     oms.update_order(done)
@@ -178,7 +178,7 @@ def test_orders_leave_the_working_set_when_finished_and_trades_dedupe() -> None:
         account_id="DQ1",
         trade_id="t1",
         order_id=order.order_id,
-        vt_symbol="m2605.DCE",
+        vt_symbol="m2705.DCE",
         direction=Direction.LONG,
         offset=Offset.OPEN,
         price=3000,
