@@ -77,6 +77,7 @@ class AccountState:
     status: TraderStatus = TraderStatus.CONNECTING
     status_message: str = ""
     info: TraderInfo | None = None
+    pid: int | None = None  # the trader's process (None while not running)
     restarts: int = 0
     account: Account | None = None
     ticks: dict[str, Tick] = field(default_factory=dict)

@@ -92,8 +92,10 @@ class StatusPrinter:
         if kind == "status":
             info = state.info
             text = f"{state.status.name:<12} {state.gateway}"
-            if info is not None:
-                text += f" pid {info.pid} {info.trading_state.name}"
+            if state.pid is not None:
+                text += f" pid {state.pid}"
+            if info is not None and state.pid is not None:
+                text += f" {info.trading_state.name}"
             if state.status_message:
                 text += f" - {state.status_message}"
             if self._last_status.get(aid) != text:

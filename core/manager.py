@@ -67,7 +67,8 @@ from core.trader import EXIT_ALREADY_RUNNING, Trader
 log = logging.getLogger("qtrader.manager")
 
 REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
-STOP_GRACE = 6.0  # a trader asked to shut down gets this long before SIGKILL
+STOP_GRACE = 6.0
+ADOPT_WAIT = 5.0  # how long a trader left by an earlier manager gets to join us  # a trader asked to shut down gets this long before SIGKILL
 
 HISTORY_TYPES: dict[str, Any] = {
     "orders": list[Order],
@@ -153,17 +154,23 @@ class TraderProxy:
             return self.proc.returncode is None
         if self.task is not None:
             return not self.task.done()
-        return self.pid is not None and _pid_alive(self.pid)  # adopted trader
+        return self.pid is not None and pid_alive(self.pid)  # adopted trader
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited process waiting to be reaped (zombie) is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (FileNotFoundError, IndexError):
+        # gone between the two checks, or a system without /proc (then trust kill)
+        return not os.path.isdir("/proc/self")
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
@@ -242,11 +249,12 @@ class TradingManager:
             return_exceptions=True,
         )
         for proxy in self.proxies.values():
-            if proxy.server is not None:
-                proxy.server.close()
-                with contextlib.suppress(Exception):
-                    await proxy.server.wait_closed()
-                proxy.server = None
+            if proxy.server is None:
+                continue  # never listened: the socket file, if any, is someone else's
+            proxy.server.close()
+            with contextlib.suppress(Exception):
+                await proxy.server.wait_closed()
+            proxy.server = None
             with contextlib.suppress(FileNotFoundError):
                 proxy.socket_path.unlink()
 
@@ -337,7 +345,7 @@ class TradingManager:
             log.warning("%s: a new trader connection replaces the old one", proxy.account_id)
             await self._drop_link(proxy, proxy.link, "replaced by a new connection")
         proxy.link = link
-        proxy.pid = info.pid
+        self._set_pid(proxy, info.pid)
         proxy.last_seen = time.monotonic()
         self._cancel_restart(proxy)  # an adopted trader that joined by itself
         self.aggregator.apply(proxy.account_id, _register_message(info))
@@ -424,7 +432,7 @@ class TradingManager:
             proxy.embedded = trader
             proxy.task = asyncio.create_task(trader.run(), name=f"trader-{proxy.account_id}")
             proxy.task.add_done_callback(lambda t: self._on_exit(proxy, _task_code(t), None))
-            proxy.pid = os.getpid()
+            self._set_pid(proxy, os.getpid())
             return
         log_dir = cfg_paths.account_log_dir(self.data_dir, proxy.account_id)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -437,7 +445,7 @@ class TradingManager:
                 start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
             )
         proxy.proc = proc
-        proxy.pid = proc.pid
+        self._set_pid(proxy, proc.pid)
         log.info("%s: trader started (pid %d)", proxy.account_id, proc.pid)
         self._background(self._wait_process(proxy, proc), f"wait-{proxy.account_id}")
 
@@ -470,13 +478,23 @@ class TradingManager:
         proxy.embedded = None
         proxy.exited.set()
         if pid is not None and proxy.pid == pid:
-            proxy.pid = None
+            self._set_pid(proxy, None)
         if self._stopping or not proxy.wanted:
             self.aggregator.set_status(aid, TraderStatus.STOPPED, f"stopped (exit {code})")
             log.info("%s: trader stopped (exit %s)", aid, code)
             return
-        if code == EXIT_ALREADY_RUNNING and proxy.link is not None:
-            log.info("%s: another trader process already runs this account; adopted it", aid)
+        if code == EXIT_ALREADY_RUNNING:
+            # a trader left by an earlier manager still holds the account: it
+            # reconnects by itself, and registering cancels this fallback restart
+            if proxy.link is not None:
+                log.info("%s: the account's running trader (pid %s) was adopted", aid, proxy.pid)
+                return
+            self.aggregator.set_status(
+                aid,
+                TraderStatus.CONNECTING,
+                "another trader process holds the account; waiting for it to join",
+            )
+            self._schedule_restart(proxy, ADOPT_WAIT)
             return
         uptime = time.monotonic() - proxy.started_at
         delay, why = proxy.policy.next_delay(time.monotonic(), uptime)
@@ -485,6 +503,10 @@ class TradingManager:
         self.aggregator.set_status(aid, TraderStatus.CRASHED, f"{how}; {why}")
         self.aggregator.count_restart(aid)
         self._schedule_restart(proxy, delay)
+
+    def _set_pid(self, proxy: TraderProxy, pid: int | None) -> None:
+        proxy.pid = pid
+        self.aggregator.states[proxy.account_id].pid = pid
 
     def _schedule_restart(self, proxy: TraderProxy, delay: float) -> None:
         self._cancel_restart(proxy)
@@ -533,14 +555,15 @@ class TradingManager:
                         self._kill(proxy, f"not connected {since:.0f} s after start")
                 elif proxy.proc is None and proxy.task is None:
                     # an adopted trader (not our child) that has gone away
-                    proxy.pid = None
+                    self._set_pid(proxy, None)
                     self._on_exit(proxy, -signal.SIGKILL, None)
 
     async def _stop_proxy(self, proxy: TraderProxy, *, cancel_orders: bool) -> None:
         proxy.wanted = False
         self._cancel_restart(proxy)
         if not proxy.running:
-            self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
+            if self.aggregator.states[proxy.account_id].status is not TraderStatus.STOPPED:
+                self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
             return
         if proxy.link is not None:
             await self.request(
@@ -561,7 +584,15 @@ class TradingManager:
                 self._kill(proxy, f"did not stop within {STOP_GRACE:g} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proxy.exited.wait(), 2.0)
-        self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
+        elif proxy.pid is not None:  # adopted: not our child, watch its pid
+            deadline = time.monotonic() + STOP_GRACE
+            while pid_alive(proxy.pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if pid_alive(proxy.pid):
+                self._kill(proxy, f"did not stop within {STOP_GRACE:g} s")
+            self._set_pid(proxy, None)
+        if self.aggregator.states[proxy.account_id].status is not TraderStatus.STOPPED:
+            self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
 
     # ================================================================== commands
 

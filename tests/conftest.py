@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from config import AppConfig, load_config_file
-from core.manager import TradingManager
+from core.manager import TradingManager, pid_alive
 from core.models import TraderStatus
 
 
@@ -37,19 +37,6 @@ def wait_until_sync(predicate: Callable[[], object], timeout: float = 20.0, what
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.02)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie child of ours still answers kill(0): look at its state
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""``qtrader-tui --no-ui`` as an operator runs it: a real daemon process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from config import paths as cfg_paths
+from tests.conftest import THREE_ACCOUNTS, CoreEnv, pid_alive, wait_until_sync
+
+CONNECTED = " CONNECTED "  # not DISCONNECTED
+SECRET = "s3cr3t-Passw0rd-never-logged"
+DISABLED_CTP = """
+  - account_id: REAL1
+    gateway: ctp
+    enabled: false
+    ctp: {userid: "u1", password: "${QT_TEST_SECRET}", brokerid: "9999",
+          td_address: "tcp://127.0.0.1:1", md_address: "tcp://127.0.0.1:2", auth_code: "${QT_TEST_SECRET}"}
+"""
+
+
+class Daemon:
+    """A daemon subprocess whose stdout lines are collected on a thread."""
+
+    def __init__(self, env: CoreEnv, *extra: str) -> None:
+        self.lines: list[str] = []
+        self._q: queue.Queue[str] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tui.cli",
+                "--no-ui",
+                "--config",
+                str(env.config_path),
+                "--data-dir",
+                str(env.data_dir),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, needle: str, count: int = 1, timeout: float = 30) -> None:
+        wait_until_sync(
+            lambda: sum(needle in line for line in self.lines) >= count,
+            timeout,
+            f"{count} x {needle!r} in daemon output:\n" + "\n".join(self.lines[-20:]),
+        )
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _worker_pids(env: CoreEnv) -> list[int]:
+    pids = []
+    for lock in env.data_dir.glob("state/*/trader.lock"):
+        text = lock.read_text().strip()
+        if text:
+            pids.append(int(text))
+    return pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_daemon_runs_three_workers_and_stops_cleanly(
+    core_env: CoreEnv, sig: signal.Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QT_TEST_SECRET", SECRET)  # needed even by a disabled account
+    config = core_env.write_config(THREE_ACCOUNTS + DISABLED_CTP)
+    daemon = Daemon(core_env)
+    try:
+        daemon.wait_for_line(CONNECTED, count=3)
+        pids = _worker_pids(core_env)
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
+        for aid in ("DQ1", "DQ2", "DQ3"):
+            assert (core_env.data_dir / f"trading_{aid}.db").exists()
+            assert (core_env.data_dir / "logs" / aid / "trader.log").exists()
+        assert (core_env.data_dir / "logs" / "runtime.log").exists()
+        assert (core_env.data_dir / "qtrader.pid").read_text().strip() == str(daemon.proc.pid)
+        # the worker command line names its account
+        for pid in pids:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert b"--account-id" in cmdline
+        # private sockets
+        sock_dir = cfg_paths.socket_dir(config)
+        assert stat.S_IMODE(sock_dir.stat().st_mode) == 0o700
+        socks = list(sock_dir.glob("trader-*.sock"))
+        assert len(socks) == 3
+        assert all(stat.S_IMODE(s.stat().st_mode) == 0o600 for s in socks)
+
+        # a second daemon on the same data directory refuses to start
+        second = subprocess.run(
+            [sys.executable, "-m", "tui.cli", "--no-ui", "--config", str(core_env.config_path),
+             "--data-dir", str(core_env.data_dir)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert second.returncode == 3
+        assert "already runs" in second.stderr and str(daemon.proc.pid) in second.stderr
+        assert len(socks) == len(list(sock_dir.glob("trader-*.sock")))  # it removed nothing
+
+        started = time.monotonic()
+        daemon.proc.send_signal(sig)
+        assert daemon.proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 10.5
+        wait_until_sync(lambda: not any(pid_alive(p) for p in pids), 5, "workers gone")
+        assert not (core_env.data_dir / "qtrader.pid").exists()
+        assert not list(sock_dir.glob("trader-*.sock"))
+        daemon.wait_for_line("stopped cleanly")
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+    # secrets never reach the output or the logs
+    logs = "".join(p.read_text(errors="replace") for p in core_env.data_dir.glob("logs/**/*.log"))
+    assert SECRET not in daemon.output()
+    assert SECRET not in logs
+
+
+def test_daemon_brings_back_a_sigkilled_worker(core_env: CoreEnv) -> None:
+    core_env.write_config(THREE_ACCOUNTS)
+    daemon = Daemon(core_env)
+    try:
+        daemon.wait_for_line(CONNECTED, count=3)
+        lock = core_env.data_dir / "state" / "DQ2" / "trader.lock"
+        old = int(lock.read_text())
+        os.kill(old, signal.SIGKILL)
+        daemon.wait_for_line("killed by SIGKILL")
+        daemon.wait_for_line(CONNECTED, count=4)
+        new = int(lock.read_text())
+        assert new != old and pid_alive(new)
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=15) == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+def test_bad_config_is_a_clear_error(core_env: CoreEnv) -> None:
+    core_env.config_path.write_text("accounts:\n  - account_id: X1\n    gateway: ctpx\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "--no-ui", "--config", str(core_env.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "config.yaml: accounts[0].gateway" in result.stderr
+    assert "ctpx" in result.stderr
