@@ -616,14 +616,23 @@ class TradingManager:
             proxy.pending.pop(req_id, None)
             return Reply(ok=False, error=f"{account_id} trader link closed; nothing was sent")
         limit = timeout if timeout is not None else self.config.manager.request_timeout
+
+        def expire() -> None:
+            if proxy.pending.pop(req_id, None) is fut and not fut.done():
+                fut.set_result(
+                    Reply(
+                        ok=False,
+                        error=f"{account_id} did not answer {msg_type} within {limit:g} s; "
+                        "it may still have acted on it",
+                    )
+                )
+
+        # a timer on the future, not wait_for(): no extra task on the order path
+        timer = asyncio.get_running_loop().call_later(limit, expire)
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), limit)
-        except TimeoutError:
-            proxy.pending.pop(req_id, None)
-            return Reply(
-                ok=False,
-                error=f"{account_id} did not answer {msg_type} within {limit:g} s; it may still have acted on it",
-            )
+            return await fut
+        finally:
+            timer.cancel()
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         req.account_id = account_id

@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,7 @@ class Trader:
         self._account_push: asyncio.TimerHandle | None = None
         self._link_handler = _LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
+        self._outbox: list[tuple[str, Any]] | None = None  # held back until the commit
         self._handlers: dict[str, Callable[[Any], Reply]] = {
             "order_req": self._on_order_req,
             "cancel_req": self._on_cancel_req,
@@ -320,15 +321,42 @@ class Trader:
                 link.send_nowait("reply", Reply(ok=False, error=f"not a request: {msg.type}"), msg.req_id)
             return
         try:
-            reply = handler(msg.data)
+            with self._unit():
+                reply = handler(msg.data)
         except Exception as exc:
             self.log.exception("%s failed", msg.type)
             reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
         if msg.req_id is not None and not link.closed:
             link.send_nowait("reply", reply, msg.req_id)
 
+    @contextlib.contextmanager
+    def _unit(self) -> Iterator[None]:
+        """One request = one database commit; what it produced is reported after the commit.
+
+        A request may save an order several times (SUBMITTING, NOTTRADED, fills); batching
+        them costs one commit, and holding back the messages keeps the rule that nothing is
+        reported before it is on disk.
+        """
+        if self._outbox is not None or self.db is None:
+            yield
+            return
+        self._outbox = []
+        try:
+            with self.db.batch():
+                yield
+        finally:
+            outbox, self._outbox = self._outbox, None
+            for msg_type, data in outbox:
+                self._send(msg_type, data)
+
     def emit(self, msg_type: str, data: Any) -> None:
         """Report a change to the manager, if one is connected (a snapshot catches up later)."""
+        if self._outbox is not None:
+            self._outbox.append((msg_type, data))
+            return
+        self._send(msg_type, data)
+
+    def _send(self, msg_type: str, data: Any) -> None:
         link = self.link
         if link is not None and not link.closed:
             try:

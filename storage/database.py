@@ -29,7 +29,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -556,7 +557,8 @@ class AccountDatabase:
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: saves nest inside batch()
+        self._batch_depth = 0
         self._checkpointer: _Checkpointer | None = None
         if readonly:
             self._conn = self._open_readonly()
@@ -671,6 +673,32 @@ class AccountDatabase:
 
     # --- writes (hot: orders and trades) ---
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Writes inside share ONE commit, made when the block ends.
+
+        Used around one gateway call, which may save an order several times (SUBMITTING,
+        NOTTRADED, fills): one commit instead of one per write. The commit is made even when
+        the block raises: each write in it is a true record of something that happened (an
+        order the venue has), so nothing is rolled back. Nested batches join the outer one.
+        Other threads' saves wait until the batch ends.
+        """
+        with self._lock:
+            if self._batch_depth:
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._batch_depth = 1
+            try:
+                yield
+            finally:
+                self._batch_depth = 0
+                self._conn.execute("COMMIT")
+
     def save_order(self, order: Order) -> None:
         """Insert or replace the order's row (by ``order_id``) with this, its latest state.
 
@@ -728,6 +756,21 @@ class AccountDatabase:
         """Run statements (``None`` params: once; a list: executemany) in one transaction.
         Caller holds the lock."""
         conn = self._conn
+        if self._batch_depth:
+            # inside batch(): a savepoint keeps these steps all-or-nothing
+            conn.execute("SAVEPOINT steps")
+            try:
+                for sql, params in steps:
+                    if params is None:
+                        conn.execute(sql)
+                    else:
+                        conn.executemany(sql, params)
+                conn.execute("RELEASE steps")
+            except BaseException:
+                conn.execute("ROLLBACK TO steps")
+                conn.execute("RELEASE steps")
+                raise
+            return
         # IMMEDIATE takes the write lock at BEGIN: no deferred read->write upgrade that could
         # fail with SQLITE_BUSY halfway through.
         conn.execute("BEGIN IMMEDIATE")
