@@ -11,6 +11,7 @@ BENCHES = {
     "ipc": "bench.ipc",
     "order": "bench.order",
     "idle": "bench.idle",
+    "restart": "bench.restart",
 }
 
 

@@ -19,8 +19,9 @@ class BenchEnv:
     data_dir: Path
     config_path: Path
 
-    def write(self, accounts_yaml: str) -> AppConfig:
+    def write(self, accounts_yaml: str, *, manager: str = "{}") -> AppConfig:
         self.config_path.write_text(
+            f"manager: {manager}\n"
             f"socket: {{socket_dir: {self.root / 's'}}}\n"
             f"database: {{data_dir: {self.data_dir}}}\n"
             f"log: {{level: WARNING}}\n"

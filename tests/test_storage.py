@@ -707,3 +707,31 @@ def test_a_newer_file_is_refused_not_downgraded(tmp_path: Path) -> None:
         AccountDatabase(path)
     with pytest.raises(SchemaVersionError):
         AccountDatabase(path, readonly=True)
+
+
+# --- batch(): one commit for several writes ---
+
+
+def test_batch_commits_once_at_the_end(db: AccountDatabase, tmp_path: Path) -> None:
+    reader = AccountDatabase(db.path, readonly=True)
+    try:
+        with db.batch():
+            db.save_order(make_order("B1", status=Status.SUBMITTING))
+            db.save_order(make_order("B1", status=Status.NOTTRADED))
+            with db.batch():  # nested batches join the outer one
+                db.save_order(make_order("B2"))
+            assert reader.load_order("B1") is None  # not committed yet
+        stored = reader.load_order("B1")
+        assert stored is not None and stored.status is Status.NOTTRADED
+        assert reader.load_order("B2") is not None
+    finally:
+        reader.close()
+
+
+def test_batch_commits_what_was_written_even_when_the_block_raises(db: AccountDatabase) -> None:
+    with pytest.raises(RuntimeError), db.batch():  # noqa: PT012 - the raise must be inside the batch
+        db.save_order(make_order("K1"))
+        raise RuntimeError("gateway blew up after the venue took the order")
+    assert db.load_order("K1") is not None  # the record of a live order is kept
+    db.save_order(make_order("K2"))  # and the connection is usable afterwards
+    assert db.load_order("K2") is not None
