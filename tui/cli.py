@@ -40,16 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
-    if args.no_ui:
-        from core.daemon import run_daemon
+    if not args.no_ui:
+        # The Textual console is not built yet: run the same core headless in the
+        # foreground rather than refuse, and say so.
+        print(
+            "qtrader-tui: the Textual console is not part of this build yet; "
+            "running the trading core headless (Ctrl+C stops it)",
+            file=sys.stderr,
+        )
+    from core.daemon import run_daemon
 
-        return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
-    print(
-        "qtrader-tui: the Textual console is not part of this build yet; "
-        "run the trading core with `qtrader-tui --no-ui`",
-        file=sys.stderr,
-    )
-    return 2
+    return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
 
 
 if __name__ == "__main__":
