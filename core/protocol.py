@@ -336,6 +336,12 @@ class Link:
             raise ConnectionError("link is closed")
         self.writer.write(self._frame(msg_type, data, req_id))
 
+    def send_many(self, messages: list[tuple[str, Any, int | None]]) -> None:
+        """Queue several frames in one write: ``(type, data, req_id)`` each."""
+        if self.writer.is_closing():
+            raise ConnectionError("link is closed")
+        self.writer.write(b"".join([self._frame(t, d, r) for t, d, r in messages]))
+
     async def send(self, msg_type: str, data: Any, req_id: int | None = None) -> None:
         self.send_nowait(msg_type, data, req_id)
         if self.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:

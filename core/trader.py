@@ -184,7 +184,7 @@ class Trader:
         self._account_push: asyncio.TimerHandle | None = None
         self._link_handler = _LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
-        self._outbox: list[tuple[str, Any]] | None = None  # held back until the commit
+        self._outbox: list[tuple[str, Any, int | None]] | None = None  # held back until the commit
         self._handlers: dict[str, Callable[[Any], Reply]] = {
             "order_req": self._on_order_req,
             "cancel_req": self._on_cancel_req,
@@ -320,47 +320,53 @@ class Trader:
             if msg.req_id is not None:
                 link.send_nowait("reply", Reply(ok=False, error=f"not a request: {msg.type}"), msg.req_id)
             return
+        reply: Reply | None = None
         try:
-            with self._unit():
+            with self._unit() as outbox:
                 reply = handler(msg.data)
+                if msg.req_id is not None:
+                    outbox.append(("reply", reply, msg.req_id))  # in the same write as its updates
         except Exception as exc:
             self.log.exception("%s failed", msg.type)
-            reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
-        if msg.req_id is not None and not link.closed:
-            link.send_nowait("reply", reply, msg.req_id)
+            if reply is None and msg.req_id is not None:
+                self._send(
+                    [("reply", Reply(ok=False, error=f"internal error in {msg.type}: {exc}"), msg.req_id)]
+                )
 
     @contextlib.contextmanager
-    def _unit(self) -> Iterator[None]:
+    def _unit(self) -> Iterator[list[tuple[str, Any, int | None]]]:
         """One request = one database commit; what it produced is reported after the commit.
 
         A request may save an order several times (SUBMITTING, NOTTRADED, fills); batching
         them costs one commit, and holding back the messages keeps the rule that nothing is
-        reported before it is on disk.
+        reported before it is on disk. The messages then leave in one write.
         """
-        if self._outbox is not None or self.db is None:
-            yield
+        if self._outbox is not None:  # nested: join the outer unit
+            yield self._outbox
             return
-        self._outbox = []
+        self._outbox = outbox = []
         try:
-            with self.db.batch():
-                yield
+            if self.db is None:
+                yield outbox
+            else:
+                with self.db.batch():
+                    yield outbox
         finally:
-            outbox, self._outbox = self._outbox, None
-            for msg_type, data in outbox:
-                self._send(msg_type, data)
+            self._outbox = None
+            self._send(outbox)
 
     def emit(self, msg_type: str, data: Any) -> None:
         """Report a change to the manager, if one is connected (a snapshot catches up later)."""
         if self._outbox is not None:
-            self._outbox.append((msg_type, data))
+            self._outbox.append((msg_type, data, None))
             return
-        self._send(msg_type, data)
+        self._send([(msg_type, data, None)])
 
-    def _send(self, msg_type: str, data: Any) -> None:
+    def _send(self, messages: list[tuple[str, Any, int | None]]) -> None:
         link = self.link
-        if link is not None and not link.closed:
+        if messages and link is not None and not link.closed:
             try:
-                link.send_nowait(msg_type, data)
+                link.send_many(messages)
             except ConnectionError:
                 pass
 
