@@ -1,0 +1,77 @@
+"""The shared vocabulary: symbols, tick grid, contract arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.models import (
+    Contract,
+    Direction,
+    Exchange,
+    Offset,
+    Status,
+    Tick,
+    decimals_of,
+    now,
+    on_tick_grid,
+    split_vt_symbol,
+)
+
+
+def test_split_vt_symbol() -> None:
+    assert split_vt_symbol("au2612.SHFE") == ("au2612", Exchange.SHFE)
+    assert split_vt_symbol("TA705.CZCE") == ("TA705", Exchange.CZCE)
+    with pytest.raises(ValueError, match=r"not symbol\.EXCHANGE"):
+        split_vt_symbol("au2612")
+    with pytest.raises(ValueError, match="unknown exchange 'NYMEX'"):
+        split_vt_symbol("cl2612.NYMEX")
+
+
+@pytest.mark.parametrize(
+    ("price", "tick", "ok"),
+    [(912.34, 0.02, True), (912.35, 0.02, False), (4600.2, 0.2, True), (4600.3, 0.2, False), (3150, 1, True)],
+)
+def test_tick_grid(price: float, tick: float, ok: bool) -> None:
+    assert on_tick_grid(price, tick) is ok
+
+
+def test_decimals_and_rounding() -> None:
+    assert [decimals_of(t) for t in (1, 0.5, 0.2, 0.02, 0.1, 10)] == [0, 1, 1, 2, 1, 0]
+    au = Contract(vt_symbol="au2612.SHFE", symbol="au2612", exchange=Exchange.SHFE, size=1000, pricetick=0.02)
+    assert au.round_price(912.349) == 912.34
+    assert au.round_price(912.351) == 912.36
+
+
+def test_contract_money() -> None:
+    c = Contract(
+        vt_symbol="IF2612.CFFEX",
+        symbol="IF2612",
+        exchange=Exchange.CFFEX,
+        size=300,
+        pricetick=0.2,
+        margin_ratio=0.12,
+        commission_rate=0.000023,
+        close_today_commission_rate=0.00023,
+    )
+    assert c.notional(4600.0, 2) == pytest.approx(2_760_000)
+    assert c.margin(4600.0, 2) == pytest.approx(331_200)
+    assert c.commission(4600.0, 2, Offset.OPEN) == pytest.approx(63.48)
+    assert c.commission(4600.0, 2, Offset.CLOSETODAY) == pytest.approx(634.8)
+    per_lot = Contract(
+        vt_symbol="rb2705.SHFE",
+        symbol="rb2705",
+        exchange=Exchange.SHFE,
+        size=10,
+        pricetick=1,
+        commission_per_lot=3,
+    )
+    assert per_lot.commission(3100, 4) == pytest.approx(12)
+
+
+def test_enums_and_tick_change() -> None:
+    assert Direction.LONG.opposite is Direction.SHORT
+    assert Offset.CLOSEYESTERDAY.is_close and not Offset.OPEN.is_close
+    assert Status.PARTTRADED.is_active and not Status.CANCELLED.is_active
+    assert Exchange.INE.has_close_today and not Exchange.DCE.has_close_today
+    tick = Tick(vt_symbol="au2612.SHFE", datetime=now(), last_price=101.0, pre_settlement=100.0)
+    assert tick.change_pct == pytest.approx(1.0)
