@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from config import LoadedConfig
+from config import ConfigError, LoadedConfig
 from config import paths as cfg_paths
 from core.aggregator import Change, DataAggregator
 from core.manager import TradingManager
@@ -173,23 +173,30 @@ async def run_daemon(
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
     setup_runtime_logging(data_dir, loaded.config.log.level)
-    manager = TradingManager(loaded.config, config_path=loaded.source, data_dir=data_dir)
-    printer = StatusPrinter(manager.aggregator, out)
-    manager.aggregator.subscribe(printer)
-    for warning in loaded.warnings:
-        printer.line("config", warning)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
-    printer.line("daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}")
     try:
         try:
+            manager = TradingManager(loaded.config, config_path=loaded.source, data_dir=data_dir)
+        except (ConfigError, OSError) as exc:  # e.g. an unusable socket directory
+            print(f"qtrader-tui: cannot start: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        printer = StatusPrinter(manager.aggregator, out)
+        manager.aggregator.subscribe(printer)
+        for warning in loaded.warnings:
+            printer.line("config", warning)
+        accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
+        printer.line(
+            "daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}"
+        )
+        try:
             await manager.start()
-        except RuntimeError as exc:  # e.g. another manager serves the sockets
+        except Exception as exc:  # e.g. another manager serves the sockets
+            log.exception("manager failed to start")
             printer.line("daemon", f"cannot start: {exc}")
-            await manager.stop()
+            await manager.stop()  # whatever did start is stopped again
             return EXIT_FAILED
         while not stop.is_set():
             try:

@@ -67,8 +67,8 @@ from core.trader import EXIT_ALREADY_RUNNING, Trader
 log = logging.getLogger("qtrader.manager")
 
 REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
-STOP_GRACE = 6.0
-ADOPT_WAIT = 5.0  # how long a trader left by an earlier manager gets to join us  # a trader asked to shut down gets this long before SIGKILL
+STOP_GRACE = 6.0  # a trader asked to shut down gets this long before SIGKILL
+ADOPT_WAIT = 5.0  # how long a trader left by an earlier manager gets to join us
 
 HISTORY_TYPES: dict[str, Any] = {
     "orders": list[Order],
@@ -154,6 +154,8 @@ class TraderProxy:
             return self.proc.returncode is None
         if self.task is not None:
             return not self.task.done()
+        if self.account.mode == "embedded":
+            return False  # an embedded trader is its task, never a pid (ours!)
         return self.pid is not None and pid_alive(self.pid)  # adopted trader
 
 
@@ -299,13 +301,18 @@ class TradingManager:
             else:
                 w.close()
                 raise RuntimeError(f"another manager already serves {proxy.account_id} at {path}")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # socket file 0600 from the first instant
         try:
-            proxy.server = await asyncio.start_unix_server(
-                lambda r, w: self._on_connection(proxy, r, w), path=str(path)
-            )
+            sock.bind(str(path))  # synchronous: the umask never spans an await
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old_umask)
+        proxy.server = await asyncio.start_unix_server(
+            lambda r, w: self._on_connection(proxy, r, w), sock=sock
+        )
 
     async def _on_connection(
         self, proxy: TraderProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -377,7 +384,12 @@ class TradingManager:
             pass
         finally:
             if proxy.link is link:
-                await self._drop_link(proxy, link, "trader disconnected before replying")
+                await self._drop_link(
+                    proxy,
+                    link,
+                    "the trader went away before replying: the outcome is unknown, "
+                    "it may have acted (check its orders before resending)",
+                )
                 proxy.link_lost_at = time.monotonic()
                 if not self._stopping and proxy.wanted and proxy.running:
                     self.aggregator.set_status(aid, TraderStatus.DISCONNECTED, "link to trader lost")
@@ -446,6 +458,9 @@ class TradingManager:
             )
         proxy.proc = proc
         self._set_pid(proxy, proc.pid)
+        if self._stopping or not proxy.wanted:  # stopped while it was being started
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
         log.info("%s: trader started (pid %d)", proxy.account_id, proc.pid)
         self._background(self._wait_process(proxy, proc), f"wait-{proxy.account_id}")
 
@@ -505,7 +520,9 @@ class TradingManager:
         self._schedule_restart(proxy, delay)
 
     def _set_pid(self, proxy: TraderProxy, pid: int | None) -> None:
-        proxy.pid = pid
+        # an embedded trader runs in our process: show our pid, but never treat it as the
+        # trader's (a kill would kill the manager)
+        proxy.pid = None if proxy.account.mode == "embedded" else pid
         self.aggregator.states[proxy.account_id].pid = pid
 
     def _schedule_restart(self, proxy: TraderProxy, delay: float) -> None:
@@ -529,7 +546,7 @@ class TradingManager:
                 proxy.proc.kill()
         elif proxy.task is not None:
             proxy.task.cancel()
-        elif proxy.pid is not None:
+        elif proxy.pid is not None and proxy.pid != os.getpid():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proxy.pid, signal.SIGKILL)
 
@@ -561,6 +578,8 @@ class TradingManager:
     async def _stop_proxy(self, proxy: TraderProxy, *, cancel_orders: bool) -> None:
         proxy.wanted = False
         self._cancel_restart(proxy)
+        while proxy.spawning:  # a start in flight: let it finish, then stop what it started
+            await asyncio.sleep(0.01)
         if not proxy.running:
             if self.aggregator.states[proxy.account_id].status is not TraderStatus.STOPPED:
                 self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")

@@ -7,11 +7,13 @@ strategy orders go through the same checks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from config.schema import RiskConfig
 from core.models import (
     Contract,
+    Direction,
     GatewayStatus,
     OrderRequest,
     OrderType,
@@ -52,6 +54,8 @@ class RiskEngine:
         if contract is None:
             return Rejection("contract", f"unknown contract {req.vt_symbol}")
         vol = req.volume
+        if not math.isfinite(vol) or not math.isfinite(req.price):
+            return Rejection("number", f"price and volume must be finite numbers, got {req.price} x {vol}")
         if vol <= 0 or vol != int(vol):
             return Rejection("volume", f"volume must be a positive whole number of lots, got {vol:g}")
         if vol % contract.min_volume:
@@ -67,8 +71,8 @@ class RiskEngine:
             if price_problem is not None:
                 return price_problem
         limit = self.config.max_order_notional
-        if limit is not None and req.type is not OrderType.MARKET:
-            notional = contract.notional(req.price, vol)
+        if limit is not None:
+            notional = contract.notional(self._worst_price(req), vol)
             if notional > limit:
                 return Rejection("max_order_notional", f"notional {notional:,.2f} > limit {limit:,.2f}")
         return None
@@ -93,6 +97,17 @@ class RiskEngine:
                     "price_limit", f"price {req.price:.{d}f} below limit-down {tick.limit_down:.{d}f}"
                 )
         return None
+
+    def _worst_price(self, req: OrderRequest) -> float:
+        """The price an order may trade at: its limit, or for a market order the day's limit
+        price on its side (else the last price)."""
+        if req.type is not OrderType.MARKET:
+            return req.price
+        tick = self.oms.ticks.get(req.vt_symbol)
+        if tick is None:
+            return req.price
+        bound = tick.limit_up if req.direction is Direction.LONG else tick.limit_down
+        return bound or tick.last_price
 
     def _reduces(self, req: OrderRequest) -> bool:
         if not req.offset.is_close:

@@ -23,6 +23,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,7 @@ GATEWAYS = {
 
 RECENT_ORDERS = 300
 RECENT_TRADES = 300
+CANCEL_ON_STOP_WAIT = 3.0  # seconds to wait for cancel confirmations when stopping
 ACCOUNT_PUSH_INTERVAL = 0.5  # seconds between live account pushes while prices move
 RECONNECT_MAX_DELAY = 1.0
 
@@ -253,13 +255,20 @@ class Trader:
         return msgspec.structs.asdict(section) if section is not None else {}
 
     async def _shutdown(self) -> None:
+        if self._cancel_on_stop and self.gateway is not None:
+            # while the manager still listens, so it sees the cancels
+            with self._unit():
+                self._cancel_all(None)
+            deadline = time.monotonic() + CANCEL_ON_STOP_WAIT
+            while self.oms.active_orders and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if self.oms.active_orders:
+                self.log.error("%d orders still working at shutdown", len(self.oms.active_orders))
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._cancel_on_stop:
-            self._cancel_all(None)
         if self.gateway is not None:
             try:
                 await self.gateway.close()
@@ -298,20 +307,33 @@ class Trader:
                 link.send_nowait("register", self.info())
                 link.send_nowait("snapshot", self.snapshot())
                 self.log.info("connected to manager at %s", self.socket_path)
-                while True:
-                    msg = await link.recv()
-                    self._dispatch(link, msg)
+                await self._serve(link)
             except ProtocolError as exc:
-                if exc.fatal:
-                    self.log.error("manager link: %s; reconnecting", exc)
-                else:  # pragma: no cover - handled inside the loop
-                    self.log.error("manager link: %s", exc)
+                self.log.error("manager link: %s; reconnecting", exc)
             except ConnectionError:
                 self.log.warning("manager went away; trading on and reconnecting")
+            except Exception:  # a bug must cost this connection, never the trader's link for good
+                self.log.exception("manager link failed; reconnecting")
+                await asyncio.sleep(RECONNECT_MAX_DELAY)
             finally:
                 self.link = None
                 await link.close()
                 lost_since = time.monotonic()
+
+    async def _serve(self, link: Link) -> None:
+        """Answer the manager's requests until the link fails (fatal errors propagate)."""
+        while True:
+            try:
+                msg = await link.recv()
+            except ProtocolError as exc:
+                if exc.fatal:
+                    raise
+                # the stream is intact: refuse this one request, readably, and carry on
+                self.log.error("bad request from manager: %s", exc)
+                if exc.req_id is not None:
+                    link.send_nowait("reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id)
+                continue
+            self._dispatch(link, msg)
 
     def _dispatch(self, link: Link, msg: Message) -> None:
         handler = self._handlers.get(msg.type)
@@ -351,9 +373,27 @@ class Trader:
             else:
                 with self.db.batch():
                     yield outbox
+        except sqlite3.Error as exc:
+            self._storage_failed(exc, outbox)
+            raise
         finally:
             self._outbox = None
             self._send(outbox)
+
+    def _storage_failed(self, exc: sqlite3.Error, outbox: list[tuple[str, Any, int | None]]) -> None:
+        """The database refused a write: what the venue has is still reported (hiding a live
+        order would be worse), but no request is answered as a success and the account stops
+        taking new orders until an operator has looked."""
+        self.trading_state = TradingState.HALTED
+        self.log.critical("database write failed (%s): account %s HALTED", exc, self.account_id)
+        for i, (msg_type, data, req_id) in enumerate(outbox):
+            if msg_type == "reply":
+                error = (
+                    f"NOT SAVED: the database write failed ({exc}); what this request did at the venue "
+                    f"is shown but not on disk. {self.account_id} is HALTED: check the venue, then resume"
+                )
+                outbox[i] = ("reply", Reply(ok=False, error=error, result=data.result), req_id)
+        outbox.append(("status", self.info(), None))
 
     def emit(self, msg_type: str, data: Any) -> None:
         """Report a change to the manager, if one is connected (a snapshot catches up later)."""
@@ -401,7 +441,10 @@ class Trader:
             force = time.monotonic() >= next_equity
             if force:
                 next_equity += interval
-            self._save_snapshots(force=force)
+            try:
+                self._save_snapshots(force=force)
+            except Exception:  # keep snapshotting: the next round may succeed
+                self.log.exception("saving position/account snapshots failed")
 
     def _save_snapshots(self, *, force: bool) -> None:
         """Positions when they changed; the account (equity curve) every interval."""
@@ -543,7 +586,7 @@ class Trader:
         stamp = now()
         order = Order(
             account_id=self.account_id,
-            order_id=f"RISK.{stamp:%Y%m%d%H%M%S}.{time.monotonic_ns() % 10**9}",
+            order_id=f"LOCAL.{stamp:%Y%m%d%H%M%S}.{time.monotonic_ns() % 10**9}",
             vt_symbol=req.vt_symbol,
             direction=req.direction,
             offset=req.offset,
@@ -558,7 +601,16 @@ class Trader:
         self.on_order(order)
         return order
 
+    def _venue_down(self) -> Reply | None:
+        if self.gateway_status is GatewayStatus.CONNECTED:
+            return None
+        return Reply(
+            ok=False, error=f"venue not connected ({self.gateway_status.name.lower()}); cancel not sent"
+        )
+
     def _on_cancel_req(self, req: CancelRequest) -> Reply:
+        if (down := self._venue_down()) is not None:
+            return down
         order = self.oms.orders.get(req.order_id)
         if order is None:
             return Reply(ok=False, error=f"unknown order {req.order_id}")
@@ -577,6 +629,8 @@ class Trader:
         return len(orders)
 
     def _on_cancel_all_req(self, req: CancelAllRequest) -> Reply:
+        if (down := self._venue_down()) is not None:
+            return down
         n = self._cancel_all(req.vt_symbol)
         still = len(self.oms.working_orders(req.vt_symbol))
         return Reply(ok=True, result={"cancel_sent": n, "still_working": still})
@@ -729,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
     socket_path: Path | None = None
     if not standalone:
         socket_path = (
-            Path(args.socket_path)
+            Path(args.socket_path).resolve()  # before the chdir below
             if args.socket_path
             else cfg_paths.trader_socket_path(cfg_paths.socket_dir(app), account.account_id)
         )

@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -697,7 +697,13 @@ class AccountDatabase:
                 yield
             finally:
                 self._batch_depth = 0
-                self._conn.execute("COMMIT")
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    # end the failed transaction, so later writes are not swallowed by it
+                    with suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise
 
     def save_order(self, order: Order) -> None:
         """Insert or replace the order's row (by ``order_id``) with this, its latest state.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -282,7 +283,8 @@ async def test_embedded_mode_round_trip(core_env: CoreEnv) -> None:
     await mgr.start()
     try:
         await wait_until(lambda: all_connected(mgr))
-        assert mgr.proxies["EMB"].pid == os.getpid()
+        assert mgr.state("EMB").pid == os.getpid()  # shown as ours, never killed as ours
+        assert mgr.proxies["EMB"].pid is None
         reply = await mgr.send_order("EMB", _marketable_buy(mgr, "EMB", "m2705.DCE"))
         assert reply.ok, reply.error
         state = mgr.state("EMB")
@@ -294,3 +296,58 @@ async def test_embedded_mode_round_trip(core_env: CoreEnv) -> None:
 
 def _asdict(req: OrderRequest) -> dict:
     return msgspec.structs.asdict(req)
+
+
+async def test_a_bad_request_is_refused_readably_and_the_link_stays(manager: TradingManager) -> None:
+    mgr = manager
+    await wait_until(lambda: all_connected(mgr))
+    good = _marketable_buy(mgr, "DQ1", "au2612.SHFE")
+    nan_price = OrderRequest(**{**_asdict(good), "price": float("nan")})  # travels as null
+    bad, ok = await asyncio.gather(mgr.send_order("DQ1", nan_price), mgr.send_order("DQ1", good))
+    assert not bad.ok and "price" in bad.error
+    assert ok.ok, ok.error  # the request beside it was not lost
+    assert mgr.state("DQ1").status is TraderStatus.CONNECTED
+    assert mgr.state("DQ1").restarts == 0
+
+
+async def test_stop_with_cancel_shows_the_cancels(manager: TradingManager) -> None:
+    mgr = manager
+    await wait_until(lambda: all_connected(mgr))
+    state = mgr.state("DQ2")
+    tick = state.ticks["m2705.DCE"]
+    req = OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=tick.limit_down, volume=1)
+    reply = await mgr.send_order("DQ2", req)
+    assert reply.ok, reply.error
+    order_id = reply.result["order_id"]
+    assert (await mgr.stop_trader("DQ2", cancel_orders=True)).ok
+    assert state.orders[order_id].status is Status.CANCELLED
+    assert not state.working_orders
+
+
+async def test_stop_while_starting_leaves_nothing_running(manager: TradingManager) -> None:
+    mgr = manager
+    await wait_until(lambda: all_connected(mgr))
+    assert (await mgr.stop_trader("DQ3")).ok
+    starting = asyncio.create_task(mgr.start_trader("DQ3"))
+    await asyncio.sleep(0)  # the start is in flight
+    assert (await mgr.stop_trader("DQ3")).ok
+    await starting
+    proxy = mgr.proxies["DQ3"]
+    await wait_until(lambda: not proxy.running, timeout=10, what="the late start stopped")
+    assert mgr.state("DQ3").status is TraderStatus.STOPPED
+
+
+async def test_an_embedded_trader_that_crashes_is_restarted(core_env: CoreEnv) -> None:
+    config = core_env.write_config(sim_account("EMB", "m2705.DCE", mode="embedded"))
+    config.manager.restart_backoff = [0.0, 0.05]
+    config.manager.max_restarts = 2
+    (core_env.data_dir / "trading_EMB.db").mkdir(parents=True)  # cannot open: the trader fails
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        state = mgr.state("EMB")
+        await wait_until(lambda: "cooling down" in state.status_message, what="restarts, then cool-down")
+        assert state.restarts == 3
+        assert state.status is TraderStatus.CRASHED
+    finally:
+        await mgr.stop()

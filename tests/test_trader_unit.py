@@ -1,0 +1,120 @@
+"""The trader in this process, with no manager: request handling in detail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from core.models import Direction, GatewayStatus, OrderRequest, Status, TradingState
+from core.protocol import CancelAllRequest, CancelRequest, Message, Reply
+from core.trader import Trader
+from tests.conftest import CoreEnv, sim_account, wait_until
+
+
+class FakeLink:
+    """Collects what the trader sends, as the manager would receive it."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any, int | None]] = []
+
+    def send_many(self, messages: list[tuple[str, Any, int | None]]) -> None:
+        self.sent.extend(messages)
+
+    def send_nowait(self, msg_type: str, data: Any, req_id: int | None = None) -> None:
+        self.sent.append((msg_type, data, req_id))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+async def trader(core_env: CoreEnv) -> AsyncIterator[Trader]:
+    config = core_env.write_config(sim_account("U1", "m2705.DCE", rate=0))
+    t = Trader(config.accounts[0], config, data_dir=core_env.data_dir, socket_path=None)
+    task = asyncio.create_task(t.run())
+    await wait_until(lambda: t.gateway_status is GatewayStatus.CONNECTED and "m2705.DCE" in t.oms.ticks)
+    try:
+        yield t
+    finally:
+        t.stop()
+        await task
+
+
+def _request(trader: Trader, link: FakeLink, msg_type: str, data: Any, req_id: int = 1) -> Reply:
+    trader.link = link  # type: ignore[assignment]
+    trader._dispatch(link, Message(type=msg_type, req_id=req_id, data=data))  # type: ignore[arg-type]
+    replies = [d for t, d, r in link.sent if t == "reply" and r == req_id]
+    assert len(replies) == 1, "exactly one reply per request"
+    return replies[0]
+
+
+def _resting(trader: Trader) -> OrderRequest:
+    tick = trader.oms.ticks["m2705.DCE"]
+    return OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=tick.limit_down, volume=1)
+
+
+async def test_updates_leave_before_the_reply_in_one_batch(trader: Trader) -> None:
+    link = FakeLink()
+    reply = _request(trader, link, "order_req", _resting(trader))
+    assert reply.ok
+    types = [t for t, _, _ in link.sent]
+    assert types[-1] == "reply"
+    assert "order" in types[:-1]
+    # persisted before it was reported
+    assert trader.db is not None
+    stored = trader.db.load_order(reply.result["order_id"])
+    assert stored is not None and stored.status is Status.NOTTRADED
+
+
+async def test_a_failed_commit_is_never_acknowledged_and_halts(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert trader.db is not None
+    real_batch = trader.db.batch
+
+    @contextlib.contextmanager
+    def failing_batch() -> Iterator[None]:
+        with real_batch():
+            yield
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(trader.db, "batch", failing_batch)
+    link = FakeLink()
+    reply = _request(trader, link, "order_req", _resting(trader))
+    assert not reply.ok
+    assert "NOT SAVED" in reply.error and "disk is full" in reply.error and "HALTED" in reply.error
+    assert reply.result["order_id"]  # which order, so the operator can find it at the venue
+    assert trader.trading_state is TradingState.HALTED
+    # the order the venue has is still shown
+    assert any(t == "order" for t, _, _ in link.sent)
+    monkeypatch.setattr(trader.db, "batch", real_batch)
+    refused = _request(trader, link, "order_req", _resting(trader), req_id=2)
+    assert not refused.ok and "HALTED" in refused.error
+
+
+async def test_cancels_are_refused_while_the_venue_is_down(trader: Trader) -> None:
+    link = FakeLink()
+    placed = _request(trader, link, "order_req", _resting(trader))
+    trader.gateway_status = GatewayStatus.DISCONNECTED
+    one = _request(trader, link, "cancel_req", CancelRequest(order_id=placed.result["order_id"]), req_id=2)
+    assert not one.ok and "venue not connected" in one.error
+    every = _request(trader, link, "cancel_all_req", CancelAllRequest(), req_id=3)
+    assert not every.ok and "cancel not sent" in every.error
+    assert trader.oms.orders[placed.result["order_id"]].status is Status.NOTTRADED
+    trader.gateway_status = GatewayStatus.CONNECTED
+
+
+async def test_a_handler_bug_gets_one_error_reply(trader: Trader, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_: Any) -> Reply:
+        raise KeyError("boom")
+
+    monkeypatch.setitem(trader._handlers, "status_req", broken)
+    reply = _request(trader, FakeLink(), "status_req", None)
+    assert not reply.ok and "internal error in status_req" in reply.error
