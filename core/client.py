@@ -38,7 +38,13 @@ class ConsoleClient(ABC):
 
     @abstractmethod
     async def history(
-        self, account_id: str, kind: HistoryKind, *, since: float | None = None, limit: int = 1000
+        self,
+        account_id: str,
+        kind: HistoryKind,
+        *,
+        since: float | None = None,
+        limit: int = 1000,
+        vt_symbol: str | None = None,
     ) -> Reply:
         """Stored rows from the account's database (orders, trades, account_snapshots, ...)."""
 
@@ -105,9 +111,15 @@ class LocalConsoleClient(ConsoleClient):
         return self.manager.aggregator.subscribe(callback)
 
     async def history(
-        self, account_id: str, kind: HistoryKind, *, since: float | None = None, limit: int = 1000
+        self,
+        account_id: str,
+        kind: HistoryKind,
+        *,
+        since: float | None = None,
+        limit: int = 1000,
+        vt_symbol: str | None = None,
     ) -> Reply:
-        return await self.manager.history(account_id, kind, since=since, limit=limit)
+        return await self.manager.history(account_id, kind, since=since, limit=limit, vt_symbol=vt_symbol)
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         return await self.manager.send_order(account_id, req)

@@ -36,6 +36,7 @@ from config import AccountConfig, AppConfig, ManagerConfig
 from config import paths as cfg_paths
 from core.aggregator import AccountState, DataAggregator
 from core.models import (
+    Bar,
     Direction,
     EquityPoint,
     GatewayStatus,
@@ -75,6 +76,7 @@ HISTORY_TYPES: dict[str, Any] = {
     "trades": list[Trade],
     "account_snapshots": list[EquityPoint],
     "triggers": list[StrategyTrigger],
+    "bars": list[Bar],
 }
 
 
@@ -514,6 +516,9 @@ class TradingManager:
         uptime = time.monotonic() - proxy.started_at
         delay, why = proxy.policy.next_delay(time.monotonic(), uptime)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        reason = self._last_words(aid) if code > 0 else ""
+        if reason:
+            how += f" ({reason})"
         log.error("%s: trader %s after %.1f s; %s", aid, how, uptime, why)
         self.aggregator.set_status(aid, TraderStatus.CRASHED, f"{how}; {why}")
         self.aggregator.count_restart(aid)
@@ -524,6 +529,17 @@ class TradingManager:
         # trader's (a kill would kill the manager)
         proxy.pid = None if proxy.account.mode == "embedded" else pid
         self.aggregator.states[proxy.account_id].pid = pid
+
+    def _last_words(self, account_id: str) -> str:
+        """The last line a crashed trader process printed (usually the exception)."""
+        path = cfg_paths.account_log_dir(self.data_dir, account_id) / "stderr.log"
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, path.stat().st_size - 4096))
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:200] if lines else ""
 
     def _schedule_restart(self, proxy: TraderProxy, delay: float) -> None:
         self._cancel_restart(proxy)
@@ -700,12 +716,17 @@ class TradingManager:
         return reply
 
     async def history(
-        self, account_id: str, kind: HistoryKind, *, since: float | None = None, limit: int = 1000
+        self,
+        account_id: str,
+        kind: HistoryKind,
+        *,
+        since: float | None = None,
+        limit: int = 1000,
+        vt_symbol: str | None = None,
     ) -> Reply:
-        """Stored rows of ``kind`` (typed: list[Order], list[Trade], ...)."""
-        reply = await self.request(
-            account_id, "history_req", HistoryRequest(kind=kind, since=since, limit=limit), timeout=15.0
-        )
+        """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], ...)."""
+        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol)
+        reply = await self.request(account_id, "history_req", req, timeout=15.0)
         if reply.ok and kind in HISTORY_TYPES:
             reply.result = msgspec.convert(reply.result, HISTORY_TYPES[kind])
         return reply

@@ -75,7 +75,7 @@ class StateRequest(Struct, kw_only=True):
     state: TradingState
 
 
-HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars", "logs"]
+HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars"]
 
 
 class HistoryRequest(Struct, kw_only=True):
@@ -316,6 +316,11 @@ class Link:
     @property
     def closed(self) -> bool:
         return self.writer.is_closing()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the peer."""
+        return self.writer.transport.get_write_buffer_size()
 
     def _frame(self, msg_type: str, data: Any, req_id: int | None) -> bytes:
         self._seq += 1

@@ -84,6 +84,8 @@ GATEWAYS = {
 
 RECENT_ORDERS = 300
 RECENT_TRADES = 300
+BACKLOG_LIMIT = 8 * 1024 * 1024  # bytes queued to a manager that is not reading
+_REPLACEABLE = frozenset({"tick", "position", "account", "heartbeat", "equity"})
 CANCEL_ON_STOP_WAIT = 3.0  # seconds to wait for cancel confirmations when stopping
 ACCOUNT_PUSH_INTERVAL = 0.5  # seconds between live account pushes while prices move
 RECONNECT_MAX_DELAY = 1.0
@@ -187,6 +189,7 @@ class Trader:
         self._link_handler = _LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: list[tuple[str, Any, int | None]] | None = None  # held back until the commit
+        self._dropping = False
         self._handlers: dict[str, Callable[[Any], Reply]] = {
             "order_req": self._on_order_req,
             "cancel_req": self._on_cancel_req,
@@ -404,11 +407,23 @@ class Trader:
 
     def _send(self, messages: list[tuple[str, Any, int | None]]) -> None:
         link = self.link
-        if messages and link is not None and not link.closed:
-            try:
-                link.send_many(messages)
-            except ConnectionError:
-                pass
+        if not messages or link is None or link.closed:
+            return
+        if link.backlog > BACKLOG_LIMIT:
+            # the manager has stopped reading (suspended?): drop what the next update
+            # replaces anyway; orders, trades and replies always go
+            kept = [m for m in messages if m[0] not in _REPLACEABLE]
+            if len(kept) < len(messages) and not self._dropping:
+                self._dropping = True
+                self.log.warning("manager is not reading (%d bytes queued): dropping quotes", link.backlog)
+            messages = kept
+        elif self._dropping:
+            self._dropping = False
+            self.log.warning("manager is reading again")
+        try:
+            link.send_many(messages)
+        except ConnectionError:
+            pass
 
     async def _heartbeat_loop(self) -> None:
         interval = self.app.manager.heartbeat_interval

@@ -267,6 +267,8 @@ async def test_restart_storm_cools_down(core_env: CoreEnv) -> None:
     await mgr.start()
     try:
         state = mgr.state("BAD")
+        await wait_until(lambda: "exit code 1 (" in state.status_message, what="a crash with its reason")
+        assert "database" in state.status_message  # the trader's last words say why
         await wait_until(lambda: "cooling down" in state.status_message, what="cool-down")
         assert state.status is TraderStatus.CRASHED
         restarts = state.restarts

@@ -20,6 +20,7 @@ class FakeLink:
     """Collects what the trader sends, as the manager would receive it."""
 
     closed = False
+    backlog = 0
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, Any, int | None]] = []
