@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import deque
@@ -62,6 +61,7 @@ from core.protocol import (
     ShutdownRequest,
     StateRequest,
     StrategyCommand,
+    peer_credentials,
 )
 from core.trader import EXIT_ALREADY_RUNNING, Trader
 
@@ -175,15 +175,6 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, IndexError):
         # gone between the two checks, or a system without /proc (then trust kill)
         return not os.path.isdir("/proc/self")
-
-
-def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
-    sock = writer.get_extra_info("socket")
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
 
 
 class TradingManager:
@@ -319,9 +310,9 @@ class TradingManager:
     async def _on_connection(
         self, proxy: TraderProxy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        uid = _peer_uid(writer)
-        if uid is not None and uid != os.getuid():
-            log.warning("%s: refused a connection from uid %d", proxy.account_id, uid)
+        creds = peer_credentials(writer)
+        if creds is not None and creds[1] != os.getuid():
+            log.warning("%s: refused a connection from uid %d (pid %d)", proxy.account_id, creds[1], creds[0])
             writer.close()
             return
         link = Link(reader, writer, account_id="manager", max_frame_bytes=self.config.socket.max_frame_bytes)
@@ -347,19 +338,19 @@ class TradingManager:
             )
             await link.close()
             return
-        await self._serve_link(proxy, link, first.data)
+        await self._serve_link(proxy, link, first.data, creds[0] if creds else first.data.pid)
 
-    async def _serve_link(self, proxy: TraderProxy, link: Link, info: TraderInfo) -> None:
+    async def _serve_link(self, proxy: TraderProxy, link: Link, info: TraderInfo, pid: int) -> None:
         if proxy.link is not None:
             log.warning("%s: a new trader connection replaces the old one", proxy.account_id)
             await self._drop_link(proxy, proxy.link, "replaced by a new connection")
         proxy.link = link
-        self._set_pid(proxy, info.pid)
+        self._set_pid(proxy, pid)  # the kernel's word, not the message's
         proxy.last_seen = time.monotonic()
         self._cancel_restart(proxy)  # an adopted trader that joined by itself
         self.aggregator.apply(proxy.account_id, _register_message(info))
         self._refresh_status(proxy)
-        log.info("%s: trader registered (pid %d)", proxy.account_id, info.pid)
+        log.info("%s: trader registered (pid %d)", proxy.account_id, pid)
         aid = proxy.account_id
         try:
             while True:

@@ -15,6 +15,7 @@ connection; non-JSON, schema-invalid or unknown type: yes, log and carry on).
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import time
 from collections import deque
@@ -284,6 +285,17 @@ class FrameBuffer:
 
 
 # --------------------------------------------------------------------------- asyncio link
+
+
+def peer_credentials(writer: asyncio.StreamWriter) -> tuple[int, int] | None:
+    """(pid, uid) of the process at the other end of a Unix socket, from the kernel."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
+
 
 _WRITE_HIGH_WATER = 1 << 20
 _READ_CHUNK = 1 << 18

@@ -67,6 +67,7 @@ from core.protocol import (
     Snapshot,
     StateRequest,
     StrategyCommand,
+    peer_credentials,
 )
 from core.risk import RiskEngine
 from gateways.base import Gateway
@@ -300,6 +301,12 @@ class Trader:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            creds = peer_credentials(writer)
+            if creds is not None and creds[1] != os.getuid():
+                self.log.error("refusing a manager of uid %d at %s", creds[1], self.socket_path)
+                writer.close()
+                await asyncio.sleep(RECONNECT_MAX_DELAY)
                 continue
             delay = 0.05
             link = Link(
