@@ -69,6 +69,7 @@ log = logging.getLogger("qtrader.manager")
 
 REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
 STOP_GRACE = 6.0  # a trader asked to shut down gets this long before SIGKILL
+OUTCOME_UNKNOWN = "outcome unknown, it may have acted (check its orders before resending)"
 ADOPT_WAIT = 5.0  # how long a trader left by an earlier manager gets to join us
 
 HISTORY_TYPES: dict[str, Any] = {
@@ -342,8 +343,21 @@ class TradingManager:
 
     async def _serve_link(self, proxy: TraderProxy, link: Link, info: TraderInfo, pid: int) -> None:
         if proxy.link is not None:
-            log.warning("%s: a new trader connection replaces the old one", proxy.account_id)
-            await self._drop_link(proxy, proxy.link, "replaced by a new connection")
+            if proxy.pid is not None and pid != proxy.pid and pid_alive(proxy.pid) and pid != os.getpid():
+                # two live traders for one account (e.g. one left over from a console that was
+                # killed with its data directory removed): keep ours, stop the intruder
+                log.error(
+                    "%s: a second trader (pid %d) tried to join while pid %d runs the account; "
+                    "told it to shut down",
+                    proxy.account_id,
+                    pid,
+                    proxy.pid,
+                )
+                link.send_nowait("shutdown", ShutdownRequest(cancel_orders=False), 0)
+                await link.close()
+                return
+            log.warning("%s: the trader reconnected; the old connection is dropped", proxy.account_id)
+            await self._drop_link(proxy, proxy.link, "the trader reconnected before replying")
         proxy.link = link
         self._set_pid(proxy, pid)  # the kernel's word, not the message's
         proxy.last_seen = time.monotonic()
@@ -377,12 +391,7 @@ class TradingManager:
             pass
         finally:
             if proxy.link is link:
-                await self._drop_link(
-                    proxy,
-                    link,
-                    "the trader went away before replying: the outcome is unknown, "
-                    "it may have acted (check its orders before resending)",
-                )
+                await self._drop_link(proxy, link, "the trader went away before replying")
                 proxy.link_lost_at = time.monotonic()
                 if not self._stopping and proxy.wanted and proxy.running:
                     self.aggregator.set_status(aid, TraderStatus.DISCONNECTED, "link to trader lost")
@@ -395,7 +404,7 @@ class TradingManager:
         pending, proxy.pending = proxy.pending, {}
         for fut in pending.values():
             if not fut.done():
-                fut.set_result(Reply(ok=False, error=f"{proxy.account_id}: {reason}"))
+                fut.set_result(Reply(ok=False, error=f"{proxy.account_id}: {reason}: {OUTCOME_UNKNOWN}"))
         await link.close()
 
     def _refresh_status(self, proxy: TraderProxy) -> None:
@@ -648,8 +657,7 @@ class TradingManager:
                 fut.set_result(
                     Reply(
                         ok=False,
-                        error=f"{account_id} did not answer {msg_type} within {limit:g} s; "
-                        "it may still have acted on it",
+                        error=f"{account_id} did not answer {msg_type} within {limit:g} s: {OUTCOME_UNKNOWN}",
                     )
                 )
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
-from config import DEMO_NOTICE, ConfigError, load_config
+from config import DEMO_NOTICE, ConfigError, LoadedConfig, load_config
 from config import paths as cfg_paths
 
 
@@ -40,17 +41,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
-    if not args.no_ui:
-        # The Textual console is not built yet: run the same core headless in the
-        # foreground rather than refuse, and say so.
-        print(
-            "qtrader-tui: the Textual console is not part of this build yet; "
-            "running the trading core headless (Ctrl+C stops it)",
-            file=sys.stderr,
-        )
-    from core.daemon import run_daemon
+    if args.no_ui:
+        from core.daemon import run_daemon
 
-    return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
+        return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
+    return run_console(loaded, data_dir)
+
+
+def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
+    """The Textual console over an in-process trading core."""
+    from core.client import LocalConsoleClient
+    from core.daemon import DaemonBusy, PidFile, setup_runtime_logging
+    from core.manager import TradingManager
+    from tui.actions import validate_keymap
+    from tui.app import QTraderApp
+
+    config = loaded.config
+    try:
+        keymap = validate_keymap(config.ui.keys)
+    except ValueError as exc:
+        print(f"qtrader-tui: {loaded.source.name}: {exc}", file=sys.stderr)
+        return 2
+    pid_file = PidFile(data_dir)
+    try:
+        pid_file.acquire()
+    except DaemonBusy as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return 3
+    try:
+        setup_runtime_logging(data_dir, config.log.level)  # the terminal belongs to the console
+        manager = TradingManager(config, config_path=loaded.source, data_dir=data_dir)
+        app = QTraderApp(
+            LocalConsoleClient(manager),
+            scheme=config.ui.color_scheme,
+            keymap=keymap,
+            start_core=manager.start,
+            stop_core=manager.stop,
+        )
+        return app.run() or 0
+    finally:
+        pid_file.release()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+"""The one table of console actions.
+
+It feeds the key bindings (and so the footer), the help screen and the command
+palette; ``ui.keys`` in the config rebinds any of them by id. ``ctrl+c`` is
+deliberately not in it: it never triggers a trading action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from textual.binding import Binding
+
+Scope = Literal["global", "account", "dashboard"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleAction:
+    id: str  # rebindable name (ui.keys)
+    key: str  # Textual key name(s), comma separated
+    action: str  # the App action it runs
+    title: str  # footer / palette
+    help: str  # help screen / palette detail
+    scope: Scope = "account"
+    footer: bool = True
+    display_key: str = ""  # how help shows the key, when the key name is unfriendly
+
+
+ACTIONS: tuple[ConsoleAction, ...] = (
+    ConsoleAction("buy", "b", "buy", "Buy", "Order entry to buy the selected contract (prefilled)"),
+    ConsoleAction("sell", "s", "sell", "Sell", "Order entry to sell the selected contract (prefilled)"),
+    ConsoleAction("close", "c", "close_position", "Close", "Close the selected position (confirmed)"),
+    ConsoleAction("cancel", "x", "cancel_order", "Cancel", "Cancel the selected working order"),
+    ConsoleAction(
+        "cancel_all", "X", "cancel_all", "Cancel all", "Cancel every working order of the account (confirmed)"
+    ),
+    ConsoleAction(
+        "toggle_orders", "o", "toggle_orders", "Working/all", "Orders panel: working orders only, or all"
+    ),
+    ConsoleAction(
+        "halt",
+        "h",
+        "halt",
+        "Halt",
+        "Halt the account (no new orders) or resume it (confirmed)",
+        scope="account",
+    ),
+    ConsoleAction("strategy", "t", "toggle_strategy", "Strategy", "Start / stop the selected strategy"),
+    ConsoleAction("auto_trading", "a", "auto_trading", "Auto", "Auto-trading on (confirmed) / off"),
+    ConsoleAction(
+        "prev_account",
+        "left_square_bracket",
+        "prev_account",
+        "Prev acct",
+        "Previous account",
+        scope="global",
+        display_key="[",
+    ),
+    ConsoleAction(
+        "next_account",
+        "right_square_bracket",
+        "next_account",
+        "Next acct",
+        "Next account",
+        scope="global",
+        display_key="]",
+    ),
+    *(
+        ConsoleAction(
+            f"account_{n}",
+            str(n),
+            f"account({n})",
+            f"Account {n}",
+            f"Account number {n}",
+            scope="global",
+            footer=False,
+        )
+        for n in range(1, 10)
+    ),
+    ConsoleAction("dashboard", "d", "dashboard", "Dashboard", "All accounts at a glance", scope="global"),
+    ConsoleAction("open", "enter", "open_account", "Open", "Open the selected account", scope="dashboard"),
+    ConsoleAction(
+        "start", "g", "start_trader", "Start", "Start the selected account's trader", scope="dashboard"
+    ),
+    ConsoleAction(
+        "stop",
+        "p",
+        "stop_trader",
+        "Stop",
+        "Stop the selected account's trader (confirmed)",
+        scope="dashboard",
+    ),
+    ConsoleAction(
+        "restart",
+        "r",
+        "restart_trader",
+        "Restart",
+        "Restart the selected account's trader (confirmed)",
+        scope="dashboard",
+    ),
+    ConsoleAction("help", "question_mark", "help", "Help", "This help", scope="global", display_key="?"),
+    ConsoleAction(
+        "quit", "q", "quit", "Quit", "Quit (stops the traders this console started)", scope="global"
+    ),
+)
+
+BY_ID = {a.id: a for a in ACTIONS}
+
+
+def bindings(scope: Scope) -> list[Binding]:
+    """Bindings of one scope, each with its action id so ``set_keymap`` can rebind it."""
+    return [Binding(a.key, a.action, a.title, show=a.footer, id=a.id) for a in ACTIONS if a.scope == scope]
+
+
+def validate_keymap(keys: Mapping[str, str]) -> dict[str, str]:
+    """``ui.keys`` checked against the table: unknown ids and ctrl+c are refused."""
+    keymap: dict[str, str] = {}
+    for action_id, key in keys.items():
+        if action_id not in BY_ID:
+            known = ", ".join(sorted(BY_ID))
+            raise ValueError(f"ui.keys.{action_id}: unknown action (expected one of: {known})")
+        if "ctrl+c" in key.replace(" ", "").split(","):
+            raise ValueError(f"ui.keys.{action_id}: ctrl+c is never bound to a trading action")
+        keymap[action_id] = key
+    return keymap
+
+
+def key_label(action: ConsoleAction, keymap: Mapping[str, str]) -> str:
+    """The key as the operator types it, after rebinding."""
+    if action.id in keymap:
+        return keymap[action.id]
+    return action.display_key or action.key

@@ -1,0 +1,231 @@
+"""QTraderApp: the Textual console over a ConsoleClient.
+
+Live data arrives as change notifications from the core; the app collects them
+and redraws at a bounded rate: a flush runs a few milliseconds after the first
+change (so a burst is drawn once) and never more often than ``MIN_FRAME``.
+The header of every screen says which account the keys act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.screen import ModalScreen, Screen
+
+from core.aggregator import Change
+from core.client import ConsoleClient
+from core.manager import OUTCOME_UNKNOWN
+from core.models import TraderStatus
+from core.protocol import Reply
+from tui.actions import ACTIONS, bindings
+from tui.screens.account import AccountScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
+
+FLUSH_DELAY = 0.005  # wait this long after a change, to draw a burst once
+MIN_FRAME = 0.02  # at most 50 redraws a second (a tick flood costs what a trickle does)
+
+LiveDirty = dict[str, set[str] | None]
+_NAVIGATION = frozenset({"prev_account", "next_account", "account", "dashboard", "help", "quit"})
+
+
+class QTraderApp(App[int]):
+    """The console. ``start_core``/``stop_core`` run the in-process trading core, if any."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "qtrader-tui"
+    BINDINGS = bindings("global")
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        client: ConsoleClient,
+        *,
+        scheme: str = "cn",
+        keymap: dict[str, str] | None = None,
+        start_core: Callable[[], Awaitable[None]] | None = None,
+        stop_core: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.scheme = scheme
+        self.keymap = dict(keymap or {})
+        self._start_core = start_core
+        self._stop_core = stop_core
+        self.account_id = client.account_ids[0]
+        self._dirty: dict[str, LiveDirty] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = 0.0
+        self._unsubscribe: Callable[[], None] | None = None
+        self._account_screen: AccountScreen | None = None
+        self._dashboard: DashboardScreen | None = None
+        self._quitting = False
+        self.frames = 0  # redraws done (for tests and the ui benchmark)
+        self.on_frame: Callable[[], None] | None = None  # benchmark hook
+
+    # ================================================================== lifecycle
+
+    async def on_mount(self) -> None:
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        self._unsubscribe = self.client.subscribe(self._on_change)
+        self._account_screen = AccountScreen(self.account_id)
+        await self.push_screen(self._account_screen)
+        if self._start_core is not None:
+            self.run_worker(self._start(), name="core-start", exclusive=True)
+
+    async def _start(self) -> None:
+        assert self._start_core is not None
+        try:
+            await self._start_core()
+        except Exception as exc:
+            self.notify(f"the trading core failed to start: {exc}", severity="error", timeout=30)
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        self._quitting = True
+        if self._stop_core is not None:
+            self.notify("stopping the traders...", timeout=10)
+            await self._stop_core()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self.exit(0)
+
+    # ================================================================== live data
+
+    def _on_change(self, change: Change) -> None:
+        per_account = self._dirty.setdefault(change.account_id, {})
+        if change.key is None or change.kind not in ("tick", "order", "position", "trade"):
+            per_account[change.kind] = None
+        else:
+            keys = per_account.get(change.kind, set())
+            if keys is not None:
+                keys.add(change.key)
+                per_account[change.kind] = keys
+            elif change.kind not in per_account:
+                per_account[change.kind] = {change.key}
+        self._notify_change(change)
+        if self._flush_handle is None:
+            wait = max(FLUSH_DELAY, self._last_flush + MIN_FRAME - time.monotonic())
+            self._flush_handle = asyncio.get_running_loop().call_later(wait, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._last_flush = time.monotonic()
+        dirty, self._dirty = self._dirty, {}
+        screen = self._live_screen()
+        if isinstance(screen, AccountScreen):
+            mine = dirty.get(screen.account_id)
+            if mine:
+                screen.refresh_live(mine)
+        elif isinstance(screen, DashboardScreen) and dirty:
+            screen.refresh_live(dirty)
+        self.frames += 1
+        if self.on_frame is not None:
+            self.on_frame()
+
+    def _live_screen(self) -> Screen[Any] | None:
+        """The top screen that shows live data (a dialog may be on top of it)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, AccountScreen | DashboardScreen):
+                return screen
+        return None
+
+    def _notify_change(self, change: Change) -> None:
+        """Fills and lost connections are worth an interruption, wherever the operator is."""
+        state = self.client.state(change.account_id)
+        if change.kind == "trade" and state.trades:
+            t = state.trades[-1]
+            side = "BUY" if t.direction.name == "LONG" else "SELL"
+            self.notify(
+                f"{change.account_id} filled {side} {t.offset.name} {t.volume:g} {t.vt_symbol} @ {t.price:g}"
+            )
+        elif change.kind == "status" and state.status in (TraderStatus.DISCONNECTED, TraderStatus.CRASHED):
+            self.notify(
+                f"{change.account_id} {state.status.name.lower()}: {state.status_message}",
+                severity="error",
+                timeout=10,
+            )
+
+    # ================================================================== commands
+
+    def run_command(self, label: str, call: Awaitable[Reply]) -> None:
+        """Await a command's one reply in the background and say how it went."""
+
+        async def run() -> None:
+            reply = await call
+            if reply.ok:
+                extra = ""
+                if isinstance(reply.result, dict) and "order_id" in reply.result:
+                    extra = f" (order {reply.result['order_id']})"
+                self.notify(f"{label}: accepted{extra}")
+            elif OUTCOME_UNKNOWN in reply.error:
+                self.notify(f"{label}: NO ANSWER - {reply.error}", severity="warning", timeout=20)
+            else:
+                self.notify(f"{label}: REJECTED - {reply.error}", severity="error", timeout=12)
+
+        self.run_worker(run(), group="commands")
+
+    # ================================================================== navigation
+
+    def show_account(self, account_id: str) -> None:
+        self.account_id = account_id
+        screen = self._account_screen
+        if screen is None:
+            return
+        if self.screen is not screen and isinstance(self.screen, DashboardScreen):
+            self.switch_screen(screen)
+        screen.show_account(account_id)
+
+    def _step_account(self, step: int) -> None:
+        ids = self.client.account_ids
+        current = ids.index(self.account_id) if self.account_id in ids else 0
+        self.show_account(ids[(current + step) % len(ids)])
+
+    def action_prev_account(self) -> None:
+        self._step_account(-1)
+
+    def action_next_account(self) -> None:
+        self._step_account(1)
+
+    def action_account(self, number: int) -> None:
+        ids = self.client.account_ids
+        if 1 <= number <= len(ids):
+            self.show_account(ids[number - 1])
+        else:
+            self.notify(f"there is no account {number} (1..{len(ids)})", severity="warning")
+
+    def action_dashboard(self) -> None:
+        if isinstance(self.screen, DashboardScreen):
+            return
+        if self._dashboard is None:
+            self._dashboard = DashboardScreen()
+        if isinstance(self.screen, AccountScreen):
+            self.switch_screen(self._dashboard)
+        else:
+            self.push_screen(self._dashboard)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.keymap))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # no navigation under a dialog: its keys (and the digits typed into it) are its own
+        return not (isinstance(self.screen, ModalScreen) and action in _NAVIGATION)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for n, account_id in enumerate(self.client.account_ids, start=1):
+            yield SystemCommand(
+                f"Switch to account {account_id}",
+                f"Show {account_id} (key {n})",
+                lambda a=account_id: self.show_account(a),
+            )
+        for action in ACTIONS:
+            if action.id.startswith("account_"):
+                continue
+            yield SystemCommand(action.title, action.help, lambda a=action: self.run_action(a.action))
+        yield from super().get_system_commands(screen)

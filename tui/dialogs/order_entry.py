@@ -1,0 +1,289 @@
+"""Order entry: a dialog prefilled from the selected quote or position.
+
+Fields are checked here, before anything is sent, with messages a trader can
+act on (unknown symbol, volume <= 0, price off the tick grid, nothing to
+close...). Enter on a valid form returns the OrderRequest; the caller then
+shows the confirmation. The trader's own risk checks still apply after that.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Select, Static
+
+from core.aggregator import AccountState
+from core.models import Contract, Direction, Offset, OrderRequest, OrderType, Position, on_tick_grid
+from tui import format as fmt
+
+OFFSETS: list[tuple[str, str]] = [
+    ("auto", "auto"),
+    ("open", Offset.OPEN.name),
+    ("close", Offset.CLOSE.name),
+    ("close today", Offset.CLOSETODAY.name),
+    ("close yesterday", Offset.CLOSEYESTERDAY.name),
+]
+TYPES: list[tuple[str, str]] = [
+    (t.name.lower(), t.name) for t in (OrderType.LIMIT, OrderType.MARKET, OrderType.FAK, OrderType.FOK)
+]
+DIRECTIONS: list[tuple[str, str]] = [("buy", Direction.LONG.name), ("sell", Direction.SHORT.name)]
+
+
+def opposite_best(state: AccountState, vt_symbol: str, direction: Direction) -> float | None:
+    """What a marketable order pays: the ask to buy, the bid to sell."""
+    tick = state.ticks.get(vt_symbol)
+    if tick is None:
+        return None
+    value = tick.ask_price_1 if direction is Direction.LONG else tick.bid_price_1
+    return value or tick.last_price or None
+
+
+def closable(state: AccountState, vt_symbol: str, position_direction: Direction) -> tuple[float, float]:
+    """(today, yesterday) volume of a position not already in working close orders."""
+    pos = state.positions.get((vt_symbol, position_direction))
+    if pos is None:
+        return 0.0, 0.0
+    today, yesterday = pos.volume - pos.yd_volume, pos.yd_volume
+    closing_side = position_direction.opposite
+    shfe_like = vt_symbol.endswith((".SHFE", ".INE"))
+    for order in state.working_orders:
+        if order.vt_symbol != vt_symbol or order.direction is not closing_side or not order.offset.is_close:
+            continue
+        if shfe_like and order.offset is Offset.CLOSETODAY:
+            today -= order.remaining
+        elif shfe_like:
+            yesterday -= order.remaining
+        else:
+            from_yd = min(order.remaining, max(yesterday, 0))
+            yesterday -= from_yd
+            today -= order.remaining - from_yd
+    return max(today, 0.0), max(yesterday, 0.0)
+
+
+def auto_offset(state: AccountState, vt_symbol: str, direction: Direction, volume: float) -> Offset:
+    """Close an opposite position when there is one big enough, else open.
+
+    SHFE/INE: yesterday's volume first (CLOSEYESTERDAY), else today's (CLOSETODAY);
+    an order cannot mix both, so a volume that needs both opens a new position
+    only if neither part is enough, and says so (the operator can use ``c``).
+    """
+    position_direction = direction.opposite
+    today, yesterday = closable(state, vt_symbol, position_direction)
+    if today + yesterday <= 0:
+        return Offset.OPEN
+    if not vt_symbol.endswith((".SHFE", ".INE")):
+        return Offset.CLOSE if volume <= today + yesterday else Offset.OPEN
+    if volume <= yesterday:
+        return Offset.CLOSEYESTERDAY
+    if volume <= today:
+        return Offset.CLOSETODAY
+    return Offset.OPEN
+
+
+def _side(direction: Direction) -> str:
+    return "BUY" if direction is Direction.LONG else "SELL"
+
+
+def order_rows(account_id: str, req: OrderRequest, state: AccountState) -> list[tuple[str, str | Text]]:
+    """What the confirmation shows: everything that will be sent, and what it costs."""
+    contract = state.contracts.get(req.vt_symbol)
+    price_text = "market" if req.type is OrderType.MARKET else fmt.price(req.price, contract)
+    rows: list[tuple[str, str | Text]] = [
+        ("Account", Text(account_id, style="bold reverse")),
+        ("Side", Text(_side(req.direction), style="bold")),
+        ("Offset", req.offset.name),
+        ("Volume", fmt.volume(req.volume)),
+        ("Symbol", req.vt_symbol),
+        ("Type", req.type.name),
+        ("Price", price_text),
+    ]
+    if contract is not None:
+        ref = req.price
+        if req.type is OrderType.MARKET:
+            ref = opposite_best(state, req.vt_symbol, req.direction) or 0.0
+        rows.append(("Notional", fmt.amount(contract.notional(ref, req.volume))))
+        if req.offset is Offset.OPEN:
+            rows.append(("Est. margin", fmt.amount(contract.margin(ref, req.volume))))
+            acc = state.account
+            if acc is not None:
+                rows.append(("Available", fmt.amount(acc.available)))
+        rows.append(("Est. fee", fmt.amount(contract.commission(ref, req.volume, req.offset))))
+    return rows
+
+
+def close_rows(
+    account_id: str, pos: Position, state: AccountState
+) -> tuple[list[tuple[str, str | Text]], float | None]:
+    """Confirmation rows for closing ``pos`` at the opposite best price, and that price."""
+    order_direction = pos.direction.opposite
+    price = opposite_best(state, pos.vt_symbol, order_direction)
+    contract = state.contracts.get(pos.vt_symbol)
+    today, yesterday = closable(state, pos.vt_symbol, pos.direction)
+    if pos.vt_symbol.endswith((".SHFE", ".INE")):
+        legs = " + ".join(
+            f"{name} {vol:g}"
+            for name, vol in (("CLOSEYESTERDAY", yesterday), ("CLOSETODAY", today))
+            if vol > 0
+        )
+    else:
+        legs = f"CLOSE {today + yesterday:g}"
+    rows: list[tuple[str, str | Text]] = [
+        ("Account", Text(account_id, style="bold reverse")),
+        ("Side", Text(_side(order_direction), style="bold")),
+        ("Offset", legs or "nothing closable (working close orders hold it)"),
+        ("Volume", fmt.volume(today + yesterday)),
+        ("Symbol", pos.vt_symbol),
+        ("Price", fmt.price(price or 0.0, contract)),
+        ("Position P&L", fmt.amount(pos.pnl)),
+    ]
+    if contract is not None and price is not None:
+        rows.append(("Notional", fmt.amount(contract.notional(price, today + yesterday))))
+    return rows, price
+
+
+class OrderEntryDialog(ModalScreen[OrderRequest | None]):
+    """Enter sends the form for confirmation; Esc abandons it."""
+
+    BINDINGS = [
+        Binding("escape", "abandon", "Abandon", priority=True),
+        Binding("enter", "submit", "Review", priority=True),
+    ]
+
+    def __init__(
+        self,
+        account_id: str,
+        state: AccountState,
+        *,
+        direction: Direction,
+        vt_symbol: str | None,
+        position_direction: Direction | None = None,
+    ) -> None:
+        super().__init__()
+        self.account_id = account_id
+        self.state = state
+        self.direction = direction
+        self.vt_symbol = vt_symbol or next(iter(state.ticks), "")
+        self.prefill_volume = 1.0
+        if position_direction is not None and position_direction is direction.opposite:
+            # from a position: the order that closes it
+            pos = state.positions.get((self.vt_symbol, position_direction))
+            if pos is not None:
+                self.prefill_volume = sum(closable(state, self.vt_symbol, position_direction)) or 1.0
+
+    def compose(self) -> ComposeResult:
+        best = opposite_best(self.state, self.vt_symbol, self.direction) if self.vt_symbol else None
+        contract = self.state.contracts.get(self.vt_symbol)
+        price_text = fmt.price(best, contract).replace(",", "") if best else ""
+        with Vertical(id="entry-box"):
+            yield Static(Text(f"New order — {self.account_id}", style="bold"), id="entry-title")
+            with Grid(id="entry-grid"):
+                yield Label("Symbol")
+                yield Input(self.vt_symbol, id="symbol", placeholder="au2612.SHFE")
+                yield Label("Side")
+                yield Select(DIRECTIONS, value=self.direction.name, allow_blank=False, id="direction")
+                yield Label("Offset")
+                yield Select(OFFSETS, value="auto", allow_blank=False, id="offset")
+                yield Label("Type")
+                yield Select(TYPES, value=OrderType.LIMIT.name, allow_blank=False, id="type")
+                yield Label("Price")
+                yield Input(price_text, id="price", placeholder="opposite best")
+                yield Label("Volume")
+                yield Input(f"{self.prefill_volume:g}", id="volume")
+            yield Static("", id="entry-error")
+            yield Static(Text("Enter: review and confirm    Esc: abandon", style="italic"), id="entry-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#volume", Input).focus()
+
+    @on(Select.Changed, "#direction")
+    @on(Input.Changed, "#symbol")
+    def _reprice(self) -> None:
+        """A new side or symbol: propose its opposite best price again."""
+        symbol = self.query_one("#symbol", Input).value.strip()
+        direction = Direction[str(self.query_one("#direction", Select).value)]
+        best = opposite_best(self.state, symbol, direction)
+        if best is not None:
+            contract = self.state.contracts.get(symbol)
+            self.query_one("#price", Input).value = fmt.price(best, contract).replace(",", "")
+
+    def _error(self, message: str) -> None:
+        self.query_one("#entry-error", Static).update(Text(message, style="bold red"))
+
+    def validate(self) -> OrderRequest | str:
+        """The request, or what is wrong with the form."""
+        symbol = self.query_one("#symbol", Input).value.strip()
+        contract: Contract | None = self.state.contracts.get(symbol)
+        if not symbol:
+            return "Symbol: enter a contract, e.g. au2612.SHFE"
+        if contract is None:
+            known = ", ".join(list(self.state.contracts)[:6])
+            return f"Symbol: unknown contract '{symbol}' in {self.account_id} (known: {known})"
+        direction = Direction[str(self.query_one("#direction", Select).value)]
+        order_type = OrderType[str(self.query_one("#type", Select).value)]
+        try:
+            volume = float(self.query_one("#volume", Input).value.replace(",", ""))
+        except ValueError:
+            return "Volume: enter a whole number of lots"
+        if not math.isfinite(volume) or volume <= 0 or volume != int(volume):
+            return f"Volume: must be a whole number of lots above 0, got {self.query_one('#volume', Input).value}"
+        price = 0.0
+        if order_type is not OrderType.MARKET:
+            raw = self.query_one("#price", Input).value.replace(",", "").strip()
+            try:
+                price = float(raw)
+            except ValueError:
+                return "Price: enter a number"
+            if not math.isfinite(price) or price <= 0:
+                return "Price: must be above 0"
+            if not on_tick_grid(price, contract.pricetick):
+                d = contract.decimals
+                lower = contract.round_price(price - contract.pricetick / 2)
+                return (
+                    f"Price: {raw} is not on the {contract.pricetick:g} tick grid of {symbol} "
+                    f"(nearest {lower:.{d}f} / {lower + contract.pricetick:.{d}f})"
+                )
+            tick = self.state.ticks.get(symbol)
+            if tick is not None and tick.limit_up and price > tick.limit_up + 1e-9:
+                return f"Price: {raw} is above today's limit-up {fmt.price(tick.limit_up, contract)}"
+            if tick is not None and tick.limit_down and price < tick.limit_down - 1e-9:
+                return f"Price: {raw} is below today's limit-down {fmt.price(tick.limit_down, contract)}"
+        choice = str(self.query_one("#offset", Select).value)
+        if choice == "auto":
+            offset = auto_offset(self.state, symbol, direction, volume)
+        else:
+            offset = Offset[choice]
+            if offset.is_close:
+                today, yesterday = closable(self.state, symbol, direction.opposite)
+                have = {Offset.CLOSETODAY: today, Offset.CLOSEYESTERDAY: yesterday}.get(
+                    offset, today + yesterday
+                )
+                if symbol.endswith((".SHFE", ".INE")) and offset is Offset.CLOSE:
+                    have = yesterday  # SHFE/INE: CLOSE closes yesterday's volume
+                if volume > have:
+                    what = direction.opposite.name.lower()
+                    return f"Offset: {offset.name} {volume:g} > closable {have:g} of the {what} {symbol} position"
+        return OrderRequest(
+            vt_symbol=symbol,
+            direction=direction,
+            offset=offset,
+            type=order_type,
+            price=price,
+            volume=volume,
+            account_id=self.account_id,
+        )
+
+    def action_submit(self) -> None:
+        result = self.validate()
+        if isinstance(result, str):
+            self._error(result)
+            return
+        self.dismiss(result)
+
+    def action_abandon(self) -> None:
+        self.dismiss(None)

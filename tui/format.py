@@ -1,0 +1,78 @@
+"""How numbers look on screen: prices on the contract's tick precision, amounts with
+thousands separators, and up/down colors by the configured scheme (cn: red is up)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from core.models import Contract, Direction, Status, TraderStatus
+
+UP_DOWN = {
+    "cn": ("bold red", "bold green"),  # China convention: red up, green down
+    "intl": ("bold green", "bold red"),
+}
+
+STATUS_LIGHT = {
+    TraderStatus.CONNECTED: ("●", "green"),
+    TraderStatus.CONNECTING: ("◐", "yellow"),
+    TraderStatus.DISCONNECTED: ("○", "red"),
+    TraderStatus.STOPPED: ("■", "grey50"),
+    TraderStatus.CRASHED: ("✖", "bold red"),
+}
+
+
+def price(value: float, contract: Contract | None) -> str:
+    """A price with exactly the decimals of the contract's tick (``912.34``, ``3,150``)."""
+    if not value:
+        return "-"
+    digits = contract.decimals if contract is not None else 2
+    return f"{value:,.{digits}f}"
+
+
+def amount(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+def volume(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def pct(value: float) -> str:
+    return f"{value:+.2f}%"
+
+
+def signed(value: float, text: str, scheme: str) -> Text:
+    """``text`` colored as up (value > 0) or down (value < 0) in ``scheme``."""
+    up, down = UP_DOWN.get(scheme, UP_DOWN["cn"])
+    style = up if value > 0 else down if value < 0 else ""
+    return Text(text, style=style, justify="right")
+
+
+def right(text: str, style: str = "") -> Text:
+    return Text(text, style=style, justify="right")
+
+
+def side(direction: Direction, scheme: str) -> Text:
+    up, down = UP_DOWN.get(scheme, UP_DOWN["cn"])
+    if direction is Direction.LONG:
+        return Text("LONG", style=up)
+    return Text("SHORT", style=down)
+
+
+def status_light(status: TraderStatus) -> Text:
+    glyph, style = STATUS_LIGHT[status]
+    return Text(f"{glyph} {status.name.lower()}", style=style)
+
+
+ORDER_STATUS_STYLE = {
+    Status.SUBMITTING: "yellow",
+    Status.NOTTRADED: "cyan",
+    Status.PARTTRADED: "bold cyan",
+    Status.ALLTRADED: "green",
+    Status.CANCELLED: "grey50",
+    Status.REJECTED: "bold red",
+}
+
+
+def order_status(status: Status) -> Text:
+    return Text(status.name, style=ORDER_STATUS_STYLE[status])

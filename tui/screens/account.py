@@ -1,0 +1,331 @@
+"""The account screen: where the operator works on one account.
+
+Panels: Market, Positions, Orders (working / all), Account (funds and equity),
+and a tabbed strip with Trades, Strategy triggers, Strategies and Log. Every
+order-sending action goes through a confirmation that shows exactly what will
+be sent; results come back as notifications.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from core.aggregator import AccountState
+from core.models import Direction, OrderRequest, TradingState
+from core.protocol import StrategyCommand
+from tui import format as fmt
+from tui.actions import bindings
+from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
+from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
+from tui.widgets.funds import FundsPanel
+from tui.widgets.market import MarketTable
+from tui.widgets.orders import OrdersTable, TradesTable
+from tui.widgets.positions import PositionsTable
+
+if TYPE_CHECKING:
+    from tui.app import QTraderApp
+
+
+class AccountBar(Static):
+    """The header line: which account the keys act on, and its state."""
+
+    def show(self, app: QTraderApp, state: AccountState) -> None:
+        line = Text()
+        line.append(f" {state.account_id} ", style="bold reverse")
+        line.append(" ")
+        line.append_text(fmt.status_light(state.status))
+        line.append(f"  {state.gateway}")
+        info = state.info
+        if info is not None:
+            trading = info.trading_state
+            style = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "bold red"}[trading.name]
+            line.append("  ")
+            line.append(trading.name, style=style)
+            line.append(
+                f"  auto {'ON' if info.auto_trading else 'off'}", style="bold" if info.auto_trading else ""
+            )
+        if state.status_message and state.status.name != "CONNECTED":
+            line.append(f"  {state.status_message}", style="italic")
+        line.append("   │ ")
+        for n, aid in enumerate(app.client.account_ids, start=1):
+            style = "bold reverse" if aid == state.account_id else "dim"
+            line.append(f"{n} {aid}", style=style)
+            line.append(" ")
+        self.update(line)
+
+
+class AccountScreen(Screen[None]):
+    """One account's panels. The app tells it which account to show."""
+
+    BINDINGS = bindings("account")
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__()
+        self.account_id = account_id
+
+    @property
+    def qapp(self) -> QTraderApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def state(self) -> AccountState:
+        return self.qapp.client.state(self.account_id)
+
+    def compose(self) -> ComposeResult:
+        scheme = self.qapp.scheme
+        yield AccountBar(id="account-bar")
+        with Horizontal(id="upper"):
+            with Vertical(id="market-box", classes="panel"):
+                yield MarketTable(scheme=scheme, id="market")
+            with Vertical(id="positions-box", classes="panel"):
+                yield PositionsTable(scheme=scheme, id="positions")
+        with Horizontal(id="middle"):
+            with Vertical(id="orders-box", classes="panel"):
+                yield OrdersTable(scheme=scheme, id="orders")
+            with Vertical(id="funds-box", classes="panel"):
+                yield FundsPanel(scheme=scheme, id="funds")
+        with TabbedContent(id="lower"):
+            with TabPane("Trades", id="tab-trades"):
+                yield TradesTable(scheme=scheme, id="trades")
+            with TabPane("Triggers", id="tab-triggers"):
+                yield TriggersTable(id="triggers")
+            with TabPane("Strategies", id="tab-strategies"):
+                yield StrategiesTable(scheme=scheme, id="strategies")
+            with TabPane("Log", id="tab-log"):
+                yield LogTable(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#market-box").border_title = "Market"
+        self.query_one("#positions-box").border_title = "Positions"
+        self.query_one("#funds-box").border_title = "Account"
+        self._title_orders()
+        self.refresh_live(None)
+        self.query_one("#market", MarketTable).focus()
+
+    def _title_orders(self) -> None:
+        orders = self.query_one("#orders", OrdersTable)
+        self.query_one("#orders-box").border_title = (
+            "Orders (working)" if orders.working_only else "Orders (all)"
+        )
+
+    # ------------------------------------------------------------------ live data
+
+    def show_account(self, account_id: str) -> None:
+        """Switch the panels to another account."""
+        if account_id == self.account_id:
+            return
+        self.account_id = account_id
+        for table in self.query("KeyedTable"):
+            table.reset()  # type: ignore[attr-defined]
+        self.refresh_live(None)
+
+    def refresh_live(self, dirty: dict[str, set[str] | None] | None) -> None:
+        """Bring the panels up to date. ``dirty`` maps a kind of change to the keys that
+        changed (None: all of that kind); ``None`` for everything."""
+        state = self.state
+        everything = dirty is None or "snapshot" in dirty
+
+        def changed(*kinds: str) -> bool:
+            return everything or any(k in dirty for k in kinds)  # type: ignore[operator]
+
+        with self.app.batch_update():
+            self.query_one("#account-bar", AccountBar).show(self.qapp, state)
+            if changed("tick", "contract"):
+                only = None if everything or "contract" in dirty else dirty.get("tick")  # type: ignore[union-attr]
+                self.query_one("#market", MarketTable).show(state, only=only)
+            if changed("position", "contract"):
+                self.query_one("#positions", PositionsTable).show(state)
+            if changed("order"):
+                self.query_one("#orders", OrdersTable).show(state)
+            if changed("trade"):
+                self.query_one("#trades", TradesTable).show(state)
+            if changed("account", "equity"):
+                self.query_one("#funds", FundsPanel).show(state)
+            if changed("trigger"):
+                self.query_one("#triggers", TriggersTable).show(state)
+            if changed("strategy"):
+                self.query_one("#strategies", StrategiesTable).show(state)
+            if changed("log"):
+                self.query_one("#log", LogTable).show(state)
+
+    # ------------------------------------------------------------------ selection
+
+    def _selected_symbol(self) -> tuple[str | None, Direction | None]:
+        """The contract the operator points at: the focused table's row."""
+        focused = self.focused
+        if isinstance(focused, PositionsTable):
+            pos = focused.selected()
+            if pos is not None:
+                return pos.vt_symbol, pos.direction
+        if isinstance(focused, OrdersTable):
+            order = focused.selected()
+            if order is not None:
+                return order.vt_symbol, None
+        market = self.query_one("#market", MarketTable)
+        return market.selected_key, None
+
+    # ------------------------------------------------------------------ actions
+
+    def action_buy(self) -> None:
+        self._enter_order(Direction.LONG)
+
+    def action_sell(self) -> None:
+        self._enter_order(Direction.SHORT)
+
+    def _enter_order(self, direction: Direction) -> None:
+        vt_symbol, pos_direction = self._selected_symbol()
+        dialog = OrderEntryDialog(
+            self.account_id,
+            self.state,
+            direction=direction,
+            vt_symbol=vt_symbol,
+            position_direction=pos_direction,
+        )
+        self.app.push_screen(dialog, self._confirm_order)
+
+    def _confirm_order(self, req: OrderRequest | None) -> None:
+        if req is None:
+            return
+        account_id = self.account_id
+        rows = order_rows(account_id, req, self.state)
+        side = "BUY" if req.direction is Direction.LONG else "SELL"
+        title = f"Send this order to {account_id}?  {side} {req.volume:g} {req.vt_symbol}"
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    f"{side} {req.volume:g} {req.vt_symbol}", self.qapp.client.send_order(account_id, req)
+                )
+
+        self.app.push_screen(ConfirmDialog(title, rows), answered)
+
+    def action_close_position(self) -> None:
+        positions = self.query_one("#positions", PositionsTable)
+        pos = positions.selected() if self.focused is positions else None
+        if pos is None:
+            self.app.notify("Select a position in the Positions panel first (tab to it)", severity="warning")
+            return
+        account_id = self.account_id
+        rows, price = close_rows(account_id, pos, self.state)
+        if price is None:
+            self.app.notify(f"No quote for {pos.vt_symbol}: cannot price the close", severity="error")
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    f"close {pos.direction.name.lower()} {pos.vt_symbol}",
+                    self.qapp.client.close_position(account_id, pos.vt_symbol, pos.direction, price=price),
+                )
+
+        title = f"Close {pos.direction.name} {pos.volume:g} {pos.vt_symbol} in {account_id}?"
+        self.app.push_screen(ConfirmDialog(title, rows), answered)
+
+    def action_cancel_order(self) -> None:
+        orders = self.query_one("#orders", OrdersTable)
+        order = orders.selected() if self.focused is orders else None
+        if order is None:
+            self.app.notify("Select an order in the Orders panel first (tab to it)", severity="warning")
+            return
+        if not order.is_active:
+            self.app.notify(
+                f"Order {order.order_id} is {order.status.name}: nothing to cancel", severity="warning"
+            )
+            return
+        self.qapp.run_command(
+            f"cancel {order.order_id}", self.qapp.client.cancel_order(self.account_id, order.order_id)
+        )
+
+    def action_cancel_all(self) -> None:
+        account_id = self.account_id
+        working = self.state.working_orders
+        if not working:
+            self.app.notify(f"{account_id} has no working orders", severity="information")
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(f"cancel all in {account_id}", self.qapp.client.cancel_all(account_id))
+
+        rows = [("Account", account_id), ("Working orders", str(len(working)))]
+        rows += [
+            (o.order_id, f"{o.direction.name} {o.remaining:g} {o.vt_symbol} @ {o.price:g}")
+            for o in working[:8]
+        ]
+        self.app.push_screen(
+            ConfirmDialog(f"Cancel ALL working orders of {account_id}?", rows, danger=True), answered
+        )
+
+    def action_toggle_orders(self) -> None:
+        orders = self.query_one("#orders", OrdersTable)
+        orders.working_only = not orders.working_only
+        orders.reset()
+        orders.show(self.state)
+        self._title_orders()
+
+    def action_halt(self) -> None:
+        account_id = self.account_id
+        info = self.state.info
+        halted = info is not None and info.trading_state is TradingState.HALTED
+        target = TradingState.ACTIVE if halted else TradingState.HALTED
+        if halted:
+            title = f"Resume trading in {account_id}?"
+            rows = [("Account", account_id), ("Trading state", "HALTED -> ACTIVE")]
+        else:
+            title = f"HALT {account_id}? No new orders until resumed"
+            rows = [
+                ("Account", account_id),
+                ("Trading state", f"{info.trading_state.name if info else '?'} -> HALTED"),
+                ("Working orders", f"{len(self.state.working_orders)} (cancel them with X)"),
+            ]
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    f"{account_id} -> {target.name}", self.qapp.client.set_trading_state(account_id, target)
+                )
+
+        self.app.push_screen(ConfirmDialog(title, rows, danger=not halted), answered)
+
+    def action_toggle_strategy(self) -> None:
+        table = self.query_one("#strategies", StrategiesTable)
+        name = table.selected_key
+        if name is None:
+            self.app.notify("Select a strategy in the Strategies tab first", severity="warning")
+            return
+        strategy = self.state.strategies.get(name)
+        action = "stop" if strategy is not None and strategy.running else "start"
+        self.qapp.run_command(
+            f"{action} {name}",
+            self.qapp.client.strategy_command(self.account_id, StrategyCommand(action=action, name=name)),
+        )
+
+    def action_auto_trading(self) -> None:
+        account_id = self.account_id
+        info = self.state.info
+        if info is not None and info.auto_trading:
+            self.qapp.run_command(
+                "auto-trading off",
+                self.qapp.client.strategy_command(account_id, StrategyCommand(action="auto_off")),
+            )
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    "auto-trading on",
+                    self.qapp.client.strategy_command(account_id, StrategyCommand(action="auto_on")),
+                )
+
+        rows = [("Account", account_id), ("Effect", "strategy signals become orders")]
+        self.app.push_screen(
+            ConfirmDialog(f"Turn auto-trading ON in {account_id}?", rows, danger=True), answered
+        )

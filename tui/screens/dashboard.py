@@ -1,0 +1,162 @@
+"""The dashboard: every account in one table, with totals and equity sparklines."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from core.aggregator import AccountState
+from tui import format as fmt
+from tui.actions import bindings
+from tui.dialogs.confirm import ConfirmDialog
+from tui.widgets.table import KeyedTable
+
+if TYPE_CHECKING:
+    from tui.app import QTraderApp
+
+TOTAL_KEY = "~total"
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 16) -> str:
+    """A unicode block sparkline of the last ``width`` values."""
+    values = values[-width:]
+    if len(values) < 2:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return SPARK[3] * len(values)
+    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
+
+
+class AccountsTable(KeyedTable[AccountState]):
+    COLUMNS = (
+        ("n", "#", 2),
+        ("account", "Account", 10),
+        ("status", "Status", 14),
+        ("gateway", "Gateway", 7),
+        ("state", "Trading", 8),
+        ("balance", "Balance", 15),
+        ("available", "Available", 15),
+        ("margin", "Margin", 14),
+        ("pnl", "Today P&L", 13),
+        ("pos", "Pos", 4),
+        ("orders", "Working", 7),
+        ("strats", "Strategies", 10),
+        ("equity", "Equity", 16),
+    )
+
+    def __init__(self, *, scheme: str, order: list[str], id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.scheme = scheme
+        self.order = order
+
+    def key_of(self, item: AccountState) -> str:
+        return item.account_id
+
+    def cells(self, item: AccountState) -> tuple[RenderableType, ...]:
+        acc = item.account
+        info = item.info
+        running = sum(s.running for s in item.strategies.values())
+        pnl = acc.today_pnl if acc else 0.0
+        return (
+            str(self.order.index(item.account_id) + 1),
+            Text(item.account_id, style="bold"),
+            fmt.status_light(item.status),
+            item.gateway,
+            info.trading_state.name if info else "-",
+            fmt.right(fmt.amount(acc.balance if acc else None)),
+            fmt.right(fmt.amount(acc.available if acc else None)),
+            fmt.right(fmt.amount(acc.margin if acc else None)),
+            fmt.signed(pnl, fmt.amount(pnl) if acc else "-", self.scheme),
+            fmt.right(str(len(item.positions))),
+            fmt.right(str(len(item.working_orders))),
+            fmt.right(f"{running}/{len(item.strategies)}"),
+            Text(sparkline([p.balance for p in item.equity] + ([acc.balance] if acc else [])), style="cyan"),
+        )
+
+
+class DashboardScreen(Screen[None]):
+    """All accounts at a glance; Enter opens one."""
+
+    BINDINGS = bindings("dashboard")
+
+    @property
+    def qapp(self) -> QTraderApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(" Dashboard ", style="bold reverse"), id="dashboard-bar")
+        with Vertical(id="accounts-box", classes="panel"):
+            yield AccountsTable(scheme=self.qapp.scheme, order=self.qapp.client.account_ids, id="accounts")
+            yield Static(id="totals")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#accounts-box").border_title = "Accounts"
+        self.refresh_live(None)
+        self.query_one("#accounts", AccountsTable).focus()
+
+    def refresh_live(self, dirty: object) -> None:
+        client = self.qapp.client
+        states = [client.state(a) for a in client.account_ids]
+        self.query_one("#accounts", AccountsTable).sync(states)
+        accounts = [s.account for s in states if s.account is not None]
+        balance = sum(a.balance for a in accounts)
+        available = sum(a.available for a in accounts)
+        margin = sum(a.margin for a in accounts)
+        pnl = sum(a.today_pnl for a in accounts)
+        line = Text(" Total  ", style="bold")
+        line.append(f"balance {balance:,.2f}   available {available:,.2f}   margin {margin:,.2f}   today ")
+        line.append_text(fmt.signed(pnl, f"{pnl:,.2f}", self.qapp.scheme))
+        line.append(
+            f"   positions {sum(len(s.positions) for s in states)}"
+            f"   working orders {sum(len(s.working_orders) for s in states)}"
+        )
+        self.query_one("#totals", Static).update(line)
+
+    def _selected(self) -> str | None:
+        return self.query_one("#accounts", AccountsTable).selected_key
+
+    def action_open_account(self) -> None:
+        account_id = self._selected()
+        if account_id is not None:
+            self.qapp.show_account(account_id)
+
+    def action_start_trader(self) -> None:
+        account_id = self._selected()
+        if account_id is not None:
+            self.qapp.run_command(f"start {account_id}", self.qapp.client.start_trader(account_id))
+
+    def action_stop_trader(self) -> None:
+        self._confirmed("stop", "Stop")
+
+    def action_restart_trader(self) -> None:
+        self._confirmed("restart", "Restart")
+
+    def _confirmed(self, verb: str, title: str) -> None:
+        account_id = self._selected()
+        if account_id is None:
+            return
+        state = self.qapp.client.state(account_id)
+        rows = [
+            ("Account", account_id),
+            ("Status", state.status.name),
+            ("Working orders", f"{len(state.working_orders)} (they stay at the venue)"),
+        ]
+
+        def answered(ok: bool | None) -> None:
+            if not ok:
+                return
+            call = self.qapp.client.stop_trader if verb == "stop" else self.qapp.client.restart_trader
+            self.qapp.run_command(f"{verb} {account_id}", call(account_id))
+
+        self.app.push_screen(
+            ConfirmDialog(f"{title} the trader of {account_id}?", rows, danger=True), answered
+        )

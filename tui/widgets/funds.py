@@ -1,0 +1,81 @@
+"""Account panel: funds and the equity curve."""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+from textual_plotext import PlotextPlot
+
+from core.aggregator import AccountState
+from tui import format as fmt
+
+
+class FundsPanel(Vertical):
+    """Balance, available, margin, P&L; the equity curve (stored snapshots + live point)."""
+
+    CHART_INTERVAL = 1.0  # seconds between chart redraws (plotting is not free)
+
+    def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.scheme = scheme
+        self._chart_at = 0.0
+        self._chart_key: tuple[str, int] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="funds-figures")
+        yield PlotextPlot(id="equity-chart")
+
+    def show(self, state: AccountState) -> None:
+        acc = state.account
+        grid = Table.grid(padding=(0, 2), expand=True)
+        grid.add_column(ratio=1)
+        grid.add_column(justify="right", ratio=1)
+        grid.add_column(ratio=1)
+        grid.add_column(justify="right", ratio=1)
+        if acc is None:
+            grid.add_row("no account data yet", "", "", "")
+        else:
+            grid.add_row("Balance", fmt.amount(acc.balance), "Available", fmt.amount(acc.available))
+            grid.add_row("Margin", fmt.amount(acc.margin), "Frozen", fmt.amount(acc.frozen))
+            grid.add_row(
+                "Today P&L",
+                fmt.signed(acc.today_pnl, fmt.amount(acc.today_pnl), self.scheme),
+                "Position P&L",
+                fmt.signed(acc.position_pnl, fmt.amount(acc.position_pnl), self.scheme),
+            )
+            grid.add_row(
+                "Close P&L",
+                fmt.signed(acc.close_pnl, fmt.amount(acc.close_pnl), self.scheme),
+                "Commission",
+                fmt.amount(acc.commission),
+            )
+        self.query_one("#funds-figures", Static).update(grid)
+        self._chart(state, force=False)
+
+    def _chart(self, state: AccountState, *, force: bool) -> None:
+        now = time.monotonic()
+        key = (state.account_id, len(state.equity))
+        if not force and key == self._chart_key and now - self._chart_at < self.CHART_INTERVAL:
+            return
+        self._chart_at, self._chart_key = now, key
+        points = list(state.equity)[-600:]
+        times = [f"{p.datetime:%H:%M}" for p in points]
+        values = [p.balance for p in points]
+        if state.account is not None:
+            times.append("now")
+            values.append(state.account.balance)  # the live point
+        chart = self.query_one("#equity-chart", PlotextPlot)
+        plt = chart.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("equity")
+        if len(values) >= 2:
+            xs = list(range(len(values)))
+            plt.plot(xs, values, marker="braille")
+            step = max(1, len(xs) // 4)
+            plt.xticks(xs[::step], times[::step])
+        chart.refresh()

@@ -1,0 +1,51 @@
+"""Market panel: the watchlist's quotes."""
+
+from __future__ import annotations
+
+from rich.console import RenderableType
+
+from core.aggregator import AccountState
+from core.models import Tick
+from tui import format as fmt
+from tui.widgets.table import KeyedTable
+
+
+class MarketTable(KeyedTable[Tick]):
+    COLUMNS = (
+        ("symbol", "Symbol", 12),
+        ("last", "Last", 9),
+        ("chg", "Chg%", 7),
+        ("bid", "Bid", 9),
+        ("bidv", "BidV", 4),
+        ("ask", "Ask", 9),
+        ("askv", "AskV", 4),
+        ("vol", "Volume", 7),
+        ("oi", "OI", 7),
+    )
+
+    def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.scheme = scheme
+        self.state: AccountState | None = None
+
+    def key_of(self, item: Tick) -> str:
+        return item.vt_symbol
+
+    def cells(self, item: Tick) -> tuple[RenderableType, ...]:
+        contract = self.state.contracts.get(item.vt_symbol) if self.state else None
+        change = item.change_pct
+        return (
+            item.vt_symbol,
+            fmt.signed(change, fmt.price(item.last_price, contract), self.scheme),
+            fmt.signed(change, fmt.pct(change), self.scheme),
+            fmt.right(fmt.price(item.bid_price_1, contract)),
+            fmt.right(fmt.volume(item.bid_volume_1)),
+            fmt.right(fmt.price(item.ask_price_1, contract)),
+            fmt.right(fmt.volume(item.ask_volume_1)),
+            fmt.right(fmt.volume(item.volume)),
+            fmt.right(fmt.volume(item.open_interest)),
+        )
+
+    def show(self, state: AccountState, only: set[str] | None = None) -> None:
+        self.state = state
+        self.sync(state.ticks.values(), only=only)

@@ -1,0 +1,106 @@
+"""Orders panel (working orders, or all with ``o``) and the Trades panel."""
+
+from __future__ import annotations
+
+from rich.console import RenderableType
+from rich.text import Text
+
+from core.aggregator import AccountState
+from core.models import Direction, Order, Trade
+from tui import format as fmt
+from tui.widgets.table import KeyedTable
+
+
+def _side(direction: Direction, scheme: str) -> Text:
+    up, down = fmt.UP_DOWN.get(scheme, fmt.UP_DOWN["cn"])
+    return Text("BUY", style=up) if direction is Direction.LONG else Text("SELL", style=down)
+
+
+class OrdersTable(KeyedTable[Order]):
+    COLUMNS = (
+        ("time", "Time", 8),
+        ("id", "Order", 16),
+        ("symbol", "Symbol", 13),
+        ("side", "Side", 4),
+        ("offset", "Offset", 9),
+        ("price", "Price", 10),
+        ("vol", "Vol", 4),
+        ("traded", "Done", 4),
+        ("status", "Status", 10),
+        ("msg", "Message", 40),
+    )
+
+    def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.scheme = scheme
+        self.working_only = True
+        self.state: AccountState | None = None
+
+    def key_of(self, item: Order) -> str:
+        return item.order_id
+
+    def cells(self, item: Order) -> tuple[RenderableType, ...]:
+        contract = self.state.contracts.get(item.vt_symbol) if self.state else None
+        return (
+            f"{item.datetime:%H:%M:%S}",
+            item.order_id,
+            item.vt_symbol,
+            _side(item.direction, self.scheme),
+            item.offset.name,
+            fmt.right(fmt.price(item.price, contract)),
+            fmt.right(fmt.volume(item.volume)),
+            fmt.right(fmt.volume(item.traded)),
+            fmt.order_status(item.status),
+            item.status_msg,
+        )
+
+    def show(self, state: AccountState) -> None:
+        self.state = state
+        orders = state.orders.values()
+        self.sync([o for o in orders if o.is_active] if self.working_only else list(orders))
+
+    def selected(self) -> Order | None:
+        key = self.selected_key
+        if key is None or self.state is None:
+            return None
+        return self.state.orders.get(key)
+
+
+class TradesTable(KeyedTable[Trade]):
+    COLUMNS = (
+        ("time", "Time", 8),
+        ("symbol", "Symbol", 13),
+        ("side", "Side", 4),
+        ("offset", "Offset", 9),
+        ("price", "Price", 10),
+        ("vol", "Vol", 4),
+        ("fee", "Fee", 9),
+        ("order", "Order", 16),
+        ("ref", "By", 12),
+    )
+
+    def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.scheme = scheme
+        self.state: AccountState | None = None
+
+    def key_of(self, item: Trade) -> str:
+        return item.trade_id
+
+    def cells(self, item: Trade) -> tuple[RenderableType, ...]:
+        contract = self.state.contracts.get(item.vt_symbol) if self.state else None
+        return (
+            f"{item.datetime:%H:%M:%S}",
+            item.vt_symbol,
+            _side(item.direction, self.scheme),
+            item.offset.name,
+            fmt.right(fmt.price(item.price, contract)),
+            fmt.right(fmt.volume(item.volume)),
+            fmt.right(fmt.amount(item.commission)),
+            item.order_id,
+            item.reference,
+        )
+
+    def show(self, state: AccountState) -> None:
+        self.state = state
+        self.sync(state.trades)
