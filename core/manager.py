@@ -254,6 +254,18 @@ class TradingManager:
             with contextlib.suppress(FileNotFoundError):
                 proxy.socket_path.unlink()
 
+    def terminate_children(self) -> list[int]:
+        """Last resort when the owner is dying without an event loop to ``stop()``:
+        SIGTERM every trader process this manager started (each stops cleanly on it)."""
+        sent = []
+        for proxy in self.proxies.values():
+            proc = proxy.proc
+            if proc is not None and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+                    sent.append(proc.pid)
+        return sent
+
     async def start_trader(self, account_id: str) -> Reply:
         proxy = self.proxies.get(account_id)
         if proxy is None:

@@ -178,8 +178,8 @@ class QTraderApp(App[int]):
         screen = self._account_screen
         if screen is None:
             return
-        if self.screen is not screen and isinstance(self.screen, DashboardScreen):
-            self.switch_screen(screen)
+        if isinstance(self.screen, DashboardScreen):
+            self.pop_screen()  # the dashboard sits on top of the account screen
         screen.show_account(account_id)
 
     def _step_account(self, step: int) -> None:
@@ -201,14 +201,10 @@ class QTraderApp(App[int]):
             self.notify(f"there is no account {number} (1..{len(ids)})", severity="warning")
 
     def action_dashboard(self) -> None:
-        if isinstance(self.screen, DashboardScreen):
+        if not isinstance(self.screen, AccountScreen):
             return
-        if self._dashboard is None:
-            self._dashboard = DashboardScreen()
-        if isinstance(self.screen, AccountScreen):
-            self.switch_screen(self._dashboard)
-        else:
-            self.push_screen(self._dashboard)
+        self._dashboard = DashboardScreen()
+        self.push_screen(self._dashboard)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.keymap))

@@ -78,7 +78,14 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
             start_core=manager.start,
             stop_core=manager.stop,
         )
-        return app.run() or 0
+        try:
+            return app.run() or 0
+        finally:
+            # normally the app stopped the core already; after a crash, the traders it
+            # started must not trade on unattended
+            left = manager.terminate_children()
+            if left:
+                print(f"qtrader-tui: stopped traders {left} left running by the console", file=sys.stderr)
     finally:
         pid_file.release()
 

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, Static
 
 from core.aggregator import AccountState
 from tui import format as fmt
@@ -123,6 +123,12 @@ class DashboardScreen(Screen[None]):
 
     def _selected(self) -> str | None:
         return self.query_one("#accounts", AccountsTable).selected_key
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table takes Enter before the screen's binding)."""
+        event.stop()
+        if event.row_key.value is not None:
+            self.qapp.show_account(event.row_key.value)
 
     def action_open_account(self) -> None:
         account_id = self._selected()

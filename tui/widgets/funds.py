@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -24,35 +25,44 @@ class FundsPanel(Vertical):
         self.scheme = scheme
         self._chart_at = 0.0
         self._chart_key: tuple[str, int] | None = None
+        self._state: AccountState | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="funds-figures")
         yield PlotextPlot(id="equity-chart")
 
+    def on_resize(self) -> None:
+        if self._state is not None:
+            self.show(self._state)
+
     def show(self, state: AccountState) -> None:
+        self._state = state
         acc = state.account
-        grid = Table.grid(padding=(0, 2), expand=True)
-        grid.add_column(ratio=1)
-        grid.add_column(justify="right", ratio=1)
-        grid.add_column(ratio=1)
-        grid.add_column(justify="right", ratio=1)
-        if acc is None:
-            grid.add_row("no account data yet", "", "", "")
-        else:
-            grid.add_row("Balance", fmt.amount(acc.balance), "Available", fmt.amount(acc.available))
-            grid.add_row("Margin", fmt.amount(acc.margin), "Frozen", fmt.amount(acc.frozen))
-            grid.add_row(
-                "Today P&L",
-                fmt.signed(acc.today_pnl, fmt.amount(acc.today_pnl), self.scheme),
-                "Position P&L",
-                fmt.signed(acc.position_pnl, fmt.amount(acc.position_pnl), self.scheme),
-            )
-            grid.add_row(
-                "Close P&L",
-                fmt.signed(acc.close_pnl, fmt.amount(acc.close_pnl), self.scheme),
-                "Commission",
-                fmt.amount(acc.commission),
-            )
+        pairs: list[tuple[str, str | Text]] = []
+        if acc is not None:
+            pairs = [
+                ("Balance", fmt.amount(acc.balance)),
+                ("Available", fmt.amount(acc.available)),
+                ("Margin", fmt.amount(acc.margin)),
+                ("Today P&L", fmt.signed(acc.today_pnl, fmt.amount(acc.today_pnl), self.scheme)),
+                ("Position P&L", fmt.signed(acc.position_pnl, fmt.amount(acc.position_pnl), self.scheme)),
+                ("Close P&L", fmt.signed(acc.close_pnl, fmt.amount(acc.close_pnl), self.scheme)),
+                ("Frozen", fmt.amount(acc.frozen)),
+                ("Commission", fmt.amount(acc.commission)),
+            ]
+        # two label/value pairs a row when there is room, one when narrow (100 columns)
+        per_row = 2 if self.size.width >= 56 or not self.size.width else 1
+        grid = Table.grid(padding=(0, 1), expand=True)
+        for _ in range(per_row):
+            grid.add_column(no_wrap=True)
+            grid.add_column(justify="right", no_wrap=True)
+        if not pairs:
+            grid.add_row("no account data yet", *[""] * (per_row * 2 - 1))
+        for i in range(0, len(pairs), per_row):
+            row: list[str | Text] = []
+            for label, value in pairs[i : i + per_row]:
+                row += [label, value]
+            grid.add_row(*row)
         self.query_one("#funds-figures", Static).update(grid)
         self._chart(state, force=False)
 
