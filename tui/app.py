@@ -83,7 +83,9 @@ class QTraderApp(App[int]):
         try:
             await self._start_core()
         except Exception as exc:
-            self.notify(f"the trading core failed to start: {exc}", severity="error", timeout=30)
+            self.notify(
+                f"the trading core failed to start: {exc}", severity="error", timeout=30, markup=False
+            )
 
     async def action_quit(self) -> None:
         if self._quitting:
@@ -112,9 +114,10 @@ class QTraderApp(App[int]):
         self._notify_change(change)
         if self._flush_handle is None:
             wait = max(FLUSH_DELAY, self._last_flush + MIN_FRAME - time.monotonic())
-            self._flush_handle = asyncio.get_running_loop().call_later(wait, self._flush)
+            self._flush_handle = asyncio.get_running_loop().call_later(wait, self._flush_changes)
 
-    def _flush(self) -> None:
+    def _flush_changes(self) -> None:
+        # not ``_flush``: that is Textual's own (captured stdout/stderr flushes call it)
         self._flush_handle = None
         self._last_flush = time.monotonic()
         dirty, self._dirty = self._dirty, {}
@@ -143,19 +146,24 @@ class QTraderApp(App[int]):
             t = state.trades[-1]
             side = "BUY" if t.direction.name == "LONG" else "SELL"
             self.notify(
-                f"{change.account_id} filled {side} {t.offset.name} {t.volume:g} {t.vt_symbol} @ {t.price:g}"
+                f"{change.account_id} filled {side} {t.offset.name} {t.volume:g} {t.vt_symbol} @ {t.price:g}",
+                markup=False,
             )
         elif change.kind == "status" and state.status in (TraderStatus.DISCONNECTED, TraderStatus.CRASHED):
             self.notify(
                 f"{change.account_id} {state.status.name.lower()}: {state.status_message}",
                 severity="error",
                 timeout=10,
+                markup=False,
             )
 
     # ================================================================== commands
 
     def run_command(self, label: str, call: Awaitable[Reply]) -> None:
-        """Await a command's one reply in the background and say how it went."""
+        """Await a command's one reply in the background and say how it went.
+
+        Replies are the core's and the venue's words, shown as they are: never as markup
+        (a ``[/]`` in a venue's message would otherwise stop the console)."""
 
         async def run() -> None:
             reply = await call
@@ -163,11 +171,13 @@ class QTraderApp(App[int]):
                 extra = ""
                 if isinstance(reply.result, dict) and "order_id" in reply.result:
                     extra = f" (order {reply.result['order_id']})"
-                self.notify(f"{label}: accepted{extra}")
+                self.notify(f"{label}: accepted{extra}", markup=False)
             elif OUTCOME_UNKNOWN in reply.error:
-                self.notify(f"{label}: NO ANSWER - {reply.error}", severity="warning", timeout=20)
+                self.notify(
+                    f"{label}: NO ANSWER - {reply.error}", severity="warning", timeout=20, markup=False
+                )
             else:
-                self.notify(f"{label}: REJECTED - {reply.error}", severity="error", timeout=12)
+                self.notify(f"{label}: REJECTED - {reply.error}", severity="error", timeout=12, markup=False)
 
         self.run_worker(run(), group="commands")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.table import Table
 from rich.text import Text
@@ -14,7 +15,14 @@ from textual.widgets import Static
 
 
 class ConfirmDialog(ModalScreen[bool]):
-    """Answers True at most once: a second ``y`` (key repeat) does nothing."""
+    """Answers True at most once: a second ``y`` (key repeat) does nothing.
+
+    It accepts a confirmation only ``ARM_DELAY`` seconds after it appears, so a key
+    still held down from the form before it (a repeating Enter) cannot confirm
+    what the operator has not seen. Aborting works at once.
+    """
+
+    ARM_DELAY: ClassVar[float] = 0.3
 
     BINDINGS = [
         Binding("y,enter", "confirm", "Confirm", priority=True),
@@ -26,6 +34,7 @@ class ConfirmDialog(ModalScreen[bool]):
         self.title_text = title
         self.rows = rows
         self._answered = False
+        self.armed = False
 
     def compose(self) -> ComposeResult:
         grid = Table.grid(padding=(0, 2))
@@ -38,8 +47,17 @@ class ConfirmDialog(ModalScreen[bool]):
             yield Static(grid, id="confirm-rows")
             yield Static(Text("y / Enter: confirm    n / Esc: abort", style="italic"), id="confirm-keys")
 
+    def on_mount(self) -> None:
+        if self.ARM_DELAY > 0:
+            self.set_timer(self.ARM_DELAY, self._arm)
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        self.armed = True
+
     def action_confirm(self) -> None:
-        if self._answered:
+        if self._answered or not self.armed:
             return
         self._answered = True
         self.dismiss(True)
