@@ -12,6 +12,7 @@ BENCHES = {
     "order": "bench.order",
     "idle": "bench.idle",
     "restart": "bench.restart",
+    "ui": "bench.ui",
 }
 
 

@@ -63,7 +63,7 @@ from core.protocol import (
     StrategyCommand,
     peer_credentials,
 )
-from core.trader import EXIT_ALREADY_RUNNING, Trader
+from core.trader import EXIT_ALREADY_RUNNING, Trader  # light: storage loads lazily
 
 log = logging.getLogger("qtrader.manager")
 

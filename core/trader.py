@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -71,7 +71,9 @@ from core.protocol import (
 )
 from core.risk import RiskEngine
 from gateways.base import Gateway
-from storage import AccountDatabase, database_path
+
+if TYPE_CHECKING:
+    from storage import AccountDatabase
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -238,6 +240,9 @@ class Trader:
             self._lock.release()
 
     async def _start(self) -> None:
+        # imported here: the console imports this module (for the manager) without storage
+        from storage import AccountDatabase, database_path
+
         self.db = AccountDatabase(database_path(self.data_dir, self.account_id))
         # what we knew before a restart: recent orders and trades (positions and
         # funds come from the venue, which is their source of truth)

@@ -37,7 +37,12 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "cancel_all", "X", "cancel_all", "Cancel all", "Cancel every working order of the account (confirmed)"
     ),
     ConsoleAction(
-        "toggle_orders", "o", "toggle_orders", "Working/all", "Orders panel: working orders only, or all"
+        "toggle_orders",
+        "o",
+        "toggle_orders",
+        "Working/all",
+        "Orders panel: working orders only, or all",
+        footer=False,
     ),
     ConsoleAction(
         "halt",
@@ -47,24 +52,30 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "Halt the account (no new orders) or resume it (confirmed)",
         scope="account",
     ),
-    ConsoleAction("strategy", "t", "toggle_strategy", "Strategy", "Start / stop the selected strategy"),
-    ConsoleAction("auto_trading", "a", "auto_trading", "Auto", "Auto-trading on (confirmed) / off"),
+    ConsoleAction(
+        "strategy", "t", "toggle_strategy", "Strategy", "Start / stop the selected strategy", footer=False
+    ),
+    ConsoleAction(
+        "auto_trading", "a", "auto_trading", "Auto", "Auto-trading on (confirmed) / off", footer=False
+    ),
     ConsoleAction(
         "prev_account",
         "left_square_bracket",
         "prev_account",
-        "Prev acct",
+        "Prev",
         "Previous account",
         scope="global",
+        footer=False,
         display_key="[",
     ),
     ConsoleAction(
         "next_account",
         "right_square_bracket",
         "next_account",
-        "Next acct",
+        "Next",
         "Next account",
         scope="global",
+        footer=False,
         display_key="]",
     ),
     *(
@@ -79,7 +90,9 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         )
         for n in range(1, 10)
     ),
-    ConsoleAction("dashboard", "d", "dashboard", "Dashboard", "All accounts at a glance", scope="global"),
+    ConsoleAction(
+        "dashboard", "d", "dashboard", "Dash", "Dashboard: all accounts at a glance", scope="global"
+    ),
     ConsoleAction("open", "enter", "open_account", "Open", "Open the selected account", scope="dashboard"),
     ConsoleAction(
         "start", "g", "start_trader", "Start", "Start the selected account's trader", scope="dashboard"

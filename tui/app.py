@@ -96,7 +96,19 @@ class QTraderApp(App[int]):
             await self._stop_core()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self._cancel_flush()
         self.exit(0)
+
+    def _cancel_flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._cancel_flush()
 
     # ================================================================== live data
 

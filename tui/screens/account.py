@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 class AccountBar(Static):
     """The header line: which account the keys act on, and its state."""
 
+    _shown: Text | None = None
+
     def show(self, app: QTraderApp, state: AccountState) -> None:
         line = Text()
         line.append(f" {state.account_id} ", style="bold reverse")
@@ -58,7 +60,9 @@ class AccountBar(Static):
             style = "bold reverse" if aid == state.account_id else "dim"
             line.append(f"{n} {aid}", style=style)
             line.append(" ")
-        self.update(line)
+        if line != self._shown:  # a header redraw relayouts the screen: only when it changed
+            self._shown = line
+            self.update(line, layout=False)
 
 
 class AccountScreen(Screen[None]):

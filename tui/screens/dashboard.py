@@ -51,6 +51,7 @@ class AccountsTable(KeyedTable[AccountState]):
         ("strats", "Strategies", 10),
         ("equity", "Equity", 16),
     )
+    HIDE_WHEN_NARROW = ("equity", "strats", "gateway", "available", "n")
 
     def __init__(self, *, scheme: str, order: list[str], id: str | None = None) -> None:
         super().__init__(id=id)

@@ -19,9 +19,10 @@ class MarketTable(KeyedTable[Tick]):
         ("bidv", "BidV", 4),
         ("ask", "Ask", 9),
         ("askv", "AskV", 4),
-        ("vol", "Volume", 7),
-        ("oi", "OI", 7),
+        ("vol", "Volume", 9),
+        ("oi", "OI", 9),
     )
+    HIDE_WHEN_NARROW = ("oi", "vol", "askv", "bidv")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)

@@ -29,6 +29,7 @@ class OrdersTable(KeyedTable[Order]):
         ("status", "Status", 10),
         ("msg", "Message", 40),
     )
+    HIDE_WHEN_NARROW = ("time", "id", "traded", "offset", "msg")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)
@@ -78,6 +79,7 @@ class TradesTable(KeyedTable[Trade]):
         ("order", "Order", 16),
         ("ref", "By", 12),
     )
+    HIDE_WHEN_NARROW = ("ref", "order", "fee")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)

@@ -24,6 +24,7 @@ class PositionsTable(KeyedTable[Position]):
         ("last", "Last", 9),
         ("pnl", "P&L", 11),
     )
+    HIDE_WHEN_NARROW = ("yd", "last")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)

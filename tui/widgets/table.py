@@ -20,14 +20,55 @@ class KeyedTable(DataTable, Generic[T]):
     ``key_of`` and ``cells``."""
 
     COLUMNS: ClassVar[tuple[tuple[str, str, int], ...]] = ()
+    # columns given up, in this order, when the table is too narrow to show them all
+    HIDE_WHEN_NARROW: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._cells: dict[str, tuple[RenderableType, ...]] = {}
+        self._visible: list[int] = list(range(len(self.COLUMNS)))
 
     def on_mount(self) -> None:
-        for key, label, width in self.COLUMNS:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        for i in self._visible:
+            key, label, width = self.COLUMNS[i]
             self.add_column(label, width=width, key=key)
+
+    def _columns_for(self, width: int) -> tuple[list[int], int]:
+        """The columns that fit in ``width``, and the cell padding to use: hide columns
+        first; only when that is not enough, drop the padding (and hide fewer)."""
+
+        def need(hidden: set[str], padding: int) -> int:
+            return sum(w + 2 * padding for k, _, w in self.COLUMNS if k not in hidden)
+
+        hidden: set[str] = set()
+        for padding in (1, 0):
+            hidden = set()
+            for key in (None, *self.HIDE_WHEN_NARROW):
+                if key is not None:
+                    hidden.add(key)
+                if need(hidden, padding) <= width:
+                    return [i for i, (k, _, _) in enumerate(self.COLUMNS) if k not in hidden], padding
+        return [i for i, (k, _, _) in enumerate(self.COLUMNS) if k not in hidden], 0
+
+    def on_resize(self) -> None:
+        """Show what fits: rebuilt on a resize only, never on a tick."""
+        if not self.HIDE_WHEN_NARROW or not self.size.width:
+            return
+        visible, padding = self._columns_for(self.size.width - 1)
+        if visible == self._visible and padding == self.cell_padding:
+            return
+        self.cell_padding = padding
+        self._visible = visible
+        cursor = self.cursor_row
+        self.clear(columns=True)
+        self._add_columns()
+        for key, cells in self._cells.items():
+            self.add_row(*(cells[i] for i in visible), key=key)
+        if self.row_count:
+            self.move_cursor(row=min(cursor, self.row_count - 1))
 
     # ------------------------------------------------------------------ subclass API
 
@@ -52,11 +93,11 @@ class KeyedTable(DataTable, Generic[T]):
                 continue
             new = self.cells(item)
             if old is None:
-                self.add_row(*new, key=key)
+                self.add_row(*(new[i] for i in self._visible), key=key)
             elif new != old:
-                for (col, _, _), before, after in zip(self.COLUMNS, old, new, strict=True):
-                    if before != after:
-                        self.update_cell(key, col, after, update_width=False)
+                for i in self._visible:
+                    if old[i] != new[i]:
+                        self.update_cell(key, self.COLUMNS[i][0], new[i], update_width=False)
             self._cells[key] = new
 
     def reset(self) -> None:
