@@ -12,7 +12,7 @@ Symbols are written ``symbol.EXCHANGE`` (``au2612.SHFE``), like vnpy's vt_symbol
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,25 @@ CHINA_TZ = timezone(timedelta(hours=8), "CST")
 def now() -> datetime:
     """Current time in China Standard Time."""
     return datetime.now(CHINA_TZ)
+
+
+TRADING_DAY_ROLL_HOUR = 20  # the night session from 21:00 already trades for the next day
+
+
+def trading_day_of(moment: datetime) -> date:
+    """The China futures trading day ``moment`` belongs to.
+
+    From 20:00 China time the night session trades for the next business day; Saturday and
+    Sunday (including Friday's night session after midnight) belong to Monday. Holidays are
+    ignored.
+    """
+    local = moment.astimezone(CHINA_TZ)
+    day = local.date()
+    if local.hour >= TRADING_DAY_ROLL_HOUR:
+        day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
 
 
 class Direction(StrEnum):

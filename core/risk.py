@@ -1,31 +1,43 @@
 """Pre-trade risk checks, run in the trader before any order reaches a gateway.
 
-Every rejection names its rule and the numbers, e.g.
-``tick_grid: price 912.03 is not on the 0.02 grid of au2612.SHFE``. Manual and
-strategy orders go through the same checks.
+Manual and strategy orders go through the same rules (DESIGN §8). Every
+rejection names its rule and the numbers, e.g.
+``order_rate: 11 orders in 1 s > limit 10``. Counters that need memory (rates,
+daily totals, duplicates) are fed by ``record_order`` / ``record_cancel`` once
+an order or cancel has actually been sent.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from config.schema import RiskConfig
 from core.models import (
     Contract,
     Direction,
     GatewayStatus,
+    Offset,
+    Order,
     OrderRequest,
     OrderType,
     TradingState,
+    now,
     on_tick_grid,
+    trading_day_of,
 )
 from core.oms import Oms, position_direction_closed_by
+
+RATE_WINDOW = 1.0  # seconds: order and cancel rates are per second
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an order may not be sent."""
+    """Why an order (or cancel) may not be sent."""
 
     rule: str
     detail: str
@@ -34,12 +46,64 @@ class Rejection:
         return f"{self.rule}: {self.detail}"
 
 
+@dataclass(slots=True)
+class _Sent:
+    at: float
+    req: OrderRequest
+    order_id: str
+
+
 class RiskEngine:
     """The account's pre-trade gate. ``check`` returns None when the order may go."""
 
-    def __init__(self, config: RiskConfig, oms: Oms) -> None:
+    def __init__(self, config: RiskConfig, oms: Oms, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.oms = oms
+        self.clock = clock
+        self._orders: deque[float] = deque()  # send times within the rate window
+        self._cancels: deque[float] = deque()
+        self._recent: deque[_Sent] = deque()  # for duplicate detection
+        self._day: date | None = None
+        self.orders_today = 0
+        self.cancels_today = 0
+
+    # ------------------------------------------------------------------ counters
+
+    def start_day(self, orders: list[Order]) -> None:
+        """Count today's orders already on record (after a restart): daily limits hold across restarts."""
+        today = trading_day_of(now())
+        self._day = today
+        self.orders_today = sum(
+            1 for o in orders if trading_day_of(o.datetime) == today and not o.order_id.startswith("LOCAL.")
+        )
+        self.cancels_today = 0  # cancels are not on record; counted from here on
+
+    def _roll_day(self) -> None:
+        today = trading_day_of(now())
+        if today != self._day:
+            self._day = today
+            self.orders_today = 0
+            self.cancels_today = 0
+
+    def record_order(self, req: OrderRequest, order_id: str) -> None:
+        """An order was sent to the venue."""
+        t = self.clock()
+        self._orders.append(t)
+        self._recent.append(_Sent(t, req, order_id))
+        self.orders_today += 1
+
+    def record_cancel(self) -> None:
+        """A cancel was sent to the venue."""
+        self._cancels.append(self.clock())
+        self.cancels_today += 1
+
+    @staticmethod
+    def _in_window(times: deque[float], now_t: float, window: float) -> int:
+        while times and now_t - times[0] >= window:
+            times.popleft()
+        return len(times)
+
+    # ------------------------------------------------------------------ orders
 
     def check(
         self,
@@ -49,6 +113,7 @@ class RiskEngine:
         gateway_status: GatewayStatus,
         contract: Contract | None,
     ) -> Rejection | None:
+        cfg = self.config
         if gateway_status is not GatewayStatus.CONNECTED:
             return Rejection("venue", f"not connected ({gateway_status.name.lower()}); order not sent")
         if contract is None:
@@ -60,22 +125,70 @@ class RiskEngine:
             return Rejection("volume", f"volume must be a positive whole number of lots, got {vol:g}")
         if vol % contract.min_volume:
             return Rejection("volume", f"volume {vol:g} is not a multiple of {contract.min_volume}")
-        if vol > self.config.max_order_volume:
-            return Rejection("max_order_volume", f"volume {vol:g} > limit {self.config.max_order_volume}")
+        if vol > cfg.max_order_volume:
+            return Rejection("max_order_volume", f"volume {vol:g} > limit {cfg.max_order_volume}")
         if trading_state is TradingState.HALTED:
             return Rejection("halted", "account is HALTED: no new orders (cancels are allowed)")
-        if trading_state is TradingState.REDUCING and not self._reduces(req):
+        reduces = self._reduces(req)
+        if trading_state is TradingState.REDUCING and not reduces:
             return Rejection("reducing", "account is REDUCING: only orders that reduce a position")
         if req.type is not OrderType.MARKET:
             price_problem = self._check_price(req, contract)
             if price_problem is not None:
                 return price_problem
-        limit = self.config.max_order_notional
-        if limit is not None:
+        if cfg.max_order_notional is not None:
             notional = contract.notional(self._worst_price(req), vol)
-            if notional > limit:
-                return Rejection("max_order_notional", f"notional {notional:,.2f} > limit {limit:,.2f}")
+            if notional > cfg.max_order_notional:
+                return Rejection(
+                    "max_order_notional", f"notional {notional:,.2f} > limit {cfg.max_order_notional:,.2f}"
+                )
+        return self._check_flow(req, reduces)
+
+    def _check_flow(self, req: OrderRequest, reduces: bool) -> Rejection | None:
+        """The rules that depend on what was sent before and what is working."""
+        cfg = self.config
+        t = self.clock()
+        rate = self._in_window(self._orders, t, RATE_WINDOW) + 1
+        if rate > cfg.max_orders_per_second:
+            return Rejection("order_rate", f"{rate} orders in 1 s > limit {cfg.max_orders_per_second}")
+        active = len(self.oms.active_orders) + 1
+        if active > cfg.max_active_orders:
+            return Rejection("active_orders", f"{active} working orders > limit {cfg.max_active_orders}")
+        self._roll_day()
+        if self.orders_today + 1 > cfg.max_daily_orders:
+            return Rejection(
+                "daily_orders", f"{self.orders_today + 1} orders today > limit {cfg.max_daily_orders}"
+            )
+        if not req.offset.is_close and not reduces:
+            held = self._exposure(req.vt_symbol, req.direction)
+            if held + req.volume > cfg.max_position_per_contract:
+                side = req.direction.name.lower()
+                return Rejection(
+                    "position_limit",
+                    f"{held:g} + {req.volume:g} lots {side} {req.vt_symbol} > limit {cfg.max_position_per_contract}",
+                )
+        if cfg.check_self_trade:
+            crossed = self._self_cross(req)
+            if crossed is not None:
+                return crossed
+        if cfg.duplicate_window > 0:
+            return self._duplicate(req, t)
         return None
+
+    def check_cancel(self) -> Rejection | None:
+        """Rate and daily limits of cancels (a cancel is never blocked by the trading state)."""
+        cfg = self.config
+        rate = self._in_window(self._cancels, self.clock(), RATE_WINDOW) + 1
+        if rate > cfg.max_cancels_per_second:
+            return Rejection("cancel_rate", f"{rate} cancels in 1 s > limit {cfg.max_cancels_per_second}")
+        self._roll_day()
+        if self.cancels_today + 1 > cfg.max_daily_cancels:
+            return Rejection(
+                "daily_cancels", f"{self.cancels_today + 1} cancels today > limit {cfg.max_daily_cancels}"
+            )
+        return None
+
+    # ------------------------------------------------------------------ details
 
     def _check_price(self, req: OrderRequest, contract: Contract) -> Rejection | None:
         d = contract.decimals
@@ -114,3 +227,49 @@ class RiskEngine:
             return False
         closed = position_direction_closed_by(req.direction)
         return self.oms.closable(req.vt_symbol, closed).total >= req.volume
+
+    def _exposure(self, vt_symbol: str, direction: Direction) -> float:
+        """Lots held plus lots in working opening orders, on one side of one contract."""
+        pos = self.oms.position(vt_symbol, direction)
+        held = pos.volume if pos is not None else 0.0
+        for order in self.oms.active_orders.values():
+            if order.vt_symbol == vt_symbol and order.direction is direction and order.offset is Offset.OPEN:
+                held += order.remaining
+        return held
+
+    def _self_cross(self, req: OrderRequest) -> Rejection | None:
+        buying = req.direction is Direction.LONG
+        for order in self.oms.active_orders.values():
+            if order.vt_symbol != req.vt_symbol or order.direction is req.direction:
+                continue
+            market = req.type is OrderType.MARKET
+            crosses = market or (req.price >= order.price if buying else req.price <= order.price)
+            if crosses:
+                mine = "buy" if buying else "sell"
+                theirs = "sell" if buying else "buy"
+                at = "at market" if market else f"at {req.price:g}"
+                return Rejection(
+                    "self_trade",
+                    f"{mine} {at} would cross our working {theirs} at {order.price:g} (order {order.order_id})",
+                )
+        return None
+
+    def _duplicate(self, req: OrderRequest, t: float) -> Rejection | None:
+        window = self.config.duplicate_window
+        while self._recent and t - self._recent[0].at >= window:
+            self._recent.popleft()
+        for sent in self._recent:
+            r = sent.req
+            if (
+                r.vt_symbol == req.vt_symbol
+                and r.direction is req.direction
+                and r.offset is req.offset
+                and r.type is req.type
+                and r.price == req.price
+                and r.volume == req.volume
+            ):
+                return Rejection(
+                    "duplicate",
+                    f"same order as {sent.order_id} {t - sent.at:.2f} s ago (window {window:g} s)",
+                )
+        return None

@@ -250,6 +250,7 @@ class Trader:
             self.oms.update_order(order)
         for trade in self.db.load_trades(limit=RECENT_TRADES):
             self.oms.add_trade(trade)
+        self.risk.start_day(list(self.oms.orders.values()))
         cls = load_gateway_class(self.account.gateway)
         settings = self._gateway_settings()
         self.gateway = cls(self.account_id, settings, self, self.state_dir)
@@ -601,6 +602,7 @@ class Trader:
             self.log.exception("gateway send_order failed")
             order = self._record_local_rejection(req, f"gateway error: {exc}")
             return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+        self.risk.record_order(req, order_id)
         order = self.oms.orders.get(order_id)
         status = order.status if order is not None else Status.SUBMITTING
         if status is Status.REJECTED:
@@ -643,16 +645,23 @@ class Trader:
             return Reply(ok=False, error=f"unknown order {req.order_id}")
         if not order.is_active:
             return Reply(ok=False, error=f"order {req.order_id} is already {order.status.name}")
+        rejection = self.risk.check_cancel()
+        if rejection is not None:
+            return Reply(ok=False, error=str(rejection))
         assert self.gateway is not None
         self.gateway.cancel_order(CancelRequest(order_id=req.order_id, account_id=self.account_id))
+        self.risk.record_cancel()
         status = self.oms.orders[req.order_id].status
         return Reply(ok=True, result={"order_id": req.order_id, "status": status.name})
 
     def _cancel_all(self, vt_symbol: str | None) -> int:
+        """Cancel every working order. Not held back by the cancel-rate limits: emptying
+        the book is the safe direction (kill switch, shutdown, the operator's X)."""
         assert self.gateway is not None
         orders = self.oms.working_orders(vt_symbol)
         for order in orders:
             self.gateway.cancel_order(CancelRequest(order_id=order.order_id, account_id=self.account_id))
+            self.risk.record_cancel()
         return len(orders)
 
     def _on_cancel_all_req(self, req: CancelAllRequest) -> Reply:

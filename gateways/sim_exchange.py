@@ -48,7 +48,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,6 +56,7 @@ import msgspec
 
 from core.models import (
     CHINA_TZ,
+    TRADING_DAY_ROLL_HOUR,
     Account,
     Contract,
     Direction,
@@ -70,13 +71,14 @@ from core.models import (
     now,
     on_tick_grid,
     position_pnl,
+    trading_day_of,
 )
 from gateways.sim_contracts import get_contract, get_product, unknown_reason
 
 LEVELS = 5  # depth of the synthetic book, each side
 STATE_VERSION = 1
 ORDER_MEMORY = 20_000  # finished orders of today kept for lookups (get_order, cancel messages)
-ROLL_HOUR = 20  # the night session opens the next trading day at 20:00 China time
+ROLL_HOUR = TRADING_DAY_ROLL_HOUR
 
 _copy = msgspec.structs.replace  # a shallow copy; every field of our structs is immutable
 
@@ -97,22 +99,6 @@ class SimError(Exception):
 def stable_hash(text: str) -> int:
     """A 64-bit hash of ``text`` that is the same in every process (unlike ``hash()``)."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-def trading_day_of(moment: datetime) -> date:
-    """The China futures trading day ``moment`` belongs to.
-
-    From 20:00 China time the night session trades for the next business day; Saturday and
-    Sunday (including Friday's night session after midnight) belong to Monday. Holidays are
-    ignored.
-    """
-    local = moment.astimezone(CHINA_TZ)
-    day = local.date()
-    if local.hour >= ROLL_HOUR:
-        day += timedelta(days=1)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
 
 
 def trading_day_end(day: date) -> datetime:

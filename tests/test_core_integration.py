@@ -115,8 +115,9 @@ async def test_halt_blocks_orders_and_cancel_all_leaves_nothing_working(manager:
         volume=1,
     )
     ids = []
-    for _ in range(3):
-        reply = await mgr.send_order("DQ2", resting)
+    for i in range(3):  # three different prices: identical orders would be refused as duplicates
+        price = contract.round_price(tick.limit_down + i * contract.pricetick)
+        reply = await mgr.send_order("DQ2", OrderRequest(**{**_asdict(resting), "price": price}))
         assert reply.ok, reply.error
         ids.append(reply.result["order_id"])
     await wait_until(lambda: len(state.working_orders) == 3)
@@ -138,7 +139,8 @@ async def test_halt_blocks_orders_and_cancel_all_leaves_nothing_working(manager:
     assert everything.ok and everything.result["still_working"] == 0
     await wait_until(lambda: not state.working_orders)
     assert (await mgr.set_trading_state("DQ2", TradingState.ACTIVE)).ok
-    assert (await mgr.send_order("DQ2", resting)).ok
+    again_price = contract.round_price(tick.limit_down + 5 * contract.pricetick)
+    assert (await mgr.send_order("DQ2", OrderRequest(**{**_asdict(resting), "price": again_price}))).ok
 
 
 async def test_close_position_through_the_manager(manager: TradingManager) -> None:

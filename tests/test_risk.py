@@ -99,3 +99,141 @@ def test_halted_and_reducing() -> None:
     close = {"direction": Direction.SHORT, "offset": Offset.CLOSETODAY}
     assert _check(engine, TradingState.REDUCING, volume=2, **close) is None
     assert "REDUCING" in _check(engine, TradingState.REDUCING, volume=3, **close)  # more than the position
+
+
+# --- rules with memory: rates, daily totals, exposure, self-trade, duplicates ---
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _flow_engine(**limits: object) -> tuple[RiskEngine, Clock]:
+    engine = _engine(**limits)
+    clock = Clock()
+    engine.clock = clock
+    engine.start_day([])
+    return engine, clock
+
+
+def _req(**fields: object) -> OrderRequest:
+    return OrderRequest(
+        **{"vt_symbol": AU.vt_symbol, "direction": Direction.LONG, "price": 900.0, "volume": 1, **fields}
+    )
+
+
+def _working(
+    engine: RiskEngine, order_id: str, direction: Direction, price: float, offset: Offset = Offset.OPEN
+) -> None:
+    from core.models import Order, Status
+
+    engine.oms.update_order(
+        Order(
+            account_id="DQ1",
+            order_id=order_id,
+            vt_symbol=AU.vt_symbol,
+            direction=direction,
+            offset=offset,
+            type=OrderType.LIMIT,
+            price=price,
+            volume=1,
+            status=Status.NOTTRADED,
+            datetime=now(),
+        )
+    )
+
+
+def test_order_rate_boundary_and_window() -> None:
+    engine, clock = _flow_engine(max_orders_per_second=3, duplicate_window=0)
+    for i in range(2):
+        engine.record_order(_req(price=900.0 + i * 0.02), f"o{i}")
+    assert _check(engine) is None  # the 3rd in a second: at the limit
+    engine.record_order(_req(price=901.0), "o2")
+    assert _check(engine, price=902.0) == "order_rate: 4 orders in 1 s > limit 3"
+    clock.t += 1.0  # the window has passed
+    assert _check(engine, price=902.0) is None
+
+
+def test_cancel_rate_and_daily_cancels() -> None:
+    engine, clock = _flow_engine(max_cancels_per_second=2, max_daily_cancels=3)
+    engine.record_cancel()
+    assert engine.check_cancel() is None
+    engine.record_cancel()
+    assert str(engine.check_cancel()) == "cancel_rate: 3 cancels in 1 s > limit 2"
+    clock.t += 1.0
+    assert engine.check_cancel() is None  # 3rd today: at the daily limit
+    engine.record_cancel()
+    assert str(engine.check_cancel()) == "daily_cancels: 4 cancels today > limit 3"
+
+
+def test_active_orders_boundary() -> None:
+    engine, _ = _flow_engine(max_active_orders=2, check_self_trade=False)
+    _working(engine, "w1", Direction.LONG, 899.0)
+    assert _check(engine) is None
+    _working(engine, "w2", Direction.LONG, 898.0)
+    assert _check(engine) == "active_orders: 3 working orders > limit 2"
+
+
+def test_daily_orders_boundary_and_count_after_restart() -> None:
+    from core.models import Order, Status
+
+    engine, clock = _flow_engine(max_daily_orders=3, duplicate_window=0)
+    earlier = [
+        Order(
+            account_id="DQ1",
+            order_id=f"x{i}",
+            vt_symbol=AU.vt_symbol,
+            direction=Direction.LONG,
+            offset=Offset.OPEN,
+            type=OrderType.LIMIT,
+            price=900,
+            volume=1,
+            status=Status.CANCELLED,
+            datetime=now(),
+        )
+        for i in range(2)
+    ]
+    engine.start_day(earlier)  # two orders already sent today, before a restart
+    assert engine.orders_today == 2
+    assert _check(engine) is None
+    clock.t += 5
+    engine.record_order(_req(), "o3")
+    assert _check(engine, price=901.0) == "daily_orders: 4 orders today > limit 3"
+
+
+def test_position_limit_counts_holdings_and_working_opens() -> None:
+    engine, _ = _flow_engine(max_position_per_contract=5, check_self_trade=False)
+    engine.oms.update_position(
+        Position(account_id="DQ1", vt_symbol=AU.vt_symbol, direction=Direction.LONG, volume=3, price=890.0)
+    )
+    _working(engine, "w1", Direction.LONG, 899.0)
+    assert _check(engine, volume=1) is None  # 3 + 1 + 1 = 5
+    assert _check(engine, volume=2) == "position_limit: 4 + 2 lots long au2612.SHFE > limit 5"
+    # closing is never limited by it
+    assert _check(engine, direction=Direction.SHORT, offset=Offset.CLOSETODAY, volume=3, price=900.0) is None
+
+
+def test_self_trade_boundary() -> None:
+    engine, _ = _flow_engine()
+    _working(engine, "S1", Direction.SHORT, 900.0)
+    assert _check(engine, price=899.98) is None
+    assert (
+        _check(engine, price=900.0) == "self_trade: buy at 900 would cross our working sell at 900 (order S1)"
+    )
+    assert _check(engine, type=OrderType.MARKET, price=0.0).startswith("self_trade: buy at market")
+    engine.config = RiskConfig(check_self_trade=False)
+    assert _check(engine, price=900.0) is None
+
+
+def test_duplicate_within_the_window_only() -> None:
+    engine, clock = _flow_engine(duplicate_window=1.0)
+    engine.record_order(_req(), "O1")
+    clock.t += 0.5
+    assert _check(engine) == "duplicate: same order as O1 0.50 s ago (window 1 s)"
+    assert _check(engine, price=900.02) is None  # not the same order
+    clock.t += 0.5
+    assert _check(engine) is None  # the window has passed
