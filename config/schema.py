@@ -356,6 +356,8 @@ class AppConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
     ui: UiConfig = msgspec.field(default_factory=UiConfig)
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    # where user strategies live: a directory of .py files or a dotted module (class by name)
+    strategy_path: str | None = None
 
     def __post_init__(self) -> None:
         if not self.accounts:

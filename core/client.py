@@ -79,6 +79,10 @@ class ConsoleClient(ABC):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply: ...
 
     @abstractmethod
+    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+        """HALT + stop strategies + cancel all working orders; one account or all (None)."""
+
+    @abstractmethod
     async def status(self, account_id: str) -> Reply:
         """Ask the trader itself (``result`` is a TraderInfo)."""
 
@@ -146,6 +150,9 @@ class LocalConsoleClient(ConsoleClient):
 
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return await self.manager.strategy_command(account_id, command)
+
+    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+        return await self.manager.kill_switch(account_id)
 
     async def status(self, account_id: str) -> Reply:
         return await self.manager.status(account_id)

@@ -720,6 +720,12 @@ class TradingManager:
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return await self.request(account_id, "strategy_req", command)
 
+    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+        """HALT, stop strategies, cancel every working order: one account, or all (None)."""
+        targets = [account_id] if account_id is not None else list(self.proxies)
+        replies = await asyncio.gather(*(self.request(a, "kill_req", Empty()) for a in targets))
+        return dict(zip(targets, replies, strict=True))
+
     async def status(self, account_id: str) -> Reply:
         reply = await self.request(account_id, "status_req", Empty())
         if reply.ok:

@@ -130,6 +130,7 @@ MESSAGE_TYPES: dict[str, type] = {
     "strategy_req": StrategyCommand,
     "state_req": StateRequest,
     "status_req": Empty,
+    "kill_req": Empty,
     "history_req": HistoryRequest,
     "shutdown": ShutdownRequest,
 }
@@ -143,6 +144,7 @@ REQUEST_TYPES = frozenset(
         "strategy_req",
         "state_req",
         "status_req",
+        "kill_req",
         "history_req",
         "shutdown",
     }

@@ -70,6 +70,7 @@ from core.protocol import (
     peer_credentials,
 )
 from core.risk import RiskEngine
+from core.strategy_engine import StrategyEngine
 from gateways.base import Gateway
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ class Trader:
         self.risk = RiskEngine(account.risk, self.oms)
         self.db: AccountDatabase | None = None
         self.gateway: Gateway | None = None
+        self.strategies: StrategyEngine | None = None
         self.gateway_status = GatewayStatus.CONNECTING
         self.gateway_message = ""
         self.trading_state = TradingState.ACTIVE
@@ -202,6 +204,7 @@ class Trader:
             "state_req": self._on_state_req,
             "status_req": lambda _: Reply(ok=True, result=self.info()),
             "history_req": self._on_history_req,
+            "kill_req": self._on_kill_req,
             "shutdown": self._on_shutdown,
         }
 
@@ -256,9 +259,17 @@ class Trader:
         self.gateway = cls(self.account_id, settings, self, self.state_dir)
         self.log.info("trader %s starting: gateway %s, pid %d", self.account_id, cls.name, os.getpid())
         await self.gateway.connect()
-        for vt_symbol in self.account.watchlist:
+        symbols = list(dict.fromkeys([*self.account.watchlist, *(s.symbol for s in self.account.strategies)]))
+        for vt_symbol in symbols:
             self.gateway.subscribe(vt_symbol)
         self.gateway.query()
+        if self.account.strategies:
+            # vnpy picks its folder from the current directory at import: keep it in ours
+            (self.state_dir / ".vntrader").mkdir(parents=True, exist_ok=True)
+            self.strategies = StrategyEngine(
+                self, self.account.strategies, search_path=self.app.strategy_path
+            )
+            self.strategies.load()
 
     def _gateway_settings(self) -> dict[str, Any]:
         section = getattr(self.account, self.account.gateway, None)
@@ -455,6 +466,7 @@ class Trader:
             positions=list(self.oms.positions.values()),
             orders=[*finished, *self.oms.active_orders.values()],
             trades=list(self.oms.trades.values())[-RECENT_TRADES:],
+            strategies=self.strategies.states() if self.strategies is not None else [],
             equity=db.load_equity(limit=2000) if db is not None else [],
             triggers=db.load_triggers(limit=200) if db is not None else [],
         )
@@ -473,6 +485,8 @@ class Trader:
                 self._save_snapshots(force=force)
             except Exception:  # keep snapshotting: the next round may succeed
                 self.log.exception("saving position/account snapshots failed")
+            if self.strategies is not None:
+                self.strategies.on_timer()
 
     def _save_snapshots(self, *, force: bool) -> None:
         """Positions when they changed; the account (equity curve) every interval."""
@@ -505,6 +519,8 @@ class Trader:
             self.emit("position", pos)
         if changed:
             self._schedule_account_push()
+        if self.strategies is not None:
+            self.strategies.on_tick(tick)
 
     def on_order(self, order: Order) -> None:
         order.account_id = self.account_id
@@ -512,6 +528,8 @@ class Trader:
         self.db.save_order(order)  # durable before anyone hears of it
         self.oms.update_order(order)
         self.emit("order", order)
+        if self.strategies is not None and order.reference != "manual":
+            self.strategies.on_order(order)
         if order.status is Status.REJECTED:
             self.log.warning(
                 "order %s %s %s rejected: %s",
@@ -529,6 +547,8 @@ class Trader:
             return
         self.oms.add_trade(trade)
         self.emit("trade", trade)
+        if self.strategies is not None and trade.reference != "manual":
+            self.strategies.on_trade(trade)
         self.log.info(
             "fill %s %s %s %g @ %g (order %s)",
             trade.direction.name,
@@ -720,7 +740,33 @@ class Trader:
             self.log.warning("auto-trading %s", "ON" if self.auto_trading else "OFF")
             self.emit("status", self.info())
             return Reply(ok=True, result=self.info())
-        return Reply(ok=False, error=f"unknown strategy instance '{cmd.name}' in {self.account_id}")
+        if self.strategies is None:
+            return Reply(
+                ok=False, error=f"{self.account_id} runs no strategies (unknown instance '{cmd.name}')"
+            )
+        if cmd.action == "start":
+            return self.strategies.start(cmd.name)
+        return self.strategies.stop(cmd.name)
+
+    def _on_kill_req(self, _: Any) -> Reply:
+        """The kill switch: HALTED, every strategy stopped, every working order cancelled."""
+        self.trading_state = TradingState.HALTED
+        stopped = self.strategies.stop_all() if self.strategies is not None else 0
+        cancelled = self._cancel_all(None) if self.gateway_status is GatewayStatus.CONNECTED else 0
+        self.log.critical(
+            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent",
+            self.account_id,
+            stopped,
+            cancelled,
+        )
+        self.emit("status", self.info())
+        still = len(self.oms.active_orders)
+        result = {"strategies_stopped": stopped, "cancel_sent": cancelled, "still_working": still}
+        if still and self.gateway_status is not GatewayStatus.CONNECTED:
+            return Reply(
+                ok=False, error=f"venue not connected: {still} orders could not be cancelled", result=result
+            )
+        return Reply(ok=True, result=result)
 
     def _on_state_req(self, req: StateRequest) -> Reply:
         if req.state is not self.trading_state:

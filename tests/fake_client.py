@@ -585,6 +585,10 @@ class FakeClient(ConsoleClient):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return self._record("strategy_command", account_id, command)
 
+    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+        targets = [account_id] if account_id is not None else self.account_ids
+        return {a: self._record("kill_switch", a) for a in targets}
+
     async def status(self, account_id: str) -> Reply:
         return self._record("status", account_id, result=self.state(account_id).info)
 

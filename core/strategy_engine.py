@@ -1,0 +1,498 @@
+"""The strategy engine of one trader: instances, signals, triggers, execution.
+
+Detection is separate from execution (DESIGN §7): strategies only *emit*
+signals. Every signal becomes a strategy trigger record (persisted, then
+streamed) with its result: ``not executed`` when auto-trading is off or the
+venue is down, ``rejected`` when validation or risk refuses it, ``success``
+when the order went to the venue, ``failed`` when something broke. Validation
+before execution: the position to close is still there, the signal is not
+older than 60 s, and the same signal was not executed in the last 5 minutes.
+
+A strategy that raises is stopped and reported; the trader and the other
+instances carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from config.schema import StrategyConfig
+from core.models import (
+    Account,
+    Bar,
+    Contract,
+    Direction,
+    GatewayStatus,
+    Offset,
+    Order,
+    OrderRequest,
+    OrderType,
+    Position,
+    StrategyState,
+    StrategyTrigger,
+    Tick,
+    Trade,
+    TradingState,
+    now,
+    split_vt_symbol,
+)
+from core.oms import Oms
+from core.protocol import Reply
+
+if TYPE_CHECKING:
+    from storage import AccountDatabase
+    from strategies.base import Signal, Strategy
+
+STALE_AFTER = 60.0  # seconds: an older signal is not executed
+DUPLICATE_WINDOW = 300.0  # seconds: the same signal executed within this is not repeated
+MAX_WARM_UP_BARS = 20_000  # stored 1-minute bars replayed into a new instance, at most
+REPLAY_TRADES = 20_000  # recorded trades read back to rebuild instances' own positions
+
+
+class EngineHost(Protocol):
+    """What the engine needs from its trader."""
+
+    account_id: str
+    oms: Oms
+    db: AccountDatabase | None
+    auto_trading: bool
+    gateway_status: GatewayStatus
+    trading_state: TradingState
+    log: logging.Logger
+
+    def place_order(self, req: OrderRequest) -> Reply: ...
+    def emit(self, msg_type: str, data: Any) -> None: ...
+
+
+class StrategyEngine:
+    """Runs the account's strategy instances inside the trader."""
+
+    def __init__(
+        self,
+        host: EngineHost,
+        configs: list[StrategyConfig],
+        *,
+        search_path: str | None = None,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        self.host = host
+        self.configs = configs
+        self.search_path = search_path
+        self.clock = clock
+        self.instances: dict[str, Strategy] = {}
+        self.by_symbol: dict[str, list[Strategy]] = defaultdict(list)
+        self.errors: dict[str, str] = {}
+        self._executed: dict[tuple[str, str], datetime] = {}
+        self._bar_builders: dict[str, Any] = {}  # vt_symbol -> vnpy BarGenerator (bars for warm-up)
+        self._dirty: set[str] = set()
+
+    @property
+    def logger(self) -> logging.Logger:
+        return self.host.log
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self.by_symbol)
+
+    # ================================================================== lifecycle
+
+    def load(self) -> None:
+        """Create every configured instance; a broken one is reported, the others load."""
+        from strategies import load_strategy_class
+
+        for cfg in self.configs:
+            try:
+                cls = load_strategy_class(cfg.class_name, self.search_path)
+                inst = cls(self, cfg.name, cfg.symbol, cfg.params, cfg.risk)
+            except Exception as exc:
+                self.errors[cfg.name] = str(exc)
+                self.logger.error("strategy %s (%s) cannot load: %s", cfg.name, cfg.class_name, exc)
+                self.host.emit("strategy", self._broken_state(cfg, str(exc)))
+                continue
+            self.instances[cfg.name] = inst
+            self.by_symbol[cfg.symbol].append(inst)
+            self._replay_trades(inst)
+            self._warm_up(inst)
+            if cfg.autostart:
+                self.start(cfg.name)
+            else:
+                self._publish(inst)
+
+    def _broken_state(self, cfg: StrategyConfig, error: str) -> StrategyState:
+        return StrategyState(
+            account_id=self.host.account_id,
+            name=cfg.name,
+            class_name=cfg.class_name,
+            vt_symbol=cfg.symbol,
+            running=False,
+            params=dict(cfg.params),
+            error=error,
+        )
+
+    def _replay_trades(self, inst: Strategy) -> None:
+        """After a restart the instance's own position comes back from its recorded trades."""
+        db = self.host.db
+        if db is None:
+            return
+        mine = [t for t in db.load_trades(limit=REPLAY_TRADES) if t.reference == inst.name]
+        for trade in mine:
+            inst.apply_trade(trade)
+        if mine:
+            self.logger.info(
+                "strategy %s: position %+g from %d recorded trades", inst.name, inst.pos, len(mine)
+            )
+
+    def _warm_up(self, inst: Strategy) -> None:
+        db = self.host.db
+        minutes = inst.warm_up_minutes
+        if db is None or minutes <= 0:
+            return
+        bars = db.load_bars(inst.vt_symbol, limit=min(minutes + 10, MAX_WARM_UP_BARS))
+        if bars and not self._guard(inst, "warm_up", lambda: inst.warm_up(bars)):
+            return
+        if bars:
+            self.logger.info("strategy %s warmed up on %d stored bars", inst.name, len(bars))
+
+    def start(self, name: str) -> Reply:
+        inst = self.instances.get(name)
+        if inst is None:
+            return self._unknown(name)
+        if inst.running:
+            return Reply(ok=True, result=inst.state())
+        inst.error = ""
+        inst.running = True
+        if not self._guard(inst, "on_start", inst.on_start):
+            return Reply(ok=False, error=f"{name} failed to start: {inst.error}")
+        self.logger.warning("strategy %s started", name)
+        self._publish(inst)
+        return Reply(ok=True, result=inst.state())
+
+    def stop(self, name: str) -> Reply:
+        inst = self.instances.get(name)
+        if inst is None:
+            return self._unknown(name)
+        if inst.running:
+            inst.running = False
+            self._guard(inst, "on_stop", inst.on_stop)
+            self.logger.warning("strategy %s stopped", name)
+        self._publish(inst)
+        return Reply(ok=True, result=inst.state())
+
+    def stop_all(self) -> int:
+        running = [name for name, inst in self.instances.items() if inst.running]
+        for name in running:
+            self.stop(name)
+        return len(running)
+
+    def _unknown(self, name: str) -> Reply:
+        known = ", ".join(self.instances) or "none"
+        if name in self.errors:
+            return Reply(ok=False, error=f"strategy {name} did not load: {self.errors[name]}")
+        return Reply(
+            ok=False, error=f"unknown strategy instance '{name}' in {self.host.account_id} (known: {known})"
+        )
+
+    def states(self) -> list[StrategyState]:
+        return [inst.state() for inst in self.instances.values()]
+
+    def _publish(self, inst: Strategy) -> None:
+        self.host.emit("strategy", inst.state())
+
+    def on_timer(self) -> None:
+        """About once a second: close bars whose minute is over (a quiet contract or a session
+        break would otherwise hold the last bar, and its signal, until the next tick)."""
+        at = self.clock()
+        for inst in self.instances.values():
+            if inst.running and inst.am is not None:
+                self._guard(inst, "flush_bar", lambda inst=inst: inst.flush_bar(at))
+        self.publish_dirty()
+
+    def publish_dirty(self) -> None:
+        """Send the states whose P&L or position moved."""
+        for name in self._dirty:
+            inst = self.instances.get(name)
+            if inst is not None:
+                self._publish(inst)
+        self._dirty.clear()
+
+    def _guard(self, inst: Strategy, what: str, call: Callable[[], Any]) -> bool:
+        """Run strategy code; an exception stops that instance only, and says why."""
+        try:
+            call()
+        except Exception as exc:
+            inst.running = False
+            inst.error = f"{what}: {type(exc).__name__}: {exc}"
+            self.logger.exception("strategy %s raised in %s: stopped", inst.name, what)
+            self._publish(inst)
+            return False
+        return True
+
+    # ================================================================== events
+
+    def on_tick(self, tick: Tick) -> None:
+        insts = self.by_symbol.get(tick.vt_symbol)
+        if not insts:
+            return
+        if any(inst.am is not None for inst in insts):  # tick-only strategies need no bars (nor vnpy)
+            self._build_bar(tick)
+        for inst in insts:
+            if inst.running:
+                self._guard(inst, "on_tick", lambda inst=inst: inst.on_tick(tick))
+                self._dirty.add(inst.name)
+
+    def on_order(self, order: Order) -> None:
+        inst = self.instances.get(order.reference)
+        if inst is not None:
+            self._guard(inst, "on_order", lambda: inst.on_order(order))
+
+    def on_trade(self, trade: Trade) -> None:
+        inst = self.instances.get(trade.reference)
+        if inst is None:
+            return
+        inst.apply_trade(trade)  # the instance's own position and P&L
+        if inst.running:
+            self._guard(inst, "on_trade", lambda: inst.on_trade(trade))
+        self._publish(inst)
+
+    def _build_bar(self, tick: Tick) -> None:
+        """1-minute bars of strategy symbols (vnpy's BarGenerator), stored for the next warm-up."""
+        try:
+            builder = self._bar_builders.get(tick.vt_symbol)
+            if builder is None:
+                from vnpy.trader.utility import BarGenerator
+
+                def save(vn_bar: Any, vt_symbol: str = tick.vt_symbol) -> None:
+                    self._save_bar(vt_symbol, vn_bar)
+
+                builder = self._bar_builders[tick.vt_symbol] = BarGenerator(save)
+            builder.update_tick(_vn_tick(tick))
+        except Exception:  # bars are for warm-up only: never let them stop the ticks
+            self.logger.exception("building bars of %s failed", tick.vt_symbol)
+
+    def _save_bar(self, vt_symbol: str, vn_bar: Any) -> None:
+        db = self.host.db
+        if db is None:
+            return
+        bar = Bar(
+            account_id=self.host.account_id,
+            vt_symbol=vt_symbol,
+            interval="1m",
+            datetime=vn_bar.datetime,
+            open_price=vn_bar.open_price,
+            high_price=vn_bar.high_price,
+            low_price=vn_bar.low_price,
+            close_price=vn_bar.close_price,
+            volume=vn_bar.volume,
+            turnover=vn_bar.turnover,
+            open_interest=vn_bar.open_interest,
+        )
+        try:
+            db.save_bar(bar)
+        except Exception:
+            self.logger.exception("saving a bar of %s failed", vt_symbol)
+
+    # ================================================================== StrategyContext
+
+    def account(self) -> Account | None:
+        return self.host.oms.account
+
+    def position(self, vt_symbol: str, direction: Direction) -> Position | None:
+        return self.host.oms.position(vt_symbol, direction)
+
+    def contract(self, vt_symbol: str) -> Contract | None:
+        return self.host.oms.contracts.get(vt_symbol)
+
+    def log(self, strategy: Strategy, level: str, message: str) -> None:
+        self.logger.log(logging.getLevelName(level.upper()), "[%s] %s", strategy.name, message)
+
+    def emit(self, strategy: Strategy, signal: Signal) -> None:
+        """A strategy decided something: record it, validate it, maybe execute it."""
+        trigger = StrategyTrigger(
+            account_id=self.host.account_id,
+            datetime=signal.datetime,
+            instance=strategy.name,
+            vt_symbol=strategy.vt_symbol,
+            condition=signal.condition,
+            price=signal.price,
+            action=signal.action,
+            result="pending",
+        )
+        try:
+            self._decide(strategy, signal, trigger)
+        except Exception as exc:  # a bug here must not lose the record of the decision
+            self.logger.exception("executing a signal of %s failed", strategy.name)
+            trigger.result, trigger.error = "failed", f"{type(exc).__name__}: {exc}"
+        self._record(trigger)
+
+    def _record(self, trigger: StrategyTrigger) -> None:
+        db = self.host.db
+        if db is not None:
+            try:
+                db.save_trigger(trigger)  # persisted before it is reported
+            except Exception:
+                self.logger.exception("saving a strategy trigger failed")
+        self.host.emit("trigger", trigger)
+
+    def _decide(self, strategy: Strategy, signal: Signal, trigger: StrategyTrigger) -> None:
+        if signal.action == "hold":
+            trigger.result = "not executed"
+            return
+        if not self.host.auto_trading:
+            trigger.result, trigger.error = "not executed", "auto-trading is off"
+            return
+        if self.host.gateway_status is not GatewayStatus.CONNECTED:
+            trigger.result = "not executed"
+            trigger.error = f"venue {self.host.gateway_status.name.lower()}: execution paused"
+            return
+        problem = self._validate(strategy, signal)
+        if problem is not None:
+            trigger.result, trigger.error = "rejected", problem
+            return
+        replies = self._execute(strategy, signal)
+        ids = [
+            str(r.result.get("order_id"))
+            for r in replies
+            if isinstance(r.result, dict) and r.result.get("order_id")
+        ]
+        trigger.order_id = ",".join(ids)
+        errors = [r.error for r in replies if not r.ok]
+        if errors:
+            trigger.result, trigger.error = "rejected", "; ".join(errors)
+            return
+        trigger.result = "success"
+        self._executed[(strategy.name, signal.key or signal.action)] = self.clock()
+
+    def _validate(self, strategy: Strategy, signal: Signal) -> str | None:
+        moment = self.clock()
+        age = (moment - signal.datetime).total_seconds()
+        if age > STALE_AFTER:
+            return f"stale: signal {age:.0f} s old > {STALE_AFTER:g} s"
+        last = self._executed.get((strategy.name, signal.key or signal.action))
+        if last is not None and (moment - last).total_seconds() < DUPLICATE_WINDOW:
+            ago = (moment - last).total_seconds()
+            return f"duplicate: the same signal was executed {ago:.0f} s ago (window {DUPLICATE_WINDOW:g} s)"
+        if signal.volume <= 0:
+            return f"volume: {signal.volume:g} lots"
+        if signal.action == "close":
+            direction = self._close_direction(strategy, signal)
+            if direction is None:
+                return "close: the instance holds no position"
+            closable = self.host.oms.closable(strategy.vt_symbol, direction).total
+            if closable < signal.volume:
+                return f"close: closable {closable:g} < {signal.volume:g} ({direction.name.lower()} {strategy.vt_symbol})"
+            return None
+        limit = strategy.risk.max_position
+        side = 1 if signal.action == "buy" else -1
+        after = strategy.pos + side * signal.volume
+        if abs(after) > limit and abs(after) > abs(strategy.pos):
+            return f"max_position: instance position {strategy.pos:+g} -> {after:+g} > limit {limit}"
+        return None
+
+    @staticmethod
+    def _close_direction(strategy: Strategy, signal: Signal) -> Direction | None:
+        if signal.direction is not None:
+            return signal.direction
+        if strategy.pos > 0:
+            return Direction.LONG
+        if strategy.pos < 0:
+            return Direction.SHORT
+        return None
+
+    def _price(self, vt_symbol: str, direction: Direction, fallback: float) -> float:
+        """A marketable limit: the opposite best price (never a market order from a strategy)."""
+        tick = self.host.oms.ticks.get(vt_symbol)
+        if tick is not None:
+            best = tick.ask_price_1 if direction is Direction.LONG else tick.bid_price_1
+            if best:
+                return best
+        contract = self.contract(vt_symbol)
+        return contract.round_price(fallback) if contract is not None else fallback
+
+    def _execute(self, strategy: Strategy, signal: Signal) -> list[Reply]:
+        vt = strategy.vt_symbol
+        if signal.action == "close":
+            direction = self._close_direction(strategy, signal)
+            assert direction is not None
+            return self._close(strategy, direction, signal.volume, signal.price)
+        order_direction = Direction.LONG if signal.action == "buy" else Direction.SHORT
+        replies: list[Reply] = []
+        volume = signal.volume
+        # turning around: first close what the instance holds on the other side
+        opposite = order_direction.opposite
+        held = -strategy.pos if order_direction is Direction.LONG else strategy.pos
+        if held > 0:
+            closing = min(held, volume)
+            replies += self._close(strategy, opposite, closing, signal.price)
+            volume -= closing
+            if any(not r.ok for r in replies):
+                return replies
+        if volume > 0:
+            req = OrderRequest(
+                vt_symbol=vt,
+                direction=order_direction,
+                offset=Offset.OPEN,
+                type=OrderType.LIMIT,
+                price=self._price(vt, order_direction, signal.price),
+                volume=volume,
+                reference=strategy.name,
+                account_id=self.host.account_id,
+            )
+            replies.append(self.host.place_order(req))
+        return replies
+
+    def _close(
+        self, strategy: Strategy, direction: Direction, volume: float, ref_price: float
+    ) -> list[Reply]:
+        try:
+            legs = self.host.oms.split_close(strategy.vt_symbol, direction, volume)
+        except ValueError as exc:
+            return [Reply(ok=False, error=str(exc))]
+        order_direction = direction.opposite
+        price = self._price(strategy.vt_symbol, order_direction, ref_price)
+        return [
+            self.host.place_order(
+                OrderRequest(
+                    vt_symbol=strategy.vt_symbol,
+                    direction=order_direction,
+                    offset=offset,
+                    type=OrderType.LIMIT,
+                    price=price,
+                    volume=leg,
+                    reference=strategy.name,
+                    account_id=self.host.account_id,
+                )
+            )
+            for offset, leg in legs
+        ]
+
+
+def _vn_tick(tick: Tick) -> Any:
+    """Our tick as vnpy's TickData (enums by name), for its BarGenerator."""
+    from vnpy.trader.constant import Exchange as VnExchange
+    from vnpy.trader.object import TickData
+
+    symbol, exchange = split_vt_symbol(tick.vt_symbol)
+    return TickData(
+        gateway_name="qtrader",
+        symbol=symbol,
+        exchange=VnExchange[exchange.name],
+        datetime=tick.datetime,
+        volume=tick.volume,
+        turnover=tick.turnover,
+        open_interest=tick.open_interest,
+        last_price=tick.last_price,
+        limit_up=tick.limit_up,
+        limit_down=tick.limit_down,
+        open_price=tick.open_price,
+        high_price=tick.high_price,
+        low_price=tick.low_price,
+        pre_close=tick.pre_close,
+        bid_price_1=tick.bid_price_1,
+        ask_price_1=tick.ask_price_1,
+        bid_volume_1=tick.bid_volume_1,
+        ask_volume_1=tick.ask_volume_1,
+    )
