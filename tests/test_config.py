@@ -312,7 +312,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
         ),
         pytest.param(
             "acounts: []\n",
-            "config.yaml: acounts: unknown field (expected one of: accounts, manager, socket, database, ui, log);"
+            "config.yaml: acounts: unknown field (expected one of: accounts, manager, socket, database, ui, log, strategy_path);"
             " did you mean 'accounts'?",
             id="unknown-top-level",
         ),
