@@ -219,6 +219,7 @@ class TradingManager:
     async def start(self) -> None:
         """Listen for every enabled account and start its trader."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.sock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for account in self.config.accounts:
             if not account.enabled:
                 continue

@@ -82,26 +82,40 @@ class GridStrategy(Strategy):
         if self.base is None and not self._set_up(price):
             return
         eps = self.step * 1e-6
+        # a price that gaps through several lines in one tick makes ONE signal for all of them
+        # (several identical orders in the same instant would be refused as duplicates)
+        first = self.held + 1
         while self.held < self.levels and price <= self.line(self.held + 1) + eps:
             self.held += 1
-            level = self.held
+        if self.held >= first:
+            last = self.held
+            lines = f"level {last}" if last == first else f"levels {first}-{last}"
             self.buy(
                 price,
-                self.volume,
-                f"grid: price {self.fmt(price)} fell through level {level} at {self.fmt(self.line(level))}",
-                key=self.event_key(f"grid:buy:{level}"),
+                self.volume * (last - first + 1),
+                f"grid: price {self.fmt(price)} fell through {lines} at {self.fmt(self.line(last))}",
+                key=self.event_key(f"grid:buy:{first}-{last}"),
             )
+            return
+        top = self.held
         while self.held > 0 and price >= self.line(self.held - 1) - eps:
-            level = self.held
             self.held -= 1
-            above = "the base" if level == 1 else f"level {level - 1}"
+        if self.held < top:
+            closed = top - self.held
+            lowest_above = self.held
+            above = "the base" if lowest_above == 0 else f"level {lowest_above}"
+            if closed == 1:
+                lines, bought = f"level {top}", self.fmt(self.line(top))
+            else:
+                lines = f"levels {self.held + 1}-{top}"
+                bought = f"{self.fmt(self.line(self.held + 1))} .. {self.fmt(self.line(top))}"
             condition = (
-                f"grid: price {self.fmt(price)} rose through {above} at {self.fmt(self.line(level - 1))}, "
-                f"closing level {level} (bought at {self.fmt(self.line(level))})"
+                f"grid: price {self.fmt(price)} rose through {above} at {self.fmt(self.line(lowest_above))}, "
+                f"closing {lines} (bought at {bought})"
             )
-            key = self.event_key(f"grid:close:{level}")
+            key = self.event_key(f"grid:close:{self.held + 1}-{top}")
             if self.pos > 0:
-                self.close(price, condition, volume=self.volume, key=key)
+                self.close(price, condition, volume=self.volume * closed, key=key)
             else:
                 self.hold(price, f"{condition}: this instance holds no position", key=key)
 

@@ -698,21 +698,17 @@ def test_grid_buys_at_each_line_down_and_closes_one_line_up() -> None:
         == "grid: price 900.80 rose through level 1 at 900.80, closing level 2 (bought at 900.60)"
     )
     assert strategy.pos == 2 and strategy.held == 1
-    # a jump through four lines buys levels 2..5 (the grid is full after that)
+    # a jump through four lines buys levels 2..5 in ONE signal (the grid is full after that):
+    # several identical orders in one instant would be refused as duplicates
     _au_ticks(strategy, [899.00, 898.00], start=T0 + timedelta(seconds=20))
-    assert ctx.actions()[3:] == [("buy", 2, None)] * 4
-    assert [s.condition.rsplit(" at ", 1)[-1] for s in ctx.signals[3:]] == [
-        "900.60",
-        "900.40",
-        "900.20",
-        "900.00",
-    ]
-    # all the way back up to the base closes every level
+    assert ctx.actions()[3:] == [("buy", 8, None)]
+    assert ctx.signals[3].condition == "grid: price 899.00 fell through levels 2-5 at 900.00"
+    # all the way back up to the base closes every level, again as one signal
     _au_ticks(strategy, [901.00], start=T0 + timedelta(seconds=30))
-    assert ctx.actions()[7:] == [("close", 2, Direction.LONG)] * 5
+    assert ctx.actions()[4:] == [("close", 10, Direction.LONG)]
     assert (
         ctx.signals[-1].condition
-        == "grid: price 901.00 rose through the base at 901.00, closing level 1 (bought at 900.80)"
+        == "grid: price 901.00 rose through the base at 901.00, closing levels 1-5 (bought at 900.80 .. 900.00)"
     )
     assert strategy.pos == 0 and strategy.held == 0
     assert len({s.key for s in ctx.signals}) == len(ctx.signals)
@@ -725,9 +721,9 @@ def test_grid_with_a_configured_base_and_no_fills() -> None:
     )
     # lines 899.90, 899.80: the first price already below the first line buys it at once
     _au_ticks(strategy, [899.86, 899.70, 899.60, 900.00])
-    assert ctx.actions() == [("buy", 1, None), ("buy", 1, None), ("hold", 0, None), ("hold", 0, None)]
+    assert ctx.actions() == [("buy", 1, None), ("buy", 1, None), ("hold", 0, None)]
     assert ctx.signals[2].condition.endswith(
-        "closing level 2 (bought at 899.80): this instance holds no position"
+        "closing levels 1-2 (bought at 899.90 .. 899.80): this instance holds no position"
     )
 
 

@@ -247,3 +247,26 @@ async def test_an_instance_position_survives_a_trader_restart(core_env: CoreEnv,
     finally:
         second.stop()
         await task
+
+
+async def test_the_demo_trades_by_itself_within_a_minute(core_env: CoreEnv) -> None:
+    from config import demo_config_path, load_config_file
+
+    config = load_config_file(demo_config_path())
+    mgr = TradingManager(
+        config, config_path=demo_config_path(), data_dir=core_env.data_dir, sock_dir=core_env.sock_dir
+    )
+    await mgr.start()
+    try:
+        dq1, dq2, dq3 = (mgr.state(a) for a in ("DQ1", "DQ2", "DQ3"))
+        await wait_until(
+            lambda: any(t.reference != "manual" for t in dq1.trades), timeout=60, what="DQ1 fills"
+        )
+        await wait_until(lambda: dq2.triggers, timeout=60, what="DQ2 triggers")
+        assert all(t.result == "not executed" for t in dq2.triggers if t.action != "hold")
+        assert not dq2.trades  # auto-trading off: nothing sent
+        await wait_until(lambda: dq3.triggers, timeout=60, what="DQ3 grid triggers")
+        assert any(t.instance == "sr_grid" for t in dq3.triggers)
+        assert {s.name for s in dq1.strategies.values() if s.running} == {"au_ma_rsi", "ag_grid", "au_guard"}
+    finally:
+        await mgr.stop()
