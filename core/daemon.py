@@ -23,6 +23,7 @@ from typing import TextIO
 from config import ConfigError, LoadedConfig
 from config import paths as cfg_paths
 from core.aggregator import Change, DataAggregator
+from core.control import ControlServer
 from core.manager import TradingManager
 from core.models import Direction, Status
 
@@ -191,13 +192,17 @@ async def run_daemon(
         printer.line(
             "daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}"
         )
+        control = ControlServer(manager, cfg_paths.control_socket_path(manager.sock_dir))
         try:
             await manager.start()
+            await control.start()
         except Exception as exc:  # e.g. another manager serves the sockets
             log.exception("manager failed to start")
             printer.line("daemon", f"cannot start: {exc}")
+            await control.stop()
             await manager.stop()  # whatever did start is stopped again
             return EXIT_FAILED
+        printer.line("daemon", f"control socket {control.path} (qtrader-tui --kill ACCOUNT|all)")
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
@@ -205,6 +210,7 @@ async def run_daemon(
                 printer.summary()
         printer.line("daemon", "stopping: traders are shutting down")
         started = time.monotonic()
+        await control.stop()
         await manager.stop(cancel_orders=cancel_on_exit)
         printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
         return EXIT_OK

@@ -163,3 +163,41 @@ def test_bad_config_is_a_clear_error(core_env: CoreEnv) -> None:
     assert result.returncode == 2
     assert "config.yaml: accounts[0].gateway" in result.stderr
     assert "ctpx" in result.stderr
+
+
+def _control(env: CoreEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tui.cli", "--config", str(env.config_path), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_kill_switch_and_resume_through_the_control_socket(core_env: CoreEnv) -> None:
+    core_env.write_config(THREE_ACCOUNTS)
+    assert "no daemon listening" in _control(core_env, "--kill", "all").stderr  # none yet
+    daemon = Daemon(core_env)
+    try:
+        daemon.wait_for_line(CONNECTED, count=3)
+        daemon.wait_for_line("control socket")
+        unknown = _control(core_env, "--kill", "NOPE")
+        assert unknown.returncode == 1 and "no running account 'NOPE'" in unknown.stderr
+        killed = _control(core_env, "--kill", "all")
+        assert killed.returncode == 0, killed.stderr
+        assert {line.split(":")[0] for line in killed.stdout.splitlines()} == {"DQ1", "DQ2", "DQ3"}
+        daemon.wait_for_line("HALTED", count=3)
+        status = _control(core_env, "--status")
+        assert status.returncode == 0
+        assert status.stdout.count("'trading_state': 'HALTED'") == 3
+        resumed = _control(core_env, "--resume", "DQ2")
+        assert resumed.returncode == 0, resumed.stderr
+        status = _control(core_env, "--status")
+        assert "DQ2: {'status': 'CONNECTED'" in status.stdout
+        assert status.stdout.count("'trading_state': 'HALTED'") == 2
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=15) == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()

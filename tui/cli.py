@@ -24,6 +24,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory (else database.data_dir, $QTRADER_HOME, user data dir)")
     p.add_argument("--no-ui", action="store_true", help="run the trading core headless, as a daemon")
     p.add_argument(
+        "--kill",
+        metavar="ACCOUNT",
+        help="kill switch on a running daemon: HALT, stop strategies, cancel orders ('all': every account)",
+    )
+    p.add_argument(
+        "--resume", metavar="ACCOUNT", help="set a halted account of a running daemon ACTIVE again"
+    )
+    p.add_argument("--status", action="store_true", help="print the running daemon's account states")
+    p.add_argument(
         "--cancel-on-exit",
         action="store_true",
         help="with --no-ui: cancel every working order when the daemon stops",
@@ -39,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return 2
+    if args.kill or args.resume or args.status:
+        return control_command(loaded, args)
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
     if args.no_ui:
@@ -46,6 +57,35 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
     return run_console(loaded, data_dir)
+
+
+def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    """Talk to a running daemon over its control socket; exit 0 when it did what was asked."""
+    from core.control import send_control
+    from core.models import TradingState
+    from core.protocol import Empty, StateRequest
+
+    try:
+        path = cfg_paths.control_socket_path(cfg_paths.socket_dir(loaded.config))
+    except ConfigError as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return 2
+    if args.kill:
+        target = "" if args.kill.lower() == "all" else args.kill
+        reply = asyncio.run(send_control(path, "kill_req", Empty(), account_id=target))
+    elif args.resume:
+        reply = asyncio.run(
+            send_control(path, "state_req", StateRequest(state=TradingState.ACTIVE), args.resume)
+        )
+    else:
+        reply = asyncio.run(send_control(path, "status_req", Empty()))
+    if isinstance(reply.result, dict):
+        for key, value in reply.result.items():
+            print(f"{key}: {value}")
+    if not reply.ok:
+        print(f"qtrader-tui: {reply.error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
