@@ -103,8 +103,12 @@ def test_demo_loads_with_three_sim_accounts_and_varied_watchlists(clean_env: Pat
         assert account.gateway == "sim"
         assert account.mode == "process"
         assert account.enabled
-        assert account.strategies == []
+        assert account.strategies  # every demo account runs strategies
+        assert {s.symbol for s in account.strategies} <= set(account.watchlist)
         assert account.watchlist
+    # DQ1 trades by itself, DQ2 only records signals, DQ3 runs a grid
+    assert [a.auto_trading for a in cfg.accounts] == [True, False, True]
+    assert any(s.class_name == "GridStrategy" for s in cfg.accounts[2].strategies)
     assert len({a.sim.seed for a in cfg.accounts}) == 3
     assert len({a.sim.initial_balance for a in cfg.accounts}) == 3
     watchlists = [tuple(a.watchlist) for a in cfg.accounts]
