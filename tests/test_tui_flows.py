@@ -96,6 +96,12 @@ class SpyClient(LocalConsoleClient):
             return self.canned["set_trading_state"]
         return await super().set_trading_state(account_id, state)
 
+    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+        self.sent.append(("kill_switch", account_id or "all"))
+        if "kill_switch" in self.canned:
+            return {account_id or "DQ1": self.canned["kill_switch"]}
+        return await super().kill_switch(account_id)
+
 
 @dataclass
 class Console:
@@ -154,7 +160,7 @@ class Console:
 
     def rows(self, table_id: str) -> list[str]:
         table = self.screen.query_one(f"#{table_id}", KeyedTable)
-        return [key.value for key in table.rows if key.value is not None]
+        return table.row_keys
 
     def cell(self, table_id: str, row: str, column: str) -> Text:
         cell = self.screen.query_one(f"#{table_id}", KeyedTable).get_cell(row, column)
@@ -673,7 +679,7 @@ async def test_halt_blocks_new_orders_until_resumed(core_env: CoreEnv) -> None:
         assert "ACTIVE" in c.header()
         await c.pilot.press("h")
         confirm = c.dialog(ConfirmDialog)
-        assert confirm.title_text.startswith("HALT DQ1?")
+        assert confirm.title_text == "KILL SWITCH for DQ1?"  # halt + stop strategies + cancel all
         await c.pilot.press("y")
         await c.until(lambda: trading_state() is TradingState.HALTED, "DQ1 halted")
         await c.until(lambda: "HALTED" in c.header(), "HALTED in the header")
@@ -690,7 +696,8 @@ async def test_halt_blocks_new_orders_until_resumed(core_env: CoreEnv) -> None:
         await c.pilot.press("y")
         await c.until(lambda: trading_state() is TradingState.ACTIVE, "DQ1 active again")
         await c.until(lambda: "ACTIVE" in c.header(), "ACTIVE in the header")
-        assert c.client.count("set_trading_state") == 2
+        assert c.client.count("kill_switch") == 1  # halting is the kill switch
+        assert c.client.count("set_trading_state") == 1  # resuming sets ACTIVE
 
         assert "accepted" in await buy()
         await c.until(lambda: (symbol, Direction.LONG) in state.positions, "the order filled")
@@ -744,11 +751,11 @@ async def test_a_reason_is_shown_as_it_is_even_when_it_looks_like_markup(core_en
     """The venue's words are not Textual markup: a ``[/]`` in them must not stop the console."""
     async with console(core_env, notifications=True) as c:  # toasts drawn
         reason = "venue says [/] no [bold]way[/bold] [@click=app.quit]here[/]"
-        c.client.canned["set_trading_state"] = Reply(ok=False, error=reason)
+        c.client.canned["kill_switch"] = Reply(ok=False, error=reason)
         await c.pilot.press("h")
         c.dialog(ConfirmDialog)
         await c.pilot.press("y")
-        assert await c.notified("REJECTED") == f"DQ1 -> HALTED: REJECTED - {reason}"
+        assert await c.notified("REJECTED") == f"KILL SWITCH DQ1: REJECTED - DQ1: {reason}"
         toasts = c.app.screen.query("Toast")
         await c.until(lambda: any(reason in str(t.render()) for t in toasts), "the reason in a toast")
         await c.pilot.press("right_square_bracket")  # still running, still listening

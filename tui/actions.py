@@ -113,6 +113,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "Restart the selected account's trader (confirmed)",
         scope="dashboard",
     ),
+    ConsoleAction(
+        "kill_all",
+        "K",
+        "kill_all",
+        "Kill all",
+        "Kill switch for EVERY account: HALT, stop strategies, cancel working orders (confirmed)",
+        scope="dashboard",
+    ),
     ConsoleAction("help", "question_mark", "help", "Help", "This help", scope="global", display_key="?"),
     ConsoleAction(
         "quit", "q", "quit", "Quit", "Quit (stops the traders this console started)", scope="global"

@@ -276,28 +276,41 @@ class AccountScreen(Screen[None]):
         self._title_orders()
 
     def action_halt(self) -> None:
+        """The kill switch (HALT + stop strategies + cancel all), or resume when halted."""
         account_id = self.account_id
-        info = self.state.info
+        state = self.state
+        info = state.info
         halted = info is not None and info.trading_state is TradingState.HALTED
-        target = TradingState.ACTIVE if halted else TradingState.HALTED
         if halted:
-            title = f"Resume trading in {account_id}?"
-            rows = [("Account", account_id), ("Trading state", "HALTED -> ACTIVE")]
-        else:
-            title = f"HALT {account_id}? No new orders until resumed"
             rows = [
                 ("Account", account_id),
-                ("Trading state", f"{info.trading_state.name if info else '?'} -> HALTED"),
-                ("Working orders", f"{len(self.state.working_orders)} (cancel them with X)"),
+                ("Trading state", "HALTED -> ACTIVE"),
+                ("Strategies", "stay stopped (t)"),
             ]
 
-        def answered(ok: bool | None) -> None:
-            if ok:
-                self.qapp.run_command(
-                    f"{account_id} -> {target.name}", self.qapp.client.set_trading_state(account_id, target)
-                )
+            def resume(ok: bool | None) -> None:
+                if ok:
+                    self.qapp.run_command(
+                        f"{account_id} -> ACTIVE",
+                        self.qapp.client.set_trading_state(account_id, TradingState.ACTIVE),
+                    )
 
-        self.app.push_screen(ConfirmDialog(title, rows, danger=not halted), answered)
+            self.app.push_screen(ConfirmDialog(f"Resume trading in {account_id}?", rows), resume)
+            return
+        running = sum(s.running for s in state.strategies.values())
+        rows = [
+            ("Account", account_id),
+            ("Trading state", f"{info.trading_state.name if info else '?'} -> HALTED (no new orders)"),
+            ("Strategies", f"{running} running -> stopped"),
+            ("Working orders", f"{len(state.working_orders)} -> cancelled"),
+            ("Positions", f"{len(state.positions)} stay open (close them with c)"),
+        ]
+
+        def kill(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(f"KILL SWITCH {account_id}", self.qapp.kill(account_id))
+
+        self.app.push_screen(ConfirmDialog(f"KILL SWITCH for {account_id}?", rows, danger=True), kill)
 
     def action_toggle_strategy(self) -> None:
         table = self.query_one("#strategies", StrategiesTable)

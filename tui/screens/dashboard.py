@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from core.aggregator import AccountState
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
-from tui.widgets.table import KeyedTable
+from tui.widgets.table import Cell, KeyedTable
 
 if TYPE_CHECKING:
     from tui.app import QTraderApp
@@ -61,7 +60,7 @@ class AccountsTable(KeyedTable[AccountState]):
     def key_of(self, item: AccountState) -> str:
         return item.account_id
 
-    def cells(self, item: AccountState) -> tuple[RenderableType, ...]:
+    def cells(self, item: AccountState) -> tuple[Cell, ...]:
         acc = item.account
         info = item.info
         running = sum(s.running for s in item.strategies.values())
@@ -125,16 +124,33 @@ class DashboardScreen(Screen[None]):
     def _selected(self) -> str | None:
         return self.query_one("#accounts", AccountsTable).selected_key
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         """Enter on a row (the table takes Enter before the screen's binding)."""
         event.stop()
-        if event.row_key.value is not None:
-            self.qapp.show_account(event.row_key.value)
+        self.qapp.show_account(event.row_key)
 
     def action_open_account(self) -> None:
         account_id = self._selected()
         if account_id is not None:
             self.qapp.show_account(account_id)
+
+    def action_kill_all(self) -> None:
+        client = self.qapp.client
+        states = [client.state(a) for a in client.account_ids]
+        rows = [
+            (
+                s.account_id,
+                f"{len(s.working_orders)} working orders, {sum(x.running for x in s.strategies.values())} strategies",
+            )
+            for s in states
+        ]
+        rows.append(("Then", "every account HALTED; positions stay open"))
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command("KILL SWITCH (all accounts)", self.qapp.kill(None))
+
+        self.app.push_screen(ConfirmDialog("KILL SWITCH for ALL accounts?", rows, danger=True), answered)
 
     def action_start_trader(self) -> None:
         account_id = self._selected()

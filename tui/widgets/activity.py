@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from rich.console import RenderableType
 from rich.text import Text
 
 from core.aggregator import AccountState
 from core.models import LogEntry, StrategyState, StrategyTrigger
 from tui import format as fmt
-from tui.widgets.table import KeyedTable
+from tui.widgets.table import Cell, KeyedTable
 
 RESULT_STYLE = {
     "success": "green",
@@ -44,7 +43,7 @@ class StrategiesTable(KeyedTable[StrategyState]):
     def key_of(self, item: StrategyState) -> str:
         return item.name
 
-    def cells(self, item: StrategyState) -> tuple[RenderableType, ...]:
+    def cells(self, item: StrategyState) -> tuple[Cell, ...]:
         return (
             item.name,
             item.class_name,
@@ -77,7 +76,7 @@ class TriggersTable(KeyedTable[StrategyTrigger]):
     def key_of(self, item: StrategyTrigger) -> str:
         return _trigger_key(item)
 
-    def cells(self, item: StrategyTrigger) -> tuple[RenderableType, ...]:
+    def cells(self, item: StrategyTrigger) -> tuple[Cell, ...]:
         return (
             f"{item.datetime:%H:%M:%S}",
             item.instance,
@@ -103,7 +102,7 @@ class LogTable(KeyedTable[LogEntry]):
     def key_of(self, item: LogEntry) -> str:
         return f"{item.datetime.timestamp():.6f}|{hash(item.message)}"
 
-    def cells(self, item: LogEntry) -> tuple[RenderableType, ...]:
+    def cells(self, item: LogEntry) -> tuple[Cell, ...]:
         return (
             f"{item.datetime:%H:%M:%S}",
             Text(item.level, style=LEVEL_STYLE.get(item.level, "")),

@@ -26,6 +26,8 @@ class FundsPanel(Vertical):
         self._chart_at = 0.0
         self._chart_key: tuple[str, int] | None = None
         self._state: AccountState | None = None
+        self._figures: tuple[object, ...] | None = None  # what the figures show now
+        self._figure_lines = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="funds-figures")
@@ -52,6 +54,19 @@ class FundsPanel(Vertical):
             ]
         # two label/value pairs a row when there is room, one when narrow (100 columns)
         per_row = 2 if self.size.width >= 56 or not self.size.width else 1
+        figures = (per_row, *((label, str(value), getattr(value, "style", "")) for label, value in pairs))
+        if figures != self._figures:
+            # only a new height (more or fewer lines) needs a layout, which redraws the
+            # whole screen; new figures in the same lines repaint just themselves
+            lines = max(1, -(-len(pairs) // per_row))
+            self.query_one("#funds-figures", Static).update(
+                self._grid(pairs, per_row), layout=lines != self._figure_lines
+            )
+            self._figures, self._figure_lines = figures, lines
+        self._chart(state, force=False)
+
+    @staticmethod
+    def _grid(pairs: list[tuple[str, str | Text]], per_row: int) -> Table:
         grid = Table.grid(padding=(0, 1), expand=True)
         for _ in range(per_row):
             grid.add_column(no_wrap=True)
@@ -63,8 +78,7 @@ class FundsPanel(Vertical):
             for label, value in pairs[i : i + per_row]:
                 row += [label, value]
             grid.add_row(*row)
-        self.query_one("#funds-figures", Static).update(grid)
-        self._chart(state, force=False)
+        return grid
 
     def _chart(self, state: AccountState, *, force: bool) -> None:
         now = time.monotonic()

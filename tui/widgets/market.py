@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from rich.console import RenderableType
-
 from core.aggregator import AccountState
 from core.models import Tick
 from tui import format as fmt
-from tui.widgets.table import KeyedTable
+from tui.widgets.table import Cell, KeyedTable
 
 
 class MarketTable(KeyedTable[Tick]):
@@ -32,7 +30,7 @@ class MarketTable(KeyedTable[Tick]):
     def key_of(self, item: Tick) -> str:
         return item.vt_symbol
 
-    def cells(self, item: Tick) -> tuple[RenderableType, ...]:
+    def cells(self, item: Tick) -> tuple[Cell, ...]:
         contract = self.state.contracts.get(item.vt_symbol) if self.state else None
         change = item.change_pct
         return (

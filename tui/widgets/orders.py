@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from rich.console import RenderableType
 from rich.text import Text
 
 from core.aggregator import AccountState
 from core.models import Direction, Order, Trade
 from tui import format as fmt
-from tui.widgets.table import KeyedTable
+from tui.widgets.table import Cell, KeyedTable
 
 
 def _side(direction: Direction, scheme: str) -> Text:
@@ -40,7 +39,7 @@ class OrdersTable(KeyedTable[Order]):
     def key_of(self, item: Order) -> str:
         return item.order_id
 
-    def cells(self, item: Order) -> tuple[RenderableType, ...]:
+    def cells(self, item: Order) -> tuple[Cell, ...]:
         contract = self.state.contracts.get(item.vt_symbol) if self.state else None
         return (
             f"{item.datetime:%H:%M:%S}",
@@ -89,7 +88,7 @@ class TradesTable(KeyedTable[Trade]):
     def key_of(self, item: Trade) -> str:
         return item.trade_id
 
-    def cells(self, item: Trade) -> tuple[RenderableType, ...]:
+    def cells(self, item: Trade) -> tuple[Cell, ...]:
         contract = self.state.contracts.get(item.vt_symbol) if self.state else None
         return (
             f"{item.datetime:%H:%M:%S}",

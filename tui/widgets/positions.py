@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from rich.console import RenderableType
-
 from core.aggregator import AccountState
 from core.models import Position
 from tui import format as fmt
-from tui.widgets.table import KeyedTable
+from tui.widgets.table import Cell, KeyedTable
 
 
 def position_key(pos: Position) -> str:
@@ -34,7 +32,7 @@ class PositionsTable(KeyedTable[Position]):
     def key_of(self, item: Position) -> str:
         return position_key(item)
 
-    def cells(self, item: Position) -> tuple[RenderableType, ...]:
+    def cells(self, item: Position) -> tuple[Cell, ...]:
         contract = self.state.contracts.get(item.vt_symbol) if self.state else None
         return (
             item.vt_symbol,

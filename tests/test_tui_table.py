@@ -1,0 +1,246 @@
+"""KeyedTable: rows kept by key, drawn line by line, and only changed lines redrawn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.geometry import Region
+from textual.widgets import Static
+
+from tui.widgets.table import Cell, KeyedTable
+
+
+@dataclass
+class Row:
+    key: str
+    name: str
+    price: float = 0.0
+    style: str = ""
+
+
+class Table(KeyedTable[Row]):
+    COLUMNS = (("name", "Name", 8), ("price", "Price", 7), ("note", "Note", 6))
+    HIDE_WHEN_NARROW = ("note",)
+
+    def __init__(self) -> None:
+        super().__init__(id="table")
+        self.built: list[str] = []  # keys whose cells were built
+
+    def key_of(self, item: Row) -> str:
+        return item.key
+
+    def cells(self, item: Row) -> tuple[Cell, ...]:
+        self.built.append(item.key)
+        return (item.name, Text(f"{item.price:,.2f}", style=item.style, justify="right"), "n")
+
+
+class WideTable(Table):
+    HIDE_WHEN_NARROW = ()
+
+
+class Host(App[None]):
+    def __init__(self, rows: list[Row], table: type[Table] = Table) -> None:
+        super().__init__()
+        self.rows = rows
+        self.table = table
+        self.selected: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield self.table()
+        yield Static("other", id="other")
+
+    def on_mount(self) -> None:
+        self.query_one(Table).sync(self.rows)
+        self.query_one(Table).focus()
+
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        self.selected.append(event.row_key)
+
+
+def rows(n: int) -> list[Row]:
+    return [Row(f"k{i}", f"row{i}", price=100.0 + i) for i in range(n)]
+
+
+def line(table: Table, y: int) -> str:
+    return table.render_line(y).text
+
+
+async def test_rows_follow_the_items_by_key() -> None:
+    app = Host(rows(3))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        assert table.row_keys == ["k0", "k1", "k2"]
+        assert table.get_cell("k1", "name") == "row1"
+        table.sync([Row("k2", "row2"), Row("k9", "new"), Row("k0", "row0")])
+        await pilot.pause()
+        assert table.row_keys == ["k0", "k2", "k9"]  # insertion order, k1 gone, k9 appended
+        assert table.row_count == 3
+        assert line(table, 0).rstrip() == " Name      Price    Note"
+        assert line(table, 3).rstrip() == " new          0.00  n"
+
+
+async def test_one_changed_row_is_the_only_line_redrawn() -> None:
+    app = Host(rows(5))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        drawn = dict(table._strips)
+        assert set(drawn) == {"k0", "k1", "k2", "k3", "k4"}
+        repainted: list[tuple[Region, ...]] = []
+        refresh = table.refresh
+
+        def spy(*regions: Region, **kwargs: object) -> KeyedTable[Row]:
+            repainted.append(regions)
+            return refresh(*regions, **kwargs)  # type: ignore[arg-type]
+
+        table.refresh = spy  # type: ignore[method-assign]
+        table.built.clear()
+        changed = rows(5)
+        changed[2].price = 999.5
+        table.sync(changed, only={"k2"})
+        assert table.built == ["k2"]  # the other rows' cells are not even built
+        assert repainted == [(Region(0, 3, table.size.width, 1),)]  # header + rows k0, k1 above
+        await pilot.pause()
+        assert line(table, 3).startswith(" row2       999.50")
+        for key in ("k0", "k1", "k3", "k4"):
+            assert table._strips[key] is drawn[key]  # not redrawn
+        assert table._strips["k2"] is not drawn["k2"]
+
+        repainted.clear()
+        table.sync(changed)  # nothing changed: nothing repainted
+        assert repainted == []
+
+
+async def test_a_change_of_style_alone_is_a_change() -> None:
+    app = Host(rows(2))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        before = table.render_line(2)
+        table.sync([Row("k0", "row0", 100.0), Row("k1", "row1", 101.0, style="bold red")])
+        await pilot.pause()
+        assert table.get_cell("k1", "price").style == "bold red"  # type: ignore[union-attr]
+        after = table.render_line(2)
+        assert after.text == before.text
+        assert after != before
+
+
+async def test_the_cursor_stays_on_its_row_when_rows_come_and_go() -> None:
+    app = Host(rows(4))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.press("down", "down")
+        assert table.selected_key == "k2"
+        table.sync([r for r in rows(4) if r.key != "k0"] + [Row("k7", "late")])
+        assert table.selected_key == "k2"  # the row above went: the cursor follows its row
+        table.sync([r for r in rows(4) if r.key not in ("k0", "k2")])
+        assert table.selected_key == "k3"  # its row went: the cursor stays where it was
+        table.reset()
+        assert table.selected_key is None
+        assert table.row_count == 0
+
+
+async def test_keys_move_the_cursor_and_scroll_it_into_view() -> None:
+    app = Host(rows(30))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        page = table.size.height - 1  # under the header (no horizontal scrollbar here)
+        await pilot.press("pagedown")
+        assert table.cursor_row == page
+        assert table.row_in_view("k0") is False
+        assert table.row_in_view(f"k{page}") is True
+        await pilot.press("end")
+        assert table.selected_key == "k29"
+        await pilot.pause()
+        assert line(table, page).startswith(" row29")
+        assert line(table, 0).startswith(" Name")  # the header stays
+        await pilot.press("home")
+        assert table.selected_key == "k0"
+        assert table.scroll_offset.y == 0
+        await pilot.press("up")
+        assert table.selected_key == "k0"
+        await pilot.press("down", "enter")
+        assert app.selected == ["k1"]
+
+
+async def test_a_click_selects_a_row_and_a_second_click_opens_it() -> None:
+    app = Host(rows(5))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.click(Table, offset=(3, 3))  # the header is line 0
+        assert table.selected_key == "k2"
+        assert app.selected == []
+        await pilot.click(Table, offset=(3, 3))
+        assert app.selected == ["k2"]
+        await pilot.click(Table, offset=(3, 0))  # the header: nothing
+        assert table.selected_key == "k2"
+
+
+async def test_cells_are_plain_text_cropped_to_their_column() -> None:
+    app = Host([])
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        table.sync(
+            [
+                Row("a", "[bold]x[/] and more"),  # never markup
+                Row("b", "two\nlines\tand a tab"),
+                Row("c", "中文字符串"),  # double width: cropped on a whole character
+                Row("d", "x", price=123456789.0),  # too wide for its column: cropped
+            ]
+        )
+        await pilot.pause()
+        assert line(table, 1).startswith(" [bold]x[  ")
+        assert line(table, 2).startswith(" two       ")
+        assert line(table, 3).startswith(" 中文字符  ")
+        assert line(table, 4).startswith(" x         123,456")
+        assert all(table.render_line(y).cell_length == table.size.width for y in range(6))
+        # a cell styled in parts
+        parts = table._fit(Text.assemble(("ab", "red"), ("cd\nef", "blue"), justify="right"), 6)
+        assert "".join(s.text for s in parts) == "  abcd"
+        assert [s.style.color.name for s in parts if s.text.strip()] == ["red", "blue"]  # type: ignore[union-attr]
+
+
+async def test_columns_are_given_up_when_narrow_then_padding() -> None:
+    app = Host(rows(1))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        assert line(table, 1).rstrip() == " row0       100.00  n"
+        await pilot.resize_terminal(21, 10)
+        await pilot.pause()
+        assert line(table, 1).rstrip() == " row0       100.00"  # no Note
+        await pilot.resize_terminal(17, 10)
+        await pilot.pause()
+        assert table.cell_padding == 0
+        assert line(table, 1).rstrip() == "row0     100.00"
+
+
+async def test_the_cursor_row_is_highlighted_brighter_with_focus() -> None:
+    app = Host(rows(2))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        focused = table.render_line(1)
+        other = table.render_line(2)
+        assert next(iter(focused)).style != next(iter(other)).style
+        table.blur()
+        await pilot.pause()
+        table.render_lines(Region(0, 0, table.size.width, table.size.height))
+        blurred = table.render_line(1)
+        assert blurred.text == focused.text
+        assert next(iter(blurred)).style != next(iter(focused)).style
+
+
+async def test_a_table_wider_than_its_panel_scrolls_sideways() -> None:
+    app = Host(rows(3), table=WideTable)
+    async with app.run_test(size=(16, 10)) as pilot:
+        table = app.query_one(Table)
+        assert line(table, 0) == " Name      Price"[: table.size.width]
+        await pilot.press("right", "right")
+        await pilot.pause()
+        assert table.scroll_offset.x > 0
+        assert line(table, 0).startswith(" Name      Price"[table.scroll_offset.x :])
+        assert line(table, 1).startswith(" row0       100.00"[table.scroll_offset.x :])
+        await pilot.press("left", "left")
+        assert table.scroll_offset.x == 0
