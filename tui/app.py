@@ -154,9 +154,10 @@ class QTraderApp(App[int]):
         return None
 
     def _notify_change(self, change: Change) -> None:
-        """Fills and lost connections are worth an interruption, wherever the operator is."""
+        """The operator's fills and lost connections are worth an interruption, wherever the operator is."""
         state = self.client.state(change.account_id)
-        if change.kind == "trade" and state.trades:
+        if change.kind == "trade" and state.trades and state.trades[-1].reference == "manual":
+            # the operator's own fills; strategy fills (many, in a busy account) are in the panels
             t = state.trades[-1]
             side = "BUY" if t.direction.name == "LONG" else "SELL"
             self.notify(
