@@ -236,6 +236,13 @@ class Trader:
             if self.socket_path is not None:
                 self._tasks.append(asyncio.create_task(self._manager_loop(), name=f"{self.account_id}-link"))
                 self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"{self.account_id}-hb"))
+            if self.strategies is not None:
+                # quotes first: strategies may import vnpy/TA-Lib (half a second), so they load
+                # once the manager has our snapshot (or after a second without a manager)
+                deadline = time.monotonic() + 1.0
+                while self.socket_path is not None and self.link is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                self.strategies.load()
             await self._stop.wait()
         finally:
             await self._shutdown()
@@ -269,7 +276,6 @@ class Trader:
             self.strategies = StrategyEngine(
                 self, self.account.strategies, search_path=self.app.strategy_path
             )
-            self.strategies.load()
 
     def _gateway_settings(self) -> dict[str, Any]:
         section = getattr(self.account, self.account.gateway, None)
