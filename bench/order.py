@@ -21,7 +21,19 @@ SYMBOLS = ["au2612.SHFE", "rb2705.SHFE", "IF2612.CFFEX", "m2705.DCE", "TA705.CZC
 
 async def _measure(n: int) -> dict[str, Any]:
     env = make_env()
-    config = env.write(sim_account("BENCH", SYMBOLS, max_orders_per_second=100000, max_active_orders=100000))
+    # the same order thousands of times a minute: limits a real account would not have
+    config = env.write(
+        sim_account(
+            "BENCH",
+            SYMBOLS,
+            max_orders_per_second=100000,
+            max_cancels_per_second=100000,
+            max_active_orders=100000,
+            max_daily_orders=1000000,
+            max_daily_cancels=1000000,
+            duplicate_window=0,
+        )
+    )
     mgr = TradingManager(config, config_path=env.config_path, data_dir=env.data_dir)
     await mgr.start()
     try:
