@@ -1,0 +1,53 @@
+"""Keys from the config, and the color scheme."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fake_client import FakeClient
+from tui import format as fmt
+from tui.actions import ACTIONS, BY_ID, validate_keymap
+from tui.app import QTraderApp
+from tui.dialogs.order_entry import OrderEntryDialog
+
+
+def test_every_action_has_a_unique_id_and_ctrl_c_is_free() -> None:
+    assert len(BY_ID) == len(ACTIONS)
+    assert all("ctrl+c" not in a.key for a in ACTIONS)
+
+
+def test_keymap_validation_names_the_problem() -> None:
+    assert validate_keymap({"buy": "f"}) == {"buy": "f"}
+    with pytest.raises(ValueError, match=r"ui\.keys\.buyy: unknown action \(expected one of: .*buy"):
+        validate_keymap({"buyy": "f"})
+    with pytest.raises(ValueError, match="ctrl\\+c is never bound to a trading action"):
+        validate_keymap({"cancel_all": "ctrl+c"})
+
+
+async def test_a_rebound_key_opens_order_entry_and_the_old_one_does_not() -> None:
+    app = QTraderApp(FakeClient(), keymap={"buy": "f"})
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("b")
+        await pilot.pause()
+        assert not isinstance(app.screen, OrderEntryDialog)
+        await pilot.press("f")
+        await pilot.pause()
+        assert isinstance(app.screen, OrderEntryDialog)
+
+
+def test_color_schemes() -> None:
+    assert fmt.signed(1.0, "+1", "cn").style == "bold red"  # China: red is up
+    assert fmt.signed(-1.0, "-1", "cn").style == "bold green"
+    assert fmt.signed(1.0, "+1", "intl").style == "bold green"
+    assert fmt.signed(-1.0, "-1", "intl").style == "bold red"
+    assert fmt.signed(0.0, "0", "cn").style == ""
+
+
+def test_prices_follow_the_tick_and_amounts_have_separators() -> None:
+    from core.models import Contract, Exchange
+
+    au = Contract(vt_symbol="au2612.SHFE", symbol="au2612", exchange=Exchange.SHFE, size=1000, pricetick=0.02)
+    rb = Contract(vt_symbol="rb2705.SHFE", symbol="rb2705", exchange=Exchange.SHFE, size=10, pricetick=1)
+    assert fmt.price(912.3, au) == "912.30"
+    assert fmt.price(3150, rb) == "3,150"
+    assert fmt.amount(1234567.891) == "1,234,567.89"
