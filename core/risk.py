@@ -85,12 +85,15 @@ class RiskEngine:
             self.orders_today = 0
             self.cancels_today = 0
 
-    def record_order(self, req: OrderRequest, order_id: str) -> None:
-        """An order was sent to the venue."""
+    def record_order(self, req: OrderRequest, order_id: str = "") -> _Sent:
+        """An order is being sent to the venue (counted before the call: an order sent from
+        within that call must see this one). Set ``order_id`` on the result once known."""
         t = self.clock()
         self._orders.append(t)
-        self._recent.append(_Sent(t, req, order_id))
+        sent = _Sent(t, req, order_id)
+        self._recent.append(sent)
         self.orders_today += 1
+        return sent
 
     def record_cancel(self) -> None:
         """A cancel was sent to the venue."""

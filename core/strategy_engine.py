@@ -14,6 +14,7 @@ instances carry on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -89,6 +90,8 @@ class StrategyEngine:
         self._executed: dict[tuple[str, str], datetime] = {}
         self._bar_builders: dict[str, Any] = {}  # vt_symbol -> vnpy BarGenerator (bars for warm-up)
         self._dirty: set[str] = set()
+        self._queue: list[tuple[Strategy, Signal]] = []
+        self._drain_scheduled = False
 
     @property
     def logger(self) -> logging.Logger:
@@ -100,8 +103,9 @@ class StrategyEngine:
 
     # ================================================================== lifecycle
 
-    def load(self) -> None:
-        """Create every configured instance; a broken one is reported, the others load."""
+    def load(self, *, autostart: bool = True) -> None:
+        """Create every configured instance; a broken one is reported, the others load.
+        ``autostart=False`` (a HALTED account) loads them stopped."""
         from strategies import load_strategy_class
 
         for cfg in self.configs:
@@ -117,7 +121,7 @@ class StrategyEngine:
             self.by_symbol[cfg.symbol].append(inst)
             self._replay_trades(inst)
             self._warm_up(inst)
-            if cfg.autostart:
+            if cfg.autostart and autostart:
                 self.start(cfg.name)
             else:
                 self._publish(inst)
@@ -310,7 +314,27 @@ class StrategyEngine:
         self.logger.log(logging.getLevelName(level.upper()), "[%s] %s", strategy.name, message)
 
     def emit(self, strategy: Strategy, signal: Signal) -> None:
-        """A strategy decided something: record it, validate it, maybe execute it."""
+        """A strategy decided something: record it, validate it, maybe execute it.
+
+        Inside a gateway event (a fill reported while an order is being sent, a tick being
+        handled) the signal waits until the event is over: executing it there would send an
+        order from within the venue's own processing, ahead of that event's bookkeeping.
+        """
+        if getattr(self.host, "_event_depth", 0) > 0:
+            self._queue.append((strategy, signal))
+            if not self._drain_scheduled:
+                self._drain_scheduled = True
+                asyncio.get_running_loop().call_soon(self._drain)
+            return
+        self._handle(strategy, signal)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        queue, self._queue = self._queue, []
+        for strategy, signal in queue:
+            self._handle(strategy, signal)
+
+    def _handle(self, strategy: Strategy, signal: Signal) -> None:
         trigger = StrategyTrigger(
             account_id=self.host.account_id,
             datetime=signal.datetime,
@@ -344,6 +368,9 @@ class StrategyEngine:
         if not self.host.auto_trading:
             trigger.result, trigger.error = "not executed", "auto-trading is off"
             return
+        if self.host.trading_state is TradingState.HALTED:
+            trigger.result, trigger.error = "not executed", "account HALTED"
+            return
         if self.host.gateway_status is not GatewayStatus.CONNECTED:
             trigger.result = "not executed"
             trigger.error = f"venue {self.host.gateway_status.name.lower()}: execution paused"
@@ -364,7 +391,12 @@ class StrategyEngine:
             trigger.result, trigger.error = "rejected", "; ".join(errors)
             return
         trigger.result = "success"
-        self._executed[(strategy.name, signal.key or signal.action)] = self.clock()
+        moment = self.clock()
+        self._executed[(strategy.name, signal.key or signal.action)] = moment
+        if len(self._executed) > 1000:  # keys are per event: forget those past the window
+            self._executed = {
+                k: t for k, t in self._executed.items() if (moment - t).total_seconds() < DUPLICATE_WINDOW
+            }
 
     def _validate(self, strategy: Strategy, signal: Signal) -> str | None:
         moment = self.clock()
@@ -387,10 +419,20 @@ class StrategyEngine:
             return None
         limit = strategy.risk.max_position
         side = 1 if signal.action == "buy" else -1
-        after = strategy.pos + side * signal.volume
+        after = strategy.pos + side * signal.volume + self._working_opens(strategy)
         if abs(after) > limit and abs(after) > abs(strategy.pos):
-            return f"max_position: instance position {strategy.pos:+g} -> {after:+g} > limit {limit}"
+            working = self._working_opens(strategy)
+            held = f"{strategy.pos:+g}" + (f" ({working:+g} working)" if working else "")
+            return f"max_position: instance position {held} -> {after:+g} > limit {limit}"
         return None
+
+    def _working_opens(self, strategy: Strategy) -> float:
+        """Lots this instance has in working opening orders (+ long, - short): not yet in ``pos``."""
+        lots = 0.0
+        for order in self.host.oms.active_orders.values():
+            if order.reference == strategy.name and order.offset is Offset.OPEN:
+                lots += order.remaining if order.direction is Direction.LONG else -order.remaining
+        return lots
 
     @staticmethod
     def _close_direction(strategy: Strategy, signal: Signal) -> Direction | None:

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import functools
 import importlib
 import logging
 import logging.handlers
@@ -27,7 +28,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,33 @@ _REPLACEABLE = frozenset({"tick", "position", "account", "heartbeat", "equity"})
 CANCEL_ON_STOP_WAIT = 3.0  # seconds to wait for cancel confirmations when stopping
 ACCOUNT_PUSH_INTERVAL = 0.5  # seconds between live account pushes while prices move
 RECONNECT_MAX_DELAY = 1.0
+
+
+def _gateway_event(method: Callable[..., None]) -> Callable[..., None]:
+    """A gateway event handler never raises into the gateway.
+
+    An exception here would abort the venue's own processing (the sim fills inside
+    ``send_order``: a failing trade write would make a live order look refused). A
+    storage failure halts the account instead; any other error is logged. Signals
+    that strategies emit during the event are executed after it (see the engine).
+    """
+
+    @functools.wraps(method)
+    def handler(self: Trader, *args: Any) -> None:
+        self._event_depth += 1
+        try:
+            method(self, *args)
+        except Exception as exc:
+            self._event_failed(method.__name__, exc)
+        finally:
+            self._event_depth -= 1
+
+    return handler
+
+
+class _SavedState(msgspec.Struct):
+    trading_state: TradingState
+    auto_trading: bool
 
 
 class AccountBusy(RuntimeError):
@@ -184,6 +212,7 @@ class Trader:
         self.gateway_message = ""
         self.trading_state = TradingState.ACTIVE
         self.auto_trading = account.auto_trading
+        self._restore_trading_state()
         self.started_at = now()
         self.link: Link | None = None
         self._stop = asyncio.Event()
@@ -194,6 +223,8 @@ class Trader:
         self._link_handler = _LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: list[tuple[str, Any, int | None]] | None = None  # held back until the commit
+        self._event_depth = 0  # > 0 while a gateway event is being handled
+        self._failed_write: Exception | None = None
         self._dropping = False
         self._handlers: dict[str, Callable[[Any], Reply]] = {
             "order_req": self._on_order_req,
@@ -222,6 +253,38 @@ class Trader:
             message=self.gateway_message,
         )
 
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "trading_state.json"
+
+    def _restore_trading_state(self) -> None:
+        """A HALT (kill switch, storage failure) and the auto-trading switch outlive restarts."""
+        try:
+            saved = msgspec.json.decode(self._state_file.read_bytes(), type=_SavedState)
+        except FileNotFoundError:
+            return
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.log.error("ignoring unreadable %s: %s", self._state_file, exc)
+            return
+        self.trading_state = saved.trading_state
+        self.auto_trading = saved.auto_trading
+        if saved.trading_state is not TradingState.ACTIVE:
+            self.log.warning("restored trading state %s", saved.trading_state.name)
+
+    def _set_trading_state(self, state: TradingState, auto_trading: bool | None = None) -> None:
+        self.trading_state = state
+        if auto_trading is not None:
+            self.auto_trading = auto_trading
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_file.with_suffix(".tmp")
+            tmp.write_bytes(
+                msgspec.json.encode(_SavedState(trading_state=state, auto_trading=self.auto_trading))
+            )
+            os.replace(tmp, self._state_file)
+        except OSError:
+            self.log.exception("could not save the trading state")
+
     def stop(self, *, cancel_orders: bool = False) -> None:
         self._cancel_on_stop = self._cancel_on_stop or cancel_orders
         self._stop.set()
@@ -242,7 +305,7 @@ class Trader:
                 deadline = time.monotonic() + 1.0
                 while self.socket_path is not None and self.link is None and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
-                self.strategies.load()
+                self.strategies.load(autostart=self.trading_state is not TradingState.HALTED)
             await self._stop.wait()
         finally:
             await self._shutdown()
@@ -260,7 +323,8 @@ class Trader:
             self.oms.update_order(order)
         for trade in self.db.load_trades(limit=RECENT_TRADES):
             self.oms.add_trade(trade)
-        self.risk.start_day(list(self.oms.orders.values()))
+        # daily limits count the whole trading day (a night session starts days back on Mondays)
+        self.risk.start_day(self.db.load_orders(since=now() - timedelta(days=4), limit=1_000_000))
         cls = load_gateway_class(self.account.gateway)
         settings = self._gateway_settings()
         self.gateway = cls(self.account_id, settings, self, self.state_dir)
@@ -282,6 +346,8 @@ class Trader:
         return msgspec.structs.asdict(section) if section is not None else {}
 
     async def _shutdown(self) -> None:
+        if self.strategies is not None:
+            self.strategies.stop_all()  # no new signals while orders are being cancelled
         if self._cancel_on_stop and self.gateway is not None:
             # while the manager still listens, so it sees the cancels
             with self._unit():
@@ -400,24 +466,37 @@ class Trader:
             yield self._outbox
             return
         self._outbox = outbox = []
+        self._failed_write = None
         try:
             if self.db is None:
                 yield outbox
             else:
                 with self.db.batch():
                     yield outbox
+            if self._failed_write is not None:  # a write inside a gateway event failed
+                self._storage_failed(self._failed_write, outbox)
         except sqlite3.Error as exc:
             self._storage_failed(exc, outbox)
             raise
         finally:
+            self._failed_write = None
             self._outbox = None
             self._send(outbox)
 
-    def _storage_failed(self, exc: sqlite3.Error, outbox: list[tuple[str, Any, int | None]]) -> None:
+    def _event_failed(self, what: str, exc: Exception) -> None:
+        if isinstance(exc, sqlite3.Error | OSError):
+            self.log.critical("%s: database write failed (%s): account %s HALTED", what, exc, self.account_id)
+            self._failed_write = exc
+            self._set_trading_state(TradingState.HALTED)
+            self.emit("status", self.info())
+        else:
+            self.log.exception("%s failed", what)
+
+    def _storage_failed(self, exc: Exception, outbox: list[tuple[str, Any, int | None]]) -> None:
         """The database refused a write: what the venue has is still reported (hiding a live
         order would be worse), but no request is answered as a success and the account stops
         taking new orders until an operator has looked."""
-        self.trading_state = TradingState.HALTED
+        self._set_trading_state(TradingState.HALTED)
         self.log.critical("database write failed (%s): account %s HALTED", exc, self.account_id)
         for i, (msg_type, data, req_id) in enumerate(outbox):
             if msg_type == "reply":
@@ -492,7 +571,10 @@ class Trader:
             except Exception:  # keep snapshotting: the next round may succeed
                 self.log.exception("saving position/account snapshots failed")
             if self.strategies is not None:
-                self.strategies.on_timer()
+                try:
+                    self.strategies.on_timer()
+                except Exception:
+                    self.log.exception("strategy timer failed")
 
     def _save_snapshots(self, *, force: bool) -> None:
         """Positions when they changed; the account (equity curve) every interval."""
@@ -517,6 +599,7 @@ class Trader:
 
     # ================================================================== gateway events
 
+    @_gateway_event
     def on_tick(self, tick: Tick) -> None:
         tick.account_id = self.account_id
         changed = self.oms.update_tick(tick)
@@ -528,6 +611,7 @@ class Trader:
         if self.strategies is not None:
             self.strategies.on_tick(tick)
 
+    @_gateway_event
     def on_order(self, order: Order) -> None:
         order.account_id = self.account_id
         assert self.db is not None
@@ -545,6 +629,7 @@ class Trader:
                 order.status_msg,
             )
 
+    @_gateway_event
     def on_trade(self, trade: Trade) -> None:
         trade.account_id = self.account_id
         assert self.db is not None
@@ -565,22 +650,26 @@ class Trader:
             trade.order_id,
         )
 
+    @_gateway_event
     def on_position(self, position: Position) -> None:
         position.account_id = self.account_id
         self.oms.update_position(position)
         self._positions_dirty = True
         self.emit("position", position)
 
+    @_gateway_event
     def on_account(self, account: Account) -> None:
         account.account_id = self.account_id
         self.oms.update_account(account)
         self._push_account()
 
+    @_gateway_event
     def on_contract(self, contract: Contract) -> None:
         contract.account_id = self.account_id
         self.oms.update_contract(contract)
         self.emit("contract", contract)
 
+    @_gateway_event
     def on_status(self, status: GatewayStatus, message: str) -> None:
         if status is not self.gateway_status:
             self.log.info("venue %s: %s", status.name.lower(), message)
@@ -622,13 +711,14 @@ class Trader:
         if rejection is not None:
             order = self._record_local_rejection(req, str(rejection))
             return Reply(ok=False, error=str(rejection), result={"order_id": order.order_id})
+        sent = self.risk.record_order(req)
         try:
             order_id = self.gateway.send_order(req)
         except Exception as exc:
             self.log.exception("gateway send_order failed")
             order = self._record_local_rejection(req, f"gateway error: {exc}")
             return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
-        self.risk.record_order(req, order_id)
+        sent.order_id = order_id
         order = self.oms.orders.get(order_id)
         status = order.status if order is not None else Status.SUBMITTING
         if status is Status.REJECTED:
@@ -742,7 +832,7 @@ class Trader:
 
     def _on_strategy_req(self, cmd: StrategyCommand) -> Reply:
         if cmd.action in ("auto_on", "auto_off"):
-            self.auto_trading = cmd.action == "auto_on"
+            self._set_trading_state(self.trading_state, auto_trading=cmd.action == "auto_on")
             self.log.warning("auto-trading %s", "ON" if self.auto_trading else "OFF")
             self.emit("status", self.info())
             return Reply(ok=True, result=self.info())
@@ -756,7 +846,7 @@ class Trader:
 
     def _on_kill_req(self, _: Any) -> Reply:
         """The kill switch: HALTED, every strategy stopped, every working order cancelled."""
-        self.trading_state = TradingState.HALTED
+        self._set_trading_state(TradingState.HALTED)
         stopped = self.strategies.stop_all() if self.strategies is not None else 0
         cancelled = self._cancel_all(None) if self.gateway_status is GatewayStatus.CONNECTED else 0
         self.log.critical(
@@ -777,7 +867,7 @@ class Trader:
     def _on_state_req(self, req: StateRequest) -> Reply:
         if req.state is not self.trading_state:
             self.log.warning("trading state %s -> %s", self.trading_state.name, req.state.name)
-        self.trading_state = req.state
+        self._set_trading_state(req.state)
         self.emit("status", self.info())
         return Reply(ok=True, result=self.info())
 

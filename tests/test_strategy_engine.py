@@ -38,6 +38,12 @@ SCRIPTED = textwrap.dedent(
             self.ticks += 1
             if self.boom:
                 raise RuntimeError("strategy bug")
+
+        buy_on_fill = False
+
+        def on_trade(self, trade) -> None:
+            if self.buy_on_fill:
+                self.buy(trade.price, 1, "again after a fill", key="again")
     """
 )
 
@@ -270,3 +276,61 @@ async def test_the_demo_trades_by_itself_within_a_minute(core_env: CoreEnv) -> N
         assert {s.name for s in dq1.strategies.values() if s.running} == {"au_ma_rsi", "ag_grid", "au_guard"}
     finally:
         await mgr.stop()
+
+
+async def test_a_signal_from_inside_a_fill_runs_after_it_and_obeys_the_rate_limit(trader: Trader) -> None:
+    trader.auto_trading = True
+    trader.risk.config.max_orders_per_second = 1
+    s2 = trader.strategies.instances["s2"]  # type: ignore[union-attr]
+    s2.buy_on_fill = True
+    s2.buy(trader.oms.ticks["m2705.DCE"].ask_price_1, 1, "first", key="first")
+    # the fill's signal was not executed inside the fill: it waits for the event to end
+    assert [t.condition for t in _triggers(trader)] == ["first"]
+    await wait_until(lambda: len(_triggers(trader)) == 2, what="the deferred signal")
+    second = _triggers(trader)[1]
+    assert second.condition == "again after a fill"
+    assert second.result == "rejected" and "order_rate: 2 orders in 1 s > limit 1" in second.error
+
+
+async def test_max_position_counts_working_orders(trader: Trader) -> None:
+    trader.auto_trading = True
+    s1 = trader.strategies.instances["s1"]  # type: ignore[union-attr]
+    tick = trader.oms.ticks["m2705.DCE"]
+    resting = OrderRequest(
+        vt_symbol="m2705.DCE", direction=Direction.LONG, price=tick.limit_down, volume=1, reference="s1"
+    )
+    assert trader.place_order(resting).ok  # the instance's order, resting (not yet in its position)
+    assert s1.pos == 0
+    s1.buy(tick.ask_price_1, 1, "more", key="b")
+    last = _triggers(trader)[-1]
+    assert last.result == "rejected"
+    assert last.error.startswith("max_position: instance position +0 (+1 working) -> +2 > limit 1")
+
+
+async def test_a_halt_outlives_a_restart_and_strategies_stay_stopped(
+    core_env: CoreEnv, strategy_dir: Path
+) -> None:
+    config = core_env.write_config(
+        _account_with("SE3", "m2705.DCE", _strategy_yaml("h1", "m2705.DCE")),
+        extra=f"strategy_path: {strategy_dir}",
+    )
+
+    async def run_trader() -> tuple[Trader, asyncio.Task[None]]:
+        t = Trader(config.accounts[0], config, data_dir=core_env.data_dir, socket_path=None)
+        task = asyncio.create_task(t.run())
+        await wait_until(lambda: t.strategies is not None and "h1" in t.strategies.instances)
+        return t, task
+
+    first, task = await run_trader()
+    assert first.strategies.instances["h1"].running  # type: ignore[union-attr]
+    assert first._on_kill_req(None).ok
+    first.stop()
+    await task
+
+    second, task = await run_trader()
+    try:
+        assert second.trading_state is TradingState.HALTED
+        assert not second.strategies.instances["h1"].running  # type: ignore[union-attr]
+    finally:
+        second.stop()
+        await task

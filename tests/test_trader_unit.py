@@ -119,3 +119,22 @@ async def test_a_handler_bug_gets_one_error_reply(trader: Trader, monkeypatch: p
     monkeypatch.setitem(trader._handlers, "status_req", broken)
     reply = _request(trader, FakeLink(), "status_req", None)
     assert not reply.ok and "internal error in status_req" in reply.error
+
+
+async def test_a_failed_trade_write_inside_the_fill_halts_and_never_says_rejected(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert trader.db is not None
+
+    def full(_: object) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(trader.db, "save_trade", full)
+    tick = trader.oms.ticks["m2705.DCE"]
+    marketable = OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=tick.limit_up, volume=1)
+    reply = _request(trader, FakeLink(), "order_req", marketable)
+    assert not reply.ok and "NOT SAVED" in reply.error and "HALTED" in reply.error
+    order_id = reply.result["order_id"]
+    assert not order_id.startswith("LOCAL.")  # the venue's order, not a made-up refusal
+    assert trader.oms.orders[order_id].status is not Status.REJECTED
+    assert trader.trading_state is TradingState.HALTED
