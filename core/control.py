@@ -80,7 +80,11 @@ class ControlServer:
                             "reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id
                         )
                     continue
-                reply = await self._handle(msg)
+                try:
+                    reply = await self._handle(msg)
+                except Exception as exc:  # one reply per request, even for our own bug
+                    log.exception("control: %s failed", msg.type)
+                    reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
                 link.send_nowait("reply", reply, msg.req_id)
         except ConnectionError:
             pass

@@ -915,3 +915,16 @@ def test_socket_dir_too_long_for_unix_sockets(tmp_path: Path, short_tmp: Path) -
     ok = short_tmp / "s"
     sock_dir = socket_dir(sim_config(socket_dir=str(ok)))
     assert len(os.fsencode(trader_socket_path(sock_dir, "x" * 32))) <= SOCKET_PATH_MAX
+
+
+def test_manual_is_not_a_strategy_name() -> None:
+    text = """
+accounts:
+  - account_id: A1
+    gateway: sim
+    watchlist: [au2612.SHFE]
+    strategies:
+      - {name: manual, class: GridStrategy, symbol: au2612.SHFE}
+"""
+    with pytest.raises(ConfigError, match=r"strategies\[0\]\.name: 'manual' is reserved"):
+        parse_config(text, "config.yaml")
