@@ -102,4 +102,11 @@ class FundsPanel(Vertical):
             plt.plot(xs, values, marker="braille")
             step = max(1, len(xs) // 4)
             plt.xticks(xs[::step], times[::step])
+            # our own range and labels: plotext's for a near-flat curve are far off the values
+            lo, hi = min(values), max(values)
+            pad = max((hi - lo) * 0.1, abs(hi) * 0.0005, 1.0)
+            plt.ylim(lo - pad, hi + pad)
+            # one label, the current equity: a short chart has room for one, and it is the one
+            # that matters
+            plt.yticks([values[-1]], [f"{values[-1]:,.0f}"])
         chart.refresh()
