@@ -10,7 +10,6 @@ directory, and stops cleanly on SIGTERM/SIGINT: traders are asked to shut down
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
 import logging.handlers
 import os
@@ -24,6 +23,7 @@ from config import ConfigError, LoadedConfig
 from config import paths as cfg_paths
 from core.aggregator import Change, DataAggregator
 from core.control import ControlServer
+from core.lockfile import LockHeld, PidLock
 from core.manager import TradingManager
 from core.models import Direction, Status
 
@@ -39,36 +39,17 @@ class DaemonBusy(RuntimeError):
     """Another daemon (or console) already runs on this data directory."""
 
 
-class PidFile:
-    """``<data_dir>/qtrader.pid``, locked for as long as the daemon runs."""
+class PidFile(PidLock):
+    """``<data_dir>/qtrader.pid``, locked for as long as the daemon (or console) runs."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "qtrader.pid"
-        self._fd: int | None = None
+        super().__init__(data_dir / "qtrader.pid", mode=0o644, remove_on_release=True)
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DaemonBusy(f"qtrader already runs on {self.path.parent} (pid {holder})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+            super().acquire()
+        except LockHeld as exc:
+            raise DaemonBusy(f"qtrader already runs on {self.path.parent} (pid {exc.holder})") from None
 
 
 class StatusPrinter:

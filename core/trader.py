@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import functools
 import importlib
 import logging
@@ -36,6 +35,7 @@ import msgspec
 
 from config import AccountConfig, AppConfig, ConfigError, load_config
 from config import paths as cfg_paths
+from core.lockfile import LockHeld, PidLock
 from core.models import (
     CHINA_TZ,
     Account,
@@ -127,32 +127,18 @@ class AccountBusy(RuntimeError):
     """Another trader process holds this account."""
 
 
-class AccountLock:
-    """An exclusive lock on an account's state directory: one trader per account."""
+class AccountLock(PidLock):
+    """``<state_dir>/trader.lock``: one trader per account."""
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "trader.lock"
-        self._fd: int | None = None
+        super().__init__(state_dir / "trader.lock")
 
     def acquire(self) -> None:
         """Raise AccountBusy naming the holder when another trader has the account."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AccountBusy(f"another trader already runs this account (pid {holder})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            super().acquire()
+        except LockHeld as exc:
+            raise AccountBusy(f"another trader already runs this account (pid {exc.holder})") from None
 
 
 def load_gateway_class(name: str) -> type[Gateway]:

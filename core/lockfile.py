@@ -1,0 +1,53 @@
+"""PidLock: a file locked (flock) for as long as its owner process runs, holding its pid.
+
+The kernel drops the lock when the process dies, however it dies, so a lock left
+by a SIGKILLed process never blocks the next one. Used for "one daemon per data
+directory" and "one trader per account".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+
+class LockHeld(Exception):
+    """Another live process holds the lock; ``holder`` is the pid it wrote ("?" if none)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(holder)
+        self.holder = holder
+
+
+class PidLock:
+    def __init__(self, path: Path, *, mode: int = 0o600, remove_on_release: bool = False) -> None:
+        self.path = path
+        self.mode = mode
+        self.remove_on_release = remove_on_release
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock and write our pid; LockHeld when a live process has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LockHeld(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        if self.remove_on_release:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
