@@ -210,6 +210,7 @@ class Trader:
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: list[tuple[str, Any, int | None]] | None = None  # held back until the commit
         self._event_depth = 0  # > 0 while a gateway event is being handled
+        self._cancel_on_reconnect = False  # a kill switch could not cancel: do it on reconnect
         self._failed_write: Exception | None = None
         self._dropping = False
         self._handlers: dict[str, Callable[[Any], Reply]] = {
@@ -662,6 +663,11 @@ class Trader:
         self.gateway_status = status
         self.gateway_message = message
         self.emit("status", self.info())
+        if status is GatewayStatus.CONNECTED and self._cancel_on_reconnect:
+            # a kill switch pulled while the venue was down: finish its job first thing
+            self._cancel_on_reconnect = False
+            n = self._cancel_all(None)
+            self.log.critical("venue back: %d cancels sent for the kill switch pulled while it was down", n)
 
     def on_log(self, level: str, message: str) -> None:
         self.log.log(logging.getLevelName(level.upper()), "%s", message)
@@ -845,8 +851,12 @@ class Trader:
         still = len(self.oms.active_orders)
         result = {"strategies_stopped": stopped, "cancel_sent": cancelled, "still_working": still}
         if still and self.gateway_status is not GatewayStatus.CONNECTED:
+            self._cancel_on_reconnect = True
             return Reply(
-                ok=False, error=f"venue not connected: {still} orders could not be cancelled", result=result
+                ok=False,
+                error=f"venue not connected: {still} orders could not be cancelled yet "
+                "(they will be the moment it reconnects)",
+                result=result,
             )
         return Reply(ok=True, result=result)
 

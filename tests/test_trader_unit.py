@@ -138,3 +138,16 @@ async def test_a_failed_trade_write_inside_the_fill_halts_and_never_says_rejecte
     assert not order_id.startswith("LOCAL.")  # the venue's order, not a made-up refusal
     assert trader.oms.orders[order_id].status is not Status.REJECTED
     assert trader.trading_state is TradingState.HALTED
+
+
+async def test_a_kill_switch_pulled_while_the_venue_is_down_cancels_when_it_returns(trader: Trader) -> None:
+    link = FakeLink()
+    placed = _request(trader, link, "order_req", _resting(trader))
+    order_id = placed.result["order_id"]
+    trader.gateway_status = GatewayStatus.DISCONNECTED
+    killed = _request(trader, link, "kill_req", None, req_id=2)
+    assert not killed.ok and "could not be cancelled yet" in killed.error
+    assert trader.trading_state is TradingState.HALTED
+    assert trader.oms.orders[order_id].is_active
+    trader.on_status(GatewayStatus.CONNECTED, "back")
+    assert trader.oms.orders[order_id].status is Status.CANCELLED
