@@ -47,6 +47,34 @@ def position_direction_closed_by(order_direction: Direction) -> Direction:
     return Direction.SHORT if order_direction is Direction.LONG else Direction.LONG
 
 
+def closable_volume(pos: Position | None, working: Iterable[Order]) -> Closable:
+    """What of ``pos`` new close orders may still take, given the account's working orders.
+
+    SHFE/INE: CLOSETODAY takes today's volume, CLOSE and CLOSEYESTERDAY yesterday's;
+    elsewhere a close takes yesterday's volume first, then today's.
+    """
+    if pos is None:
+        return Closable(0, 0)
+    today = pos.volume - pos.yd_volume
+    yesterday = pos.yd_volume
+    _, exchange = split_vt_symbol(pos.vt_symbol)
+    for order in working:
+        if order.vt_symbol != pos.vt_symbol or not order.is_active or not order.offset.is_close:
+            continue
+        if position_direction_closed_by(order.direction) is not pos.direction:
+            continue
+        left = order.remaining
+        if order.offset is Offset.CLOSETODAY and exchange.has_close_today:
+            today -= left
+        elif exchange.has_close_today:
+            yesterday -= left
+        else:
+            from_yd = min(left, max(yesterday, 0))
+            yesterday -= from_yd
+            today -= left - from_yd
+    return Closable(max(today, 0), max(yesterday, 0))
+
+
 class Oms:
     """In-memory book of one account. Not thread-safe: used on the trader's loop."""
 
@@ -142,27 +170,7 @@ class Oms:
 
     def closable(self, vt_symbol: str, direction: Direction) -> Closable:
         """Volume of the ``direction`` position not yet taken by working close orders."""
-        pos = self.positions.get((vt_symbol, direction))
-        if pos is None:
-            return Closable(0, 0)
-        today = pos.volume - pos.yd_volume
-        yesterday = pos.yd_volume
-        _, exchange = split_vt_symbol(vt_symbol)
-        for order in self.active_orders.values():
-            if order.vt_symbol != vt_symbol or not order.offset.is_close:
-                continue
-            if position_direction_closed_by(order.direction) is not direction:
-                continue
-            left = order.remaining
-            if order.offset is Offset.CLOSETODAY and exchange.has_close_today:
-                today -= left
-            elif exchange.has_close_today:
-                yesterday -= left  # CLOSE and CLOSEYESTERDAY take yesterday's on SHFE/INE
-            else:
-                from_yd = min(left, max(yesterday, 0))
-                yesterday -= from_yd
-                today -= left - from_yd
-        return Closable(max(today, 0), max(yesterday, 0))
+        return closable_volume(self.positions.get((vt_symbol, direction)), self.active_orders.values())
 
     def split_close(self, vt_symbol: str, direction: Direction, volume: float) -> list[tuple[Offset, float]]:
         """Offsets for closing ``volume`` of a ``direction`` position.

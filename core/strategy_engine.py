@@ -39,7 +39,6 @@ from core.models import (
     Trade,
     TradingState,
     now,
-    split_vt_symbol,
 )
 from core.oms import Oms
 from core.protocol import Reply
@@ -273,7 +272,9 @@ class StrategyEngine:
                     self._save_bar(vt_symbol, vn_bar)
 
                 builder = self._bar_builders[tick.vt_symbol] = BarGenerator(save)
-            builder.update_tick(_vn_tick(tick))
+            from strategies.base import to_vn_tick
+
+            builder.update_tick(to_vn_tick(tick))
         except Exception:  # bars are for warm-up only: never let them stop the ticks
             self.logger.exception("building bars of %s failed", tick.vt_symbol)
 
@@ -510,31 +511,3 @@ class StrategyEngine:
             )
             for offset, leg in legs
         ]
-
-
-def _vn_tick(tick: Tick) -> Any:
-    """Our tick as vnpy's TickData (enums by name), for its BarGenerator."""
-    from vnpy.trader.constant import Exchange as VnExchange
-    from vnpy.trader.object import TickData
-
-    symbol, exchange = split_vt_symbol(tick.vt_symbol)
-    return TickData(
-        gateway_name="qtrader",
-        symbol=symbol,
-        exchange=VnExchange[exchange.name],
-        datetime=tick.datetime,
-        volume=tick.volume,
-        turnover=tick.turnover,
-        open_interest=tick.open_interest,
-        last_price=tick.last_price,
-        limit_up=tick.limit_up,
-        limit_down=tick.limit_down,
-        open_price=tick.open_price,
-        high_price=tick.high_price,
-        low_price=tick.low_price,
-        pre_close=tick.pre_close,
-        bid_price_1=tick.bid_price_1,
-        ask_price_1=tick.ask_price_1,
-        bid_volume_1=tick.bid_volume_1,
-        ask_volume_1=tick.ask_volume_1,
-    )

@@ -240,6 +240,33 @@ def _vnpy() -> Any:
     return constant, object, utility
 
 
+def to_vn_tick(tick: Tick) -> Any:
+    """Our tick as vnpy's TickData (enums by name), for vnpy's BarGenerator."""
+    constant, obj, _ = _vnpy()
+    symbol, exchange = split_vt_symbol(tick.vt_symbol)
+    return obj.TickData(
+        symbol=symbol,
+        exchange=constant.Exchange[exchange.name],
+        datetime=tick.datetime,
+        gateway_name=tick.account_id or "qtrader",
+        volume=tick.volume,
+        turnover=tick.turnover,
+        open_interest=tick.open_interest,
+        last_price=tick.last_price,
+        last_volume=tick.last_volume,
+        limit_up=tick.limit_up,
+        limit_down=tick.limit_down,
+        open_price=tick.open_price,
+        high_price=tick.high_price,
+        low_price=tick.low_price,
+        pre_close=tick.pre_close,
+        bid_price_1=tick.bid_price_1,
+        bid_volume_1=tick.bid_volume_1,
+        ask_price_1=tick.ask_price_1,
+        ask_volume_1=tick.ask_volume_1,
+    )
+
+
 class Strategy:
     """Base of every strategy; subclasses declare ``parameters`` and override the ``on_*`` hooks.
 
@@ -702,28 +729,7 @@ class Strategy:
     # ------------------------------------------------------------------ vnpy bridge
 
     def _to_vn_tick(self, tick: Tick) -> Any:
-        _, obj, _ = _vnpy()
-        return obj.TickData(
-            symbol=self.symbol,
-            exchange=self._vn_exchange,
-            datetime=tick.datetime,
-            gateway_name=tick.account_id or "qtrader",
-            volume=tick.volume,
-            turnover=tick.turnover,
-            open_interest=tick.open_interest,
-            last_price=tick.last_price,
-            last_volume=tick.last_volume,
-            limit_up=tick.limit_up,
-            limit_down=tick.limit_down,
-            open_price=tick.open_price,
-            high_price=tick.high_price,
-            low_price=tick.low_price,
-            pre_close=tick.pre_close,
-            bid_price_1=tick.bid_price_1,
-            bid_volume_1=tick.bid_volume_1,
-            ask_price_1=tick.ask_price_1,
-            ask_volume_1=tick.ask_volume_1,
-        )
+        return to_vn_tick(tick)
 
     def _to_vn_bar(self, bar: Bar) -> Any:
         _, obj, _ = _vnpy()

@@ -20,6 +20,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from core.aggregator import AccountState
 from core.models import Contract, Direction, Offset, OrderRequest, OrderType, Position, on_tick_grid
+from core.oms import closable_volume
 from tui import format as fmt
 
 OFFSETS: list[tuple[str, str]] = [
@@ -46,24 +47,8 @@ def opposite_best(state: AccountState, vt_symbol: str, direction: Direction) -> 
 
 def closable(state: AccountState, vt_symbol: str, position_direction: Direction) -> tuple[float, float]:
     """(today, yesterday) volume of a position not already in working close orders."""
-    pos = state.positions.get((vt_symbol, position_direction))
-    if pos is None:
-        return 0.0, 0.0
-    today, yesterday = pos.volume - pos.yd_volume, pos.yd_volume
-    closing_side = position_direction.opposite
-    shfe_like = vt_symbol.endswith((".SHFE", ".INE"))
-    for order in state.working_orders:
-        if order.vt_symbol != vt_symbol or order.direction is not closing_side or not order.offset.is_close:
-            continue
-        if shfe_like and order.offset is Offset.CLOSETODAY:
-            today -= order.remaining
-        elif shfe_like:
-            yesterday -= order.remaining
-        else:
-            from_yd = min(order.remaining, max(yesterday, 0))
-            yesterday -= from_yd
-            today -= order.remaining - from_yd
-    return max(today, 0.0), max(yesterday, 0.0)
+    left = closable_volume(state.positions.get((vt_symbol, position_direction)), state.orders.values())
+    return left.today, left.yesterday
 
 
 def auto_offset(state: AccountState, vt_symbol: str, direction: Direction, volume: float) -> Offset:
