@@ -155,6 +155,8 @@ class CtpSettings(_SecretSection, kw_only=True, forbid_unknown_fields=True):
     product_info: str = ""
     #: vnpy_ctp's 柜台环境: 实盘 (production front) or 测试 (a broker's test front).
     environment: Literal["实盘", "测试"] = "实盘"
+    #: Seconds to wait for the trade front to answer before the login counts as failed.
+    connect_timeout: PositiveFloat = 15.0
 
 
 class TqsdkSettings(_SecretSection, kw_only=True, forbid_unknown_fields=True):
@@ -307,6 +309,11 @@ class ManagerConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     #: A trader up this long is considered healthy again: its backoff starts over.
     stable_after: NonNegativeFloat = 30.0
     request_timeout: PositiveFloat = 5.0
+    #: After a venue refused the login (or its front was unreachable), the trader is
+    #: restarted after these delays; the last value repeats until it connects.
+    venue_backoff: Annotated[list[NonNegativeFloat], Meta(min_length=1)] = msgspec.field(
+        default_factory=lambda: [5.0, 10.0, 30.0, 60.0]
+    )
 
     def __post_init__(self) -> None:
         if self.heartbeat_timeout <= self.heartbeat_interval:

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from core.models import (
     Order,
     OrderRequest,
     StrategyTrigger,
+    Tick,
     Trade,
     TraderInfo,
     TraderStatus,
@@ -61,9 +62,10 @@ from core.protocol import (
     ShutdownRequest,
     StateRequest,
     StrategyCommand,
+    SubscribeRequest,
     peer_credentials,
 )
-from core.trader import EXIT_ALREADY_RUNNING, Trader  # light: storage loads lazily
+from core.trader import EXIT_ALREADY_RUNNING, EXIT_VENUE_REFUSED, Trader  # light: storage loads lazily
 
 log = logging.getLogger("qtrader.manager")
 
@@ -144,6 +146,7 @@ class TraderProxy:
     last_seen: float = 0.0
     link_lost_at: float = 0.0
     restart_handle: asyncio.TimerHandle | None = None
+    venue_refusals: int = 0  # consecutive exits because the venue refused the login
     pending: dict[int, asyncio.Future[Reply]] = field(default_factory=dict)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -199,6 +202,11 @@ class TradingManager:
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: source account -> the paper accounts matching against its quotes
+        self.paper: dict[str, list[str]] = {}
+        for account in config.accounts:
+            if account.enabled and account.market_data_from is not None:
+                self.paper.setdefault(account.market_data_from, []).append(account.account_id)
         for account in config.accounts:
             self.aggregator.add_account(account.account_id, account.gateway)
             if not account.enabled:
@@ -379,6 +387,8 @@ class TradingManager:
         self._refresh_status(proxy)
         log.info("%s: trader registered (pid %d)", proxy.account_id, pid)
         aid = proxy.account_id
+        self._subscribe_for_paper(aid)
+        paper = self.paper.get(aid, ())
         try:
             while True:
                 try:
@@ -398,6 +408,8 @@ class TradingManager:
                 if not self.aggregator.apply(aid, msg):
                     log.error("%s: unexpected message type '%s' from trader", aid, msg.type)
                     continue
+                if paper and msg.type == "tick":
+                    self._relay_quote(paper, msg.data)
                 if msg.type in ("status", "heartbeat", "snapshot"):
                     self._refresh_status(proxy)
         except ConnectionError:
@@ -420,11 +432,33 @@ class TradingManager:
                 fut.set_result(Reply(ok=False, error=f"{proxy.account_id}: {reason}: {OUTCOME_UNKNOWN}"))
         await link.close()
 
+    def _subscribe_for_paper(self, account_id: str) -> None:
+        """Ask a paper account's quote source for the paper account's contracts."""
+        account = self.proxies[account_id].account
+        pairs = [(account_id, p) for p in self.paper.get(account_id, ())]
+        if account.market_data_from is not None:
+            pairs.append((account.market_data_from, account_id))
+        for source_id, paper_id in pairs:
+            source, paper = self.proxies.get(source_id), self.proxies.get(paper_id)
+            if source is None or paper is None or source.link is None:
+                continue
+            acc = paper.account
+            symbols = list(dict.fromkeys([*acc.watchlist, *(s.symbol for s in acc.strategies)]))
+            source.link.send_nowait("subscribe_req", SubscribeRequest(symbols=symbols), 0)
+
+    def _relay_quote(self, paper_ids: Iterable[str], tick: Tick) -> None:
+        for paper_id in paper_ids:
+            proxy = self.proxies.get(paper_id)
+            if proxy is not None and proxy.link is not None:
+                proxy.link.send_nowait("quote", tick)
+
     def _refresh_status(self, proxy: TraderProxy) -> None:
         state = self.aggregator.states[proxy.account_id]
         info = state.info
         if proxy.link is None or info is None:
             return
+        if info.gateway_status is GatewayStatus.CONNECTED:
+            proxy.venue_refusals = 0
         status = {
             GatewayStatus.CONNECTED: TraderStatus.CONNECTED,
             GatewayStatus.CONNECTING: TraderStatus.CONNECTING,
@@ -505,6 +539,7 @@ class TradingManager:
     def _on_exit(self, proxy: TraderProxy, code: int, pid: int | None) -> None:
         aid = proxy.account_id
         proxy.task = None if proxy.task is not None and proxy.task.done() else proxy.task
+        refused = proxy.embedded.fatal if proxy.embedded is not None else None
         proxy.embedded = None
         proxy.exited.set()
         if pid is not None and proxy.pid == pid:
@@ -526,6 +561,9 @@ class TradingManager:
             )
             self._schedule_restart(proxy, ADOPT_WAIT)
             return
+        if code == EXIT_VENUE_REFUSED or refused is not None:
+            self._venue_refused(proxy, refused or self._last_words(aid).removeprefix("venue refused: "))
+            return
         uptime = time.monotonic() - proxy.started_at
         delay, why = proxy.policy.next_delay(time.monotonic(), uptime)
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
@@ -535,6 +573,25 @@ class TradingManager:
         log.error("%s: trader %s after %.1f s; %s", aid, how, uptime, why)
         self.aggregator.set_status(aid, TraderStatus.CRASHED, f"{how}; {why}")
         self.aggregator.count_restart(aid)
+        self._schedule_restart(proxy, delay)
+
+    def _venue_refused(self, proxy: TraderProxy, reason: str) -> None:
+        """The venue refused the login (or was unreachable): not a crash. Retry on the venue
+        back-off (5 s, 10 s, 30 s, 60 s, then every 60 s by default) until it connects."""
+        schedule = self.config.manager.venue_backoff
+        delay = schedule[min(proxy.venue_refusals, len(schedule) - 1)]
+        proxy.venue_refusals += 1
+        upcoming = (
+            ", ".join(f"{d:g} s" for d in schedule[proxy.venue_refusals :]) or f"every {schedule[-1]:g} s"
+        )
+        log.error(
+            "%s: venue refused: %s; retry %d in %g s", proxy.account_id, reason, proxy.venue_refusals, delay
+        )
+        self.aggregator.set_status(
+            proxy.account_id,
+            TraderStatus.DISCONNECTED,
+            f"{reason}; retry {proxy.venue_refusals} in {delay:g} s (then {upcoming})",
+        )
         self._schedule_restart(proxy, delay)
 
     def _set_pid(self, proxy: TraderProxy, pid: int | None) -> None:

@@ -76,6 +76,12 @@ class StateRequest(Struct, kw_only=True):
     state: TradingState
 
 
+class SubscribeRequest(Struct, kw_only=True):
+    """Start market data for these contracts (the manager, for a paper account's quotes)."""
+
+    symbols: list[str]
+
+
 HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars"]
 
 
@@ -132,6 +138,8 @@ MESSAGE_TYPES: dict[str, type] = {
     "status_req": Empty,
     "kill_req": Empty,
     "history_req": HistoryRequest,
+    "subscribe_req": SubscribeRequest,
+    "quote": Tick,  # a source account's tick relayed to a paper account
     "shutdown": ShutdownRequest,
 }
 
@@ -146,6 +154,7 @@ REQUEST_TYPES = frozenset(
         "status_req",
         "kill_req",
         "history_req",
+        "subscribe_req",
         "shutdown",
     }
 )

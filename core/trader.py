@@ -68,8 +68,10 @@ from core.protocol import (
     Snapshot,
     StateRequest,
     StrategyCommand,
+    SubscribeRequest,
     peer_credentials,
 )
+from core.reconcile import EXTERNAL, Reconciliation
 from core.risk import RiskEngine
 from core.strategy_engine import StrategyEngine
 from gateways.base import Gateway
@@ -80,6 +82,8 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_ALREADY_RUNNING = 3
+#: The venue refused the login (or could not be reached): restart on the venue back-off.
+EXIT_VENUE_REFUSED = 4
 
 GATEWAYS = {
     "sim": "gateways.sim:SimGateway",
@@ -211,6 +215,10 @@ class Trader:
         self._outbox: list[tuple[str, Any, int | None]] | None = None  # held back until the commit
         self._event_depth = 0  # > 0 while a gateway event is being handled
         self._cancel_on_reconnect = False  # a kill switch could not cancel: do it on reconnect
+        # the venue's first push is checked against the database like any reconnect
+        self._recon: Reconciliation | None = Reconciliation("start")
+        #: Why the venue refused us (set by ``on_fatal``): the process exits for a restart.
+        self.fatal: str | None = None
         self._failed_write: Exception | None = None
         self._dropping = False
         self._handlers: dict[str, Callable[[Any], Reply]] = {
@@ -222,6 +230,8 @@ class Trader:
             "state_req": self._on_state_req,
             "status_req": lambda _: Reply(ok=True, result=self.info()),
             "history_req": self._on_history_req,
+            "subscribe_req": self._on_subscribe_req,
+            "quote": self._on_quote,
             "kill_req": self._on_kill_req,
             "shutdown": self._on_shutdown,
         }
@@ -330,7 +340,10 @@ class Trader:
 
     def _gateway_settings(self) -> dict[str, Any]:
         section = getattr(self.account, self.account.gateway, None)
-        return msgspec.structs.asdict(section) if section is not None else {}
+        settings = msgspec.structs.asdict(section) if section is not None else {}
+        if self.account.market_data_from is not None:
+            settings["external_quotes"] = True  # a paper account: the manager relays real quotes
+        return settings
 
     async def _shutdown(self) -> None:
         if self.strategies is not None:
@@ -601,11 +614,26 @@ class Trader:
     @_gateway_event
     def on_order(self, order: Order) -> None:
         order.account_id = self.account_id
+        known = self.oms.orders.get(order.order_id)
+        if not order.reference:  # the venue does not carry it: ours, or placed elsewhere
+            order.reference = known.reference if known is not None else EXTERNAL
+            if known is None:
+                self.log.warning(
+                    "external order %s %s %s %g @ %g (placed outside qtrader): %s",
+                    order.order_id,
+                    order.direction.name,
+                    order.vt_symbol,
+                    order.volume,
+                    order.price,
+                    order.status.name,
+                )
+        if self._recon is not None:
+            self._recon.order(known, order)
         assert self.db is not None
         self.db.save_order(order)  # durable before anyone hears of it
         self.oms.update_order(order)
         self.emit("order", order)
-        if self.strategies is not None and order.reference != "manual":
+        if self.strategies is not None and order.reference not in ("manual", EXTERNAL):
             self.strategies.on_order(order)
         if order.status is Status.REJECTED:
             self.log.warning(
@@ -619,16 +647,23 @@ class Trader:
     @_gateway_event
     def on_trade(self, trade: Trade) -> None:
         trade.account_id = self.account_id
+        if not trade.reference:
+            order = self.oms.orders.get(trade.order_id)
+            trade.reference = order.reference if order is not None else EXTERNAL
         assert self.db is not None
         if not self.db.save_trade(trade):
-            self.log.info("trade %s replayed: already recorded, ignored", trade.trade_id)
+            self.log.debug("trade %s replayed: already recorded, ignored", trade.trade_id)
             return
         self.oms.add_trade(trade)
         self.emit("trade", trade)
-        if self.strategies is not None and trade.reference != "manual":
+        if self.strategies is not None and trade.reference not in ("manual", EXTERNAL):
             self.strategies.on_trade(trade)
-        self.log.info(
-            "fill %s %s %s %g @ %g (order %s)",
+        if self._recon is not None:
+            self._recon.fill()
+        self.log.log(
+            logging.WARNING if self._recon is not None else logging.INFO,
+            "%sfill %s %s %s %g @ %g (order %s)",
+            "missed " if self._recon is not None else "",
             trade.direction.name,
             trade.offset.name,
             trade.vt_symbol,
@@ -660,6 +695,10 @@ class Trader:
     def on_status(self, status: GatewayStatus, message: str) -> None:
         if status is not self.gateway_status:
             self.log.info("venue %s: %s", status.name.lower(), message)
+        if status is not GatewayStatus.CONNECTED and self._recon is None:
+            self._recon = Reconciliation(f"venue {status.name.lower()}")
+        elif status is GatewayStatus.CONNECTED and self._recon is not None:
+            self._finish_reconciliation()  # before trading resumes
         self.gateway_status = status
         self.gateway_message = message
         self.emit("status", self.info())
@@ -668,6 +707,25 @@ class Trader:
             self._cancel_on_reconnect = False
             n = self._cancel_all(None)
             self.log.critical("venue back: %d cancels sent for the kill switch pulled while it was down", n)
+
+    def _finish_reconciliation(self) -> None:
+        recon, self._recon = self._recon, None
+        assert recon is not None
+        for order in recon.unlisted(self.oms.active_orders, self.oms.trades.values()):
+            self.log.warning("order %s settled: %s %s", order.order_id, order.status.name, order.status_msg)
+            self.on_order(order)
+        self.log.log(logging.WARNING if recon.changed else logging.INFO, "%s", recon.summary())
+
+    def on_fatal(self, message: str) -> None:
+        """The venue refused us for good: exit, so the manager restarts us on its back-off."""
+        if self.fatal is not None:
+            return
+        self.fatal = message
+        self.log.critical("venue refused the connection: %s; exiting for a restart", message)
+        self.gateway_status = GatewayStatus.DISCONNECTED
+        self.gateway_message = message
+        self.emit("status", self.info())
+        self.stop()
 
     def on_log(self, level: str, message: str) -> None:
         self.log.log(logging.getLevelName(level.upper()), "%s", message)
@@ -867,6 +925,20 @@ class Trader:
         self.emit("status", self.info())
         return Reply(ok=True, result=self.info())
 
+    def _on_subscribe_req(self, req: SubscribeRequest) -> Reply:
+        assert self.gateway is not None
+        for vt_symbol in req.symbols:
+            self.gateway.subscribe(vt_symbol)
+        return Reply(ok=True)
+
+    def _on_quote(self, tick: Tick) -> Reply:
+        """A real quote from this paper account's ``market_data_from`` account."""
+        feed = getattr(self.gateway, "feed_quote", None)
+        if self.account.market_data_from is None or feed is None:
+            return Reply(ok=False, error="quotes are relayed only to paper (sim) accounts")
+        feed(tick)
+        return Reply(ok=True)
+
     def _on_history_req(self, req: HistoryRequest) -> Reply:
         db = self.db
         assert db is not None
@@ -981,6 +1053,9 @@ async def _run_process(trader: Trader) -> int:
     except AccountBusy as exc:
         print(f"qtrader-trader {trader.account_id}: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    if trader.fatal is not None:
+        print(f"venue refused: {trader.fatal}", file=sys.stderr)  # the manager's crash reason
+        return EXIT_VENUE_REFUSED
     return EXIT_OK
 
 

@@ -1,5 +1,21 @@
 """The one interface every venue implements, and the events it pushes.
 
+Contract with the trader:
+
+- ``on_status(CONNECTED, ...)`` is sent only once the venue is logged in *and* the
+  initial queries (contracts, account, positions, every working order and all of
+  today's trades, at least) have been pushed; every order and trade pushed before it
+  is reconciliation data (a working order of ours that is not listed is settled from
+  the listed trades, see core/reconcile.py).
+  Any loss of the connection is ``on_status(DISCONNECTED, reason)``; a gateway that
+  reconnects by itself goes through CONNECTING and its queries again.
+- ``on_fatal(reason)`` means the venue refused us (login or authentication failed,
+  front unreachable) and this gateway will not recover by itself: the trader
+  exits and its manager restarts it on the venue back-off (5 s, 10 s, 30 s, 60 s,
+  then every 60 s). ``reason`` carries the venue's own error text.
+- Ids are unique for the account's lifetime (trade ids include the trading day
+  where a venue reuses them), and no secret ever appears in a message or log.
+
 A gateway lives inside one trader process, on that process's asyncio loop.
 Venues that need their own thread (vnpy's EventEngine, TqApi) bridge their
 callbacks onto the loop with ``loop.call_soon_threadsafe`` before calling the
@@ -37,6 +53,7 @@ class GatewayListener(Protocol):
     def on_contract(self, contract: Contract) -> None: ...
     def on_status(self, status: GatewayStatus, message: str) -> None: ...
     def on_log(self, level: str, message: str) -> None: ...
+    def on_fatal(self, message: str) -> None: ...
 
 
 class Gateway(ABC):

@@ -25,7 +25,9 @@ The exchange itself (synthetic markets, matching, the broker's books) is the pur
 
 Settings (a Mapping, e.g. the ``sim:`` section of an account's config):
 ``initial_balance`` (1_000_000), ``seed`` (0), ``tick_rate`` (2.0; 0 = no timer, step by hand),
-``state_file`` (optional; relative paths are under ``state_dir``).
+``state_file`` (optional; relative paths are under ``state_dir``), ``external_quotes``
+(False; True for a paper account: no synthetic market, ``feed_quote`` moves the book with
+another account's real quotes and resting orders match against them).
 
 Cancelling an unknown or finished order is answered with a WARNING log; for a known order its
 unchanged snapshot is pushed again, so the trader sees the order's real state.
@@ -49,6 +51,7 @@ from core.models import (
     Order,
     OrderRequest,
     Status,
+    Tick,
     Trade,
     now,
 )
@@ -94,6 +97,7 @@ class SimGateway(Gateway):
         self.initial_balance = float(settings.get("initial_balance", 1_000_000.0))
         self.seed = int(settings.get("seed", 0))
         self.tick_rate = float(settings.get("tick_rate", 2.0))
+        self.external_quotes = bool(settings.get("external_quotes", False))
         if self.tick_rate < 0 or self.initial_balance <= 0:
             raise ValueError(
                 f"sim settings: tick_rate must be >= 0 (got {self.tick_rate:g}) and "
@@ -111,26 +115,25 @@ class SimGateway(Gateway):
         self._compaction: asyncio.Handle | None = None
         self._disk_error = ""
         self._rejected_seq = 0
+        self._quoted: set[str] = set()  # paper: contracts with a real quote so far
 
     # ------------------------------------------------------------------ Gateway interface
 
     async def connect(self) -> None:
-        if self._engine is not None:
-            self.listener.on_status(GatewayStatus.CONNECTED, "sim exchange ready")
-            return
-        engine = self._engine = self._load()
-        self.listener.on_status(GatewayStatus.CONNECTED, "sim exchange ready")
-        rolled = engine.check_roll()  # the trading day may have changed while we were down
-        if rolled is not None:
-            self._dispatch(rolled)
+        if self._engine is None:
+            engine = self._engine = self._load()
+            if self.tick_rate > 0 and not self.external_quotes:
+                self._wake = asyncio.Event()
+                self._task = asyncio.create_task(
+                    self._run_market(engine), name=f"sim-market-{self.account_id}"
+                )
         for vt_symbol in self._subscribed:
             self._push_market(vt_symbol)
-        self.listener.on_account(engine.account())
-        for position in engine.positions():
-            self.listener.on_position(position)
-        if self.tick_rate > 0:
-            self._wake = asyncio.Event()
-            self._task = asyncio.create_task(self._run_market(engine), name=f"sim-market-{self.account_id}")
+        self.query()  # the day so far, then CONNECTED (see gateways/base.py)
+        ready = (
+            "paper exchange ready (matching real quotes)" if self.external_quotes else "sim exchange ready"
+        )
+        self.listener.on_status(GatewayStatus.CONNECTED, ready)
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -161,7 +164,12 @@ class SimGateway(Gateway):
     def send_order(self, req: OrderRequest) -> str:
         engine = self._engine
         if engine is None:
-            return self._reject_offline(req)
+            return self._reject_locally(req, "sim exchange not connected")
+        if self.external_quotes and req.vt_symbol not in self._quoted:
+            return self._reject_locally(
+                req,
+                f"paper account: no real quote for {req.vt_symbol} yet (is it on the source's watchlist?)",
+            )
         update = engine.send_order(req)
         self._dispatch(update)
         if self._task is not None and not self._wake.is_set():
@@ -196,7 +204,7 @@ class SimGateway(Gateway):
         listener.on_account(engine.account())
         for position in engine.positions():
             listener.on_position(position)
-        for order in engine.working_orders():
+        for order in engine.orders():
             listener.on_order(order)
         for trade in engine.trades():
             listener.on_trade(trade)
@@ -237,7 +245,22 @@ class SimGateway(Gateway):
         tick = engine.tick(vt_symbol)
         if contract is not None and tick is not None:
             self.listener.on_contract(contract)
-            self.listener.on_tick(tick)  # a quote at once, not at the first step
+            if not self.external_quotes or vt_symbol in self._quoted:  # never a made-up quote
+                self.listener.on_tick(tick)  # a quote at once, not at the first step
+
+    def feed_quote(self, quote: Tick) -> None:
+        """A paper account's market moves: ``quote`` is a real tick from another account."""
+        engine = self._engine
+        if engine is None or sim_contracts.get_product(quote.vt_symbol) is None:
+            return  # a contract the sim has no spec for is not paper-tradable (see subscribe)
+        if quote.vt_symbol not in engine.symbols:
+            engine.open_market(quote.vt_symbol)
+        tick, update = engine.step(quote.vt_symbol, quote)
+        tick.datetime = quote.datetime
+        self._quoted.add(quote.vt_symbol)
+        self.listener.on_tick(tick)
+        if update is not None:
+            self._dispatch(update)
 
     def _step_one(self, engine: SimExchange, vt_symbol: str) -> None:
         tick, update = engine.step(vt_symbol)
@@ -301,7 +324,7 @@ class SimGateway(Gateway):
                     log.exception("sim market step failed")
                     self.listener.on_log("ERROR", f"sim market step failed: {exc!r}")
 
-    def _reject_offline(self, req: OrderRequest) -> str:
+    def _reject_locally(self, req: OrderRequest, reason: str) -> str:
         self._rejected_seq += 1
         moment = self._clock()
         order = Order(
@@ -317,7 +340,7 @@ class SimGateway(Gateway):
             datetime=moment,
             update_time=moment,
             reference=req.reference,
-            status_msg="sim exchange not connected",
+            status_msg=reason,
         )
         self.listener.on_order(order)
         return order.order_id

@@ -444,6 +444,39 @@ class _Market:
         self.steps += 1
         self.draw_book()
 
+    def apply(self, quote: Tick) -> None:
+        """Take a real quote instead of a random step (paper trading): the top of the book,
+        the price limits and the day's statistics; a side with no quote has no volume."""
+        t = self.tick
+
+        def ticks(price: float) -> int:
+            return round(price / t)
+
+        if quote.last_price > 0:
+            self.last = ticks(quote.last_price)
+        if quote.limit_up > 0 and quote.limit_down > 0:
+            self.up, self.down = ticks(quote.limit_up), max(1, ticks(quote.limit_down))
+        for attr, value in (
+            ("pre_settlement", quote.pre_settlement),
+            ("pre_close", quote.pre_close),
+            ("open", quote.open_price),
+            ("high", quote.high_price),
+            ("low", quote.low_price),
+        ):
+            if value > 0:
+                setattr(self, attr, ticks(value))
+        self.volume = int(quote.volume)
+        self.turnover = quote.turnover
+        self.open_interest = quote.open_interest
+        self.last_volume = int(quote.last_volume)
+        has_bid = quote.bid_price_1 > 0 and quote.bid_volume_1 > 0
+        has_ask = quote.ask_price_1 > 0 and quote.ask_volume_1 > 0
+        self.bid1 = ticks(quote.bid_price_1) if has_bid else self.down
+        self.ask1 = ticks(quote.ask_price_1) if has_ask else self.up
+        self.bid_vol = [int(quote.bid_volume_1) if has_bid else 0] + [0] * (LEVELS - 1)
+        self.ask_vol = [int(quote.ask_volume_1) if has_ask else 0] + [0] * (LEVELS - 1)
+        self.steps += 1
+
     def new_day(self) -> None:
         """Settle at the last price and start the day's statistics afresh."""
         self.pre_settlement = self.pre_close = self.last
@@ -707,6 +740,10 @@ class SimExchange:
         order = self._orders.get(order_id)
         return _copy(order) if order is not None else None
 
+    def orders(self) -> list[Order]:
+        """Today's orders: every working one, and the latest finished ones."""
+        return [_copy(o) for o in self._orders.values()]
+
     def trades(self) -> list[Trade]:
         """Today's trades, oldest first."""
         return [_copy(t) for t in self._trades]
@@ -783,16 +820,20 @@ class SimExchange:
         batch.events.append(_copy(order))
         return self._finish(batch, order_id)
 
-    def step(self, vt_symbol: str) -> tuple[Tick, Update | None]:
-        """Move the market of ``vt_symbol`` one step, fill crossed resting orders, and return
-        the new quote plus an ``Update`` if anything besides the quote changed."""
+    def step(self, vt_symbol: str, quote: Tick | None = None) -> tuple[Tick, Update | None]:
+        """Move the market of ``vt_symbol`` one step (or to the real ``quote`` of a paper
+        account), fill crossed resting orders, and return the new quote plus an ``Update``
+        if anything besides the quote changed."""
         moment = self._clock()
         batch: _Batch | None = None
         if moment >= self._roll_at:
             batch = _Batch()
             self._roll(moment, batch)
         market = self._markets[vt_symbol]
-        market.advance()
+        if quote is None:
+            market.advance()
+        else:
+            market.apply(quote)
         resting = self._working_by_symbol.get(vt_symbol)
         if resting:
             batch = batch or _Batch()

@@ -48,7 +48,7 @@ class CoreEnv:
     sock_dir: Path
     config_path: Path
 
-    def write_config(self, accounts_yaml: str, extra: str = "") -> AppConfig:
+    def write_config(self, accounts_yaml: str, extra: str = "", manager: str = "") -> AppConfig:
         self.config_path.write_text(
             f"""
 manager:
@@ -56,6 +56,7 @@ manager:
   heartbeat_timeout: 2.0
   restart_backoff: [0, 0.5, 1]
   stable_after: 5
+{manager}
 socket:
   socket_dir: {self.sock_dir}
 database:

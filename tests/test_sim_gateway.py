@@ -86,6 +86,9 @@ class Recorder:
     def on_log(self, level: str, message: str) -> None:
         self.events.append(("log", (level, message)))
 
+    def on_fatal(self, message: str) -> None:
+        self.events.append(("fatal", message))
+
     def of(self, kind: str) -> list[Any]:
         return [payload for k, payload in self.events if k == kind]
 
@@ -290,7 +293,7 @@ async def test_cancel_working_unknown_and_finished(tmp_path: Path, rec: Recorder
     await gw.close()
 
 
-async def test_query_repushes_account_positions_working_orders_and_trades(
+async def test_query_repushes_account_positions_todays_orders_and_trades(
     tmp_path: Path, rec: Recorder, clock: Clock
 ) -> None:
     gw = make(tmp_path, rec, clock)
@@ -302,7 +305,11 @@ async def test_query_repushes_account_positions_working_orders_and_trades(
     gw.query()
     assert rec.kinds()[0] == "account"
     assert [(p.vt_symbol, p.direction, p.volume) for p in rec.of("position")] == [(TA, SHORT, 2)]
-    assert [o.order_id for o in rec.of("order")] == [working]
+    # every order of the day (the trader reconciles against the complete list)
+    assert [(o.order_id, o.status) for o in rec.of("order")] == [
+        (filled, Status.ALLTRADED),
+        (working, Status.NOTTRADED),
+    ]
     assert {t.order_id for t in rec.of("trade")} == {filled}
     assert sum(t.volume for t in rec.of("trade")) == 2
     await gw.close()

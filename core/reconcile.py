@@ -1,0 +1,101 @@
+"""Reconciliation: what a venue's (re)connect says that the account's records did not know.
+
+From the moment a venue drops (or a trader starts) until the gateway reports
+CONNECTED, the trader refuses orders and strategies only record their signals;
+everything the gateway pushes in between is the venue's view of the day (account,
+positions, orders, trades). A ``Reconciliation`` counts how that view differs
+from the database as it is applied, the trader's normal event handlers do the
+recording (a trade id already stored is never recorded twice), and at CONNECTED
+``finish`` settles the orders the venue no longer lists and sums it all up in
+one line for the log. Only then does trading resume.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from core.models import Order, Status, Trade, now
+
+#: ``reference`` of an order or fill that was not placed through qtrader.
+EXTERNAL = "external"
+
+NOT_AT_VENUE = "not working at the venue after reconnect (never reached it, or expired with its trading day)"
+
+
+class Reconciliation:
+    """One reconnect's tally."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.started = time.monotonic()
+        self.seen_orders: set[str] = set()
+        self.orders_updated = 0
+        self.external_orders = 0
+        self.missed_fills = 0
+        self.settled = 0
+
+    def order(self, known: Order | None, order: Order) -> None:
+        """Count a venue order against what we had recorded for it (``known``)."""
+        self.seen_orders.add(order.order_id)
+        if known is None:
+            if order.reference == EXTERNAL:
+                self.external_orders += 1
+        elif known.status is not order.status or known.traded != order.traded:
+            self.orders_updated += 1
+
+    def fill(self) -> None:
+        """A trade the database did not have (it is being recorded now)."""
+        self.missed_fills += 1
+
+    def unlisted(self, active: dict[str, Order], trades: Iterable[Trade]) -> list[Order]:
+        """Our working orders the venue did not list, settled by the day's fills: filled in
+        full, or cancelled as not working at the venue. Every gateway lists all working
+        orders and all of today's trades before CONNECTED (gateways/base.py)."""
+        filled: dict[str, tuple[float, float]] = {}
+        for t in trades:
+            volume, cost = filled.get(t.order_id, (0.0, 0.0))
+            filled[t.order_id] = (volume + t.volume, cost + t.volume * t.price)
+        settled = []
+        for order in active.values():
+            if order.order_id in self.seen_orders:
+                continue
+            traded, cost = filled.get(order.order_id, (order.traded, order.traded * order.traded_price))
+            done = traded >= order.volume
+            settled.append(
+                Order(
+                    account_id=order.account_id,
+                    order_id=order.order_id,
+                    vt_symbol=order.vt_symbol,
+                    direction=order.direction,
+                    offset=order.offset,
+                    type=order.type,
+                    price=order.price,
+                    volume=order.volume,
+                    traded=traded,
+                    traded_price=cost / traded if traded else 0.0,
+                    status=Status.ALLTRADED if done else Status.CANCELLED,
+                    datetime=order.datetime,
+                    update_time=now(),
+                    reference=order.reference,
+                    status_msg="" if done else NOT_AT_VENUE,
+                )
+            )
+        self.settled = len(settled)
+        return settled
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.orders_updated or self.external_orders or self.missed_fills or self.settled)
+
+    def summary(self) -> str:
+        took = time.monotonic() - self.started
+        if not self.changed:
+            return f"reconciled after {self.reason} in {took:.1f} s: records match the venue"
+        parts = [
+            f"{self.missed_fills} missed fill(s) recorded",
+            f"{self.orders_updated} order(s) updated",
+            f"{self.external_orders} external order(s)",
+            f"{self.settled} working order(s) settled from the venue's fills",
+        ]
+        return f"reconciled after {self.reason} in {took:.1f} s: " + ", ".join(parts)

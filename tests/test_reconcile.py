@@ -1,0 +1,194 @@
+"""Reconciliation on (re)connect (DESIGN §6): the venue's view of the day against the database.
+
+A trader in this process on the sim exchange (whose state outlives the trader, as a
+broker's does). The database is damaged the way a SIGKILL at the worst moment would
+leave it, then the trader starts again and must repair it before trading resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import pytest
+
+from core.models import (
+    Direction,
+    GatewayStatus,
+    Offset,
+    Order,
+    OrderRequest,
+    OrderType,
+    Status,
+    Trade,
+    now,
+)
+from core.reconcile import EXTERNAL, NOT_AT_VENUE
+from core.trader import Trader
+from storage import AccountDatabase, database_path
+from tests.conftest import CoreEnv, sim_account, wait_until
+
+SYMBOL = "m2705.DCE"
+
+
+@pytest.fixture
+def start_trader(core_env: CoreEnv) -> Callable[[], object]:
+    config = core_env.write_config(sim_account("U1", SYMBOL, rate=0))
+
+    @asynccontextmanager
+    async def run() -> AsyncIterator[Trader]:
+        t = Trader(config.accounts[0], config, data_dir=core_env.data_dir, socket_path=None)
+        task = asyncio.create_task(t.run())
+        await wait_until(lambda: t.gateway_status is GatewayStatus.CONNECTED and SYMBOL in t.oms.ticks)
+        try:
+            yield t
+        finally:
+            t.stop()
+            await task
+
+    return run
+
+
+def _summaries(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("reconciled after")]
+
+
+def _resting(trader: Trader) -> OrderRequest:
+    tick = trader.oms.ticks[SYMBOL]
+    return OrderRequest(vt_symbol=SYMBOL, direction=Direction.LONG, price=tick.limit_down, volume=1)
+
+
+def _buy_at_ask(trader: Trader, volume: int = 2) -> str:
+    tick = trader.oms.ticks[SYMBOL]
+    reply = trader.place_order(
+        OrderRequest(vt_symbol=SYMBOL, direction=Direction.LONG, price=tick.ask_price_1, volume=volume)
+    )
+    assert reply.ok, reply.error
+    return reply.result["order_id"]
+
+
+async def test_a_fill_the_database_missed_is_recorded_once_on_restart(
+    start_trader: Callable[[], object], core_env: CoreEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="qtrader.trader.U1")
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        order_id = _buy_at_ask(trader)
+        await wait_until(lambda: trader.oms.orders[order_id].status is Status.ALLTRADED)
+    # a SIGKILL after the venue filled but before our commit: the database still says working
+    path = database_path(core_env.data_dir, "U1")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE orders SET status = 'NOTTRADED', traded = 0 WHERE order_id = ?", (order_id,))
+        conn.execute("DELETE FROM trades")
+    caplog.clear()
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        assert trader.oms.orders[order_id].status is Status.ALLTRADED
+        assert trader.place_order(_resting(trader)).ok  # trading resumed after reconciling
+    (summary,) = _summaries(caplog)
+    assert "1 missed fill(s) recorded" in summary and "1 working order(s) settled" in summary
+    with AccountDatabase(path) as db:
+        trades = db.load_trades()
+        assert sum(t.volume for t in trades if t.order_id == order_id) == 2
+        stored = db.load_order(order_id)
+        assert stored is not None and stored.status is Status.ALLTRADED
+    # a second restart finds nothing to repair, and records nothing twice
+    caplog.clear()
+    async with start_trader():  # type: ignore[attr-defined]
+        pass
+    assert _summaries(caplog) == [_summaries(caplog)[0]]
+    assert "records match the venue" in _summaries(caplog)[0]
+    with AccountDatabase(path) as db:
+        assert len(db.load_trades()) == len(trades)
+
+
+async def test_a_working_order_the_venue_does_not_list_is_settled(
+    start_trader: Callable[[], object], core_env: CoreEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="qtrader.trader.U1")
+    path = database_path(core_env.data_dir, "U1")
+    ghost = Order(
+        account_id="U1",
+        order_id="ghost-1",
+        vt_symbol=SYMBOL,
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        type=OrderType.LIMIT,
+        price=3000.0,
+        volume=1,
+        status=Status.NOTTRADED,
+        datetime=now() - timedelta(minutes=1),
+        reference="manual",
+    )
+    with AccountDatabase(path) as db:  # sent just before a crash; it never reached the venue
+        db.save_order(ghost)
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        settled = trader.oms.orders["ghost-1"]
+        assert settled.status is Status.CANCELLED and settled.status_msg == NOT_AT_VENUE
+        assert "ghost-1" not in trader.oms.active_orders
+    (summary,) = _summaries(caplog)
+    assert "1 working order(s) settled" in summary
+    with AccountDatabase(path) as db:
+        stored = db.load_order("ghost-1")
+        assert stored is not None and stored.status is Status.CANCELLED
+
+
+async def test_a_reconnect_refuses_orders_until_reconciled_and_marks_external_orders(
+    start_trader: Callable[[], object], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="qtrader.trader.U1")
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        ours = _buy_at_ask(trader, volume=1)
+        await wait_until(lambda: trader.oms.orders[ours].status is Status.ALLTRADED)
+        caplog.clear()
+        trader.on_status(GatewayStatus.DISCONNECTED, "front disconnected: 4097")
+        refused = trader.place_order(_resting(trader))
+        assert not refused.ok and "not connected" in (refused.error or "")
+        # the venue's replay after the reconnect: an order placed elsewhere (no reference)
+        # with its fill, and our own fill again (already recorded: ignored)
+        moment = now()
+        outside = Order(
+            account_id="U1",
+            order_id="9_99_1",
+            vt_symbol=SYMBOL,
+            direction=Direction.SHORT,
+            offset=Offset.OPEN,
+            type=OrderType.LIMIT,
+            price=3100.0,
+            volume=1,
+            traded=1,
+            traded_price=3100.0,
+            status=Status.ALLTRADED,
+            datetime=moment,
+            reference="",
+        )
+        trader.on_order(outside)
+        trader.on_trade(
+            Trade(
+                account_id="U1",
+                trade_id="20261121.DCE.777",
+                order_id="9_99_1",
+                vt_symbol=SYMBOL,
+                direction=Direction.SHORT,
+                offset=Offset.OPEN,
+                price=3100.0,
+                volume=1,
+                datetime=moment,
+                reference="",
+            )
+        )
+        for trade in list(trader.oms.trades.values()):
+            if trade.order_id == ours:
+                trader.on_trade(trade)
+        assert trader.oms.orders["9_99_1"].reference == EXTERNAL
+        assert trader.oms.trades["20261121.DCE.777"].reference == EXTERNAL
+        assert not _summaries(caplog)  # not before CONNECTED
+        trader.on_status(GatewayStatus.CONNECTED, "logged in")
+        (summary,) = _summaries(caplog)
+        assert "1 missed fill(s) recorded" in summary and "1 external order(s)" in summary
+        assert trader.place_order(_resting(trader)).ok
+        assert trader.db is not None
+        stored = trader.db.load_order("9_99_1")
+        assert stored is not None and stored.reference == EXTERNAL

@@ -1,0 +1,208 @@
+"""Venues as the manager sees them: logins refused on a back-off, paper accounts on real quotes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import core.trader
+from core.manager import TradingManager
+from core.models import (
+    CancelRequest,
+    Contract,
+    Direction,
+    GatewayStatus,
+    Offset,
+    OrderRequest,
+    OrderType,
+    Status,
+    TraderStatus,
+)
+from gateways.base import Gateway, GatewayListener
+from gateways.sim import SimGateway
+from storage import AccountDatabase, database_path
+from tests.conftest import CoreEnv, sim_account, wait_until
+from tests.test_sim_gateway import Recorder
+
+# ---------------------------------------------------------------- a venue that refuses logins
+
+
+class RefusingGateway(Gateway):
+    """Refuses the first ``refusals`` logins with a CTP-style error, then connects."""
+
+    name: ClassVar[str] = "refusing"
+    refusals: ClassVar[int] = 2
+    attempts: ClassVar[int] = 0
+
+    def __init__(
+        self, account_id: str, settings: Mapping[str, Any], listener: GatewayListener, state_dir: Path
+    ) -> None:
+        super().__init__(account_id, settings, listener, state_dir)
+
+    async def connect(self) -> None:
+        cls = type(self)
+        cls.attempts += 1
+        if cls.attempts <= cls.refusals:
+            self.listener.on_fatal("交易服务器登录失败，代码：3，信息：CTP:不合法的登录")
+            return
+        self.listener.on_status(GatewayStatus.CONNECTED, "logged in")
+
+    async def close(self) -> None:
+        pass
+
+    def subscribe(self, vt_symbol: str) -> None:
+        pass
+
+    def send_order(self, req: OrderRequest) -> str:
+        raise AssertionError("no order may reach a venue that refused the login")
+
+    def cancel_order(self, req: CancelRequest) -> None:
+        pass
+
+    def query(self) -> None:
+        pass
+
+    def get_contract(self, vt_symbol: str) -> Contract | None:
+        return None
+
+
+async def test_a_refused_login_is_retried_on_the_venue_back_off(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(core.trader.GATEWAYS, "sim", f"{__name__}:RefusingGateway")
+    monkeypatch.setattr(RefusingGateway, "attempts", 0)
+    config = core_env.write_config(
+        sim_account("V1", "m2705.DCE", mode="embedded"), manager="  venue_backoff: [0.3, 0.6]"
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    seen: list[str] = []
+    await mgr.start()
+    try:
+        state = mgr.state("V1")
+
+        def record() -> bool:
+            if state.status is TraderStatus.DISCONNECTED and state.status_message not in seen:
+                seen.append(state.status_message)
+            return state.status is TraderStatus.CONNECTED
+
+        await wait_until(record, what="connected after two refused logins")
+        assert RefusingGateway.attempts == 3
+        # CTP's own words, the attempt, the delay and what follows; never "crashed"
+        assert seen == [
+            "交易服务器登录失败，代码：3，信息：CTP:不合法的登录; retry 1 in 0.3 s (then 0.6 s)",
+            "交易服务器登录失败，代码：3，信息：CTP:不合法的登录; retry 2 in 0.6 s (then every 0.6 s)",
+        ]
+        assert state.restarts == 0  # not counted as crashes
+        assert mgr.proxies["V1"].venue_refusals == 0  # connected: the back-off starts over
+    finally:
+        await mgr.stop()
+
+
+# ---------------------------------------------------------------- paper accounts
+
+
+async def test_a_paper_gateway_matches_only_against_real_quotes(tmp_path: Path) -> None:
+    rec = Recorder()
+    gw = SimGateway("P1", {"external_quotes": True, "tick_rate": 5}, rec, tmp_path)
+    await gw.connect()
+    assert gw._task is None  # no synthetic market
+    gw.subscribe("m2705.DCE")
+    assert not rec.of("tick")  # never a made-up quote
+    req = OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=3000.0, volume=1)
+    gw.send_order(req)
+    (refused,) = rec.of("order")
+    assert refused.status is Status.REJECTED and "no real quote for m2705.DCE yet" in refused.status_msg
+    rec.clear()
+
+    source = _quote("m2705.DCE", bid=2990.0, ask=2991.0, last=2990.0)
+    gw.feed_quote(source)
+    (tick,) = rec.of("tick")
+    assert (tick.account_id, tick.bid_price_1, tick.ask_price_1, tick.last_price) == (
+        "P1",
+        2990.0,
+        2991.0,
+        2990.0,
+    )
+    assert tick.datetime == source.datetime
+    rec.clear()
+    resting = gw.send_order(
+        OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=2985.0, volume=1)
+    )
+    assert rec.of("order")[-1].status is Status.NOTTRADED
+    filled = gw.send_order(
+        OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=2995.0, volume=1)
+    )
+    (trade,) = rec.of("trade")
+    assert (trade.order_id, trade.price) == (filled, 2991.0)  # at the real ask
+    rec.clear()
+    gw.feed_quote(_quote("m2705.DCE", bid=2983.0, ask=2984.0, last=2984.0))  # the market comes down
+    (trade,) = rec.of("trade")
+    assert (trade.order_id, trade.price) == (resting, 2985.0)
+    await gw.close()
+
+
+def _quote(vt_symbol: str, *, bid: float, ask: float, last: float):
+    from core.models import Tick, now
+
+    return Tick(
+        account_id="SRC",
+        vt_symbol=vt_symbol,
+        datetime=now(),
+        last_price=last,
+        volume=1000,
+        open_interest=5000,
+        limit_up=3200.0,
+        limit_down=2800.0,
+        pre_settlement=3000.0,
+        bid_price_1=bid,
+        bid_volume_1=10,
+        ask_price_1=ask,
+        ask_volume_1=10,
+    )
+
+
+async def test_a_paper_account_trades_on_another_accounts_quotes(core_env: CoreEnv) -> None:
+    config = core_env.write_config(
+        sim_account("SRC", "m2705.DCE", seed=7, rate=2.0)
+        + """
+  - account_id: PAPER
+    gateway: sim
+    market_data_from: SRC
+    sim: {initial_balance: 500000}
+    watchlist: [m2705.DCE, y2705.DCE]
+"""
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        src, paper = mgr.state("SRC"), mgr.state("PAPER")
+        await wait_until(lambda: paper.status is TraderStatus.CONNECTED and "m2705.DCE" in paper.ticks)
+        assert "paper exchange" in paper.status_message
+        # the source was asked for the paper account's contracts too
+        await wait_until(lambda: "y2705.DCE" in src.ticks and "y2705.DCE" in paper.ticks)
+
+        def same_quote() -> bool:
+            a, b = src.ticks.get("m2705.DCE"), paper.ticks.get("m2705.DCE")
+            return bool(a and b and a.datetime == b.datetime and a.ask_price_1 == b.ask_price_1)
+
+        await wait_until(same_quote, what="the paper quote is the source's quote")
+        tick = paper.ticks["m2705.DCE"]
+        req = OrderRequest(
+            vt_symbol="m2705.DCE",
+            direction=Direction.LONG,
+            offset=Offset.OPEN,
+            type=OrderType.LIMIT,
+            price=tick.limit_up,
+            volume=1,
+        )
+        reply = await mgr.send_order("PAPER", req)
+        assert reply.ok, reply.error
+        await wait_until(lambda: ("m2705.DCE", Direction.LONG) in paper.positions, what="paper position")
+        assert not src.orders and not src.positions  # matched locally, nothing sent to the source
+        with AccountDatabase(database_path(core_env.data_dir, "PAPER"), readonly=True) as db:
+            assert [t.order_id for t in db.load_trades()] == [reply.result["order_id"]]
+    finally:
+        await mgr.stop()
