@@ -84,8 +84,9 @@ async def test_a_refused_login_is_retried_on_the_venue_back_off(
         state = mgr.state("V1")
 
         def record() -> bool:
-            if state.status is TraderStatus.DISCONNECTED and state.status_message not in seen:
-                seen.append(state.status_message)
+            message = state.status_message
+            if state.status is TraderStatus.DISCONNECTED and "retry" in message and message not in seen:
+                seen.append(message)
             return state.status is TraderStatus.CONNECTED
 
         await wait_until(record, what="connected after two refused logins")
@@ -206,3 +207,60 @@ async def test_a_paper_account_trades_on_another_accounts_quotes(core_env: CoreE
             assert [t.order_id for t in db.load_trades()] == [reply.result["order_id"]]
     finally:
         await mgr.stop()
+
+
+# ---------------------------------------------------------------- CTP front unreachable (real vnpy_ctp)
+
+
+async def test_an_unreachable_ctp_front_retries_while_sim_accounts_trade_on(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "pw-never-shown-8731"
+    monkeypatch.setenv("QT_TEST_CTP_PASSWORD", secret)
+    config = core_env.write_config(
+        sim_account("SIM1", "m2705.DCE")
+        + """
+  - account_id: CTP1
+    gateway: ctp
+    ctp:
+      userid: "000001"
+      password: "${QT_TEST_CTP_PASSWORD}"
+      brokerid: "9999"
+      td_address: "tcp://127.0.0.1:9"
+      md_address: "tcp://127.0.0.1:9"
+      connect_timeout: 1
+""",
+        manager="  venue_backoff: [0.5, 1.0]",
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        ctp, sim = mgr.state("CTP1"), mgr.state("SIM1")
+        messages: list[str] = []
+
+        def retried_twice() -> bool:
+            message = ctp.status_message
+            if ctp.status is TraderStatus.DISCONNECTED and "retry" in message and message not in messages:
+                messages.append(message)
+            return len(messages) >= 2
+
+        await wait_until(retried_twice, timeout=30, what="two refused connection attempts")
+        assert "unreachable" in messages[0] and messages[0].endswith("retry 1 in 0.5 s (then 1 s)")
+        assert messages[1].endswith("retry 2 in 1 s (then every 1 s)")
+        assert ctp.restarts == 0
+        # the sim account in the same config trades on
+        await wait_until(lambda: sim.status is TraderStatus.CONNECTED and "m2705.DCE" in sim.ticks)
+        tick = sim.ticks["m2705.DCE"]
+        reply = await mgr.send_order(
+            "SIM1",
+            OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=tick.limit_up, volume=1),
+        )
+        assert reply.ok, reply.error
+        await wait_until(lambda: ("m2705.DCE", Direction.LONG) in sim.positions)
+    finally:
+        await mgr.stop()
+    # the password is nowhere: not in a status line, a log or a database
+    assert all(secret not in m for m in messages)
+    for path in core_env.data_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

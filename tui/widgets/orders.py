@@ -6,6 +6,7 @@ from rich.text import Text
 
 from core.aggregator import AccountState
 from core.models import Direction, Order, Trade
+from core.reconcile import EXTERNAL
 from tui import format as fmt
 from tui.widgets.table import Cell, KeyedTable
 
@@ -13,6 +14,11 @@ from tui.widgets.table import Cell, KeyedTable
 def _side(direction: Direction, scheme: str) -> Text:
     up, down = fmt.UP_DOWN.get(scheme, fmt.UP_DOWN["cn"])
     return Text("BUY", style=up) if direction is Direction.LONG else Text("SELL", style=down)
+
+
+def _by(reference: str) -> Text | str:
+    """Who placed it: ``manual``, a strategy instance, or ``external`` (outside qtrader), marked."""
+    return Text(reference, style="bold yellow") if reference == EXTERNAL else reference
 
 
 class OrdersTable(KeyedTable[Order]):
@@ -26,9 +32,10 @@ class OrdersTable(KeyedTable[Order]):
         ("vol", "Vol", 4),
         ("traded", "Done", 4),
         ("status", "Status", 10),
+        ("ref", "By", 10),
         ("msg", "Message", 40),
     )
-    HIDE_WHEN_NARROW = ("time", "id", "traded", "offset", "msg")
+    HIDE_WHEN_NARROW = ("time", "id", "traded", "offset", "ref", "msg")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)
@@ -51,6 +58,7 @@ class OrdersTable(KeyedTable[Order]):
             fmt.right(fmt.volume(item.volume)),
             fmt.right(fmt.volume(item.traded)),
             fmt.order_status(item.status),
+            _by(item.reference),
             item.status_msg,
         )
 
@@ -99,7 +107,7 @@ class TradesTable(KeyedTable[Trade]):
             fmt.right(fmt.volume(item.volume)),
             fmt.right(fmt.amount(item.commission)),
             item.order_id,
-            item.reference,
+            _by(item.reference),
         )
 
     def show(self, state: AccountState) -> None:
