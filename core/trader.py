@@ -1036,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     # vnpy picks its working folder from the current directory at import time:
     # give every account its own before any gateway is imported.
     state_dir = cfg_paths.account_state_dir(data_dir, account.account_id)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / ".vntrader").mkdir(parents=True, exist_ok=True)
     os.chdir(state_dir)
     trader = Trader(
         account, app, data_dir=data_dir, socket_path=socket_path, orphan_timeout=args.orphan_timeout

@@ -1,0 +1,716 @@
+"""A scripted CTP front for offline tests of ``gateways/ctp.py``.
+
+``attach(vnpy_gateway, state_dir)`` replaces the native request methods of vnpy_ctp's td and
+md api objects (``createFtdcTraderApi``, ``init``, ``reqUserLogin``, ``reqOrderInsert``, ...)
+with Python fakes that answer the way the CTP api does: by calling the api's own callbacks
+(``onFrontConnected``, ``onRspUserLogin``, ``onRtnOrder``, ``onRtnTrade``,
+``onRspQryInvestorPosition``, ``onRtnDepthMarketData``, ...) with CTP field dictionaries, from
+one worker thread per api. ``install`` is the same for the ``QTRADER_CTP_FAKE_FRONT`` seam
+(``tests.fake_ctp:install``) inside a trader process, where SIGUSR1 also drops the trade front
+(reason 4097) and it reconnects after ``RECONNECT_DELAY``.
+
+The script:
+
+- contracts ``rb2601.SHFE`` (book 3500 / 3501), ``m2605.DCE`` (2800 / 2801), ``au2612.SHFE``
+  and one option (which the gateway does not report);
+- the account starts long 5 ``rb2601.SHFE`` (3 from yesterday in the history row, 2 bought
+  today by another session: its order and trade are in the private flow, with a second order
+  of that session still working) and short 1 ``m2605.DCE`` from yesterday;
+- an order priced through the opposite best price (buy >= ask, sell <= bid) fills at that
+  price in two parts: NoTradeQueueing -> PartTradedQueueing + trade -> AllTraded + trade (one
+  lot fills at once); any other order queues until it is cancelled;
+- a close needs the lots: SHFE close-today takes today's, close and close-yesterday take
+  yesterday's (``CTP:平今仓位不足`` / ``CTP:平昨仓位不足`` otherwise);
+- user ``REFUSED_USER`` fails the login with ErrorID 3 (``CTP:不合法的登录``);
+- every order insert request is kept (``FakeFront.requests``) and appended as a JSON line to
+  ``<state_dir>/fake_ctp_orders.jsonl``, so a test can check the ``CombOffsetFlag`` it got;
+- the md front sends a tick for every subscribed contract at once and every ``TICK_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.models import now, trading_day_of
+
+REFUSED_USER = "refused"
+TICK_INTERVAL = 0.2
+RECONNECT_DELAY = 0.3
+ORDER_LOG = "fake_ctp_orders.jsonl"
+OK = {"ErrorID": 0, "ErrorMsg": "正确"}
+
+#: Fronts by vnpy gateway name, for in-process tests.
+FRONTS: dict[str, FakeFront] = {}
+
+
+@dataclass
+class Instrument:
+    symbol: str
+    exchange: str
+    name: str
+    product_id: str
+    size: int
+    tick: float
+    bid: float
+    ask: float
+    pre_settlement: float
+    product_class: str = "1"  # futures
+
+    @property
+    def close_today_rules(self) -> bool:
+        return self.exchange in ("SHFE", "INE")
+
+
+@dataclass
+class Holding:
+    """One (contract, PosiDirection) of the broker's book."""
+
+    yd_open: int = 0  # YdPosition: yesterday's volume at the start of the day
+    yd: int = 0
+    td: int = 0
+    yd_price: float = 0.0  # pre-settlement: yesterday's lots' cost basis
+    td_notional: float = 0.0  # sum of today's open prices x lots
+    frozen_yd: int = 0
+    frozen_td: int = 0
+
+
+class Worker:
+    """One callback thread, like the CTP api's: runs queued calls in order."""
+
+    def __init__(self, name: str, idle: Callable[[], None] | None = None) -> None:
+        self._queue: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
+        self._idle = idle
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.put((fn, args))
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=TICK_INTERVAL)
+            except queue.Empty:
+                if self._idle is not None:
+                    self._call(self._idle, ())
+                continue
+            if item is None:
+                return
+            self._call(*item)
+
+    @staticmethod
+    def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except Exception:  # as the C++ wrapper does: print and go on
+            traceback.print_exc()
+
+
+class FakeFront:
+    """The broker and exchange behind one vnpy_ctp gateway (see the module docstring)."""
+
+    def __init__(self, gateway: Any, state_dir: Path) -> None:
+        self.lock = threading.RLock()
+        self.state_dir = Path(state_dir)
+        self.trading_day = f"{trading_day_of(now()):%Y%m%d}"
+        self.instruments = {
+            i.symbol: i
+            for i in (
+                Instrument("rb2601", "SHFE", "螺纹钢2601", "rb", 10, 1.0, 3500.0, 3501.0, 3495.0),
+                Instrument("m2605", "DCE", "豆粕2605", "m", 10, 1.0, 2800.0, 2801.0, 2790.0),
+                Instrument("au2612", "SHFE", "黄金2612", "au", 1000, 0.02, 600.0, 600.02, 598.0),
+                Instrument("m2605-C-3000", "DCE", "豆粕看涨3000", "m_o", 10, 0.5, 20.0, 21.0, 20.0, "2"),
+            )
+        }
+        self.holdings: dict[tuple[str, str], Holding] = {
+            ("rb2601", "2"): Holding(yd_open=3, yd=3, td=2, yd_price=3495.0, td_notional=2 * 3490.0),
+            ("m2605", "3"): Holding(yd_open=1, yd=1, yd_price=2790.0),
+        }
+        self.orders: dict[tuple[int, int, str], dict[str, Any]] = {}
+        self.trades: list[dict[str, Any]] = []
+        self.flow: list[tuple[str, dict[str, Any]]] = []  # the private flow of the day
+        self.requests: list[dict[str, Any]] = []
+        self.commission = 0.0
+        self._sysid = 0
+        self._trade_ids: dict[str, int] = {}
+        self.td = FakeTd(self, gateway.td_api)
+        self.md = FakeMd(self, gateway.md_api)
+        self._seed_other_session()
+
+    # ------------------------------------------------------------------ the book
+
+    def _seed_other_session(self) -> None:
+        """Another terminal bought the 2 today lots and left an order working."""
+        filled = self._new_order(9, 77, "1", "rb2601", "0", "0", 3490.0, 2)
+        self._publish(filled)
+        filled.update(OrderStatus="0", VolumeTraded=2, StatusMsg="全部成交")
+        self._publish(filled)
+        self._publish_trade(filled, 3490.0, 2)
+        working = self._new_order(9, 77, "2", "rb2601", "0", "0", 3400.0, 1)
+        self._publish(working)
+
+    def _new_order(
+        self,
+        front: int,
+        session: int,
+        ref: str,
+        symbol: str,
+        direction: str,
+        offset: str,
+        price: float,
+        volume: int,
+    ) -> dict[str, Any]:
+        self._sysid += 1
+        stamp = now()
+        order = {
+            "BrokerID": "9999",
+            "InvestorID": "000001",
+            "InstrumentID": symbol,
+            "ExchangeID": self.instruments[symbol].exchange,
+            "OrderRef": ref,
+            "FrontID": front,
+            "SessionID": session,
+            "OrderSysID": f"{self._sysid:>12}",
+            "Direction": direction,
+            "CombOffsetFlag": offset,
+            "CombHedgeFlag": "1",
+            "LimitPrice": price,
+            "VolumeTotalOriginal": volume,
+            "VolumeTraded": 0,
+            "VolumeTotal": volume,
+            "OrderPriceType": "2",
+            "TimeCondition": "3",
+            "VolumeCondition": "1",
+            "OrderStatus": "3",
+            "OrderSubmitStatus": "3",
+            "StatusMsg": "未成交",
+            "InsertDate": f"{stamp:%Y%m%d}",
+            "InsertTime": f"{stamp:%H:%M:%S}",
+            "TradingDay": self.trading_day,
+        }
+        self.orders[(front, session, ref)] = order
+        return order
+
+    def _publish(self, order: dict[str, Any]) -> dict[str, Any]:
+        snapshot = dict(order)
+        self.flow.append(("order", snapshot))
+        return snapshot
+
+    def _publish_trade(self, order: dict[str, Any], price: float, volume: int) -> dict[str, Any]:
+        exchange = order["ExchangeID"]
+        self._trade_ids[exchange] = self._trade_ids.get(exchange, 0) + 1
+        stamp = now()
+        trade = {
+            "BrokerID": "9999",
+            "InvestorID": "000001",
+            "InstrumentID": order["InstrumentID"],
+            "ExchangeID": exchange,
+            "OrderRef": order["OrderRef"],
+            "OrderSysID": order["OrderSysID"],
+            "TradeID": f"{self._trade_ids[exchange]:>12}",  # numbered per exchange per day
+            "Direction": order["Direction"],
+            "OffsetFlag": order["CombOffsetFlag"],
+            "HedgeFlag": "1",
+            "Price": price,
+            "Volume": volume,
+            "TradeDate": f"{stamp:%Y%m%d}",
+            "TradeTime": f"{stamp:%H:%M:%S}",
+            "TradingDay": self.trading_day,
+        }
+        self.trades.append(trade)
+        self.flow.append(("trade", trade))
+        return trade
+
+    def closable(self, symbol: str, posi: str, offset: str) -> int:
+        holding = self.holdings.get((symbol, posi), Holding())
+        if not self.instruments[symbol].close_today_rules:
+            return holding.yd + holding.td - holding.frozen_yd - holding.frozen_td
+        if offset == "3":
+            return holding.td - holding.frozen_td
+        return holding.yd - holding.frozen_yd
+
+    def freeze(self, symbol: str, posi: str, offset: str, volume: int) -> None:
+        holding = self.holdings[(symbol, posi)]
+        if self.instruments[symbol].close_today_rules:
+            if offset == "3":
+                holding.frozen_td += volume
+            else:
+                holding.frozen_yd += volume
+            return
+        from_yd = min(volume, holding.yd - holding.frozen_yd)  # yesterday's lots close first
+        holding.frozen_yd += from_yd
+        holding.frozen_td += volume - from_yd
+
+    def apply_fill(self, order: dict[str, Any], price: float, volume: int) -> None:
+        symbol, offset, buy = order["InstrumentID"], order["CombOffsetFlag"], order["Direction"] == "0"
+        self.commission += 2.0 * volume
+        if offset == "0":
+            holding = self.holdings.setdefault((symbol, "2" if buy else "3"), Holding())
+            holding.td += volume
+            holding.td_notional += price * volume
+            return
+        holding = self.holdings[(symbol, "3" if buy else "2")]
+        rules = self.instruments[symbol].close_today_rules
+        from_td = volume if offset == "3" else 0 if rules else max(0, volume - holding.yd)
+        from_yd = volume - from_td
+        if holding.td:
+            holding.td_notional -= holding.td_notional / holding.td * from_td
+        holding.td -= from_td
+        holding.yd -= from_yd
+        holding.frozen_td = max(0, holding.frozen_td - from_td)
+        holding.frozen_yd = max(0, holding.frozen_yd - from_yd)
+
+    def unfreeze(self, order: dict[str, Any]) -> None:
+        offset = order["CombOffsetFlag"]
+        if offset == "0":
+            return
+        left = order["VolumeTotalOriginal"] - order["VolumeTraded"]
+        holding = self.holdings[(order["InstrumentID"], "3" if order["Direction"] == "0" else "2")]
+        if self.instruments[order["InstrumentID"]].close_today_rules:
+            from_td = left if offset == "3" else 0
+        else:
+            from_td = min(left, holding.frozen_td)
+        holding.frozen_td -= from_td
+        holding.frozen_yd = max(0, holding.frozen_yd - (left - from_td))
+
+    # ------------------------------------------------------------------ query answers
+
+    def position_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for (symbol, posi), h in self.holdings.items():
+            inst = self.instruments[symbol]
+            sign = 1 if posi == "2" else -1
+            base = {
+                "BrokerID": "9999",
+                "InvestorID": "000001",
+                "InstrumentID": symbol,
+                "ExchangeID": inst.exchange,
+                "PosiDirection": posi,
+                "HedgeFlag": "1",
+                "LongFrozen": 0,
+                "ShortFrozen": 0,
+            }
+            frozen_key = "ShortFrozen" if posi == "2" else "LongFrozen"
+            parts: list[tuple[str, int, int, int, float, int]] = []  # date, pos, yd, today, cost, frozen
+            if inst.close_today_rules:
+                if h.yd_open:
+                    parts.append(("2", h.yd, h.yd_open, 0, h.yd * h.yd_price, h.frozen_yd))
+                if h.td or h.td_notional:
+                    parts.append(("1", h.td, 0, h.td, h.td_notional, h.frozen_td))
+            else:
+                cost = h.yd * h.yd_price + h.td_notional
+                parts.append(("1", h.yd + h.td, h.yd_open, h.td, cost, h.frozen_yd + h.frozen_td))
+            for date, position, yd_open, today, cost, frozen in parts:
+                rows.append(
+                    {
+                        **base,
+                        "PositionDate": date,
+                        "Position": position,
+                        "YdPosition": yd_open,
+                        "TodayPosition": today,
+                        "PositionCost": cost * inst.size,
+                        "UseMargin": cost * inst.size * 0.1,
+                        "PositionProfit": sign * (inst.bid * position - cost) * inst.size,
+                        frozen_key: frozen,
+                    }
+                )
+        return rows
+
+    def account(self, userid: str) -> dict[str, Any]:
+        rows = self.position_rows()
+        profit = sum(r["PositionProfit"] for r in rows)
+        margin = sum(r["UseMargin"] for r in rows)
+        balance = 1_000_000.0 + profit - self.commission
+        return {
+            "BrokerID": "9999",
+            "AccountID": userid,
+            "PreBalance": 1_000_000.0,
+            "Balance": balance,
+            "Available": balance - margin,
+            "CurrMargin": margin,
+            "FrozenMargin": 0.0,
+            "FrozenCash": 0.0,
+            "FrozenCommission": 0.0,
+            "Commission": self.commission,
+            "CloseProfit": 0.0,
+            "PositionProfit": profit,
+            "TradingDay": self.trading_day,
+        }
+
+    def instrument_field(self, inst: Instrument) -> dict[str, Any]:
+        option = inst.product_class == "2"
+        return {
+            "InstrumentID": inst.symbol,
+            "ExchangeID": inst.exchange,
+            "InstrumentName": inst.name,
+            "ProductClass": inst.product_class,
+            "ProductID": inst.product_id,
+            "VolumeMultiple": inst.size,
+            "PriceTick": inst.tick,
+            "MinLimitOrderVolume": 1,
+            "MaxLimitOrderVolume": 500,
+            "LongMarginRatio": 0.1,
+            "ShortMarginRatio": 0.1,
+            "UnderlyingInstrID": "m2605" if option else "",
+            "OptionsType": "1" if option else "",
+            "StrikePrice": 3000.0 if option else 0.0,
+            "OpenDate": "20250515",
+            "ExpireDate": "20260415",
+        }
+
+    def depth(self, inst: Instrument, volume: int) -> dict[str, Any]:
+        stamp = now()
+        levels = {}
+        for n in range(1, 6):
+            levels[f"BidPrice{n}"] = inst.bid - (n - 1) * inst.tick
+            levels[f"AskPrice{n}"] = inst.ask + (n - 1) * inst.tick
+            levels[f"BidVolume{n}"] = 10 * n
+            levels[f"AskVolume{n}"] = 12 * n
+        return {
+            "TradingDay": self.trading_day,
+            "ActionDay": f"{stamp:%Y%m%d}",
+            "UpdateTime": f"{stamp:%H:%M:%S}",
+            "UpdateMillisec": 500 if stamp.microsecond >= 500_000 else 0,  # as CTP sends it
+            "InstrumentID": inst.symbol,
+            "ExchangeID": "",
+            "LastPrice": inst.bid,
+            "PreSettlementPrice": inst.pre_settlement,
+            "PreClosePrice": inst.pre_settlement + inst.tick,
+            "OpenPrice": inst.pre_settlement,
+            "HighestPrice": inst.ask,
+            "LowestPrice": inst.bid - 10 * inst.tick,
+            "Volume": volume,
+            "Turnover": volume * inst.bid * inst.size,
+            "OpenInterest": 150_000.0,
+            "UpperLimitPrice": round(inst.pre_settlement * 1.07),
+            "LowerLimitPrice": round(inst.pre_settlement * 0.93),
+            "SettlementPrice": 1.7976931348623157e308,  # DBL_MAX: no value yet
+            **levels,
+        }
+
+
+class FakeTd:
+    """The trade front: vnpy_ctp's ``CtpTdApi`` native requests, answered on a worker thread."""
+
+    REQUESTS = (
+        "createFtdcTraderApi",
+        "subscribePrivateTopic",
+        "subscribePublicTopic",
+        "registerFront",
+        "init",
+        "exit",
+        "reqAuthenticate",
+        "reqUserLogin",
+        "reqSettlementInfoConfirm",
+        "reqQryInstrument",
+        "reqQryOrder",
+        "reqQryTrade",
+        "reqQryTradingAccount",
+        "reqQryInvestorPosition",
+        "reqOrderInsert",
+        "reqOrderAction",
+    )
+
+    def __init__(self, front: FakeFront, api: Any) -> None:
+        self.front = front
+        self.api = api
+        self.worker = Worker(f"fake-ctp-td-{id(self):x}")
+        self.connected = False
+        self.private_mode: int | None = None
+        self.address = ""
+        self.flow_path = ""
+        self.session_id = 1000
+        self.logins: list[dict[str, Any]] = []
+        for name in self.REQUESTS:
+            setattr(api, name, getattr(self, name))
+
+    # ------------------------------------------------------------------ session
+
+    def createFtdcTraderApi(self, path: bytes | str, production_mode: bool = True) -> None:
+        self.flow_path = path.decode("GBK") if isinstance(path, bytes) else path
+
+    def subscribePrivateTopic(self, mode: int) -> None:
+        self.private_mode = mode
+
+    def subscribePublicTopic(self, mode: int) -> None:
+        pass
+
+    def registerFront(self, address: str) -> None:
+        self.address = address
+
+    def init(self) -> None:
+        self.worker.start()
+        self.worker.call(self._connected)
+
+    def exit(self) -> int:
+        self.connected = False
+        self.worker.stop()
+        return 0
+
+    def disconnect(self, reason: int = 0x1001) -> None:
+        """Drop the connection; the api reconnects after ``RECONNECT_DELAY`` (as CTP's does)."""
+        self.worker.call(self._disconnected, reason)
+
+    def _connected(self) -> None:
+        self.connected = True
+        self.api.onFrontConnected()
+
+    def _disconnected(self, reason: int) -> None:
+        self.connected = False
+        self.api.onFrontDisconnected(reason)
+        time.sleep(RECONNECT_DELAY)  # the api's own reconnect delay, on its thread
+        self._connected()
+
+    def _request(self, fn: Callable[..., None], *args: Any) -> int:
+        if not self.connected:
+            return -1  # CTP: network failure
+        self.worker.call(fn, *args)
+        return 0
+
+    def reqAuthenticate(self, req: dict[str, Any], reqid: int) -> int:
+        data = {"BrokerID": req["BrokerID"], "UserID": req["UserID"], "AppID": req.get("AppID", "")}
+        return self._request(self.api.onRspAuthenticate, data, OK, reqid, True)
+
+    def reqUserLogin(self, req: dict[str, Any], reqid: int) -> int:
+        self.logins.append(dict(req))
+        return self._request(self._login, req, reqid)
+
+    def _login(self, req: dict[str, Any], reqid: int) -> None:
+        if req["UserID"] == REFUSED_USER:
+            self.api.onRspUserLogin({}, {"ErrorID": 3, "ErrorMsg": "CTP:不合法的登录"}, reqid, True)
+            return
+        self.session_id += 1
+        stamp = now()
+        data = {
+            "TradingDay": self.front.trading_day,
+            "LoginTime": f"{stamp:%H:%M:%S}",
+            "BrokerID": req["BrokerID"],
+            "UserID": req["UserID"],
+            "SystemName": "FakeCTP",
+            "FrontID": 1,
+            "SessionID": self.session_id,
+            "MaxOrderRef": "0",
+        }
+        self.api.onRspUserLogin(data, OK, reqid, True)
+        if self.private_mode == 0:  # THOST_TERT_RESTART: the day's private flow again
+            with self.front.lock:
+                flow = list(self.front.flow)
+            for kind, item in flow:
+                (self.api.onRtnOrder if kind == "order" else self.api.onRtnTrade)(dict(item))
+
+    def reqSettlementInfoConfirm(self, req: dict[str, Any], reqid: int) -> int:
+        stamp = now()
+        data = {**req, "ConfirmDate": f"{stamp:%Y%m%d}", "ConfirmTime": f"{stamp:%H:%M:%S}"}
+        return self._request(self.api.onRspSettlementInfoConfirm, data, OK, reqid, True)
+
+    # ------------------------------------------------------------------ queries
+
+    def _answer(self, callback: Callable[..., None], rows: list[dict[str, Any]], reqid: int) -> None:
+        if not rows:
+            callback({}, {}, reqid, True)
+        for i, row in enumerate(rows):
+            callback(row, {}, reqid, i == len(rows) - 1)
+
+    def reqQryInstrument(self, req: dict[str, Any], reqid: int) -> int:
+        rows = [self.front.instrument_field(i) for i in self.front.instruments.values()]
+        return self._request(self._answer, self.api.onRspQryInstrument, rows, reqid)
+
+    def reqQryOrder(self, req: dict[str, Any], reqid: int) -> int:
+        with self.front.lock:
+            rows = [dict(o) for o in self.front.orders.values()]
+        return self._request(self._answer, self.api.onRspQryOrder, rows, reqid)
+
+    def reqQryTrade(self, req: dict[str, Any], reqid: int) -> int:
+        with self.front.lock:
+            rows = [dict(t) for t in self.front.trades]
+        return self._request(self._answer, self.api.onRspQryTrade, rows, reqid)
+
+    def reqQryTradingAccount(self, req: dict[str, Any], reqid: int) -> int:
+        return self._request(self._account, reqid)
+
+    def _account(self, reqid: int) -> None:
+        with self.front.lock:
+            data = self.front.account(self.logins[-1]["UserID"] if self.logins else "")
+        self.api.onRspQryTradingAccount(data, {}, reqid, True)
+
+    def reqQryInvestorPosition(self, req: dict[str, Any], reqid: int) -> int:
+        return self._request(self._positions, reqid)
+
+    def _positions(self, reqid: int) -> None:
+        with self.front.lock:
+            rows = self.front.position_rows()
+        self._answer(self.api.onRspQryInvestorPosition, rows, reqid)
+
+    # ------------------------------------------------------------------ orders
+
+    def reqOrderInsert(self, req: dict[str, Any], reqid: int) -> int:
+        with self.front.lock:
+            self.front.requests.append(dict(req))
+            with (
+                contextlib.suppress(OSError),
+                open(self.front.state_dir / ORDER_LOG, "a", encoding="utf-8") as f,
+            ):
+                f.write(json.dumps(req, ensure_ascii=False) + "\n")
+        return self._request(self._insert, dict(req), reqid, self.session_id)
+
+    def _refuse(self, req: dict[str, Any], reqid: int, error_id: int, message: str) -> None:
+        self.api.onRspOrderInsert(req, {"ErrorID": error_id, "ErrorMsg": message}, reqid, True)
+
+    def _insert(self, req: dict[str, Any], reqid: int, session: int) -> None:
+        front = self.front
+        symbol, offset, volume = req["InstrumentID"], req["CombOffsetFlag"], int(req["VolumeTotalOriginal"])
+        inst = front.instruments.get(symbol)
+        if inst is None:
+            self._refuse(req, reqid, 16, "CTP:找不到合约")
+            return
+        buy = req["Direction"] == "0"
+        with front.lock:
+            if offset != "0":
+                posi = "3" if buy else "2"
+                if front.closable(symbol, posi, offset) < volume:
+                    today = inst.close_today_rules and offset == "3"
+                    self._refuse(
+                        req, reqid, 50 if today else 51, "CTP:平今仓位不足" if today else "CTP:平昨仓位不足"
+                    )
+                    return
+                front.freeze(symbol, posi, offset, volume)
+            order = front._new_order(
+                1, session, req["OrderRef"], symbol, req["Direction"], offset, req["LimitPrice"], volume
+            )
+            order.update(
+                OrderPriceType=req["OrderPriceType"],
+                TimeCondition=req["TimeCondition"],
+                VolumeCondition=req["VolumeCondition"],
+                OrderStatus="a",
+                OrderSubmitStatus="0",
+                StatusMsg="报单已提交",
+            )
+            events: list[tuple[str, dict[str, Any]]] = [("order", front._publish(order))]
+            order.update(OrderStatus="3", OrderSubmitStatus="3", StatusMsg="未成交")
+            events.append(("order", front._publish(order)))
+            price = inst.ask if buy else inst.bid
+            if (buy and req["LimitPrice"] >= inst.ask) or (not buy and req["LimitPrice"] <= inst.bid):
+                parts = [volume // 2, volume - volume // 2] if volume > 1 else [volume]
+                for part in parts:
+                    order["VolumeTraded"] += part
+                    done = order["VolumeTraded"] == volume
+                    order.update(
+                        OrderStatus="0" if done else "1",
+                        VolumeTotal=volume - order["VolumeTraded"],
+                        StatusMsg="全部成交" if done else "部分成交",
+                    )
+                    events.append(("order", front._publish(order)))
+                    front.apply_fill(order, price, part)
+                    events.append(("trade", front._publish_trade(order, price, part)))
+        for kind, item in events:
+            (self.api.onRtnOrder if kind == "order" else self.api.onRtnTrade)(dict(item))
+
+    def reqOrderAction(self, req: dict[str, Any], reqid: int) -> int:
+        return self._request(self._cancel, dict(req), reqid)
+
+    def _cancel(self, req: dict[str, Any], reqid: int) -> None:
+        front = self.front
+        with front.lock:
+            order = front.orders.get((int(req["FrontID"]), int(req["SessionID"]), str(req["OrderRef"])))
+            if order is not None and order["OrderStatus"] in ("1", "3", "a"):
+                front.unfreeze(order)
+                order.update(OrderStatus="5", StatusMsg="已撤单", VolumeTotal=0)
+                snapshot: dict[str, Any] | None = front._publish(order)
+            else:
+                snapshot = None
+        if snapshot is None:
+            error = {"ErrorID": 26, "ErrorMsg": "CTP:报单已全成交或已撤销，不能再撤"}
+            self.api.onRspOrderAction(dict(req), error, reqid, True)
+            return
+        self.api.onRtnOrder(dict(snapshot))
+
+
+class FakeMd:
+    """The market data front: logs in, takes subscriptions and sends ticks."""
+
+    REQUESTS = ("createFtdcMdApi", "registerFront", "init", "exit", "reqUserLogin", "subscribeMarketData")
+
+    def __init__(self, front: FakeFront, api: Any) -> None:
+        self.front = front
+        self.api = api
+        self.worker = Worker(f"fake-ctp-md-{id(self):x}", idle=self.push_ticks)
+        self.subscribed: set[str] = set()
+        self.logged_in = False
+        self._volume = 1000
+        for name in self.REQUESTS:
+            setattr(api, name, getattr(self, name))
+
+    def createFtdcMdApi(self, path: bytes | str, production_mode: bool = True) -> None:
+        pass
+
+    def registerFront(self, address: str) -> None:
+        pass
+
+    def init(self) -> None:
+        self.worker.start()
+        self.worker.call(self.api.onFrontConnected)
+
+    def exit(self) -> int:
+        self.worker.stop()
+        return 0
+
+    def reqUserLogin(self, req: dict[str, Any], reqid: int) -> int:
+        self.worker.call(self._login, reqid)
+        return 0
+
+    def _login(self, reqid: int) -> None:
+        self.logged_in = True
+        self.api.onRspUserLogin({"TradingDay": self.front.trading_day}, OK, reqid, True)
+
+    def subscribeMarketData(self, symbol: str) -> int:
+        self.worker.call(self._subscribe, symbol)
+        return 0
+
+    def _subscribe(self, symbol: str) -> None:
+        self.subscribed.add(symbol)
+        self.api.onRspSubMarketData({"InstrumentID": symbol}, OK, 0, True)
+        self.push_tick(symbol)
+
+    def push_ticks(self) -> None:
+        if self.logged_in:
+            for symbol in sorted(self.subscribed):
+                self.push_tick(symbol)
+
+    def push_tick(self, symbol: str) -> None:
+        inst = self.front.instruments.get(symbol)
+        if inst is not None:
+            self._volume += 1
+            self.api.onRtnDepthMarketData(self.front.depth(inst, self._volume))
+
+
+def attach(gateway: Any, state_dir: Path) -> FakeFront:
+    """Put a fake front behind ``gateway`` (vnpy_ctp's CtpGateway) and return it."""
+    front = FakeFront(gateway, state_dir)
+    FRONTS[gateway.gateway_name] = front
+    return front
+
+
+def install(gateway: Any, state_dir: Path) -> None:
+    """The ``QTRADER_CTP_FAKE_FRONT`` hook: ``attach``, and SIGUSR1 drops the trade front."""
+    front = attach(gateway, state_dir)
+    with contextlib.suppress(RuntimeError, NotImplementedError):  # no running loop: no signal
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, front.td.disconnect)

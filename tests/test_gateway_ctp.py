@@ -1,0 +1,521 @@
+"""The CTP gateway offline: vnpy_ctp's real gateway code in front of a scripted CTP front
+(``tests/fake_ctp.py``), first in-process with a recording listener (mapping details), then
+in real trader processes under the manager (``QTRADER_CTP_FAKE_FRONT``), and once with the
+real native CTP api against a port where nothing listens."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config import paths as cfg_paths
+from core.manager import TradingManager
+from core.models import (
+    Account,
+    CancelRequest,
+    Contract,
+    Direction,
+    GatewayStatus,
+    Offset,
+    Order,
+    OrderRequest,
+    Position,
+    Status,
+    Tick,
+    Trade,
+    TraderStatus,
+)
+from gateways.ctp import FAKE_FRONT_ENV, CtpGateway, disconnect_reason
+from storage import AccountDatabase, database_path
+from tests import fake_ctp
+from tests.conftest import CoreEnv, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "pw-S3cret!"
+AUTH_CODE = "AUTHCODE-0000"
+SETTINGS = {
+    "userid": "000001",
+    "password": PASSWORD,
+    "brokerid": "9999",
+    "td_address": "tcp://127.0.0.1:1",
+    "md_address": "tcp://127.0.0.1:2",
+    "appid": "client_qtrader_1.0",
+    "auth_code": AUTH_CODE,
+    "connect_timeout": 5.0,
+}
+
+
+@dataclass
+class Recorder:
+    """A listener that keeps everything, and checks it is only called on the loop's thread."""
+
+    thread: int = field(default_factory=threading.get_ident)
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    off_loop: list[str] = field(default_factory=list)
+    fail_next_tick: bool = False
+
+    def _record(self, kind: str, data: Any) -> None:
+        if threading.get_ident() != self.thread:
+            self.off_loop.append(kind)
+        self.events.append((kind, data))
+
+    def on_tick(self, tick: Tick) -> None:
+        self._record("tick", tick)
+        if self.fail_next_tick:
+            self.fail_next_tick = False
+            raise RuntimeError("listener bug")
+
+    def on_order(self, order: Order) -> None:
+        self._record("order", order)
+
+    def on_trade(self, trade: Trade) -> None:
+        self._record("trade", trade)
+
+    def on_position(self, position: Position) -> None:
+        self._record("position", position)
+
+    def on_account(self, account: Account) -> None:
+        self._record("account", account)
+
+    def on_contract(self, contract: Contract) -> None:
+        self._record("contract", contract)
+
+    def on_status(self, status: GatewayStatus, message: str) -> None:
+        self._record("status", (status, message))
+
+    def on_log(self, level: str, message: str) -> None:
+        self._record("log", (level, message))
+
+    def on_fatal(self, message: str) -> None:
+        self._record("fatal", message)
+
+    def of(self, kind: str) -> list[Any]:
+        return [data for k, data in self.events if k == kind]
+
+    def index(self, kind: str) -> int:
+        return next(i for i, (k, _) in enumerate(self.events) if k == kind)
+
+    @property
+    def status(self) -> GatewayStatus | None:
+        statuses = self.of("status")
+        return statuses[-1][0] if statuses else None
+
+    def order(self, order_id: str) -> Order | None:
+        found = [o for o in self.of("order") if o.order_id == order_id]
+        return found[-1] if found else None
+
+    def texts(self) -> list[str]:
+        return [m for _, m in self.of("log")] + [m for _, m in self.of("status")] + self.of("fatal")
+
+
+@dataclass
+class Ctp:
+    gateway: CtpGateway
+    listener: Recorder
+    front: fake_ctp.FakeFront
+
+
+async def _start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> Ctp:
+    monkeypatch.setenv(FAKE_FRONT_ENV, "tests.fake_ctp:attach")
+    monkeypatch.chdir(tmp_path)
+    listener = Recorder()
+    gateway = CtpGateway("UT1", {**SETTINGS, **overrides}, listener, tmp_path)
+    front = fake_ctp.FRONTS[gateway.vnpy_name]
+    await gateway.connect()
+    return Ctp(gateway, listener, front)
+
+
+@pytest.fixture
+async def ctp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ctp]:
+    env = await _start(tmp_path, monkeypatch)
+    try:
+        await wait_until(lambda: env.listener.status is GatewayStatus.CONNECTED, 5, "CONNECTED")
+        yield env
+    finally:
+        await env.gateway.close()
+    assert not env.listener.off_loop, "listener called off the loop's thread"
+    assert not any(PASSWORD in t or AUTH_CODE in t for t in env.listener.texts()), "a secret leaked"
+
+
+def _trading_day(env: Ctp) -> str:
+    return env.front.trading_day
+
+
+# ====================================================================== in-process, mapping
+
+
+async def test_login_then_contracts_then_the_day_then_connected(ctp: Ctp) -> None:
+    rec = ctp.listener
+    statuses = rec.of("status")
+    assert statuses[0] == (GatewayStatus.CONNECTING, "connecting to CTP trade front tcp://127.0.0.1:1")
+    assert [s for s, _ in statuses].count(GatewayStatus.CONNECTED) == 1
+    assert "authenticated" in " ".join(m for _, m in statuses)  # an auth code: authenticate first
+    connected = rec.events.index(("status", statuses[-1]))
+    # the instrument query comes first; every order, trade, position and the account before CONNECTED
+    first_contract = rec.index("contract")
+    for kind in ("order", "trade", "position", "account"):
+        assert first_contract < rec.index(kind) < connected, kind
+
+    contracts = {c.vt_symbol: c for c in rec.of("contract")}
+    assert set(contracts) == {"rb2601.SHFE", "m2605.DCE", "au2612.SHFE"}  # futures only, not the option
+    rb = contracts["rb2601.SHFE"]
+    assert (rb.size, rb.pricetick, rb.product, rb.margin_ratio, rb.name) == (10, 1.0, "rb", 0.1, "螺纹钢2601")
+    assert ctp.gateway.get_contract("rb2601.SHFE") == rb
+
+    # SHFE: the history row (3) and the today row (2) are one position with yd_volume 3
+    positions = {(p.vt_symbol, p.direction): p for p in rec.of("position")}
+    long_rb = positions[("rb2601.SHFE", Direction.LONG)]
+    assert (long_rb.volume, long_rb.yd_volume, long_rb.td_volume) == (5, 3, 2)
+    assert long_rb.price == pytest.approx((3 * 3495 + 2 * 3490) / 5)
+    assert long_rb.margin == pytest.approx((3 * 3495 + 2 * 3490) * 10 * 0.1)
+    short_m = positions[("m2605.DCE", Direction.SHORT)]
+    assert (short_m.volume, short_m.yd_volume) == (1, 1)
+
+    account = rec.of("account")[-1]
+    assert account.pre_balance == 1_000_000 and account.margin > 0
+    assert account.balance == pytest.approx(1_000_000 + account.position_pnl)
+    assert account.trading_day == _trading_day(ctp)
+
+    # another session's order and fill: no reference (the trader decides), a day-unique trade id
+    other = rec.order("9_77_1")
+    assert other is not None and other.status is Status.ALLTRADED and other.reference == ""
+    assert other.traded_price == 3490
+    assert [t.trade_id for t in rec.of("trade")] == [f"{_trading_day(ctp)}.SHFE.1"]
+    working = rec.order("9_77_2")
+    assert working is not None and working.status is Status.NOTTRADED
+    assert ctp.front.td.private_mode == 0  # RESTART: the day's notices replay at login
+    assert ctp.front.td.logins[-1]["Password"] == PASSWORD  # it does reach the front, only there
+
+
+async def test_an_order_fills_in_parts_and_another_is_cancelled(ctp: Ctp) -> None:
+    gw, rec = ctp.gateway, ctp.listener
+    buy = OrderRequest(
+        vt_symbol="m2605.DCE",
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        price=2801,
+        volume=2,
+        reference="s1",
+    )
+    order_id = gw.send_order(buy)
+    await wait_until(lambda: len([t for t in rec.of("trade") if t.order_id == order_id]) == 2, 5, "two fills")
+    await wait_until(lambda: rec.order(order_id).traded_price == 2801, 5, "average price")
+    statuses = [o.status for o in rec.of("order") if o.order_id == order_id]
+    firsts = list(dict.fromkeys(statuses))
+    assert firsts[-3:] == [Status.NOTTRADED, Status.PARTTRADED, Status.ALLTRADED]
+    final = rec.order(order_id)
+    assert final.traded == 2 and final.reference == "s1"
+    fills = [t for t in rec.of("trade") if t.order_id == order_id]
+    assert [t.volume for t in fills] == [1, 1] and {t.reference for t in fills} == {"s1"}
+    day = _trading_day(ctp)
+    # CTP numbers trades per exchange: DCE's first is "1" like SHFE's, the ids still differ
+    assert [t.trade_id for t in fills] == [f"{day}.DCE.1", f"{day}.DCE.2"]
+
+    resting = gw.send_order(OrderRequest(**{**_fields(buy), "price": 2700, "volume": 1}))
+    await wait_until(lambda: rec.order(resting) and rec.order(resting).status is Status.NOTTRADED, 5)
+    gw.cancel_order(CancelRequest(order_id=resting))
+    await wait_until(lambda: rec.order(resting).status is Status.CANCELLED, 5, "cancelled")
+    assert rec.order(resting).status_msg == "已撤单"
+    gw.cancel_order(CancelRequest(order_id=resting))  # finished: said so, state pushed again
+    assert any("already CANCELLED" in m for _, m in rec.of("log"))
+
+
+async def test_a_shfe_close_is_split_into_close_today_and_close_yesterday(ctp: Ctp) -> None:
+    gw, rec, front = ctp.gateway, ctp.listener, ctp.front
+    close = OrderRequest(
+        vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+    )
+    first = gw.send_order(close)
+    sent = front.requests[-2:]
+    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in sent] == [("3", 2), ("4", 1)]
+    second = f"{first.rsplit('_', 1)[0]}_{int(first.rsplit('_', 1)[1]) + 1}"
+    await wait_until(
+        lambda: all(rec.order(i) and rec.order(i).status is Status.ALLTRADED for i in (first, second))
+    )
+    assert rec.order(first).offset is Offset.CLOSETODAY and rec.order(second).offset is Offset.CLOSEYESTERDAY
+    assert {rec.order(first).reference, rec.order(second).reference} == {"manual"}
+    assert any("sent as CLOSETODAY 2" in m for _, m in rec.of("log"))
+
+    # more than is left: refused here with the numbers, nothing sent
+    sent_before = len(front.requests)
+    refused = gw.send_order(OrderRequest(**{**_fields(close), "volume": 3}))
+    assert len(front.requests) == sent_before
+    assert rec.order(refused).status is Status.REJECTED
+    assert "closable" in rec.order(refused).status_msg and "yesterday 2" in rec.order(refused).status_msg
+
+    # a close-today the front refuses: REJECTED with CTP's reason
+    today = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSETODAY, "volume": 1}))
+    await wait_until(lambda: rec.order(today) and rec.order(today).status is Status.REJECTED, 5)
+    assert "平今仓位不足" in rec.order(today).status_msg and "50" in rec.order(today).status_msg
+
+
+async def test_depth_market_data_becomes_ticks(ctp: Ctp) -> None:
+    ctp.gateway.subscribe("rb2601.SHFE")
+    ctp.gateway.subscribe("rb2601")  # malformed: a warning, nothing else
+    await wait_until(lambda: len(ctp.listener.of("tick")) >= 2, 5, "two ticks")
+    tick = ctp.listener.of("tick")[-1]
+    assert tick.vt_symbol == "rb2601.SHFE" and tick.datetime.utcoffset().total_seconds() == 8 * 3600
+    assert (tick.bid_price_1, tick.ask_price_1, tick.bid_volume_1, tick.ask_volume_1) == (3500, 3501, 10, 12)
+    assert (tick.last_price, tick.pre_settlement, tick.limit_up, tick.limit_down) == (3500, 3495, 3740, 3250)
+    assert tick.open_interest == 150_000 and tick.last_volume == 1
+    assert any("rb2601" in m and "symbol.EXCHANGE" in m for _, m in ctp.listener.of("log"))
+
+
+async def test_a_failing_handler_never_stops_the_events(ctp: Ctp) -> None:
+    from vnpy.event import Event
+    from vnpy.trader.event import EVENT_ORDER
+
+    rec = ctp.listener
+    rec.fail_next_tick = True
+    ctp.gateway._engine.put(Event(EVENT_ORDER, object()))  # what no mapping can read
+    ctp.gateway.subscribe("m2605.DCE")
+    await wait_until(lambda: len(rec.of("tick")) >= 3, 5, "ticks after the failures")
+    errors = [m for level, m in rec.of("log") if level == "ERROR"]
+    assert any("listener bug" in m for m in errors) and any(EVENT_ORDER in m for m in errors)
+
+    ctp.gateway._gateway.write_log(f"echo of {PASSWORD} and {AUTH_CODE}")  # scrubbed on the way out
+    await wait_until(lambda: any("echo of ***" in m for _, m in rec.of("log")), 5)
+
+
+async def test_a_front_disconnect_and_reconnect(ctp: Ctp) -> None:
+    rec = ctp.listener
+    before = {o.order_id: o.status for o in rec.of("order")}
+    ctp.front.td.disconnect(0x1001)
+    await wait_until(lambda: rec.status is GatewayStatus.DISCONNECTED, 5, "DISCONNECTED")
+    assert rec.of("status")[-1][1] == "CTP trade front disconnected: network read failed (4097); reconnecting"
+    mark = len(rec.events)
+    await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 5, "CONNECTED again")
+    # the replayed day changed nothing: no order went back, no fill twice
+    assert {o.order_id: o.status for o in rec.of("order")} == before
+    again = [data for kind, data in rec.events[mark:] if kind == "order"]
+    assert {o.order_id for o in again} == set(before)  # every order listed again before CONNECTED
+    trade_ids = [t.trade_id for t in rec.of("trade")]
+    assert len(trade_ids) == len(set(trade_ids))
+
+
+async def test_login_refused_is_fatal_with_ctps_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = await _start(tmp_path, monkeypatch, userid=fake_ctp.REFUSED_USER)
+    try:
+        await wait_until(lambda: env.listener.of("fatal"), 5, "on_fatal")
+        (reason,) = env.listener.of("fatal")
+        assert (
+            reason == "CTP login failed for 9999/refused: 交易服务器登录失败，代码：3，信息：CTP:不合法的登录"
+        )
+        assert GatewayStatus.CONNECTED not in [s for s, _ in env.listener.of("status")]
+    finally:
+        await env.gateway.close()
+    assert not any(PASSWORD in t or AUTH_CODE in t for t in env.listener.texts())
+
+
+async def test_close_leaves_no_thread_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = set(threading.enumerate())
+    env = await _start(tmp_path, monkeypatch)
+    await wait_until(lambda: env.listener.status is GatewayStatus.CONNECTED, 5)
+    env.gateway.subscribe("rb2601.SHFE")
+    await env.gateway.close()
+    await wait_until(lambda: set(threading.enumerate()) <= before, 5, "threads gone")
+    assert env.listener.status is GatewayStatus.DISCONNECTED
+
+
+def test_disconnect_reasons_read_well() -> None:
+    assert disconnect_reason("交易服务器连接断开，原因4097") == "network read failed (4097)"
+    assert disconnect_reason("交易服务器连接断开，原因：8193") == "heartbeat timeout (8193)"
+    assert disconnect_reason("交易服务器连接断开，原因7") == "reason 7"
+
+
+# ====================================================================== real trader processes
+
+
+def _ctp_account(
+    account_id: str, userid: str = "000001", *, td: str = "tcp://127.0.0.1:1", timeout: float = 5
+) -> str:
+    return f"""
+  - account_id: {account_id}
+    gateway: ctp
+    ctp:
+      userid: "{userid}"
+      password: "{PASSWORD}"
+      brokerid: "9999"
+      td_address: "{td}"
+      md_address: "tcp://127.0.0.1:2"
+      connect_timeout: {timeout}
+    watchlist: [rb2601.SHFE, m2605.DCE]
+"""
+
+
+@pytest.fixture
+def fake_front_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trader processes inherit the seam, and find ``tests`` on their path."""
+    monkeypatch.setenv(FAKE_FRONT_ENV, "tests.fake_ctp:install")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    )
+
+
+async def _manager(core_env: CoreEnv, accounts: str) -> TradingManager:
+    config = core_env.write_config(accounts)
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    return mgr
+
+
+def _order_ids(state: Any, before: set[str]) -> list[str]:
+    return [i for i in state.orders if i not in before]
+
+
+@pytest.mark.usefixtures("fake_front_env")
+async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
+    mgr = await _manager(core_env, _ctp_account("CT1"))
+    try:
+        state = mgr.state("CT1")
+        await wait_until(
+            lambda: state.status is TraderStatus.CONNECTED and len(state.ticks) == 2,
+            20,
+            "CT1 connected with quotes",
+        )
+        assert {"rb2601.SHFE", "m2605.DCE", "au2612.SHFE"} <= set(state.contracts)
+        tick = state.ticks["rb2601.SHFE"]
+        assert (tick.bid_price_1, tick.ask_price_1, tick.pre_settlement) == (3500, 3501, 3495)
+        long_rb = state.positions[("rb2601.SHFE", Direction.LONG)]
+        assert (long_rb.volume, long_rb.yd_volume) == (5, 3)
+        await wait_until(lambda: state.account is not None and state.account.margin > 0, 5, "account")
+        assert state.account.pre_balance == 1_000_000
+        # another terminal's order and fill of today: recorded, marked external by the trader
+        assert state.orders["9_77_1"].status is Status.ALLTRADED
+
+        # an order through the ask fills in two parts
+        known = set(state.orders)
+        buy = OrderRequest(
+            vt_symbol="m2605.DCE", direction=Direction.LONG, offset=Offset.OPEN, price=2801, volume=2
+        )
+        reply = await mgr.send_order("CT1", buy)
+        assert reply.ok, reply.error
+        bought = reply.result["order_id"]
+        await wait_until(
+            lambda: bought in state.orders and state.orders[bought].status is Status.ALLTRADED, 5
+        )
+        assert sorted(t.volume for t in state.trades if t.order_id == bought) == [1, 1]
+        await wait_until(
+            lambda: state.positions.get(("m2605.DCE", Direction.LONG)) is not None, 10, "new position"
+        )
+
+        # one below the ask rests until cancelled
+        reply = await mgr.send_order("CT1", OrderRequest(**{**_fields(buy), "price": 2790, "volume": 1}))
+        assert reply.ok, reply.error
+        resting = reply.result["order_id"]
+        await wait_until(
+            lambda: resting in state.orders and state.orders[resting].status is Status.NOTTRADED, 5
+        )
+        assert (await mgr.cancel_order("CT1", resting)).ok
+        await wait_until(lambda: state.orders[resting].status is Status.CANCELLED, 5, "cancelled")
+
+        # CLOSE 3 of the SHFE long (2 today, 3 yesterday): close-today 2 + close-yesterday 1 at the front
+        close = OrderRequest(
+            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+        )
+        reply = await mgr.send_order("CT1", close)
+        assert reply.ok, reply.error
+        await wait_until(
+            lambda: (
+                sum(
+                    o.status is Status.ALLTRADED and o.vt_symbol == "rb2601.SHFE"
+                    for o in state.orders.values()
+                )
+                >= 3
+            ),
+            5,
+            "both close legs filled",
+        )
+        log_file = cfg_paths.account_state_dir(core_env.data_dir, "CT1") / fake_ctp.ORDER_LOG
+        received = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
+        assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in received[-2:]] == [
+            ("3", 2),
+            ("4", 1),
+        ]
+        legs = [
+            state.orders[i] for i in _order_ids(state, known) if state.orders[i].vt_symbol == "rb2601.SHFE"
+        ]
+        assert sorted(o.offset.name for o in legs) == ["CLOSETODAY", "CLOSEYESTERDAY"]
+        assert {o.reference for o in legs} == {"manual"}
+        await wait_until(
+            lambda: (p := state.positions.get(("rb2601.SHFE", Direction.LONG))) is not None and p.volume == 2,
+            10,
+            "the long position down to 2",
+        )
+
+        # the trade front drops (SIGUSR1 to the fake), the api reconnects, the trader follows
+        pid = mgr.proxies["CT1"].pid
+        assert pid is not None
+        os.kill(pid, signal.SIGUSR1)
+        await wait_until(
+            lambda: state.info is not None and state.info.gateway_status is GatewayStatus.DISCONNECTED,
+            5,
+            "down",
+        )
+        assert "network read failed (4097)" in state.info.message
+        await wait_until(lambda: state.info.gateway_status is GatewayStatus.CONNECTED, 10, "CONNECTED again")
+        assert mgr.proxies["CT1"].pid == pid  # the same process: nothing restarted
+
+        # everything is in the account's database, each fill once
+        ours = _order_ids(state, known)
+        db = AccountDatabase(database_path(core_env.data_dir, "CT1"), readonly=True)
+        try:
+            orders = {o.order_id: o for o in db.load_orders()}
+            trades = db.load_trades()
+        finally:
+            db.close()
+        assert orders[bought].status is Status.ALLTRADED and orders[resting].status is Status.CANCELLED
+        assert all(orders[i].status is state.orders[i].status for i in ours)
+        ids = [t.trade_id for t in trades]
+        assert len(ids) == len(set(ids)) == 1 + 2 + 3  # the other session's, our two, the close's three
+        assert orders["9_77_1"].reference == "external"  # the trader's word for it
+    finally:
+        await mgr.stop()
+    _assert_no_secret_in_logs(core_env, "CT1")
+
+
+@pytest.mark.usefixtures("fake_front_env")
+async def test_a_refused_login_shows_ctps_text_and_the_trader_exits(core_env: CoreEnv) -> None:
+    mgr = await _manager(core_env, _ctp_account("CT2", userid=fake_ctp.REFUSED_USER))
+    try:
+        state = mgr.state("CT2")
+        # the manager's part (restart on the venue back-off) is the lead's: see core/manager.py
+        await wait_until(lambda: "不合法的登录" in state.status_message, 20, "the refusal in the status")
+        assert "代码：3" in state.status_message and state.pid is None
+        assert PASSWORD not in state.status_message
+    finally:
+        await mgr.stop()
+    _assert_no_secret_in_logs(core_env, "CT2")
+
+
+async def test_an_unreachable_front_with_the_real_ctp_api(core_env: CoreEnv) -> None:
+    mgr = await _manager(core_env, _ctp_account("CT3", td="tcp://127.0.0.1:1", timeout=1))
+    try:
+        state = mgr.state("CT3")
+        await wait_until(lambda: "unreachable" in state.status_message, 20, "the front reported unreachable")
+        assert "CTP trade front tcp://127.0.0.1:1 unreachable: no connection in 1 s" in state.status_message
+        # the native api's flow files are in the account's own state directory
+        folder = cfg_paths.account_state_dir(core_env.data_dir, "CT3") / ".vntrader" / "ctp_ct3"
+        flow = {p.name for p in folder.iterdir()}
+        assert {"TdDialogRsp.con", "MdDialogRsp.con"} <= flow, flow
+    finally:
+        await mgr.stop()
+
+
+def _assert_no_secret_in_logs(core_env: CoreEnv, account_id: str) -> None:
+    logs = list(cfg_paths.account_log_dir(core_env.data_dir, account_id).iterdir())
+    assert logs
+    for path in logs:
+        assert PASSWORD not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def _fields(struct: Any) -> dict[str, Any]:
+    return {name: getattr(struct, name) for name in struct.__struct_fields__}
