@@ -25,8 +25,9 @@ and turns its world into ours:
   and the sequence starts again from CONNECTING.
 - **Refusals are fatal.** A failed login or authentication is ``on_fatal`` with CTP's own text
   (vnpy_ctp never retries either), and so is a trade front that does not connect within
-  ``connect_timeout`` seconds (15 by default) of ``connect``: the trader exits and its manager
-  restarts it on the venue back-off. A front lost later is the api's to reconnect (no timeout).
+  ``connect_timeout`` seconds (15 by default) of ``connect``, or connects but does not answer
+  the login in that time: the trader exits and its manager restarts it on the venue back-off.
+  A front lost later is the api's to reconnect (no timeout).
 - **Ids.** An order id is vnpy_ctp's ``frontid_sessionid_orderref``. CTP numbers trades per
   exchange per trading day, so a trade id is ``{trading_day}.{exchange}.{TradeID}``. CTP does
   not carry our ``reference``: orders sent by this process get theirs back from a map kept by
@@ -658,9 +659,6 @@ class CtpGateway(Gateway):
             return
         if text.startswith(TD_CONNECTED):
             self._td_connected = True
-            if self._connect_timer is not None:
-                self._connect_timer.cancel()
-                self._connect_timer = None
             self._set_status(GatewayStatus.CONNECTING, f"CTP trade front connected; logging in as {self.who}")
         elif text.startswith(TD_AUTH_OK):
             self._set_status(GatewayStatus.CONNECTING, f"CTP authenticated; logging in as {self.who}")
@@ -668,6 +666,9 @@ class CtpGateway(Gateway):
             self._fail(f"CTP authentication failed for {self.who}: {text}")
         elif text.startswith(TD_LOGIN_OK):
             self._logged_in = True
+            if self._connect_timer is not None:
+                self._connect_timer.cancel()
+                self._connect_timer = None
             self._set_status(GatewayStatus.CONNECTING, f"CTP logged in as {self.who}; loading contracts")
         elif text.startswith(TD_LOGIN_FAILED):
             self._fail(f"CTP login failed for {self.who}: {text}")
@@ -689,9 +690,16 @@ class CtpGateway(Gateway):
 
     def _front_timeout(self) -> None:
         self._connect_timer = None
-        if not self._td_connected and not self._closed:
+        if self._logged_in or self._closed:
+            return
+        if not self._td_connected:
             self._fail(
                 f"CTP trade front {self.td_address} unreachable: no connection in {self.connect_timeout:g} s"
+            )
+        else:
+            self._fail(
+                f"CTP trade front {self.td_address} connected, but the login was not answered "
+                f"in {self.connect_timeout:g} s"
             )
 
     def _fail(self, reason: str) -> None:

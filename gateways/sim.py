@@ -166,10 +166,11 @@ class SimGateway(Gateway):
         if engine is None:
             return self._reject_locally(req, "sim exchange not connected")
         if self.external_quotes and req.vt_symbol not in self._quoted:
-            return self._reject_locally(
-                req,
-                f"paper account: no real quote for {req.vt_symbol} yet (is it on the source's watchlist?)",
-            )
+            if sim_contracts.get_product(req.vt_symbol) is None:
+                reason = f"paper account: {sim_contracts.unknown_reason(req.vt_symbol)}"
+            else:
+                reason = f"paper account: no real quote for {req.vt_symbol} yet (is its source connected?)"
+            return self._reject_locally(req, reason)
         update = engine.send_order(req)
         self._dispatch(update)
         if self._task is not None and not self._wake.is_set():

@@ -22,6 +22,7 @@ The script:
 - a close needs the lots: SHFE close-today takes today's, close and close-yesterday take
   yesterday's (``CTP:平今仓位不足`` / ``CTP:平昨仓位不足`` otherwise);
 - user ``REFUSED_USER`` fails the login with ErrorID 3 (``CTP:不合法的登录``);
+- user ``SILENT_USER``'s login is never answered (a front that hangs after connecting);
 - every order insert request is kept (``FakeFront.requests``) and appended as a JSON line to
   ``<state_dir>/fake_ctp_orders.jsonl``, so a test can check the ``CombOffsetFlag`` it got;
 - the md front sends a tick for every subscribed contract at once and every ``TICK_INTERVAL``.
@@ -45,6 +46,7 @@ from typing import Any
 from core.models import now, trading_day_of
 
 REFUSED_USER = "refused"
+SILENT_USER = "silent"  # the front connects, but never answers this user's login
 TICK_INTERVAL = 0.2
 RECONNECT_DELAY = 0.3
 ORDER_LOG = "fake_ctp_orders.jsonl"
@@ -495,6 +497,8 @@ class FakeTd:
         return self._request(self._login, req, reqid)
 
     def _login(self, req: dict[str, Any], reqid: int) -> None:
+        if req["UserID"] == SILENT_USER:
+            return
         if req["UserID"] == REFUSED_USER:
             self.api.onRspUserLogin({}, {"ErrorID": 3, "ErrorMsg": "CTP:不合法的登录"}, reqid, True)
             return

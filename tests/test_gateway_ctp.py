@@ -315,6 +315,22 @@ async def test_login_refused_is_fatal_with_ctps_text(tmp_path: Path, monkeypatch
     assert not any(PASSWORD in t or AUTH_CODE in t for t in env.listener.texts())
 
 
+async def test_a_login_never_answered_is_fatal_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = await _start(tmp_path, monkeypatch, userid=fake_ctp.SILENT_USER, connect_timeout=0.5)
+    try:
+        await wait_until(lambda: env.listener.of("fatal"), 5, "on_fatal")
+        (reason,) = env.listener.of("fatal")
+        assert (
+            reason == "CTP trade front tcp://127.0.0.1:1 connected, but the login was not answered in 0.5 s"
+        )
+        statuses = [m for _, m in env.listener.of("status")]
+        assert any("trade front connected" in m for m in statuses)  # it did connect first
+    finally:
+        await env.gateway.close()
+
+
 async def test_close_leaves_no_thread_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = set(threading.enumerate())
     env = await _start(tmp_path, monkeypatch)
