@@ -256,6 +256,9 @@ class SimGateway(Gateway):
             return  # a contract the sim has no spec for is not paper-tradable (see subscribe)
         if quote.vt_symbol not in engine.symbols:
             engine.open_market(quote.vt_symbol)
+            contract = engine.get_contract(quote.vt_symbol)
+            if contract is not None:
+                self.listener.on_contract(contract)
         tick, update = engine.step(quote.vt_symbol, quote)
         tick.datetime = quote.datetime
         self._quoted.add(quote.vt_symbol)

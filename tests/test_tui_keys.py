@@ -51,3 +51,23 @@ def test_prices_follow_the_tick_and_amounts_have_separators() -> None:
     assert fmt.price(912.3, au) == "912.30"
     assert fmt.price(3150, rb) == "3,150"
     assert fmt.amount(1234567.891) == "1,234,567.89"
+
+
+async def test_an_account_going_down_interrupts_once_until_it_is_back() -> None:
+    from core.models import TraderStatus
+
+    client = FakeClient()
+    app = QTraderApp(client)
+    shown: list[str] = []
+    async with app.run_test(size=(160, 45)) as pilot:
+        app.notify = lambda message, **kw: shown.append(message)  # type: ignore[method-assign]
+        set_status = client.aggregator.set_status
+        set_status("DQ2", TraderStatus.DISCONNECTED, "CTP login failed; retry 1 in 5 s")
+        set_status("DQ2", TraderStatus.CONNECTING, "starting")
+        set_status("DQ2", TraderStatus.DISCONNECTED, "CTP login failed; retry 2 in 10 s")  # still down
+        await pilot.pause()
+        assert shown == ["DQ2 disconnected: CTP login failed; retry 1 in 5 s"]
+        set_status("DQ2", TraderStatus.CONNECTED)
+        set_status("DQ2", TraderStatus.DISCONNECTED, "CTP trade front disconnected: 4097")
+        await pilot.pause()
+        assert shown[1:] == ["DQ2 disconnected: CTP trade front disconnected: 4097"]

@@ -66,6 +66,7 @@ class QTraderApp(App[int]):
         self._account_screen: AccountScreen | None = None
         self._dashboard: DashboardScreen | None = None
         self._quitting = False
+        self._down: set[str] = set()  # accounts notified as down and not connected since
         self.frames = 0  # redraws done (for tests and the ui benchmark)
         self.on_frame: Callable[[], None] | None = None  # benchmark hook
 
@@ -164,7 +165,12 @@ class QTraderApp(App[int]):
                 f"{change.account_id} filled {side} {t.offset.name} {t.volume:g} {t.vt_symbol} @ {t.price:g}",
                 markup=False,
             )
+        elif change.kind == "status" and state.status is TraderStatus.CONNECTED:
+            self._down.discard(change.account_id)
         elif change.kind == "status" and state.status in (TraderStatus.DISCONNECTED, TraderStatus.CRASHED):
+            if change.account_id in self._down:
+                return  # still down (a venue retrying every minute): the header and dashboard say so
+            self._down.add(change.account_id)
             self.notify(
                 f"{change.account_id} {state.status.name.lower()}: {state.status_message}",
                 severity="error",
