@@ -279,8 +279,12 @@ class AccountConfig(_Section, kw_only=True, forbid_unknown_fields=True):
             seen[vt_symbol] = i
         names: dict[str, int] = {}
         for i, strategy in enumerate(self.strategies):
-            if strategy.name == "manual":  # orders and trades say who sent them: 'manual' is the operator
-                _fail(f"strategies[{i}].name", "'manual' is reserved for the operator's own orders")
+            if strategy.name in ("manual", "external"):  # orders and trades say who sent them
+                _fail(
+                    f"strategies[{i}].name",
+                    f"'{strategy.name}' is reserved (manual: the operator's own orders; "
+                    "external: orders placed outside qtrader)",
+                )
             if strategy.name in names:
                 _fail(
                     f"strategies[{i}].name",

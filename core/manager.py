@@ -281,6 +281,7 @@ class TradingManager:
             return self._no_such_account(account_id)
         proxy.wanted = True
         proxy.policy.reset()
+        proxy.venue_refusals = 0  # the operator may have fixed the login: no 60 s wait
         if proxy.running:
             return Reply(ok=True, result="already running")
         self._cancel_restart(proxy)

@@ -21,6 +21,7 @@ from core.models import (
     Offset,
     Order,
     Position,
+    Status,
     Tick,
     Trade,
     position_pnl,
@@ -73,6 +74,18 @@ def closable_volume(pos: Position | None, working: Iterable[Order]) -> Closable:
             yesterday -= from_yd
             today -= left - from_yd
     return Closable(max(today, 0), max(yesterday, 0))
+
+
+_PROGRESS = {Status.SUBMITTING: 0, Status.NOTTRADED: 1, Status.PARTTRADED: 2}
+
+
+def regresses(known: Order, update: Order) -> bool:
+    """True when ``update`` is an older state of ``known`` (a venue replaying the day's notices
+    after a reconnect): fewer lots traded, or the same lots at an earlier stage. Finished
+    states are never older than each other."""
+    if update.traded != known.traded:
+        return update.traded < known.traded
+    return _PROGRESS.get(update.status, 3) < _PROGRESS.get(known.status, 3)
 
 
 class Oms:

@@ -60,7 +60,9 @@ class Reconciliation:
         for order in active.values():
             if order.order_id in self.seen_orders:
                 continue
-            traded, cost = filled.get(order.order_id, (order.traded, order.traded * order.traded_price))
+            traded, cost = filled.get(order.order_id, (0.0, 0.0))
+            if traded < order.traded:  # some fills are older than what was loaded: keep ours
+                traded, cost = order.traded, order.traded * order.traded_price
             done = traded >= order.volume
             settled.append(
                 Order(

@@ -56,7 +56,7 @@ from core.models import (
     TradingState,
     now,
 )
-from core.oms import Oms
+from core.oms import Oms, regresses
 from core.protocol import (
     CancelAllRequest,
     HistoryRequest,
@@ -71,7 +71,7 @@ from core.protocol import (
     SubscribeRequest,
     peer_credentials,
 )
-from core.reconcile import EXTERNAL, Reconciliation
+from core.reconcile import EXTERNAL, NOT_AT_VENUE, Reconciliation
 from core.risk import RiskEngine
 from core.strategy_engine import StrategyEngine
 from gateways.base import Gateway
@@ -318,6 +318,8 @@ class Trader:
         # funds come from the venue, which is their source of truth)
         for order in self.db.load_orders(limit=RECENT_ORDERS):
             self.oms.update_order(order)
+        for order in self.db.load_orders(active_only=True, limit=RECENT_ORDERS):
+            self.oms.update_order(order)  # every working order, however old
         for trade in self.db.load_trades(limit=RECENT_TRADES):
             self.oms.add_trade(trade)
         # daily limits count the whole trading day (a night session starts days back on Mondays)
@@ -615,6 +617,11 @@ class Trader:
     def on_order(self, order: Order) -> None:
         order.account_id = self.account_id
         known = self.oms.orders.get(order.order_id)
+        if not order.reference and known is None and self.db is not None:
+            known = self.db.load_order(order.order_id)  # ours, but older than what was loaded
+        if known is not None and known.status_msg != NOT_AT_VENUE and regresses(known, order):
+            self.log.debug("order %s: older state %s ignored", order.order_id, order.status.name)
+            return  # a replay after a reconnect: what we have is newer
         if not order.reference:  # the venue does not carry it: ours, or placed elsewhere
             order.reference = known.reference if known is not None else EXTERNAL
             if known is None:
@@ -649,6 +656,8 @@ class Trader:
         trade.account_id = self.account_id
         if not trade.reference:
             order = self.oms.orders.get(trade.order_id)
+            if order is None and self.db is not None:
+                order = self.db.load_order(trade.order_id)
             trade.reference = order.reference if order is not None else EXTERNAL
         assert self.db is not None
         if not self.db.save_trade(trade):

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +72,8 @@ log = logging.getLogger(__name__)
 
 STATE_FILE_NAME = "sim_exchange.json"
 SLICE_SECONDS = 0.05  # the market task wakes at most this often
-ACCOUNT_PUSH_SECONDS = 1.0  # mark-to-market account push while ticking
+ACCOUNT_PUSH_SECONDS = 1.0
+PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most this old  # mark-to-market account push while ticking
 JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
 
 
@@ -115,7 +117,7 @@ class SimGateway(Gateway):
         self._compaction: asyncio.Handle | None = None
         self._disk_error = ""
         self._rejected_seq = 0
-        self._quoted: set[str] = set()  # paper: contracts with a real quote so far
+        self._quoted: dict[str, float] = {}  # paper: contract -> when its last real quote came
 
     # ------------------------------------------------------------------ Gateway interface
 
@@ -165,12 +167,10 @@ class SimGateway(Gateway):
         engine = self._engine
         if engine is None:
             return self._reject_locally(req, "sim exchange not connected")
-        if self.external_quotes and req.vt_symbol not in self._quoted:
-            if sim_contracts.get_product(req.vt_symbol) is None:
-                reason = f"paper account: {sim_contracts.unknown_reason(req.vt_symbol)}"
-            else:
-                reason = f"paper account: no real quote for {req.vt_symbol} yet (is its source connected?)"
-            return self._reject_locally(req, reason)
+        if self.external_quotes:
+            reason = self._paper_refusal(req.vt_symbol)
+            if reason:
+                return self._reject_locally(req, reason)
         update = engine.send_order(req)
         self._dispatch(update)
         if self._task is not None and not self._wake.is_set():
@@ -249,6 +249,21 @@ class SimGateway(Gateway):
             if not self.external_quotes or vt_symbol in self._quoted:  # never a made-up quote
                 self.listener.on_tick(tick)  # a quote at once, not at the first step
 
+    def _paper_refusal(self, vt_symbol: str) -> str:
+        """Why a paper order cannot be matched now: no real book to match it against."""
+        if sim_contracts.get_product(vt_symbol) is None:
+            return f"paper account: {sim_contracts.unknown_reason(vt_symbol)}"
+        quoted = self._quoted.get(vt_symbol)
+        if quoted is None:
+            return f"paper account: no real quote for {vt_symbol} yet (is its source connected?)"
+        age = time.monotonic() - quoted
+        if age > PAPER_QUOTE_MAX_AGE:
+            return (
+                f"paper account: the last real quote for {vt_symbol} is {age:.0f} s old "
+                "(its source is down, or the market is closed)"
+            )
+        return ""
+
     def feed_quote(self, quote: Tick) -> None:
         """A paper account's market moves: ``quote`` is a real tick from another account."""
         engine = self._engine
@@ -261,10 +276,10 @@ class SimGateway(Gateway):
                 self.listener.on_contract(contract)
         tick, update = engine.step(quote.vt_symbol, quote)
         tick.datetime = quote.datetime
-        self._quoted.add(quote.vt_symbol)
-        self.listener.on_tick(tick)
         if update is not None:
-            self._dispatch(update)
+            self._dispatch(update)  # a day roll inside clears the real quotes ...
+        self._quoted[quote.vt_symbol] = time.monotonic()  # ... but this one is real
+        self.listener.on_tick(tick)
 
     def _step_one(self, engine: SimExchange, vt_symbol: str) -> None:
         tick, update = engine.step(vt_symbol)
@@ -276,6 +291,8 @@ class SimGateway(Gateway):
     def _dispatch(self, update: Update) -> None:
         """Make one engine update durable, then report it in order."""
         self._persist()
+        if update.rolled and self.external_quotes:
+            self._quoted.clear()  # the roll drew synthetic books: wait for real ones
         listener = self.listener
         for event in update.events:
             if isinstance(event, Trade):

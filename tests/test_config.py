@@ -917,14 +917,15 @@ def test_socket_dir_too_long_for_unix_sockets(tmp_path: Path, short_tmp: Path) -
     assert len(os.fsencode(trader_socket_path(sock_dir, "x" * 32))) <= SOCKET_PATH_MAX
 
 
-def test_manual_is_not_a_strategy_name() -> None:
-    text = """
+@pytest.mark.parametrize("name", ["manual", "external"])
+def test_manual_and_external_are_not_strategy_names(name: str) -> None:
+    text = f"""
 accounts:
   - account_id: A1
     gateway: sim
     watchlist: [au2612.SHFE]
     strategies:
-      - {name: manual, class: GridStrategy, symbol: au2612.SHFE}
+      - {{name: {name}, class: GridStrategy, symbol: au2612.SHFE}}
 """
-    with pytest.raises(ConfigError, match=r"strategies\[0\]\.name: 'manual' is reserved"):
+    with pytest.raises(ConfigError, match=rf"strategies\[0\]\.name: '{name}' is reserved"):
         parse_config(text, "config.yaml")

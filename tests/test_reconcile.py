@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import msgspec
 import pytest
 
 from core.models import (
@@ -192,3 +193,86 @@ async def test_a_reconnect_refuses_orders_until_reconciled_and_marks_external_or
         assert trader.db is not None
         stored = trader.db.load_order("9_99_1")
         assert stored is not None and stored.reference == EXTERNAL
+
+
+def _order(order_id: str, status: Status, traded: float, reference: str, volume: float = 2) -> Order:
+    return Order(
+        account_id="U1",
+        order_id=order_id,
+        vt_symbol=SYMBOL,
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        type=OrderType.LIMIT,
+        price=3000.0,
+        volume=volume,
+        traded=traded,
+        traded_price=3000.0 if traded else 0.0,
+        status=status,
+        datetime=now() - timedelta(hours=1),
+        reference=reference,
+    )
+
+
+async def test_an_old_order_of_ours_keeps_its_strategy_and_replays_never_go_backwards(
+    start_trader: Callable[[], object],
+) -> None:
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        assert trader.db is not None
+        # in the database but not in memory (older than what a start loads)
+        trader.db.save_order(_order("1_7_1", Status.ALLTRADED, 2, "grid1"))
+        assert "1_7_1" not in trader.oms.orders
+        # the venue replays the day's notices of it, without our reference, oldest first
+        for status, traded in ((Status.SUBMITTING, 0), (Status.NOTTRADED, 0), (Status.ALLTRADED, 2)):
+            trader.on_order(_order("1_7_1", status, traded, ""))
+            stored = trader.db.load_order("1_7_1")
+            assert stored is not None and (stored.status, stored.reference) == (Status.ALLTRADED, "grid1")
+        assert trader.oms.orders["1_7_1"].reference == "grid1"
+        trader.on_trade(
+            Trade(
+                account_id="U1",
+                trade_id="20261121.DCE.5",
+                order_id="1_7_1",
+                vt_symbol=SYMBOL,
+                direction=Direction.LONG,
+                offset=Offset.OPEN,
+                price=3000.0,
+                volume=2,
+                datetime=now(),
+                reference="",
+            )
+        )
+        assert trader.oms.trades["20261121.DCE.5"].reference == "grid1"
+        # an order we settled as not at the venue takes the venue's word when it shows up
+        settled = _order("1_7_2", Status.CANCELLED, 0, "manual")
+        settled.status_msg = NOT_AT_VENUE
+        trader.on_order(settled)
+        trader.on_order(_order("1_7_2", Status.NOTTRADED, 0, ""))
+        assert trader.oms.orders["1_7_2"].status is Status.NOTTRADED
+        assert "1_7_2" in trader.oms.active_orders
+
+
+def test_settling_never_lowers_what_an_order_has_traded() -> None:
+    from core.reconcile import Reconciliation
+
+    recon = Reconciliation("test")
+    partly = _order("p1", Status.PARTTRADED, 2, "manual", volume=3)
+    one_fill_loaded = Trade(
+        account_id="U1",
+        trade_id="t1",
+        order_id="p1",
+        vt_symbol=SYMBOL,
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        price=3000.0,
+        volume=1,
+        datetime=now(),
+    )
+    (settled,) = recon.unlisted({"p1": partly}, [one_fill_loaded])
+    assert (settled.traded, settled.status) == (2, Status.CANCELLED)
+    full = _order("p2", Status.PARTTRADED, 1, "manual", volume=2)
+    fills = [
+        msgspec.structs.replace(one_fill_loaded, trade_id=f"t{i}", order_id="p2", price=3000.0 + i)
+        for i in (2, 4)
+    ]
+    (settled,) = recon.unlisted({"p2": full}, fills)
+    assert (settled.traded, settled.traded_price, settled.status) == (2, 3003.0, Status.ALLTRADED)

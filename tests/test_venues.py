@@ -142,6 +142,14 @@ async def test_a_paper_gateway_matches_only_against_real_quotes(tmp_path: Path) 
     gw.feed_quote(_quote("m2705.DCE", bid=2983.0, ask=2984.0, last=2984.0))  # the market comes down
     (trade,) = rec.of("trade")
     assert (trade.order_id, trade.price) == (resting, 2985.0)
+    # a source gone quiet (down, or the market closed): no matching against an old book
+    gw._quoted["m2705.DCE"] -= 61
+    rec.clear()
+    gw.send_order(OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=2995.0, volume=1))
+    (stale,) = rec.of("order")
+    assert stale.status is Status.REJECTED
+    assert "the last real quote for m2705.DCE is 61 s old" in stale.status_msg
+    assert not rec.of("trade")
     await gw.close()
 
 
