@@ -42,8 +42,9 @@ itself; its connection notices (``TqNotify``: codes 2019112911 lost, 2019112910 
 2019112902 restored) become DISCONNECTED, CONNECTING and, after a full re-push, CONNECTED.
 A ``wait_update`` that raises ends the session: it is closed and rebuilt on the same schedule;
 working orders a new session no longer knows (a ``TqSim`` session does not survive) are
-reported CANCELLED with the reason. CONNECTED is sent once the account, positions, orders,
-trades and the quotes subscribed so far have been pushed (a subscription waits at most 30 s).
+reported CANCELLED with the reason. CONNECTED is sent once the account, positions, every
+order, today's trades and the quotes subscribed so far have all been pushed again, changed or
+not (a subscription waits at most 30 s).
 While not CONNECTED, ``send_order`` rejects at once and orders still queued are rejected.
 
 Secrets. Passwords never leave this module: messages (status, logs, order reasons) are
@@ -585,7 +586,8 @@ class _Worker:
         self.notify: TqNotify | None = None
         self._idle = False  # inside the serve loop's own wait_update (safe to wake)
         self._events: list[Event] = []
-        # what the trader wants and what it was told: survives a session rebuild
+        # what the trader wants and what it was told: survives a session rebuild (so a position
+        # the new session lacks is pushed flat); every CONNECTED follows a forced full push
         self._symbols: dict[str, None] = {}
         self._meta: dict[str, OrderMeta] = {}
         self._cancel_asked: set[str] = set()
@@ -712,7 +714,9 @@ class _Worker:
         while not self.stop.is_set():
             self._handle_requests()
             if not self._ready and all(task.done() for task in self._sub_tasks.values()):
-                self._publish()
+                # everything, not just what changed: the trader reconciles on what it hears before
+                # CONNECTED, and the signatures of the last session survive into this one
+                self._publish(force=True)
                 self._report_lost_orders()
                 self._ready = True
                 if not self._down:
@@ -958,15 +962,26 @@ class _Worker:
         self._emit("on_account", account)
 
     def _report_lost_orders(self) -> None:
-        """Working orders the (rebuilt) session does not know will never be heard of again."""
+        """Working orders the (rebuilt) session does not know will never be heard of again.
+
+        Run after a forced push: every order the session lists was pushed there (known here by
+        the same test ``_publish_orders`` applies), every other order of ours still working is
+        settled here, so none is left for the trader to settle without a reason.
+        """
         api = self.api
         assert api is not None
-        known = api.get_order()
+        known = {
+            order_id
+            for order_id, tq_order in api.get_order().items()
+            if tq_order.exchange_id in _FUTURES_EXCHANGES
+        }
         for order_id, meta in self._meta.items():
             if order_id in self._final or order_id in known:
                 continue
             self._final.add(order_id)
-            reason = "unknown to the new TqSdk session (a TqSim session does not survive a reconnect)"
+            reason = "unknown to the new TqSdk session" + (
+                " (a TqSim session does not survive a reconnect)" if self.cfg.account_type == "tqsim" else ""
+            )
             self._emit("on_order", _new_order(self.account_id, order_id, meta, Status.CANCELLED, reason))
 
     # ------------------------------------------------------------------ notices

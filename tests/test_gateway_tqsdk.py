@@ -5,6 +5,9 @@ Offline and deterministic: the fake's venue time is fixed, every step waits for 
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from core.models import (
     Trade,
     TraderStatus,
 )
-from gateways.tqsdk import Scrubber, TqsdkGateway, split_close
+from gateways.tqsdk import NOTIFY_LOST, NOTIFY_RESTORED, Scrubber, TqsdkGateway, _Worker, split_close
 from storage import AccountDatabase, database_path
 from tests.conftest import CoreEnv, wait_until
 from tests.fake_tq import FakeTq, free_port
@@ -100,6 +103,21 @@ class Recorder:
 
     def texts(self) -> list[str]:
         return [m for _, m in self.statuses] + [m for _, m in self.logs] + self.fatal
+
+    def since_last(self, status: GatewayStatus) -> list[tuple[str, Any]]:
+        """The events after the last ``status`` up to the first CONNECTED after it."""
+        marks = [i for i, (kind, value) in enumerate(self.events) if kind == "status" and value is status]
+        assert marks, f"no {status} yet"
+        window = self.events[marks[-1] + 1 :]
+        end = next(
+            i
+            for i, (kind, value) in enumerate(window)
+            if kind == "status" and value is GatewayStatus.CONNECTED
+        )
+        return window[:end]
+
+    def connects(self) -> int:
+        return sum(status is GatewayStatus.CONNECTED for status, _ in self.statuses)
 
 
 def settings(fake: FakeTq, **overrides: Any) -> dict[str, Any]:
@@ -348,3 +366,263 @@ async def test_order_through_the_manager_fills_and_is_persisted(fake: FakeTq, co
     assert "fill BUY" in logs or "fill LONG" in logs
     assert fake.password not in logs
     assert fake.issued_tokens and not any(token in logs for token in fake.issued_tokens)
+
+
+# ---------------------------------------------------------------------- session rebuilds
+
+
+class _Row(dict[str, Any]):
+    """A TqSdk entity stand-in: a mapping whose keys also read as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+def _tq_order(order_id: str, *, direction: str = "BUY", price: float = 3490, left: int = 1) -> _Row:
+    return _Row(
+        order_id=order_id,
+        exchange_id="SHFE",
+        instrument_id="rb2601",
+        direction=direction,
+        offset="OPEN",
+        volume_orign=1,
+        volume_left=left,
+        limit_price=price,
+        price_type="LIMIT",
+        time_condition="GFD",
+        volume_condition="ANY",
+        status="ALIVE" if left else "FINISHED",
+        exchange_order_id=f"x-{order_id}",
+        last_msg="",
+        insert_date_time=1_767_578_400_000_000_000,
+        trade_price=price,
+    )
+
+
+class FakeBroker:
+    """A real account's books at its broker: they outlive any one TqApi session.
+
+    ``open`` (in place of ``_Worker._open``) starts a session over them; ``fail()`` makes the
+    session's next ``wait_update`` raise, as a broken TqApi does; order ids in ``lose`` vanish
+    from the books when the next session opens (the venue no longer knows them); ``notice``
+    queues a ``TqNotify`` notice (the broker doubles as the session's ``TqNotify``).
+    """
+
+    def __init__(self) -> None:
+        self.orders: dict[str, _Row] = {"ext-1": _tq_order("ext-1", direction="SELL", price=3520)}
+        self.trades = {
+            "t1": _Row(
+                order_id="ext-0",
+                exchange_id="SHFE",
+                instrument_id="rb2601",
+                direction="BUY",
+                offset="OPEN",
+                price=3500.0,
+                volume=2,
+                trade_date_time=1_767_578_400_000_000_000,
+                commission=6.0,
+            )
+        }
+        fields = ("pos_{}_his", "pos_{}_today", "volume_{}_frozen", "volume_{}_frozen_his")
+        fields += ("position_price_{}", "position_profit_{}", "margin_{}")
+        pos = {name.format(side): 0.0 for name in fields for side in ("long", "short")}
+        pos.update(
+            exchange_id="SHFE",
+            instrument_id="rb2601",
+            pos_long_today=2,
+            position_price_long=3500.0,
+            margin_long=7000.0,
+            last_price=3500.0,
+        )
+        self.positions = {"SHFE.rb2601": _Row(pos)}
+        self.account = _Row(
+            balance=1_000_000.0,
+            available=993_000.0,
+            margin=7000.0,
+            frozen_margin=0.0,
+            frozen_commission=0.0,
+            frozen_premium=0.0,
+            commission=6.0,
+            close_profit=0.0,
+            position_profit=0.0,
+            pre_balance=1_000_006.0,
+        )
+        self.lose: set[str] = set()
+        self.sessions: list[FakeSession] = []
+        self.notices: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._fail = threading.Event()
+
+    def fail(self) -> None:
+        self._fail.set()
+
+    def open(self, worker: _Worker) -> FakeSession:
+        for order_id in self.lose:
+            self.orders.pop(order_id, None)
+        self._fail.clear()
+        session = FakeSession(self, worker.stop, self._fail)
+        self.sessions.append(session)
+        worker.api = session  # type: ignore[assignment]
+        worker.notify = self  # type: ignore[assignment]
+        return session
+
+    def notice(self, code: int, content: str) -> None:
+        """A ``TqNotify`` notice, seen after the session's next ``wait_update``."""
+        self.notices.put({"code": code, "conn_id": "td", "content": content, "level": "WARNING"})
+
+    def get_notifies(self) -> list[dict[str, Any]]:  # TqNotify's
+        out = []
+        while not self.notices.empty():
+            out.append(self.notices.get())
+        return out
+
+    def working(self) -> set[str]:
+        return {order_id for order_id, o in self.orders.items() if o.status == "ALIVE"}
+
+
+class FakeSession:
+    """The part of ``TqApi`` the gateway's worker uses, over a ``FakeBroker``'s books."""
+
+    def __init__(self, broker: FakeBroker, stop: threading.Event, fail: threading.Event) -> None:
+        self.broker = broker
+        self.stop = stop
+        self.fail = fail
+        self.closed = False
+
+    def wait_update(self, deadline: float | None = None) -> bool:
+        if self.fail.is_set():
+            raise ConnectionError("broker link reset")
+        self.stop.wait(min(0.01, max((deadline or 0) - time.time(), 0)))
+        return False
+
+    def insert_order(self, *, order_id: str, direction: str, limit_price: float, **_: Any) -> None:
+        self.broker.orders[order_id] = _tq_order(order_id, direction=direction, price=limit_price)
+
+    def get_order(self) -> dict[str, _Row]:
+        return self.broker.orders
+
+    def get_trade(self) -> dict[str, _Row]:
+        return self.broker.trades
+
+    def get_position(self) -> dict[str, _Row]:
+        return self.broker.positions
+
+    def get_account(self) -> _Row:
+        return self.broker.account
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+async def on_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[TqsdkGateway, Recorder, FakeBroker, str]]:
+    """A real-account gateway over a ``FakeBroker``, CONNECTED, with one order of ours resting
+    (its id is the fourth item) next to an external one."""
+    broker = FakeBroker()
+    monkeypatch.setattr(_Worker, "_open", lambda worker: broker.open(worker))
+    account = {"account_type": "account", "broker": "B", "user": "u", "password": "p"}
+    rec = Recorder()
+    gateway = TqsdkGateway(
+        "TQ1", {**account, "auth_user": "a", "auth_password": "ap"}, rec, tmp_path, retry_delays=(0.01,)
+    )
+    await gateway.connect()
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, what="first CONNECTED")
+        resting = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3490))
+        await wait_until(lambda: rec.status_of(resting) is Status.NOTTRADED, what="order resting")
+        await wait_until(lambda: rec.accounts and rec.trades, what="first push complete")
+        yield gateway, rec, broker, resting
+    finally:
+        await gateway.close()
+        assert not gateway.thread_alive
+
+
+def assert_full_push(rec: Recorder, broker: FakeBroker) -> dict[str, Order]:
+    """Between the last DISCONNECTED and the CONNECTED after it, every order the venue lists as
+    working was pushed, with the day's trades, the positions and the account; the orders pushed."""
+    window = rec.since_last(GatewayStatus.DISCONNECTED)
+    pushed = {o.order_id: o for kind, o in window if kind == "order"}
+    assert broker.working() <= pushed.keys()
+    assert all(pushed[order_id].status is Status.NOTTRADED for order_id in broker.working())
+    assert {"trade", "position", "account"} <= {kind for kind, _ in window}
+    return pushed
+
+
+async def test_rebuilt_session_pushes_every_working_order_before_connected(
+    on_broker: tuple[TqsdkGateway, Recorder, FakeBroker, str],
+) -> None:
+    """A real account's resting orders survive a rebuilt session: they are all pushed again
+    before CONNECTED, changed or not, so the trader does not settle them as not working."""
+    gateway, rec, broker, kept = on_broker
+    lost = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3480))
+    await wait_until(lambda: rec.status_of(lost) is Status.NOTTRADED, what="second order resting")
+
+    broker.lose.add(lost)
+    broker.fail()
+    await wait_until(lambda: rec.connects() == 2, what="CONNECTED again after the rebuild")
+    assert len(broker.sessions) == 2 and broker.sessions[0].closed
+    assert any("session failed" in m and "broker link reset" in m for _, m in rec.statuses)
+    assert broker.working() == {"ext-1", kept}
+    pushed = assert_full_push(rec, broker)
+    # an order of ours the new session does not know is settled there, with the reason
+    assert pushed[lost].status is Status.CANCELLED and "unknown to the new" in pushed[lost].status_msg
+    assert rec.status_of(kept) is Status.NOTTRADED and rec.positions[(RB, Direction.LONG)].volume == 2
+
+
+async def test_restored_connection_pushes_every_working_order_before_connected(
+    on_broker: tuple[TqsdkGateway, Recorder, FakeBroker, str],
+) -> None:
+    """TqSdk's own reconnect (lost, then restored notices) re-pushes everything as well."""
+    _, rec, broker, resting = on_broker
+    broker.notice(NOTIFY_LOST, "与 wss://td.example.com/trade 的网络连接断开")
+    await wait_until(lambda: rec.status is GatewayStatus.DISCONNECTED, what="connection lost")
+    broker.notice(NOTIFY_RESTORED, "与 wss://td.example.com/trade 的网络连接已恢复")
+    await wait_until(lambda: rec.connects() == 2, what="CONNECTED again after the notice")
+    assert len(broker.sessions) == 1  # the same session throughout
+    assert broker.working() == {"ext-1", resting}
+    assert_full_push(rec, broker)
+
+
+async def test_rebuilt_tqsim_session_reports_what_it_lost(
+    fake: FakeTq, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TqSim session does not survive: a resting order is reported CANCELLED with the reason
+    and the position pushed flat, all before the new session's CONNECTED."""
+    rec = Recorder()
+    gateway = TqsdkGateway("TQ1", settings(fake), rec, tmp_path, retry_delays=(0.05,))
+    await gateway.connect()
+    gateway.subscribe(RB)
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, what="CONNECTED")
+        filled = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501))
+        resting = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3490))
+        await wait_until(
+            lambda: rec.status_of(filled) is Status.ALLTRADED and rec.status_of(resting) is Status.NOTTRADED,
+            what="one fill, one resting order",
+        )
+        await wait_until(lambda: rec.volume() == 1, what="long position")
+
+        worker = gateway._worker
+        assert worker is not None and worker.api is not None
+
+        def broken(*_: Any, **__: Any) -> bool:
+            raise ConnectionError("TqApi broke")
+
+        monkeypatch.setattr(worker.api, "wait_update", broken)
+        await wait_until(lambda: rec.connects() == 2, what="CONNECTED again after the rebuild")
+
+        window = rec.since_last(GatewayStatus.DISCONNECTED)
+        orders = {o.order_id: o for kind, o in window if kind == "order"}
+        assert orders.keys() == {resting}
+        assert orders[resting].status is Status.CANCELLED and "TqSim" in orders[resting].status_msg
+        flat = [p for kind, p in window if kind == "position" and p.key == (RB, Direction.LONG)]
+        assert flat and flat[-1].volume == 0
+        assert any(kind == "tick" for kind, _ in window) and any(kind == "account" for kind, _ in window)
+        assert rec.status_of(filled) is Status.ALLTRADED
+    finally:
+        await gateway.close()
+    assert not gateway.thread_alive
