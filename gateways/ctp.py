@@ -20,9 +20,13 @@ and turns its world into ours:
   subscribed in RESTART mode, as vnpy_ctp does, so the day's order and trade notices replay at
   every login; the queries make the list complete whatever the flow delivers. Each query is sent when the previous one has answered (CTP
   allows one in flight, about one a second) and is resent after ``QUERY_RETRY_SECONDS`` when
-  CTP refuses it for flow control, or after ``QUERY_TIMEOUT_SECONDS`` without an answer.
+  CTP refuses it for flow control or answers it with an error (``查询未就绪`` ...: an error
+  answer is never taken for a complete one, so positions are not flattened by it), or after
+  ``QUERY_TIMEOUT_SECONDS`` without an answer.
   A front disconnect is DISCONNECTED with a readable reason; the CTP api reconnects by itself
-  and the sequence starts again from CONNECTING.
+  and the sequence starts again from CONNECTING. The market data front is separate: its loss
+  leaves the status CONNECTED (trading goes on) but says so in the status message and a
+  WARNING (quotes are stale) until it logs in again.
 - **Refusals are fatal.** A failed login or authentication is ``on_fatal`` with CTP's own text
   (vnpy_ctp never retries either), and so is a trade front that does not connect within
   ``connect_timeout`` seconds (15 by default) of ``connect``, or connects but does not answer
@@ -35,6 +39,15 @@ and turns its world into ours:
   ``reference=""`` for the trader to resolve. A snapshot older than one already reported
   (the RESTART replay after a reconnect walks the day's notices again) is never reported as
   news: the newer state we hold is pushed again instead, so no order goes backwards.
+- **No fill is lost.** A trade is tied to its order by (``ExchangeID``, ``OrderSysID``)
+  (exchanges number orders independently; vnpy_ctp's own map is by ``OrderSysID`` alone and is
+  only set from ours, trade by trade). vnpy_ctp drops an order whose type or status it cannot
+  map (another terminal's market order, BestPrice, statuses 2/4, conditional orders); such an
+  order is reported anyway with the closest type and the status CTP means (2 and 4 are finished:
+  CANCELLED, or REJECTED when refused), so its fills are too. A trade whose order is not known
+  yet is held for it; one still held at CONNECTED is logged at ERROR, and any held
+  ``ORPHAN_TRADE_SECONDS`` is reported as a trade of order ``ctp-{exchange}-{OrderSysID}``
+  (which the trader records as external). A broker's forced close is reported as a CLOSE.
 - **Closes.** ``send_order`` with ``Offset.CLOSE`` on SHFE/INE goes through vnpy's
   ``OffsetConverter`` (fed with positions, orders and trades as vnpy's OmsEngine feeds it):
   close-today first, then close-yesterday. When that takes two CTP orders, both are sent and
@@ -81,6 +94,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -120,6 +134,8 @@ FILL_QUERY_DELAY = 0.2  # positions and funds are asked for this long after a fi
 MIN_SECRET_LENGTH = 4  # shorter secrets are not scrubbed from texts (it would mangle them)
 CLOSE_WAIT_SECONDS = 10.0
 EVENT_QUERY_DONE = "eQtraderCtpQueryDone"
+EVENT_ORPHAN = "eQtraderCtpOrphanTrade"
+ORPHAN_TRADE_SECONDS = 5.0  # a trade whose order CTP has not reported is reported anyway after this
 INITIAL_QUERIES = ("orders", "trades", "account", "positions")
 HUGE_PRICE = 1e300  # CTP's "no value" is DBL_MAX
 
@@ -142,6 +158,8 @@ TD_LOGIN_FAILED = "交易服务器登录失败"
 SETTLEMENT_OK = "结算信息确认成功"
 CONTRACTS_OK = "合约信息查询成功"
 MD_DISCONNECTED = "行情服务器连接断开"
+MD_LOGIN_OK = "行情服务器登录成功"
+MD_LOGIN_FAILED = "行情服务器登录失败"
 _TROUBLE = ("失败", "报错", "断开", "不支持")
 
 _STATUS_RANK = {
@@ -263,6 +281,7 @@ def _vnpy() -> _Vnpy:
             "contract": event.EVENT_CONTRACT,
             "log": event.EVENT_LOG,
             "query_done": EVENT_QUERY_DONE,
+            "orphan": EVENT_ORPHAN,
         },
         Gateway=_extend_vnpy_ctp(ctp_gateway, Event),
         temp_dir=Path(TEMP_DIR),
@@ -286,7 +305,13 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
             self.product_info = product_info
             self.trading_day = ""
             self.position_extras: dict[tuple[str, str], dict[str, float]] = {}
-            self.orphan_trades: list[dict[str, Any]] = []
+            # (ExchangeID, OrderSysID) -> order id: exchanges number their orders independently,
+            # so vnpy's own map (by OrderSysID alone) is only ever set from this one, per trade
+            self.order_ids: dict[tuple[str, str], str] = {}
+            self.orphan_trades: list[tuple[float, dict[str, Any]]] = []  # (time.monotonic(), trade)
+            self.adapted: set[str] = set()  # orders reported under a type/status vnpy cannot read
+            # the CTP thread and the loop (releasing an orphan) both report trades
+            self.lock = threading.RLock()
 
         def login(self) -> None:
             if self.login_failed:
@@ -307,19 +332,83 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
                 super().onRspQryInstrument(data, error, reqid, last)
 
         def onRtnOrder(self, data: dict) -> None:
-            with self.gateway.raw(data):
-                super().onRtnOrder(data)
-            if self.orphan_trades and self.contract_inited:
-                waiting, self.orphan_trades = self.orphan_trades, []
-                for trade in waiting:
-                    self.onRtnTrade(trade)
+            if not self.contract_inited:
+                super().onRtnOrder(data)  # vnpy keeps it until the contracts are known
+                return
+            with self.lock:
+                orderid = f"{data.get('FrontID')}_{data.get('SessionID')}_{data.get('OrderRef')}"
+                key = _sysid_key(data)
+                if key is not None:  # whatever vnpy makes of the order, its fills are its own
+                    self.order_ids[key] = orderid
+                readable, note = vnpy_readable_order(data)
+                if note and orderid not in self.adapted:
+                    self.adapted.add(orderid)
+                    self.gateway.write_log(f"CTP order {orderid}: {note}")
+                with self.gateway.raw(data):  # our mapping reads the raw fields as CTP sent them
+                    super().onRtnOrder(readable)
+                if self.orphan_trades:
+                    waiting, self.orphan_trades = self.orphan_trades, []
+                    for held, trade in waiting:
+                        known = self.order_ids.get(_sysid_key(trade) or ("", ""))
+                        if known is None:
+                            self.orphan_trades.append((held, trade))
+                        else:
+                            self.report_safely(trade, known)
 
         def onRtnTrade(self, data: dict) -> None:
-            if self.contract_inited and data.get("OrderSysID") not in self.sysid_orderid_map:
-                self.orphan_trades.append(data)  # reported once its order is
+            if not self.contract_inited:
+                super().onRtnTrade(data)  # vnpy keeps it until the contracts are known
                 return
+            with self.lock:
+                orderid = self.order_ids.get(_sysid_key(data) or ("", ""))
+                if orderid is None:  # reported once its order is (held once: replay and query)
+                    same = (data.get("ExchangeID"), data.get("TradeID"))
+                    if all((t.get("ExchangeID"), t.get("TradeID")) != same for _, t in self.orphan_trades):
+                        self.orphan_trades.append((time.monotonic(), data))
+                        self.gateway.orphan_held()
+                    return
+                self.report_trade(data, orderid)
+
+        def report_trade(self, data: dict, orderid: str) -> None:
+            """vnpy's trade mapping, for the order ``orderid`` (under ``lock``)."""
+            readable = vnpy_readable_trade(data)
+            self.sysid_orderid_map[readable["OrderSysID"]] = orderid
             with self.gateway.raw(data):
-                super().onRtnTrade(data)
+                super().onRtnTrade(readable)
+
+        def report_safely(self, data: dict, orderid: str) -> bool:
+            """``report_trade`` for a held trade: one that fails never stops the others."""
+            try:
+                self.report_trade(data, orderid)
+            except Exception as exc:  # e.g. a contract vnpy does not know
+                self.gateway.write_log(f"CTP trade {data.get('TradeID')} could not be reported: {exc!r}")
+                return False
+            return True
+
+        def release_orphans(self, max_age: float) -> tuple[list[tuple[dict, str]], float | None]:
+            """Report every trade held ``max_age`` seconds without its order, as a trade of the
+            order id derived from its exchange and OrderSysID. Returns what was released (trade,
+            order id) and how long until the next held one is due (None: none left)."""
+            released: list[tuple[dict, str]] = []
+            with self.lock:
+                moment = time.monotonic()
+                waiting, self.orphan_trades = self.orphan_trades, []
+                for held, trade in waiting:
+                    if moment - held < max_age:
+                        self.orphan_trades.append((held, trade))
+                        continue
+                    key = _sysid_key(trade)
+                    orderid = self.order_ids.get(key or ("", "")) or orphan_order_id(trade)
+                    if key is not None:  # its other fills go the same way, at once
+                        self.order_ids.setdefault(key, orderid)
+                    if self.report_safely(trade, orderid):
+                        released.append((trade, orderid))
+                due = min((max_age - (moment - held) for held, _ in self.orphan_trades), default=None)
+            return released, due
+
+        def held_orphans(self) -> list[dict[str, Any]]:
+            with self.lock:
+                return [trade for _, trade in self.orphan_trades]
 
         def onRspOrderInsert(self, data: dict, error: dict, reqid: int, last: bool) -> None:
             with self.gateway.raw({**data, "_error": error}):
@@ -396,6 +485,9 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
         def query_done(self, name: str, extras: dict | None = None, error: str = "") -> None:
             self.event_engine.put(event_cls(EVENT_QUERY_DONE, QueryDone(name, extras or {}, error)))
 
+        def orphan_held(self) -> None:
+            self.event_engine.put(event_cls(EVENT_ORPHAN, None))
+
         def process_timer_event(self, event: Any) -> None:
             try:
                 super().process_timer_event(event)
@@ -409,6 +501,97 @@ def _error_text(error: dict | None) -> str:
     if not error or not error.get("ErrorID"):
         return ""
     return f"代码：{error['ErrorID']}，信息：{error.get('ErrorMsg', '')}"
+
+
+# CTP's order fields (ThostFtdcUserApiDataType.h) for the orders vnpy_ctp cannot read
+_PRICE_MARKET = {"1", "3"}  # AnyPrice, BestPrice
+_TC_IOC = "1"
+_TYPE_FIELDS = ("OrderPriceType", "TimeCondition", "VolumeCondition")
+_VC_CV = "3"  # CompleteVolume
+_VNPY_TYPES = {  # our type -> vnpy_ctp's (OrderPriceType, TimeCondition, VolumeCondition)
+    OrderType.LIMIT: ("2", "3", "1"),
+    OrderType.MARKET: ("1", "3", "1"),
+    OrderType.FAK: ("2", "1", "1"),
+    OrderType.FOK: ("2", "1", "3"),
+}
+_VNPY_STATUSES = {"0", "1", "3", "5", "a"}
+_FORCE_OFFSETS = {"2", "5", "6"}  # ForceClose, ForceOff, LocalForceClose: a close to us
+
+
+def ctp_order_type(data: Mapping[str, Any]) -> OrderType:
+    """The closest of our types for CTP's price type, time and volume conditions."""
+    price_type, time_cond = data.get("OrderPriceType"), data.get("TimeCondition")
+    if price_type in _PRICE_MARKET:
+        return OrderType.MARKET
+    if time_cond == _TC_IOC:  # limit, or a price the exchange fills from the book at once
+        return OrderType.FOK if data.get("VolumeCondition") == _VC_CV else OrderType.FAK
+    return OrderType.LIMIT
+
+
+def _refused(data: Mapping[str, Any]) -> bool:
+    message = str(data.get("StatusMsg") or "")
+    return data.get("OrderSubmitStatus") == "4" or "拒" in message or "reject" in message.lower()
+
+
+def vnpy_readable_order(data: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``data`` as vnpy_ctp's ``onRtnOrder`` can read it, and what was adapted ("": nothing).
+
+    vnpy_ctp drops an order whose type or status is not in its maps (a market order from another
+    terminal, BestPrice, statuses 2/4, conditional orders...), and its fills with it. Such an
+    order is reported with the closest type and the status CTP means: 2 (part traded, no longer
+    queueing) and 4 (nothing traded, no longer queueing) are finished, CANCELLED (REJECTED when
+    the exchange or broker refused it); a conditional order's NotTouched/Touched is working.
+    """
+    changes: dict[str, Any] = {}
+    if tuple(data.get(name) for name in _TYPE_FIELDS) not in _VNPY_TYPES.values():
+        changes.update(zip(_TYPE_FIELDS, _VNPY_TYPES[ctp_order_type(data)], strict=True))
+    status = data.get("OrderStatus")
+    if status not in _VNPY_STATUSES:
+        traded = float(data.get("VolumeTraded") or 0)
+        if status in ("2", "4"):
+            changes["OrderStatus"] = "5"
+            if status == "4" and _refused(data):
+                changes["OrderSubmitStatus"] = "4"  # vnpy's REJECTED: Canceled + InsertRejected
+            elif data.get("OrderSubmitStatus") == "4":
+                changes["OrderSubmitStatus"] = "3"  # part traded: cancelled, not refused
+        elif traded >= float(data.get("VolumeTotalOriginal") or 0) > 0:
+            changes["OrderStatus"] = "0"
+        else:  # NotTouched, Touched, or a status of a newer api: still working
+            changes["OrderStatus"] = "1" if traded else "3"
+    if data.get("CombOffsetFlag") in _FORCE_OFFSETS:
+        changes["CombOffsetFlag"] = "1"
+    if not changes:
+        return data, ""
+    shown = ", ".join(f"{k} {data.get(k)!r} -> {v!r}" for k, v in changes.items())
+    return {**data, **changes}, f"fields vnpy_ctp cannot read adapted ({shown})"
+
+
+def vnpy_readable_trade(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as vnpy_ctp's ``onRtnTrade`` can read it (a forced close is a close)."""
+    if data.get("OffsetFlag") in _FORCE_OFFSETS:
+        return {**data, "OffsetFlag": "1"}
+    return data
+
+
+def _sysid_key(data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """An order's or trade's (ExchangeID, OrderSysID); None before the exchange numbered it."""
+    sysid = str(data.get("OrderSysID") or "").strip()
+    return (str(data.get("ExchangeID") or ""), sysid) if sysid else None
+
+
+def orphan_order_id(data: Mapping[str, Any]) -> str:
+    """The order id of a trade whose order CTP never reported: from its exchange's numbering."""
+    return f"ctp-{data.get('ExchangeID') or '?'}-{str(data.get('OrderSysID') or '').strip() or '?'}"
+
+
+def _trade_text(data: Mapping[str, Any]) -> str:
+    day = data.get("TradingDay") or "?"
+    side = {"0": "buy", "1": "sell"}.get(str(data.get("Direction")), "?")
+    return (
+        f"trade {day}.{data.get('ExchangeID')}.{str(data.get('TradeID') or '').strip()} "
+        f"({side} {data.get('Volume')} {data.get('InstrumentID')} @ {data.get('Price')}, "
+        f"OrderSysID {str(data.get('OrderSysID') or '').strip()})"
+    )
 
 
 def _add_position_row(extras: dict[tuple[str, str], dict[str, float]], row: dict[str, Any]) -> None:
@@ -464,6 +647,7 @@ class CtpGateway(Gateway):
             vn.event_types["contract"]: self._on_contract,
             vn.event_types["log"]: self._on_log,
             vn.event_types["query_done"]: self._on_query_done,
+            vn.event_types["orphan"]: self._on_orphan,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -476,6 +660,9 @@ class CtpGateway(Gateway):
         self._queries: list[str] = []
         self._query_timer: asyncio.TimerHandle | None = None
         self._fill_query: asyncio.TimerHandle | None = None
+        self._orphan_timer: asyncio.TimerHandle | None = None
+        self._query_errors: dict[str, str] = {}  # query -> its last error, logged once
+        self._md_down: str | None = None  # why the market data front is down (None: it is up)
         # the venue's state as reported, for query() and for ids and references
         self._contracts: dict[str, Contract] = {}
         self._orders: dict[str, Order] = {}
@@ -687,6 +874,32 @@ class CtpGateway(Gateway):
                 GatewayStatus.DISCONNECTED,
                 f"CTP trade front disconnected: {disconnect_reason(text)}; reconnecting",
             )
+        elif text.startswith(MD_DISCONNECTED):
+            self._md_trouble(f"market data front disconnected ({disconnect_reason(text)})")
+        elif text.startswith(MD_LOGIN_FAILED):
+            self._md_trouble(f"market data login failed ({text})")
+        elif text.startswith(MD_LOGIN_OK) and self._md_down is not None:
+            self._md_down = None
+            self._log("INFO", "CTP market data front logged in again: quotes live")
+            if self._ready:
+                self._set_status(GatewayStatus.CONNECTED, self._connected_message())
+
+    def _md_trouble(self, what: str) -> None:
+        """Quotes stop while trading goes on: said in the log and in the (CONNECTED) status."""
+        self._md_down = what
+        self._log("WARNING", f"CTP {what}: quotes stale until it is back (the api reconnects by itself)")
+        if self._ready:
+            self._set_status(GatewayStatus.CONNECTED, self._connected_message())
+
+    def _connected_message(self) -> str:
+        if self._md_down is not None:
+            return f"CTP {self._md_down}; quotes stale, reconnecting (trade front logged in as {self.who})"
+        day = self._gateway.td_api.trading_day or "?"
+        working = sum(o.is_active for o in self._orders.values())
+        return (
+            f"CTP logged in as {self.who}, trading day {day}: {len(self._contracts)} contracts, "
+            f"{len(self._positions)} positions, {working} working orders, {len(self._trades)} trades"
+        )
 
     def _front_timeout(self) -> None:
         self._connect_timer = None
@@ -748,11 +961,14 @@ class CtpGateway(Gateway):
         self._query_timer = self._loop.call_later(delay, self._send_query)
 
     def _on_query_done(self, done: QueryDone) -> None:
+        ours = bool(self._queries) and self._queries[0] == done.name
+        if done.error:
+            self._query_failed(done, ours)
+            return
+        self._query_errors.pop(done.name, None)
         if done.name == "positions":
             self._flush_positions(done.extras)
-        if done.error:
-            self._log("WARNING", f"CTP {done.name} query: {self._scrub(done.error)}")
-        if not self._queries or self._queries[0] != done.name:
+        if not ours:
             return  # a periodic query of vnpy's, or an answer we had given up on
         self._queries.pop(0)
         if self._query_timer is not None:
@@ -762,12 +978,58 @@ class CtpGateway(Gateway):
             self._send_query()
         elif not self._ready and self._logged_in:
             self._ready = True
-            day = self._gateway.td_api.trading_day or "?"
-            working = sum(o.is_active for o in self._orders.values())
+            self._set_status(GatewayStatus.CONNECTED, self._connected_message())
+            self._report_held_orphans()
+
+    def _query_failed(self, done: QueryDone, ours: bool) -> None:
+        """An error answer is not a complete one: nothing is flushed, and ours is asked again."""
+        error = self._scrub(done.error)
+        if done.name == "positions":
+            # the positions reported stay as they are; rows that came with the error are not the
+            # whole book (a key left over from them could outlive its position): dropped, the
+            # next complete answer lists every row again
+            self._pending_positions.clear()
+        if self._query_errors.get(done.name) != error:  # once per error, not at every retry
+            self._query_errors[done.name] = error
+            self._log("WARNING", f"CTP {done.name} query answered with an error: {error}; asking again")
+        if not ours:
+            return  # vnpy's periodic query: its next round asks again
+        if not self._ready:
             self._set_status(
-                GatewayStatus.CONNECTED,
-                f"CTP logged in as {self.who}, trading day {day}: {len(self._contracts)} contracts, "
-                f"{len(self._positions)} positions, {working} working orders, {len(self._trades)} trades",
+                GatewayStatus.CONNECTING, f"CTP {done.name} query answered with an error ({error}); retrying"
+            )
+        if self._query_timer is not None:
+            self._query_timer.cancel()
+        assert self._loop is not None
+        self._query_timer = self._loop.call_later(QUERY_RETRY_SECONDS, self._send_query)
+
+    def _on_orphan(self, _: Any) -> None:
+        """A trade is held for its order: report it anyway if the order does not come."""
+        if self._orphan_timer is None and self._loop is not None and not self._closed:
+            self._orphan_timer = self._loop.call_later(ORPHAN_TRADE_SECONDS, self._release_orphans)
+
+    def _release_orphans(self) -> None:
+        self._orphan_timer = None
+        if self._closed:
+            return
+        released, due = self._gateway.td_api.release_orphans(ORPHAN_TRADE_SECONDS)
+        for trade, order_id in released:
+            self._log(
+                "ERROR",
+                f"CTP {_trade_text(trade)}: its order was not reported in {ORPHAN_TRADE_SECONDS:g} s; "
+                f"reported as a trade of order {order_id}",
+            )
+        if due is not None and self._loop is not None:
+            self._orphan_timer = self._loop.call_later(max(due, 0.05), self._release_orphans)
+
+    def _report_held_orphans(self) -> None:
+        """At CONNECTED every order of the day is listed: a trade still held is an anomaly."""
+        for trade in self._gateway.td_api.held_orphans():
+            self._log(
+                "ERROR",
+                f"CTP {_trade_text(trade)}: its order (exchange {trade.get('ExchangeID')}) is not among "
+                f"the day's orders; reported as a trade of order {orphan_order_id(trade)} if it does "
+                f"not come within {ORPHAN_TRADE_SECONDS:g} s",
             )
 
     def _query_after_fill(self) -> None:
@@ -794,6 +1056,9 @@ class CtpGateway(Gateway):
         if self._fill_query is not None:
             self._fill_query.cancel()
             self._fill_query = None
+        if self._orphan_timer is not None:
+            self._orphan_timer.cancel()
+            self._orphan_timer = None
         self._stop_queries()
 
     # ------------------------------------------------------------------ vnpy events

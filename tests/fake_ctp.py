@@ -25,7 +25,12 @@ The script:
 - user ``SILENT_USER``'s login is never answered (a front that hangs after connecting);
 - every order insert request is kept (``FakeFront.requests``) and appended as a JSON line to
   ``<state_dir>/fake_ctp_orders.jsonl``, so a test can check the ``CombOffsetFlag`` it got;
-- the md front sends a tick for every subscribed contract at once and every ``TICK_INTERVAL``.
+- the md front sends a tick for every subscribed contract at once and every ``TICK_INTERVAL``;
+  ``FakeMd.disconnect`` drops it (no reconnect until ``FakeMd.reconnect``);
+- a test can add another terminal's orders with any CTP fields (``external_order``,
+  ``update_order``, ``fill``), a trade whose order never comes (``orphan_trade``), and have a
+  query answered with an error (``FakeTd.query_errors``: per query name, answered in turn before
+  the real answer); ``FakeTd.queries`` lists every query received.
 """
 
 from __future__ import annotations
@@ -180,6 +185,7 @@ class FakeFront:
         offset: str,
         price: float,
         volume: int,
+        sysid: str | None = None,
     ) -> dict[str, Any]:
         self._sysid += 1
         stamp = now()
@@ -191,7 +197,7 @@ class FakeFront:
             "OrderRef": ref,
             "FrontID": front,
             "SessionID": session,
-            "OrderSysID": f"{self._sysid:>12}",
+            "OrderSysID": f"{sysid or self._sysid:>12}",
             "Direction": direction,
             "CombOffsetFlag": offset,
             "CombHedgeFlag": "1",
@@ -240,6 +246,67 @@ class FakeFront:
         }
         self.trades.append(trade)
         self.flow.append(("trade", trade))
+        return trade
+
+    # ------------------------------------------------------------------ scripted by tests
+
+    def external_order(
+        self,
+        symbol: str,
+        direction: str,
+        offset: str,
+        price: float,
+        volume: int,
+        *,
+        session: int = 88,
+        sysid: str | None = None,
+        push: bool = True,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Another terminal's order, with any CTP ``fields``: published (and pushed if ``push``)."""
+        with self.lock:
+            ref = str(sum(1 for k in self.orders if k[:2] == (5, session)) + 1)
+            order = self._new_order(5, session, ref, symbol, direction, offset, price, volume, sysid)
+            order.update(fields)
+            snapshot = self._publish(order)
+        if push:
+            self.td.push("order", snapshot)
+        return order
+
+    def update_order(self, order: dict[str, Any], **fields: Any) -> None:
+        """A new notice of ``order`` with ``fields`` changed."""
+        with self.lock:
+            order.update(fields)
+            snapshot = self._publish(order)
+        self.td.push("order", snapshot)
+
+    def fill(self, order: dict[str, Any], price: float, volume: int, *, push: bool = True) -> dict[str, Any]:
+        """A trade of ``order`` (its notices are the test's, with ``update_order``)."""
+        with self.lock:
+            order["VolumeTraded"] += volume
+            order["VolumeTotal"] = order["VolumeTotalOriginal"] - order["VolumeTraded"]
+            self.apply_fill(order, price, volume)
+            trade = self._publish_trade(order, price, volume)
+        if push:
+            self.td.push("trade", trade)
+        return trade
+
+    def orphan_trade(
+        self, symbol: str, direction: str, offset: str, price: float, volume: int, sysid: str
+    ) -> dict[str, Any]:
+        """A trade of the day whose order CTP never lists (nor sends)."""
+        inst = self.instruments[symbol]
+        order = {
+            "InstrumentID": symbol,
+            "ExchangeID": inst.exchange,
+            "OrderRef": "",
+            "OrderSysID": f"{sysid:>12}",
+            "Direction": direction,
+            "CombOffsetFlag": offset,
+        }
+        with self.lock:
+            trade = self._publish_trade(order, price, volume)
+        self.td.push("trade", trade)
         return trade
 
     def closable(self, symbol: str, posi: str, offset: str) -> int:
@@ -442,6 +509,8 @@ class FakeTd:
         self.flow_path = ""
         self.session_id = 1000
         self.logins: list[dict[str, Any]] = []
+        self.queries: list[str] = []  # orders / trades / account / positions, as received
+        self.query_errors: dict[str, list[dict[str, Any]]] = {}  # name -> errors to answer first
         for name in self.REQUESTS:
             setattr(api, name, getattr(self, name))
 
@@ -481,6 +550,21 @@ class FakeTd:
         self.api.onFrontDisconnected(reason)
         time.sleep(RECONNECT_DELAY)  # the api's own reconnect delay, on its thread
         self._connected()
+
+    def push(self, kind: str, item: dict[str, Any]) -> None:
+        """An order or trade notice to the api, on its thread (when the front is connected)."""
+        if self.connected:
+            self.worker.call(self.api.onRtnOrder if kind == "order" else self.api.onRtnTrade, dict(item))
+
+    def _query(self, name: str, callback: Callable[..., None], answer: Callable[..., Any], *args: Any) -> int:
+        """Answer query ``name`` with its next scripted error, if any, else with ``answer``."""
+        with self.front.lock:
+            self.queries.append(name)
+            errors = self.query_errors.get(name)
+            error = errors.pop(0) if errors else None
+        if error is not None:
+            return self._request(callback, {}, error, args[-1], True)
+        return self._request(answer, *args)
 
     def _request(self, fn: Callable[..., None], *args: Any) -> int:
         if not self.connected:
@@ -541,15 +625,17 @@ class FakeTd:
     def reqQryOrder(self, req: dict[str, Any], reqid: int) -> int:
         with self.front.lock:
             rows = [dict(o) for o in self.front.orders.values()]
-        return self._request(self._answer, self.api.onRspQryOrder, rows, reqid)
+        callback = self.api.onRspQryOrder
+        return self._query("orders", callback, self._answer, callback, rows, reqid)
 
     def reqQryTrade(self, req: dict[str, Any], reqid: int) -> int:
         with self.front.lock:
             rows = [dict(t) for t in self.front.trades]
-        return self._request(self._answer, self.api.onRspQryTrade, rows, reqid)
+        callback = self.api.onRspQryTrade
+        return self._query("trades", callback, self._answer, callback, rows, reqid)
 
     def reqQryTradingAccount(self, req: dict[str, Any], reqid: int) -> int:
-        return self._request(self._account, reqid)
+        return self._query("account", self.api.onRspQryTradingAccount, self._account, reqid)
 
     def _account(self, reqid: int) -> None:
         with self.front.lock:
@@ -557,7 +643,7 @@ class FakeTd:
         self.api.onRspQryTradingAccount(data, {}, reqid, True)
 
     def reqQryInvestorPosition(self, req: dict[str, Any], reqid: int) -> int:
-        return self._request(self._positions, reqid)
+        return self._query("positions", self.api.onRspQryInvestorPosition, self._positions, reqid)
 
     def _positions(self, reqid: int) -> None:
         with self.front.lock:
@@ -676,6 +762,18 @@ class FakeMd:
     def exit(self) -> int:
         self.worker.stop()
         return 0
+
+    def disconnect(self, reason: int = 0x1001) -> None:
+        """Drop the md front; it stays down until ``reconnect``."""
+        self.worker.call(self._disconnected, reason)
+
+    def _disconnected(self, reason: int) -> None:
+        self.logged_in = False
+        self.api.onFrontDisconnected(reason)
+
+    def reconnect(self) -> None:
+        """The md api reconnects (and vnpy_ctp logs in again)."""
+        self.worker.call(self.api.onFrontConnected)
 
     def reqUserLogin(self, req: dict[str, Any], reqid: int) -> int:
         self.worker.call(self._login, reqid)

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,15 @@ from core.models import (
     Offset,
     Order,
     OrderRequest,
+    OrderType,
     Position,
     Status,
     Tick,
     Trade,
     TraderStatus,
 )
-from gateways.ctp import FAKE_FRONT_ENV, CtpGateway, disconnect_reason
+from gateways import ctp as ctp_module
+from gateways.ctp import FAKE_FRONT_ENV, CtpGateway, ctp_order_type, disconnect_reason, vnpy_readable_order
 from storage import AccountDatabase, database_path
 from tests import fake_ctp
 from tests.conftest import CoreEnv, wait_until
@@ -123,12 +125,19 @@ class Ctp:
     front: fake_ctp.FakeFront
 
 
-async def _start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> Ctp:
+async def _start(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: Callable[[fake_ctp.FakeFront], object] | None = None,
+    **overrides: Any,
+) -> Ctp:
     monkeypatch.setenv(FAKE_FRONT_ENV, "tests.fake_ctp:attach")
     monkeypatch.chdir(tmp_path)
     listener = Recorder()
     gateway = CtpGateway("UT1", {**SETTINGS, **overrides}, listener, tmp_path)
     front = fake_ctp.FRONTS[gateway.vnpy_name]
+    if setup is not None:  # the front's day before the gateway connects
+        setup(front)
     await gateway.connect()
     return Ctp(gateway, listener, front)
 
@@ -345,6 +354,226 @@ def test_disconnect_reasons_read_well() -> None:
     assert disconnect_reason("交易服务器连接断开，原因4097") == "network read failed (4097)"
     assert disconnect_reason("交易服务器连接断开，原因：8193") == "heartbeat timeout (8193)"
     assert disconnect_reason("交易服务器连接断开，原因7") == "reason 7"
+
+
+# ---------------------------------------------------------------- no fill lost, errors, md front
+
+
+def test_orders_vnpy_cannot_read_get_the_closest_type_and_the_status_ctp_means() -> None:
+    base = {
+        "OrderPriceType": "2",
+        "TimeCondition": "3",
+        "VolumeCondition": "1",
+        "OrderStatus": "3",
+        "OrderSubmitStatus": "3",
+        "CombOffsetFlag": "0",
+        "VolumeTraded": 0,
+        "VolumeTotalOriginal": 2,
+        "StatusMsg": "未成交",
+    }
+
+    def read(**fields: Any) -> dict[str, Any]:
+        readable, note = vnpy_readable_order({**base, **fields})
+        assert bool(note) is bool(set(readable.items()) - set({**base, **fields}.items()))
+        return readable
+
+    assert vnpy_readable_order(base) == (base, "")  # vnpy reads it: untouched
+    kinds = {
+        ("1", "1", "1"): OrderType.MARKET,  # CTP's market order (another terminal's): AnyPrice + IOC
+        ("3", "3", "1"): OrderType.MARKET,  # BestPrice
+        ("4", "1", "1"): OrderType.FAK,  # LastPrice, IOC
+        ("2", "1", "2"): OrderType.FAK,  # limit IOC with a minimum volume
+        ("C", "1", "3"): OrderType.FOK,  # BidPrice1, IOC, all or nothing
+        ("2", "2", "1"): OrderType.LIMIT,  # good for the session
+        ("G", "3", "1"): OrderType.LIMIT,  # anything else
+    }
+    vnpy_fields = {  # what vnpy_ctp maps to each of our types
+        OrderType.LIMIT: ("2", "3", "1"),
+        OrderType.MARKET: ("1", "3", "1"),
+        OrderType.FAK: ("2", "1", "1"),
+        OrderType.FOK: ("2", "1", "3"),
+    }
+    for (price_type, time_cond, volume_cond), expected in kinds.items():
+        fields = {"OrderPriceType": price_type, "TimeCondition": time_cond, "VolumeCondition": volume_cond}
+        assert ctp_order_type(fields) is expected, fields
+        readable = read(**fields)
+        got = (readable["OrderPriceType"], readable["TimeCondition"], readable["VolumeCondition"])
+        assert got == vnpy_fields[expected], fields
+
+    # 2 and 4 are finished: CANCELLED (vnpy's 5), REJECTED (5 + InsertRejected) when refused
+    part = read(OrderStatus="2", VolumeTraded=1, StatusMsg="部分成交不在队列中")
+    assert (part["OrderStatus"], part["OrderSubmitStatus"], part["VolumeTraded"]) == ("5", "3", 1)
+    assert read(OrderStatus="2", VolumeTraded=1, OrderSubmitStatus="4")["OrderSubmitStatus"] == "3"
+    gone = read(OrderStatus="4", StatusMsg="已撤单")
+    assert (gone["OrderStatus"], gone["OrderSubmitStatus"]) == ("5", "3")
+    for refusal in ({"OrderSubmitStatus": "4"}, {"StatusMsg": "报单被拒绝"}):
+        refused = read(OrderStatus="4", **refusal)
+        assert (refused["OrderStatus"], refused["OrderSubmitStatus"]) == ("5", "4"), refusal
+    # a conditional order waiting for its trigger, or triggered, is working
+    assert read(OrderStatus="b")["OrderStatus"] == "3"
+    assert read(OrderStatus="c", VolumeTraded=1)["OrderStatus"] == "1"
+    assert read(OrderStatus="z", VolumeTraded=2)["OrderStatus"] == "0"
+    assert read(CombOffsetFlag="2")["CombOffsetFlag"] == "1"  # the broker's forced close is a close
+
+
+async def test_external_orders_vnpy_cannot_read_are_reported_with_their_fills(ctp: Ctp) -> None:
+    front, rec = ctp.front, ctp.listener
+    # another terminal's market order on SHFE (AnyPrice + IOC), the exchange's order 500
+    market = front.external_order(
+        "rb2601", "0", "0", 0.0, 2, sysid="500", OrderPriceType="1", TimeCondition="1"
+    )
+    # DCE numbers its orders on its own: its order 500 is another order, still working
+    dce = front.external_order("m2605", "1", "0", 2900.0, 1, sysid="500")
+    front.fill(market, 3501.0, 1)
+    front.update_order(market, OrderStatus="2", StatusMsg="部分成交不在队列中")
+    market_id, dce_id = "5_88_1", "5_88_2"
+    await wait_until(lambda: (o := rec.order(market_id)) and o.status is Status.CANCELLED, 5, "market order")
+    order = rec.order(market_id)
+    assert (order.type, order.traded, order.volume, order.reference) == (OrderType.MARKET, 1, 2, "")
+    assert order.status_msg == "部分成交不在队列中"
+    await wait_until(lambda: [t for t in rec.of("trade") if t.order_id == market_id], 5, "its fill")
+    (fill,) = [t for t in rec.of("trade") if t.order_id == market_id]
+    assert (fill.vt_symbol, fill.direction, fill.volume, fill.price) == (
+        "rb2601.SHFE",
+        Direction.LONG,
+        1,
+        3501,
+    )
+    await wait_until(lambda: rec.order(market_id).traded_price == 3501, 5, "average price")
+    assert rec.order(dce_id).status is Status.NOTTRADED
+    assert not [t for t in rec.of("trade") if t.order_id == dce_id]  # not credited SHFE's fill
+
+    # a DCE fill notified before its BestPrice order: held, then reported with the order
+    best = front.external_order("m2605", "0", "0", 0.0, 1, sysid="501", push=False, OrderPriceType="3")
+    front.fill(best, 2801.0, 1)
+    front.update_order(best, OrderStatus="0", StatusMsg="全部成交")
+    best_id = "5_88_3"
+    await wait_until(lambda: [t for t in rec.of("trade") if t.order_id == best_id], 5, "the held fill")
+    assert (rec.order(best_id).type, rec.order(best_id).status) == (OrderType.MARKET, Status.ALLTRADED)
+
+    # 4: no longer queueing, nothing traded: cancelled, or rejected when refused
+    front.update_order(dce, OrderStatus="4", StatusMsg="已撤单")
+    front.external_order(
+        "m2605",
+        "0",
+        "0",
+        2000.0,
+        1,
+        sysid="502",
+        OrderStatus="4",
+        OrderSubmitStatus="4",
+        StatusMsg="报单被拒绝",
+    )
+    await wait_until(lambda: (o := rec.order("5_88_4")) and o.status is Status.REJECTED, 5, "refused")
+    assert rec.order("5_88_4").status_msg == "报单被拒绝"
+    await wait_until(lambda: rec.order(dce_id).status is Status.CANCELLED, 5, "DCE order cancelled")
+    assert not [m for level, m in rec.of("log") if level == "ERROR"]
+    trade_ids = [t.trade_id for t in rec.of("trade")]
+    assert len(trade_ids) == len(set(trade_ids)) == 3  # the other session's, and these two
+
+
+async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # held for long enough that CONNECTED surely comes first, however slow the machine
+    monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 600.0)
+    env = await _start(tmp_path, monkeypatch, lambda f: f.orphan_trade("rb2601", "1", "0", 3500.0, 2, "900"))
+    rec = env.listener
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 5, "CONNECTED")
+        trade_id = f"{_trading_day(env)}.SHFE.2"  # the seeded session's is SHFE's 1
+        assert trade_id not in [t.trade_id for t in rec.of("trade")]  # held: no order to tie it to
+        (at_connected,) = [m for level, m in rec.of("log") if level == "ERROR"]  # once: replay and query
+        for part in (trade_id, "sell 2 rb2601 @ 3500", "OrderSysID 900", "ctp-SHFE-900"):
+            assert part in at_connected, part
+        monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 0.0)
+        env.gateway._release_orphans()  # what the timer does when the hold is over
+        await wait_until(lambda: trade_id in [t.trade_id for t in rec.of("trade")], 5, "reported anyway")
+        (trade,) = [t for t in rec.of("trade") if t.trade_id == trade_id]
+        assert (trade.order_id, trade.vt_symbol, trade.direction, trade.offset) == (
+            "ctp-SHFE-900",
+            "rb2601.SHFE",
+            Direction.SHORT,
+            Offset.OPEN,
+        )
+        assert (trade.volume, trade.price, trade.reference) == (2, 3500, "")
+        errors = [m for level, m in rec.of("log") if level == "ERROR"]
+        assert len(errors) == 2 and "reported as a trade of order ctp-SHFE-900" in errors[1]
+    finally:
+        await env.gateway.close()
+
+
+NOT_READY = {"ErrorID": 90, "ErrorMsg": "CTP:查询未就绪，请稍后重试"}
+
+
+async def test_an_error_answer_is_not_a_complete_one_and_is_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctp_module, "QUERY_RETRY_SECONDS", 0.1)
+
+    def refuse_once(front: fake_ctp.FakeFront) -> None:
+        for name in ("orders", "trades", "account", "positions"):
+            front.td.query_errors[name] = [dict(NOT_READY)]
+        front.td.query_errors["positions"].append(dict(NOT_READY))
+
+    env = await _start(tmp_path, monkeypatch, refuse_once)
+    gw, rec, front = env.gateway, env.listener, env.front
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 5, "CONNECTED")
+        connected = rec.events.index(("status", rec.of("status")[-1]))
+        # every query was asked again; CONNECTED came with the whole book, nothing flattened
+        assert all(front.td.queries.count(name) >= 2 for name in ("orders", "trades", "account"))
+        assert front.td.queries.count("positions") >= 3
+        before = [data for kind, data in rec.events[:connected] if kind == "position"]
+        assert {(p.vt_symbol, p.direction, p.volume) for p in before} == {
+            ("rb2601.SHFE", Direction.LONG, 5),
+            ("m2605.DCE", Direction.SHORT, 1),
+        }
+        assert rec.index("account") < connected and rec.order("9_77_2") is not None
+        assert "2 positions" in rec.of("status")[-1][1]
+        statuses = " ".join(m for s, m in rec.of("status") if s is GatewayStatus.CONNECTING)
+        assert "orders query answered with an error (代码：90，信息：CTP:查询未就绪" in statuses
+        for name in ("orders", "trades", "account", "positions"):  # once each, not at every retry
+            said = [
+                m
+                for lv, m in rec.of("log")
+                if lv == "WARNING" and f"{name} query answered with an error" in m
+            ]
+            assert len(said) == 1, (name, said)
+
+        # later too: an error answer keeps the positions, the retry brings them again
+        mark = len(rec.events)
+        asked = front.td.queries.count("positions")
+        front.td.query_errors["positions"] = [dict(NOT_READY)]
+        gw.query()
+        await wait_until(lambda: front.td.queries.count("positions") >= asked + 2, 5, "positions asked again")
+        await wait_until(lambda: any(k == "position" for k, _ in rec.events[mark:]), 5, "positions again")
+        after = [data for kind, data in rec.events[mark:] if kind == "position"]
+        assert all(p.volume for p in after), after  # never pushed flat by the error
+        assert rec.status is GatewayStatus.CONNECTED
+    finally:
+        await gw.close()
+
+
+async def test_a_market_data_front_loss_is_reported_while_trading_goes_on(ctp: Ctp) -> None:
+    rec, md = ctp.listener, ctp.front.md
+    normal = rec.of("status")[-1]
+    assert normal[1].startswith("CTP logged in as 9999/000001")
+    ctp.gateway.subscribe("rb2601.SHFE")
+    await wait_until(lambda: rec.of("tick"), 5, "a tick")
+    md.disconnect(0x2001)
+    await wait_until(lambda: "market data" in rec.of("status")[-1][1], 5, "the md loss in the status")
+    assert rec.of("status")[-1] == (
+        GatewayStatus.CONNECTED,
+        "CTP market data front disconnected (heartbeat timeout (8193)); quotes stale, reconnecting "
+        "(trade front logged in as 9999/000001)",
+    )
+    assert any(lv == "WARNING" and "market data front disconnected" in m for lv, m in rec.of("log"))
+    mark = len(rec.events)
+    md.reconnect()
+    await wait_until(lambda: rec.of("status")[-1][1].startswith("CTP logged in as"), 5, "normal message")
+    assert rec.status is GatewayStatus.CONNECTED
+    await wait_until(lambda: any(k == "tick" for k, _ in rec.events[mark:]), 5, "quotes again")
 
 
 # ====================================================================== real trader processes
