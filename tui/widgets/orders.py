@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from core.aggregator import AccountState
-from core.models import Direction, Order, Trade
+from core.models import Direction, Offset, Order, Trade
 from core.reconcile import EXTERNAL
 from tui import format as fmt
 from tui.widgets.table import Cell, KeyedTable
@@ -14,6 +14,15 @@ from tui.widgets.table import Cell, KeyedTable
 def _side(direction: Direction, scheme: str) -> Text:
     up, down = fmt.UP_DOWN.get(scheme, fmt.UP_DOWN["cn"])
     return Text("BUY", style=up) if direction is Direction.LONG else Text("SELL", style=down)
+
+
+#: Offsets as they fit a 9-wide column (CLOSEYESTERDAY would be cut to CLOSEYEST).
+OFFSET_LABELS = {
+    Offset.OPEN: "OPEN",
+    Offset.CLOSE: "CLOSE",
+    Offset.CLOSETODAY: "CLOSE TD",
+    Offset.CLOSEYESTERDAY: "CLOSE YD",
+}
 
 
 def _by(reference: str) -> Text | str:
@@ -53,7 +62,7 @@ class OrdersTable(KeyedTable[Order]):
             item.order_id,
             item.vt_symbol,
             _side(item.direction, self.scheme),
-            item.offset.name,
+            OFFSET_LABELS.get(item.offset, item.offset.name),
             fmt.right(fmt.price(item.price, contract)),
             fmt.right(fmt.volume(item.volume)),
             fmt.right(fmt.volume(item.traded)),
@@ -102,7 +111,7 @@ class TradesTable(KeyedTable[Trade]):
             f"{item.datetime:%H:%M:%S}",
             item.vt_symbol,
             _side(item.direction, self.scheme),
-            item.offset.name,
+            OFFSET_LABELS.get(item.offset, item.offset.name),
             fmt.right(fmt.price(item.price, contract)),
             fmt.right(fmt.volume(item.volume)),
             fmt.right(fmt.amount(item.commission)),
