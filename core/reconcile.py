@@ -30,19 +30,33 @@ class Reconciliation:
         self.reason = reason
         self.started = time.monotonic()
         self.seen_orders: set[str] = set()
-        self.orders_updated = 0
-        self.external_orders = 0
+        # per order: what the records said before this reconnect, and what the venue says now
+        self._before: dict[str, tuple[Status, float] | None] = {}
+        self._now: dict[str, tuple[Status, float]] = {}
+        self._external: set[str] = set()
         self.missed_fills = 0
         self.settled = 0
 
     def order(self, known: Order | None, order: Order) -> None:
-        """Count a venue order against what we had recorded for it (``known``)."""
-        self.seen_orders.add(order.order_id)
-        if known is None:
-            if order.reference == EXTERNAL:
-                self.external_orders += 1
-        elif known.status is not order.status or known.traded != order.traded:
-            self.orders_updated += 1
+        """Note a venue order against what we had recorded for it (``known``)."""
+        oid = order.order_id
+        self.seen_orders.add(oid)
+        if oid not in self._before:  # the first notice: ``known`` is still the record
+            self._before[oid] = (known.status, known.traded) if known is not None else None
+            if known is None and order.reference == EXTERNAL:
+                self._external.add(oid)
+        self._now[oid] = (order.status, order.traded)
+
+    @property
+    def orders_updated(self) -> int:
+        """Orders we had on record whose state the venue changed (however many notices it took)."""
+        return sum(
+            1 for oid, before in self._before.items() if before is not None and before != self._now[oid]
+        )
+
+    @property
+    def external_orders(self) -> int:
+        return len(self._external)
 
     def fill(self) -> None:
         """A trade the database did not have (it is being recorded now)."""

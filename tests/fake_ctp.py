@@ -31,19 +31,31 @@ The script:
   ``update_order``, ``fill``), a trade whose order never comes (``orphan_trade``), and have a
   query answered with an error (``FakeTd.query_errors``: per query name, answered in turn before
   the real answer); ``FakeTd.queries`` lists every query received.
+
+The books (orders, trades, positions, funds, the day's private flow, the session and id counters)
+live in memory, or, when the environment variable ``QTRADER_CTP_FAKE_BOOKS`` is set (``BOOKS_ENV``),
+in ``<state_dir>/fake_ctp_books.json``, like a real broker's: loaded when a front is installed and
+saved at every change, so they outlive the trader process (a crashed worker's successor logs in to
+the same day). The file is only read or written under an exclusive ``flock`` of
+``<state_dir>/fake_ctp_books.lock``; ``offline_books(state_dir)`` holds it and yields the books as a
+front with no api behind it, for a test to change them (fill a resting order: ``execute``; another
+terminal's order: ``external_order``) while no worker runs. A front being installed waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import fcntl
 import json
+import os
 import queue
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +67,10 @@ SILENT_USER = "silent"  # the front connects, but never answers this user's logi
 TICK_INTERVAL = 0.2
 RECONNECT_DELAY = 0.3
 ORDER_LOG = "fake_ctp_orders.jsonl"
+BOOKS_ENV = "QTRADER_CTP_FAKE_BOOKS"  # set: the books persist in the state directory
+BOOKS_FILE = "fake_ctp_books.json"
+BOOKS_LOCK = "fake_ctp_books.lock"
+BOOKS_LOCK_TIMEOUT = 10.0  # seconds to wait for the books (a test holding them, another process)
 OK = {"ErrorID": 0, "ErrorMsg": "正确"}
 
 #: Fronts by vnpy gateway name, for in-process tests.
@@ -132,12 +148,71 @@ class Worker:
             traceback.print_exc()
 
 
-class FakeFront:
-    """The broker and exchange behind one vnpy_ctp gateway (see the module docstring)."""
+class BookFile:
+    """The broker's books on disk: one JSON file, replaced atomically, read and written only
+    under an exclusive ``flock`` (one process at a time; re-entrant within a process)."""
 
-    def __init__(self, gateway: Any, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = Path(state_dir) / BOOKS_FILE
+        self.lock_path = Path(state_dir) / BOOKS_LOCK
+        self._guard = threading.RLock()
+        self._fd: int | None = None
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float = BOOKS_LOCK_TIMEOUT) -> Iterator[None]:
+        with self._guard:
+            if self._depth == 0:
+                self._fd = _flock(self.lock_path, timeout)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._fd is not None:
+                    os.close(self._fd)  # releases the flock
+                    self._fd = None
+
+    def read(self) -> dict[str, Any] | None:
+        with self.locked():
+            try:
+                return json.loads(self.path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                return None
+
+    def write(self, books: dict[str, Any]) -> None:
+        with self.locked():
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(books, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
+def _flock(path: Path, timeout: float) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise TimeoutError(f"{path} still locked after {timeout:g} s") from None
+            time.sleep(0.01)
+
+
+class FakeFront:
+    """The broker and exchange behind one vnpy_ctp gateway (see the module docstring).
+
+    ``gateway`` None: the books alone, with no api to push to (``offline_books``); ``books``: where
+    they persist (None: in memory only).
+    """
+
+    def __init__(self, gateway: Any | None, state_dir: Path, books: BookFile | None = None) -> None:
         self.lock = threading.RLock()
         self.state_dir = Path(state_dir)
+        self.books = books
         self.trading_day = f"{trading_day_of(now()):%Y%m%d}"
         self.instruments = {
             i.symbol: i
@@ -157,11 +232,54 @@ class FakeFront:
         self.flow: list[tuple[str, dict[str, Any]]] = []  # the private flow of the day
         self.requests: list[dict[str, Any]] = []
         self.commission = 0.0
+        self.session_id = 1000  # the last login's SessionID: unique for the day, whatever process asks
         self._sysid = 0
         self._trade_ids: dict[str, int] = {}
-        self.td = FakeTd(self, gateway.td_api)
-        self.md = FakeMd(self, gateway.md_api)
-        self._seed_other_session()
+        self.td = FakeTd(self, gateway.td_api) if gateway is not None else None
+        self.md = FakeMd(self, gateway.md_api) if gateway is not None else None
+        if books is None:
+            self._seed_other_session()
+            return
+        with books.locked():
+            saved = books.read()
+            if saved is None:
+                self._seed_other_session()
+            else:
+                self._restore(saved)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self) -> None:
+        """The books changed: on disk before anyone hears of it (when they persist)."""
+        if self.books is not None:
+            with self.lock:
+                self.books.write(self._dump())
+
+    def _dump(self) -> dict[str, Any]:
+        return {
+            "trading_day": self.trading_day,
+            "holdings": [
+                [symbol, posi, dataclasses.asdict(h)] for (symbol, posi), h in self.holdings.items()
+            ],
+            "orders": list(self.orders.values()),
+            "trades": self.trades,
+            "flow": [[kind, item] for kind, item in self.flow],
+            "commission": self.commission,
+            "session_id": self.session_id,
+            "sysid": self._sysid,
+            "trade_ids": self._trade_ids,
+        }
+
+    def _restore(self, books: dict[str, Any]) -> None:
+        self.trading_day = books["trading_day"]
+        self.holdings = {(symbol, posi): Holding(**h) for symbol, posi, h in books["holdings"]}
+        self.orders = {(o["FrontID"], o["SessionID"], o["OrderRef"]): o for o in books["orders"]}
+        self.trades = books["trades"]
+        self.flow = [(kind, item) for kind, item in books["flow"]]
+        self.commission = books["commission"]
+        self.session_id = books["session_id"]
+        self._sysid = books["sysid"]
+        self._trade_ids = books["trade_ids"]
 
     # ------------------------------------------------------------------ the book
 
@@ -221,6 +339,7 @@ class FakeFront:
     def _publish(self, order: dict[str, Any]) -> dict[str, Any]:
         snapshot = dict(order)
         self.flow.append(("order", snapshot))
+        self.save()
         return snapshot
 
     def _publish_trade(self, order: dict[str, Any], price: float, volume: int) -> dict[str, Any]:
@@ -246,6 +365,7 @@ class FakeFront:
         }
         self.trades.append(trade)
         self.flow.append(("trade", trade))
+        self.save()
         return trade
 
     # ------------------------------------------------------------------ scripted by tests
@@ -270,7 +390,7 @@ class FakeFront:
             order.update(fields)
             snapshot = self._publish(order)
         if push:
-            self.td.push("order", snapshot)
+            self._push("order", snapshot)
         return order
 
     def update_order(self, order: dict[str, Any], **fields: Any) -> None:
@@ -278,7 +398,7 @@ class FakeFront:
         with self.lock:
             order.update(fields)
             snapshot = self._publish(order)
-        self.td.push("order", snapshot)
+        self._push("order", snapshot)
 
     def fill(self, order: dict[str, Any], price: float, volume: int, *, push: bool = True) -> dict[str, Any]:
         """A trade of ``order`` (its notices are the test's, with ``update_order``)."""
@@ -288,8 +408,52 @@ class FakeFront:
             self.apply_fill(order, price, volume)
             trade = self._publish_trade(order, price, volume)
         if push:
-            self.td.push("trade", trade)
+            self._push("trade", trade)
         return trade
+
+    def execute(self, order: dict[str, Any], price: float, volume: int | None = None) -> dict[str, Any]:
+        """The exchange fills ``volume`` of a working ``order`` (all that is left by default) at
+        ``price``: the order's notice, then the trade, as CTP sends them."""
+        with self.lock:
+            left = order["VolumeTotalOriginal"] - order["VolumeTraded"]
+            volume = left if volume is None else volume
+            if not 0 < volume <= left or order["OrderStatus"] not in ("1", "3", "a"):
+                raise ValueError(
+                    f"order {order['OrderRef']} cannot fill {volume} (status {order['OrderStatus']})"
+                )
+            order["VolumeTraded"] += volume
+            done = volume == left
+            order.update(
+                OrderStatus="0" if done else "1",
+                VolumeTotal=left - volume,
+                StatusMsg="全部成交" if done else "部分成交",
+            )
+            self.apply_fill(order, price, volume)
+            snapshot = self._publish(order)
+            trade = self._publish_trade(order, price, volume)
+        self._push("order", snapshot)
+        self._push("trade", trade)
+        return trade
+
+    def order(self, order_id: str) -> dict[str, Any]:
+        """An order by its vnpy (and qtrader) id, ``{FrontID}_{SessionID}_{OrderRef}``."""
+        front, session, ref = order_id.split("_")
+        return self.orders[(int(front), int(session), ref)]
+
+    def book_positions(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(vt_symbol, LONG/SHORT) -> (volume, yesterday's volume) of every position held."""
+        return {
+            (f"{symbol}.{self.instruments[symbol].exchange}", "LONG" if posi == "2" else "SHORT"): (
+                h.yd + h.td,
+                h.yd,
+            )
+            for (symbol, posi), h in self.holdings.items()
+            if h.yd + h.td
+        }
+
+    def _push(self, kind: str, item: dict[str, Any]) -> None:
+        if self.td is not None:
+            self.td.push(kind, item)
 
     def orphan_trade(
         self, symbol: str, direction: str, offset: str, price: float, volume: int, sysid: str
@@ -306,7 +470,7 @@ class FakeFront:
         }
         with self.lock:
             trade = self._publish_trade(order, price, volume)
-        self.td.push("trade", trade)
+        self._push("trade", trade)
         return trade
 
     def closable(self, symbol: str, posi: str, offset: str) -> int:
@@ -507,7 +671,6 @@ class FakeTd:
         self.private_mode: int | None = None
         self.address = ""
         self.flow_path = ""
-        self.session_id = 1000
         self.logins: list[dict[str, Any]] = []
         self.queries: list[str] = []  # orders / trades / account / positions, as received
         self.query_errors: dict[str, list[dict[str, Any]]] = {}  # name -> errors to answer first
@@ -586,7 +749,10 @@ class FakeTd:
         if req["UserID"] == REFUSED_USER:
             self.api.onRspUserLogin({}, {"ErrorID": 3, "ErrorMsg": "CTP:不合法的登录"}, reqid, True)
             return
-        self.session_id += 1
+        with self.front.lock:
+            self.front.session_id += 1
+            session = self.front.session_id
+            self.front.save()
         stamp = now()
         data = {
             "TradingDay": self.front.trading_day,
@@ -595,7 +761,7 @@ class FakeTd:
             "UserID": req["UserID"],
             "SystemName": "FakeCTP",
             "FrontID": 1,
-            "SessionID": self.session_id,
+            "SessionID": session,
             "MaxOrderRef": "0",
         }
         self.api.onRspUserLogin(data, OK, reqid, True)
@@ -660,7 +826,7 @@ class FakeTd:
                 open(self.front.state_dir / ORDER_LOG, "a", encoding="utf-8") as f,
             ):
                 f.write(json.dumps(req, ensure_ascii=False) + "\n")
-        return self._request(self._insert, dict(req), reqid, self.session_id)
+        return self._request(self._insert, dict(req), reqid, self.front.session_id)
 
     def _refuse(self, req: dict[str, Any], reqid: int, error_id: int, message: str) -> None:
         self.api.onRspOrderInsert(req, {"ErrorID": error_id, "ErrorMsg": message}, reqid, True)
@@ -805,8 +971,10 @@ class FakeMd:
 
 
 def attach(gateway: Any, state_dir: Path) -> FakeFront:
-    """Put a fake front behind ``gateway`` (vnpy_ctp's CtpGateway) and return it."""
-    front = FakeFront(gateway, state_dir)
+    """Put a fake front behind ``gateway`` (vnpy_ctp's CtpGateway) and return it; its books
+    persist in ``state_dir`` when ``BOOKS_ENV`` is set (waiting for them if a test holds them)."""
+    books = BookFile(state_dir) if os.environ.get(BOOKS_ENV) else None
+    front = FakeFront(gateway, state_dir, books)
     FRONTS[gateway.gateway_name] = front
     return front
 
@@ -816,3 +984,14 @@ def install(gateway: Any, state_dir: Path) -> None:
     front = attach(gateway, state_dir)
     with contextlib.suppress(RuntimeError, NotImplementedError):  # no running loop: no signal
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, front.td.disconnect)
+
+
+@contextlib.contextmanager
+def offline_books(state_dir: Path) -> Iterator[FakeFront]:
+    """The persisted books of the account at ``state_dir``, held (no front can load or save them)
+    until the block ends: a test changes them with the front's methods (each change is saved) as
+    the broker does while no trader is logged in. Take them before killing a worker, so that its
+    successor loads them only once the block is done."""
+    books = BookFile(state_dir)
+    with books.locked():
+        yield FakeFront(None, state_dir, books)

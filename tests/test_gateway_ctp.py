@@ -728,6 +728,125 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
 
 
 @pytest.mark.usefixtures("fake_front_env")
+async def test_nothing_the_venue_did_is_lost_when_a_ctp_worker_is_killed(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL a CTP trader process; while it is dead the broker fills its resting order and
+    another terminal's; the restarted worker logs in to the same day (the fake front's books
+    persist, like a broker's) and the trader's reconciliation records exactly what it missed."""
+    monkeypatch.setenv(fake_ctp.BOOKS_ENV, "1")
+    mgr = await _manager(core_env, _ctp_account("CT4"))
+    state_dir = cfg_paths.account_state_dir(core_env.data_dir, "CT4")
+    try:
+        state = mgr.state("CT4")
+        await wait_until(lambda: state.status is TraderStatus.CONNECTED, 20, "CT4 connected")
+
+        # one order fills (two trades), one rests
+        buy = OrderRequest(
+            vt_symbol="m2605.DCE", direction=Direction.LONG, offset=Offset.OPEN, price=2801, volume=2
+        )
+        reply = await mgr.send_order("CT4", buy)
+        assert reply.ok, reply.error
+        filled = reply.result["order_id"]
+        reply = await mgr.send_order("CT4", OrderRequest(**{**_fields(buy), "price": 2790, "volume": 1}))
+        assert reply.ok, reply.error
+        resting = reply.result["order_id"]
+        await wait_until(
+            lambda: (
+                filled in state.orders
+                and state.orders[filled].status is Status.ALLTRADED
+                and sum(t.order_id == filled for t in state.trades) == 2
+                and resting in state.orders
+                and state.orders[resting].status is Status.NOTTRADED
+            ),
+            5,
+            "one order filled, one resting",
+        )
+        recorded = {t.trade_id for t in state.trades}  # on disk before reported (core/trader.py)
+        assert len(recorded) == 1 + 2  # the other session's fill of the day, and ours
+
+        # the worker dies; while no worker runs, the broker's day goes on
+        pid = mgr.proxies["CT4"].pid
+        assert pid is not None
+        with fake_ctp.offline_books(state_dir) as broker:  # held: the successor waits for them
+            os.kill(pid, signal.SIGKILL)
+            await wait_until(lambda: mgr.proxies["CT4"].pid != pid, 5, "the killed worker reaped")
+            assert state.restarts == 1
+            broker.execute(broker.order(resting), 2790.0)
+            # another terminal sells 1 rb2601 close-today, filled at once
+            other = broker.external_order("rb2601", "1", "3", 3500.0, 1)
+            broker.execute(other, 3500.0)
+            external = f"{other['FrontID']}_{other['SessionID']}_{other['OrderRef']}"
+            books = {
+                (vt_symbol, Direction(direction)): volumes
+                for (vt_symbol, direction), volumes in broker.book_positions().items()
+            }
+        assert books[("rb2601.SHFE", Direction.LONG)] == (4, 3)
+        assert books[("m2605.DCE", Direction.LONG)] == (3, 0)
+
+        # the restarted worker: the aggregator shows the broker's day
+        def caught_up() -> bool:
+            info, order = state.info, state.orders.get(resting)
+            return (
+                info is not None
+                and info.pid not in (None, pid)
+                and info.gateway_status is GatewayStatus.CONNECTED
+                and order is not None
+                and order.status is Status.ALLTRADED
+                and {k: (p.volume, p.yd_volume) for k, p in state.positions.items()} == books
+            )
+
+        await wait_until(caught_up, 10, "the restarted worker caught up with the broker")
+        new_pid = state.info.pid
+        order = state.orders[resting]
+        assert (order.traded, order.traded_price, order.reference) == (1, 2790.0, "manual")
+        assert state.orders[external].reference == "external"
+        assert state.orders[external].status is Status.ALLTRADED
+        shown = [t.trade_id for t in state.trades]
+        assert len(shown) == len(set(shown)) == 1 + 2 + 1 + 1
+
+        # the database: every trade once, references kept or resolved
+        db = AccountDatabase(database_path(core_env.data_dir, "CT4"), readonly=True)
+        try:
+            orders = {o.order_id: o for o in db.load_orders()}
+            trades = db.load_trades()
+        finally:
+            db.close()
+        ids = [t.trade_id for t in trades]
+        assert len(ids) == len(set(ids)) == 1 + 2 + 1 + 1, ids
+        assert recorded < set(ids)
+        missed = {t.order_id: t for t in trades if t.trade_id not in recorded}
+        assert set(missed) == {resting, external}
+        assert (missed[resting].price, missed[resting].volume, missed[resting].reference) == (
+            2790,
+            1,
+            "manual",
+        )
+        assert (missed[external].price, missed[external].reference) == (3500, "external")
+        done = orders[resting]
+        assert (done.status, done.traded, done.traded_price, done.reference) == (
+            Status.ALLTRADED,
+            1,
+            2790,
+            "manual",
+        )
+        assert orders[filled].reference == "manual" and orders[filled].status is Status.ALLTRADED
+        assert orders[external].reference == "external"
+
+        # the restarted trader's log sums it up
+        log_text = (cfg_paths.account_log_dir(core_env.data_dir, "CT4") / "trader.log").read_text("utf-8")
+        after = log_text.split(f"starting: gateway ctp, pid {new_pid}\n", 1)[1]
+        summary = [line for line in after.splitlines() if "reconciled after start" in line]
+        assert len(summary) == 1, summary
+        assert "2 missed fill(s) recorded" in summary[0], summary[0]
+        assert "1 external order(s)" in summary[0] and "0 working order(s) settled" in summary[0]
+        assert "1 order(s) updated" in summary[0], summary[0]  # the resting order, however many notices
+    finally:
+        await mgr.stop()
+    _assert_no_secret_in_logs(core_env, "CT4")
+
+
+@pytest.mark.usefixtures("fake_front_env")
 async def test_a_refused_login_shows_ctps_text_and_the_trader_exits(core_env: CoreEnv) -> None:
     mgr = await _manager(core_env, _ctp_account("CT2", userid=fake_ctp.REFUSED_USER))
     try:
