@@ -107,6 +107,7 @@ class DataAggregator:
     def __init__(self) -> None:
         self.states: dict[str, AccountState] = {}
         self._subscribers: list[Callable[[Change], None]] = []
+        self._taps: list[Callable[[str, Message], None]] = []
         self._appliers: dict[str, Callable[[AccountState, Any], Any]] = {
             "register": self._apply_info,
             "heartbeat": self._apply_heartbeat,
@@ -135,6 +136,17 @@ class DataAggregator:
                 self._subscribers.remove(callback)
 
         return unsubscribe
+
+    def tap(self, callback: Callable[[str, Message], None]) -> Callable[[], None]:
+        """Call ``callback(account_id, message)`` with every message folded in (an attached
+        console's stream); returns the function that removes the tap."""
+        self._taps.append(callback)
+
+        def untap() -> None:
+            if callback in self._taps:
+                self._taps.remove(callback)
+
+        return untap
 
     def _notify(self, change: Change) -> None:
         for callback in list(self._subscribers):
@@ -176,6 +188,11 @@ class DataAggregator:
         kind = "status" if msg.type in ("register", "heartbeat") else msg.type
         if key is _UNCHANGED:
             return True
+        for callback in list(self._taps):
+            try:
+                callback(account_id, msg)
+            except Exception:
+                log.exception("aggregator tap failed on %s", msg.type)
         state._bump(kind)
         self._notify(Change(account_id, kind, key))
         return True

@@ -3,19 +3,52 @@
 The console never touches a socket, a trader or a database: it reads
 ``AccountState``s, subscribes to ``Change``s and sends commands, each of which
 returns exactly one ``Reply`` (``ok``, a readable ``error``, a ``result``).
-``LocalConsoleClient`` drives an in-process ``TradingManager``; a remote
-client speaking the control protocol to a daemon implements the same class.
+``LocalConsoleClient`` drives an in-process ``TradingManager``;
+``RemoteConsoleClient`` speaks the control protocol to a running daemon
+(``qtrader-tui --attach``, see core/control.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from core.aggregator import AccountState, Change
-from core.manager import TradingManager
-from core.models import Direction, OrderRequest, TradingState
-from core.protocol import HistoryKind, Reply, StrategyCommand
+import msgspec
+
+from core.aggregator import AccountState, Change, DataAggregator
+from core.manager import HISTORY_TYPES, OUTCOME_UNKNOWN, TradingManager
+from core.models import (
+    CancelRequest,
+    CloseRequest,
+    Direction,
+    OrderRequest,
+    TraderInfo,
+    TraderStatus,
+    TradingState,
+)
+from core.protocol import (
+    CancelAllRequest,
+    ConsoleState,
+    Empty,
+    HistoryKind,
+    HistoryRequest,
+    Link,
+    Message,
+    ProtocolError,
+    Reply,
+    StateRequest,
+    StrategyCommand,
+    TraderCommand,
+    TraderStatusUpdate,
+)
+
+log = logging.getLogger("qtrader.client")
 
 
 class ConsoleClient(ABC):
@@ -165,3 +198,231 @@ class LocalConsoleClient(ConsoleClient):
 
     async def restart_trader(self, account_id: str) -> Reply:
         return await self.manager.restart_trader(account_id)
+
+
+#: What a console shows while it is not attached, and the reply to a command it could not send.
+DAEMON_LOST = "connection to the daemon lost"
+
+
+class RemoteConsoleClient(ConsoleClient):
+    """ConsoleClient over a running daemon's control socket (``qtrader-tui --attach``).
+
+    It keeps its own ``DataAggregator``, filled from the daemon's stream, so the console
+    reads state exactly as it does over a local manager. Commands are requests with one
+    reply each. If the daemon goes away, every account shows DISCONNECTED, commands in
+    flight are answered "outcome unknown" (never "rejected": the daemon may have acted),
+    and the client attaches again by itself, starting from a fresh state.
+    """
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, path: Path, accounts: list[tuple[str, str]], *, timeout: float = 20.0) -> None:
+        """``accounts``: (account_id, gateway) from the config the daemon runs."""
+        self.path = path
+        self.timeout = timeout
+        self.aggregator = DataAggregator()
+        for account_id, gateway in accounts:
+            self.aggregator.add_account(account_id, gateway)
+            self.aggregator.set_status(account_id, TraderStatus.CONNECTING, "attaching to the daemon")
+        self._link: Link | None = None
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._req_ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._attached = asyncio.Event()
+        self._closing = False
+
+    # ------------------------------------------------------------------ connection
+
+    async def connect(self, wait: float = 5.0) -> None:
+        """Start attaching (and re-attaching); wait up to ``wait`` s for the first attach."""
+        self._task = asyncio.create_task(self._run(), name="console-attach")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._attached.wait(), wait)
+
+    async def close(self) -> None:
+        """Detach; the daemon and its traders keep running."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._link is not None:
+            await self._link.close()
+
+    @property
+    def attached(self) -> bool:
+        return self._attached.is_set()
+
+    async def _run(self) -> None:
+        while not self._closing:
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(self.path))
+            except OSError as exc:
+                self._lost(f"no daemon at {self.path} ({exc.strerror or exc}); retrying")
+                await asyncio.sleep(self.RETRY_SECONDS)
+                continue
+            link = Link(reader, writer, account_id="console")
+            self._link = link
+            try:
+                link.send_nowait("attach", Empty(), 0)
+                while True:
+                    try:
+                        msg = await link.recv()
+                    except ProtocolError as exc:
+                        if exc.fatal:
+                            raise ConnectionError(str(exc)) from None
+                        log.error("daemon sent a bad frame: %s", exc)
+                        continue
+                    self._on_message(msg)
+            except ConnectionError:
+                pass
+            finally:
+                self._link = None
+                await link.close()
+                self._lost(f"{DAEMON_LOST}; attaching again")
+            await asyncio.sleep(self.RETRY_SECONDS)
+
+    def _on_message(self, msg: Message) -> None:
+        if msg.type == "reply":
+            if msg.req_id == 0:  # the attach
+                if not msg.data.ok:
+                    log.error("the daemon refused to attach: %s", msg.data.error)
+                return
+            fut = self._pending.pop(msg.req_id or -1, None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg.data)
+            return
+        agg = self.aggregator
+        state = agg.states.get(msg.account_id)
+        if state is None:
+            return  # an account this console's config does not have
+        if msg.type == "console_state":
+            view: ConsoleState = msg.data
+            if view.snapshot is not None:
+                agg.apply(
+                    msg.account_id, Message(type="snapshot", account_id=msg.account_id, data=view.snapshot)
+                )
+            state.logs.clear()
+            for entry in view.logs:
+                agg.apply(msg.account_id, Message(type="log", account_id=msg.account_id, data=entry))
+            self._apply_status(msg.account_id, view.trader)
+            self._attached.set()
+        elif msg.type == "trader_status":
+            self._apply_status(msg.account_id, msg.data)
+        else:
+            agg.apply(msg.account_id, msg)
+
+    def _apply_status(self, account_id: str, update: TraderStatusUpdate) -> None:
+        state = self.aggregator.states[account_id]
+        state.pid = update.pid
+        state.restarts = update.restarts
+        self.aggregator.set_status(account_id, update.status, update.message)
+
+    def _lost(self, why: str) -> None:
+        self._attached.clear()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_result(Reply(ok=False, error=f"{DAEMON_LOST}: {OUTCOME_UNKNOWN}"))
+        for account_id, state in self.aggregator.states.items():
+            if state.status is not TraderStatus.DISCONNECTED or state.status_message != why:
+                self.aggregator.set_status(account_id, TraderStatus.DISCONNECTED, why)
+
+    async def _request(
+        self, account_id: str, msg_type: str, data: Any, timeout: float | None = None
+    ) -> Reply:
+        link = self._link
+        if link is None or not self.attached:
+            return Reply(ok=False, error="not attached to the daemon; nothing was sent")
+        req_id = next(self._req_ids)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = fut
+        try:
+            link.send_nowait(msg_type, data, req_id, account_id=account_id)
+        except ConnectionError:
+            self._pending.pop(req_id, None)
+            return Reply(ok=False, error="not attached to the daemon; nothing was sent")
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
+        except TimeoutError:
+            self._pending.pop(req_id, None)
+            return Reply(
+                ok=False,
+                error=f"the daemon did not answer within {timeout or self.timeout:g} s: {OUTCOME_UNKNOWN}",
+            )
+
+    # ------------------------------------------------------------------ ConsoleClient
+
+    @property
+    def account_ids(self) -> list[str]:
+        return list(self.aggregator.states)
+
+    def state(self, account_id: str) -> AccountState:
+        return self.aggregator.states[account_id]
+
+    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        return self.aggregator.subscribe(callback)
+
+    async def history(
+        self,
+        account_id: str,
+        kind: HistoryKind,
+        *,
+        since: float | None = None,
+        limit: int = 1000,
+        vt_symbol: str | None = None,
+    ) -> Reply:
+        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol)
+        reply = await self._request(account_id, "history_req", req)
+        if reply.ok and kind in HISTORY_TYPES:
+            reply.result = msgspec.convert(reply.result, HISTORY_TYPES[kind])
+        return reply
+
+    async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
+        return await self._request(account_id, "order_req", req)
+
+    async def cancel_order(self, account_id: str, order_id: str) -> Reply:
+        return await self._request(account_id, "cancel_req", CancelRequest(order_id=order_id))
+
+    async def cancel_all(self, account_id: str, vt_symbol: str | None = None) -> Reply:
+        return await self._request(account_id, "cancel_all_req", CancelAllRequest(vt_symbol=vt_symbol))
+
+    async def close_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        price: float | None = None,
+    ) -> Reply:
+        req = CloseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, price=price)
+        return await self._request(account_id, "close_req", req)
+
+    async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
+        return await self._request(account_id, "state_req", StateRequest(state=state))
+
+    async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
+        return await self._request(account_id, "strategy_req", command)
+
+    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+        reply = await self._request(account_id or "", "kill_req", Empty(), timeout=60.0)
+        if isinstance(reply.result, dict) and reply.result:
+            return {a: msgspec.convert(r, Reply) for a, r in reply.result.items()}
+        targets = [account_id] if account_id else self.account_ids
+        return dict.fromkeys(targets, reply)
+
+    async def status(self, account_id: str) -> Reply:
+        reply = await self._request(account_id, "info_req", Empty())
+        if reply.ok and reply.result is not None:
+            reply.result = msgspec.convert(reply.result, TraderInfo)
+        return reply
+
+    async def start_trader(self, account_id: str) -> Reply:
+        return await self._request(account_id, "trader_req", TraderCommand(action="start"), timeout=60.0)
+
+    async def stop_trader(self, account_id: str) -> Reply:
+        return await self._request(account_id, "trader_req", TraderCommand(action="stop"), timeout=60.0)
+
+    async def restart_trader(self, account_id: str) -> Reply:
+        return await self._request(account_id, "trader_req", TraderCommand(action="restart"), timeout=60.0)

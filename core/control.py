@@ -2,14 +2,24 @@
 
 Same framing and typed messages as the trader links (core/protocol.py), same
 privacy (0600, peers of another uid refused). Requests answered here, one
-reply each:
+reply each (the envelope's ``account_id`` names the account):
 
-- ``kill_req`` - the kill switch; the envelope's ``account_id`` names the
-  account, empty for every account;
+- ``kill_req`` - the kill switch; an empty ``account_id`` means every account;
 - ``state_req`` - set an account's trading state (e.g. resume: ACTIVE);
-- ``status_req`` - every account's status line.
+- ``status_req`` - every account's status line;
+- ``attach`` - an attached console (``qtrader-tui --attach``): the reply lists the
+  accounts, then one ``console_state`` per account follows (everything the daemon
+  knows of it), then every message the daemon's aggregator folds in, as it
+  happens, plus ``trader_status`` when a status light changes. A console that
+  cannot keep up (more than ``MAX_CONSOLE_BACKLOG`` bytes unread) is disconnected;
+  it attaches again and starts from a fresh state;
+- the console's commands: ``order_req``, ``cancel_req``, ``cancel_all_req``,
+  ``close_req``, ``strategy_req``, ``history_req``, ``info_req`` (the trader's own
+  status) and ``trader_req`` (start / stop / restart a trader).
 
-``qtrader-tui --kill DQ1`` / ``--kill all`` is the command-line client.
+Requests are answered concurrently (a slow one does not hold up the others), each
+with exactly one reply. ``qtrader-tui --kill DQ1`` / ``--kill all`` is the
+command-line client; ``core.client.RemoteConsoleClient`` is the console's.
 """
 
 from __future__ import annotations
@@ -19,13 +29,34 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.aggregator import AccountState, Change
 from core.manager import TradingManager
-from core.protocol import Empty, Link, Message, ProtocolError, Reply, StateRequest, peer_credentials
+from core.models import CancelRequest, CloseRequest, OrderRequest
+from core.protocol import (
+    CancelAllRequest,
+    ConsoleState,
+    Empty,
+    HistoryRequest,
+    Link,
+    Message,
+    ProtocolError,
+    Reply,
+    Snapshot,
+    StateRequest,
+    StrategyCommand,
+    TraderCommand,
+    TraderStatusUpdate,
+    peer_credentials,
+)
 
 log = logging.getLogger("qtrader.control")
+
+#: Bytes an attached console may leave unread before it is disconnected (it re-attaches).
+MAX_CONSOLE_BACKLOG = 16 * 1024 * 1024
 
 
 class ControlServer:
@@ -35,6 +66,7 @@ class ControlServer:
         self.manager = manager
         self.path = path
         self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         if self.path.exists():
@@ -68,6 +100,7 @@ class ControlServer:
         link = Link(
             reader, writer, account_id="daemon", max_frame_bytes=self.manager.config.socket.max_frame_bytes
         )
+        detach: list[Callable[[], None]] = []
         try:
             while True:
                 try:
@@ -80,19 +113,83 @@ class ControlServer:
                             "reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id
                         )
                     continue
-                try:
-                    reply = await self._handle(msg)
-                except Exception as exc:  # one reply per request, even for our own bug
-                    log.exception("control: %s failed", msg.type)
-                    reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
-                link.send_nowait("reply", reply, msg.req_id)
+                if msg.type == "attach":
+                    if not detach:
+                        detach = self._attach(link, msg.req_id)
+                    else:
+                        link.send_nowait("reply", Reply(ok=False, error="already attached"), msg.req_id)
+                    continue
+                task = asyncio.create_task(self._answer(link, msg), name=f"control-{msg.type}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         except ConnectionError:
             pass
         finally:
+            for undo in detach:
+                undo()
             await link.close()
+
+    async def _answer(self, link: Link, msg: Message) -> None:
+        try:
+            reply = await self._handle(msg)
+        except Exception as exc:  # one reply per request, even for our own bug
+            log.exception("control: %s failed", msg.type)
+            reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
+        with contextlib.suppress(ConnectionError):
+            link.send_nowait("reply", reply, msg.req_id)
+
+    def _attach(self, link: Link, req_id: int | None) -> list[Callable[[], None]]:
+        """Reply, send every account's state, then stream: all in one go on the loop, so
+        no message can fall between the states and the stream."""
+        mgr = self.manager
+        states = mgr.aggregator.states
+        link.send_nowait("reply", Reply(ok=True, result={"accounts": list(states)}), req_id)
+        for account_id, state in states.items():
+            link.send_nowait("console_state", console_state(state), account_id=account_id)
+
+        def forward(account_id: str, msg: Message) -> None:
+            if link.closed:
+                return
+            if link.backlog > MAX_CONSOLE_BACKLOG:
+                log.warning("control: an attached console fell %d bytes behind; disconnected", link.backlog)
+                link.writer.close()
+                return
+            link.send_nowait(msg.type, msg.data, account_id=account_id)
+
+        def status(change: Change) -> None:
+            if change.kind == "status" and not link.closed:
+                state = states[change.account_id]
+                link.send_nowait("trader_status", trader_status(state), account_id=change.account_id)
+
+        log.info("control: a console attached")
+        return [mgr.aggregator.tap(forward), mgr.aggregator.subscribe(status)]
 
     async def _handle(self, msg: Message) -> Reply:
         mgr = self.manager
+        aid, data = msg.account_id, msg.data
+        if msg.type not in ("kill_req", "status_req") and aid not in mgr.aggregator.states:
+            return Reply(ok=False, error=f"no account '{aid}' in this daemon ({', '.join(mgr.account_ids)})")
+        if msg.type == "order_req" and isinstance(data, OrderRequest):
+            return await mgr.send_order(aid, data)
+        if msg.type == "cancel_req" and isinstance(data, CancelRequest):
+            return await mgr.cancel_order(aid, data.order_id)
+        if msg.type == "cancel_all_req" and isinstance(data, CancelAllRequest):
+            return await mgr.cancel_all(aid, data.vt_symbol)
+        if msg.type == "close_req" and isinstance(data, CloseRequest):
+            return await mgr.close_position(
+                aid, data.vt_symbol, data.direction, volume=data.volume, price=data.price
+            )
+        if msg.type == "strategy_req" and isinstance(data, StrategyCommand):
+            return await mgr.strategy_command(aid, data)
+        if msg.type == "history_req" and isinstance(data, HistoryRequest):
+            return await mgr.history(
+                aid, data.kind, since=data.since, limit=data.limit, vt_symbol=data.vt_symbol
+            )
+        if msg.type == "info_req":
+            return await mgr.status(aid)
+        if msg.type == "trader_req" and isinstance(data, TraderCommand):
+            action = {"start": mgr.start_trader, "stop": mgr.stop_trader, "restart": mgr.restart_trader}
+            return await action[data.action](aid)
         if msg.type == "kill_req":
             target = msg.account_id or None
             if target is not None and target not in mgr.proxies:
@@ -102,15 +199,44 @@ class ControlServer:
             log.critical("control: KILL SWITCH for %s", target or "all accounts")
             replies = await mgr.kill_switch(target)
             failed = [f"{a}: {r.error}" for a, r in replies.items() if not r.ok]
-            result: dict[str, Any] = {a: r.result for a, r in replies.items()}
+            result: dict[str, Any] = {a: r for a, r in replies.items()}  # each account's own reply
             return Reply(ok=not failed, error="; ".join(failed), result=result)
         if msg.type == "state_req" and isinstance(msg.data, StateRequest):
             return await mgr.set_trading_state(msg.account_id, msg.data.state)
         if msg.type == "status_req":
             return Reply(ok=True, result={a: _status(mgr, a) for a in mgr.account_ids})
-        return Reply(
-            ok=False, error=f"'{msg.type}' is not a control request (kill_req, state_req, status_req)"
+        return Reply(ok=False, error=f"'{msg.type}' is not a control request")
+
+
+def trader_status(state: AccountState) -> TraderStatusUpdate:
+    return TraderStatusUpdate(
+        status=state.status, message=state.status_message, pid=state.pid, restarts=state.restarts
+    )
+
+
+def console_state(state: AccountState) -> ConsoleState:
+    """One account as an attaching console needs it."""
+    snapshot = None
+    if state.info is not None:
+        snapshot = Snapshot(
+            info=state.info,
+            account=state.account,
+            contracts=list(state.contracts.values()),
+            ticks=list(state.ticks.values()),
+            positions=list(state.positions.values()),
+            orders=list(state.orders.values()),
+            trades=list(state.trades),
+            strategies=list(state.strategies.values()),
+            triggers=list(state.triggers),
+            equity=list(state.equity),
         )
+    return ConsoleState(
+        account_id=state.account_id,
+        gateway=state.gateway,
+        trader=trader_status(state),
+        snapshot=snapshot,
+        logs=list(state.logs),
+    )
 
 
 def _status(mgr: TradingManager, account_id: str) -> dict[str, Any]:

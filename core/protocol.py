@@ -40,6 +40,7 @@ from core.models import (
     Tick,
     Trade,
     TraderInfo,
+    TraderStatus,
     TradingState,
 )
 
@@ -111,6 +112,31 @@ class Snapshot(Struct, kw_only=True):
     equity: list[EquityPoint] = msgspec.field(default_factory=list)
 
 
+class TraderCommand(Struct, kw_only=True):
+    """An attached console asks the daemon to start, stop or restart an account's trader."""
+
+    action: Literal["start", "stop", "restart"]
+
+
+class TraderStatusUpdate(Struct, kw_only=True):
+    """The manager's view of one trader (status light, pid, restarts), for attached consoles."""
+
+    status: TraderStatus
+    message: str = ""
+    pid: int | None = None
+    restarts: int = 0
+
+
+class ConsoleState(Struct, kw_only=True):
+    """Everything the daemon knows of one account, sent to a console when it attaches."""
+
+    account_id: str
+    gateway: str
+    trader: TraderStatusUpdate
+    snapshot: Snapshot | None = None  # None until the trader has registered
+    logs: list[LogEntry] = msgspec.field(default_factory=list)
+
+
 # type name -> payload struct. Trader -> manager first, then manager -> trader.
 MESSAGE_TYPES: dict[str, type] = {
     "register": TraderInfo,
@@ -141,6 +167,12 @@ MESSAGE_TYPES: dict[str, type] = {
     "subscribe_req": SubscribeRequest,
     "quote": Tick,  # a source account's tick relayed to a paper account
     "shutdown": ShutdownRequest,
+    # attached console <-> daemon (control socket); trading requests reuse the types above
+    "attach": Empty,
+    "info_req": Empty,
+    "trader_req": TraderCommand,
+    "console_state": ConsoleState,
+    "trader_status": TraderStatusUpdate,
 }
 
 REQUEST_TYPES = frozenset(
@@ -156,6 +188,9 @@ REQUEST_TYPES = frozenset(
         "history_req",
         "subscribe_req",
         "shutdown",
+        "attach",
+        "info_req",
+        "trader_req",
     }
 )
 
@@ -345,12 +380,12 @@ class Link:
         """Bytes written but not yet taken by the peer."""
         return self.writer.transport.get_write_buffer_size()
 
-    def _frame(self, msg_type: str, data: Any, req_id: int | None) -> bytes:
+    def _frame(self, msg_type: str, data: Any, req_id: int | None, account_id: str | None = None) -> bytes:
         self._seq += 1
         return encode_frame(
             Message(
                 type=msg_type,
-                account_id=self.account_id,
+                account_id=self.account_id if account_id is None else account_id,
                 seq=self._seq,
                 ts=time.time(),
                 req_id=req_id,
@@ -358,11 +393,14 @@ class Link:
             )
         )
 
-    def send_nowait(self, msg_type: str, data: Any, req_id: int | None = None) -> None:
-        """Queue a frame without waiting for the peer (raises if closed)."""
+    def send_nowait(
+        self, msg_type: str, data: Any, req_id: int | None = None, *, account_id: str | None = None
+    ) -> None:
+        """Queue a frame without waiting for the peer (raises if closed). ``account_id``
+        overrides the link's own (a daemon streams every account to a console)."""
         if self.writer.is_closing():
             raise ConnectionError("link is closed")
-        self.writer.write(self._frame(msg_type, data, req_id))
+        self.writer.write(self._frame(msg_type, data, req_id, account_id))
 
     def send_many(self, messages: list[tuple[str, Any, int | None]]) -> None:
         """Queue several frames in one write: ``(type, data, req_id)`` each."""

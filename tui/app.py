@@ -51,8 +51,10 @@ class QTraderApp(App[int]):
         keymap: dict[str, str] | None = None,
         start_core: Callable[[], Awaitable[None]] | None = None,
         stop_core: Callable[[], Awaitable[None]] | None = None,
+        stop_message: str = "stopping the traders...",
     ) -> None:
         super().__init__()
+        self.stop_message = stop_message
         self.client = client
         self.scheme = scheme
         self.keymap = dict(keymap or {})
@@ -95,7 +97,7 @@ class QTraderApp(App[int]):
             return
         self._quitting = True
         if self._stop_core is not None:
-            self.notify("stopping the traders...", timeout=10)
+            self.notify(self.stop_message, timeout=10)
             await self._stop_core()
         if self._unsubscribe is not None:
             self._unsubscribe()

@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--status", action="store_true", help="print the running daemon's account states")
     p.add_argument(
+        "--attach",
+        action="store_true",
+        help="console for a running daemon (--no-ui): quitting detaches, the traders keep running",
+    )
+    p.add_argument(
         "--cancel-on-exit",
         action="store_true",
         help="with --no-ui: cancel every working order when the daemon stops",
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.kill or args.resume or args.status:
         return control_command(loaded, args)
+    if args.attach:
+        return run_attached(loaded)
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
     if args.no_ui:
@@ -81,11 +88,45 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         reply = asyncio.run(send_control(path, "status_req", Empty()))
     if isinstance(reply.result, dict):
         for key, value in reply.result.items():
+            if isinstance(value, dict) and "ok" in value:  # the kill switch: each account's reply
+                said = "done" if value["ok"] else f"FAILED: {value.get('error')}"
+                value = f"{said} {value.get('result') or ''}".rstrip()
             print(f"{key}: {value}")
     if not reply.ok:
         print(f"qtrader-tui: {reply.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_attached(loaded: LoadedConfig) -> int:
+    """The Textual console over a running daemon (its control socket)."""
+    from core.client import RemoteConsoleClient
+    from core.control import send_control
+    from core.protocol import Empty
+    from tui.actions import validate_keymap
+    from tui.app import QTraderApp
+
+    config = loaded.config
+    try:
+        keymap = validate_keymap(config.ui.keys)
+        path = cfg_paths.control_socket_path(cfg_paths.socket_dir(config))
+    except (ValueError, ConfigError) as exc:
+        print(f"qtrader-tui: {loaded.source.name}: {exc}", file=sys.stderr)
+        return 2
+    probe = asyncio.run(send_control(path, "status_req", Empty(), timeout=5.0))
+    if not probe.ok:
+        print(f"qtrader-tui: {probe.error} (start it with: qtrader-tui --no-ui)", file=sys.stderr)
+        return 1
+    client = RemoteConsoleClient(path, [(a.account_id, a.gateway) for a in config.accounts])
+    app = QTraderApp(
+        client,
+        scheme=config.ui.color_scheme,
+        keymap=keymap,
+        start_core=client.connect,
+        stop_core=client.close,
+        stop_message="detaching (the daemon and its traders keep running)...",
+    )
+    return app.run() or 0
 
 
 def run_console(loaded: LoadedConfig, data_dir: Path) -> int:

@@ -1,0 +1,165 @@
+"""A console attached to a running daemon: RemoteConsoleClient over the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from textual.widgets import Static
+
+from config import paths as cfg_paths
+from core.client import DAEMON_LOST, RemoteConsoleClient
+from core.control import ControlServer
+from core.manager import OUTCOME_UNKNOWN, TradingManager
+from core.models import (
+    Direction,
+    Offset,
+    Order,
+    OrderRequest,
+    Status,
+    TraderInfo,
+    TraderStatus,
+    TradingState,
+)
+from tests.conftest import CoreEnv, sim_account, wait_until
+from tui.app import QTraderApp
+
+ACCOUNTS = sim_account("A1", "m2705.DCE, rb2605.SHFE", seed=4) + sim_account("A2", "au2606.SHFE", seed=5)
+
+
+@dataclass
+class Daemon:
+    manager: TradingManager
+    control: ControlServer
+    client: RemoteConsoleClient
+
+
+@pytest.fixture
+async def daemon(core_env: CoreEnv) -> AsyncIterator[Daemon]:
+    config = core_env.write_config(ACCOUNTS)
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    path = cfg_paths.control_socket_path(mgr.sock_dir)
+    await mgr.start()
+    control = ControlServer(mgr, path)
+    await control.start()
+    client = RemoteConsoleClient(path, [(a.account_id, a.gateway) for a in config.accounts])
+    client.RETRY_SECONDS = 0.1
+    try:
+        await client.connect()
+        yield Daemon(mgr, control, client)
+    finally:
+        await client.close()
+        await control.stop()
+        await mgr.stop()
+
+
+def _mirrors(d: Daemon, account_id: str) -> bool:
+    ours, theirs = d.client.state(account_id), d.manager.state(account_id)
+    return (
+        ours.status is theirs.status is TraderStatus.CONNECTED
+        and ours.info is not None
+        and set(ours.ticks) == set(theirs.ticks) != set()
+    )
+
+
+def _buy(d: Daemon, account_id: str, vt_symbol: str, *, marketable: bool) -> OrderRequest:
+    tick = d.client.state(account_id).ticks[vt_symbol]
+    price = tick.limit_up if marketable else tick.limit_down
+    return OrderRequest(
+        vt_symbol=vt_symbol, direction=Direction.LONG, offset=Offset.OPEN, price=price, volume=1
+    )
+
+
+async def test_the_attached_console_sees_and_trades_what_the_daemon_runs(daemon: Daemon) -> None:
+    d, client = daemon, daemon.client
+    assert client.attached and client.account_ids == ["A1", "A2"]
+    await wait_until(lambda: _mirrors(d, "A1") and _mirrors(d, "A2"), what="both accounts mirrored")
+    assert client.state("A1").pid == d.manager.state("A1").pid
+
+    filled = await client.send_order("A1", _buy(d, "A1", "m2705.DCE", marketable=True))
+    assert filled.ok, filled.error
+    resting = await client.send_order("A1", _buy(d, "A1", "rb2605.SHFE", marketable=False))
+    assert resting.ok, resting.error
+    state = client.state("A1")
+    await wait_until(lambda: ("m2705.DCE", Direction.LONG) in state.positions, what="position streamed")
+    await wait_until(lambda: resting.result["order_id"] in state.orders)
+    assert state.orders[filled.result["order_id"]].status is Status.ALLTRADED
+
+    refused = await client.send_order(
+        "A1", OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=1.0, volume=1)
+    )
+    assert not refused.ok and "price_limit" in refused.error  # the trader's own words, through two hops
+
+    cancelled = await client.cancel_order("A1", resting.result["order_id"])
+    assert cancelled.ok, cancelled.error
+    await wait_until(lambda: state.orders[resting.result["order_id"]].status is Status.CANCELLED)
+
+    history = await client.history("A1", "orders")
+    assert history.ok and all(isinstance(o, Order) for o in history.result)
+    assert {filled.result["order_id"], resting.result["order_id"]} <= {o.order_id for o in history.result}
+    info = await client.status("A2")
+    assert info.ok and isinstance(info.result, TraderInfo) and info.result.account_id == "A2"
+
+    closed = await client.close_position("A1", "m2705.DCE", Direction.LONG)
+    assert closed.ok, closed.error
+    await wait_until(lambda: ("m2705.DCE", Direction.LONG) not in state.positions, what="closed")
+
+    replies = await client.kill_switch("A2")
+    assert list(replies) == ["A2"] and replies["A2"].ok
+    await wait_until(lambda: client.state("A2").info.trading_state is TradingState.HALTED)
+    assert client.state("A1").info.trading_state is TradingState.ACTIVE
+    resumed = await client.set_trading_state("A2", TradingState.ACTIVE)
+    assert resumed.ok
+
+    unknown = await client.send_order("NOPE", _buy(d, "A1", "m2705.DCE", marketable=True))
+    assert not unknown.ok and "no account 'NOPE'" in unknown.error
+
+
+async def test_a_trader_stopped_from_the_console_stops_in_the_daemon(daemon: Daemon) -> None:
+    d, client = daemon, daemon.client
+    await wait_until(lambda: _mirrors(d, "A2"))
+    assert (await client.stop_trader("A2")).ok
+    await wait_until(lambda: client.state("A2").status is TraderStatus.STOPPED, what="stopped, as streamed")
+    assert d.manager.state("A2").status is TraderStatus.STOPPED
+    assert (await client.start_trader("A2")).ok
+    await wait_until(lambda: _mirrors(d, "A2"), what="started again")
+
+
+async def test_the_daemon_going_away_is_shown_and_the_console_attaches_again(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d, client = daemon, daemon.client
+    await wait_until(lambda: _mirrors(d, "A1"))
+    never = asyncio.Event()
+
+    async def hangs(account_id: str, order_id: str) -> None:
+        await never.wait()
+
+    monkeypatch.setattr(d.manager, "cancel_order", hangs)
+    in_flight = asyncio.create_task(client.cancel_order("A1", "42"))
+    await wait_until(lambda: client._pending, what="the request on its way")
+    await d.control.stop()  # no new attach; and the daemon's end of our connection goes
+    assert client._link is not None
+    client._link.writer.close()
+    reply = await in_flight
+    assert not reply.ok and reply.error == f"{DAEMON_LOST}: {OUTCOME_UNKNOWN}"  # never "rejected"
+    await wait_until(lambda: client.state("A1").status is TraderStatus.DISCONNECTED)
+    refused = await client.send_order("A1", _buy(d, "A1", "m2705.DCE", marketable=True))
+    assert not refused.ok and "nothing was sent" in refused.error
+    await d.control.start()
+    await wait_until(lambda: client.attached and _mirrors(d, "A1") and _mirrors(d, "A2"), what="re-attached")
+
+
+async def test_the_console_app_runs_on_an_attached_client(daemon: Daemon) -> None:
+    d = daemon
+    await wait_until(lambda: _mirrors(d, "A1"))
+    app = QTraderApp(d.client, stop_core=d.client.close, stop_message="detaching...")
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        bar = app.screen.query_one("#account-bar", Static).content.plain  # type: ignore[union-attr]
+        assert "A1" in bar and "connected" in bar
+        await pilot.press("q")
+        await wait_until(lambda: not d.client._task or d.client._task.done(), what="detached")
+    assert d.manager.state("A1").status is TraderStatus.CONNECTED  # the daemon's traders run on
