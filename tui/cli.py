@@ -147,7 +147,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
     try:
         pid_file.acquire()
     except DaemonBusy as exc:
-        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        print(f"qtrader-tui: {exc}; to watch and trade it, run: qtrader-tui --attach", file=sys.stderr)
         return 3
     try:
         setup_runtime_logging(data_dir, config.log.level)  # the terminal belongs to the console
