@@ -55,7 +55,7 @@ class PidFile(PidLock):
 class StatusPrinter:
     """Turns aggregator changes into one-line status messages (never ticks)."""
 
-    def __init__(self, aggregator: DataAggregator, out: TextIO) -> None:
+    def __init__(self, aggregator: DataAggregator, out: TextIO | None) -> None:
         self.aggregator = aggregator
         self.out = out
         self._order_status: dict[tuple[str, str], Status] = {}
@@ -63,9 +63,17 @@ class StatusPrinter:
         self._last_status: dict[str, str] = {}
 
     def line(self, account_id: str, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        print(f"{stamp} {account_id:<6} {text}", file=self.out, flush=True)
+        """Print and log one line. A terminal that went away (SSH dropped, the reading end of a
+        pipe closed) must never stop the daemon: printing stops, the runtime log goes on."""
         log.info("%s %s", account_id, text)
+        if self.out is None:
+            return
+        stamp = time.strftime("%H:%M:%S")
+        try:
+            print(f"{stamp} {account_id:<6} {text}", file=self.out, flush=True)
+        except (OSError, ValueError) as exc:  # BrokenPipeError, EIO on a hung-up tty, closed file
+            self.out = None
+            log.warning("stdout is gone (%s): status lines continue in the runtime log only", exc)
 
     def __call__(self, change: Change) -> None:
         state = self.aggregator.states[change.account_id]
@@ -159,6 +167,8 @@ async def run_daemon(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # a closed terminal or a dropped SSH session must not stop trading: SIGHUP is noted, not obeyed
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP (terminal hung up): running on"))
     try:
         try:
             manager = TradingManager(loaded.config, config_path=loaded.source, data_dir=data_dir)
@@ -196,6 +206,6 @@ async def run_daemon(
         printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
         return EXIT_OK
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         pid_file.release()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from config import paths as cfg_paths
-from tests.conftest import THREE_ACCOUNTS, CoreEnv, pid_alive, wait_until_sync
+from tests.conftest import THREE_ACCOUNTS, CoreEnv, pid_alive, sim_account, wait_until_sync
 
 CONNECTED = " CONNECTED "  # not DISCONNECTED
 SECRET = "s3cr3t-Passw0rd-never-logged"
@@ -201,3 +201,47 @@ def test_kill_switch_and_resume_through_the_control_socket(core_env: CoreEnv) ->
         if daemon.proc.poll() is None:
             daemon.proc.kill()
             daemon.proc.wait()
+
+
+def test_a_terminal_that_goes_away_never_stops_the_daemon_or_its_clean_stop(core_env: CoreEnv) -> None:
+    """SSH drops: SIGHUP arrives and stdout's reader is gone. Trading goes on, and a later
+    SIGTERM still stops every trader cleanly."""
+    core_env.write_config(sim_account("H1", "m2705.DCE"))
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui.cli", "--no-ui", "--config", str(core_env.config_path),
+         "--data-dir", str(core_env.data_dir)],
+        stdout=write_end, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    os.close(write_end)
+    try:
+        seen = b""
+        with os.fdopen(read_end, "rb", buffering=0) as out:
+            deadline = time.monotonic() + 30
+            while CONNECTED.encode() not in seen:
+                assert time.monotonic() < deadline, seen.decode(errors="replace")
+                chunk = out.read(4096)
+                assert chunk, "the daemon ended early"
+                seen += chunk
+            proc.send_signal(signal.SIGHUP)
+        # the reading end is closed now: the next status line hits a broken pipe
+        pids = _worker_pids(core_env)
+        assert pids and all(pid_alive(p) for p in pids)
+        killed = _control(core_env, "--kill", "H1")  # status lines follow: into the closed pipe
+        assert killed.returncode == 0, killed.stderr
+        wait_until_sync(
+            lambda: "stdout is gone" in (core_env.data_dir / "logs" / "runtime.log").read_text(),
+            timeout=20,
+            what="a status line written to the closed pipe",
+        )
+        assert proc.poll() is None  # still running, still trading
+        assert _control(core_env, "--status").returncode == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        wait_until_sync(lambda: not any(pid_alive(p) for p in pids), 5, "workers stopped with it")
+        log_text = (core_env.data_dir / "logs" / "runtime.log").read_text()
+        assert "SIGHUP (terminal hung up): running on" in log_text and "stopped cleanly" in log_text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
