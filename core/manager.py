@@ -445,13 +445,16 @@ class TradingManager:
                 continue
             acc = paper.account
             symbols = list(dict.fromkeys([*acc.watchlist, *(s.symbol for s in acc.strategies)]))
-            source.link.send_nowait("subscribe_req", SubscribeRequest(symbols=symbols), 0)
+            with contextlib.suppress(ConnectionError):  # its link is closing: it asks again on return
+                source.link.send_nowait("subscribe_req", SubscribeRequest(symbols=symbols), 0)
 
     def _relay_quote(self, paper_ids: Iterable[str], tick: Tick) -> None:
         for paper_id in paper_ids:
             proxy = self.proxies.get(paper_id)
             if proxy is not None and proxy.link is not None:
-                proxy.link.send_nowait("quote", tick)
+                # a paper link going down must never cost the source's link (we are in its loop)
+                with contextlib.suppress(ConnectionError):
+                    proxy.link.send_nowait("quote", tick)
 
     def _refresh_status(self, proxy: TraderProxy) -> None:
         state = self.aggregator.states[proxy.account_id]
