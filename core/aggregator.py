@@ -172,6 +172,43 @@ class DataAggregator:
         state._bump("status")
         self._notify(Change(account_id, "status"))
 
+    def set_trader(
+        self, account_id: str, status: TraderStatus, message: str, pid: int | None, restarts: int
+    ) -> None:
+        """The manager's whole view of a trader at once (an attached console's mirror)."""
+        state = self.states[account_id]
+        if (state.status, state.status_message, state.pid, state.restarts) == (
+            status,
+            message,
+            pid,
+            restarts,
+        ):
+            return
+        state.status, state.status_message, state.pid, state.restarts = status, message, pid, restarts
+        state._bump("status")
+        self._notify(Change(account_id, "status"))
+
+    def set_pid(self, account_id: str, pid: int | None) -> None:
+        state = self.states[account_id]
+        if state.pid != pid:
+            state.pid = pid
+            state._bump("status")
+            self._notify(Change(account_id, "status"))
+
+    def reset(self, account_id: str) -> None:
+        """Forget everything the account's trader told us (a console re-attaching to a
+        daemon that restarted must not show the previous run's orders and positions)."""
+        state = self.states[account_id]
+        state.info = state.account = None
+        for mapping in (state.ticks, state.contracts, state.positions, state.orders, state.strategies):
+            mapping.clear()
+        for sequence in (state.trades, state.equity, state.triggers, state.logs):
+            sequence.clear()
+        for kind in KINDS:
+            state._bump(kind)
+        for kind in KINDS:
+            self._notify(Change(account_id, kind))
+
     def count_restart(self, account_id: str) -> None:
         state = self.states[account_id]
         state.restarts += 1

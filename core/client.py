@@ -276,6 +276,8 @@ class RemoteConsoleClient(ConsoleClient):
                     self._on_message(msg)
             except ConnectionError:
                 pass
+            except Exception:  # our own bug must not end the re-attaching for good
+                log.exception("attached console: handling the daemon's stream failed; re-attaching")
             finally:
                 self._link = None
                 await link.close()
@@ -285,8 +287,7 @@ class RemoteConsoleClient(ConsoleClient):
     def _on_message(self, msg: Message) -> None:
         if msg.type == "reply":
             if msg.req_id == 0:  # the attach
-                if not msg.data.ok:
-                    log.error("the daemon refused to attach: %s", msg.data.error)
+                self._on_attached(msg.data)
                 return
             fut = self._pending.pop(msg.req_id or -1, None)
             if fut is not None and not fut.done():
@@ -298,25 +299,37 @@ class RemoteConsoleClient(ConsoleClient):
             return  # an account this console's config does not have
         if msg.type == "console_state":
             view: ConsoleState = msg.data
+            agg.reset(msg.account_id)  # nothing of a previous attach (or daemon run) lingers
             if view.snapshot is not None:
                 agg.apply(
                     msg.account_id, Message(type="snapshot", account_id=msg.account_id, data=view.snapshot)
                 )
-            state.logs.clear()
             for entry in view.logs:
                 agg.apply(msg.account_id, Message(type="log", account_id=msg.account_id, data=entry))
             self._apply_status(msg.account_id, view.trader)
-            self._attached.set()
         elif msg.type == "trader_status":
             self._apply_status(msg.account_id, msg.data)
         else:
             agg.apply(msg.account_id, msg)
 
+    def _on_attached(self, reply: Reply) -> None:
+        if not reply.ok:
+            log.error("the daemon refused to attach: %s", reply.error)
+            return
+        theirs = set(reply.result.get("accounts", ())) if isinstance(reply.result, dict) else set()
+        for account_id in self.aggregator.states:
+            if account_id not in theirs:  # the console's config differs from the daemon's
+                self.aggregator.reset(account_id)
+                self.aggregator.set_status(
+                    account_id, TraderStatus.STOPPED, "not run by this daemon (its config differs)"
+                )
+        unknown = sorted(theirs - set(self.aggregator.states))
+        if unknown:
+            log.warning("the daemon also runs %s, not in this console's config", ", ".join(unknown))
+        self._attached.set()
+
     def _apply_status(self, account_id: str, update: TraderStatusUpdate) -> None:
-        state = self.aggregator.states[account_id]
-        state.pid = update.pid
-        state.restarts = update.restarts
-        self.aggregator.set_status(account_id, update.status, update.message)
+        self.aggregator.set_trader(account_id, update.status, update.message, update.pid, update.restarts)
 
     def _lost(self, why: str) -> None:
         self._attached.clear()

@@ -67,6 +67,8 @@ class ControlServer:
         self.path = path
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._links: set[Link] = set()
+        self._stopping = False
 
     async def start(self) -> None:
         if self.path.exists():
@@ -83,10 +85,15 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(self._serve, sock=sock)
 
     async def stop(self) -> None:
+        """Stop listening and hang up on every console (an attached one never hangs up by
+        itself, and Python 3.12+ ``wait_closed`` waits for every connection)."""
+        self._stopping = True
+        for link in list(self._links):
+            link.writer.transport.abort()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
             self._server = None
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
@@ -101,6 +108,7 @@ class ControlServer:
             reader, writer, account_id="daemon", max_frame_bytes=self.manager.config.socket.max_frame_bytes
         )
         detach: list[Callable[[], None]] = []
+        self._links.add(link)
         try:
             while True:
                 try:
@@ -125,13 +133,17 @@ class ControlServer:
         except ConnectionError:
             pass
         finally:
+            self._links.discard(link)
             for undo in detach:
                 undo()
             await link.close()
 
     async def _answer(self, link: Link, msg: Message) -> None:
         try:
-            reply = await self._handle(msg)
+            if self._stopping:
+                reply = Reply(ok=False, error="the daemon is stopping; nothing was done")
+            else:
+                reply = await self._handle(msg)
         except Exception as exc:  # one reply per request, even for our own bug
             log.exception("control: %s failed", msg.type)
             reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
@@ -152,7 +164,7 @@ class ControlServer:
                 return
             if link.backlog > MAX_CONSOLE_BACKLOG:
                 log.warning("control: an attached console fell %d bytes behind; disconnected", link.backlog)
-                link.writer.close()
+                link.writer.transport.abort()  # drop what it did not read; it re-attaches afresh
                 return
             link.send_nowait(msg.type, msg.data, account_id=account_id)
 

@@ -602,7 +602,7 @@ class TradingManager:
         # an embedded trader runs in our process: show our pid, but never treat it as the
         # trader's (a kill would kill the manager)
         proxy.pid = None if proxy.account.mode == "embedded" else pid
-        self.aggregator.states[proxy.account_id].pid = pid
+        self.aggregator.set_pid(proxy.account_id, pid)
 
     def _last_words(self, account_id: str) -> str:
         """The last line a crashed trader process printed (usually the exception)."""

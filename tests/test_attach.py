@@ -23,6 +23,7 @@ from core.models import (
     TraderStatus,
     TradingState,
 )
+from core.protocol import ConsoleState, Message, TraderStatusUpdate
 from tests.conftest import CoreEnv, sim_account, wait_until
 from tui.app import QTraderApp
 
@@ -140,9 +141,9 @@ async def test_the_daemon_going_away_is_shown_and_the_console_attaches_again(
     monkeypatch.setattr(d.manager, "cancel_order", hangs)
     in_flight = asyncio.create_task(client.cancel_order("A1", "42"))
     await wait_until(lambda: client._pending, what="the request on its way")
-    await d.control.stop()  # no new attach; and the daemon's end of our connection goes
-    assert client._link is not None
-    client._link.writer.close()
+    # the daemon stops listening and hangs up on its consoles (promptly: an attached
+    # console never hangs up by itself)
+    await asyncio.wait_for(d.control.stop(), 5)
     reply = await in_flight
     assert not reply.ok and reply.error == f"{DAEMON_LOST}: {OUTCOME_UNKNOWN}"  # never "rejected"
     await wait_until(lambda: client.state("A1").status is TraderStatus.DISCONNECTED)
@@ -163,3 +164,46 @@ async def test_the_console_app_runs_on_an_attached_client(daemon: Daemon) -> Non
         await pilot.press("q")
         await wait_until(lambda: not d.client._task or d.client._task.done(), what="detached")
     assert d.manager.state("A1").status is TraderStatus.CONNECTED  # the daemon's traders run on
+
+
+async def test_a_console_re_attaching_shows_nothing_of_the_previous_run(daemon: Daemon) -> None:
+    """After a daemon restart a trader that has not registered yet has no snapshot: the
+    console must not keep showing the previous run's orders and positions."""
+    d, client = daemon, daemon.client
+    await wait_until(lambda: _mirrors(d, "A1"))
+    reply = await client.send_order("A1", _buy(d, "A1", "m2705.DCE", marketable=True))
+    assert reply.ok, reply.error
+    state = client.state("A1")
+    await wait_until(lambda: state.positions and state.orders)
+    view = ConsoleState(
+        account_id="A1",
+        gateway="sim",
+        trader=TraderStatusUpdate(status=TraderStatus.CONNECTING, message="starting", pid=4242, restarts=1),
+    )
+    seen: list[str] = []
+    unsubscribe = client.subscribe(lambda change: seen.append(change.kind))
+    client._on_message(Message(type="console_state", account_id="A1", data=view))
+    unsubscribe()
+    assert not state.positions and not state.orders and not state.trades and state.info is None
+    assert (state.status, state.status_message, state.pid, state.restarts) == (
+        TraderStatus.CONNECTING,
+        "starting",
+        4242,
+        1,
+    )
+    assert {"position", "order", "trade", "status"} <= set(seen)  # the screens are told to redraw
+
+
+async def test_a_console_that_falls_behind_is_cut_off_without_a_trace(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.control
+
+    d, client = daemon, daemon.client
+    await wait_until(lambda: _mirrors(d, "A1"))
+    assert len(d.manager.aggregator._taps) == 1
+    monkeypatch.setattr(core.control, "MAX_CONSOLE_BACKLOG", -1)  # every console is "behind"
+    await wait_until(lambda: client.state("A1").status is TraderStatus.DISCONNECTED, what="cut off")
+    await wait_until(lambda: not d.manager.aggregator._taps, what="its tap removed with it")
+    monkeypatch.setattr(core.control, "MAX_CONSOLE_BACKLOG", 16 * 1024 * 1024)
+    await wait_until(lambda: client.attached and _mirrors(d, "A1"), what="attached again, afresh")

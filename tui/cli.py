@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.kill or args.resume or args.status:
         return control_command(loaded, args)
     if args.attach:
-        return run_attached(loaded)
+        return run_attached(loaded, data_dir)
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
     if args.no_ui:
@@ -98,8 +98,10 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_attached(loaded: LoadedConfig) -> int:
+def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     """The Textual console over a running daemon (its control socket)."""
+    import logging
+
     from core.client import RemoteConsoleClient
     from core.control import send_control
     from core.protocol import Empty
@@ -117,6 +119,12 @@ def run_attached(loaded: LoadedConfig) -> int:
     if not probe.ok:
         print(f"qtrader-tui: {probe.error} (start it with: qtrader-tui --no-ui)", file=sys.stderr)
         return 1
+    # the terminal belongs to the console; the daemon owns runtime.log
+    log_path = cfg_paths.runtime_log_path(data_dir).with_name("console.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        filename=log_path, level=config.log.level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     client = RemoteConsoleClient(path, [(a.account_id, a.gateway) for a in config.accounts])
     app = QTraderApp(
         client,
