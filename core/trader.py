@@ -829,6 +829,10 @@ class Trader:
         status = self.oms.orders[req.order_id].status
         return Reply(ok=True, result={"order_id": req.order_id, "status": status.name})
 
+    def cancel_order(self, order_id: str) -> Reply:
+        """Cancel one working order (the strategy engine re-pricing an exit)."""
+        return self._on_cancel_req(CancelRequest(order_id=order_id, account_id=self.account_id))
+
     def _cancel_all(self, vt_symbol: str | None) -> int:
         """Cancel every working order. Not held back by the cancel-rate limits: emptying
         the book is the safe direction (kill switch, shutdown, the operator's X)."""
