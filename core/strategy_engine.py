@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
+
 from config.schema import StrategyConfig
 from core.models import (
     Account,
@@ -134,6 +136,7 @@ class StrategyEngine:
         ``autostart=False`` (a HALTED account) loads them stopped."""
         from strategies import load_strategy_class
 
+        loaded: list[tuple[StrategyConfig, Strategy]] = []
         for cfg in self.configs:
             try:
                 cls = load_strategy_class(cfg.class_name, self.search_path)
@@ -145,7 +148,9 @@ class StrategyEngine:
                 continue
             self.instances[cfg.name] = inst
             self.by_symbol[cfg.symbol].append(inst)
-            self._replay_trades(inst)
+            loaded.append((cfg, inst))
+        self._replay_trades()  # all instances at once: a guard's closes belong to the others
+        for cfg, inst in loaded:
             self._warm_up(inst)
             if cfg.autostart and autostart:
                 self.start(cfg.name)
@@ -163,18 +168,50 @@ class StrategyEngine:
             error=error,
         )
 
-    def _replay_trades(self, inst: Strategy) -> None:
-        """After a restart the instance's own position comes back from its recorded trades."""
+    def _replay_trades(self) -> None:
+        """After a restart the instances' own positions come back from their recorded trades,
+        booked exactly as they were live (``_book``)."""
         db = self.host.db
-        if db is None:
+        if db is None or not self.instances:
             return
-        mine = [t for t in db.load_trades(limit=REPLAY_TRADES) if t.reference == inst.name]
-        for trade in mine:
-            inst.apply_trade(trade)
-        if mine:
-            self.logger.info(
-                "strategy %s: position %+g from %d recorded trades", inst.name, inst.pos, len(mine)
-            )
+        counts: dict[str, int] = defaultdict(int)
+        for trade in db.load_trades(limit=REPLAY_TRADES):
+            for inst in self._book(trade):
+                counts[inst.name] += 1
+        for name, count in counts.items():
+            inst = self.instances[name]
+            self.logger.info("strategy %s: position %+g from %d recorded trades", name, inst.pos, count)
+
+    def _book(self, trade: Trade) -> list[Strategy]:
+        """Book a trade to its instance. The lots a close takes beyond what that instance
+        holds (a stop guard closing the account's position) are the other instances' lots
+        of that side and symbol: they are booked to them, in configuration order, so no
+        instance keeps lots that are gone. Returns the instances that booked some of it."""
+        inst = self.instances.get(trade.reference)
+        if inst is None or trade.vt_symbol != inst.vt_symbol:
+            return []
+        booked = [inst]
+        if trade.offset.is_close:
+            side = trade.direction.opposite  # a SELL close takes long lots
+            excess = trade.volume - inst.leg_volume(side)
+            for other in self.by_symbol.get(trade.vt_symbol, ()):
+                if excess <= 1e-9:
+                    break
+                take = min(other.leg_volume(side), excess) if other is not inst else 0.0
+                if take > 1e-9:
+                    other.apply_trade(msgspec.structs.replace(trade, volume=take, commission=0.0))
+                    booked.append(other)
+                    excess -= take
+                    self.logger.info(
+                        "strategy %s: %g %s lot(s) closed by %s (trade %s)",
+                        other.name,
+                        take,
+                        side.name.lower(),
+                        inst.name,
+                        trade.trade_id,
+                    )
+        inst.apply_trade(trade)
+        return booked
 
     def _warm_up(self, inst: Strategy) -> None:
         db = self.host.db
@@ -403,13 +440,14 @@ class StrategyEngine:
             self._chases[order_id] = _Chase(strategy=strategy, placed=self.clock(), chases=chases)
 
     def on_trade(self, trade: Trade) -> None:
-        inst = self.instances.get(trade.reference)
-        if inst is None:
+        booked = self._book(trade)  # the instances' own positions and P&L
+        if not booked:
             return
-        inst.apply_trade(trade)  # the instance's own position and P&L
+        inst = booked[0]
         if inst.running:
             self._guard(inst, "on_trade", lambda: inst.on_trade(trade))
-        self._publish(inst)
+        for each in booked:
+            self._publish(each)
 
     def _build_bar(self, tick: Tick) -> None:
         """1-minute bars of strategy symbols (vnpy's BarGenerator), stored for the next warm-up."""

@@ -475,6 +475,10 @@ class Strategy:
 
     # ------------------------------------------------------------------ the instance's own book
 
+    def leg_volume(self, direction: Direction) -> float:
+        """Lots of this instance's own ``direction`` leg."""
+        return (self._long if direction is Direction.LONG else self._short).volume
+
     def apply_trade(self, trade: Trade) -> None:
         """Book one trade of this instance (the engine calls this before ``on_trade``).
 
