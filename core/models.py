@@ -395,7 +395,7 @@ class StrategyTrigger(Struct, kw_only=True):
     condition: str
     price: float
     action: str  # buy / sell / close / hold
-    result: str  # success / failed / pending / not executed / rejected
+    result: str  # success / partial / failed / pending / not executed / rejected
     order_id: str = ""
     error: str = ""
 

@@ -576,10 +576,15 @@ class StrategyEngine:
         ]
         trigger.order_id = ",".join(ids)
         errors = [r.error for r in replies if not r.ok]
-        if errors:
+        if errors and not any(r.ok for r in replies):
             trigger.result, trigger.error = "rejected", "; ".join(errors)
             return
-        trigger.result = "success"
+        if errors:  # e.g. a turn-around: the close went out, the open was refused
+            sent = [str(r.result.get("order_id")) for r in replies if r.ok and isinstance(r.result, dict)]
+            trigger.result = "partial"
+            trigger.error = f"sent {', '.join(sent)}; refused: {'; '.join(errors)}"
+        else:
+            trigger.result = "success"
         moment = self.clock()
         self._executed[(strategy.name, signal.key or signal.action)] = moment
         if len(self._executed) > 1000:  # keys are per event: forget those past the window

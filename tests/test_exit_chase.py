@@ -218,3 +218,43 @@ def test_after_max_chases_the_exit_is_left_to_the_operator(
     assert host.cancels[-1] != order_id  # no sixth re-price
     assert any("left to the operator" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
     assert engine_module.MAX_CHASES == MAX_CHASES
+
+
+def test_a_turn_around_whose_open_is_refused_reads_partial_not_rejected(
+    setup: tuple[StrategyEngine, Host, Clock],
+) -> None:
+    from core.models import StrategyTrigger
+    from strategies.base import Signal
+
+    engine, host, clock = setup
+    host.oms.update_position(
+        Position(
+            account_id="X1", vt_symbol=SYMBOL, direction=Direction.SHORT, volume=1, yd_volume=0, price=3100
+        )
+    )
+    sent = host.place_order
+
+    def refuse_opens(req: OrderRequest) -> Reply:
+        if req.offset is Offset.OPEN:
+            return Reply(
+                ok=False, error="max_position_per_contract: 1 + 1 > 1", result={"order_id": "LOCAL.1"}
+            )
+        return sent(req)
+
+    host.place_order = refuse_opens  # type: ignore[method-assign]
+    instance = SimpleNamespace(name="trend", vt_symbol=SYMBOL, pos=-1.0, risk=SimpleNamespace(max_position=5))
+    signal = Signal(action="buy", condition="cross up", price=3101, volume=2, datetime=clock.now)
+    trigger = StrategyTrigger(
+        account_id="X1",
+        datetime=clock.now,
+        instance="trend",
+        vt_symbol=SYMBOL,
+        condition="cross up",
+        price=3101,
+        action="buy",
+        result="pending",
+    )
+    engine._decide(instance, signal, trigger)  # type: ignore[arg-type]
+    assert trigger.result == "partial"
+    assert trigger.order_id == "o1,LOCAL.1"
+    assert trigger.error == "sent o1; refused: max_position_per_contract: 1 + 1 > 1"

@@ -11,6 +11,7 @@ from tui.widgets.table import Cell, KeyedTable
 
 RESULT_STYLE = {
     "success": "green",
+    "partial": "bold yellow",
     "failed": "bold red",
     "rejected": "bold red",
     "pending": "yellow",
