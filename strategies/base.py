@@ -527,7 +527,7 @@ class Strategy:
             size = self.size
             floating += (self.last_price - self._long.price) * self._long.volume * size
             floating += (self._short.price - self.last_price) * self._short.volume * size
-        self.pnl = self.realized_pnl + floating
+        self.pnl = self.realized_pnl + floating - self.commission  # net of fees, like the account
 
     # ------------------------------------------------------------------ lifecycle and events
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from config.schema import StrategyRiskConfig
@@ -778,3 +779,17 @@ def test_builtins_survive_a_random_walk_with_well_formed_signals(cls: type[Strat
     times = [s.datetime for s in ctx.signals]
     assert times == sorted(times)
     assert abs(strategy.pos) <= 5
+
+
+def test_instance_pnl_is_net_of_commission() -> None:
+    strategy, _ = make(MaCrossStrategy)
+    buy = msgspec.structs.replace(
+        make_trade(RB.vt_symbol, Direction.LONG, Offset.OPEN, 4000, 1, 1), commission=4.0
+    )
+    sell = msgspec.structs.replace(
+        make_trade(RB.vt_symbol, Direction.SHORT, Offset.CLOSETODAY, 4010, 1, 2), commission=4.0
+    )
+    strategy.apply_trade(buy)
+    strategy.apply_trade(sell)
+    assert strategy.realized_pnl == pytest.approx(100)
+    assert (strategy.commission, strategy.pnl) == (pytest.approx(8), pytest.approx(92))
