@@ -26,11 +26,14 @@ venue is down.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -68,6 +71,7 @@ MAX_WARM_UP_BARS = 20_000  # stored 1-minute bars replayed into a new instance, 
 REPLAY_TRADES = 20_000  # recorded trades read back to rebuild instances' own positions
 CHASE_AFTER = 2.0  # seconds an exit order may work at a price the market has left
 MAX_CHASES = 5  # re-prices of one exit, then it is left to the operator
+STATE_FILE = "strategies.json"  # the instances' variables, in the trader's state directory
 
 
 @dataclass(slots=True)
@@ -120,6 +124,7 @@ class StrategyEngine:
         self._queue: list[tuple[Strategy, Signal]] = []
         self._drain_scheduled = False
         self._chases: dict[str, _Chase] = {}  # working exit orders, by order id
+        self._saved_text = ""  # the variables as last written
 
     @property
     def logger(self) -> logging.Logger:
@@ -150,7 +155,10 @@ class StrategyEngine:
             self.by_symbol[cfg.symbol].append(inst)
             loaded.append((cfg, inst))
         self._replay_trades()  # all instances at once: a guard's closes belong to the others
+        saved = self._read_saved()
         for cfg, inst in loaded:
+            if cfg.name in saved:
+                self._guard(inst, "restore_state", lambda inst=inst: inst.restore_state(saved[inst.name]))
             self._warm_up(inst)
             if cfg.autostart and autostart:
                 self.start(cfg.name)
@@ -253,7 +261,51 @@ class StrategyEngine:
         running = [name for name, inst in self.instances.items() if inst.running]
         for name in running:
             self.stop(name)
+        self.save_state()
         return len(running)
+
+    # ------------------------------------------------------------------ strategies' own memory
+
+    @property
+    def _state_path(self) -> Path | None:
+        state_dir = getattr(self.host, "state_dir", None)
+        return Path(state_dir) / STATE_FILE if state_dir is not None else None
+
+    def _read_saved(self) -> dict[str, Any]:
+        path = self._state_path
+        if path is None:
+            return {}
+        try:
+            saved = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            self.logger.error("ignoring unreadable %s: %s", path, exc)
+            return {}
+        return saved if isinstance(saved, dict) else {}
+
+    def save_state(self) -> None:
+        """Write the instances' ``variables`` when they changed (about once a second, on stop)."""
+        path = self._state_path
+        if path is None:
+            return
+        states = {n: i.saved_state() for n, i in self.instances.items() if i.variables}
+        if not states:
+            return
+        try:
+            text = json.dumps(states, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            self.logger.error("strategy variables cannot be saved: %s", exc)
+            return
+        if text == self._saved_text:
+            return
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            self._saved_text = text
+        except OSError:
+            self.logger.exception("saving the strategies' variables failed")
 
     def _unknown(self, name: str) -> Reply:
         known = ", ".join(self.instances) or "none"
@@ -277,6 +329,7 @@ class StrategyEngine:
             if inst.running and inst.am is not None:
                 self._guard(inst, "flush_bar", lambda inst=inst: inst.flush_bar(at))
         self.publish_dirty()
+        self.save_state()
 
     def publish_dirty(self) -> None:
         """Send the states whose P&L or position moved."""

@@ -280,6 +280,9 @@ class Strategy:
     class_name: ClassVar[str] = "Strategy"
     parameters: ClassVar[dict[str, Param]] = {}
     bar_window: ClassVar[int] = 1
+    #: Attributes that are the strategy's own memory (a grid's base and levels): saved by the
+    #: engine and restored after a restart, as long as the parameters are the same.
+    variables: ClassVar[tuple[str, ...]] = ()
 
     #: Attribute names a parameter may not take (they would overwrite the base class's state).
     _RESERVED: ClassVar[frozenset[str]] = frozenset(
@@ -474,6 +477,24 @@ class Strategy:
         return f"{name}@{self.now.isoformat(timespec='seconds')}"
 
     # ------------------------------------------------------------------ the instance's own book
+
+    def saved_state(self) -> dict[str, Any]:
+        """What ``restore_state`` needs after a restart (JSON-ready)."""
+        return {"params": self.params, "variables": {v: getattr(self, v) for v in self.variables}}
+
+    def restore_state(self, saved: Mapping[str, Any]) -> bool:
+        """Take back the saved ``variables``; not when the parameters changed since (the saved
+        memory would describe another grid). True if restored."""
+        if not self.variables or saved.get("params") != self.params:
+            if self.variables:
+                self.log("parameters changed since the last run: starting afresh", "WARNING")
+            return False
+        values = saved.get("variables", {})
+        for name in self.variables:
+            if name in values:
+                setattr(self, name, values[name])
+        self.log(f"restored {', '.join(f'{n}={values.get(n)!r}' for n in self.variables)}")
+        return True
 
     def leg_volume(self, direction: Direction) -> float:
         """Lots of this instance's own ``direction`` leg."""

@@ -30,6 +30,7 @@ class GridStrategy(Strategy):
     holds nothing is recorded as ``hold``.
     """
 
+    variables = ("base", "step", "held")  # the grid survives a restart where it was
     parameters = {
         "grid_step": Param(10, int, min=1, max=100000, help="distance between grid lines, in price ticks"),
         "levels": Param(5, int, min=1, max=100, help="number of lines below the base"),

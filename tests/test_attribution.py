@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from config.schema import StrategyConfig
 from core.models import CHINA_TZ, Contract, Direction, Exchange, GatewayStatus, Offset, Trade, TradingState
 from core.oms import Oms
@@ -107,3 +109,28 @@ def test_a_close_within_the_instances_own_lots_touches_nobody_else(tmp_path: Pat
         ):
             engine.on_trade(trade)
         assert (engine.instances["trend"].pos, engine.instances["grid"].pos) == (2, 0)
+
+
+def test_a_grid_comes_back_where_it_was_after_a_restart_unless_its_parameters_changed(
+    tmp_path: Path,
+) -> None:
+    grid_cfg = StrategyConfig(name="grid", class_name="GridStrategy", symbol=SYMBOL, params={"grid_step": 5})
+
+    def engine(cfg: StrategyConfig) -> StrategyEngine:
+        host = Host(db)
+        host.state_dir = tmp_path  # type: ignore[attr-defined]
+        e = StrategyEngine(host, [cfg])  # type: ignore[arg-type]
+        e.load(autostart=False)
+        return e
+
+    with AccountDatabase(tmp_path / "x.db") as db:
+        first = engine(grid_cfg)
+        grid = first.instances["grid"]
+        grid.base, grid.step, grid.held = 3100.0, 5.0, 2  # set up on its first tick, two levels down
+        first.on_timer()  # saved about once a second
+        again = engine(grid_cfg)
+        restored = again.instances["grid"]
+        assert (restored.base, restored.step, restored.held) == (3100.0, 5.0, 2)
+        changed = engine(msgspec.structs.replace(grid_cfg, params={"grid_step": 8}))
+        fresh = changed.instances["grid"]
+        assert (fresh.base, fresh.held) == (None, 0)  # another grid: it starts afresh
