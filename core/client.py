@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from core.aggregator import AccountState, Change, DataAggregator
-from core.manager import HISTORY_TYPES, OUTCOME_UNKNOWN, TradingManager
+from core.manager import OUTCOME_UNKNOWN, TradingManager, typed_history
 from core.models import (
     CancelRequest,
     CloseRequest,
@@ -386,10 +386,7 @@ class RemoteConsoleClient(ConsoleClient):
         vt_symbol: str | None = None,
     ) -> Reply:
         req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol)
-        reply = await self._request(account_id, "history_req", req)
-        if reply.ok and kind in HISTORY_TYPES:
-            reply.result = msgspec.convert(reply.result, HISTORY_TYPES[kind])
-        return reply
+        return typed_history(kind, await self._request(account_id, "history_req", req))
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         return await self._request(account_id, "order_req", req)

@@ -83,6 +83,13 @@ HISTORY_TYPES: dict[str, Any] = {
 }
 
 
+def typed_history(kind: str, reply: Reply) -> Reply:
+    """A ``history_req`` reply with its rows decoded into their models (they travel as JSON)."""
+    if reply.ok and kind in HISTORY_TYPES:
+        reply.result = msgspec.convert(reply.result, HISTORY_TYPES[kind])
+    return reply
+
+
 @dataclass
 class RestartPolicy:
     """Backoff per consecutive failure, reset after a stable run; cool-down on storms."""
@@ -805,10 +812,7 @@ class TradingManager:
     ) -> Reply:
         """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], ...)."""
         req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol)
-        reply = await self.request(account_id, "history_req", req, timeout=15.0)
-        if reply.ok and kind in HISTORY_TYPES:
-            reply.result = msgspec.convert(reply.result, HISTORY_TYPES[kind])
-        return reply
+        return typed_history(kind, await self.request(account_id, "history_req", req, timeout=15.0))
 
     def state(self, account_id: str) -> AccountState:
         return self.aggregator.states[account_id]

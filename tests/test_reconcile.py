@@ -110,19 +110,7 @@ async def test_a_working_order_the_venue_does_not_list_is_settled(
 ) -> None:
     caplog.set_level(logging.INFO, logger="qtrader.trader.U1")
     path = database_path(core_env.data_dir, "U1")
-    ghost = Order(
-        account_id="U1",
-        order_id="ghost-1",
-        vt_symbol=SYMBOL,
-        direction=Direction.LONG,
-        offset=Offset.OPEN,
-        type=OrderType.LIMIT,
-        price=3000.0,
-        volume=1,
-        status=Status.NOTTRADED,
-        datetime=now() - timedelta(minutes=1),
-        reference="manual",
-    )
+    ghost = _order("ghost-1", Status.NOTTRADED, 0, "manual", volume=1)
     with AccountDatabase(path) as db:  # sent just before a crash; it never reached the venue
         db.save_order(ghost)
     async with start_trader() as trader:  # type: ignore[attr-defined]
