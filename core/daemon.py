@@ -60,7 +60,7 @@ class StatusPrinter:
         self.out = out
         self._order_status: dict[tuple[str, str], Status] = {}
         self._trades = self._triggers = self._logs = 0
-        self._last_status: dict[str, str] = {}
+        self._last_status: dict[str, tuple[str, str, int | None, str]] = {}
 
     def line(self, account_id: str, text: str) -> None:
         """Print and log one line. A terminal that went away (SSH dropped, the reading end of a
@@ -81,16 +81,19 @@ class StatusPrinter:
         kind = change.kind
         if kind == "status":
             info = state.info
+            trading = info.trading_state.name if info is not None and state.pid is not None else ""
+            now = (state.status.name, state.status_message, state.pid, trading)
+            last = self._last_status.get(aid)
+            self._last_status[aid] = now
+            # a pid going away says nothing by itself: the status that follows does
+            if last is not None and now[:2] == last[:2] and (state.pid is None or now[2:] == last[2:]):
+                return
             text = f"{state.status.name:<12} {state.gateway}"
             if state.pid is not None:
-                text += f" pid {state.pid}"
-            if info is not None and state.pid is not None:
-                text += f" {info.trading_state.name}"
+                text += f" pid {state.pid} {trading}".rstrip()
             if state.status_message:
                 text += f" - {state.status_message}"
-            if self._last_status.get(aid) != text:
-                self._last_status[aid] = text
-                self.line(aid, text)
+            self.line(aid, text)
         elif kind == "order":
             order = state.orders.get(change.key)
             if order is None:

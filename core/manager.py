@@ -426,7 +426,9 @@ class TradingManager:
             if proxy.link is link:
                 await self._drop_link(proxy, link, "the trader went away before replying")
                 proxy.link_lost_at = time.monotonic()
-                if not self._stopping and proxy.wanted and proxy.running:
+                info = self.aggregator.states[aid].info
+                expected = info is not None and info.exiting  # its status already says why
+                if not self._stopping and proxy.wanted and proxy.running and not expected:
                     self.aggregator.set_status(aid, TraderStatus.DISCONNECTED, "link to trader lost")
             else:
                 await link.close()

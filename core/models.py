@@ -420,3 +420,4 @@ class TraderInfo(Struct, kw_only=True):
     trading_day: str = ""
     started_at: datetime | None = None
     message: str = ""  # last connection message (e.g. login failure text)
+    exiting: bool = False  # on its way out for a restart (the venue refused us): a lost link is expected

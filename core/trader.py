@@ -248,6 +248,7 @@ class Trader:
             auto_trading=self.auto_trading,
             started_at=self.started_at,
             message=self.gateway_message,
+            exiting=self.fatal is not None,
         )
 
     @property

@@ -64,6 +64,19 @@ class Daemon:
             f"{count} x {needle!r} in daemon output:\n" + "\n".join(self.lines[-20:]),
         )
 
+    def wait_for_accounts(self, needle: str, accounts: tuple[str, ...] = ("DQ1", "DQ2", "DQ3")) -> None:
+        """Every account has printed a status line with ``needle`` (counting lines would not do:
+        one account may print the same status twice as its details arrive)."""
+
+        def seen(aid: str) -> bool:
+            return any(line.split()[1:2] == [aid] and needle in line for line in self.lines)
+
+        wait_until_sync(
+            lambda: all(seen(aid) for aid in accounts),
+            30,
+            f"{needle!r} from each of {accounts} in daemon output",
+        )
+
     def output(self) -> str:
         return "\n".join(self.lines)
 
@@ -85,7 +98,7 @@ def test_daemon_runs_three_workers_and_stops_cleanly(
     config = core_env.write_config(THREE_ACCOUNTS + DISABLED_CTP)
     daemon = Daemon(core_env)
     try:
-        daemon.wait_for_line(CONNECTED, count=3)
+        daemon.wait_for_accounts(CONNECTED)
         pids = _worker_pids(core_env)
         assert len(pids) == 3 and all(pid_alive(p) for p in pids)
         for aid in ("DQ1", "DQ2", "DQ3"):
@@ -136,7 +149,7 @@ def test_daemon_brings_back_a_sigkilled_worker(core_env: CoreEnv) -> None:
     core_env.write_config(THREE_ACCOUNTS)
     daemon = Daemon(core_env)
     try:
-        daemon.wait_for_line(CONNECTED, count=3)
+        daemon.wait_for_accounts(CONNECTED)
         lock = core_env.data_dir / "state" / "DQ2" / "trader.lock"
         old = int(lock.read_text())
         os.kill(old, signal.SIGKILL)
@@ -188,14 +201,14 @@ def test_kill_switch_and_resume_through_the_control_socket(core_env: CoreEnv) ->
     assert "no daemon listening" in _control(core_env, "--kill", "all").stderr  # none yet
     daemon = Daemon(core_env)
     try:
-        daemon.wait_for_line(CONNECTED, count=3)
+        daemon.wait_for_accounts(CONNECTED)
         daemon.wait_for_line("control socket")
         unknown = _control(core_env, "--kill", "NOPE")
         assert unknown.returncode == 1 and "no running account 'NOPE'" in unknown.stderr
         killed = _control(core_env, "--kill", "all")
         assert killed.returncode == 0, killed.stderr
         assert {line.split(":")[0] for line in killed.stdout.splitlines()} == {"DQ1", "DQ2", "DQ3"}
-        daemon.wait_for_line("HALTED", count=3)
+        daemon.wait_for_accounts("HALTED")
         status = _control(core_env, "--status")
         assert status.returncode == 0
         assert status.stdout.count("'trading_state': 'HALTED'") == 3

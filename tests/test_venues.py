@@ -241,6 +241,14 @@ async def test_an_unreachable_ctp_front_retries_while_sim_accounts_trade_on(
         manager="  venue_backoff: [0.5, 1.0]",
     )
     mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    shown: list[str] = []  # every CTP1 status the console is told of, transient ones included
+    mgr.aggregator.subscribe(
+        lambda change: (
+            change.account_id == "CTP1"
+            and change.kind == "status"
+            and shown.append(mgr.state("CTP1").status_message)
+        )
+    )
     await mgr.start()
     try:
         ctp, sim = mgr.state("CTP1"), mgr.state("SIM1")
@@ -256,6 +264,8 @@ async def test_an_unreachable_ctp_front_retries_while_sim_accounts_trade_on(
         assert "unreachable" in messages[0] and messages[0].endswith("retry 1 in 0.5 s (then 1 s)")
         assert messages[1].endswith("retry 2 in 1 s (then every 1 s)")
         assert ctp.restarts == 0
+        # a trader leaving because the venue refused it is expected to drop its link: no scare
+        assert "link to trader lost" not in shown, shown
         # the sim account in the same config trades on
         await wait_until(lambda: sim.status is TraderStatus.CONNECTED and "m2705.DCE" in sim.ticks)
         tick = sim.ticks["m2705.DCE"]
