@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from core.aggregator import AccountState, Change, DataAggregator
+from core.control import send_control
 from core.manager import OUTCOME_UNKNOWN, TradingManager, typed_history
 from core.models import (
     CancelRequest,
@@ -215,6 +216,19 @@ class RemoteConsoleClient(ConsoleClient):
     """
 
     RETRY_SECONDS = 1.0
+
+    @staticmethod
+    async def discover(path: Path, timeout: float = 5.0) -> list[tuple[str, str]]:
+        """The daemon's accounts as (account_id, gateway), in its order: an attached console
+        shows what the daemon runs, whatever the console's own config lists. Raises
+        ``ConnectionError`` with the reason when no daemon answers."""
+        reply = await send_control(path, "status_req", Empty(), timeout=timeout)
+        if not reply.ok or not isinstance(reply.result, dict):
+            raise ConnectionError(reply.error or "the daemon sent no account list")
+        return [
+            (account_id, str(row.get("gateway", "")) if isinstance(row, dict) else "")
+            for account_id, row in reply.result.items()
+        ]
 
     def __init__(self, path: Path, accounts: list[tuple[str, str]], *, timeout: float = 20.0) -> None:
         """``accounts``: (account_id, gateway) from the config the daemon runs."""

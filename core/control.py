@@ -256,6 +256,7 @@ def _status(mgr: TradingManager, account_id: str) -> dict[str, Any]:
     info = state.info
     return {
         "status": state.status.name,
+        "gateway": state.gateway,
         "message": state.status_message,
         "trading_state": info.trading_state.name if info else None,
         "working_orders": len(state.working_orders),

@@ -166,6 +166,24 @@ async def test_the_console_app_runs_on_an_attached_client(daemon: Daemon) -> Non
     assert d.manager.state("A1").status is TraderStatus.CONNECTED  # the daemon's traders run on
 
 
+async def test_an_attached_console_lists_the_daemons_accounts_not_its_own_configs(
+    daemon: Daemon, core_env: CoreEnv
+) -> None:
+    """``--attach`` builds its account list from the daemon (its config may differ)."""
+    path = cfg_paths.control_socket_path(daemon.manager.sock_dir)
+    accounts = await RemoteConsoleClient.discover(path)
+    assert accounts == [("A1", "sim"), ("A2", "sim")]
+    client = RemoteConsoleClient(path, accounts)
+    await client.connect()
+    try:
+        await wait_until(lambda: client.state("A2").status is TraderStatus.CONNECTED, what="A2 mirrored")
+        assert client.account_ids == ["A1", "A2"]
+    finally:
+        await client.close()
+    with pytest.raises(ConnectionError, match="no daemon"):
+        await RemoteConsoleClient.discover(core_env.root / "nothing.sock")
+
+
 async def test_a_console_re_attaching_shows_nothing_of_the_previous_run(daemon: Daemon) -> None:
     """After a daemon restart a trader that has not registered yet has no snapshot: the
     console must not keep showing the previous run's orders and positions."""

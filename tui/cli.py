@@ -103,8 +103,6 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     import logging
 
     from core.client import RemoteConsoleClient
-    from core.control import send_control
-    from core.protocol import Empty
     from tui.actions import validate_keymap
     from tui.app import QTraderApp
 
@@ -115,9 +113,10 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     except (ValueError, ConfigError) as exc:
         print(f"qtrader-tui: {loaded.source.name}: {exc}", file=sys.stderr)
         return 2
-    probe = asyncio.run(send_control(path, "status_req", Empty(), timeout=5.0))
-    if not probe.ok:
-        print(f"qtrader-tui: {probe.error} (start it with: qtrader-tui --no-ui)", file=sys.stderr)
+    try:
+        accounts = asyncio.run(RemoteConsoleClient.discover(path))
+    except ConnectionError as exc:
+        print(f"qtrader-tui: {exc} (start it with: qtrader-tui --no-ui)", file=sys.stderr)
         return 1
     # the terminal belongs to the console; the daemon owns runtime.log
     log_path = cfg_paths.runtime_log_path(data_dir).with_name("console.log")
@@ -125,7 +124,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     logging.basicConfig(
         filename=log_path, level=config.log.level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
-    client = RemoteConsoleClient(path, [(a.account_id, a.gateway) for a in config.accounts])
+    client = RemoteConsoleClient(path, accounts)
     app = QTraderApp(
         client,
         scheme=config.ui.color_scheme,
