@@ -33,7 +33,7 @@ import msgspec
 
 from config import AccountConfig, AppConfig, ManagerConfig
 from config import paths as cfg_paths
-from core.aggregator import AccountState, DataAggregator
+from core.aggregator import AccountState, Change, DataAggregator
 from core.models import (
     Bar,
     Direction,
@@ -58,6 +58,7 @@ from core.protocol import (
     Link,
     Message,
     ProtocolError,
+    QuoteSourceStatus,
     Reply,
     ShutdownRequest,
     StateRequest,
@@ -218,6 +219,8 @@ class TradingManager:
             self.aggregator.add_account(account.account_id, account.gateway)
             if not account.enabled:
                 self.aggregator.set_status(account.account_id, TraderStatus.STOPPED, "disabled in config")
+        if self.paper:
+            self.aggregator.subscribe(self._watch_quote_sources)
 
     # ================================================================== lifecycle
 
@@ -396,6 +399,8 @@ class TradingManager:
         log.info("%s: trader registered (pid %d)", proxy.account_id, pid)
         aid = proxy.account_id
         self._subscribe_for_paper(aid)
+        if proxy.account.market_data_from is not None:
+            self._tell_paper(proxy.account.market_data_from, [aid])
         paper = self.paper.get(aid, ())
         try:
             while True:
@@ -456,6 +461,28 @@ class TradingManager:
             symbols = list(dict.fromkeys([*acc.watchlist, *(s.symbol for s in acc.strategies)]))
             with contextlib.suppress(ConnectionError):  # its link is closing: it asks again on return
                 source.link.send_nowait("subscribe_req", SubscribeRequest(symbols=symbols), 0)
+
+    def _watch_quote_sources(self, change: Change) -> None:
+        if change.kind == "status" and change.account_id in self.paper:
+            self._tell_paper(change.account_id, self.paper[change.account_id])
+
+    def _tell_paper(self, source_id: str, paper_ids: Iterable[str]) -> None:
+        """Tell paper accounts whether their quote source is up (they refuse orders while
+        it is not: no real book to match against)."""
+        state = self.aggregator.states.get(source_id)
+        if state is None:
+            return
+        up = state.status is TraderStatus.CONNECTED
+        news = QuoteSourceStatus(
+            source=source_id,
+            up=up,
+            message="" if up else f"{state.status.name}: {state.status_message or 'no reason given'}",
+        )
+        for paper_id in paper_ids:
+            proxy = self.proxies.get(paper_id)
+            if proxy is not None and proxy.link is not None:
+                with contextlib.suppress(ConnectionError):
+                    proxy.link.send_nowait("quote_source", news)
 
     def _relay_quote(self, paper_ids: Iterable[str], tick: Tick) -> None:
         for paper_id in paper_ids:

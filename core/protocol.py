@@ -83,6 +83,15 @@ class SubscribeRequest(Struct, kw_only=True):
     symbols: list[str]
 
 
+class QuoteSourceStatus(Struct, kw_only=True):
+    """The manager tells a paper account whether its quote source is up (a down source means
+    no real book to match against: the paper account refuses orders until it is back)."""
+
+    source: str
+    up: bool
+    message: str = ""  # why it is down, in the source's own words
+
+
 HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars"]
 
 
@@ -166,6 +175,7 @@ MESSAGE_TYPES: dict[str, type] = {
     "history_req": HistoryRequest,
     "subscribe_req": SubscribeRequest,
     "quote": Tick,  # a source account's tick relayed to a paper account
+    "quote_source": QuoteSourceStatus,  # the source's status, to its paper accounts
     "shutdown": ShutdownRequest,
     # attached console <-> daemon (control socket); trading requests reuse the types above
     "attach": Empty,

@@ -63,6 +63,7 @@ from core.protocol import (
     Link,
     Message,
     ProtocolError,
+    QuoteSourceStatus,
     Reply,
     ShutdownRequest,
     Snapshot,
@@ -232,6 +233,7 @@ class Trader:
             "history_req": self._on_history_req,
             "subscribe_req": self._on_subscribe_req,
             "quote": self._on_quote,
+            "quote_source": self._on_quote_source,
             "kill_req": self._on_kill_req,
             "shutdown": self._on_shutdown,
         }
@@ -951,6 +953,14 @@ class Trader:
         if self.account.market_data_from is None or feed is None:
             return Reply(ok=False, error="quotes are relayed only to paper (sim) accounts")
         feed(tick)
+        return Reply(ok=True)
+
+    def _on_quote_source(self, news: QuoteSourceStatus) -> Reply:
+        """Whether this paper account's quote source is up (see ``gateways/sim.py``)."""
+        tell = getattr(self.gateway, "set_quote_source", None)
+        if self.account.market_data_from is None or tell is None:
+            return Reply(ok=False, error="quote source news is only for paper (sim) accounts")
+        tell(news.source, news.up, news.message)
         return Reply(ok=True)
 
     def _on_history_req(self, req: HistoryRequest) -> Reply:

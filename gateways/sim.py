@@ -27,7 +27,8 @@ Settings (a Mapping, e.g. the ``sim:`` section of an account's config):
 ``initial_balance`` (1_000_000), ``seed`` (0), ``tick_rate`` (2.0; 0 = no timer, step by hand),
 ``state_file`` (optional; relative paths are under ``state_dir``), ``external_quotes``
 (False; True for a paper account: no synthetic market, ``feed_quote`` moves the book with
-another account's real quotes and resting orders match against them).
+another account's real quotes and resting orders match against them; ``set_quote_source`` says
+when that account is down: orders are then refused, and the status says why).
 
 Cancelling an unknown or finished order is answered with a WARNING log; for a known order its
 unchanged snapshot is pushed again, so the trader sees the order's real state.
@@ -118,6 +119,7 @@ class SimGateway(Gateway):
         self._disk_error = ""
         self._rejected_seq = 0
         self._quoted: dict[str, float] = {}  # paper: contract -> when its last real quote came
+        self._source_down = ""  # paper: why the quote source is down ("" while it is up)
 
     # ------------------------------------------------------------------ Gateway interface
 
@@ -132,10 +134,27 @@ class SimGateway(Gateway):
         for vt_symbol in self._subscribed:
             self._push_market(vt_symbol)
         self.query()  # the day so far, then CONNECTED (see gateways/base.py)
-        ready = (
-            "paper exchange ready (matching real quotes)" if self.external_quotes else "sim exchange ready"
-        )
-        self.listener.on_status(GatewayStatus.CONNECTED, ready)
+        self.listener.on_status(GatewayStatus.CONNECTED, self._ready_message())
+
+    def _ready_message(self) -> str:
+        if not self.external_quotes:
+            return "sim exchange ready"
+        if self._source_down:
+            return f"paper exchange ready; {self._source_down}: orders refused until it is back"
+        return "paper exchange ready (matching real quotes)"
+
+    def set_quote_source(self, source: str, up: bool, message: str = "") -> None:
+        """A paper account's quote source went down or came back (the manager's word). While it
+        is down there is no real book to match against: orders are refused, and the status
+        says why. The local exchange itself stays up (its orders and positions are fine)."""
+        if not self.external_quotes:
+            return
+        down = "" if up else f"quote source {source} is down ({message or 'no reason given'})"
+        if down == self._source_down:
+            return
+        self._source_down = down
+        if self._engine is not None:
+            self.listener.on_status(GatewayStatus.CONNECTED, self._ready_message())
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -253,6 +272,8 @@ class SimGateway(Gateway):
         """Why a paper order cannot be matched now: no real book to match it against."""
         if sim_contracts.get_product(vt_symbol) is None:
             return f"paper account: {sim_contracts.unknown_reason(vt_symbol)}"
+        if self._source_down:
+            return f"paper account: {self._source_down}"
         quoted = self._quoted.get(vt_symbol)
         if quoted is None:
             return f"paper account: no real quote for {vt_symbol} yet (is its source connected?)"
@@ -350,7 +371,7 @@ class SimGateway(Gateway):
         moment = self._clock()
         order = Order(
             account_id=self.account_id,
-            order_id=f"offline-{int(moment.timestamp() * 1000)}-{self._rejected_seq}",
+            order_id=f"refused-{int(moment.timestamp() * 1000)}-{self._rejected_seq}",
             vt_symbol=req.vt_symbol,
             direction=req.direction,
             offset=req.offset,

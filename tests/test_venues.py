@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec
 import pytest
 
 import core.trader
@@ -213,6 +214,20 @@ async def test_a_paper_account_trades_on_another_accounts_quotes(core_env: CoreE
         assert not src.orders and not src.positions  # matched locally, nothing sent to the source
         with AccountDatabase(database_path(core_env.data_dir, "PAPER"), readonly=True) as db:
             assert [t.order_id for t in db.load_trades()] == [reply.result["order_id"]]
+
+        # the source goes down: the paper account says so at once and refuses orders (no real
+        # book to match against), without waiting for its quotes to go stale
+        assert (await mgr.stop_trader("SRC")).ok
+        await wait_until(lambda: "quote source SRC is down (STOPPED" in paper.status_message, what="told")
+        assert paper.status is TraderStatus.CONNECTED  # its own exchange, orders and positions are fine
+        refused = await mgr.send_order("PAPER", msgspec.structs.replace(req, volume=2))  # not a duplicate
+        assert not refused.ok and "paper account: quote source SRC is down (STOPPED" in refused.error
+        # back: trading resumes on its fresh quotes
+        assert (await mgr.start_trader("SRC")).ok
+        await wait_until(lambda: "matching real quotes" in paper.status_message, what="source back")
+        await wait_until(lambda: (paper.ticks["m2705.DCE"].datetime or 0) > (tick.datetime or 0))
+        again = await mgr.send_order("PAPER", msgspec.structs.replace(req, volume=3))
+        assert again.ok and again.result["status"] != "REJECTED", again
     finally:
         await mgr.stop()
 
