@@ -115,10 +115,12 @@ class RiskEngine:
         trading_state: TradingState,
         gateway_status: GatewayStatus,
         contract: Contract | None,
+        gateway_message: str = "",
     ) -> Rejection | None:
         cfg = self.config
         if gateway_status is not GatewayStatus.CONNECTED:
-            return Rejection("venue", f"not connected ({gateway_status.name.lower()}); order not sent")
+            why = gateway_status.name.lower() + (f": {gateway_message}" if gateway_message else "")
+            return Rejection("venue", f"not connected ({why}); order not sent")
         if contract is None:
             return Rejection("contract", f"unknown contract {req.vt_symbol}")
         vol = req.volume

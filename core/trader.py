@@ -769,6 +769,7 @@ class Trader:
             trading_state=self.trading_state,
             gateway_status=self.gateway_status,
             contract=contract,
+            gateway_message=self.gateway_message,
         )
         if rejection is not None:
             order = self._record_local_rejection(req, str(rejection))
@@ -811,9 +812,8 @@ class Trader:
     def _venue_down(self) -> Reply | None:
         if self.gateway_status is GatewayStatus.CONNECTED:
             return None
-        return Reply(
-            ok=False, error=f"venue not connected ({self.gateway_status.name.lower()}); cancel not sent"
-        )
+        why = self.gateway_status.name.lower() + (f": {self.gateway_message}" if self.gateway_message else "")
+        return Reply(ok=False, error=f"venue not connected ({why}); cancel not sent")
 
     def _on_cancel_req(self, req: CancelRequest) -> Reply:
         if (down := self._venue_down()) is not None:

@@ -28,7 +28,7 @@ Settings (a Mapping, e.g. the ``sim:`` section of an account's config):
 ``state_file`` (optional; relative paths are under ``state_dir``), ``external_quotes``
 (False; True for a paper account: no synthetic market, ``feed_quote`` moves the book with
 another account's real quotes and resting orders match against them; ``set_quote_source`` says
-when that account is down: orders are then refused, and the status says why).
+when that account is down: the paper account is then DISCONNECTED with the source's reason).
 
 Cancelling an unknown or finished order is answered with a WARNING log; for a known order its
 unchanged snapshot is pushed again, so the trader sees the order's real state.
@@ -134,27 +134,35 @@ class SimGateway(Gateway):
         for vt_symbol in self._subscribed:
             self._push_market(vt_symbol)
         self.query()  # the day so far, then CONNECTED (see gateways/base.py)
-        self.listener.on_status(GatewayStatus.CONNECTED, self._ready_message())
-
-    def _ready_message(self) -> str:
-        if not self.external_quotes:
-            return "sim exchange ready"
         if self._source_down:
-            return f"paper exchange ready; {self._source_down}: orders refused until it is back"
-        return "paper exchange ready (matching real quotes)"
+            self.listener.on_status(GatewayStatus.DISCONNECTED, self._source_down)
+        else:
+            ready = (
+                "paper exchange ready (matching real quotes)"
+                if self.external_quotes
+                else "sim exchange ready"
+            )
+            self.listener.on_status(GatewayStatus.CONNECTED, ready)
 
     def set_quote_source(self, source: str, up: bool, message: str = "") -> None:
-        """A paper account's quote source went down or came back (the manager's word). While it
-        is down there is no real book to match against: orders are refused, and the status
-        says why. The local exchange itself stays up (its orders and positions are fine)."""
+        """A paper account's quote source went down or came back (the manager's word). A paper
+        account's venue is its local book *and* its source's quotes: while the source is down
+        there is nothing real to match against, so the account is DISCONNECTED with the
+        source's reason (orders refused, strategies paused, like any venue that is down), and
+        CONNECTED again, after the day's push, when the source is back."""
         if not self.external_quotes:
             return
         down = "" if up else f"quote source {source} is down ({message or 'no reason given'})"
         if down == self._source_down:
             return
         self._source_down = down
-        if self._engine is not None:
-            self.listener.on_status(GatewayStatus.CONNECTED, self._ready_message())
+        if self._engine is None:
+            return  # connect() reports it
+        if down:
+            self.listener.on_status(GatewayStatus.DISCONNECTED, down)
+        else:
+            self.query()  # the day so far, then CONNECTED (see gateways/base.py)
+            self.listener.on_status(GatewayStatus.CONNECTED, "paper exchange ready (matching real quotes)")
 
     async def close(self) -> None:
         task, self._task = self._task, None

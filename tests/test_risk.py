@@ -82,6 +82,16 @@ def test_venue_and_contract() -> None:
         req, trading_state=TradingState.ACTIVE, gateway_status=GatewayStatus.DISCONNECTED, contract=AU
     )
     assert str(down) == "venue: not connected (disconnected); order not sent"
+    why = engine.check(
+        req,
+        trading_state=TradingState.ACTIVE,
+        gateway_status=GatewayStatus.DISCONNECTED,
+        contract=AU,
+        gateway_message="CTP trade front disconnected (4097)",
+    )
+    assert (
+        str(why) == "venue: not connected (disconnected: CTP trade front disconnected (4097)); order not sent"
+    )
     unknown = engine.check(
         req, trading_state=TradingState.ACTIVE, gateway_status=GatewayStatus.CONNECTED, contract=None
     )

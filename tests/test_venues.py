@@ -154,6 +154,27 @@ async def test_a_paper_gateway_matches_only_against_real_quotes(tmp_path: Path) 
     await gw.close()
 
 
+async def test_a_paper_gateway_is_down_while_its_quote_source_is(tmp_path: Path) -> None:
+    rec = Recorder()
+    gw = SimGateway("P1", {"external_quotes": True}, rec, tmp_path)
+    gw.set_quote_source("SRC", False, "CRASHED: killed by SIGKILL")  # told before it connected
+    await gw.connect()
+    assert rec.of("status")[-1] == (
+        GatewayStatus.DISCONNECTED,
+        "quote source SRC is down (CRASHED: killed by SIGKILL)",
+    )
+    gw.set_quote_source("SRC", False, "CRASHED: killed by SIGKILL")  # the same news: nothing new
+    rec.clear()
+    gw.set_quote_source("SRC", True)
+    # back: the day's push first, then CONNECTED (the gateway contract)
+    assert rec.kinds()[-1] == "status" and "account" in rec.kinds()
+    assert rec.of("status")[-1] == (GatewayStatus.CONNECTED, "paper exchange ready (matching real quotes)")
+    rec.clear()
+    gw.set_quote_source("SRC", False, "")
+    assert rec.of("status") == [(GatewayStatus.DISCONNECTED, "quote source SRC is down (no reason given)")]
+    await gw.close()
+
+
 def _quote(vt_symbol: str, *, bid: float, ask: float, last: float):
     from core.models import Tick, now
 
@@ -215,16 +236,18 @@ async def test_a_paper_account_trades_on_another_accounts_quotes(core_env: CoreE
         with AccountDatabase(database_path(core_env.data_dir, "PAPER"), readonly=True) as db:
             assert [t.order_id for t in db.load_trades()] == [reply.result["order_id"]]
 
-        # the source goes down: the paper account says so at once and refuses orders (no real
-        # book to match against), without waiting for its quotes to go stale
+        # the source goes down: the paper account is down with the source's reason at once (no
+        # real book to match against), without waiting for its quotes to go stale
         assert (await mgr.stop_trader("SRC")).ok
-        await wait_until(lambda: "quote source SRC is down (STOPPED" in paper.status_message, what="told")
-        assert paper.status is TraderStatus.CONNECTED  # its own exchange, orders and positions are fine
+        await wait_until(lambda: paper.status is TraderStatus.DISCONNECTED, what="paper down")
+        assert paper.status_message.startswith("quote source SRC is down (STOPPED"), paper.status_message
         refused = await mgr.send_order("PAPER", msgspec.structs.replace(req, volume=2))  # not a duplicate
-        assert not refused.ok and "paper account: quote source SRC is down (STOPPED" in refused.error
+        assert not refused.ok and "quote source SRC is down (STOPPED" in refused.error, refused
+        assert ("m2705.DCE", Direction.LONG) in paper.positions  # what it holds is untouched
         # back: trading resumes on its fresh quotes
         assert (await mgr.start_trader("SRC")).ok
-        await wait_until(lambda: "matching real quotes" in paper.status_message, what="source back")
+        await wait_until(lambda: paper.status is TraderStatus.CONNECTED, what="paper back with its source")
+        assert "matching real quotes" in paper.status_message
         await wait_until(lambda: (paper.ticks["m2705.DCE"].datetime or 0) > (tick.datetime or 0))
         again = await mgr.send_order("PAPER", msgspec.structs.replace(req, volume=3))
         assert again.ok and again.result["status"] != "REJECTED", again
