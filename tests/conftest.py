@@ -14,10 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from config import AppConfig, load_config_file
 from core.manager import TradingManager, pid_alive
 from core.models import TraderStatus
+
+# a loaded CI machine is slow: no example deadline, no "too slow" health check failure
+settings.register_profile("qtrader", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("qtrader")
 
 
 async def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
@@ -53,7 +58,7 @@ class CoreEnv:
             f"""
 manager:
   heartbeat_interval: 0.2
-  heartbeat_timeout: 2.0
+  heartbeat_timeout: 5.0
   restart_backoff: [0, 0.5, 1]
   stable_after: 5
 {manager}

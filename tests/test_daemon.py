@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from config import paths as cfg_paths
+from core.models import TraderStatus
 from tests.conftest import THREE_ACCOUNTS, CoreEnv, pid_alive, sim_account, wait_until_sync
 
 CONNECTED = " CONNECTED "  # not DISCONNECTED
@@ -68,8 +69,14 @@ class Daemon:
         """Every account has printed a status line with ``needle`` (counting lines would not do:
         one account may print the same status twice as its details arrive)."""
 
-        def seen(aid: str) -> bool:
-            return any(line.split()[1:2] == [aid] and needle in line for line in self.lines)
+        statuses = {s.name for s in TraderStatus}
+
+        def seen(aid: str) -> bool:  # a status line (not a log line that happens to say it)
+            for line in self.lines:
+                words = line.split()
+                if words[1:2] == [aid] and words[2:3] and words[2] in statuses and needle in line:
+                    return True
+            return False
 
         wait_until_sync(
             lambda: all(seen(aid) for aid in accounts),

@@ -99,7 +99,7 @@ class Recorder:
         self.events.clear()
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -218,7 +218,7 @@ def test_checkpoint_thread_checkpoints_after_writes(tmp_path: Path, monkeypatch:
             database.save_order(make_order(f"O{i}"))
         # (busy, frames in the WAL, frames copied): everything written got copied.
         wait_until_sync(
-            lambda: any(done > 0 and done == log for _, log, done in runs), timeout=5, what="checkpoint"
+            lambda: any(done > 0 and done == log for _, log, done in runs), timeout=20, what="checkpoint"
         )
 
 

@@ -281,6 +281,7 @@ async def test_the_demo_trades_by_itself_within_a_minute(core_env: CoreEnv) -> N
 async def test_a_signal_from_inside_a_fill_runs_after_it_and_obeys_the_rate_limit(trader: Trader) -> None:
     trader.auto_trading = True
     trader.risk.config.max_orders_per_second = 1
+    trader.risk.clock = lambda: 1000.0  # both orders in the same second, however slow the machine
     s2 = trader.strategies.instances["s2"]  # type: ignore[union-attr]
     s2.buy_on_fill = True
     s2.buy(trader.oms.ticks["m2705.DCE"].ask_price_1, 1, "first", key="first")

@@ -113,7 +113,7 @@ class Console:
     client: SpyClient
     notes: list[Notification] = field(default_factory=list)
 
-    async def until(self, predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    async def until(self, predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
         """Let the app run until ``predicate`` holds; fail after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -200,7 +200,7 @@ async def console(core_env: CoreEnv, *, notifications: bool = False) -> AsyncIte
         async with app.run_test(size=(160, 45), notifications=notifications, message_hook=hook) as pilot:
             c = Console(app=app, pilot=pilot, manager=manager, client=client, notes=notes)
             try:
-                await c.until(lambda: all_connected(manager), "every trader connected with quotes")
+                await c.until(lambda: all_connected(manager), "every trader connected with quotes", 60)
                 await c.until(lambda: len(c.rows("market")) == len(DQ1_WATCH), "DQ1's quotes on screen")
                 yield c
             finally:
@@ -756,7 +756,9 @@ async def test_a_reason_is_shown_as_it_is_even_when_it_looks_like_markup(core_en
         c.dialog(ConfirmDialog)
         await c.pilot.press("y")
         assert await c.notified("REJECTED") == f"KILL SWITCH DQ1: REJECTED - DQ1: {reason}"
-        toasts = c.app.screen.query("Toast")
-        await c.until(lambda: any(reason in str(t.render()) for t in toasts), "the reason in a toast")
+        await c.until(  # queried afresh each time: the toast is mounted after the notification
+            lambda: any(reason in str(t.render()) for t in c.app.screen.query("Toast")),
+            "the reason in a toast",
+        )
         await c.pilot.press("right_square_bracket")  # still running, still listening
         await shows_account(c, "DQ2", DQ2_WATCH)
