@@ -175,10 +175,12 @@ class Contract(Struct, kw_only=True):
     pricetick: float
     min_volume: int = 1
     margin_ratio: float = 0.1
-    commission_rate: float = 0.0  # fraction of turnover, per side
+    commission_rate: float = 0.0  # fraction of turnover, per side (opening; closing unless set below)
     commission_per_lot: float = 0.0  # currency per lot, per side
-    close_today_commission_rate: float | None = None  # None: same as commission_rate
-    close_today_commission_per_lot: float | None = None
+    close_commission_rate: float | None = None  # CLOSE / CLOSEYESTERDAY; None: same as commission_rate
+    close_commission_per_lot: float | None = None  # None: same as commission_per_lot
+    close_today_commission_rate: float | None = None  # CLOSETODAY; None: same as commission_rate
+    close_today_commission_per_lot: float | None = None  # None: same as commission_per_lot
     limit_pct: float = 0.0  # daily limit band around pre-settlement; 0 = none
     account_id: str = ""
 
@@ -193,12 +195,16 @@ class Contract(Struct, kw_only=True):
         return self.notional(price, volume) * self.margin_ratio
 
     def commission(self, price: float, volume: float, offset: Offset = Offset.OPEN) -> float:
-        rate, per_lot = self.commission_rate, self.commission_per_lot
+        """The fee of a fill: OPEN (and NONE) at the opening rates, CLOSE and CLOSEYESTERDAY at the
+        close rates, CLOSETODAY at the close-today rates (a rate left None is the opening one)."""
+        own_rate: float | None = None
+        own_per_lot: float | None = None
         if offset is Offset.CLOSETODAY:
-            if self.close_today_commission_rate is not None:
-                rate = self.close_today_commission_rate
-            if self.close_today_commission_per_lot is not None:
-                per_lot = self.close_today_commission_per_lot
+            own_rate, own_per_lot = self.close_today_commission_rate, self.close_today_commission_per_lot
+        elif offset in (Offset.CLOSE, Offset.CLOSEYESTERDAY):
+            own_rate, own_per_lot = self.close_commission_rate, self.close_commission_per_lot
+        rate = self.commission_rate if own_rate is None else own_rate
+        per_lot = self.commission_per_lot if own_per_lot is None else own_per_lot
         return self.notional(price, volume) * rate + per_lot * volume
 
     def round_price(self, price: float) -> float:

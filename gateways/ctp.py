@@ -59,10 +59,33 @@ and turns its world into ours:
   ``margin`` and ``yd_frozen`` come from CTP's rows. After each complete position answer, a
   position that CTP no longer lists is pushed flat.
 - **Contracts**: futures only (vnpy_ctp also lists options and spreads, which the console
-  does not trade); ``margin_ratio`` is the exchange's from the instrument query, commissions
-  are not queried (0). **Ticks** carry level 1 (``Tick`` has no deeper levels), limits, volume,
+  does not trade); ``margin_ratio`` is the exchange's from the instrument query; commission
+  rates as below. **Ticks** carry level 1 (``Tick`` has no deeper levels), limits, volume,
   open interest and the pre-settlement price; ``last_volume`` is the volume since the previous
   tick.
+- **Commissions.** The broker's rates (``ReqQryInstrumentCommissionRate``) are asked for the
+  contracts that matter: those with a position (at each complete position answer), those
+  subscribed (the watchlist, ``subscribe``), and any contract an order is sent for or a fill
+  arrives for. They are asked only once the gateway is CONNECTED (CONNECTED never waits for
+  them), one query at a time in the same chain as the other queries, each at least
+  ``COMMISSION_QUERY_INTERVAL`` seconds after the chain's previous request (CTP allows about one
+  query a second; vnpy's own periodic funds/positions queries are not counted). CTP answers
+  with the instrument's own row (InstrumentID ``rb2610``) or, usually, its product's (``rb``):
+  a product's row serves all its contracts, so a product is asked once; an instrument's row
+  serves that instrument alone. The rates go onto the ``Contract`` (``...ByMoney`` ->
+  ``*_commission_rate``, ``...ByVolume`` -> ``*_commission_per_lot``; open, close, close-today)
+  and every contract they change is pushed again through ``on_contract``. An empty answer
+  is final (a WARNING, commission 0 for that product); an error answer or silence
+  (``QUERY_TIMEOUT_SECONDS``) is asked again, up to ``COMMISSION_QUERY_ATTEMPTS`` times, then
+  given up with a WARNING (commission 0) until the next login asks again. A fill's
+  ``commission`` is ``Contract.commission(price, volume, offset)`` with the fill's own offset
+  (SHFE/INE report CLOSETODAY / CLOSEYESTERDAY; the other exchanges report CLOSE, charged at
+  the close rate even when the exchange closed today's lots). A fill whose rates are still
+  being asked, once CONNECTED, is held for them (its query goes first) at most
+  ``COMMISSION_HOLD_SECONDS`` and is then reported with commission 0 and a WARNING; fills
+  pushed before CONNECTED (the day's, at each login) are never held: they carry the rates
+  known from an earlier login of the process, else 0. Held fills are reported at ``close`` and
+  before ``on_fatal``, never dropped. The account's ``Commission`` is CTP's own either way.
 
 Flow files: vnpy_ctp writes them under ``<vnpy's .vntrader>/ctp_<account>`` (the vnpy gateway
 is named ``CTP_<account_id>``). vnpy picks ``.vntrader`` from the current directory when it is
@@ -137,6 +160,10 @@ EVENT_QUERY_DONE = "eQtraderCtpQueryDone"
 EVENT_ORPHAN = "eQtraderCtpOrphanTrade"
 ORPHAN_TRADE_SECONDS = 5.0  # a trade whose order CTP has not reported is reported anyway after this
 INITIAL_QUERIES = ("orders", "trades", "account", "positions")
+COMMISSION_QUERY = "commission:"  # a commission rate query in the chain: this + the InstrumentID asked
+COMMISSION_QUERY_INTERVAL = 1.1  # a commission query goes this long after the previous query at least
+COMMISSION_QUERY_ATTEMPTS = 3  # error answers (or silences) before a contract's rates are given up
+COMMISSION_HOLD_SECONDS = 2.0  # a fill waits at most this long for its contract's commission rates
 HUGE_PRICE = 1e300  # CTP's "no value" is DBL_MAX
 
 #: CTP's OnFrontDisconnected reasons.
@@ -176,9 +203,60 @@ _STATUS_RANK = {
 class QueryDone:
     """Our event after the last answer of a CTP query (vnpy_ctp does not mark it)."""
 
-    name: str  # orders / trades / account / positions
+    name: str  # orders / trades / account / positions / commission:<InstrumentID>
     extras: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
     error: str = ""
+    rows: tuple[dict[str, Any], ...] = ()  # a commission query's answer rows
+
+
+@dataclass(frozen=True, slots=True)
+class CommissionRates:
+    """One row of CTP's ``OnRspQryInstrumentCommissionRate``: what the broker charges per fill,
+    as a fraction of turnover (``...ByMoney``) plus currency per lot (``...ByVolume``)."""
+
+    key: str  # CTP's InstrumentID of the row: an instrument ("rb2610") or its product ("rb")
+    exchange: str  # "" when CTP leaves ExchangeID empty (older api versions, product rows)
+    open_rate: float
+    open_per_lot: float
+    close_rate: float
+    close_per_lot: float
+    close_today_rate: float
+    close_today_per_lot: float
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CommissionRates | None:
+        key = str(row.get("InstrumentID") or "").strip()
+        if not key:
+            return None
+        return cls(
+            key=key,
+            exchange=str(row.get("ExchangeID") or "").strip(),
+            open_rate=_ratio(row.get("OpenRatioByMoney")),
+            open_per_lot=_ratio(row.get("OpenRatioByVolume")),
+            close_rate=_ratio(row.get("CloseRatioByMoney")),
+            close_per_lot=_ratio(row.get("CloseRatioByVolume")),
+            close_today_rate=_ratio(row.get("CloseTodayRatioByMoney")),
+            close_today_per_lot=_ratio(row.get("CloseTodayRatioByVolume")),
+        )
+
+    def covers(self, contract: Contract) -> bool:
+        return self.key in (contract.symbol, contract.product) and self.exchange in (
+            "",
+            contract.exchange.value,
+        )
+
+    def apply(self, contract: Contract) -> Contract:
+        return Contract(
+            **{
+                **_fields(contract),
+                "commission_rate": self.open_rate,
+                "commission_per_lot": self.open_per_lot,
+                "close_commission_rate": self.close_rate,
+                "close_commission_per_lot": self.close_per_lot,
+                "close_today_commission_rate": self.close_today_rate,
+                "close_today_commission_per_lot": self.close_today_per_lot,
+            }
+        )
 
 
 def vnpy_setting(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -212,6 +290,20 @@ def disconnect_reason(text: str) -> str:
 
 def _price(value: float | None) -> float:
     return 0.0 if value is None or value >= HUGE_PRICE else float(value)
+
+
+def _ratio(value: Any) -> float:
+    """A commission ratio as CTP sends it; "no value" (DBL_MAX), NaN or negative is 0."""
+    try:
+        ratio = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return ratio if 0.0 <= ratio < HUGE_PRICE else 0.0
+
+
+def _rate_symbol(query: str) -> str | None:
+    """The InstrumentID of a commission query's name (None: another query)."""
+    return query[len(COMMISSION_QUERY) :] if query.startswith(COMMISSION_QUERY) else None
 
 
 def _china(moment: datetime | None) -> datetime:
@@ -295,6 +387,7 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
       status messages, rejection errors, margins, funds detail, pre-settlement prices;
     - the trading day of the login, and ``UserProductInfo`` in the login request;
     - today's orders and trades by query, and a ``QueryDone`` event after each query;
+    - the answer to a commission rate query, with the InstrumentID that was asked;
     - a trade whose order is not known yet waits for it instead of failing;
     - vnpy's periodic query handler cannot raise into the EventEngine thread.
     """
@@ -310,6 +403,8 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
             self.order_ids: dict[tuple[str, str], str] = {}
             self.orphan_trades: list[tuple[float, dict[str, Any]]] = []  # (time.monotonic(), trade)
             self.adapted: set[str] = set()  # orders reported under a type/status vnpy cannot read
+            self.rate_requests: dict[int, str] = {}  # reqid -> InstrumentID of a commission query
+            self.rate_rows: dict[int, list[dict[str, Any]]] = {}  # reqid -> its answer so far
             # the CTP thread and the loop (releasing an orphan) both report trades
             self.lock = threading.RLock()
 
@@ -440,6 +535,17 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
                 extras, self.position_extras = self.position_extras, {}
                 self.gateway.query_done("positions", extras, _error_text(error))
 
+        def onRspQryInstrumentCommissionRate(self, data: dict, error: dict, reqid: int, last: bool) -> None:
+            rows = self.rate_rows.setdefault(reqid, [])
+            if data and data.get("InstrumentID"):
+                rows.append(dict(data))
+            if last:
+                self.rate_rows.pop(reqid, None)
+                asked = self.rate_requests.pop(reqid, "")
+                self.gateway.query_done(
+                    f"{COMMISSION_QUERY}{asked}", error=_error_text(error), rows=tuple(rows)
+                )
+
     class MdApi(ctp.CtpMdApi):  # type: ignore[misc, name-defined]
         def onRtnDepthMarketData(self, data: dict) -> None:
             with self.gateway.raw(data):
@@ -482,8 +588,10 @@ def _extend_vnpy_ctp(ctp: Any, event_cls: Any) -> type:
         def on_contract(self, contract: Any) -> None:
             super().on_contract(self._with_raw(contract))
 
-        def query_done(self, name: str, extras: dict | None = None, error: str = "") -> None:
-            self.event_engine.put(event_cls(EVENT_QUERY_DONE, QueryDone(name, extras or {}, error)))
+        def query_done(
+            self, name: str, extras: dict | None = None, error: str = "", rows: tuple[dict, ...] = ()
+        ) -> None:
+            self.event_engine.put(event_cls(EVENT_QUERY_DONE, QueryDone(name, extras or {}, error, rows)))
 
         def orphan_held(self) -> None:
             self.event_engine.put(event_cls(EVENT_ORPHAN, None))
@@ -657,7 +765,9 @@ class CtpGateway(Gateway):
         self._logged_in = False
         self._ready = False
         self._connect_timer: asyncio.TimerHandle | None = None
-        self._queries: list[str] = []
+        self._queries: list[str] = []  # the query chain: its head is the one asked (or about to be)
+        self._in_flight: str | None = None  # the head, once CTP took it
+        self._last_query_sent = float("-inf")  # loop time of the chain's last request
         self._query_timer: asyncio.TimerHandle | None = None
         self._fill_query: asyncio.TimerHandle | None = None
         self._orphan_timer: asyncio.TimerHandle | None = None
@@ -674,6 +784,16 @@ class CtpGateway(Gateway):
         self._account: Account | None = None
         self._volumes: dict[str, float] = {}
         self._local_seq = 0
+        # commission rates, asked for the contracts that matter and kept by CTP's key for them
+        self._symbols: dict[str, str] = {}  # symbol -> vt_symbol
+        self._rates: dict[str, CommissionRates] = {}  # instrument or product -> rates
+        self._rate_needed: dict[str, None] = {}  # vt_symbols still without rates, in asking order
+        self._rate_empty: set[str] = set()  # symbols and products CTP has no rates for
+        self._rate_failed: set[str] = set()  # symbols and products given up on until the next login
+        self._rate_attempts: dict[str, int] = {}  # symbol -> error answers so far
+        self._held: list[tuple[float, Trade]] = []  # fills waiting for their rates (loop time due)
+        self._held_ids: set[str] = set()
+        self._hold_timer: asyncio.TimerHandle | None = None
         self._install_fake_front()
 
     # ------------------------------------------------------------------ Gateway interface
@@ -693,6 +813,7 @@ class CtpGateway(Gateway):
     async def close(self) -> None:
         if self._closed:
             return
+        self._release_held(force=True)  # reported, with whatever rates are known, before we go
         self._closed = True
         self._cancel_timers()
         if not self._started:
@@ -730,6 +851,7 @@ class CtpGateway(Gateway):
         except ValueError as exc:
             self._log("WARNING", f"subscribe: {exc}")
             return
+        self._want_rate(vt_symbol)
         vn = self._vn
         self._gateway.subscribe(vn.SubscribeRequest(symbol=symbol, exchange=vn.Exchange(exchange.value)))
 
@@ -747,6 +869,7 @@ class CtpGateway(Gateway):
             if not legs:
                 return self._reject_locally(req, self._not_closable(req))
         ids = [self._send_leg(req, leg) for leg in legs]
+        self._want_rate(req.vt_symbol, urgent=True)  # its fills are on their way
         if len(ids) > 1:
             parts = " + ".join(
                 f"{leg.offset.name} {leg.volume:g} (order {i})" for leg, i in zip(legs, ids, strict=True)
@@ -783,8 +906,8 @@ class CtpGateway(Gateway):
                 listener.on_order(order)
         for trade in self._trades.values():
             listener.on_trade(trade)
-        if self._ready and not self._queries:
-            self._start_queries(("account", "positions"))
+        if self._ready:
+            self._ask(("account", "positions"))
 
     def get_contract(self, vt_symbol: str) -> Contract | None:
         return self._contracts.get(vt_symbol)
@@ -862,6 +985,8 @@ class CtpGateway(Gateway):
         elif text.startswith(SETTLEMENT_OK):
             self._set_status(GatewayStatus.CONNECTING, "CTP settlement confirmed; loading contracts")
         elif text.startswith(CONTRACTS_OK):
+            self._rate_failed.clear()  # a new login: what failed is asked again after CONNECTED
+            self._rate_attempts.clear()
             self._set_status(
                 GatewayStatus.CONNECTING,
                 f"CTP: {len(self._contracts)} contracts; querying orders, trades, funds and positions",
@@ -920,6 +1045,7 @@ class CtpGateway(Gateway):
             return
         self._fatal = reason = self._scrub(reason)
         self._logged_in = self._ready = False
+        self._release_held(force=True)
         self._cancel_timers()
         self._queries.clear()
         self.listener.on_fatal(reason)
@@ -936,32 +1062,62 @@ class CtpGateway(Gateway):
 
     def _stop_queries(self) -> None:
         self._queries.clear()
+        self._in_flight = None
         if self._query_timer is not None:
             self._query_timer.cancel()
             self._query_timer = None
+
+    def _ask(self, names: tuple[str, ...]) -> None:
+        """``names`` asked now, or after the running chain (where the part not sent yet is new enough)."""
+        if not self._queries:
+            self._start_queries(names)
+            return
+        for name in names:
+            if name not in self._queries[1:]:
+                self._queries.append(name)
 
     def _send_query(self) -> None:
         """Send the query at the head of the chain; resend it if CTP refuses or stays silent."""
         self._query_timer = None
         if not self._queries or not self._logged_in or self._closed:
             return
+        assert self._loop is not None
         name = self._queries[0]
+        symbol = _rate_symbol(name)
         td = self._gateway.td_api
         investor = {"BrokerID": td.brokerid, "InvestorID": td.userid}
-        request = {
-            "orders": (td.reqQryOrder, investor),
-            "trades": (td.reqQryTrade, investor),
-            "account": (td.reqQryTradingAccount, {}),
-            "positions": (td.reqQryInvestorPosition, investor),
-        }[name]
+        if symbol is not None:
+            wait = self._last_query_sent + COMMISSION_QUERY_INTERVAL - self._loop.time()
+            if wait > 0:  # CTP counts every query against its limit of about one a second
+                self._query_timer = self._loop.call_later(wait, self._send_query)
+                return
+            request = (td.reqQryInstrumentCommissionRate, {**investor, "InstrumentID": symbol})
+        else:
+            request = {
+                "orders": (td.reqQryOrder, investor),
+                "trades": (td.reqQryTrade, investor),
+                "account": (td.reqQryTradingAccount, {}),
+                "positions": (td.reqQryInvestorPosition, investor),
+            }[name]
         td.reqid += 1
-        refused = request[0](request[1], td.reqid)
-        assert self._loop is not None
-        delay = QUERY_RETRY_SECONDS if refused else QUERY_TIMEOUT_SECONDS
-        self._query_timer = self._loop.call_later(delay, self._send_query)
+        reqid = td.reqid
+        if symbol is not None:
+            td.rate_requests[reqid] = symbol
+        refused = request[0](request[1], reqid)
+        self._last_query_sent = self._loop.time()
+        if refused:
+            td.rate_requests.pop(reqid, None)
+            self._query_timer = self._loop.call_later(QUERY_RETRY_SECONDS, self._send_query)
+            return
+        self._in_flight = name
+        on_silence = self._send_query if symbol is None else functools.partial(self._rate_unanswered, name)
+        self._query_timer = self._loop.call_later(QUERY_TIMEOUT_SECONDS, on_silence)
 
     def _on_query_done(self, done: QueryDone) -> None:
         ours = bool(self._queries) and self._queries[0] == done.name
+        if _rate_symbol(done.name) is not None:
+            self._on_rates(done, ours)
+            return
         if done.error:
             self._query_failed(done, ours)
             return
@@ -970,16 +1126,24 @@ class CtpGateway(Gateway):
             self._flush_positions(done.extras)
         if not ours:
             return  # a periodic query of vnpy's, or an answer we had given up on
+        self._next_query()
+
+    def _next_query(self) -> None:
+        """The chain's head is answered: the next query; CONNECTED at the end of the first chain of
+        a login; then the commission rates still wanted, one at a time."""
         self._queries.pop(0)
+        self._in_flight = None
         if self._query_timer is not None:
             self._query_timer.cancel()
             self._query_timer = None
         if self._queries:
             self._send_query()
-        elif not self._ready and self._logged_in:
+            return
+        if not self._ready and self._logged_in:
             self._ready = True
             self._set_status(GatewayStatus.CONNECTED, self._connected_message())
             self._report_held_orphans()
+        self._pump_rates()
 
     def _query_failed(self, done: QueryDone, ours: bool) -> None:
         """An error answer is not a complete one: nothing is flushed, and ours is asked again."""
@@ -1039,15 +1203,8 @@ class CtpGateway(Gateway):
 
     def _fill_queries(self) -> None:
         self._fill_query = None
-        if not self._ready:
-            return
-        if not self._queries:
-            self._start_queries(("positions", "account"))
-            return
-        # a chain is running: the part of it still to be sent (the head is in flight) is new enough
-        for name in ("positions", "account"):
-            if name not in self._queries[1:]:
-                self._queries.append(name)
+        if self._ready:
+            self._ask(("positions", "account"))
 
     def _cancel_timers(self) -> None:
         if self._connect_timer is not None:
@@ -1059,7 +1216,162 @@ class CtpGateway(Gateway):
         if self._orphan_timer is not None:
             self._orphan_timer.cancel()
             self._orphan_timer = None
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
         self._stop_queries()
+
+    # ------------------------------------------------------------------ commission rates
+
+    def _want_rate(self, vt_symbol: str, *, urgent: bool = False) -> None:
+        """``vt_symbol`` matters (a position, a subscription, an order or a fill): have its
+        commission rates asked, once per product, one query at a time, after CONNECTED. ``urgent``:
+        a fill is coming or waiting, so it goes before any other query not sent yet."""
+        contract = self._contracts.get(vt_symbol)
+        if contract is not None and self._rate_resolved(contract):
+            return
+        if urgent:
+            self._rate_needed.pop(vt_symbol, None)
+            self._rate_needed = {vt_symbol: None, **self._rate_needed}
+        else:
+            self._rate_needed.setdefault(vt_symbol, None)
+        self._pump_rates(urgent=urgent)
+
+    def _pump_rates(self, *, urgent: bool = False) -> None:
+        """Put the next commission query in the chain: at its end when it is idle, right behind
+        the query in flight when ``urgent``. One commission query in the chain at a time."""
+        if not self._ready or self._closed or not self._logged_in:
+            return  # CONNECTED never waits for rates: they are asked once it is there
+        symbol = self._next_rate_symbol()
+        if symbol is None:
+            return
+        name = f"{COMMISSION_QUERY}{symbol}"
+        if not self._queries:
+            self._queries.append(name)
+            self._send_query()
+            return
+        if not urgent:
+            return  # asked when the chain is done
+        queued = [i for i, q in enumerate(self._queries) if _rate_symbol(q) is not None]
+        if not queued:
+            self._queries.insert(1, name)
+        elif self._queries[queued[0]] != self._in_flight:  # not sent yet: this one instead, now
+            self._queries[queued[0]] = name  # (the other stays wanted, and is asked after it)
+
+    def _next_rate_symbol(self) -> str | None:
+        for vt_symbol in list(self._rate_needed):
+            contract = self._contracts.get(vt_symbol)
+            keys = {contract.symbol, contract.product} if contract is not None else set()
+            if contract is None or self._rate_for(contract) is not None or keys & self._rate_empty:
+                del self._rate_needed[vt_symbol]  # not a futures contract of the venue, or done
+            elif not keys & self._rate_failed:
+                return contract.symbol
+        return None
+
+    def _rate_for(self, contract: Contract) -> CommissionRates | None:
+        """The instrument's own rates, else its product's (None: not known)."""
+        for key in (contract.symbol, contract.product):
+            rates = self._rates.get(key)
+            if rates is not None and rates.covers(contract):
+                return rates
+        return None
+
+    def _rate_resolved(self, contract: Contract) -> bool:
+        """True when nothing more is to be learnt of the contract's rates for now."""
+        keys = {contract.symbol, contract.product}
+        return self._rate_for(contract) is not None or bool(keys & (self._rate_empty | self._rate_failed))
+
+    def _on_rates(self, done: QueryDone, ours: bool) -> None:
+        symbol = _rate_symbol(done.name) or ""
+        if done.error:
+            if ours:  # an error of a query we had given up on was counted already
+                self._rate_error(symbol, self._scrub(done.error))
+        else:
+            self._store_rates(symbol, done.rows)
+        self._release_held()
+        if ours:
+            self._next_query()
+
+    def _rate_unanswered(self, name: str) -> None:
+        self._query_timer = None
+        if self._queries and self._queries[0] == name:
+            self._on_query_done(QueryDone(name, error=f"no answer in {QUERY_TIMEOUT_SECONDS:g} s"))
+
+    def _rate_error(self, symbol: str, error: str) -> None:
+        attempts = self._rate_attempts[symbol] = self._rate_attempts.get(symbol, 0) + 1
+        if attempts < COMMISSION_QUERY_ATTEMPTS:
+            return  # still wanted: asked again at the chain's pace
+        vt_symbol = self._symbols.get(symbol, symbol)
+        contract = self._contracts.get(vt_symbol)
+        self._rate_failed.update({symbol, contract.product} if contract is not None else {symbol})
+        self._log(
+            "WARNING",
+            f"CTP commission rates of {vt_symbol}: {error} ({attempts} attempts); its fills are "
+            f"recorded with commission 0 (asked again at the next login)",
+        )
+
+    def _store_rates(self, symbol: str, rows: tuple[dict[str, Any], ...]) -> None:
+        for row in rows:
+            rates = CommissionRates.from_row(row)
+            if rates is not None:
+                self._rates[rates.key] = rates
+        contract = self._contracts.get(self._symbols.get(symbol, ""))
+        if contract is not None and self._rate_for(contract) is None:
+            # nothing for it: a definite answer, the product is not asked again
+            self._rate_empty.update({symbol, contract.product})
+            self._log(
+                "WARNING",
+                f"CTP has no commission rates for {contract.vt_symbol}: its fills are recorded "
+                f"with commission 0",
+            )
+        for vt_symbol, known in list(self._contracts.items()):
+            rates = self._rate_for(known)
+            if rates is None:
+                continue
+            updated = rates.apply(known)
+            if updated != known:
+                self._contracts[vt_symbol] = updated
+                self.listener.on_contract(updated)
+
+    def _hold(self, trade: Trade) -> None:
+        assert self._loop is not None
+        self._held.append((self._loop.time() + COMMISSION_HOLD_SECONDS, trade))
+        self._held_ids.add(trade.trade_id)
+        if self._hold_timer is None:
+            self._hold_timer = self._loop.call_later(COMMISSION_HOLD_SECONDS, self._release_held)
+
+    def _release_held(self, *, force: bool = False) -> None:
+        """Report the fills held for rates that are now known (or will not be), or held long
+        enough (``force``: all of them). One that fails never stops the others."""
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        if not self._held or self._loop is None:
+            return
+        moment = self._loop.time()
+        waiting, self._held = self._held, []
+        for due, trade in waiting:
+            contract = self._contracts.get(trade.vt_symbol)
+            resolved = contract is None or self._rate_resolved(contract)
+            if not (resolved or force or due <= moment):
+                self._held.append((due, trade))
+                continue
+            self._held_ids.discard(trade.trade_id)
+            if not resolved:
+                self._log(
+                    "WARNING",
+                    f"CTP fill {trade.trade_id} ({trade.vt_symbol}): commission rates not known "
+                    f"within {COMMISSION_HOLD_SECONDS:g} s; recorded with commission 0",
+                )
+            try:
+                self._report_trade(trade)
+            except Exception as exc:
+                log.exception("CTP fill %s could not be reported", trade.trade_id)
+                with contextlib.suppress(Exception):
+                    self._log("ERROR", f"CTP fill {trade.trade_id} could not be reported: {exc!r}")
+        if self._held:
+            due = min(d for d, _ in self._held)
+            self._hold_timer = self._loop.call_later(max(due - moment, 0.01), self._release_held)
 
     # ------------------------------------------------------------------ vnpy events
 
@@ -1082,6 +1394,10 @@ class CtpGateway(Gateway):
             margin_ratio=ratio if 0 < ratio < 1 else 0.1,
             account_id=self.account_id,
         )
+        rates = self._rate_for(contract)  # known from an earlier login of this process
+        if rates is not None:
+            contract = rates.apply(contract)
+        self._symbols[contract.symbol] = contract.vt_symbol
         self._contracts[contract.vt_symbol] = contract
         self.listener.on_contract(contract)
 
@@ -1125,10 +1441,23 @@ class CtpGateway(Gateway):
 
     def _on_trade(self, data: Any) -> None:
         trade = self._map_trade(data)
-        if trade.trade_id in self._trades:
-            return  # replayed: already reported (and counted by the converter)
-        self._trades[trade.trade_id] = trade
+        if trade.trade_id in self._trades or trade.trade_id in self._held_ids:
+            return  # replayed: already reported or held (and counted by the converter)
         self._converter.update_trade(data)
+        contract = self._contracts.get(trade.vt_symbol)
+        if contract is not None and not self._rate_resolved(contract):
+            self._want_rate(trade.vt_symbol, urgent=True)
+            if self._ready:  # before CONNECTED the day is pushed as it comes: never held
+                self._hold(trade)
+                return
+        self._report_trade(trade)
+
+    def _report_trade(self, trade: Trade) -> None:
+        """A new fill to the listener, with its commission at the contract's rates as known now."""
+        contract = self._contracts.get(trade.vt_symbol)
+        if contract is not None:
+            trade.commission = contract.commission(trade.price, trade.volume, trade.offset)
+        self._trades[trade.trade_id] = trade
         volume, notional = self._fills.get(trade.order_id, (0.0, 0.0))
         self._fills[trade.order_id] = (volume + trade.volume, notional + trade.volume * trade.price)
         self.listener.on_trade(trade)
@@ -1169,6 +1498,8 @@ class CtpGateway(Gateway):
         self._positions = {k: p for k, p in reported.items() if p.volume}
         for position in reported.values():
             self.listener.on_position(position)
+        for vt_symbol, _ in self._positions:
+            self._want_rate(vt_symbol)
 
     def _on_account(self, data: Any) -> None:
         raw = data.extra or {}

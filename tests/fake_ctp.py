@@ -11,8 +11,14 @@ one worker thread per api. ``install`` is the same for the ``QTRADER_CTP_FAKE_FR
 
 The script:
 
-- contracts ``rb2601.SHFE`` (book 3500 / 3501), ``m2605.DCE`` (2800 / 2801), ``au2612.SHFE``
-  and one option (which the gateway does not report);
+- contracts ``rb2601.SHFE`` (book 3500 / 3501), ``rb2605.SHFE`` (3450 / 3451), ``m2605.DCE``
+  (2800 / 2801), ``au2612.SHFE`` and one option (which the gateway does not report);
+- the broker's commission rates (``FakeFront.commission_rates``, by product as CTP usually
+  answers: rb 0.0001 of turnover open / close / close-today, au 2 yuan a lot open and close and
+  0 close-today, m 1.5 yuan a lot; a test may add an instrument's own row or remove one, which
+  makes the answer empty), answered to ``ReqQryInstrumentCommissionRate`` and charged at every
+  fill (the account's ``Commission``); ``FakeTd.rate_requests`` / ``rate_answers`` keep when each
+  commission query came and was answered, and a query in ``FakeTd.unanswered`` is never answered;
 - the account starts long 5 ``rb2601.SHFE`` (3 from yesterday in the history row, 2 bought
   today by another session: its order and trade are in the private flow, with a second order
   of that session still working) and short 1 ``m2605.DCE`` from yesterday;
@@ -30,7 +36,8 @@ The script:
 - a test can add another terminal's orders with any CTP fields (``external_order``,
   ``update_order``, ``fill``), a trade whose order never comes (``orphan_trade``), and have a
   query answered with an error (``FakeTd.query_errors``: per query name, answered in turn before
-  the real answer); ``FakeTd.queries`` lists every query received.
+  the real answer; a commission query's name is ``commission:<InstrumentID>``); ``FakeTd.queries``
+  lists every query received.
 
 The books (orders, trades, positions, funds, the day's private flow, the session and id counters)
 live in memory, or, when the environment variable ``QTRADER_CTP_FAKE_BOOKS`` is set (``BOOKS_ENV``),
@@ -93,6 +100,46 @@ class Instrument:
     @property
     def close_today_rules(self) -> bool:
         return self.exchange in ("SHFE", "INE")
+
+
+def commission_row(
+    key: str,
+    exchange: str = "",
+    *,
+    open_money: float = 0.0,
+    open_volume: float = 0.0,
+    close_money: float = 0.0,
+    close_volume: float = 0.0,
+    close_today_money: float = 0.0,
+    close_today_volume: float = 0.0,
+) -> dict[str, Any]:
+    """A CThostFtdcInstrumentCommissionRateField as the api delivers it; ``key`` is the
+    InstrumentID CTP answers with: an instrument, or (most brokers) its product."""
+    return {
+        "InstrumentID": key,
+        "InvestorRange": "1",  # all investors
+        "BrokerID": "9999",
+        "InvestorID": "00000000",
+        "OpenRatioByMoney": open_money,
+        "OpenRatioByVolume": open_volume,
+        "CloseRatioByMoney": close_money,
+        "CloseRatioByVolume": close_volume,
+        "CloseTodayRatioByMoney": close_today_money,
+        "CloseTodayRatioByVolume": close_today_volume,
+        "ExchangeID": exchange,
+        "BizType": "",
+        "InvestUnitID": "",
+    }
+
+
+def default_commission_rates() -> dict[str, dict[str, Any]]:
+    return {
+        "rb": commission_row("rb", "SHFE", open_money=0.0001, close_money=0.0001, close_today_money=0.0001),
+        "au": commission_row(
+            "au", open_volume=2.0, close_volume=2.0, close_today_volume=0.0
+        ),  # no ExchangeID
+        "m": commission_row("m", "DCE", open_volume=1.5, close_volume=1.5, close_today_volume=1.5),
+    }
 
 
 @dataclass
@@ -218,6 +265,7 @@ class FakeFront:
             i.symbol: i
             for i in (
                 Instrument("rb2601", "SHFE", "螺纹钢2601", "rb", 10, 1.0, 3500.0, 3501.0, 3495.0),
+                Instrument("rb2605", "SHFE", "螺纹钢2605", "rb", 10, 1.0, 3450.0, 3451.0, 3440.0),
                 Instrument("m2605", "DCE", "豆粕2605", "m", 10, 1.0, 2800.0, 2801.0, 2790.0),
                 Instrument("au2612", "SHFE", "黄金2612", "au", 1000, 0.02, 600.0, 600.02, 598.0),
                 Instrument("m2605-C-3000", "DCE", "豆粕看涨3000", "m_o", 10, 0.5, 20.0, 21.0, 20.0, "2"),
@@ -232,6 +280,7 @@ class FakeFront:
         self.flow: list[tuple[str, dict[str, Any]]] = []  # the private flow of the day
         self.requests: list[dict[str, Any]] = []
         self.commission = 0.0
+        self.commission_rates = default_commission_rates()  # InstrumentID (instrument or product) -> row
         self.session_id = 1000  # the last login's SessionID: unique for the day, whatever process asks
         self._sysid = 0
         self._trade_ids: dict[str, int] = {}
@@ -493,9 +542,24 @@ class FakeFront:
         holding.frozen_yd += from_yd
         holding.frozen_td += volume - from_yd
 
+    def commission_row(self, symbol: str) -> dict[str, Any] | None:
+        """The broker's rates for ``symbol``: its own row, else its product's (None: none)."""
+        inst = self.instruments.get(symbol)
+        row = self.commission_rates.get(symbol)
+        if row is None and inst is not None:
+            row = self.commission_rates.get(inst.product_id)
+        return dict(row) if row is not None else None
+
+    def fee(self, symbol: str, offset: str, price: float, volume: int) -> float:
+        """What the broker charges for a fill (CombOffsetFlag ``offset``): 3 is close-today."""
+        row = self.commission_row(symbol) or {}
+        kind = "Open" if offset == "0" else "CloseToday" if offset == "3" else "Close"
+        turnover = price * volume * self.instruments[symbol].size
+        return turnover * row.get(f"{kind}RatioByMoney", 0.0) + volume * row.get(f"{kind}RatioByVolume", 0.0)
+
     def apply_fill(self, order: dict[str, Any], price: float, volume: int) -> None:
         symbol, offset, buy = order["InstrumentID"], order["CombOffsetFlag"], order["Direction"] == "0"
-        self.commission += 2.0 * volume
+        self.commission += self.fee(symbol, offset, price, volume)
         if offset == "0":
             holding = self.holdings.setdefault((symbol, "2" if buy else "3"), Holding())
             holding.td += volume
@@ -659,6 +723,7 @@ class FakeTd:
         "reqQryTrade",
         "reqQryTradingAccount",
         "reqQryInvestorPosition",
+        "reqQryInstrumentCommissionRate",
         "reqOrderInsert",
         "reqOrderAction",
     )
@@ -674,6 +739,9 @@ class FakeTd:
         self.logins: list[dict[str, Any]] = []
         self.queries: list[str] = []  # orders / trades / account / positions, as received
         self.query_errors: dict[str, list[dict[str, Any]]] = {}  # name -> errors to answer first
+        self.unanswered: set[str] = set()  # query names received but never answered
+        self.rate_requests: list[tuple[float, str]] = []  # (time.monotonic(), InstrumentID) asked
+        self.rate_answers: list[tuple[float, str]] = []  # (time.monotonic(), InstrumentID) answered
         for name in self.REQUESTS:
             setattr(api, name, getattr(self, name))
 
@@ -815,6 +883,28 @@ class FakeTd:
         with self.front.lock:
             rows = self.front.position_rows()
         self._answer(self.api.onRspQryInvestorPosition, rows, reqid)
+
+    def reqQryInstrumentCommissionRate(self, req: dict[str, Any], reqid: int) -> int:
+        symbol = str(req.get("InstrumentID") or "")
+        name = f"commission:{symbol}"
+        with self.front.lock:
+            self.rate_requests.append((time.monotonic(), symbol))
+            if name in self.unanswered:
+                self.queries.append(name)
+                return 0 if self.connected else -1
+
+        def error_answer(data: dict[str, Any], error: dict[str, Any], reqid: int, last: bool) -> None:
+            with self.front.lock:
+                self.rate_answers.append((time.monotonic(), symbol))
+            self.api.onRspQryInstrumentCommissionRate(data, error, reqid, last)
+
+        return self._query(name, error_answer, self._rates, symbol, reqid)
+
+    def _rates(self, symbol: str, reqid: int) -> None:
+        with self.front.lock:
+            row = self.front.commission_row(symbol)
+            self.rate_answers.append((time.monotonic(), symbol))
+        self._answer(self.api.onRspQryInstrumentCommissionRate, [row] if row else [], reqid)
 
     # ------------------------------------------------------------------ orders
 

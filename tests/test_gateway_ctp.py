@@ -23,6 +23,7 @@ from core.models import (
     CancelRequest,
     Contract,
     Direction,
+    Exchange,
     GatewayStatus,
     Offset,
     Order,
@@ -35,7 +36,14 @@ from core.models import (
     TraderStatus,
 )
 from gateways import ctp as ctp_module
-from gateways.ctp import FAKE_FRONT_ENV, CtpGateway, ctp_order_type, disconnect_reason, vnpy_readable_order
+from gateways.ctp import (
+    FAKE_FRONT_ENV,
+    CommissionRates,
+    CtpGateway,
+    ctp_order_type,
+    disconnect_reason,
+    vnpy_readable_order,
+)
 from storage import AccountDatabase, database_path
 from tests import fake_ctp
 from tests.conftest import CoreEnv, wait_until
@@ -146,7 +154,7 @@ async def _start(
 async def ctp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ctp]:
     env = await _start(tmp_path, monkeypatch)
     try:
-        await wait_until(lambda: env.listener.status is GatewayStatus.CONNECTED, 5, "CONNECTED")
+        await wait_until(lambda: env.listener.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
         yield env
     finally:
         await env.gateway.close()
@@ -174,7 +182,7 @@ async def test_login_then_contracts_then_the_day_then_connected(ctp: Ctp) -> Non
         assert first_contract < rec.index(kind) < connected, kind
 
     contracts = {c.vt_symbol: c for c in rec.of("contract")}
-    assert set(contracts) == {"rb2601.SHFE", "m2605.DCE", "au2612.SHFE"}  # futures only, not the option
+    assert set(contracts) == {"rb2601.SHFE", "rb2605.SHFE", "m2605.DCE", "au2612.SHFE"}  # not the option
     rb = contracts["rb2601.SHFE"]
     assert (rb.size, rb.pricetick, rb.product, rb.margin_ratio, rb.name) == (10, 1.0, "rb", 0.1, "螺纹钢2601")
     assert ctp.gateway.get_contract("rb2601.SHFE") == rb
@@ -215,8 +223,10 @@ async def test_an_order_fills_in_parts_and_another_is_cancelled(ctp: Ctp) -> Non
         reference="s1",
     )
     order_id = gw.send_order(buy)
-    await wait_until(lambda: len([t for t in rec.of("trade") if t.order_id == order_id]) == 2, 5, "two fills")
-    await wait_until(lambda: rec.order(order_id).traded_price == 2801, 5, "average price")
+    await wait_until(
+        lambda: len([t for t in rec.of("trade") if t.order_id == order_id]) == 2, 20, "two fills"
+    )
+    await wait_until(lambda: rec.order(order_id).traded_price == 2801, 20, "average price")
     statuses = [o.status for o in rec.of("order") if o.order_id == order_id]
     firsts = list(dict.fromkeys(statuses))
     assert firsts[-3:] == [Status.NOTTRADED, Status.PARTTRADED, Status.ALLTRADED]
@@ -231,7 +241,7 @@ async def test_an_order_fills_in_parts_and_another_is_cancelled(ctp: Ctp) -> Non
     resting = gw.send_order(OrderRequest(**{**_fields(buy), "price": 2700, "volume": 1}))
     await wait_until(lambda: rec.order(resting) and rec.order(resting).status is Status.NOTTRADED, 5)
     gw.cancel_order(CancelRequest(order_id=resting))
-    await wait_until(lambda: rec.order(resting).status is Status.CANCELLED, 5, "cancelled")
+    await wait_until(lambda: rec.order(resting).status is Status.CANCELLED, 20, "cancelled")
     assert rec.order(resting).status_msg == "已撤单"
     gw.cancel_order(CancelRequest(order_id=resting))  # finished: said so, state pushed again
     assert any("already CANCELLED" in m for _, m in rec.of("log"))
@@ -269,7 +279,7 @@ async def test_a_shfe_close_is_split_into_close_today_and_close_yesterday(ctp: C
 async def test_depth_market_data_becomes_ticks(ctp: Ctp) -> None:
     ctp.gateway.subscribe("rb2601.SHFE")
     ctp.gateway.subscribe("rb2601")  # malformed: a warning, nothing else
-    await wait_until(lambda: len(ctp.listener.of("tick")) >= 2, 5, "two ticks")
+    await wait_until(lambda: len(ctp.listener.of("tick")) >= 2, 20, "two ticks")
     tick = ctp.listener.of("tick")[-1]
     assert tick.vt_symbol == "rb2601.SHFE" and tick.datetime.utcoffset().total_seconds() == 8 * 3600
     assert (tick.bid_price_1, tick.ask_price_1, tick.bid_volume_1, tick.ask_volume_1) == (3500, 3501, 10, 12)
@@ -286,7 +296,7 @@ async def test_a_failing_handler_never_stops_the_events(ctp: Ctp) -> None:
     rec.fail_next_tick = True
     ctp.gateway._engine.put(Event(EVENT_ORDER, object()))  # what no mapping can read
     ctp.gateway.subscribe("m2605.DCE")
-    await wait_until(lambda: len(rec.of("tick")) >= 3, 5, "ticks after the failures")
+    await wait_until(lambda: len(rec.of("tick")) >= 3, 20, "ticks after the failures")
     errors = [m for level, m in rec.of("log") if level == "ERROR"]
     assert any("listener bug" in m for m in errors) and any(EVENT_ORDER in m for m in errors)
 
@@ -297,11 +307,23 @@ async def test_a_failing_handler_never_stops_the_events(ctp: Ctp) -> None:
 async def test_a_front_disconnect_and_reconnect(ctp: Ctp) -> None:
     rec = ctp.listener
     before = {o.order_id: o.status for o in rec.of("order")}
+    start = len(rec.events)
     ctp.front.td.disconnect(0x1001)
-    await wait_until(lambda: rec.status is GatewayStatus.DISCONNECTED, 5, "DISCONNECTED")
-    assert rec.of("status")[-1][1] == "CTP trade front disconnected: network read failed (4097); reconnecting"
-    mark = len(rec.events)
-    await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 5, "CONNECTED again")
+    # from the recorded history: the fake front reconnects by itself at once
+    down = (
+        "status",
+        (
+            GatewayStatus.DISCONNECTED,
+            "CTP trade front disconnected: network read failed (4097); reconnecting",
+        ),
+    )
+    await wait_until(lambda: down in rec.events[start:], 20, "DISCONNECTED with CTP's reason")
+    mark = start + rec.events[start:].index(down) + 1
+    await wait_until(
+        lambda: any(k == "status" and d[0] is GatewayStatus.CONNECTED for k, d in rec.events[mark:]),
+        20,
+        "CONNECTED again",
+    )
     # the replayed day changed nothing: no order went back, no fill twice
     assert {o.order_id: o.status for o in rec.of("order")} == before
     again = [data for kind, data in rec.events[mark:] if kind == "order"]
@@ -313,7 +335,7 @@ async def test_a_front_disconnect_and_reconnect(ctp: Ctp) -> None:
 async def test_login_refused_is_fatal_with_ctps_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = await _start(tmp_path, monkeypatch, userid=fake_ctp.REFUSED_USER)
     try:
-        await wait_until(lambda: env.listener.of("fatal"), 5, "on_fatal")
+        await wait_until(lambda: env.listener.of("fatal"), 20, "on_fatal")
         (reason,) = env.listener.of("fatal")
         assert (
             reason == "CTP login failed for 9999/refused: 交易服务器登录失败，代码：3，信息：CTP:不合法的登录"
@@ -327,13 +349,11 @@ async def test_login_refused_is_fatal_with_ctps_text(tmp_path: Path, monkeypatch
 async def test_a_login_never_answered_is_fatal_after_the_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = await _start(tmp_path, monkeypatch, userid=fake_ctp.SILENT_USER, connect_timeout=0.5)
+    env = await _start(tmp_path, monkeypatch, userid=fake_ctp.SILENT_USER, connect_timeout=2.0)
     try:
-        await wait_until(lambda: env.listener.of("fatal"), 5, "on_fatal")
+        await wait_until(lambda: env.listener.of("fatal"), 20, "on_fatal")
         (reason,) = env.listener.of("fatal")
-        assert (
-            reason == "CTP trade front tcp://127.0.0.1:1 connected, but the login was not answered in 0.5 s"
-        )
+        assert reason == "CTP trade front tcp://127.0.0.1:1 connected, but the login was not answered in 2 s"
         statuses = [m for _, m in env.listener.of("status")]
         assert any("trade front connected" in m for m in statuses)  # it did connect first
     finally:
@@ -346,7 +366,7 @@ async def test_close_leaves_no_thread_behind(tmp_path: Path, monkeypatch: pytest
     await wait_until(lambda: env.listener.status is GatewayStatus.CONNECTED, 5)
     env.gateway.subscribe("rb2601.SHFE")
     await env.gateway.close()
-    await wait_until(lambda: set(threading.enumerate()) <= before, 5, "threads gone")
+    await wait_until(lambda: set(threading.enumerate()) <= before, 20, "threads gone")
     assert env.listener.status is GatewayStatus.DISCONNECTED
 
 
@@ -427,11 +447,11 @@ async def test_external_orders_vnpy_cannot_read_are_reported_with_their_fills(ct
     front.fill(market, 3501.0, 1)
     front.update_order(market, OrderStatus="2", StatusMsg="部分成交不在队列中")
     market_id, dce_id = "5_88_1", "5_88_2"
-    await wait_until(lambda: (o := rec.order(market_id)) and o.status is Status.CANCELLED, 5, "market order")
+    await wait_until(lambda: (o := rec.order(market_id)) and o.status is Status.CANCELLED, 20, "market order")
     order = rec.order(market_id)
     assert (order.type, order.traded, order.volume, order.reference) == (OrderType.MARKET, 1, 2, "")
     assert order.status_msg == "部分成交不在队列中"
-    await wait_until(lambda: [t for t in rec.of("trade") if t.order_id == market_id], 5, "its fill")
+    await wait_until(lambda: [t for t in rec.of("trade") if t.order_id == market_id], 20, "its fill")
     (fill,) = [t for t in rec.of("trade") if t.order_id == market_id]
     assert (fill.vt_symbol, fill.direction, fill.volume, fill.price) == (
         "rb2601.SHFE",
@@ -439,7 +459,7 @@ async def test_external_orders_vnpy_cannot_read_are_reported_with_their_fills(ct
         1,
         3501,
     )
-    await wait_until(lambda: rec.order(market_id).traded_price == 3501, 5, "average price")
+    await wait_until(lambda: rec.order(market_id).traded_price == 3501, 20, "average price")
     assert rec.order(dce_id).status is Status.NOTTRADED
     assert not [t for t in rec.of("trade") if t.order_id == dce_id]  # not credited SHFE's fill
 
@@ -448,7 +468,7 @@ async def test_external_orders_vnpy_cannot_read_are_reported_with_their_fills(ct
     front.fill(best, 2801.0, 1)
     front.update_order(best, OrderStatus="0", StatusMsg="全部成交")
     best_id = "5_88_3"
-    await wait_until(lambda: [t for t in rec.of("trade") if t.order_id == best_id], 5, "the held fill")
+    await wait_until(lambda: [t for t in rec.of("trade") if t.order_id == best_id], 20, "the held fill")
     assert (rec.order(best_id).type, rec.order(best_id).status) == (OrderType.MARKET, Status.ALLTRADED)
 
     # 4: no longer queueing, nothing traded: cancelled, or rejected when refused
@@ -464,9 +484,9 @@ async def test_external_orders_vnpy_cannot_read_are_reported_with_their_fills(ct
         OrderSubmitStatus="4",
         StatusMsg="报单被拒绝",
     )
-    await wait_until(lambda: (o := rec.order("5_88_4")) and o.status is Status.REJECTED, 5, "refused")
+    await wait_until(lambda: (o := rec.order("5_88_4")) and o.status is Status.REJECTED, 20, "refused")
     assert rec.order("5_88_4").status_msg == "报单被拒绝"
-    await wait_until(lambda: rec.order(dce_id).status is Status.CANCELLED, 5, "DCE order cancelled")
+    await wait_until(lambda: rec.order(dce_id).status is Status.CANCELLED, 20, "DCE order cancelled")
     assert not [m for level, m in rec.of("log") if level == "ERROR"]
     trade_ids = [t.trade_id for t in rec.of("trade")]
     assert len(trade_ids) == len(set(trade_ids)) == 3  # the other session's, and these two
@@ -480,7 +500,7 @@ async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
     env = await _start(tmp_path, monkeypatch, lambda f: f.orphan_trade("rb2601", "1", "0", 3500.0, 2, "900"))
     rec = env.listener
     try:
-        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 5, "CONNECTED")
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
         trade_id = f"{_trading_day(env)}.SHFE.2"  # the seeded session's is SHFE's 1
         assert trade_id not in [t.trade_id for t in rec.of("trade")]  # held: no order to tie it to
         (at_connected,) = [m for level, m in rec.of("log") if level == "ERROR"]  # once: replay and query
@@ -488,7 +508,7 @@ async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
             assert part in at_connected, part
         monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 0.0)
         env.gateway._release_orphans()  # what the timer does when the hold is over
-        await wait_until(lambda: trade_id in [t.trade_id for t in rec.of("trade")], 5, "reported anyway")
+        await wait_until(lambda: trade_id in [t.trade_id for t in rec.of("trade")], 20, "reported anyway")
         (trade,) = [t for t in rec.of("trade") if t.trade_id == trade_id]
         assert (trade.order_id, trade.vt_symbol, trade.direction, trade.offset) == (
             "ctp-SHFE-900",
@@ -519,7 +539,7 @@ async def test_an_error_answer_is_not_a_complete_one_and_is_asked_again(
     env = await _start(tmp_path, monkeypatch, refuse_once)
     gw, rec, front = env.gateway, env.listener, env.front
     try:
-        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 5, "CONNECTED")
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
         connected = rec.events.index(("status", rec.of("status")[-1]))
         # every query was asked again; CONNECTED came with the whole book, nothing flattened
         assert all(front.td.queries.count(name) >= 2 for name in ("orders", "trades", "account"))
@@ -546,8 +566,10 @@ async def test_an_error_answer_is_not_a_complete_one_and_is_asked_again(
         asked = front.td.queries.count("positions")
         front.td.query_errors["positions"] = [dict(NOT_READY)]
         gw.query()
-        await wait_until(lambda: front.td.queries.count("positions") >= asked + 2, 5, "positions asked again")
-        await wait_until(lambda: any(k == "position" for k, _ in rec.events[mark:]), 5, "positions again")
+        await wait_until(
+            lambda: front.td.queries.count("positions") >= asked + 2, 20, "positions asked again"
+        )
+        await wait_until(lambda: any(k == "position" for k, _ in rec.events[mark:]), 20, "positions again")
         after = [data for kind, data in rec.events[mark:] if kind == "position"]
         assert all(p.volume for p in after), after  # never pushed flat by the error
         assert rec.status is GatewayStatus.CONNECTED
@@ -560,9 +582,9 @@ async def test_a_market_data_front_loss_is_reported_while_trading_goes_on(ctp: C
     normal = rec.of("status")[-1]
     assert normal[1].startswith("CTP logged in as 9999/000001")
     ctp.gateway.subscribe("rb2601.SHFE")
-    await wait_until(lambda: rec.of("tick"), 5, "a tick")
+    await wait_until(lambda: rec.of("tick"), 20, "a tick")
     md.disconnect(0x2001)
-    await wait_until(lambda: "market data" in rec.of("status")[-1][1], 5, "the md loss in the status")
+    await wait_until(lambda: "market data" in rec.of("status")[-1][1], 20, "the md loss in the status")
     assert rec.of("status")[-1] == (
         GatewayStatus.CONNECTED,
         "CTP market data front disconnected (heartbeat timeout (8193)); quotes stale, reconnecting "
@@ -571,9 +593,284 @@ async def test_a_market_data_front_loss_is_reported_while_trading_goes_on(ctp: C
     assert any(lv == "WARNING" and "market data front disconnected" in m for lv, m in rec.of("log"))
     mark = len(rec.events)
     md.reconnect()
-    await wait_until(lambda: rec.of("status")[-1][1].startswith("CTP logged in as"), 5, "normal message")
+    await wait_until(lambda: rec.of("status")[-1][1].startswith("CTP logged in as"), 20, "normal message")
     assert rec.status is GatewayStatus.CONNECTED
-    await wait_until(lambda: any(k == "tick" for k, _ in rec.events[mark:]), 5, "quotes again")
+    await wait_until(lambda: any(k == "tick" for k, _ in rec.events[mark:]), 20, "quotes again")
+
+
+# ---------------------------------------------------------------- commission rates
+
+
+def _fills_of(rec: Recorder, order_id: str) -> list[Trade]:
+    return [t for t in rec.of("trade") if t.order_id == order_id]
+
+
+def _has_rates(gw: CtpGateway, vt_symbol: str) -> bool:
+    c = gw.get_contract(vt_symbol)
+    return c is not None and c.close_today_commission_rate is not None
+
+
+def test_commission_rate_rows_read_as_ctp_sends_them() -> None:
+    row = fake_ctp.commission_row("rb", "SHFE", open_money=0.0001, close_today_money=1.7976931348623157e308)
+    rates = CommissionRates.from_row(row)
+    assert rates is not None and (rates.open_rate, rates.close_today_rate) == (0.0001, 0.0)  # DBL_MAX: none
+    rb = Contract(
+        vt_symbol="rb2601.SHFE", symbol="rb2601", exchange=Exchange.SHFE, product="rb", size=10, pricetick=1
+    )
+    assert rates.covers(rb)
+    assert not rates.covers(Contract(**{**_fields(rb), "exchange": Exchange.DCE}))  # another exchange's rb
+    assert CommissionRates.from_row({"InstrumentID": "", "OpenRatioByMoney": 0.1}) is None
+
+
+async def test_commission_rates_are_asked_after_connected_once_per_product_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.2)
+    env = await _start(tmp_path, monkeypatch)
+    gw, rec, front = env.gateway, env.listener, env.front
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
+        gw.subscribe("rb2605.SHFE")  # rb: asked for the position already
+        gw.subscribe("au2612.SHFE")
+        gw.subscribe("m2605-C-3000.DCE")  # an option: not a contract here, never asked
+        everything = ("rb2601.SHFE", "rb2605.SHFE", "m2605.DCE", "au2612.SHFE")
+        await wait_until(lambda: all(_has_rates(gw, vt) for vt in everything), 20, "every contract's rates")
+
+        # the positions' contracts first, then the subscription; one query per product
+        assert [symbol for _, symbol in front.td.rate_requests] == ["rb2601", "m2605", "au2612"]
+        # after the day's queries (CONNECTED never waits for rates) ...
+        first = front.td.queries.index("commission:rb2601")
+        assert {"orders", "trades", "account", "positions"} <= set(front.td.queries[:first])
+        connected = next(
+            i for i, (k, d) in enumerate(rec.events) if k == "status" and d[0] is GatewayStatus.CONNECTED
+        )
+        assert all(c.commission_rate == 0 for k, c in rec.events[:connected] if k == "contract")
+        # ... one at a time: each asked once the previous one is answered, and paced
+        requests, answers = front.td.rate_requests, front.td.rate_answers
+        for (asked, _), (answered, _), (following, _) in zip(requests, answers, requests[1:], strict=False):
+            assert answered <= following
+            assert following - asked >= 0.2 - 0.005
+
+        rb, rb5, m, au = (gw.get_contract(vt) for vt in everything)
+        assert (rb.commission_rate, rb.close_commission_rate, rb.close_today_commission_rate) == (0.0001,) * 3
+        assert (rb.commission_per_lot, rb.close_commission_per_lot, rb.close_today_commission_per_lot) == (
+            0,
+        ) * 3
+        assert rb5.commission_rate == 0.0001 and rb5.margin_ratio == 0.1  # rb's row serves rb2605 too
+        assert (m.commission_per_lot, m.close_commission_per_lot, m.close_today_commission_per_lot) == (
+            1.5,
+        ) * 3
+        assert (au.commission_per_lot, au.close_commission_per_lot, au.close_today_commission_per_lot) == (
+            2.0,
+            2.0,
+            0.0,
+        )
+        # pushed again to the listener, each once
+        pushed = [c.vt_symbol for k, c in rec.events[connected:] if k == "contract"]
+        assert sorted(pushed) == sorted(everything)
+
+        # a known product is not asked again, whatever asks for it
+        gw.subscribe("rb2605.SHFE")
+        order_id = gw.send_order(
+            OrderRequest(
+                vt_symbol="au2612.SHFE", direction=Direction.LONG, offset=Offset.OPEN, price=600.02, volume=1
+            )
+        )
+        await wait_until(lambda: _fills_of(rec, order_id), 20, "the au fill")
+        assert _fills_of(rec, order_id)[0].commission == 2.0
+        assert len(front.td.rate_requests) == 3
+
+        # a new login: the contracts come again with their rates, nothing is asked again
+        mark = len(rec.events)
+        front.td.disconnect()
+
+        def statuses() -> list[GatewayStatus]:  # the history: the fake front reconnects at once
+            return [d[0] for k, d in rec.events[mark:] if k == "status"]
+
+        await wait_until(lambda: GatewayStatus.DISCONNECTED in statuses(), 20, "DISCONNECTED")
+        await wait_until(lambda: statuses()[-1] is GatewayStatus.CONNECTED, 20, "CONNECTED again")
+        again = {c.vt_symbol: c for k, c in rec.events[mark:] if k == "contract"}
+        assert set(again) == set(everything) and all(
+            c.close_today_commission_rate is not None for c in again.values()
+        )
+        assert len(front.td.rate_requests) == 3
+    finally:
+        await gw.close()
+
+
+async def test_fills_carry_the_commission_of_their_own_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 30.0)  # held until answered, however slow
+
+    def m2605_own_rates(front: fake_ctp.FakeFront) -> None:  # an instrument's own row, close != open
+        row = fake_ctp.commission_row(
+            "m2605", "DCE", open_volume=1.5, close_volume=1.0, close_today_volume=0.5
+        )
+        front.commission_rates["m2605"] = row
+
+    env = await _start(tmp_path, monkeypatch, m2605_own_rates)
+    gw, rec, front = env.gateway, env.listener, env.front
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
+        await wait_until(lambda: _has_rates(gw, "rb2601.SHFE") and _has_rates(gw, "m2605.DCE"), 20, "rates")
+        m = gw.get_contract("m2605.DCE")
+        assert (m.commission_per_lot, m.close_commission_per_lot, m.close_today_commission_per_lot) == (
+            1.5,
+            1.0,
+            0.5,
+        )
+        charged_before = front.commission
+        ours: list[str] = []
+
+        # another terminal buys au, whose rates nobody asked for yet: the fill waits for them
+        other = front.external_order("au2612", "0", "0", 600.02, 1, session=66)
+        front.update_order(other, OrderStatus="0", VolumeTraded=1, VolumeTotal=0, StatusMsg="全部成交")
+        front.fill(other, 600.02, 1)
+        other_id = f"5_66_{other['OrderRef']}"
+        await wait_until(lambda: _fills_of(rec, other_id), 20, "the au fill")
+        (fill,) = _fills_of(rec, other_id)
+        assert (fill.offset, fill.commission) == (Offset.OPEN, 2.0)
+        au_rates = next(
+            i
+            for i, (k, d) in enumerate(rec.events)
+            if k == "contract" and d.vt_symbol == "au2612.SHFE" and d.commission_per_lot
+        )
+        assert au_rates < rec.events.index(("trade", fill))  # reported once the rates were known
+        assert "commission:au2612" in front.td.queries
+
+        # closing today's au lot on SHFE: close-today, at the close-today rate (0, not 2)
+        req = OrderRequest(
+            vt_symbol="au2612.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=600.0, volume=1
+        )
+        ours.append(gw.send_order(req))
+        await wait_until(lambda: _fills_of(rec, ours[-1]), 20, "the au close")
+        (fill,) = _fills_of(rec, ours[-1])
+        assert (fill.offset, fill.commission) == (Offset.CLOSETODAY, 0.0)
+
+        # rb CLOSE 3: close-today 2 (two fills) and close-yesterday 1, at 0.0001 of the turnover
+        req = OrderRequest(
+            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+        )
+        first = gw.send_order(req)
+        second = f"{first.rsplit('_', 1)[0]}_{int(first.rsplit('_', 1)[1]) + 1}"
+        ours += [first, second]
+        await wait_until(
+            lambda: len(_fills_of(rec, first) + _fills_of(rec, second)) == 3, 20, "the rb closes"
+        )
+        fees = sorted(
+            (t.offset.name, t.volume, round(t.commission, 6))
+            for t in _fills_of(rec, first) + _fills_of(rec, second)
+        )
+        assert fees == [("CLOSETODAY", 1, 3.5), ("CLOSETODAY", 1, 3.5), ("CLOSEYESTERDAY", 1, 3.5)]
+
+        # DCE: buying back yesterday's short is a CLOSE, at m2605's own close rate
+        req = OrderRequest(
+            vt_symbol="m2605.DCE", direction=Direction.LONG, offset=Offset.CLOSE, price=2801, volume=1
+        )
+        ours.append(gw.send_order(req))
+        await wait_until(lambda: _fills_of(rec, ours[-1]), 20, "the m close")
+        assert [(t.offset, t.commission) for t in _fills_of(rec, ours[-1])] == [(Offset.CLOSE, 1.0)]
+
+        # what we recorded per fill is what the broker charged
+        recorded = sum(t.commission for i in [other_id, *ours] for t in _fills_of(rec, i))
+        assert recorded == pytest.approx(front.commission - charged_before)
+        assert not [m for level, m in rec.of("log") if level in ("WARNING", "ERROR") and "commission 0" in m]
+    finally:
+        await gw.close()
+
+
+async def test_failing_or_empty_commission_answers_leave_trading_unaffected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_module, "QUERY_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 0.2)
+    attempts = ctp_module.COMMISSION_QUERY_ATTEMPTS
+
+    def trouble(front: fake_ctp.FakeFront) -> None:
+        del front.commission_rates["rb"]  # the broker has no rates for rb: an empty answer
+        front.td.query_errors["commission:m2605"] = [dict(NOT_READY) for _ in range(attempts)]
+        front.td.unanswered.add("commission:au2612")  # never answered
+
+    env = await _start(tmp_path, monkeypatch, trouble)
+    gw, rec, front = env.gateway, env.listener, env.front
+
+    def warnings(part: str) -> list[str]:
+        return [m for level, m in rec.of("log") if level == "WARNING" and part in m]
+
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
+        await wait_until(lambda: warnings("commission rates of m2605.DCE"), 20, "m given up")
+        assert front.td.queries.count("commission:m2605") == attempts
+        assert front.td.queries.count("commission:rb2601") == 1  # an empty answer is final
+        (empty,) = warnings("no commission rates for rb2601.SHFE")
+        assert "commission 0" in empty
+        (failed,) = warnings("commission rates of m2605.DCE")
+        assert "查询未就绪" in failed and f"({attempts} attempts)" in failed
+
+        # trading goes on: an order fills at once (nothing held), with commission 0
+        buy = OrderRequest(
+            vt_symbol="m2605.DCE", direction=Direction.LONG, offset=Offset.OPEN, price=2801, volume=2
+        )
+        bought = gw.send_order(buy)
+        await wait_until(lambda: len(_fills_of(rec, bought)) == 2, 20, "both fills")
+        assert [t.commission for t in _fills_of(rec, bought)] == [0.0, 0.0]
+        await wait_until(
+            lambda: any(
+                p.vt_symbol == "m2605.DCE" and p.direction is Direction.LONG for p in rec.of("position")
+            ),
+            20,
+            "the new position",
+        )
+
+        # a fill of a contract whose rates never come: held a moment, then reported with 0
+        other = front.external_order("au2612", "1", "0", 600.0, 1, session=66)
+        front.fill(other, 600.0, 1)
+        other_id = f"5_66_{other['OrderRef']}"
+        await wait_until(lambda: _fills_of(rec, other_id), 20, "the au fill")
+        assert _fills_of(rec, other_id)[0].commission == 0.0
+        assert len(warnings("commission rates not known within 0.2 s")) == 1
+        await wait_until(lambda: warnings("commission rates of au2612.SHFE"), 20, "au given up")
+        assert "no answer in 0.3 s" in warnings("commission rates of au2612.SHFE")[0]
+        assert front.td.queries.count("commission:au2612") == attempts
+        assert rec.status is GatewayStatus.CONNECTED
+        for part in ("rb2601", "m2605", "au2612"):  # said once each
+            assert len([m for m in warnings(part) if "commission" in m and "not known" not in m]) == 1, part
+
+        # the next login asks again what failed (not what was answered empty)
+        front.td.unanswered.clear()
+        front.td.disconnect()
+        await wait_until(lambda: rec.status is GatewayStatus.DISCONNECTED, 20, "DISCONNECTED")
+        await wait_until(
+            lambda: _has_rates(gw, "m2605.DCE") and _has_rates(gw, "au2612.SHFE"), 20, "asked again"
+        )
+        assert front.td.queries.count("commission:rb2601") == 1
+        trade_ids = [t.trade_id for t in rec.of("trade")]
+        assert len(trade_ids) == len(set(trade_ids))  # nothing reported twice
+    finally:
+        await gw.close()
+
+
+async def test_a_held_fill_is_reported_when_the_gateway_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 600.0)
+    env = await _start(tmp_path, monkeypatch, lambda f: f.td.unanswered.add("commission:au2612"))
+    gw, rec, front = env.gateway, env.listener, env.front
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
+        other = front.external_order("au2612", "0", "0", 600.02, 1, session=66)
+        front.fill(other, 600.02, 1)
+        await wait_until(lambda: "commission:au2612" in front.td.queries, 20, "au asked")
+        await wait_until(lambda: gw._held, 20, "the fill held")
+        assert not _fills_of(rec, f"5_66_{other['OrderRef']}")
+    finally:
+        await gw.close()
+    (fill,) = _fills_of(rec, f"5_66_{other['OrderRef']}")
+    assert (fill.volume, fill.price, fill.commission) == (1, 600.02, 0.0)
 
 
 # ====================================================================== real trader processes
@@ -631,12 +928,29 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert (tick.bid_price_1, tick.ask_price_1, tick.pre_settlement) == (3500, 3501, 3495)
         long_rb = state.positions[("rb2601.SHFE", Direction.LONG)]
         assert (long_rb.volume, long_rb.yd_volume) == (5, 3)
-        await wait_until(lambda: state.account is not None and state.account.margin > 0, 5, "account")
+        await wait_until(lambda: state.account is not None and state.account.margin > 0, 20, "account")
         assert state.account.pre_balance == 1_000_000
         # another terminal's order and fill of today: recorded, marked external by the trader
         assert state.orders["9_77_1"].status is Status.ALLTRADED
 
-        # an order through the ask fills in two parts
+        # the broker's commission rates follow CONNECTED (paced, one query at a time), onto the contracts
+        await wait_until(
+            lambda: (
+                state.contracts["m2605.DCE"].commission_per_lot == 1.5
+                and state.contracts["rb2601.SHFE"].commission_rate == 0.0001
+            ),
+            20,
+            "commission rates of the positions' contracts",
+        )
+        rb = state.contracts["rb2601.SHFE"]
+        assert (rb.close_commission_rate, rb.close_today_commission_rate, rb.commission_per_lot) == (
+            0.0001,
+            0.0001,
+            0.0,
+        )
+        assert state.contracts["rb2605.SHFE"].commission_rate == 0.0001  # the product's row serves it
+
+        # an order through the ask fills in two parts, each with its commission
         known = set(state.orders)
         buy = OrderRequest(
             vt_symbol="m2605.DCE", direction=Direction.LONG, offset=Offset.OPEN, price=2801, volume=2
@@ -645,11 +959,19 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert reply.ok, reply.error
         bought = reply.result["order_id"]
         await wait_until(
-            lambda: bought in state.orders and state.orders[bought].status is Status.ALLTRADED, 5
+            lambda: (
+                bought in state.orders
+                and state.orders[bought].status is Status.ALLTRADED
+                and sum(t.order_id == bought for t in state.trades) == 2
+            ),
+            20,
         )
-        assert sorted(t.volume for t in state.trades if t.order_id == bought) == [1, 1]
+        assert sorted((t.volume, t.commission) for t in state.trades if t.order_id == bought) == [
+            (1, 1.5),
+            (1, 1.5),
+        ]
         await wait_until(
-            lambda: state.positions.get(("m2605.DCE", Direction.LONG)) is not None, 10, "new position"
+            lambda: state.positions.get(("m2605.DCE", Direction.LONG)) is not None, 20, "new position"
         )
 
         # one below the ask rests until cancelled
@@ -660,7 +982,7 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
             lambda: resting in state.orders and state.orders[resting].status is Status.NOTTRADED, 5
         )
         assert (await mgr.cancel_order("CT1", resting)).ok
-        await wait_until(lambda: state.orders[resting].status is Status.CANCELLED, 5, "cancelled")
+        await wait_until(lambda: state.orders[resting].status is Status.CANCELLED, 20, "cancelled")
 
         # CLOSE 3 of the SHFE long (2 today, 3 yesterday): close-today 2 + close-yesterday 1 at the front
         close = OrderRequest(
@@ -676,7 +998,7 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
                 )
                 >= 3
             ),
-            5,
+            20,
             "both close legs filled",
         )
         log_file = cfg_paths.account_state_dir(core_env.data_dir, "CT1") / fake_ctp.ORDER_LOG
@@ -692,21 +1014,30 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert {o.reference for o in legs} == {"manual"}
         await wait_until(
             lambda: (p := state.positions.get(("rb2601.SHFE", Direction.LONG))) is not None and p.volume == 2,
-            10,
+            20,
             "the long position down to 2",
         )
 
         # the trade front drops (SIGUSR1 to the fake), the api reconnects, the trader follows
         pid = mgr.proxies["CT1"].pid
         assert pid is not None
-        os.kill(pid, signal.SIGUSR1)
-        await wait_until(
-            lambda: state.info is not None and state.info.gateway_status is GatewayStatus.DISCONNECTED,
-            5,
-            "down",
+        seen: list[tuple[GatewayStatus, str]] = []  # every status the trader reports, in order
+        mgr.aggregator.subscribe(
+            lambda ch: (
+                ch.account_id == "CT1"
+                and ch.kind == "status"
+                and state.info is not None
+                and seen.append((state.info.gateway_status, state.info.message))
+            )
         )
-        assert "network read failed (4097)" in state.info.message
-        await wait_until(lambda: state.info.gateway_status is GatewayStatus.CONNECTED, 10, "CONNECTED again")
+        os.kill(pid, signal.SIGUSR1)
+
+        def down() -> list[str]:
+            return [message for status, message in seen if status is GatewayStatus.DISCONNECTED]
+
+        await wait_until(down, 20, "down")
+        assert "network read failed (4097)" in down()[0]
+        await wait_until(lambda: seen[-1][0] is GatewayStatus.CONNECTED, 20, "CONNECTED again")
         assert mgr.proxies["CT1"].pid == pid  # the same process: nothing restarted
 
         # everything is in the account's database, each fill once
@@ -722,6 +1053,20 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         ids = [t.trade_id for t in trades]
         assert len(ids) == len(set(ids)) == 1 + 2 + 3  # the other session's, our two, the close's three
         assert orders["9_77_1"].reference == "external"  # the trader's word for it
+        # each fill's commission at the broker's rates, by its own offset (rb: 0.0001 of turnover)
+        fees = [(t.offset.name, t.volume, round(t.commission, 6)) for t in trades if t.order_id in ours]
+        assert (
+            sorted(fees)
+            == [("CLOSETODAY", 1, 3.5)] * 2 + [("CLOSEYESTERDAY", 1, 3.5)] + [("OPEN", 1, 1.5)] * 2
+        )
+        # the day's fills pushed before CONNECTED (rates not known yet in a new process) carry 0
+        assert next(t.commission for t in trades if t.order_id == "9_77_1") == 0
+        # and ours add up to what CTP charged the account
+        await wait_until(
+            lambda: state.account.commission == pytest.approx(sum(c for _, _, c in fees)),
+            20,
+            "the account's commission",
+        )
     finally:
         await mgr.stop()
     _assert_no_secret_in_logs(core_env, "CT1")
@@ -759,7 +1104,7 @@ async def test_nothing_the_venue_did_is_lost_when_a_ctp_worker_is_killed(
                 and resting in state.orders
                 and state.orders[resting].status is Status.NOTTRADED
             ),
-            5,
+            20,
             "one order filled, one resting",
         )
         recorded = {t.trade_id for t in state.trades}  # on disk before reported (core/trader.py)
@@ -770,7 +1115,7 @@ async def test_nothing_the_venue_did_is_lost_when_a_ctp_worker_is_killed(
         assert pid is not None
         with fake_ctp.offline_books(state_dir) as broker:  # held: the successor waits for them
             os.kill(pid, signal.SIGKILL)
-            await wait_until(lambda: mgr.proxies["CT4"].pid != pid, 5, "the killed worker reaped")
+            await wait_until(lambda: mgr.proxies["CT4"].pid != pid, 20, "the killed worker reaped")
             assert state.restarts == 1
             broker.execute(broker.order(resting), 2790.0)
             # another terminal sells 1 rb2601 close-today, filled at once
@@ -796,7 +1141,7 @@ async def test_nothing_the_venue_did_is_lost_when_a_ctp_worker_is_killed(
                 and {k: (p.volume, p.yd_volume) for k, p in state.positions.items()} == books
             )
 
-        await wait_until(caught_up, 10, "the restarted worker caught up with the broker")
+        await wait_until(caught_up, 60, "the restarted worker caught up with the broker")
         new_pid = state.info.pid
         order = state.orders[resting]
         assert (order.traded, order.traded_price, order.reference) == (1, 2790.0, "manual")
@@ -852,8 +1197,10 @@ async def test_a_refused_login_shows_ctps_text_and_the_trader_exits(core_env: Co
     try:
         state = mgr.state("CT2")
         # the manager's part (restart on the venue back-off) is the lead's: see core/manager.py
-        await wait_until(lambda: "不合法的登录" in state.status_message, 20, "the refusal in the status")
-        assert "代码：3" in state.status_message and state.pid is None
+        await wait_until(  # the trader has exited (its own status says it first, while it stops)
+            lambda: state.pid is None and "不合法的登录" in state.status_message, 30, "the refusal, exited"
+        )
+        assert "代码：3" in state.status_message
         assert PASSWORD not in state.status_message
     finally:
         await mgr.stop()

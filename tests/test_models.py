@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from core.models import (
@@ -66,6 +67,33 @@ def test_contract_money() -> None:
         commission_per_lot=3,
     )
     assert per_lot.commission(3100, 4) == pytest.approx(12)
+
+
+def test_contract_commission_by_offset() -> None:
+    """Open, close (and close-yesterday) and close-today each at their own rates; None is the open's."""
+    c = Contract(
+        vt_symbol="m2605.DCE",
+        symbol="m2605",
+        exchange=Exchange.DCE,
+        size=10,
+        pricetick=1,
+        commission_rate=0.0001,
+        commission_per_lot=1.5,
+        close_commission_rate=0.0002,
+        close_commission_per_lot=1.0,
+        close_today_commission_rate=0.0,
+        close_today_commission_per_lot=0.5,
+    )
+    turnover = 2800 * 2 * 10
+    assert c.commission(2800, 2, Offset.OPEN) == pytest.approx(turnover * 0.0001 + 3.0)
+    assert c.commission(2800, 2, Offset.NONE) == c.commission(2800, 2, Offset.OPEN)
+    assert c.commission(2800, 2, Offset.CLOSE) == pytest.approx(turnover * 0.0002 + 2.0)
+    assert c.commission(2800, 2, Offset.CLOSEYESTERDAY) == c.commission(2800, 2, Offset.CLOSE)
+    assert c.commission(2800, 2, Offset.CLOSETODAY) == pytest.approx(1.0)
+    # only the per-lot close rate set: the money rate of a close is the open's
+    partial = msgspec.structs.replace(c, close_commission_rate=None, close_today_commission_per_lot=None)
+    assert partial.commission(2800, 2, Offset.CLOSE) == pytest.approx(turnover * 0.0001 + 2.0)
+    assert partial.commission(2800, 2, Offset.CLOSETODAY) == pytest.approx(3.0)
 
 
 def test_enums_and_tick_change() -> None:
