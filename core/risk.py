@@ -91,7 +91,8 @@ class RiskEngine:
         t = self.clock()
         self._orders.append(t)
         sent = _Sent(t, req, order_id)
-        self._recent.append(sent)
+        if self.config.duplicate_window > 0:  # else never read (nor pruned): keep none
+            self._recent.append(sent)
         self.orders_today += 1
         return sent
 

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
 import importlib
 import logging
 import logging.handlers
@@ -222,6 +223,11 @@ class Trader:
         self.fatal: str | None = None
         self._failed_write: Exception | None = None
         self._dropping = False
+        #: Set by the process entry point: once started, move everything alive into the
+        #: collector's permanent generation (``gc.freeze``), so the full collections that the
+        #: day's orders trigger do not walk the ~80,000 objects of the imports and startup
+        #: (about 20 ms each, on the order path). Not in a manager's process (embedded mode).
+        self.freeze_gc = False
         self._handlers: dict[str, Callable[[Any], Reply]] = {
             "order_req": self._on_order_req,
             "cancel_req": self._on_cancel_req,
@@ -306,6 +312,9 @@ class Trader:
                 while self.socket_path is not None and self.link is None and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                 self.strategies.load(autostart=self.trading_state is not TradingState.HALTED)
+            if self.freeze_gc:
+                gc.collect()
+                gc.freeze()
             await self._stop.wait()
         finally:
             await self._shutdown()
@@ -1065,6 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
     trader = Trader(
         account, app, data_dir=data_dir, socket_path=socket_path, orphan_timeout=args.orphan_timeout
     )
+    trader.freeze_gc = True
     return asyncio.run(_run_process(trader))
 
 
