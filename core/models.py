@@ -271,6 +271,25 @@ class OrderRequest(Struct, kw_only=True):
     reference: str = "manual"
     account_id: str = ""
 
+    def refused(self, account_id: str, order_id: str, reason: str, moment: datetime) -> Order:
+        """This request as a REJECTED order that never left us: kept and shown like any other,
+        so the operator sees what was refused and why."""
+        return Order(
+            account_id=account_id,
+            order_id=order_id,
+            vt_symbol=self.vt_symbol,
+            direction=self.direction,
+            offset=self.offset,
+            type=self.type,
+            price=self.price,
+            volume=self.volume,
+            status=Status.REJECTED,
+            datetime=moment,
+            update_time=moment,
+            reference=self.reference,
+            status_msg=reason,
+        )
+
 
 class CancelRequest(Struct, kw_only=True):
     order_id: str

@@ -53,6 +53,11 @@ class _Sent:
     order_id: str
 
 
+def venue_state(status: GatewayStatus, message: str) -> str:
+    """A venue's state in a refusal: ``disconnected: <the venue's own words>``."""
+    return status.name.lower() + (f": {message}" if message else "")
+
+
 class RiskEngine:
     """The account's pre-trade gate. ``check`` returns None when the order may go."""
 
@@ -120,8 +125,9 @@ class RiskEngine:
     ) -> Rejection | None:
         cfg = self.config
         if gateway_status is not GatewayStatus.CONNECTED:
-            why = gateway_status.name.lower() + (f": {gateway_message}" if gateway_message else "")
-            return Rejection("venue", f"not connected ({why}); order not sent")
+            return Rejection(
+                "venue", f"not connected ({venue_state(gateway_status, gateway_message)}); order not sent"
+            )
         if contract is None:
             return Rejection("contract", f"unknown contract {req.vt_symbol}")
         vol = req.volume

@@ -74,7 +74,7 @@ from core.protocol import (
     peer_credentials,
 )
 from core.reconcile import EXTERNAL, NOT_AT_VENUE, Reconciliation
-from core.risk import RiskEngine
+from core.risk import RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
 from gateways.base import Gateway
 
@@ -801,27 +801,15 @@ class Trader:
     def _record_local_rejection(self, req: OrderRequest, reason: str) -> Order:
         """A refused order is kept too, so the operator can see what was refused and why."""
         stamp = now()
-        order = Order(
-            account_id=self.account_id,
-            order_id=f"LOCAL.{stamp:%Y%m%d%H%M%S}.{time.monotonic_ns() % 10**9}",
-            vt_symbol=req.vt_symbol,
-            direction=req.direction,
-            offset=req.offset,
-            type=req.type,
-            price=req.price,
-            volume=req.volume,
-            status=Status.REJECTED,
-            datetime=stamp,
-            reference=req.reference,
-            status_msg=reason,
-        )
+        order_id = f"LOCAL.{stamp:%Y%m%d%H%M%S}.{time.monotonic_ns() % 10**9}"
+        order = req.refused(self.account_id, order_id, reason, stamp)
         self.on_order(order)
         return order
 
     def _venue_down(self) -> Reply | None:
         if self.gateway_status is GatewayStatus.CONNECTED:
             return None
-        why = self.gateway_status.name.lower() + (f": {self.gateway_message}" if self.gateway_message else "")
+        why = venue_state(self.gateway_status, self.gateway_message)
         return Reply(ok=False, error=f"venue not connected ({why}); cancel not sent")
 
     def _on_cancel_req(self, req: CancelRequest) -> Reply:

@@ -1622,21 +1622,8 @@ class CtpGateway(Gateway):
     def _reject_locally(self, req: OrderRequest, reason: str) -> str:
         self._local_seq += 1
         moment = now()
-        order = Order(
-            account_id=self.account_id,
-            order_id=f"ctp-local-{moment:%Y%m%d%H%M%S}-{self._local_seq}",
-            vt_symbol=req.vt_symbol,
-            direction=req.direction,
-            offset=req.offset,
-            type=req.type,
-            price=req.price,
-            volume=req.volume,
-            status=Status.REJECTED,
-            datetime=moment,
-            update_time=moment,
-            reference=req.reference,
-            status_msg=reason,
-        )
+        order_id = f"ctp-local-{moment:%Y%m%d%H%M%S}-{self._local_seq}"
+        order = req.refused(self.account_id, order_id, reason, moment)
         self.listener.on_order(order)
         return order.order_id
 

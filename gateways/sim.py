@@ -50,9 +50,7 @@ from core.models import (
     CancelRequest,
     Contract,
     GatewayStatus,
-    Order,
     OrderRequest,
-    Status,
     Tick,
     Trade,
     now,
@@ -377,21 +375,8 @@ class SimGateway(Gateway):
     def _reject_locally(self, req: OrderRequest, reason: str) -> str:
         self._rejected_seq += 1
         moment = self._clock()
-        order = Order(
-            account_id=self.account_id,
-            order_id=f"refused-{int(moment.timestamp() * 1000)}-{self._rejected_seq}",
-            vt_symbol=req.vt_symbol,
-            direction=req.direction,
-            offset=req.offset,
-            type=req.type,
-            price=req.price,
-            volume=req.volume,
-            status=Status.REJECTED,
-            datetime=moment,
-            update_time=moment,
-            reference=req.reference,
-            status_msg=reason,
-        )
+        order_id = f"refused-{int(moment.timestamp() * 1000)}-{self._rejected_seq}"
+        order = req.refused(self.account_id, order_id, reason, moment)
         self.listener.on_order(order)
         return order.order_id
 
