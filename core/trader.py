@@ -337,8 +337,12 @@ class Trader:
         # daily limits count the whole trading day (a night session starts days back on Mondays)
         self.risk.start_day(self.db.load_orders(since=now() - timedelta(days=4), limit=1_000_000))
         cls = load_gateway_class(self.account.gateway)
-        settings = self._gateway_settings()
-        self.gateway = cls(self.account_id, settings, self, self.state_dir)
+        # the account's validated section, as it is (the gateway trusts it: checked once, in config)
+        settings = getattr(self.account, self.account.gateway)
+        extra: dict[str, Any] = {}
+        if self.account.market_data_from is not None:
+            extra["external_quotes"] = True  # a paper account: the manager relays real quotes
+        self.gateway = cls(self.account_id, settings, self, self.state_dir, **extra)
         self.log.info("trader %s starting: gateway %s, pid %d", self.account_id, cls.name, os.getpid())
         await self.gateway.connect()
         symbols = list(dict.fromkeys([*self.account.watchlist, *(s.symbol for s in self.account.strategies)]))
@@ -351,13 +355,6 @@ class Trader:
             self.strategies = StrategyEngine(
                 self, self.account.strategies, search_path=self.app.strategy_path
             )
-
-    def _gateway_settings(self) -> dict[str, Any]:
-        section = getattr(self.account, self.account.gateway, None)
-        settings = msgspec.structs.asdict(section) if section is not None else {}
-        if self.account.market_data_from is not None:
-            settings["external_quotes"] = True  # a paper account: the manager relays real quotes
-        return settings
 
     async def _shutdown(self) -> None:
         if self.strategies is not None:

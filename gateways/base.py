@@ -25,7 +25,6 @@ listener, so a listener is always called on the trader's loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -64,7 +63,7 @@ class Gateway(ABC):
     def __init__(
         self,
         account_id: str,
-        settings: Mapping[str, Any],
+        settings: Any,
         listener: GatewayListener,
         state_dir: Path,
     ) -> None:

@@ -123,7 +123,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from core.models import (
     CHINA_TZ,
@@ -150,7 +150,6 @@ from gateways.base import Gateway, GatewayListener
 log = logging.getLogger(__name__)
 
 FAKE_FRONT_ENV = "QTRADER_CTP_FAKE_FRONT"
-DEFAULT_CONNECT_TIMEOUT = 15.0
 QUERY_RETRY_SECONDS = 1.1  # CTP refuses more than about one query a second
 QUERY_TIMEOUT_SECONDS = 10.0  # an unanswered query is sent again
 FILL_QUERY_DELAY = 0.2  # positions and funds are asked for this long after a fill (fills come in bursts)
@@ -259,22 +258,32 @@ class CommissionRates:
         )
 
 
-def vnpy_setting(settings: Mapping[str, Any]) -> dict[str, str]:
+class CtpSettingsView(Protocol):
+    """What the gateway reads of its validated ``ctp:`` settings (config.schema.CtpSettings)."""
+
+    userid: str
+    password: str
+    brokerid: str
+    td_address: str
+    md_address: str
+    appid: str
+    auth_code: str
+    product_info: str
+    environment: str
+    connect_timeout: float
+
+
+def vnpy_setting(settings: CtpSettingsView) -> dict[str, str]:
     """The ``ctp:`` section as vnpy_ctp's ``CtpGateway.default_setting`` keys."""
-    missing = [
-        k for k in ("userid", "password", "brokerid", "td_address", "md_address") if not settings.get(k)
-    ]
-    if missing:
-        raise ValueError(f"ctp settings: {', '.join(missing)} required")
     return {
-        "用户名": str(settings["userid"]),
-        "密码": str(settings["password"]),
-        "经纪商代码": str(settings["brokerid"]),
-        "交易服务器": str(settings["td_address"]),
-        "行情服务器": str(settings["md_address"]),
-        "产品名称": str(settings.get("appid") or ""),
-        "授权编码": str(settings.get("auth_code") or ""),
-        "柜台环境": str(settings.get("environment") or "实盘"),
+        "用户名": settings.userid,
+        "密码": settings.password,
+        "经纪商代码": settings.brokerid,
+        "交易服务器": settings.td_address,
+        "行情服务器": settings.md_address,
+        "产品名称": settings.appid,
+        "授权编码": settings.auth_code,
+        "柜台环境": settings.environment,
     }
 
 
@@ -727,13 +736,13 @@ class CtpGateway(Gateway):
     def __init__(
         self,
         account_id: str,
-        settings: Mapping[str, Any],
+        settings: CtpSettingsView,
         listener: GatewayListener,
         state_dir: Path,
     ) -> None:
         super().__init__(account_id, settings, listener, state_dir)
         self._setting = vnpy_setting(settings)
-        self.connect_timeout = float(settings.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+        self.connect_timeout = settings.connect_timeout
         self.td_address = self._setting["交易服务器"]
         self.who = f"{self._setting['经纪商代码']}/{self._setting['用户名']}"
         self._secrets = [
@@ -742,7 +751,7 @@ class CtpGateway(Gateway):
         self.vnpy_name = f"CTP_{account_id}"
         vn = self._vn = self._import_vnpy()
         self._engine = vn.EventEngine()
-        self._gateway = vn.Gateway(self._engine, self.vnpy_name, str(settings.get("product_info") or ""))
+        self._gateway = vn.Gateway(self._engine, self.vnpy_name, settings.product_info)
         self._vn_contracts: dict[str, Any] = {}
         # OffsetConverter reads contracts from an "OmsEngine": vnpy's own, by vt_symbol
         self._converter = vn.OffsetConverter(SimpleNamespace(get_contract=self._vn_contracts.get))

@@ -41,10 +41,10 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, Protocol
 
 from core.models import (
     CancelRequest,
@@ -76,6 +76,15 @@ PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most 
 JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
 
 
+class SimSettingsView(Protocol):
+    """What the sim reads of its validated ``sim:`` settings (config.schema.SimSettings)."""
+
+    initial_balance: float
+    seed: int
+    #: ticks per second per contract; 0 freezes the synthetic market
+    tick_rate: float
+
+
 class SimGateway(Gateway):
     """One account at the built-in simulated exchange (see the module docstring).
 
@@ -88,23 +97,19 @@ class SimGateway(Gateway):
     def __init__(
         self,
         account_id: str,
-        settings: Mapping[str, Any],
+        settings: SimSettingsView,
         listener: GatewayListener,
         state_dir: Path,
         *,
+        external_quotes: bool = False,
+        state_file: str | None = None,
         clock: Callable[[], datetime] = now,
     ) -> None:
         super().__init__(account_id, settings, listener, state_dir)
-        self.initial_balance = float(settings.get("initial_balance", 1_000_000.0))
-        self.seed = int(settings.get("seed", 0))
-        self.tick_rate = float(settings.get("tick_rate", 2.0))
-        self.external_quotes = bool(settings.get("external_quotes", False))
-        if self.tick_rate < 0 or self.initial_balance <= 0:
-            raise ValueError(
-                f"sim settings: tick_rate must be >= 0 (got {self.tick_rate:g}) and "
-                f"initial_balance > 0 (got {self.initial_balance:,.2f})"
-            )
-        state_file = settings.get("state_file")
+        self.initial_balance = settings.initial_balance
+        self.seed = settings.seed
+        self.tick_rate = settings.tick_rate
+        self.external_quotes = external_quotes
         self.state_path = Path(state_dir) / (state_file or STATE_FILE_NAME)
         self._clock = clock
         self._engine: SimExchange | None = None

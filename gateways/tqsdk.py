@@ -78,7 +78,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from core.models import (
     CHINA_TZ,
@@ -112,7 +112,6 @@ POLL_SECONDS = 0.2  # longest wait_update; requests normally wake it at once
 SUBSCRIBE_TIMEOUT = 30.0  # CONNECTED waits at most this long for a subscription's first quote
 ACCOUNT_PUSH_SECONDS = 1.0  # the account moves with every quote: push it at most this often
 CLOSE_JOIN_SECONDS = 10.0
-ACCOUNT_TYPES = ("tqsim", "tqkq", "account")
 NOTIFY_LOST, NOTIFY_RECONNECTING, NOTIFY_RESTORED = 2019112911, 2019112910, 2019112902
 MASK = "***"
 
@@ -124,56 +123,18 @@ _FUTURES_EXCHANGES = frozenset(e.value for e in Exchange)
 # ====================================================================== settings and text
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class TqsdkConfig:
-    """The ``tqsdk:`` settings, checked; its repr masks the passwords."""
+class TqsdkSettingsView(Protocol):
+    """What the gateway reads of its validated ``tqsdk:`` settings (config.schema.TqsdkSettings)."""
 
     account_type: str
     auth_user: str
     auth_password: str
-    broker: str = ""
-    user: str = ""
-    password: str = ""
-    auth_url: str | None = None
-    md_url: str | None = None
-    init_balance: float = 1_000_000.0
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> TqsdkConfig:
-        """Read a settings mapping; ValueError naming the field (never its secret value)."""
-        cfg = cls(
-            account_type=str(settings.get("account_type") or "tqsim"),
-            auth_user=str(settings.get("auth_user") or ""),
-            auth_password=str(settings.get("auth_password") or ""),
-            broker=str(settings.get("broker") or ""),
-            user=str(settings.get("user") or ""),
-            password=str(settings.get("password") or ""),
-            auth_url=settings.get("auth_url") or None,
-            md_url=settings.get("md_url") or None,
-            init_balance=float(settings.get("init_balance") or 1_000_000.0),
-        )
-        if cfg.account_type not in ACCOUNT_TYPES:
-            raise ValueError(f"tqsdk settings: account_type must be one of {', '.join(ACCOUNT_TYPES)}")
-        missing = [name for name in ("auth_user", "auth_password") if not getattr(cfg, name)]
-        if cfg.account_type == "account":
-            missing += [name for name in ("broker", "user", "password") if not getattr(cfg, name)]
-        if missing:
-            raise ValueError(f"tqsdk settings: {', '.join(missing)} required for {cfg.account_type}")
-        if cfg.init_balance <= 0:
-            raise ValueError(f"tqsdk settings: init_balance must be > 0 (got {cfg.init_balance:,.2f})")
-        return cfg
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.password, self.auth_password) if s)
-
-    def __repr__(self) -> str:
-        masked = {"password": MASK if self.password else "", "auth_password": MASK}
-        return (
-            f"TqsdkConfig(account_type={self.account_type!r}, auth_user={self.auth_user!r}, "
-            f"auth_password={masked['auth_password']!r}, broker={self.broker!r}, user={self.user!r}, "
-            f"password={masked['password']!r}, auth_url={self.auth_url!r}, md_url={self.md_url!r})"
-        )
+    broker: str
+    user: str
+    password: str
+    auth_url: str | None
+    md_url: str | None
+    init_balance: float
 
 
 class Scrubber:
@@ -390,15 +351,15 @@ class TqsdkGateway(Gateway):
     def __init__(
         self,
         account_id: str,
-        settings: Mapping[str, Any],
+        settings: TqsdkSettingsView,
         listener: GatewayListener,
         state_dir: Path,
         *,
         retry_delays: Sequence[float] = RETRY_DELAYS,
     ) -> None:
         super().__init__(account_id, settings, listener, state_dir)
-        self.config = TqsdkConfig.from_settings(settings)
-        self.scrub = Scrubber(self.config.secrets)
+        self.config = settings
+        self.scrub = Scrubber(tuple(s for s in (settings.password, settings.auth_password) if s))
         self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
         self.status = GatewayStatus.DISCONNECTED
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from config import paths as cfg_paths
+from config.schema import CtpSettings
 from core.manager import TradingManager
 from core.models import (
     Account,
@@ -142,7 +143,7 @@ async def _start(
     monkeypatch.setenv(FAKE_FRONT_ENV, "tests.fake_ctp:attach")
     monkeypatch.chdir(tmp_path)
     listener = Recorder()
-    gateway = CtpGateway("UT1", {**SETTINGS, **overrides}, listener, tmp_path)
+    gateway = CtpGateway("UT1", CtpSettings(**{**SETTINGS, **overrides}), listener, tmp_path)
     front = fake_ctp.FRONTS[gateway.vnpy_name]
     if setup is not None:  # the front's day before the gateway connects
         setup(front)

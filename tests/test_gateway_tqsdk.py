@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from config.schema import TqsdkSettings
 from core.manager import TradingManager
 from core.models import (
     Account,
@@ -120,16 +121,18 @@ class Recorder:
         return sum(status is GatewayStatus.CONNECTED for status, _ in self.statuses)
 
 
-def settings(fake: FakeTq, **overrides: Any) -> dict[str, Any]:
-    return {
-        "account_type": "tqsim",
-        "auth_user": fake.user,
-        "auth_password": fake.password,
-        "auth_url": fake.auth_url,
-        "md_url": fake.md_url,
-        "init_balance": 1_000_000.0,
-        **overrides,
-    }
+def settings(fake: FakeTq, **overrides: Any) -> TqsdkSettings:
+    return TqsdkSettings(
+        **{
+            "account_type": "tqsim",
+            "auth_user": fake.user,
+            "auth_password": fake.password,
+            "auth_url": fake.auth_url,
+            "md_url": fake.md_url,
+            "init_balance": 1_000_000.0,
+            **overrides,
+        }
+    )
 
 
 def order(direction: Direction, offset: Offset, price: float, volume: float = 1) -> OrderRequest:
@@ -291,7 +294,7 @@ async def test_unreachable_auth_retries_until_closed(tmp_path: Path) -> None:
         "md_url": f"ws://127.0.0.1:{closed_port}/md",
     }
     rec = Recorder()
-    gateway = TqsdkGateway("TQ1", dead, rec, tmp_path)
+    gateway = TqsdkGateway("TQ1", TqsdkSettings(**dead), rec, tmp_path)
     await gateway.connect()
     await wait_until(lambda: rec.status is GatewayStatus.DISCONNECTED, what="first failure")
     assert "ConnectionError" in rec.statuses[-1][1] and "retry in 5 s" in rec.statuses[-1][1]
@@ -302,7 +305,7 @@ async def test_unreachable_auth_retries_until_closed(tmp_path: Path) -> None:
     assert not gateway.thread_alive
     assert rec.statuses[-1] == (GatewayStatus.DISCONNECTED, "TqSdk closed")
 
-    fast = TqsdkGateway("TQ1", dead, Recorder(), tmp_path, retry_delays=(0.05,))
+    fast = TqsdkGateway("TQ1", TqsdkSettings(**dead), Recorder(), tmp_path, retry_delays=(0.05,))
     rec = fast.listener  # type: ignore[assignment]
     await fast.connect()
     failures = lambda: sum(s is GatewayStatus.DISCONNECTED for s, _ in rec.statuses)  # noqa: E731
@@ -532,7 +535,11 @@ async def on_broker(
     account = {"account_type": "account", "broker": "B", "user": "u", "password": "p"}
     rec = Recorder()
     gateway = TqsdkGateway(
-        "TQ1", {**account, "auth_user": "a", "auth_password": "ap"}, rec, tmp_path, retry_delays=(0.01,)
+        "TQ1",
+        TqsdkSettings(**account, auth_user="a", auth_password="ap"),
+        rec,
+        tmp_path,
+        retry_delays=(0.01,),
     )
     await gateway.connect()
     try:

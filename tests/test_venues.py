@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 import core.trader
+from config.schema import SimSettings
 from core.manager import TradingManager
 from core.models import (
     CancelRequest,
@@ -108,7 +109,7 @@ async def test_a_refused_login_is_retried_on_the_venue_back_off(
 
 async def test_a_paper_gateway_matches_only_against_real_quotes(tmp_path: Path) -> None:
     rec = Recorder()
-    gw = SimGateway("P1", {"external_quotes": True, "tick_rate": 5}, rec, tmp_path)
+    gw = SimGateway("P1", SimSettings(tick_rate=5), rec, tmp_path, external_quotes=True)
     await gw.connect()
     assert gw._task is None  # no synthetic market
     gw.subscribe("m2705.DCE")
@@ -156,7 +157,7 @@ async def test_a_paper_gateway_matches_only_against_real_quotes(tmp_path: Path) 
 
 async def test_a_paper_gateway_is_down_while_its_quote_source_is(tmp_path: Path) -> None:
     rec = Recorder()
-    gw = SimGateway("P1", {"external_quotes": True}, rec, tmp_path)
+    gw = SimGateway("P1", SimSettings(), rec, tmp_path, external_quotes=True)
     gw.set_quote_source("SRC", False, "CRASHED: killed by SIGKILL")  # told before it connected
     await gw.connect()
     assert rec.of("status")[-1] == (
