@@ -11,7 +11,9 @@ Symbols are written ``symbol.EXCHANGE`` (``au2612.SHFE``), like vnpy's vt_symbol
 
 from __future__ import annotations
 
+import itertools
 import math
+import time
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
@@ -24,6 +26,19 @@ CHINA_TZ = timezone(timedelta(hours=8), "CST")
 def now() -> datetime:
     """Current time in China Standard Time."""
     return datetime.now(CHINA_TZ)
+
+
+#: Told apart from venue ids at a glance; unique for the account's life (a new process
+#: starts a new run, to the microsecond, and counts within it).
+LOCAL_ORDER_PREFIX = "LOCAL."
+_LOCAL_RUN = f"{time.time_ns() // 1000:x}"
+_LOCAL_SEQ = itertools.count(1)
+
+
+def local_order_id(moment: datetime) -> str:
+    """The id of an order refused before it reached any venue (risk, a venue that is down,
+    a gateway's own checks): ``LOCAL.<YYYYmmddHHMMSS>.<run>-<n>``, one scheme for every gateway."""
+    return f"{LOCAL_ORDER_PREFIX}{moment:%Y%m%d%H%M%S}.{_LOCAL_RUN}-{next(_LOCAL_SEQ)}"
 
 
 TRADING_DAY_ROLL_HOUR = 20  # the night session from 21:00 already trades for the next day

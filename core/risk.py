@@ -18,6 +18,7 @@ from datetime import date
 
 from config.schema import RiskConfig
 from core.models import (
+    LOCAL_ORDER_PREFIX,
     Contract,
     Direction,
     GatewayStatus,
@@ -79,7 +80,9 @@ class RiskEngine:
         today = trading_day_of(now())
         self._day = today
         self.orders_today = sum(
-            1 for o in orders if trading_day_of(o.datetime) == today and not o.order_id.startswith("LOCAL.")
+            1
+            for o in orders
+            if trading_day_of(o.datetime) == today and not o.order_id.startswith(LOCAL_ORDER_PREFIX)
         )
         self.cancels_today = 0  # cancels are not on record; counted from here on
 

@@ -55,6 +55,7 @@ from core.models import (
     Trade,
     TraderInfo,
     TradingState,
+    local_order_id,
     now,
 )
 from core.oms import Oms, regresses
@@ -798,8 +799,7 @@ class Trader:
     def _record_local_rejection(self, req: OrderRequest, reason: str) -> Order:
         """A refused order is kept too, so the operator can see what was refused and why."""
         stamp = now()
-        order_id = f"LOCAL.{stamp:%Y%m%d%H%M%S}.{time.monotonic_ns() % 10**9}"
-        order = req.refused(self.account_id, order_id, reason, stamp)
+        order = req.refused(self.account_id, local_order_id(stamp), reason, stamp)
         self.on_order(order)
         return order
 
