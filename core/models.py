@@ -286,9 +286,10 @@ class OrderRequest(Struct, kw_only=True):
     reference: str = "manual"
     account_id: str = ""
 
-    def refused(self, account_id: str, order_id: str, reason: str, moment: datetime) -> Order:
-        """This request as a REJECTED order that never left us: kept and shown like any other,
-        so the operator sees what was refused and why."""
+    def order(
+        self, account_id: str, order_id: str, status: Status, moment: datetime, status_msg: str = ""
+    ) -> Order:
+        """The Order this request becomes: the one way every venue and the trader build it."""
         return Order(
             account_id=account_id,
             order_id=order_id,
@@ -298,12 +299,17 @@ class OrderRequest(Struct, kw_only=True):
             type=self.type,
             price=self.price,
             volume=self.volume,
-            status=Status.REJECTED,
+            status=status,
             datetime=moment,
             update_time=moment,
             reference=self.reference,
-            status_msg=reason,
+            status_msg=status_msg,
         )
+
+    def refused(self, account_id: str, order_id: str, reason: str, moment: datetime) -> Order:
+        """This request as a REJECTED order that never left us: kept and shown like any other,
+        so the operator sees what was refused and why."""
+        return self.order(account_id, order_id, Status.REJECTED, moment, reason)
 
 
 class CancelRequest(Struct, kw_only=True):

@@ -20,6 +20,8 @@ from core.models import (
     Direction,
     Offset,
     Order,
+    OrderRequest,
+    OrderType,
     Position,
     Status,
     Tick,
@@ -211,3 +213,31 @@ class Oms:
         if volume - from_yd > 0:
             legs.append((Offset.CLOSETODAY, volume - from_yd))
         return legs
+
+    def close_requests(
+        self,
+        vt_symbol: str,
+        direction: Direction,
+        volume: float,
+        price: float,
+        *,
+        order_type: OrderType = OrderType.LIMIT,
+        reference: str = "manual",
+    ) -> list[OrderRequest]:
+        """The orders that close ``volume`` of the ``direction`` position: the project's one
+        close policy, whatever the venue (the console's close, a plain SHFE/INE CLOSE and the
+        strategies' exits all come here). Offsets from ``split_close``; ValueError as there.
+        """
+        return [
+            OrderRequest(
+                vt_symbol=vt_symbol,
+                direction=direction.opposite,
+                offset=offset,
+                type=order_type,
+                price=price,
+                volume=leg_volume,
+                reference=reference,
+                account_id=self.account_id,
+            )
+            for offset, leg_volume in self.split_close(vt_symbol, direction, volume)
+        ]

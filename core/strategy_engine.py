@@ -736,27 +736,14 @@ class StrategyEngine:
     def _close(
         self, strategy: Strategy, direction: Direction, volume: float, ref_price: float
     ) -> list[Reply]:
+        price = self._price(strategy.vt_symbol, direction.opposite, ref_price)
         try:
-            legs = self.host.oms.split_close(strategy.vt_symbol, direction, volume)
+            requests = self.host.oms.close_requests(
+                strategy.vt_symbol, direction, volume, price, reference=strategy.name
+            )
         except ValueError as exc:
             return [Reply(ok=False, error=str(exc))]
-        order_direction = direction.opposite
-        price = self._price(strategy.vt_symbol, order_direction, ref_price)
-        replies = [
-            self.host.place_order(
-                OrderRequest(
-                    vt_symbol=strategy.vt_symbol,
-                    direction=order_direction,
-                    offset=offset,
-                    type=OrderType.LIMIT,
-                    price=price,
-                    volume=leg,
-                    reference=strategy.name,
-                    account_id=self.host.account_id,
-                )
-            )
-            for offset, leg in legs
-        ]
+        replies = [self.host.place_order(req) for req in requests]
         for reply in replies:  # exits that did not fill at once are kept at the market
             if reply.ok and isinstance(reply.result, dict) and reply.result.get("order_id"):
                 self._follow(str(reply.result["order_id"]), strategy.name)

@@ -22,6 +22,7 @@ import gc
 import importlib
 import logging
 import logging.handlers
+import math
 import os
 import signal
 import sqlite3
@@ -47,8 +48,10 @@ from core.models import (
     EquityPoint,
     GatewayStatus,
     LogEntry,
+    Offset,
     Order,
     OrderRequest,
+    OrderType,
     Position,
     Status,
     Tick,
@@ -57,8 +60,9 @@ from core.models import (
     TradingState,
     local_order_id,
     now,
+    split_vt_symbol,
 )
-from core.oms import Oms, regresses
+from core.oms import Oms, position_direction_closed_by, regresses
 from core.protocol import (
     CancelAllRequest,
     HistoryRequest,
@@ -146,6 +150,36 @@ class AccountLock(PidLock):
             super().acquire()
         except LockHeld as exc:
             raise AccountBusy(f"another trader already runs this account (pid {exc.holder})") from None
+
+
+def _close_to_split(req: OrderRequest) -> bool:
+    """A plain CLOSE of whole lots on SHFE/INE; any other request (a bad volume or symbol
+    included) goes to the risk rules as it is, to be refused there with their words."""
+    if req.offset is not Offset.CLOSE:
+        return False
+    if not (math.isfinite(req.volume) and req.volume > 0 and req.volume == int(req.volume)):
+        return False
+    try:
+        _, exchange = split_vt_symbol(req.vt_symbol)
+    except ValueError:
+        return False
+    return exchange.has_close_today
+
+
+def _one_reply(replies: list[Reply]) -> Reply:
+    """The replies of the orders one request became, as that request's one reply: ok when
+    every order went out; ``order_id`` lists them all; ``orders`` has each leg's result."""
+    results = [r.result if isinstance(r.result, dict) else {} for r in replies]
+    errors = [
+        f"{res.get('offset', '?')} {res.get('volume', 0):g}: {r.error}"
+        for r, res in zip(replies, results, strict=True)
+        if not r.ok
+    ]
+    ids = ",".join(str(res["order_id"]) for res in results if res.get("order_id"))
+    result = {"order_id": ids, "orders": results}
+    if errors:
+        return Reply(ok=False, error="; ".join(errors), result=result)
+    return Reply(ok=True, result=result)
 
 
 def load_gateway_class(name: str) -> type[Gateway]:
@@ -768,7 +802,54 @@ class Trader:
         return self.place_order(req)
 
     def place_order(self, req: OrderRequest) -> Reply:
-        """Risk-check and send one order. The reply carries ``order_id`` either way."""
+        """Risk-check and send an order. The reply carries ``order_id`` either way.
+
+        A plain CLOSE on an exchange that tells today's lots from yesterday's (SHFE, INE)
+        is sent as the close policy's explicit CLOSEYESTERDAY / CLOSETODAY orders (see
+        ``close_position``), whatever the venue: no gateway decides what a plain CLOSE means.
+        """
+        if _close_to_split(req):
+            closed = position_direction_closed_by(req.direction)
+            try:
+                replies = self.close_position(
+                    req.vt_symbol, closed, req.volume, req.price, order_type=req.type, reference=req.reference
+                )
+            except ValueError as exc:
+                order = self._record_local_rejection(req, f"closable: {exc}")
+                return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+            return replies[0] if len(replies) == 1 else _one_reply(replies)
+        return self._place_one(req)
+
+    def close_position(
+        self,
+        vt_symbol: str,
+        direction: Direction,
+        volume: float,
+        price: float,
+        *,
+        order_type: OrderType = OrderType.LIMIT,
+        reference: str = "manual",
+    ) -> list[Reply]:
+        """Close ``volume`` of the ``direction`` position: the one close policy, for the
+        console's close, a plain CLOSE order and the strategies alike.
+
+        The orders come from ``Oms.close_requests`` (SHFE/INE: yesterday's lots first with
+        CLOSEYESTERDAY, then CLOSETODAY; elsewhere one CLOSE). One reply per order sent,
+        its result carrying the leg's ``offset`` and ``volume``. Raises ValueError (with the
+        numbers) when there is not that much to close; nothing is sent then.
+        """
+        requests = self.oms.close_requests(
+            vt_symbol, direction, volume, price, order_type=order_type, reference=reference
+        )
+        replies: list[Reply] = []
+        for req in requests:
+            reply = self._place_one(req)
+            reply.result = {"offset": req.offset.name, "volume": req.volume, **(reply.result or {})}
+            replies.append(reply)
+        return replies
+
+    def _place_one(self, req: OrderRequest) -> Reply:
+        """Risk-check and send one order, offsets as they are."""
         assert self.gateway is not None
         contract = self.oms.contracts.get(req.vt_symbol) or self.gateway.get_contract(req.vt_symbol)
         rejection = self.risk.check(
@@ -857,38 +938,22 @@ class Trader:
         )
         if volume <= 0:
             return Reply(ok=False, error=f"nothing closable in {what}: all of it is in working close orders")
-        try:
-            legs = self.oms.split_close(req.vt_symbol, req.direction, volume)
-        except ValueError as exc:
-            return Reply(ok=False, error=str(exc))
-        order_direction = req.direction.opposite
         price = req.price
         if price is None:
             tick = self.oms.ticks.get(req.vt_symbol)
             if tick is None:
                 return Reply(ok=False, error=f"no quote for {req.vt_symbol}: give a price")
-            price = tick.bid_price_1 if order_direction is Direction.SHORT else tick.ask_price_1
-        results: list[dict[str, Any]] = []
-        errors: list[str] = []
-        for offset, leg_volume in legs:
-            reply = self.place_order(
-                OrderRequest(
-                    vt_symbol=req.vt_symbol,
-                    direction=order_direction,
-                    offset=offset,
-                    type=req.type,
-                    price=price,
-                    volume=leg_volume,
-                    reference=req.reference,
-                    account_id=self.account_id,
-                )
+            price = tick.bid_price_1 if req.direction is Direction.LONG else tick.ask_price_1
+        try:
+            replies = self.close_position(
+                req.vt_symbol, req.direction, volume, price, order_type=req.type, reference=req.reference
             )
-            results.append({"offset": offset.name, "volume": leg_volume, **(reply.result or {})})
-            if not reply.ok:
-                errors.append(f"{offset.name} {leg_volume:g}: {reply.error}")
-        if errors:
-            return Reply(ok=False, error="; ".join(errors), result={"orders": results})
-        return Reply(ok=True, result={"orders": results})
+        except ValueError as exc:
+            return Reply(ok=False, error=str(exc))
+        combined = _one_reply(replies)
+        assert isinstance(combined.result, dict)
+        combined.result.pop("order_id", None)  # a close answers with its orders, leg by leg
+        return combined
 
     def _on_strategy_req(self, cmd: StrategyCommand) -> Reply:
         if cmd.action in ("auto_on", "auto_off"):
