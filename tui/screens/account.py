@@ -8,7 +8,7 @@ be sent; results come back as notifications.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -23,14 +23,12 @@ from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
+from tui.host import ConsoleHost
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
 from tui.widgets.funds import FundsPanel
 from tui.widgets.market import MarketTable
 from tui.widgets.orders import OrdersTable, TradesTable
 from tui.widgets.positions import PositionsTable
-
-if TYPE_CHECKING:
-    from tui.app import QTraderApp
 
 
 class AccountBar(Static):
@@ -38,7 +36,7 @@ class AccountBar(Static):
 
     _shown: Text | None = None
 
-    def show(self, app: QTraderApp, state: AccountState) -> None:
+    def show(self, app: ConsoleHost, state: AccountState) -> None:
         line = Text()
         line.append(f" {state.account_id} ", style="bold reverse")
         line.append(" ")
@@ -75,8 +73,8 @@ class AccountScreen(Screen[None]):
         self.account_id = account_id
 
     @property
-    def qapp(self) -> QTraderApp:
-        return self.app  # type: ignore[return-value]
+    def qapp(self) -> ConsoleHost:
+        return cast(ConsoleHost, self.app)
 
     @property
     def state(self) -> AccountState:

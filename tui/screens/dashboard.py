@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,10 +14,8 @@ from core.aggregator import AccountState
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
+from tui.host import ConsoleHost
 from tui.widgets.table import Cell, KeyedTable
-
-if TYPE_CHECKING:
-    from tui.app import QTraderApp
 
 TOTAL_KEY = "~total"
 SPARK = "▁▂▃▄▅▆▇█"
@@ -88,8 +86,8 @@ class DashboardScreen(Screen[None]):
     BINDINGS = bindings("dashboard")
 
     @property
-    def qapp(self) -> QTraderApp:
-        return self.app  # type: ignore[return-value]
+    def qapp(self) -> ConsoleHost:
+        return cast(ConsoleHost, self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(Text(" Dashboard ", style="bold reverse"), id="dashboard-bar")

@@ -1,0 +1,30 @@
+"""What a screen may ask of the console app: the client and a few callables.
+
+Screens are given this, not the app class, so ``tui.app`` (which builds the screens) and
+the screens never import each other. ``QTraderApp`` is the one implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Protocol
+
+from core.client import ConsoleClient
+from core.protocol import Reply
+
+
+class ConsoleHost(Protocol):
+    """The app as its screens see it."""
+
+    client: ConsoleClient
+    #: ui.color_scheme: cn (red = up) or intl (green = up)
+    scheme: str
+
+    def run_command(self, label: str, call: Awaitable[Reply]) -> None:
+        """Await a command's one reply in the background and tell the operator how it went."""
+
+    async def kill(self, account_id: str | None) -> Reply:
+        """The kill switch for one account, or every account with None."""
+
+    def show_account(self, account_id: str) -> None:
+        """Switch to that account's screen."""
