@@ -51,7 +51,6 @@ from core.models import (
     Offset,
     Order,
     OrderRequest,
-    OrderType,
     Position,
     Status,
     Tick,
@@ -806,41 +805,25 @@ class Trader:
 
         A plain CLOSE on an exchange that tells today's lots from yesterday's (SHFE, INE)
         is sent as the close policy's explicit CLOSEYESTERDAY / CLOSETODAY orders (see
-        ``close_position``), whatever the venue: no gateway decides what a plain CLOSE means.
+        ``Oms.close_requests``), whatever the venue: no gateway decides what a plain CLOSE means.
         """
         if _close_to_split(req):
             closed = position_direction_closed_by(req.direction)
             try:
-                replies = self.close_position(
+                legs = self.oms.close_requests(
                     req.vt_symbol, closed, req.volume, req.price, order_type=req.type, reference=req.reference
                 )
             except ValueError as exc:
                 order = self._record_local_rejection(req, f"closable: {exc}")
                 return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+            replies = self._place_legs(legs)
             return replies[0] if len(replies) == 1 else _one_reply(replies)
         return self._place_one(req)
 
-    def close_position(
-        self,
-        vt_symbol: str,
-        direction: Direction,
-        volume: float,
-        price: float,
-        *,
-        order_type: OrderType = OrderType.LIMIT,
-        reference: str = "manual",
-    ) -> list[Reply]:
-        """Close ``volume`` of the ``direction`` position: the one close policy, for the
-        console's close, a plain CLOSE order and the strategies alike.
-
-        The orders come from ``Oms.close_requests`` (SHFE/INE: yesterday's lots first with
-        CLOSEYESTERDAY, then CLOSETODAY; elsewhere one CLOSE). One reply per order sent,
-        its result carrying the leg's ``offset`` and ``volume``. Raises ValueError (with the
-        numbers) when there is not that much to close; nothing is sent then.
-        """
-        requests = self.oms.close_requests(
-            vt_symbol, direction, volume, price, order_type=order_type, reference=reference
-        )
+    def _place_legs(self, requests: list[OrderRequest]) -> list[Reply]:
+        """Send the orders a close became (``Oms.close_requests``: the one close policy, for
+        the console's close, a plain CLOSE order and the strategies alike). One reply per
+        order, its result carrying the leg's ``offset`` and ``volume``."""
         replies: list[Reply] = []
         for req in requests:
             reply = self._place_one(req)
@@ -945,12 +928,12 @@ class Trader:
                 return Reply(ok=False, error=f"no quote for {req.vt_symbol}: give a price")
             price = tick.bid_price_1 if req.direction is Direction.LONG else tick.ask_price_1
         try:
-            replies = self.close_position(
+            legs = self.oms.close_requests(
                 req.vt_symbol, req.direction, volume, price, order_type=req.type, reference=req.reference
             )
         except ValueError as exc:
             return Reply(ok=False, error=str(exc))
-        combined = _one_reply(replies)
+        combined = _one_reply(self._place_legs(legs))
         assert isinstance(combined.result, dict)
         combined.result.pop("order_id", None)  # a close answers with its orders, leg by leg
         return combined
