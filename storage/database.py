@@ -13,8 +13,10 @@ reply) has a 1 ms p99 budget and persists each order 2-3 times on it. An ORM ses
 hundreds of microseconds per write; a prepared statement on a long-lived sqlite3 connection
 costs tens. So the table classes (``storage/tables.py``) stay the single description of the
 schema, SQLAlchemy Core compiles every statement from them ONCE at import time, and the
-statements run on one ``sqlite3`` connection whose statement cache keeps them prepared. Rows
-never leave this module: callers get and give ``core.models`` structs only.
+statements run on one ``sqlite3`` connection whose statement cache keeps them prepared. The
+conversion between rows and structs is generated from the same table classes
+(``storage/mappers.py``). Rows never leave this module: callers get and give ``core.models``
+structs only.
 
 Conventions (see ``storage/tables.py``): enums by NAME; datetimes as INTEGER epoch
 microseconds, returned as tz-aware ``CHINA_TZ`` datetimes (a naive datetime is taken to be
@@ -31,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,19 +45,15 @@ from sqlalchemy.sql import ClauseElement
 
 from core.models import (
     ACTIVE_STATUSES,
-    CHINA_TZ,
     Account,
     Bar,
-    Direction,
     EquityPoint,
-    Offset,
     Order,
-    OrderType,
     Position,
-    Status,
     StrategyTrigger,
     Trade,
 )
+from storage.mappers import build_mapper, from_epoch_us, to_epoch_us
 from storage.migrations import SchemaVersionError, latest_version, migrate, schema_version
 from storage.tables import (
     AccountSnapshotRow,
@@ -80,30 +78,12 @@ CHECKPOINT_MAX_AGE_S = 5.0
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 """After a checkpoint, a -wal file grown past this by a burst is truncated back to it."""
 
-_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CHINA_EPOCH = _UTC_EPOCH.astimezone(CHINA_TZ)
-_ONE_US = timedelta(microseconds=1)
-
 
 def database_path(data_dir: Path | str, account_id: str) -> Path:
     """``<data_dir>/trading_<ACCOUNT_ID>.db``; ValueError if the id cannot be a file name."""
     if not account_id or account_id in (".", "..") or any(ch in account_id for ch in "/\\\0"):
         raise ValueError(f"account id {account_id!r} cannot be used in a database file name")
     return Path(data_dir) / f"trading_{account_id}.db"
-
-
-def to_epoch_us(value: datetime) -> int:
-    """Exact integer microseconds since the epoch (naive values are taken as China time)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CHINA_TZ)
-    # timedelta floor-division is exact integer arithmetic; ``timestamp() * 1e6`` is a float
-    # and can be off by a microsecond for present-day times.
-    return (value - _UTC_EPOCH) // _ONE_US
-
-
-def from_epoch_us(value: int) -> datetime:
-    """Inverse of ``to_epoch_us``: a ``CHINA_TZ`` datetime (the CHINA_TZ object itself)."""
-    return _CHINA_EPOCH + timedelta(microseconds=value)
 
 
 # --- SQL, compiled once from the table classes ------------------------------------------------
@@ -184,39 +164,37 @@ _TRIGGERS = _table(StrategyTriggerRow)
 _BARS = _table(BarRow)
 
 
-def _columns(table: Table) -> tuple[str, ...]:
-    """The table's columns in definition order, without the rowid alias ``id`` (SQLite
-    assigns it). The ``_*_params`` and ``_*_from_row`` functions below follow this order
-    position by position; the round-trip tests use a distinct value per field to catch a swap."""
-    return tuple(c.name for c in table.columns if c.name != "id")
+# Model <-> row conversion, generated from the table classes. ``columns`` (every column but the
+# rowid alias ``id``, which SQLite assigns) is the order of the parameters of every INSERT below
+# and of the columns of every SELECT a mapper loads from.
+_ORDER = build_mapper(OrderRow, Order)
+_TRADE = build_mapper(TradeRow, Trade)
+# A positions row carries the time its set was saved, which Position does not have.
+_POSITION = build_mapper(PositionRow, Position, supplied=("datetime",))
+# A snapshot's time is the caller's ``at`` (it overrides Account.datetime) and loads into it.
+_SNAPSHOT = build_mapper(AccountSnapshotRow, Account, supplied=("datetime",))
+_TRIGGER = build_mapper(StrategyTriggerRow, StrategyTrigger)
+_BAR = build_mapper(BarRow, Bar)
 
-
-_ORDER_COLUMNS = _columns(_ORDERS)
-_TRADE_COLUMNS = _columns(_TRADES)
-_POSITION_COLUMNS = _columns(_POSITIONS)
-_SNAPSHOT_COLUMNS = _columns(_SNAPSHOTS)
-_TRIGGER_COLUMNS = _columns(_TRIGGERS)
-_BAR_COLUMNS = _columns(_BARS)
-
-_UPSERT_ORDER = _insert_sql(_ORDERS, _ORDER_COLUMNS, conflict=("order_id",), update=True)
+_UPSERT_ORDER = _insert_sql(_ORDERS, _ORDER.columns, conflict=("order_id",), update=True)
 # DO NOTHING on trade_id only (not INSERT OR IGNORE, which would also swallow NOT NULL errors).
-_INSERT_TRADE = _insert_sql(_TRADES, _TRADE_COLUMNS, conflict=("trade_id",))
-_INSERT_POSITION = _insert_sql(_POSITIONS, _POSITION_COLUMNS)
+_INSERT_TRADE = _insert_sql(_TRADES, _TRADE.columns, conflict=("trade_id",))
+_INSERT_POSITION = _insert_sql(_POSITIONS, _POSITION.columns)
 _DELETE_POSITIONS = _sql(delete(_POSITIONS))
-_INSERT_SNAPSHOT = _insert_sql(_SNAPSHOTS, _SNAPSHOT_COLUMNS)
-_INSERT_TRIGGER = _insert_sql(_TRIGGERS, _TRIGGER_COLUMNS)
-_UPSERT_BAR = _insert_sql(_BARS, _BAR_COLUMNS, conflict=("vt_symbol", "interval", "datetime"), update=True)
+_INSERT_SNAPSHOT = _insert_sql(_SNAPSHOTS, _SNAPSHOT.columns)
+_INSERT_TRIGGER = _insert_sql(_TRIGGERS, _TRIGGER.columns)
+_UPSERT_BAR = _insert_sql(_BARS, _BAR.columns, conflict=("vt_symbol", "interval", "datetime"), update=True)
 
 _SELECT_ORDER = _sql(
-    select(*(_ORDERS.c[n] for n in _ORDER_COLUMNS)).where(_ORDERS.c.order_id == bindparam("order_id", None))
+    select(*(_ORDERS.c[n] for n in _ORDER.columns)).where(_ORDERS.c.order_id == bindparam("order_id", None))
 )
 _SELECT_POSITIONS = _sql(
-    select(*(_POSITIONS.c[n] for n in _POSITION_COLUMNS)).order_by(
+    select(*(_POSITIONS.c[n] for n in _POSITION.columns)).order_by(
         _POSITIONS.c.vt_symbol, _POSITIONS.c.direction
     )
 )
 _SELECT_BARS = _sql(
-    select(*(_BARS.c[n] for n in _BAR_COLUMNS))
+    select(*(_BARS.c[n] for n in _BAR.columns))
     .where(_BARS.c.vt_symbol == bindparam("vt_symbol", None), _BARS.c.interval == bindparam("interval", None))
     .order_by(_BARS.c.datetime.desc())
     .limit(bindparam("limit", None))
@@ -241,219 +219,17 @@ def _select_equity(since: bool) -> _Query:
 @cache
 def _select_orders(since: bool, active_only: bool) -> _Query:
     where = _ORDERS.c.status.in_(sorted(s.name for s in ACTIVE_STATUSES)) if active_only else None
-    return _recent_sql(_ORDERS, _ORDER_COLUMNS, since=since, where=where, tiebreak="rowid")
+    return _recent_sql(_ORDERS, _ORDER.columns, since=since, where=where, tiebreak="rowid")
 
 
 @cache
 def _select_recent(table_name: str, since: bool) -> _Query:
     table, columns = {
-        "trades": (_TRADES, _TRADE_COLUMNS),
-        "account_snapshots": (_SNAPSHOTS, _SNAPSHOT_COLUMNS),
-        "strategy_triggers": (_TRIGGERS, _TRIGGER_COLUMNS),
+        "trades": (_TRADES, _TRADE.columns),
+        "account_snapshots": (_SNAPSHOTS, _SNAPSHOT.columns),
+        "strategy_triggers": (_TRIGGERS, _TRIGGER.columns),
     }[table_name]
     return _recent_sql(table, columns, since=since)
-
-
-# --- model <-> row conversion (the boundary) ---------------------------------------------------
-
-
-def _order_params(o: Order) -> tuple[Any, ...]:
-    return (
-        o.order_id,
-        o.account_id,
-        o.vt_symbol,
-        o.direction.name,
-        o.offset.name,
-        o.type.name,
-        o.price,
-        o.volume,
-        o.traded,
-        o.traded_price,
-        o.status.name,
-        to_epoch_us(o.datetime),
-        None if o.update_time is None else to_epoch_us(o.update_time),
-        o.reference,
-        o.status_msg,
-    )
-
-
-def _order_from_row(r: Sequence[Any]) -> Order:
-    return Order(
-        order_id=r[0],
-        account_id=r[1],
-        vt_symbol=r[2],
-        direction=Direction[r[3]],
-        offset=Offset[r[4]],
-        type=OrderType[r[5]],
-        price=r[6],
-        volume=r[7],
-        traded=r[8],
-        traded_price=r[9],
-        status=Status[r[10]],
-        datetime=from_epoch_us(r[11]),
-        update_time=None if r[12] is None else from_epoch_us(r[12]),
-        reference=r[13],
-        status_msg=r[14],
-    )
-
-
-def _trade_params(t: Trade) -> tuple[Any, ...]:
-    return (
-        t.trade_id,
-        t.account_id,
-        t.order_id,
-        t.vt_symbol,
-        t.direction.name,
-        t.offset.name,
-        t.price,
-        t.volume,
-        to_epoch_us(t.datetime),
-        t.commission,
-        t.reference,
-    )
-
-
-def _trade_from_row(r: Sequence[Any]) -> Trade:
-    return Trade(
-        trade_id=r[0],
-        account_id=r[1],
-        order_id=r[2],
-        vt_symbol=r[3],
-        direction=Direction[r[4]],
-        offset=Offset[r[5]],
-        price=r[6],
-        volume=r[7],
-        datetime=from_epoch_us(r[8]),
-        commission=r[9],
-        reference=r[10],
-    )
-
-
-def _position_params(p: Position, at_us: int) -> tuple[Any, ...]:
-    return (
-        p.account_id,
-        p.vt_symbol,
-        p.direction.name,
-        p.volume,
-        p.yd_volume,
-        p.frozen,
-        p.yd_frozen,
-        p.price,
-        p.pnl,
-        p.last_price,
-        p.margin,
-        at_us,
-    )
-
-
-def _position_from_row(r: Sequence[Any]) -> Position:
-    return Position(
-        account_id=r[0],
-        vt_symbol=r[1],
-        direction=Direction[r[2]],
-        volume=r[3],
-        yd_volume=r[4],
-        frozen=r[5],
-        yd_frozen=r[6],
-        price=r[7],
-        pnl=r[8],
-        last_price=r[9],
-        margin=r[10],
-    )
-
-
-def _snapshot_params(a: Account, at: datetime) -> tuple[Any, ...]:
-    return (
-        a.account_id,
-        to_epoch_us(at),
-        a.balance,
-        a.available,
-        a.margin,
-        a.frozen,
-        a.commission,
-        a.close_pnl,
-        a.position_pnl,
-        a.pre_balance,
-        a.trading_day,
-    )
-
-
-def _snapshot_from_row(r: Sequence[Any]) -> Account:
-    return Account(
-        account_id=r[0],
-        datetime=from_epoch_us(r[1]),
-        balance=r[2],
-        available=r[3],
-        margin=r[4],
-        frozen=r[5],
-        commission=r[6],
-        close_pnl=r[7],
-        position_pnl=r[8],
-        pre_balance=r[9],
-        trading_day=r[10],
-    )
-
-
-def _trigger_params(t: StrategyTrigger) -> tuple[Any, ...]:
-    return (
-        t.account_id,
-        to_epoch_us(t.datetime),
-        t.instance,
-        t.vt_symbol,
-        t.condition,
-        t.price,
-        t.action,
-        t.result,
-        t.order_id,
-        t.error,
-    )
-
-
-def _trigger_from_row(r: Sequence[Any]) -> StrategyTrigger:
-    return StrategyTrigger(
-        account_id=r[0],
-        datetime=from_epoch_us(r[1]),
-        instance=r[2],
-        vt_symbol=r[3],
-        condition=r[4],
-        price=r[5],
-        action=r[6],
-        result=r[7],
-        order_id=r[8],
-        error=r[9],
-    )
-
-
-def _bar_params(b: Bar) -> tuple[Any, ...]:
-    return (
-        b.account_id,
-        b.vt_symbol,
-        b.interval,
-        to_epoch_us(b.datetime),
-        b.open_price,
-        b.high_price,
-        b.low_price,
-        b.close_price,
-        b.volume,
-        b.turnover,
-        b.open_interest,
-    )
-
-
-def _bar_from_row(r: Sequence[Any]) -> Bar:
-    return Bar(
-        account_id=r[0],
-        vt_symbol=r[1],
-        interval=r[2],
-        datetime=from_epoch_us(r[3]),
-        open_price=r[4],
-        high_price=r[5],
-        low_price=r[6],
-        close_price=r[7],
-        volume=r[8],
-        turnover=r[9],
-        open_interest=r[10],
-    )
 
 
 # --- the database ------------------------------------------------------------------------------
@@ -709,14 +485,14 @@ class AccountDatabase:
         """Insert or replace the order's row (by ``order_id``) with this, its latest state.
 
         Storage keeps the last write; rejecting stale status regressions is the OMS's job."""
-        params = _order_params(order)
+        params = _ORDER.params(order)
         with self._lock:
             self._conn.execute(_UPSERT_ORDER, params)
 
     def save_trade(self, trade: Trade) -> bool:
         """Record a fill. True if new; False if ``trade_id`` exists (the stored row is kept
         as it was: replayed fills after a reconnect are idempotent)."""
-        params = _trade_params(trade)
+        params = _TRADE.params(trade)
         with self._lock:
             return self._conn.execute(_INSERT_TRADE, params).rowcount == 1
 
@@ -728,19 +504,19 @@ class AccountDatabase:
         Atomic: readers see the old set or the new one. Two positions with the same
         (vt_symbol, direction) raise ``sqlite3.IntegrityError`` and keep the old set."""
         at_us = to_epoch_us(at)
-        rows = [_position_params(p, at_us) for p in positions]
+        rows = [_POSITION.params(p, at_us) for p in positions]
         with self._lock:
             self._transaction(((_DELETE_POSITIONS.sql, None), (_INSERT_POSITION, rows)))
 
     def save_account(self, account: Account, at: datetime) -> None:
         """Append one point of the equity curve (``at`` overrides ``account.datetime``)."""
-        params = _snapshot_params(account, at)
+        params = _SNAPSHOT.params(account, to_epoch_us(at))
         with self._lock:
             self._conn.execute(_INSERT_SNAPSHOT, params)
 
     def save_trigger(self, trigger: StrategyTrigger) -> int:
         """Append a strategy trigger record; returns its id (never reused)."""
-        params = _trigger_params(trigger)
+        params = _TRIGGER.params(trigger)
         with self._lock:
             row_id = self._conn.execute(_INSERT_TRIGGER, params).lastrowid
         assert row_id is not None  # an INSERT always sets it
@@ -748,13 +524,13 @@ class AccountDatabase:
 
     def save_bar(self, bar: Bar) -> None:
         """Insert or replace a bar by (vt_symbol, interval, datetime)."""
-        params = _bar_params(bar)
+        params = _BAR.params(bar)
         with self._lock:
             self._conn.execute(_UPSERT_BAR, params)
 
     def save_bars(self, bars: Iterable[Bar]) -> None:
         """``save_bar`` for many bars in one transaction (history downloads, warm-up)."""
-        rows = [_bar_params(b) for b in bars]
+        rows = [_BAR.params(b) for b in bars]
         with self._lock:
             self._transaction(((_UPSERT_BAR, rows),))
 
@@ -811,21 +587,21 @@ class AccountDatabase:
         """The most recent ``limit`` orders created at or after ``since``, oldest first;
         ``active_only`` keeps SUBMITTING / NOTTRADED / PARTTRADED orders."""
         rows = self._fetch(_select_orders(since is not None, active_only), self._recent_params(since, limit))
-        return [_order_from_row(r) for r in reversed(rows)]
+        return [_ORDER.from_row(r) for r in reversed(rows)]
 
     def load_order(self, order_id: str) -> Order | None:
         """One order by id, or None."""
         rows = self._fetch(_SELECT_ORDER, {"order_id": order_id})
-        return _order_from_row(rows[0]) if rows else None
+        return _ORDER.from_row(rows[0]) if rows else None
 
     def load_trades(self, *, since: datetime | None = None, limit: int = 1000) -> list[Trade]:
         """The most recent ``limit`` trades at or after ``since``, oldest first (ties: arrival)."""
         rows = self._fetch(_select_recent("trades", since is not None), self._recent_params(since, limit))
-        return [_trade_from_row(r) for r in reversed(rows)]
+        return [_TRADE.from_row(r) for r in reversed(rows)]
 
     def load_positions(self) -> list[Position]:
         """The last saved set of positions, ordered by (vt_symbol, direction)."""
-        return [_position_from_row(r) for r in self._fetch(_SELECT_POSITIONS, {})]
+        return [_POSITION.from_row(r) for r in self._fetch(_SELECT_POSITIONS, {})]
 
     def load_account_snapshots(self, *, since: datetime | None = None, limit: int = 5000) -> list[Account]:
         """The most recent ``limit`` account snapshots, oldest first; ``Account.datetime`` is
@@ -833,7 +609,7 @@ class AccountDatabase:
         rows = self._fetch(
             _select_recent("account_snapshots", since is not None), self._recent_params(since, limit)
         )
-        return [_snapshot_from_row(r) for r in reversed(rows)]
+        return [_SNAPSHOT.from_row(r) for r in reversed(rows)]
 
     def load_equity(self, *, since: datetime | None = None, limit: int = 5000) -> list[EquityPoint]:
         """The equity curve, oldest first. ``pnl`` = close_pnl + position_pnl - commission:
@@ -850,11 +626,11 @@ class AccountDatabase:
         rows = self._fetch(
             _select_recent("strategy_triggers", since is not None), self._recent_params(since, limit)
         )
-        return [_trigger_from_row(r) for r in reversed(rows)]
+        return [_TRIGGER.from_row(r) for r in reversed(rows)]
 
     def load_bars(self, vt_symbol: str, *, interval: str = "1m", limit: int = 1000) -> list[Bar]:
         """The last ``limit`` bars of ``vt_symbol``, oldest first."""
         rows = self._fetch(
             _SELECT_BARS, {"vt_symbol": vt_symbol, "interval": interval, "limit": max(int(limit), 0)}
         )
-        return [_bar_from_row(r) for r in reversed(rows)]
+        return [_BAR.from_row(r) for r in reversed(rows)]
