@@ -167,14 +167,16 @@ _BARS = _table(BarRow)
 # Model <-> row conversion, generated from the table classes. ``columns`` (every column but the
 # rowid alias ``id``, which SQLite assigns) is the order of the parameters of every INSERT below
 # and of the columns of every SELECT a mapper loads from.
-_ORDER = build_mapper(OrderRow, Order)
-_TRADE = build_mapper(TradeRow, Trade)
+_ORDER = build_mapper(_ORDERS, Order)
+_TRADE = build_mapper(_TRADES, Trade)
 # A positions row carries the time its set was saved, which Position does not have.
-_POSITION = build_mapper(PositionRow, Position, supplied=("datetime",))
+_POSITION = build_mapper(_POSITIONS, Position, supplied=("datetime",))
 # A snapshot's time is the caller's ``at`` (it overrides Account.datetime) and loads into it.
-_SNAPSHOT = build_mapper(AccountSnapshotRow, Account, supplied=("datetime",))
-_TRIGGER = build_mapper(StrategyTriggerRow, StrategyTrigger)
-_BAR = build_mapper(BarRow, Bar)
+_SNAPSHOT = build_mapper(_SNAPSHOTS, Account, supplied=("datetime",))
+_TRIGGER = build_mapper(_TRIGGERS, StrategyTrigger)
+_BAR = build_mapper(_BARS, Bar)
+MAPPERS = (_ORDER, _TRADE, _POSITION, _SNAPSHOT, _TRIGGER, _BAR)
+"""Every table's mapper (one per table of ``ACCOUNT_METADATA``)."""
 
 _UPSERT_ORDER = _insert_sql(_ORDERS, _ORDER.columns, conflict=("order_id",), update=True)
 # DO NOTHING on trade_id only (not INSERT OR IGNORE, which would also swallow NOT NULL errors).

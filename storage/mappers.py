@@ -1,6 +1,6 @@
 """Row mappers between ``core.models`` structs and account-database rows, generated from the tables.
 
-``build_mapper(OrderRow, Order)`` reads the table's columns (``storage/tables.py``) and the
+``build_mapper(OrderRow.__table__, Order)`` reads the table's columns (``storage/tables.py``) and the
 struct's fields and returns a ``RowMapper`` with two functions:
 
 - ``params(obj, *supplied)``: the row of ``obj`` as a tuple in column order, ready to bind to
@@ -130,13 +130,12 @@ class RowMapper(Generic[M]):
         return tuple(name for name in self.columns if name in names)
 
 
-def build_mapper(row_class: Any, model: type[M], *, supplied: Sequence[str] = ()) -> RowMapper[M]:
-    """The mapper between ``row_class``'s table (a ``storage.tables`` class) and ``model``.
+def build_mapper(table: Table, model: type[M], *, supplied: Sequence[str] = ()) -> RowMapper[M]:
+    """The mapper between ``table`` (of a ``storage.tables`` class) and ``model``.
 
     ``supplied`` names columns whose values ``params`` takes after the struct, in that order and
     in stored form (for a datetime column, epoch microseconds). Raises TypeError if a column
     cannot be mapped (see the module docstring)."""
-    table: Table = row_class.__table__
     name = table.name
     rowid = table.autoincrement_column
     columns = [c for c in table.columns if c is not rowid]
