@@ -589,7 +589,7 @@ class AccountDatabase:
         """The most recent ``limit`` orders created at or after ``since``, oldest first;
         ``active_only`` keeps SUBMITTING / NOTTRADED / PARTTRADED orders."""
         rows = self._fetch(_select_orders(since is not None, active_only), self._recent_params(since, limit))
-        return [_ORDER.from_row(r) for r in reversed(rows)]
+        return list(map(_ORDER.from_row, reversed(rows)))
 
     def load_order(self, order_id: str) -> Order | None:
         """One order by id, or None."""
@@ -599,11 +599,11 @@ class AccountDatabase:
     def load_trades(self, *, since: datetime | None = None, limit: int = 1000) -> list[Trade]:
         """The most recent ``limit`` trades at or after ``since``, oldest first (ties: arrival)."""
         rows = self._fetch(_select_recent("trades", since is not None), self._recent_params(since, limit))
-        return [_TRADE.from_row(r) for r in reversed(rows)]
+        return list(map(_TRADE.from_row, reversed(rows)))
 
     def load_positions(self) -> list[Position]:
         """The last saved set of positions, ordered by (vt_symbol, direction)."""
-        return [_POSITION.from_row(r) for r in self._fetch(_SELECT_POSITIONS, {})]
+        return list(map(_POSITION.from_row, self._fetch(_SELECT_POSITIONS, {})))
 
     def load_account_snapshots(self, *, since: datetime | None = None, limit: int = 5000) -> list[Account]:
         """The most recent ``limit`` account snapshots, oldest first; ``Account.datetime`` is
@@ -611,7 +611,7 @@ class AccountDatabase:
         rows = self._fetch(
             _select_recent("account_snapshots", since is not None), self._recent_params(since, limit)
         )
-        return [_SNAPSHOT.from_row(r) for r in reversed(rows)]
+        return list(map(_SNAPSHOT.from_row, reversed(rows)))
 
     def load_equity(self, *, since: datetime | None = None, limit: int = 5000) -> list[EquityPoint]:
         """The equity curve, oldest first. ``pnl`` = close_pnl + position_pnl - commission:
@@ -628,11 +628,11 @@ class AccountDatabase:
         rows = self._fetch(
             _select_recent("strategy_triggers", since is not None), self._recent_params(since, limit)
         )
-        return [_TRIGGER.from_row(r) for r in reversed(rows)]
+        return list(map(_TRIGGER.from_row, reversed(rows)))
 
     def load_bars(self, vt_symbol: str, *, interval: str = "1m", limit: int = 1000) -> list[Bar]:
         """The last ``limit`` bars of ``vt_symbol``, oldest first."""
         rows = self._fetch(
             _SELECT_BARS, {"vt_symbol": vt_symbol, "interval": interval, "limit": max(int(limit), 0)}
         )
-        return [_BAR.from_row(r) for r in reversed(rows)]
+        return list(map(_BAR.from_row, reversed(rows)))
