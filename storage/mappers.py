@@ -107,6 +107,28 @@ def _sql_type(column: Column[Any]) -> TypeEngine[Any]:
     return sql_type.impl_instance if isinstance(sql_type, TypeDecorator) else sql_type
 
 
+def _form_of(
+    where: str, annotation: Any, column: Column[Any], namespace: dict[str, Any], members: str
+) -> tuple[_Form, bool]:
+    """The storage form of a field typed ``annotation`` kept in ``column``, and whether the field
+    may be None. An enumeration's {name: member} dict is put in ``namespace`` as ``members``."""
+    base, optional = _unwrap_optional(annotation)
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        namespace[members] = dict(base.__members__)
+        form = _enum_form(members)
+    elif base in _PLAIN_FORMS:
+        form = _PLAIN_FORMS[base]
+    else:
+        raise TypeError(f"{where}: no storage form for a field of type {annotation!r}")
+    if not isinstance(_sql_type(column), form.sql_type):
+        raise TypeError(
+            f"{where}: {annotation!r} is stored as {form.sql_type.__name__}, the column is {column.type}"
+        )
+    if column.nullable and not optional:
+        raise TypeError(f"{where}: nullable column, but a field of type {annotation!r} cannot be None")
+    return form, optional
+
+
 @dataclass(frozen=True, slots=True)
 class RowMapper(Generic[M]):
     """A generated mapping between one table's rows and one ``core.models`` struct.
@@ -149,7 +171,7 @@ def build_mapper(table: Table, model: type[M], *, supplied: Sequence[str] = ()) 
     decoded: list[str] = []
     for i, column in enumerate(columns):
         col = column.name
-        where = f"{name}.{col}"
+        where = f"{name}.{col} <-> {model.__name__}.{col}"
         if not col.isidentifier() or keyword.iskeyword(col):
             raise TypeError(f"{where}: a column name must be a Python identifier to map to a field")
         if col in supplied:
@@ -158,24 +180,10 @@ def build_mapper(table: Table, model: type[M], *, supplied: Sequence[str] = ()) 
             if col not in supplied:
                 raise TypeError(f"{where}: no field {model.__name__}.{col} and not supplied by the caller")
             continue  # stored from the caller's value, not loaded into the struct
-        base, optional = _unwrap_optional(fields[col])
-        if isinstance(base, type) and issubclass(base, enum.Enum):
-            members = f"_members_{i}"
-            namespace[members] = dict(base.__members__)
-            form = _enum_form(members)
-        elif base in _PLAIN_FORMS:
-            form = _PLAIN_FORMS[base]
-        else:
-            raise TypeError(f"{where}: no storage form for {model.__name__}.{col}: {fields[col]!r}")
-        if not isinstance(_sql_type(column), form.sql_type):
-            raise TypeError(
-                f"{where}: {fields[col]!r} is stored as {form.sql_type.__name__}, the column is {column.type}"
-            )
-        if column.nullable and not optional:
-            raise TypeError(f"{where}: nullable column, but {model.__name__}.{col} cannot be None")
+        form, optional = _form_of(where, fields[col], column, namespace, f"_members_{i}")
         if col not in supplied:
             if optional and not column.nullable:
-                raise TypeError(f"{where}: NOT NULL column, but {model.__name__}.{col} may be None")
+                raise TypeError(f"{where}: NOT NULL column, but the field may be None")
             value = f"o.{col}"
             if form.encode is None:
                 encoded.append(value)
