@@ -32,7 +32,7 @@ from core.models import (
     Trade,
     TraderStatus,
 )
-from gateways.tqsdk import NOTIFY_LOST, NOTIFY_RESTORED, Scrubber, TqsdkGateway, _Worker, split_close
+from gateways.tqsdk import NOTIFY_LOST, NOTIFY_RESTORED, Scrubber, TqsdkGateway, Worker, split_close
 from storage import AccountDatabase, database_path
 from tests.conftest import CoreEnv, wait_until
 from tests.fake_tq import FakeTq, free_port
@@ -413,7 +413,7 @@ def _tq_order(order_id: str, *, direction: str = "BUY", price: float = 3490, lef
 class FakeBroker:
     """A real account's books at its broker: they outlive any one TqApi session.
 
-    ``open`` (in place of ``_Worker._open``) starts a session over them; ``fail()`` makes the
+    ``open`` (in place of ``Worker._open``) starts a session over them; ``fail()`` makes the
     session's next ``wait_update`` raise, as a broken TqApi does; order ids in ``lose`` vanish
     from the books when the next session opens (the venue no longer knows them); ``notice``
     queues a ``TqNotify`` notice (the broker doubles as the session's ``TqNotify``).
@@ -466,7 +466,7 @@ class FakeBroker:
     def fail(self) -> None:
         self._fail.set()
 
-    def open(self, worker: _Worker) -> FakeSession:
+    def open(self, worker: Worker) -> FakeSession:
         for order_id in self.lose:
             self.orders.pop(order_id, None)
         self._fail.clear()
@@ -531,7 +531,7 @@ async def on_broker(
     """A real-account gateway over a ``FakeBroker``, CONNECTED, with one order of ours resting
     (its id is the fourth item) next to an external one."""
     broker = FakeBroker()
-    monkeypatch.setattr(_Worker, "_open", lambda worker: broker.open(worker))
+    monkeypatch.setattr(Worker, "_open", lambda worker: broker.open(worker))
     account = {"account_type": "account", "broker": "B", "user": "u", "password": "p"}
     rec = Recorder()
     gateway = TqsdkGateway(
