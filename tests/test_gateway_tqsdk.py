@@ -21,6 +21,7 @@ from core.models import (
     CancelRequest,
     Contract,
     Direction,
+    Exchange,
     GatewayStatus,
     Offset,
     Order,
@@ -32,7 +33,8 @@ from core.models import (
     Trade,
     TraderStatus,
 )
-from gateways.tqsdk import NOTIFY_LOST, NOTIFY_RESTORED, Scrubber, TqsdkGateway, Worker, split_close
+from gateways.tqsdk import NOTIFY_LOST, NOTIFY_RESTORED, Scrubber, TqsdkGateway, Worker
+from gateways.tqsdk.mapping import our_offset, tq_offset
 from storage import AccountDatabase, database_path
 from tests.conftest import CoreEnv, wait_until
 from tests.fake_tq import FakeTq, free_port
@@ -204,8 +206,13 @@ async def test_shfe_close_today_and_a_rejection(
     opened = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501, volume=2))
     await wait_until(lambda: rec.status_of(opened) is Status.ALLTRADED and rec.volume() == 2)
 
-    # a CLOSE of today's SHFE position goes to TqSdk as CLOSETODAY (TqSim refuses CLOSE: 平昨仓手数不足)
-    closed = gateway.send_order(order(Direction.SHORT, Offset.CLOSE, 3499, volume=2))
+    # no splitting: a plain SHFE CLOSE goes to TqSdk as CLOSE, yesterday's lots only, and today's
+    # two lots cannot cover it (the trader sends today's lots as CLOSETODAY)
+    plain = gateway.send_order(order(Direction.SHORT, Offset.CLOSE, 3499, volume=2))
+    await wait_until(lambda: rec.status_of(plain) is Status.REJECTED, what="plain close refused")
+    assert rec.orders[plain].status_msg == "平昨仓手数不足" and rec.orders[plain].offset is Offset.CLOSE
+
+    closed = gateway.send_order(order(Direction.SHORT, Offset.CLOSETODAY, 3499, volume=2))
     await wait_until(lambda: rec.status_of(closed) is Status.ALLTRADED, what="close-today filled")
     assert rec.orders[closed].offset is Offset.CLOSETODAY
     await wait_until(lambda: rec.volume() == 0, what="position flat (a zero row was pushed)")
@@ -221,27 +228,52 @@ async def test_shfe_close_today_and_a_rejection(
     assert "不支持市价单" in rec.orders[market].status_msg
 
 
-async def test_shfe_close_splits_yesterday_and_today(
-    connected: tuple[TqsdkGateway, Recorder], fake: FakeTq
+async def test_shfe_close_yesterday_and_today_go_as_given(
+    connected: tuple[TqsdkGateway, Recorder], fake: FakeTq, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """CLOSEYESTERDAY 3 and CLOSETODAY 2 are exactly two TqSdk orders, ``CLOSE`` 3 and
+    ``CLOSETODAY`` 2, and TqSim's own close rules (yesterday's lots for CLOSE) take it flat."""
     gateway, rec = connected
-    opened = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501, volume=2))
-    await wait_until(lambda: rec.status_of(opened) is Status.ALLTRADED and rec.volume() == 2)
-
+    opened = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501, volume=3))
+    await wait_until(lambda: rec.status_of(opened) is Status.ALLTRADED and rec.volume() == 3)
     fake.set_quote("SHFE.rb2601", datetime=TUESDAY)  # the next trading day: TqSim settles
-    await wait_until(lambda: rec.positions[(RB, Direction.LONG)].yd_volume == 2, what="yesterday's position")
-    today = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501))
-    await wait_until(lambda: rec.volume() == 3, what="one more lot today")
+    await wait_until(lambda: rec.positions[(RB, Direction.LONG)].yd_volume == 3, what="yesterday's position")
+    today = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501, volume=2))
+    await wait_until(lambda: rec.status_of(today) is Status.ALLTRADED and rec.volume() == 5)
 
-    first = gateway.send_order(order(Direction.SHORT, Offset.CLOSE, 3499, volume=3))
-    second = f"{first}-2"
-    assert rec.orders[first].offset is Offset.CLOSEYESTERDAY and rec.orders[first].volume == 2
-    assert rec.orders[second].offset is Offset.CLOSETODAY and rec.orders[second].volume == 1
+    worker = gateway._worker
+    assert worker is not None and worker.api is not None
+    api = worker.api
+    sent: list[dict[str, Any]] = []
+    insert = api.insert_order
+
+    def recording_insert(**kwargs: Any) -> Any:  # on the TqSdk thread
+        sent.append(kwargs)
+        return insert(**kwargs)
+
+    monkeypatch.setattr(api, "insert_order", recording_insert)
+    known = set(rec.orders)
+    yesterday = gateway.send_order(order(Direction.SHORT, Offset.CLOSEYESTERDAY, 3499, volume=3))
+    today_close = gateway.send_order(order(Direction.SHORT, Offset.CLOSETODAY, 3499, volume=2))
     await wait_until(
-        lambda: rec.status_of(first) is Status.ALLTRADED and rec.status_of(second) is Status.ALLTRADED
+        lambda: (
+            rec.status_of(yesterday) is Status.ALLTRADED and rec.status_of(today_close) is Status.ALLTRADED
+        ),
+        what="both closes filled",
     )
     await wait_until(lambda: rec.volume() == 0, what="flat")
-    assert rec.status_of(today) is Status.ALLTRADED
+
+    assert [(k["order_id"], k["offset"], k["volume"]) for k in sent] == [
+        (yesterday, "CLOSE", 3),
+        (today_close, "CLOSETODAY", 2),
+    ]
+    assert set(rec.orders) - known == {yesterday, today_close}  # reported as sent: one order each
+    assert (rec.orders[yesterday].offset, rec.orders[yesterday].volume) == (Offset.CLOSEYESTERDAY, 3)
+    assert (rec.orders[today_close].offset, rec.orders[today_close].volume) == (Offset.CLOSETODAY, 2)
+    closes = {t.order_id: (t.offset, t.volume) for t in rec.trades if t.order_id in (yesterday, today_close)}
+    assert closes == {yesterday: (Offset.CLOSEYESTERDAY, 3), today_close: (Offset.CLOSETODAY, 2)}
+    tq_pos = api.get_position("SHFE.rb2601")
+    assert (tq_pos.pos_long_his, tq_pos.pos_long_today) == (0, 0)  # TqSim's own books
 
 
 async def test_lost_md_connection_is_reported(connected: tuple[TqsdkGateway, Recorder], fake: FakeTq) -> None:
@@ -259,20 +291,20 @@ async def test_lost_md_connection_is_reported(connected: tuple[TqsdkGateway, Rec
     assert rec.status_of(refused) is Status.REJECTED
 
 
-def test_split_close_rules() -> None:
-    from core.models import Exchange
-
-    pos = Position(
-        account_id="A", vt_symbol=RB, direction=Direction.LONG, volume=5, yd_volume=3, frozen=1, yd_frozen=1
-    )
-    assert split_close(4, Exchange.SHFE, Offset.CLOSE, pos) == [
-        (Offset.CLOSEYESTERDAY, 2),
-        (Offset.CLOSETODAY, 2),
+def test_offsets_as_tqsdk_spells_them() -> None:
+    closes = (Offset.CLOSE, Offset.CLOSETODAY, Offset.CLOSEYESTERDAY)
+    for exchange in (Exchange.SHFE, Exchange.INE):
+        assert [tq_offset(o, exchange) for o in closes] == ["CLOSE", "CLOSETODAY", "CLOSE"]
+    for exchange in (Exchange.DCE, Exchange.CZCE, Exchange.CFFEX, Exchange.GFEX):
+        assert [tq_offset(o, exchange) for o in closes] == ["CLOSE"] * 3
+    assert {tq_offset(Offset.OPEN, e) for e in Exchange} == {"OPEN"}
+    # and back, for orders placed elsewhere: TqSdk's CLOSE is yesterday's on SHFE/INE only
+    assert [our_offset("CLOSE", x) for x in ("SHFE", "INE", "DCE")] == [
+        Offset.CLOSEYESTERDAY,
+        Offset.CLOSEYESTERDAY,
+        Offset.CLOSE,
     ]
-    assert split_close(2, Exchange.SHFE, Offset.CLOSE, pos) == [(Offset.CLOSEYESTERDAY, 2)]
-    assert split_close(2, Exchange.SHFE, Offset.CLOSE, None) == [(Offset.CLOSEYESTERDAY, 2)]
-    assert split_close(4, Exchange.DCE, Offset.CLOSE, pos) == [(Offset.CLOSE, 4)]
-    assert split_close(1, Exchange.INE, Offset.CLOSETODAY, pos) == [(Offset.CLOSETODAY, 1)]
+    assert our_offset("CLOSETODAY", "SHFE") is Offset.CLOSETODAY
 
 
 def test_scrubber_hides_secrets_and_url_paths() -> None:

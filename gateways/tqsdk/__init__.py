@@ -17,7 +17,6 @@ Imports nothing of tqsdk until a gateway connects (tqsdk takes seconds to import
 """
 
 from gateways.tqsdk.gateway import TqsdkGateway
-from gateways.tqsdk.mapping import split_close
 from gateways.tqsdk.scrub import Scrubber
 from gateways.tqsdk.settings import TqsdkSettingsView
 from gateways.tqsdk.worker import NOTIFY_LOST, NOTIFY_RESTORED, Worker
@@ -29,5 +28,4 @@ __all__ = [
     "TqsdkGateway",
     "TqsdkSettingsView",
     "Worker",
-    "split_close",
 ]

@@ -7,6 +7,7 @@ Ids. ``send_order`` picks the order id itself (``tq<start time, base 36>-<n>``, 
 account's lifetime) and hands it to ``insert_order(order_id=...)``, so it returns at once; each
 order is reported SUBMITTING before ``send_order`` returns.
 
+One request is one TqSdk order, with the offset it names (gateways/tqsdk/mapping.py, Offsets).
 While not CONNECTED, ``send_order`` rejects at once.
 """
 
@@ -24,18 +25,15 @@ from typing import Any, ClassVar
 from core.models import (
     CancelRequest,
     Contract,
-    Direction,
-    Exchange,
     GatewayStatus,
     OrderRequest,
     OrderType,
-    Position,
     Status,
     now,
     split_vt_symbol,
 )
 from gateways.base import Gateway, GatewayListener
-from gateways.tqsdk.mapping import OrderLeg, OrderMeta, order_from_meta, split_close, to_tq_symbol, tq_offset
+from gateways.tqsdk.mapping import OrderMeta, order_from_meta, to_tq_symbol
 from gateways.tqsdk.scrub import Scrubber
 from gateways.tqsdk.settings import TqsdkSettingsView
 from gateways.tqsdk.worker import RETRY_DELAYS, Event, Worker
@@ -81,7 +79,6 @@ class TqsdkGateway(Gateway):
         self._worker: Worker | None = None
         self._thread: threading.Thread | None = None
         self._contracts: dict[str, Contract] = {}
-        self._positions: dict[tuple[str, Direction], Position] = {}
         self._id_prefix = f"tq{_base36(time.time_ns() // 1_000_000)}-"
         self._ids = itertools.count(1)
 
@@ -125,28 +122,21 @@ class TqsdkGateway(Gateway):
 
     def send_order(self, req: OrderRequest) -> str:
         order_id = f"{self._id_prefix}{next(self._ids)}"
-        problem, exchange = self._check_order(req)
-        if problem or exchange is None:
+        problem = self._check_order(req)
+        if problem:
             return self._reject_now(order_id, req, problem)
-        position = self._positions.get((req.vt_symbol, req.direction.opposite))
-        legs = [
-            OrderLeg(order_id if i == 0 else f"{order_id}-{i + 1}", offset, tq_offset(offset, exchange), lots)
-            for i, (offset, lots) in enumerate(split_close(int(req.volume), exchange, req.offset, position))
-        ]
-        moment = now()
-        for leg in legs:
-            meta = OrderMeta(
-                vt_symbol=req.vt_symbol,
-                direction=req.direction,
-                offset=leg.offset,
-                type=req.type,
-                price=req.price,
-                volume=leg.volume,
-                reference=req.reference,
-                datetime=moment,
-            )
-            self.listener.on_order(order_from_meta(self.account_id, leg.order_id, meta, Status.SUBMITTING))
-            self._request(("order", leg, meta))
+        meta = OrderMeta(
+            vt_symbol=req.vt_symbol,
+            direction=req.direction,
+            offset=req.offset,
+            type=req.type,
+            price=req.price,
+            volume=req.volume,
+            reference=req.reference,
+            datetime=now(),
+        )
+        self.listener.on_order(order_from_meta(self.account_id, order_id, meta, Status.SUBMITTING))
+        self._request(("order", order_id, meta))
         return order_id
 
     def cancel_order(self, req: CancelRequest) -> None:
@@ -175,19 +165,19 @@ class TqsdkGateway(Gateway):
         self._worker.requests.put(request)
         self._worker.wake()
 
-    def _check_order(self, req: OrderRequest) -> tuple[str, Exchange | None]:
-        """Why an order cannot go to TqSdk ("" if it can), and its exchange."""
+    def _check_order(self, req: OrderRequest) -> str:
+        """Why an order cannot go to TqSdk ("" if it can)."""
         try:
-            _, exchange = split_vt_symbol(req.vt_symbol)
+            split_vt_symbol(req.vt_symbol)
         except ValueError as exc:
-            return str(exc), None
+            return str(exc)
         if self.status is not GatewayStatus.CONNECTED or self._worker is None:
-            return "TqSdk not connected", exchange
+            return "TqSdk not connected"
         if req.type is OrderType.STOP:
-            return "TqSdk takes no STOP orders", exchange
+            return "TqSdk takes no STOP orders"
         if req.volume < 1 or req.volume != int(req.volume):
-            return f"volume {req.volume:g} is not a whole number of lots", exchange
-        return "", exchange
+            return f"volume {req.volume:g} is not a whole number of lots"
+        return ""
 
     def _reject_now(self, order_id: str, req: OrderRequest, reason: str) -> str:
         meta = OrderMeta(
@@ -215,8 +205,6 @@ class TqsdkGateway(Gateway):
             first = args[0] if args else None
             if isinstance(first, Contract):
                 self._contracts[first.vt_symbol] = first
-            elif isinstance(first, Position):
-                self._positions[first.key] = first
             elif isinstance(first, GatewayStatus):
                 self.status = first
             try:

@@ -9,11 +9,12 @@ Symbols. TqSdk writes ``SHFE.rb2601`` where we write ``rb2601.SHFE``.
 Ids. Trade ids are TqSdk's prefixed with the trade's trading day (``20260105-<id>``), as
 exchanges reuse theirs across days.
 
-Offsets. SHFE/INE: a CLOSE is split by the position the trader last heard of: yesterday's
-free lots with CLOSEYESTERDAY (TqSdk ``CLOSE``) first, the rest with CLOSETODAY, like
-``Oms.split_close``. When both legs are needed ``send_order`` returns the first leg's id and the
-second leg is ``<id>-2``; both are reported at once. CLOSEYESTERDAY is sent as ``CLOSE``.
-Elsewhere any close is sent as TqSdk ``CLOSE`` and keeps the trader's offset.
+Offsets. One request is one TqSdk order with the offset it names: the trader splits a plain
+SHFE/INE close into CLOSETODAY and CLOSEYESTERDAY orders before the gateway sees it. TqSdk spells
+SHFE/INE close-today ``CLOSETODAY`` and close-yesterday ``CLOSE``, so CLOSETODAY goes as
+``CLOSETODAY`` and CLOSEYESTERDAY as ``CLOSE`` there (a plain CLOSE, too, goes as ``CLOSE``:
+yesterday's lots only). Elsewhere any close goes as ``CLOSE`` and the exchange applies its own
+rule, as TqSdk's ``insert_order`` asks. Orders are reported with the offset the trader gave.
 
 Order states. ALIVE without an exchange order id is SUBMITTING, then NOTTRADED / PARTTRADED.
 FINISHED with nothing left is ALLTRADED; with some fills CANCELLED; with no fill CANCELLED when
@@ -89,16 +90,6 @@ def _ns_time(nanoseconds: Any) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderLeg:
-    """One TqSdk order of a request (a SHFE/INE close may take two)."""
-
-    order_id: str
-    offset: Offset  # ours, as reported
-    tq_offset: str  # TqSdk's: OPEN, CLOSE or CLOSETODAY
-    volume: int
-
-
-@dataclass(frozen=True, slots=True)
 class OrderMeta:
     """What TqSdk does not keep about an order we sent."""
 
@@ -113,7 +104,8 @@ class OrderMeta:
 
 
 def tq_offset(offset: Offset, exchange: Exchange) -> str:
-    """Our offset as TqSdk spells it (``CLOSE`` is yesterday's on SHFE/INE)."""
+    """Our offset as TqSdk's ``insert_order`` takes it: on SHFE/INE ``CLOSETODAY`` is today's
+    lots and ``CLOSE`` yesterday's; elsewhere ``CLOSE``, the exchange choosing the lots."""
     if offset is Offset.OPEN:
         return "OPEN"
     if offset is Offset.CLOSETODAY and exchange.has_close_today:
@@ -152,23 +144,6 @@ def order_status(order: Mapping[str, Any], otype: OrderType, cancel_asked: bool)
         return Status.CANCELLED
     msg = str(order.get("last_msg") or "")
     return Status.CANCELLED if "撤" in msg and "拒" not in msg else Status.REJECTED
-
-
-def split_close(
-    volume: int, exchange: Exchange, offset: Offset, position: Position | None
-) -> list[tuple[Offset, int]]:
-    """Legs of one request: a SHFE/INE CLOSE becomes yesterday's free lots, then today's."""
-    if offset is not Offset.CLOSE or not exchange.has_close_today:
-        return [(offset, volume)]
-    yd_free = td_free = 0
-    if position is not None:
-        yd_free = max(int(position.yd_volume - position.yd_frozen), 0)
-        td_free = max(int((position.volume - position.yd_volume) - (position.frozen - position.yd_frozen)), 0)
-    from_yd = min(volume, yd_free)
-    if from_yd == volume or td_free == 0:
-        return [(Offset.CLOSEYESTERDAY, volume)]  # the venue judges what cannot be covered
-    legs = [(Offset.CLOSEYESTERDAY, from_yd)] if from_yd else []
-    return [*legs, (Offset.CLOSETODAY, volume - from_yd)]
 
 
 def order_from_meta(

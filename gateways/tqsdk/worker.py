@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.models import Direction, GatewayStatus, OrderType, Status, split_vt_symbol
-from gateways.tqsdk.mapping import OrderLeg, OrderMeta, order_from_meta
+from gateways.tqsdk.mapping import OrderMeta, order_from_meta, tq_offset
 from gateways.tqsdk.publisher import Publisher
 from gateways.tqsdk.scrub import Scrubber, describe
 from gateways.tqsdk.session import POLL_SECONDS, is_refusal, open_api, quiet_tqsdk_logging
@@ -247,9 +247,9 @@ class Worker:
             except queue.Empty:
                 break
             if request[0] == "order":
-                leg, meta = request[1], request[2]
+                order_id, meta = request[1], request[2]
                 self._emit(
-                    "on_order", order_from_meta(self.account_id, leg.order_id, meta, Status.REJECTED, reason)
+                    "on_order", order_from_meta(self.account_id, order_id, meta, Status.REJECTED, reason)
                 )
             elif request[0] == "cancel":
                 self._emit("on_log", "WARNING", f"cancel {request[1]}: {reason}")
@@ -285,28 +285,27 @@ class Worker:
         else:
             self.books.quotes[tq_symbol] = quote
 
-    def _insert(self, leg: OrderLeg, meta: OrderMeta) -> None:
+    def _insert(self, order_id: str, meta: OrderMeta) -> None:
+        """One TqSdk order, exactly as asked: no splitting (the trader splits SHFE/INE closes)."""
         api = self.api
         assert api is not None
-        self.books.sent[leg.order_id] = meta
+        self.books.sent[order_id] = meta
         symbol, exchange = split_vt_symbol(meta.vt_symbol)
         market = meta.type is OrderType.MARKET
         try:
             api.insert_order(
                 symbol=f"{exchange.value}.{symbol}",
                 direction="BUY" if meta.direction is Direction.LONG else "SELL",
-                offset=leg.tq_offset,
-                volume=leg.volume,
+                offset=tq_offset(meta.offset, exchange),
+                volume=int(meta.volume),
                 limit_price=None if market else float(meta.price),
                 advanced=meta.type.value if meta.type in (OrderType.FAK, OrderType.FOK) else None,
-                order_id=leg.order_id,
+                order_id=order_id,
             )
         except Exception as exc:
             reason = self.scrub(str(exc) or describe(exc))
-            self.books.final.add(leg.order_id)
-            self._emit(
-                "on_order", order_from_meta(self.account_id, leg.order_id, meta, Status.REJECTED, reason)
-            )
+            self.books.final.add(order_id)
+            self._emit("on_order", order_from_meta(self.account_id, order_id, meta, Status.REJECTED, reason))
 
     def _cancel(self, order_id: str) -> None:
         api = self.api
