@@ -17,6 +17,7 @@ import pytest
 from config.schema import TqsdkSettings
 from core.manager import TradingManager
 from core.models import (
+    LOCAL_ORDER_PREFIX,
     Account,
     CancelRequest,
     Contract,
@@ -333,6 +334,7 @@ async def test_unreachable_auth_retries_until_closed(tmp_path: Path) -> None:
     assert gateway.thread_alive  # waiting for its next attempt, not dead
     refused = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3501))
     assert rec.orders[refused].status is Status.REJECTED and "not connected" in rec.orders[refused].status_msg
+    assert refused.startswith(LOCAL_ORDER_PREFIX)  # refused here: never a TqSdk id
     await gateway.close()  # interrupts the 5 s wait
     assert not gateway.thread_alive
     assert rec.statuses[-1] == (GatewayStatus.DISCONNECTED, "TqSdk closed")
@@ -594,6 +596,27 @@ def assert_full_push(rec: Recorder, broker: FakeBroker) -> dict[str, Order]:
     assert all(pushed[order_id].status is Status.NOTTRADED for order_id in broker.working())
     assert {"trade", "position", "account"} <= {kind for kind, _ in window}
     return pushed
+
+
+async def test_orders_refused_before_tqsdk_get_local_ids(
+    on_broker: tuple[TqsdkGateway, Recorder, FakeBroker, str],
+) -> None:
+    gateway, rec, broker, _ = on_broker
+    before = set(broker.orders)
+    stop = gateway.send_order(
+        OrderRequest(
+            vt_symbol=RB, direction=Direction.LONG, type=OrderType.STOP, price=3600, volume=1, reference="s1"
+        )
+    )
+    odd = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3490, volume=1.5))
+    assert stop != odd and all(i.startswith(LOCAL_ORDER_PREFIX) for i in (stop, odd))
+    assert rec.status_of(stop) is Status.REJECTED and rec.status_of(odd) is Status.REJECTED  # at once
+    assert (rec.orders[stop].status_msg, rec.orders[stop].reference) == ("TqSdk takes no STOP orders", "s1")
+    assert "whole number" in rec.orders[odd].status_msg and rec.orders[odd].volume == 1.5
+    # TqSdk never saw them: the next order of ours is the only one to reach the broker
+    sent = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3480))
+    await wait_until(lambda: sent in broker.orders, what="the next order at the broker")
+    assert set(broker.orders) - before == {sent} and sent.startswith("tq")
 
 
 async def test_rebuilt_session_pushes_every_working_order_before_connected(

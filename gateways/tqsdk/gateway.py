@@ -5,10 +5,13 @@ and hands that thread's batches of events to the listener.
 
 Ids. ``send_order`` picks the order id itself (``tq<start time, base 36>-<n>``, unique for the
 account's lifetime) and hands it to ``insert_order(order_id=...)``, so it returns at once; each
-order is reported SUBMITTING before ``send_order`` returns.
+order is reported SUBMITTING before ``send_order`` returns. One request is one TqSdk order,
+with the offset it names (gateways/tqsdk/mapping.py, Offsets).
 
-One request is one TqSdk order, with the offset it names (gateways/tqsdk/mapping.py, Offsets).
-While not CONNECTED, ``send_order`` rejects at once.
+Refused here, before TqSdk sees them: any order while not CONNECTED, a STOP order, a volume
+that is not a whole number of lots, a malformed symbol. Such an order is reported REJECTED
+before ``send_order`` returns, under a ``core.models.local_order_id`` (``LOCAL.<time>.<n>``),
+the id scheme of every order refused before a venue.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from core.models import (
     OrderRequest,
     OrderType,
     Status,
+    local_order_id,
     now,
     split_vt_symbol,
 )
@@ -121,10 +125,10 @@ class TqsdkGateway(Gateway):
         self._request(("subscribe", tq_symbol))
 
     def send_order(self, req: OrderRequest) -> str:
-        order_id = f"{self._id_prefix}{next(self._ids)}"
         problem = self._check_order(req)
         if problem:
-            return self._reject_now(order_id, req, problem)
+            return self._refuse(req, problem)
+        order_id = f"{self._id_prefix}{next(self._ids)}"
         meta = OrderMeta(
             vt_symbol=req.vt_symbol,
             direction=req.direction,
@@ -179,19 +183,12 @@ class TqsdkGateway(Gateway):
             return f"volume {req.volume:g} is not a whole number of lots"
         return ""
 
-    def _reject_now(self, order_id: str, req: OrderRequest, reason: str) -> str:
-        meta = OrderMeta(
-            vt_symbol=req.vt_symbol,
-            direction=req.direction,
-            offset=req.offset,
-            type=req.type,
-            price=req.price,
-            volume=req.volume,
-            reference=req.reference,
-            datetime=now(),
-        )
-        self.listener.on_order(order_from_meta(self.account_id, order_id, meta, Status.REJECTED, reason))
-        return order_id
+    def _refuse(self, req: OrderRequest, reason: str) -> str:
+        """Refuse before TqSdk sees it: a local id, the same scheme as the trader's own refusals."""
+        moment = now()
+        order = req.refused(self.account_id, local_order_id(moment), reason, moment)
+        self.listener.on_order(order)
+        return order.order_id
 
     def _set_status(self, status: GatewayStatus, message: str) -> None:
         self.status = status
