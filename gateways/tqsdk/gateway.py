@@ -77,7 +77,7 @@ class TqsdkGateway(Gateway):
         super().__init__(account_id, settings, listener, state_dir)
         self.config = settings
         self.scrub = Scrubber(tuple(s for s in (settings.password, settings.auth_password) if s))
-        self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
+        self.retry_delays = tuple(retry_delays)  # the worker falls back to RETRY_DELAYS if empty
         self.status = GatewayStatus.DISCONNECTED
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker: Worker | None = None

@@ -84,7 +84,7 @@ class Worker:
         # what the trader wants and what it was told: survives a session rebuild (so a position
         # the new session lacks is pushed flat); every CONNECTED follows a forced full push
         self._symbols: dict[str, None] = {}
-        self.books = Publisher(account_id, scrub, self._emit)
+        self.publisher = Publisher(account_id, scrub, self._emit)
         # one session's state
         self._sub_tasks: dict[str, asyncio.Task[None]] = {}
         self._down: set[str] = set()
@@ -167,7 +167,7 @@ class Worker:
 
     def _serve(self, api: TqApi) -> None:
         """Run one TqApi until stop (returns) or failure (raises)."""
-        self.books.new_session()
+        self.publisher.new_session()
         self._down, self._ready = set(), False
         for tq_symbol in self._symbols:
             self._subscribe(tq_symbol)
@@ -177,7 +177,7 @@ class Worker:
                 # everything, not just what changed: the trader reconciles on what it hears before
                 # CONNECTED, and the signatures of the last session survive into this one
                 self._publish(force=True)
-                self.books.report_lost_orders(api, self._lost_reason())
+                self.publisher.report_lost_orders(api, self._lost_reason())
                 self._ready = True
                 if not self._down:
                     self._emit("on_status", GatewayStatus.CONNECTED, self._connected_text())
@@ -192,7 +192,7 @@ class Worker:
 
     def _publish(self, force: bool = False) -> None:
         if self.api is not None:
-            self.books.publish(self.api, force)
+            self.publisher.publish(self.api, force)
 
     def _connected_text(self) -> str:
         md = self.scrub(self.cfg.md_url or "TqSdk's md front")
@@ -260,7 +260,7 @@ class Worker:
 
     def _subscribe(self, tq_symbol: str) -> None:
         api, auth = self.api, self.auth
-        if api is None or auth is None or tq_symbol in self.books.quotes or tq_symbol in self._sub_tasks:
+        if api is None or auth is None or tq_symbol in self.publisher.quotes or tq_symbol in self._sub_tasks:
             return
         try:
             auth._has_md_grants(tq_symbol)  # TqSdk would raise this inside its own task
@@ -283,13 +283,13 @@ class Worker:
         except Exception as exc:  # an exception leaving a TqSdk task would end the session
             self._emit("on_log", "WARNING", f"subscribe {tq_symbol}: {self.scrub(describe(exc))}")
         else:
-            self.books.quotes[tq_symbol] = quote
+            self.publisher.quotes[tq_symbol] = quote
 
     def _insert(self, order_id: str, meta: OrderMeta) -> None:
         """One TqSdk order, exactly as asked: no splitting (the trader splits SHFE/INE closes)."""
         api = self.api
         assert api is not None
-        self.books.sent[order_id] = meta
+        self.publisher.sent[order_id] = meta
         symbol, exchange = split_vt_symbol(meta.vt_symbol)
         market = meta.type is OrderType.MARKET
         try:
@@ -304,7 +304,7 @@ class Worker:
             )
         except Exception as exc:
             reason = self.scrub(str(exc) or describe(exc))
-            self.books.final.add(order_id)
+            self.publisher.final.add(order_id)
             self._emit("on_order", order_from_meta(self.account_id, order_id, meta, Status.REJECTED, reason))
 
     def _cancel(self, order_id: str) -> None:
@@ -316,9 +316,9 @@ class Worker:
             return
         if order.status == "FINISHED":
             self._emit("on_log", "WARNING", f"cancel {order_id}: already finished")
-            self.books.repush_order(order_id)  # its real state
+            self.publisher.repush_order(order_id)  # its real state
             return
-        self.books.cancel_asked.add(order_id)
+        self.publisher.cancel_asked.add(order_id)
         try:
             api.cancel_order(order_id)
         except Exception as exc:
