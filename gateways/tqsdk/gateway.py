@@ -17,6 +17,7 @@ the id scheme of every order refused before a venue.
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import logging
 import threading
@@ -37,7 +38,7 @@ from core.models import (
     split_vt_symbol,
 )
 from gateways.base import Gateway, GatewayListener
-from gateways.tqsdk.mapping import OrderMeta, order_from_meta, to_tq_symbol
+from gateways.tqsdk.mapping import SentOrder, to_tq_symbol
 from gateways.tqsdk.scrub import Scrubber
 from gateways.tqsdk.settings import TqsdkSettingsView
 from gateways.tqsdk.worker import RETRY_DELAYS, Event, Worker
@@ -129,18 +130,10 @@ class TqsdkGateway(Gateway):
         if problem:
             return self._refuse(req, problem)
         order_id = f"{self._id_prefix}{next(self._ids)}"
-        meta = OrderMeta(
-            vt_symbol=req.vt_symbol,
-            direction=req.direction,
-            offset=req.offset,
-            type=req.type,
-            price=req.price,
-            volume=req.volume,
-            reference=req.reference,
-            datetime=now(),
-        )
-        self.listener.on_order(order_from_meta(self.account_id, order_id, meta, Status.SUBMITTING))
-        self._request(("order", order_id, meta))
+        # a copy: kept for the order's life, whatever the caller does with its request
+        sent = SentOrder(copy.copy(req), now())
+        self.listener.on_order(sent.as_order(self.account_id, order_id, Status.SUBMITTING))
+        self._request(("order", order_id, sent))
         return order_id
 
     def cancel_order(self, req: CancelRequest) -> None:

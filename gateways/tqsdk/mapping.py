@@ -2,7 +2,7 @@
 order, trade, position and account entities as core.models objects.
 
 Pure functions of their arguments: no TqApi, no thread, no state (what the gateway remembers of
-its own orders arrives as an ``OrderMeta``).
+its own orders arrives as a ``SentOrder``).
 
 Symbols. TqSdk writes ``SHFE.rb2601`` where we write ``rb2601.SHFE``.
 
@@ -39,6 +39,7 @@ from core.models import (
     Exchange,
     Offset,
     Order,
+    OrderRequest,
     OrderType,
     Position,
     Status,
@@ -90,17 +91,18 @@ def _ns_time(nanoseconds: Any) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderMeta:
-    """What TqSdk does not keep about an order we sent."""
+class SentOrder:
+    """What TqSdk does not keep about an order we sent: the request and when it was sent."""
 
-    vt_symbol: str
-    direction: Direction
-    offset: Offset
-    type: OrderType
-    price: float
-    volume: float
-    reference: str
-    datetime: datetime
+    req: OrderRequest
+    sent_at: datetime
+
+    def as_order(self, account_id: str, order_id: str, status: Status, status_msg: str = "") -> Order:
+        """This order in a state TqSdk does not report: submitted, refused before it was sent,
+        lost with a session."""
+        order = self.req.order(account_id, order_id, status, self.sent_at, status_msg)
+        order.update_time = now()
+        return order
 
 
 def tq_offset(offset: Offset, exchange: Exchange) -> str:
@@ -144,27 +146,6 @@ def order_status(order: Mapping[str, Any], otype: OrderType, cancel_asked: bool)
         return Status.CANCELLED
     msg = str(order.get("last_msg") or "")
     return Status.CANCELLED if "撤" in msg and "拒" not in msg else Status.REJECTED
-
-
-def order_from_meta(
-    account_id: str, order_id: str, meta: OrderMeta, status: Status, status_msg: str = ""
-) -> Order:
-    """An order of ours in a state TqSdk does not report (before it is sent, or lost)."""
-    return Order(
-        account_id=account_id,
-        order_id=order_id,
-        vt_symbol=meta.vt_symbol,
-        direction=meta.direction,
-        offset=meta.offset,
-        type=meta.type,
-        price=meta.price,
-        volume=meta.volume,
-        status=status,
-        datetime=meta.datetime,
-        update_time=now(),
-        reference=meta.reference,
-        status_msg=status_msg,
-    )
 
 
 # ====================================================================== TqSdk entities
@@ -218,14 +199,15 @@ def order_from_tq(
     account_id: str,
     order_id: str,
     tq: Any,
-    meta: OrderMeta | None,
+    sent: SentOrder | None,
     cancel_asked: bool,
     scrub: Callable[[str], str],
 ) -> Order:
-    """A TqSdk order as ours; ``meta`` is None for an order placed elsewhere."""
+    """A TqSdk order as ours; ``sent`` is None for an order placed elsewhere."""
+    req = sent.req if sent is not None else None
     total = _num(tq.volume_orign)
     traded = total - _num(tq.volume_left)
-    otype = meta.type if meta is not None else our_order_type(tq)
+    otype = req.type if req is not None else our_order_type(tq)
     status = order_status(tq, otype, cancel_asked)
     final_msg = status in (Status.REJECTED, Status.CANCELLED)
     return Order(
@@ -233,22 +215,23 @@ def order_from_tq(
         order_id=order_id,
         vt_symbol=to_vt_symbol(tq.exchange_id, tq.instrument_id),
         direction=Direction.LONG if tq.direction == "BUY" else Direction.SHORT,
-        offset=meta.offset if meta is not None else our_offset(tq.offset, tq.exchange_id),
+        offset=req.offset if req is not None else our_offset(tq.offset, tq.exchange_id),
         type=otype,
-        price=meta.price if meta is not None else _num(tq.limit_price),
+        price=req.price if req is not None else _num(tq.limit_price),
         volume=total,
         traded=traded,
         traded_price=_num(tq.trade_price) if traded else 0.0,
         status=status,
-        datetime=meta.datetime if meta is not None else _ns_time(tq.insert_date_time),
+        datetime=sent.sent_at if sent is not None else _ns_time(tq.insert_date_time),
         update_time=now(),
-        reference=meta.reference if meta is not None else "",  # the trader knows it, or it is external
+        reference=req.reference if req is not None else "",  # the trader knows it, or it is external
         status_msg=scrub(str(tq.last_msg or "")) if final_msg else "",
     )
 
 
-def trade_from_tq(account_id: str, trade_id: str, tq: Any, meta: OrderMeta | None) -> Trade:
-    """A TqSdk trade as ours; ``meta`` is its order's, None for an order placed elsewhere."""
+def trade_from_tq(account_id: str, trade_id: str, tq: Any, sent: SentOrder | None) -> Trade:
+    """A TqSdk trade as ours; ``sent`` is its order's, None for an order placed elsewhere."""
+    req = sent.req if sent is not None else None
     moment = _ns_time(tq.trade_date_time)
     return Trade(
         account_id=account_id,
@@ -256,12 +239,12 @@ def trade_from_tq(account_id: str, trade_id: str, tq: Any, meta: OrderMeta | Non
         order_id=tq.order_id,
         vt_symbol=to_vt_symbol(tq.exchange_id, tq.instrument_id),
         direction=Direction.LONG if tq.direction == "BUY" else Direction.SHORT,
-        offset=meta.offset if meta is not None else our_offset(tq.offset, tq.exchange_id),
+        offset=req.offset if req is not None else our_offset(tq.offset, tq.exchange_id),
         price=_num(tq.price),
         volume=_num(tq.volume),
         datetime=moment,
         commission=_num(tq.get("commission")),
-        reference=meta.reference if meta is not None else "",  # the trader knows it, or it is external
+        reference=req.reference if req is not None else "",  # the trader knows it, or it is external
     )
 
 

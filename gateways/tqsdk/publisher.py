@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 from core.models import Direction, Position, Status
 from gateways.tqsdk.mapping import (
     FUTURES_EXCHANGES,
-    OrderMeta,
+    SentOrder,
     account_from_tq,
     contract_from_quote,
-    order_from_meta,
     order_from_tq,
     positions_from_tq,
     tick_from_quote,
@@ -48,7 +47,7 @@ class Publisher:
         self.scrub = scrub
         self._emit = emit
         # our orders, across sessions
-        self.sent: dict[str, OrderMeta] = {}
+        self.sent: dict[str, SentOrder] = {}
         self.cancel_asked: set[str] = set()
         self.final: set[str] = set()  # no longer active: never pushed again
         # what the trader was told, across sessions
@@ -130,8 +129,8 @@ class Publisher:
             if (trade_id in self._trades_seen and not force) or tq_trade.exchange_id not in FUTURES_EXCHANGES:
                 continue
             self._trades_seen.add(trade_id)
-            meta = self.sent.get(tq_trade.order_id)
-            self._emit("on_trade", trade_from_tq(self.account_id, trade_id, tq_trade, meta))
+            sent = self.sent.get(tq_trade.order_id)
+            self._emit("on_trade", trade_from_tq(self.account_id, trade_id, tq_trade, sent))
             moved = True
         return moved
 
@@ -192,8 +191,8 @@ class Publisher:
             for order_id, tq_order in api.get_order().items()
             if tq_order.exchange_id in FUTURES_EXCHANGES
         }
-        for order_id, meta in self.sent.items():
+        for order_id, sent in self.sent.items():
             if order_id in self.final or order_id in known:
                 continue
             self.final.add(order_id)
-            self._emit("on_order", order_from_meta(self.account_id, order_id, meta, Status.CANCELLED, reason))
+            self._emit("on_order", sent.as_order(self.account_id, order_id, Status.CANCELLED, reason))

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.models import Direction, GatewayStatus, OrderType, Status, split_vt_symbol
-from gateways.tqsdk.mapping import OrderMeta, order_from_meta, tq_offset
+from gateways.tqsdk.mapping import SentOrder, tq_offset
 from gateways.tqsdk.publisher import Publisher
 from gateways.tqsdk.scrub import Scrubber, describe
 from gateways.tqsdk.session import POLL_SECONDS, is_refusal, open_api, quiet_tqsdk_logging
@@ -247,10 +247,8 @@ class Worker:
             except queue.Empty:
                 break
             if request[0] == "order":
-                order_id, meta = request[1], request[2]
-                self._emit(
-                    "on_order", order_from_meta(self.account_id, order_id, meta, Status.REJECTED, reason)
-                )
+                order_id, sent = request[1], request[2]
+                self._emit("on_order", sent.as_order(self.account_id, order_id, Status.REJECTED, reason))
             elif request[0] == "cancel":
                 self._emit("on_log", "WARNING", f"cancel {request[1]}: {reason}")
             elif request[0] == "subscribe":
@@ -285,27 +283,28 @@ class Worker:
         else:
             self.publisher.quotes[tq_symbol] = quote
 
-    def _insert(self, order_id: str, meta: OrderMeta) -> None:
+    def _insert(self, order_id: str, sent: SentOrder) -> None:
         """One TqSdk order, exactly as asked: no splitting (the trader splits SHFE/INE closes)."""
         api = self.api
         assert api is not None
-        self.publisher.sent[order_id] = meta
-        symbol, exchange = split_vt_symbol(meta.vt_symbol)
-        market = meta.type is OrderType.MARKET
+        self.publisher.sent[order_id] = sent
+        req = sent.req
+        symbol, exchange = split_vt_symbol(req.vt_symbol)
+        market = req.type is OrderType.MARKET
         try:
             api.insert_order(
                 symbol=f"{exchange.value}.{symbol}",
-                direction="BUY" if meta.direction is Direction.LONG else "SELL",
-                offset=tq_offset(meta.offset, exchange),
-                volume=int(meta.volume),
-                limit_price=None if market else float(meta.price),
-                advanced=meta.type.value if meta.type in (OrderType.FAK, OrderType.FOK) else None,
+                direction="BUY" if req.direction is Direction.LONG else "SELL",
+                offset=tq_offset(req.offset, exchange),
+                volume=int(req.volume),
+                limit_price=None if market else float(req.price),
+                advanced=req.type.value if req.type in (OrderType.FAK, OrderType.FOK) else None,
                 order_id=order_id,
             )
         except Exception as exc:
             reason = self.scrub(str(exc) or describe(exc))
             self.publisher.final.add(order_id)
-            self._emit("on_order", order_from_meta(self.account_id, order_id, meta, Status.REJECTED, reason))
+            self._emit("on_order", sent.as_order(self.account_id, order_id, Status.REJECTED, reason))
 
     def _cancel(self, order_id: str) -> None:
         api = self.api
