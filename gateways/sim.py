@@ -1,6 +1,6 @@
 """SimGateway: the built-in simulated exchange behind the ``Gateway`` interface.
 
-The exchange itself (synthetic markets, matching, the broker's books) is the pure engine in
+The exchange itself (markets, matching, the broker's books) is the pure engine in
 ``gateways/sim_exchange.py``. This adapter adds what needs a process around it:
 
 - one asyncio task that moves the markets (never one timer per contract): at ``tick_rate``
@@ -11,24 +11,23 @@ The exchange itself (synthetic markets, matching, the broker's books) is the pur
   updates, trades, positions and account *before* it returns; the account is also pushed about
   once a second while the market ticks (mark-to-market), never on every tick;
 - persistence: the exchange is the broker, so its state survives a restart of the trader
-  process. The snapshot is ``state_dir / "sim_exchange.json"`` (msgspec JSON, temp file +
-  ``os.replace``). Every change made by an order, fill, cancel or the day roll is made durable
-  *before* the listener hears of it (so a trader killed right after a fill finds it again),
-  cheaply: as one appended line in ``sim_exchange.json.journal`` (the records it touched; one
-  unbuffered ``write``, ~10 us), not a rewrite of the whole file (~0.5 ms and growing with
-  today's trades). The journal is folded into a new snapshot (compaction) on connect, at the day
-  roll, on close, and every ``JOURNAL_COMPACT_LINES`` changes, just after the change that
-  filled it. Market ticks alone never touch the disk: last prices are written with the
-  snapshots and with the changes of the contracts concerned. No fsync (see ``save_state``).
-  A snapshot that cannot be read is renamed aside (with its journal) with an ERROR log and the
-  exchange starts afresh; a torn journal line is skipped with a WARNING.
+  process, as a snapshot ``state_dir / "sim_exchange.json"`` and its journal (the files are
+  described in ``gateways/sim_journal.py``). Every change made by an order, fill, cancel or the
+  day roll is made durable *before* the listener hears of it (so a trader killed right after a
+  fill finds it again), cheaply: as one appended journal line, not a rewrite of the snapshot.
+  The journal is folded into a new snapshot (compaction) on connect, at the day roll, on
+  close, and every ``JOURNAL_COMPACT_LINES`` changes, just after the change that filled it.
+  Market ticks alone never touch the disk: last prices are written with the snapshots and with
+  the changes of the contracts concerned. A snapshot that cannot be read is renamed aside
+  (with its journal) with an ERROR log and the exchange starts afresh; a torn journal line is
+  skipped with a WARNING.
 
-Settings (a Mapping, e.g. the ``sim:`` section of an account's config):
-``initial_balance`` (1_000_000), ``seed`` (0), ``tick_rate`` (2.0; 0 = no timer, step by hand),
-``state_file`` (optional; relative paths are under ``state_dir``), ``external_quotes``
-(False; True for a paper account: no synthetic market, ``feed_quote`` moves the book with
-another account's real quotes and resting orders match against them; ``set_quote_source`` says
-when that account is down: the paper account is then DISCONNECTED with the source's reason).
+Settings: the validated ``sim:`` section of an account's config (``SimSettingsView``):
+``initial_balance``, ``seed``, ``tick_rate`` (0 = no timer, step by hand). Keyword arguments:
+``state_file`` (optional; relative paths are under ``state_dir``) and ``external_quotes`` (True
+for a paper account: no synthetic market, ``feed_quote`` moves the book with another account's
+real quotes and resting orders match against them; ``set_quote_source`` says when that account
+is down: the paper account is then DISCONNECTED with the source's reason).
 
 Cancelling an unknown or finished order is answered with a WARNING log; for a known order its
 unchanged snapshot is pushed again, so the trader sees the order's real state.
@@ -39,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -57,22 +55,15 @@ from core.models import (
 )
 from gateways import sim_contracts
 from gateways.base import Gateway, GatewayListener
-from gateways.sim_exchange import (
-    SimError,
-    SimExchange,
-    StateJournal,
-    Update,
-    journal_path,
-    load_state,
-    save_state,
-)
+from gateways.sim_exchange import SimError, SimExchange, Update
+from gateways.sim_journal import StateJournal, load_state, move_aside
 
 log = logging.getLogger(__name__)
 
 STATE_FILE_NAME = "sim_exchange.json"
 SLICE_SECONDS = 0.05  # the market task wakes at most this often
-ACCOUNT_PUSH_SECONDS = 1.0
-PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most this old  # mark-to-market account push while ticking
+ACCOUNT_PUSH_SECONDS = 1.0  # mark-to-market account push while ticking
+PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most this old
 JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
 
 
@@ -413,19 +404,9 @@ class SimGateway(Gateway):
         return engine
 
     def _quarantine(self, path: Path, exc: Exception) -> None:
-        stamp = self._clock().strftime("%Y%m%d-%H%M%S")
-        suffix = f".corrupt-{stamp}"
-        n = 1
-        while path.with_name(path.name + suffix).exists():  # never overwrite an earlier casualty
-            n += 1
-            suffix = f".corrupt-{stamp}-{n}"
-        aside = path.with_name(path.name + suffix)
         try:
-            os.replace(path, aside)
+            aside = move_aside(path, self._clock().strftime("%Y%m%d-%H%M%S"))
             moved = f"moved aside to {aside.name}"
-            journal = journal_path(path)
-            if journal.exists():
-                os.replace(journal, journal.with_name(journal.name + suffix))
         except OSError as move_exc:
             moved = f"could not be moved aside ({move_exc}); it will be overwritten"
         self.listener.on_log(
@@ -466,9 +447,7 @@ class SimGateway(Gateway):
             return
         state = engine.to_state(new_generation=True)
         try:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            save_state(self.state_path, state)
-            self._journal.reset(state.generation)
+            self._journal.compact(state)
         except OSError as exc:
             self._disk_trouble(exc)
             self._journal_ok = False

@@ -35,7 +35,8 @@ from core.models import (
 )
 from gateways import sim
 from gateways.sim import SimGateway
-from gateways.sim_exchange import decode_state, trading_day_end, trading_day_of
+from gateways.sim_exchange import trading_day_end, trading_day_of
+from gateways.sim_journal import decode_state
 
 AU = "au2612.SHFE"
 RB = "rb2605.SHFE"

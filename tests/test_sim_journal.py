@@ -22,7 +22,7 @@ import pytest
 from config.schema import SimSettings
 from core.models import CHINA_TZ, Direction, Offset, Order, Position
 from gateways.sim import SimGateway
-from gateways.sim_exchange import decode_state, load_state
+from gateways.sim_journal import decode_state, load_state
 
 DATA = Path(__file__).parent / "data" / "sim_state_v1"
 AU, TA, IRON = "au2612.SHFE", "TA605.CZCE", "i2605.DCE"

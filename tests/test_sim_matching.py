@@ -30,20 +30,15 @@ from core.models import (
     on_tick_grid,
 )
 from gateways import sim_exchange
-from gateways.sim_exchange import (
+from gateways.sim_exchange import SimError, SimExchange, Update, stable_hash, trading_day_end, trading_day_of
+from gateways.sim_journal import (
     ExchangeState,
-    SimError,
-    SimExchange,
     StateJournal,
-    Update,
     apply_delta,
     decode_state,
     encode_state,
     load_state,
     save_state,
-    stable_hash,
-    trading_day_end,
-    trading_day_of,
 )
 
 AU = "au2612.SHFE"  # per-lot fee, close-today free, has close-today rules
