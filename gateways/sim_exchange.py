@@ -1,9 +1,9 @@
 """The simulated exchange and broker: a pure, deterministic engine.
 
-``SimExchange`` is one account at a little exchange. It owns a synthetic market per contract
-(a seeded random walk on the price-tick grid with a five-level book each side), matches orders
-against that book, and keeps the broker's books: account funds, positions with yesterday/today
-volume, working orders and today's trades. It does no asyncio and no I/O; time comes from an
+``SimExchange`` is one account at a little exchange. It owns a market per contract
+(``gateways/sim_market.py``: a seeded random walk with a five-level book each side), matches
+orders against that book, and keeps the broker's books: account funds, positions with
+yesterday/today volume, working orders and today's trades. It does no asyncio and no I/O; time comes from an
 injected clock, and its state goes to and comes from the records of ``gateways/sim_journal.py``
 (``to_state`` / ``take_delta`` / ``state=``). ``gateways/sim.py`` adapts it to the ``Gateway``
 interface.
@@ -43,18 +43,14 @@ Accounting (the CTP convention of daily mark-to-market, 逐日盯市)
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 import msgspec
 
 from core.models import (
-    CHINA_TZ,
-    TRADING_DAY_ROLL_HOUR,
     Account,
     Contract,
     Direction,
@@ -72,11 +68,10 @@ from core.models import (
     trading_day_of,
 )
 from gateways.sim_contracts import get_contract, get_product, unknown_reason
-from gateways.sim_journal import ExchangeState, MarketRecord, PositionRecord, StateDelta, WorkingOrderRecord
+from gateways.sim_journal import ExchangeState, PositionRecord, StateDelta, WorkingOrderRecord
+from gateways.sim_market import LEVELS, Market, format_day, parse_day, trading_day_end
 
-LEVELS = 5  # depth of the synthetic book, each side
 ORDER_MEMORY = 20_000  # finished orders of today kept for lookups (get_order, cancel messages)
-ROLL_HOUR = TRADING_DAY_ROLL_HOUR
 
 _copy = msgspec.structs.replace  # a shallow copy; every field of our structs is immutable
 
@@ -94,28 +89,9 @@ class SimError(Exception):
         self.update = update  # changes made before the refusal (a trading-day roll), to report
 
 
-def stable_hash(text: str) -> int:
-    """A 64-bit hash of ``text`` that is the same in every process (unlike ``hash()``)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-def trading_day_end(day: date) -> datetime:
-    """The instant trading day ``day`` ends: 20:00 China time on that day."""
-    return datetime(day.year, day.month, day.day, ROLL_HOUR, tzinfo=CHINA_TZ)
-
-
 def _clock_seeded_id(moment: datetime) -> int:
     """The first id of an exchange that starts at ``moment``: the time in units of 10 us."""
     return int(moment.timestamp() * 100_000)
-
-
-def format_day(day: date) -> str:
-    """``date(2026, 11, 20)`` -> ``"20261120"`` (CTP's spelling of a trading day)."""
-    return day.strftime("%Y%m%d")
-
-
-def _parse_day(text: str) -> date:
-    return datetime.strptime(text, "%Y%m%d").date()
 
 
 def _num(value: float) -> str:
@@ -124,202 +100,6 @@ def _num(value: float) -> str:
 
 
 # ====================================================================== engine internals
-
-
-class _Market:
-    """One synthetic market. Prices are kept as whole numbers of ticks, so every price the
-    market produces is on the grid by construction."""
-
-    __slots__ = (
-        "ask1",
-        "ask_vol",
-        "bid1",
-        "bid_vol",
-        "contract",
-        "dec",
-        "down",
-        "high",
-        "last",
-        "last_volume",
-        "low",
-        "open",
-        "open_interest",
-        "pre_close",
-        "pre_settlement",
-        "rand",
-        "size",
-        "steps",
-        "tick",
-        "turnover",
-        "up",
-        "volume",
-        "vt_symbol",
-    )
-
-    def __init__(self, contract: Contract, seed: int, last: int, steps: int = 0) -> None:
-        self.contract = contract
-        self.vt_symbol = contract.vt_symbol
-        self.tick = contract.pricetick
-        self.dec = contract.decimals
-        self.size = contract.size
-        self.steps = steps
-        # reseeded from the step count so a reloaded market continues deterministically
-        self.rand = random.Random(stable_hash(f"{seed}|{self.vt_symbol}|{steps}")).random
-        self.last = last
-        self.pre_settlement = last
-        self.pre_close = last
-        self.open = self.high = self.low = last
-        self.volume = 0
-        self.turnover = 0.0
-        self.open_interest = 0.0
-        self.last_volume = 0
-        self.up = self.down = 0
-        self.bid1 = self.ask1 = last
-        self.bid_vol = [0] * LEVELS
-        self.ask_vol = [0] * LEVELS
-        self.set_limits()
-        self.draw_book()
-
-    def price(self, ticks: int) -> float:
-        return round(ticks * self.tick, self.dec)
-
-    def set_limits(self) -> None:
-        """limit-up/down = pre-settlement x (1 +- limit_pct), rounded inward to the grid."""
-        pct = self.contract.limit_pct
-        if pct <= 0:
-            self.up, self.down = 1 << 62, 1
-            return
-        base = self.pre_settlement * self.tick
-        self.up = math.floor(base * (1 + pct) / self.tick + 1e-9)
-        self.down = max(1, math.ceil(base * (1 - pct) / self.tick - 1e-9))
-
-    def draw_book(self) -> None:
-        r = self.rand
-        spread = 1 if r() < 0.85 else 2
-        if r() < 0.5:  # the last trade hit the ask
-            ask1, bid1 = self.last, self.last - spread
-        else:
-            bid1, ask1 = self.last, self.last + spread
-        if ask1 > self.up:
-            ask1, bid1 = self.up, self.up - spread
-        if bid1 < self.down:
-            bid1, ask1 = self.down, self.down + spread
-        self.bid1, self.ask1 = bid1, ask1
-        up, down, bid_vol, ask_vol = self.up, self.down, self.bid_vol, self.ask_vol
-        for i in range(LEVELS):
-            depth = 20 + 12 * i  # thinner at the top of the book, as in real markets
-            ask_vol[i] = int(r() * depth) + 1 if ask1 + i <= up else 0
-            bid_vol[i] = int(r() * depth) + 1 if bid1 - i >= down else 0
-
-    def advance(self) -> None:
-        """One random-walk step: a few ticks, reflected inside the limit band, then a new book."""
-        r = self.rand
-        u = r()
-        move = 0 if u < 0.35 else 1 if u < 0.75 else 2 if u < 0.93 else 3
-        if r() < 0.5:
-            move = -move
-        last = self.last + move
-        if last > self.up:
-            last = 2 * self.up - last
-        if last < self.down:
-            last = 2 * self.down - last
-        last = min(max(last, self.down), self.up)
-        self.last = last
-        if last > self.high:
-            self.high = last
-        if last < self.low:
-            self.low = last
-        vol = int(r() * 20) + 1
-        self.last_volume = vol
-        self.volume += vol
-        self.turnover += vol * last * self.tick * self.size
-        self.open_interest = max(0.0, self.open_interest + int((r() - 0.5) * 2 * vol))
-        self.steps += 1
-        self.draw_book()
-
-    def apply(self, quote: Tick) -> None:
-        """Take a real quote instead of a random step (paper trading): the top of the book,
-        the price limits and the day's statistics; a side with no quote has no volume."""
-        t = self.tick
-
-        def ticks(price: float) -> int:
-            return round(price / t)
-
-        if quote.last_price > 0:
-            self.last = ticks(quote.last_price)
-        if quote.limit_up > 0 and quote.limit_down > 0:
-            self.up, self.down = ticks(quote.limit_up), max(1, ticks(quote.limit_down))
-        for attr, value in (
-            ("pre_settlement", quote.pre_settlement),
-            ("pre_close", quote.pre_close),
-            ("open", quote.open_price),
-            ("high", quote.high_price),
-            ("low", quote.low_price),
-        ):
-            if value > 0:
-                setattr(self, attr, ticks(value))
-        self.volume = int(quote.volume)
-        self.turnover = quote.turnover
-        self.open_interest = quote.open_interest
-        self.last_volume = int(quote.last_volume)
-        has_bid = quote.bid_price_1 > 0 and quote.bid_volume_1 > 0
-        has_ask = quote.ask_price_1 > 0 and quote.ask_volume_1 > 0
-        self.bid1 = ticks(quote.bid_price_1) if has_bid else self.down
-        self.ask1 = ticks(quote.ask_price_1) if has_ask else self.up
-        self.bid_vol = [int(quote.bid_volume_1) if has_bid else 0] + [0] * (LEVELS - 1)
-        self.ask_vol = [int(quote.ask_volume_1) if has_ask else 0] + [0] * (LEVELS - 1)
-        self.steps += 1
-
-    def new_day(self) -> None:
-        """Settle at the last price and start the day's statistics afresh."""
-        self.pre_settlement = self.pre_close = self.last
-        self.open = self.high = self.low = self.last
-        self.volume = 0
-        self.turnover = 0.0
-        self.last_volume = 0
-        self.set_limits()
-        self.draw_book()
-
-    def to_tick(self, moment: datetime, account_id: str) -> Tick:
-        p = self.price
-        no_limit = self.contract.limit_pct <= 0
-        return Tick(
-            account_id=account_id,
-            vt_symbol=self.vt_symbol,
-            datetime=moment,
-            last_price=p(self.last),
-            volume=self.volume,
-            turnover=self.turnover,
-            open_interest=self.open_interest,
-            last_volume=self.last_volume,
-            pre_settlement=p(self.pre_settlement),
-            pre_close=p(self.pre_close),
-            open_price=p(self.open),
-            high_price=p(self.high),
-            low_price=p(self.low),
-            limit_up=0.0 if no_limit else p(self.up),
-            limit_down=0.0 if no_limit else p(self.down),
-            bid_price_1=p(self.bid1),
-            bid_volume_1=self.bid_vol[0],
-            ask_price_1=p(self.ask1),
-            ask_volume_1=self.ask_vol[0],
-        )
-
-    def record(self) -> MarketRecord:
-        p = self.price
-        return MarketRecord(
-            vt_symbol=self.vt_symbol,
-            last_price=p(self.last),
-            pre_settlement=p(self.pre_settlement),
-            pre_close=p(self.pre_close),
-            open_price=p(self.open),
-            high_price=p(self.high),
-            low_price=p(self.low),
-            volume=self.volume,
-            turnover=self.turnover,
-            open_interest=self.open_interest,
-            steps=self.steps,
-        )
 
 
 class _Position:
@@ -380,7 +160,7 @@ class _Working:
         "yd_part",
     )
 
-    def __init__(self, order: Order, market: _Market, limit: int) -> None:
+    def __init__(self, order: Order, market: Market, limit: int) -> None:
         self.order = order
         self.market = market
         self.contract = market.contract
@@ -436,7 +216,7 @@ class SimExchange:
         self.seed = seed
         self._clock = clock
         self._contracts: dict[str, Contract] = {}
-        self._markets: dict[str, _Market] = {}
+        self._markets: dict[str, Market] = {}
         self._symbols: tuple[str, ...] = ()
         self._positions: dict[tuple[str, Direction], _Position] = {}
         self._orders: dict[str, Order] = {}  # today's orders, every status
@@ -495,10 +275,7 @@ class SimExchange:
 
     def depth(self, vt_symbol: str) -> tuple[list[tuple[float, int]], list[tuple[float, int]]]:
         """The book of an open market: (bids best first, asks best first) as (price, volume)."""
-        m = self._markets[vt_symbol]
-        bids = [(m.price(m.bid1 - i), m.bid_vol[i]) for i in range(LEVELS) if m.bid_vol[i] > 0]
-        asks = [(m.price(m.ask1 + i), m.ask_vol[i]) for i in range(LEVELS) if m.ask_vol[i] > 0]
-        return bids, asks
+        return self._markets[vt_symbol].depth()
 
     def account(self) -> Account:
         pnl, margin = self._mark_to_market()
@@ -704,7 +481,7 @@ class SimExchange:
         if state.account_id != self.account_id:
             raise ValueError(f"state belongs to account {state.account_id!r}, not {self.account_id!r}")
         self._generation = state.generation
-        self._trading_day = _parse_day(state.trading_day)
+        self._trading_day = parse_day(state.trading_day)
         # never below the clock-seeded value: if the last save was lost in a crash, ids issued
         # after it are still never reused (ids are issued far slower than 100,000 a second)
         self._next_id = max(state.next_id, _clock_seeded_id(self._clock()))
@@ -712,18 +489,7 @@ class SimExchange:
         self._close_pnl = state.close_pnl
         self._commission = state.commission
         for rec in state.markets:
-            contract = self._require(rec.vt_symbol)
-            m = _Market(contract, self.seed, round(rec.last_price / contract.pricetick), rec.steps)
-            ticks = contract.pricetick
-            m.pre_settlement = round(rec.pre_settlement / ticks)
-            m.pre_close = round(rec.pre_close / ticks)
-            m.open, m.high, m.low = (
-                round(x / ticks) for x in (rec.open_price, rec.high_price, rec.low_price)
-            )
-            m.volume, m.turnover, m.open_interest = int(rec.volume), rec.turnover, rec.open_interest
-            m.set_limits()
-            m.draw_book()
-            self._markets[rec.vt_symbol] = m
+            self._markets[rec.vt_symbol] = Market.from_record(self._require(rec.vt_symbol), self.seed, rec)
         self._symbols = tuple(self._markets)
         for prec in state.positions:
             if not 0 <= prec.yd_volume <= prec.volume:
@@ -790,16 +556,12 @@ class SimExchange:
                 self._contracts[vt_symbol] = contract
         return contract
 
-    def _market(self, contract: Contract) -> _Market:
+    def _market(self, contract: Contract) -> Market:
         market = self._markets.get(contract.vt_symbol)
         if market is None:
             spec = get_product(contract.vt_symbol)
             assert spec is not None
-            # each month starts a little away from the product's base price, reproducibly
-            h = stable_hash(f"{self.seed}|{contract.vt_symbol}|start")
-            start = spec.base_price * (1.0 + 0.04 * ((h & 0xFFFF) / 0xFFFF - 0.5))
-            market = _Market(contract, self.seed, round(start / contract.pricetick))
-            market.open_interest = float(20_000 + (h >> 16) % 180_000)
+            market = Market.opening(contract, spec.base_price, self.seed)
             self._markets[contract.vt_symbol] = market
             self._symbols = (*self._symbols, contract.vt_symbol)
             self._dirty_markets[contract.vt_symbol] = None
@@ -886,7 +648,7 @@ class SimExchange:
     # ------------------------------------------------------------------ internals: orders
 
     @staticmethod
-    def _limit_ticks(order: Order, market: _Market) -> int:
+    def _limit_ticks(order: Order, market: Market) -> int:
         if order.type is OrderType.MARKET:
             return market.up if order.direction is Direction.LONG else market.down
         return round(order.price / market.tick)
@@ -1062,7 +824,7 @@ class SimExchange:
             self._retire(w, batch)
         batch.events.append(_copy(order))
 
-    def _match_resting(self, m: _Market, resting: list[_Working], moment: datetime, batch: _Batch) -> None:
+    def _match_resting(self, m: Market, resting: list[_Working], moment: datetime, batch: _Batch) -> None:
         """Fill resting orders the new book crosses: at their own limit price, for at most the
         opposite level-1 volume, best price first, then oldest first."""
         crossing = [w for w in resting if (w.limit >= m.ask1 if w.buy else w.limit <= m.bid1)]

@@ -28,9 +28,10 @@ from core.models import (
     Status,
     Trade,
     on_tick_grid,
+    trading_day_of,
 )
 from gateways import sim_exchange
-from gateways.sim_exchange import SimError, SimExchange, Update, stable_hash, trading_day_end, trading_day_of
+from gateways.sim_exchange import SimError, SimExchange, Update
 from gateways.sim_journal import (
     ExchangeState,
     StateJournal,
@@ -40,6 +41,7 @@ from gateways.sim_journal import (
     load_state,
     save_state,
 )
+from gateways.sim_market import stable_hash, trading_day_end
 
 AU = "au2612.SHFE"  # per-lot fee, close-today free, has close-today rules
 RB = "rb2605.SHFE"
