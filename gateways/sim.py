@@ -51,6 +51,7 @@ from core.models import (
     OrderRequest,
     Tick,
     Trade,
+    local_order_id,
     now,
 )
 from gateways import sim_contracts
@@ -111,7 +112,6 @@ class SimGateway(Gateway):
         self._journal_ok = False  # False: the next change writes a snapshot instead
         self._compaction: asyncio.Handle | None = None
         self._disk_error = ""
-        self._rejected_seq = 0
         self._quoted: dict[str, float] = {}  # paper: contract -> when its last real quote came
         self._source_down = ""  # paper: why the quote source is down ("" while it is up)
 
@@ -369,10 +369,11 @@ class SimGateway(Gateway):
                     self.listener.on_log("ERROR", f"sim market step failed: {exc!r}")
 
     def _reject_locally(self, req: OrderRequest, reason: str) -> str:
-        self._rejected_seq += 1
+        """Refuse ``req`` before it reaches the exchange (not connected, no real quote for a
+        paper order): a REJECTED order with a local id, like every order refused before a venue
+        (the exchange's own rejections keep the exchange's ids)."""
         moment = self._clock()
-        order_id = f"refused-{int(moment.timestamp() * 1000)}-{self._rejected_seq}"
-        order = req.refused(self.account_id, order_id, reason, moment)
+        order = req.refused(self.account_id, local_order_id(moment), reason, moment)
         self.listener.on_order(order)
         return order.order_id
 

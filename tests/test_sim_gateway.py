@@ -19,6 +19,7 @@ import pytest
 from config.schema import SimSettings
 from core.models import (
     CHINA_TZ,
+    LOCAL_ORDER_PREFIX,
     Account,
     CancelRequest,
     Contract,
@@ -615,7 +616,31 @@ async def test_orders_after_close_are_refused(tmp_path: Path, rec: Recorder, clo
     await gw.connect()
     await gw.close()
     rec.clear()
-    gw.send_order(req(TA, LONG, 1, type=OrderType.MARKET))
-    assert rec.of("order")[-1].status_msg == "sim exchange not connected"
+    first = gw.send_order(req(TA, LONG, 1, type=OrderType.MARKET))
+    refused = rec.of("order")[-1]
+    assert refused.status_msg == "sim exchange not connected" and refused.order_id == first
     with pytest.raises(RuntimeError, match="not connected"):
         gw.step(TA)
+
+
+async def test_orders_refused_before_the_exchange_have_local_ids_the_exchanges_keep_theirs(
+    tmp_path: Path, rec: Recorder, clock: Clock
+) -> None:
+    gw = make(tmp_path, rec, clock)
+    rejected = gw.send_order(req(TA, LONG, 1, price=1.0))  # not connected yet: refused locally
+    await gw.connect()
+    by_exchange = gw.send_order(req(TA, LONG, 1, price=2.0))  # below limit-down: the exchange says no
+    paper = SimGateway(
+        "P1", SimSettings(tick_rate=0), rec, tmp_path / "paper", external_quotes=True, clock=clock
+    )
+    await paper.connect()
+    no_quote = paper.send_order(req(TA, LONG, 1, price=1.0))  # no real quote yet: refused locally
+    ids = {o.order_id: o for o in rec.of("order") if o.status is Status.REJECTED}
+    assert set(ids) == {rejected, by_exchange, no_quote}
+    stamp = clock.now.strftime("%Y%m%d%H%M%S")
+    for local in (rejected, no_quote):
+        assert local.startswith(f"{LOCAL_ORDER_PREFIX}{stamp}."), local
+    assert rejected != no_quote  # unique within the process, whichever gateway refused
+    assert by_exchange.isdigit() and "below limit-down" in ids[by_exchange].status_msg
+    await paper.close()
+    await gw.close()
