@@ -221,20 +221,7 @@ class SimExchange:
         if moment >= self._roll_at:
             self._roll(moment, batch)
         order_id = self._new_id()
-        order = Order(
-            account_id=self.account_id,
-            order_id=order_id,
-            vt_symbol=req.vt_symbol,
-            direction=req.direction,
-            offset=req.offset,
-            type=req.type,
-            price=req.price,
-            volume=req.volume,
-            status=Status.SUBMITTING,
-            datetime=moment,
-            update_time=moment,
-            reference=req.reference,
-        )
+        order = req.order(self.account_id, order_id, Status.SUBMITTING, moment)
         self._remember(order)
         batch.events.append(_copy(order))
         reason = self._accept(order, moment, batch)
