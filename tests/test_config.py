@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from rich.pretty import pretty_repr
 
 import config.paths
@@ -692,19 +692,19 @@ def test_defaults_and_strategy_class_key() -> None:
     assert (cfg.ui.color_scheme, cfg.ui.keys, cfg.log.level) == ("cn", {}, "INFO")
 
 
-def test_every_struct_is_kw_only_and_forbids_unknown_fields() -> None:
+def test_every_model_is_kw_only_and_forbids_unknown_fields() -> None:
     import config.schema as schema
 
     classes = [
         obj
         for obj in vars(schema).values()
-        if isinstance(obj, type) and issubclass(obj, msgspec.Struct) and obj.__module__ == schema.__name__
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__
     ]
     assert len(classes) >= 14
     for cls in classes:
         params = inspect.signature(cls).parameters.values()
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params), cls
-        assert cls.__struct_config__.forbid_unknown_fields, cls
+        assert cls.model_config.get("extra") == "forbid", cls
 
 
 def test_account_lookup() -> None:
