@@ -3,7 +3,8 @@
 ``load_config()`` finds and validates the configuration (``--config``,
 ``$QTRADER_CONFIG``, ``./config/config.yaml``, else the bundled demo);
 ``config.paths`` says where data, logs, state and sockets live.
-This package imports nothing from the project except ``core.models``.
+This package imports nothing from the rest of the project (``core`` depends on it, never the
+other way).
 """
 
 from config.loader import (

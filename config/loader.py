@@ -2,22 +2,23 @@
 
 Pipeline (``parse_config``): YAML text -> plain data (duplicate keys rejected)
 -> legacy single-account form folded into ``accounts: [...]`` -> ``${ENV}``
-interpolation -> ``msgspec.convert`` into ``AppConfig`` (types, constraints and
-the schema's cross-field checks) -> relative directories made absolute ->
-warnings.
+interpolation -> ``AppConfig.model_validate`` (types, constraints and the
+schema's cross-field checks) -> relative directories made absolute -> warnings.
 
 Interpolation: ``${NAME}`` anywhere inside a string value is replaced by the
 environment variable NAME (a missing variable is an error naming it and the
 field); ``$${`` is a literal ``${``; the substituted text is not scanned again.
-Values stay strings, and the conversion runs with ``strict=False`` so msgspec
-turns ``"20"`` into ``20`` where the schema wants a number (``"true"`` /
-``"false"`` into booleans): ``max_order_volume: ${MAX_VOL}`` works, and a YAML
-number where the schema wants text (``brokerid: 9999``) is still an error with a
-hint to quote it, never a silent conversion (``userid: 012345`` would lose its 0).
+Values stay strings, and validation runs in pydantic's lax mode so ``"20"``
+becomes ``20`` where the schema wants a number (``"true"`` / ``"false"``
+booleans): ``max_order_volume: ${MAX_VOL}`` works, and a YAML number where the
+schema wants text (``brokerid: 9999``) is still an error with a hint to quote
+it, never a silent conversion (``userid: 012345`` would lose its 0); nor is a
+boolean ever taken for a number.
 
 Errors are ``ConfigError`` whose ``str()`` is one complete message in the shape
-``<file name>: <field path>: <what was expected>``; msgspec's ValidationError
-paths (``$.accounts[1].gateway``) are translated, not re-implemented.
+``<file name>: <field path>: <what was expected>``, built from the structured
+errors of pydantic's ``ValidationError`` (location, error type, context, input)
+and from the schema's own field metadata, never from message text.
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from types import UnionType
+from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import msgspec
-import msgspec.inspect as mi
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
-from config.schema import ACCOUNT_ID_PATTERN, SECRET_FIELD_NAMES, AppConfig
+from config.schema import CHECK_ERROR, SECRET_FIELD_NAMES, AppConfig
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -176,9 +178,10 @@ def parse_config(
     substituted: set[tuple[Any, ...]] = set()
     data = _interpolate(data, (), os.environ if environ is None else environ, substituted, ctx)
     try:
-        config = msgspec.convert(data, AppConfig, strict=False)
-    except msgspec.ValidationError as exc:
-        raise _translate(str(exc), data, ctx) from None
+        # by key only: `class:` in the file, never `class_name:` (that is the Python name)
+        config = AppConfig.model_validate(data, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise _translate(_first_problem(exc.errors(include_url=False), data), ctx) from None
     config = _absolute_dirs(config, base_dir or Path.cwd())
     if warnings is not None:
         warnings.extend(_collect_warnings(config, substituted, ctx))
@@ -191,17 +194,7 @@ def parse_config(
 # Field names (and keys such as `x-risk`) shown with dots; anything else in brackets.
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
-
-class _AnyKey:
-    """Path segment for msgspec's ``[...]`` (a value in a mapping, key not reported)."""
-
-    def __repr__(self) -> str:
-        return "[...]"
-
-
-_ANY = _AnyKey()
-Segment = str | int | _AnyKey
-FieldPath = tuple[Segment, ...]
+FieldPath = tuple[str | int, ...]
 
 
 class _Context:
@@ -217,9 +210,7 @@ class _Context:
             path = path[2:]
         out = ""
         for seg in path:
-            if isinstance(seg, _AnyKey):
-                out += "[...]"
-            elif isinstance(seg, int):
+            if isinstance(seg, int):
                 out += f"[{seg}]"
             elif _IDENT.match(seg):
                 out += f".{seg}" if out else seg
@@ -256,48 +247,27 @@ def _describe(value: Any, *, secret: bool = False) -> str:
     return f"{value} (a {type(value).__name__})"
 
 
-_TYPE_WORDS = {
-    "int": "an integer",
-    "float": "a number",
-    "str": "a string",
-    "bool": "true or false",
-    "array": "a list",
-    "object": "a mapping",
-    "null": "null",
-}
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "str": (str,),
-    "bool": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
-
-
-def _type_words(msgspec_type: str) -> str:
-    return " or ".join(_TYPE_WORDS.get(t.strip(), t.strip()) for t in msgspec_type.split("|"))
-
-
-def _matches(value: Any, msgspec_type: str) -> bool:
-    names = [t.strip() for t in msgspec_type.split("|")]
-    if isinstance(value, bool):
-        return "bool" in names
-    return any(isinstance(value, _PY_TYPES.get(n, ())) for n in names)
+# --- the schema at a location (pydantic reports where; the models say what belongs there)
 
 
 @cache
-def _app_type() -> mi.Type:
-    return mi.type_info(AppConfig)
+def _fields_by_key(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields by YAML key (``class`` for ``class_name``), in declaration order."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
-def _unwrap(t: mi.Type | None) -> mi.Type | None:
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def _strip(t: Any) -> Any:
+    """``Annotated[X, ...]`` -> ``X`` and ``X | None`` -> ``X`` (repeatedly); other unions stay."""
     while True:
-        if isinstance(t, mi.Metadata):
-            t = t.type
-        elif isinstance(t, mi.UnionType):
-            inner = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        origin = get_origin(t)
+        if origin is Annotated:
+            t = get_args(t)[0]
+        elif origin in (Union, UnionType):
+            inner = [a for a in get_args(t) if a is not NoneType]
             if len(inner) != 1:
                 return t
             t = inner[0]
@@ -305,189 +275,197 @@ def _unwrap(t: mi.Type | None) -> mi.Type | None:
             return t
 
 
-def _type_at(path: FieldPath) -> mi.Type | None:
-    """The schema type found at ``path`` (None if the path leaves the schema)."""
-    t: mi.Type | None = _app_type()
-    for seg in path:
-        t = _unwrap(t)
-        if isinstance(t, mi.StructType) and isinstance(seg, str):
-            t = next((f.type for f in t.fields if f.encode_name == seg), None)
-        elif isinstance(t, mi.ListType) and isinstance(seg, int):
-            t = t.item_type
-        elif isinstance(t, mi.DictType):
-            t = t.value_type
+def _annotation_at(loc: FieldPath) -> Any:
+    """The schema's type at ``loc`` (None if the location leaves the schema)."""
+    t: Any = AppConfig
+    for seg in loc:
+        t = _strip(t)
+        origin = get_origin(t)
+        if _is_model(t) and isinstance(seg, str):
+            info = _fields_by_key(t).get(seg)
+            if info is None:
+                return None
+            t = info.annotation
+        elif origin is list and isinstance(seg, int):
+            t = get_args(t)[0]
+        elif origin is dict:
+            t = get_args(t)[1]
         else:
             return None
-    return _unwrap(t)
+    return t
 
 
-def _literal_values(path: FieldPath) -> tuple[Any, ...]:
-    """The allowed values of the Literal field at ``path``, in the order the schema lists them.
+def _members(t: Any) -> list[Any]:
+    """The alternatives of a type: ``float | None`` -> ``[float, NoneType]`` (Annotated removed)."""
+    origin = get_origin(t)
+    if origin is Annotated:
+        return _members(get_args(t)[0])
+    if origin in (Union, UnionType):
+        return [m for a in get_args(t) for m in _members(a)]
+    return [t]
 
-    (``msgspec.inspect`` sorts them; "sim, ctp, tqsdk" reads better than "ctp, sim, tqsdk".)
+
+_WORDS: dict[Any, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+    NoneType: "null",
+}
+
+
+def _words(t: Any) -> str:
+    """``float | None`` -> "a number or null"."""
+    out: list[str] = []
+    for member in _members(t):
+        if _is_model(member):
+            member = dict
+        word = _WORDS.get(get_origin(member) or member, "a value")
+        if word not in out:
+            out.append(word)
+    return " or ".join(out)
+
+
+# pydantic error types that mean "not of the expected type", with what to say when the location is not
+# in the schema (the schema's own type, which knows about "or null", is preferred).
+_TYPE_ERRORS = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_parsing_size": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "string_unicode": "a string",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+_BOUNDS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+_OPERATORS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_LENGTH_ERRORS = {"too_short": ">=", "string_too_short": ">=", "too_long": "<=", "string_too_long": "<="}
+
+
+def _number(bound: Any) -> str:
+    """Show bounds as written: 0, 1024, 4294967295, 0.5 (pydantic may report 0 as 0.0)."""
+    if isinstance(bound, float) and bound.is_integer():
+        return str(int(bound))
+    return str(bound)
+
+
+def _first_problem(errors: list[ErrorDetails], data: Any) -> ErrorDetails:
+    """The one error to report (the file is fixed and loaded again): the first in the file.
+
+    pydantic lists errors in the schema's field order, a mapping's missing fields
+    before its unknown keys; read as written, ``acounts:`` comes before the
+    ``accounts`` it fails to provide (and its message suggests the right name).
     """
-    if not path or not isinstance(path[-1], str):
-        return ()
-    parent = _type_at(path[:-1])
-    if not isinstance(parent, mi.StructType):
-        return ()
-    info = next((f for f in msgspec.structs.fields(parent.cls) if f.encode_name == path[-1]), None)
-    if info is None:
-        return ()
-    candidates = [info.type]
-    while candidates:
-        t = candidates.pop()
-        origin = get_origin(t)
-        if origin is Literal:
-            return get_args(t)
-        if origin is Annotated:
-            candidates.append(get_args(t)[0])
-        elif origin in (Union, UnionType):
-            candidates.extend(get_args(t))
-    return ()
+    return min(errors, key=lambda error: _position(error, data))
 
 
-def _value_at(data: Any, path: FieldPath) -> tuple[bool, Any]:
-    """The raw (interpolated) value at ``path``: ``(found, value)``."""
-    for seg in path:
-        in_list = isinstance(seg, int) and isinstance(data, list) and 0 <= seg < len(data)
-        in_dict = isinstance(seg, str) and isinstance(data, dict) and seg in data
-        if not (in_list or in_dict):
-            return False, None
-        data = data[seg]
-    return True, data
-
-
-_LOCATION = re.compile(r"^(?P<msg>.*?)(?: - at (?:`(?P<key>key)` in )?`(?P<path>\$[^`]*)`)?$", re.DOTALL)
-_PATH_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-_EXPECTED = re.compile(r"^Expected `(?P<type>[^`]+)`(?P<cons>.*?)(?:, got `(?P<got>[^`]+)`)?$", re.DOTALL)
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
-_ENUM = re.compile(r"^Invalid enum value ")
-# Cross-field checks in the schema raise "<relative path>: <detail>".
-_RELATIVE = re.compile(
-    r"^(?P<rel>[A-Za-z_]\w*(?:\[\d+\])*(?:\.[A-Za-z_]\w*(?:\[\d+\])*)*): (?P<detail>.*)$", re.DOTALL
-)
-
-
-def _parse_path(text: str) -> FieldPath:
-    """``$.accounts[1].gateway`` or ``accounts[1].gateway`` -> ``("accounts", 1, "gateway")``."""
-    text = text.removeprefix("$")
-    if text and text[0] not in ".[":
-        text = "." + text
-    segments: list[Segment] = []
-    for name, index in _PATH_SEGMENT.findall(text):
-        if name:
-            segments.append(name)
-        elif index == "...":
-            segments.append(_ANY)
+def _position(error: ErrorDetails, data: Any) -> tuple[int, ...]:
+    """Where an error is in the input: the index of each key or item along its location."""
+    out: list[int] = []
+    node = data
+    for seg in error["loc"]:
+        if isinstance(node, dict) and seg in node:
+            out.append(list(node).index(seg))
+            node = node[seg]
+        elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            out.append(seg)
+            node = node[seg]
         else:
-            segments.append(int(index))
-    return tuple(segments)
+            # not in the input (a missing field): after everything the mapping does hold
+            out.append(len(node) if isinstance(node, dict | list) else 0)
+            break
+    return tuple(out)
 
 
-def _translate(text: str, data: Any, ctx: _Context) -> ConfigError:
-    """Turn one msgspec ValidationError message into a ConfigError in our shape."""
-    loc = _LOCATION.match(text)
-    assert loc is not None  # the pattern matches any string
-    msg = loc["msg"]
-    path = _parse_path(loc["path"] or "$")
-    if _ANY in path:
-        path = _resolve_any(path, data, msg)
-    field_name = next((s for s in reversed(path) if isinstance(s, str)), "")
-    found, value = _value_at(data, path)
-    secret = field_name in SECRET_FIELD_NAMES
-    got = _describe(value, secret=secret) if found else None
+def _translate(error: ErrorDetails, ctx: _Context) -> ConfigError:
+    """Turn one pydantic error (location, type, context, input) into a ConfigError in our shape."""
+    loc: FieldPath = tuple(error["loc"])
+    kind = error["type"]
+    context: dict[str, Any] = dict(error.get("ctx") or {})
+    value = error.get("input")
 
-    if loc["key"]:
-        mapping = value if isinstance(value, dict) else {}
-        bad = next((k for k in mapping if not isinstance(k, str)), None)
-        return ctx.error(path, f"keys must be text, got key {_describe(bad)} (write it in quotes)")
+    if kind == CHECK_ERROR:  # the schema's own checks: the offending field relative to where it ran
+        return ctx.error((*loc, *context["loc"]), context["detail"])
 
-    if m := _UNKNOWN.match(msg):
-        return ctx.error((*path, m["name"]), _unknown_field_detail(path, m["name"], ctx))
+    if loc[-1:] == ("[key]",) and get_origin(_strip(_annotation_at(loc[:-2]))) is dict:
+        # (...,  <key>, "[key]"): the key of a mapping entry is not text
+        return ctx.error(loc[:-2], f"keys must be text, got key {_describe(value)} (write it in quotes)")
+    if kind == "invalid_key":  # a non-text key where the schema has named fields; loc ends with it
+        return ctx.error(loc[:-1], f"keys must be text, got key {_describe(value)} (write it in quotes)")
 
-    if m := _MISSING.match(msg):
-        if path == () and m["name"] == "accounts":
+    if kind == "extra_forbidden":
+        return ctx.error(loc, _unknown_field_detail(loc, ctx))
+
+    if kind == "missing":
+        if loc == ("accounts",):
             return ctx.error(
-                ("accounts",),
+                loc,
                 "required: list the accounts here (or write a single account's account_id at the top level)",
             )
-        return ctx.error((*path, m["name"]), "required field is missing")
+        return ctx.error(loc, "required field is missing")
 
-    if _ENUM.match(msg):
+    field_name = next((s for s in reversed(loc) if isinstance(s, str)), "")
+    secret = field_name in SECRET_FIELD_NAMES
+    got = _describe(value, secret=secret)
+    annotation = _annotation_at(loc)
+
+    if kind == "literal_error":
         noun = field_name.replace("_", " ") or "value"
-        values = _literal_values(path)
-        if values:
-            return ctx.error(path, f"unknown {noun} {got} (expected {', '.join(map(str, values))})")
-        return ctx.error(path, f"unknown {noun} {got}")
+        allowed = _strip(annotation)
+        if get_origin(allowed) is not Literal:
+            return ctx.error(loc, f"unknown {noun} {got}")
+        values = ", ".join(map(str, get_args(allowed)))  # the schema's order: "sim, ctp, tqsdk"
+        if value is None or isinstance(value, dict | list):
+            return ctx.error(loc, f"expected one of {values}, got {got}")
+        return ctx.error(loc, f"unknown {noun} {got} (expected {values})")
 
-    if m := _EXPECTED.match(msg):
-        return ctx.error(path, _expected_detail(m["type"], m["cons"].strip(), value, found, got, secret))
+    if kind in _BOUNDS:
+        words = _words(_strip(annotation)) if annotation is not None else "a number"
+        bound = context[_BOUNDS[kind]]
+        return ctx.error(loc, f"expected {words} {_OPERATORS[_BOUNDS[kind]]} {_number(bound)}, got {got}")
 
-    if m := _RELATIVE.match(msg):
-        return ctx.error((*path, *_parse_path(m["rel"])), m["detail"])
-    return ctx.error(path, msg)
+    if kind in _LENGTH_ERRORS:
+        op, size = _LENGTH_ERRORS[kind], context.get("min_length" if "short" in kind else "max_length")
+        if op == ">=" and size == 1:
+            return ctx.error(loc, "must not be empty")
+        words = _words(_strip(annotation)) if annotation is not None else "a value"
+        return ctx.error(loc, f"expected {words} of length {op} {size}, got {got}")
+
+    if kind in _TYPE_ERRORS:
+        words = _words(annotation) if annotation is not None else _TYPE_ERRORS[kind]
+        detail = f"expected {words}, got {got}"
+        wants_text = annotation is not None and str in _members(annotation)
+        if wants_text and isinstance(value, int | float) and not isinstance(value, bool):
+            # YAML reads 9999 as a number; ids and codes must be quoted to stay text (and keep leading zeros).
+            detail += " (write it in quotes)" if secret else f' (write it in quotes: "{value}")'
+        return ctx.error(loc, detail)
+
+    # Anything else (a pydantic check this schema does not use today): pydantic's own words, which
+    # name the expectation, not the value.
+    return ctx.error(loc, error["msg"][:1].lower() + error["msg"][1:])
 
 
-def _resolve_any(path: FieldPath, data: Any, msg: str) -> FieldPath:
-    """msgspec reports a bad mapping value as ``[...]``: name the first entry that does not fit."""
-    i = path.index(_ANY)
-    found, mapping = _value_at(data, path[:i])
-    m = _EXPECTED.match(msg)
-    if found and isinstance(mapping, dict) and m:
-        for key, value in mapping.items():
-            if isinstance(key, str) and not _matches(value, m["type"]):
-                return (*path[:i], key, *path[i + 1 :])
-    return path
-
-
-def _unknown_field_detail(path: FieldPath, name: str, ctx: _Context) -> str:
-    t = _type_at(path)
-    expected = [f.encode_name for f in t.fields] if isinstance(t, mi.StructType) else []
-    if ctx.legacy and path == ("accounts", 0):
+def _unknown_field_detail(loc: FieldPath, ctx: _Context) -> str:
+    parent = _strip(_annotation_at(loc[:-1]))
+    expected = list(_fields_by_key(parent)) if _is_model(parent) else []
+    if ctx.legacy and loc[:-1] == ("accounts", 0):
         # In the legacy form the account's keys share the top level with the other sections.
         expected += [s for s in _app_sections() if s not in expected]
     detail = "unknown field"
     if expected:
         detail += f" (expected one of: {', '.join(expected)})"
-        close = difflib.get_close_matches(name, expected, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(loc[-1]), expected, n=1, cutoff=0.6)
         if close:
             detail += f"; did you mean '{close[0]}'?"
-    return detail
-
-
-def _number(text: str) -> str:
-    """msgspec writes bounds as floats ("0.0"): show 0, 1024, 4294967295, 0.5."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return str(int(number)) if number.is_integer() else repr(number)
-
-
-def _expected_detail(
-    msgspec_type: str, cons: str, value: Any, found: bool, got: str | None, secret: bool
-) -> str:
-    words = _type_words(msgspec_type)
-    got_part = f", got {got}" if found else ""
-    if cons.startswith("matching regex"):
-        if ACCOUNT_ID_PATTERN in cons:
-            return f"invalid account id {got} (expected 1-32 characters: letters, digits, '_' or '-')"
-        return f"expected {words} {cons}{got_part}"
-    if cons.startswith("of length"):
-        if cons in ("of length >= 1", "of length > 0"):
-            return "must not be empty"
-        return f"expected {words} {cons}{got_part}"
-    if cons:
-        # Numeric bounds: "> 0.0", ">= 1", "<= 4294967295".
-        op, _, bound = cons.partition(" ")
-        return f"expected {words} {op} {_number(bound)}{got_part}"
-    detail = f"expected {words}{got_part}"
-    wants_text = "str" in [t.strip() for t in msgspec_type.split("|")]
-    if wants_text and found and isinstance(value, int | float) and not isinstance(value, bool):
-        # YAML reads 9999 as a number; ids and codes must be quoted to stay text (and keep leading zeros).
-        detail += " (write it in quotes)" if secret else f' (write it in quotes: "{value}")'
     return detail
 
 
@@ -540,7 +518,7 @@ def _read_yaml(text: str, ctx: _Context) -> Any:
 
 @cache
 def _app_sections() -> tuple[str, ...]:
-    return tuple(name for name in AppConfig.__struct_encode_fields__ if name != "accounts")
+    return tuple(key for key in _fields_by_key(AppConfig) if key != "accounts")
 
 
 def _fold_legacy(raw: dict[Any, Any], ctx: _Context) -> dict[Any, Any]:
@@ -608,9 +586,10 @@ def _absolute_dirs(config: AppConfig, base_dir: Path) -> AppConfig:
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (base_dir / path).absolute())
 
-    database = msgspec.structs.replace(config.database, data_dir=anchor(config.database.data_dir))
-    socket = msgspec.structs.replace(config.socket, socket_dir=anchor(config.socket.socket_dir))
-    return msgspec.structs.replace(config, database=database, socket=socket)
+    # model_copy does not validate again: an absolute path is as valid as the relative one
+    database = config.database.model_copy(update={"data_dir": anchor(config.database.data_dir)})
+    socket = config.socket.model_copy(update={"socket_dir": anchor(config.socket.socket_dir)})
+    return config.model_copy(update={"database": database, "socket": socket})
 
 
 def _collect_warnings(config: AppConfig, substituted: set[tuple[Any, ...]], ctx: _Context) -> list[str]:

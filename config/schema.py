@@ -1,34 +1,43 @@
 """Typed configuration schema: what a qtrader-tui YAML file may contain.
 
-Every section is a msgspec Struct that forbids unknown fields, so a typo such as
-``gatway:`` is an error instead of a silently ignored key. Field constraints
-(``Meta``) and the cross-field checks in ``__post_init__`` run both when the
-loader converts YAML and when code builds a config by hand, so an ``AppConfig``
-object is always valid.
+Every section is a pydantic model that forbids unknown fields, so a typo such as
+``gatway:`` is an error instead of a silently ignored key. Field constraints and
+the cross-field checks (``model_validator``) run both when the loader validates
+YAML and when code builds a config by keyword arguments, so an ``AppConfig``
+object is always valid (assigning to an attribute afterwards is not checked).
 
-Cross-field checks raise ``ValueError("<field path>: <what is wrong>")`` with a
-path relative to the struct being checked; the loader (``config.loader``)
-joins it with the location msgspec reports, giving messages such as
-``config.yaml: accounts[1].ctp: gateway 'ctp' needs a 'ctp' section``.
+The schema's own checks raise ``PydanticCustomError`` of type ``CHECK_ERROR``
+whose context carries ``loc`` (the offending field, relative to the model or
+field being checked) and ``detail`` (what is wrong). The loader
+(``config.loader``) joins ``loc`` with the location pydantic reports, giving
+messages such as ``config.yaml: accounts[1].ctp: gateway 'ctp' needs a 'ctp'
+section``; nothing is parsed back out of message text.
 
-Secrets (passwords, auth codes) live only in the settings classes derived from
-``_SecretSection``: their ``repr`` and rich repr mask them and ``redacted()``
-gives a loggable dict. Never serialise a config with ``msgspec.json.encode`` or
-``msgspec.to_builtins``: those bypass the masking.
+Secrets (passwords, auth codes) stay plain ``str`` attributes, for the gateways,
+and live only in the settings classes derived from ``_SecretSection``: their
+``repr``, ``str`` and rich repr mask them and ``redacted()`` gives a loggable
+dict. A ``ValidationError`` never quotes input values (``hide_input_in_errors``).
+Never serialise a config with ``model_dump`` / ``model_dump_json``: those bypass
+the masking.
+
+This module imports nothing from the rest of the project: ``core`` depends on
+``config``, never the other way.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, Literal, NoReturn
 
-import msgspec
-from msgspec import Meta
-
-from core.models import split_vt_symbol
+from annotated_types import Ge, Gt, Le, MinLen
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError, PydanticKnownError
 
 __all__ = [
     "ACCOUNT_ID_PATTERN",
+    "CHECK_ERROR",
+    "EXCHANGE_NAMES",
     "MASK",
     "SECRET_FIELD_NAMES",
     "AccountConfig",
@@ -45,6 +54,7 @@ __all__ = [
     "TqsdkSettings",
     "UiConfig",
     "check_account_id",
+    "check_vt_symbol",
 ]
 
 #: Account ids go into file names, socket names and database names, hence the
@@ -56,13 +66,31 @@ _ACCOUNT_ID_RE = re.compile(ACCOUNT_ID_PATTERN)
 #: What a secret looks like in a repr, in ``redacted()`` and in logs.
 MASK = "***"
 
-AccountId = Annotated[str, Meta(pattern=ACCOUNT_ID_PATTERN)]
-NonEmptyStr = Annotated[str, Meta(min_length=1)]
-PositiveFloat = Annotated[float, Meta(gt=0)]
-NonNegativeFloat = Annotated[float, Meta(ge=0)]
-PositiveInt = Annotated[int, Meta(ge=1)]
+#: The exchanges a ``SYMBOL.EXCHANGE`` may name, in the order messages list them.
+#: The same names as ``core.models.Exchange`` (a test keeps the two equal); kept
+#: here so that config does not import the trading core.
+EXCHANGE_NAMES: tuple[str, ...] = ("SHFE", "INE", "DCE", "CZCE", "CFFEX", "GFEX")
 
-GatewayName = Literal["sim", "ctp", "tqsdk"]
+#: Error type of the schema's own checks; context: ``loc`` (a path relative to
+#: where pydantic reports the error), ``detail`` and ``message``.
+CHECK_ERROR = "qtrader_config"
+
+
+def _fail(loc: tuple[str | int, ...], detail: str) -> NoReturn:
+    """Raise a check error about the field at ``loc`` (relative to the model or field being checked)."""
+    where = _display(loc)
+    # "message" last: pydantic fills the template with each context value in turn, so a detail that
+    # happens to contain "{loc}" is not expanded again.
+    context = {"loc": loc, "detail": detail, "message": f"{where}: {detail}" if where else detail}
+    raise PydanticCustomError(CHECK_ERROR, "{message}", context)
+
+
+def _display(loc: tuple[str | int, ...]) -> str:
+    """``("strategies", 1, "name")`` -> ``strategies[1].name`` (for exceptions raised in code)."""
+    out = ""
+    for seg in loc:
+        out += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if out else seg)
+    return out
 
 
 def check_account_id(account_id: str) -> str:
@@ -78,9 +106,61 @@ def check_account_id(account_id: str) -> str:
     return account_id
 
 
-def _fail(field_path: str, detail: str) -> None:
-    """Raise a cross-field error in the ``"<relative path>: <detail>"`` form the loader understands."""
-    raise ValueError(f"{field_path}: {detail}")
+def check_vt_symbol(vt_symbol: str) -> str:
+    """Return ``vt_symbol`` if it is ``SYMBOL.EXCHANGE`` with a known exchange, else raise ValueError.
+
+    The messages are those of ``core.models.split_vt_symbol``, which the trading
+    core uses on the same strings.
+    """
+    symbol, sep, exchange = vt_symbol.rpartition(".")
+    if not sep or not symbol:
+        raise ValueError(f"'{vt_symbol}' is not symbol.EXCHANGE (e.g. au2612.SHFE)")
+    if exchange not in EXCHANGE_NAMES:
+        names = ", ".join(EXCHANGE_NAMES)
+        raise ValueError(f"'{vt_symbol}': unknown exchange '{exchange}' (expected {names})")
+    return vt_symbol
+
+
+def _valid_account_id(value: str) -> str:
+    try:
+        return check_account_id(value)
+    except ValueError as exc:
+        _fail((), str(exc))
+
+
+def _valid_vt_symbol(value: str) -> str:
+    try:
+        return check_vt_symbol(value)
+    except ValueError as exc:
+        _fail((), str(exc))
+
+
+def _no_bool(error_type: str) -> Any:
+    """A before-validator refusing booleans where a number belongs.
+
+    Validation is lax so that ``"20"`` from an ``${ENV}`` variable becomes 20,
+    but lax pydantic also reads ``true`` as 1: a boolean in a number field is a
+    mistake, never a number.
+    """
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticKnownError(error_type)
+        return value
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _no_bool("int_type")]
+Float = Annotated[float, _no_bool("float_type")]
+AccountId = Annotated[str, AfterValidator(_valid_account_id)]
+VtSymbol = Annotated[str, AfterValidator(_valid_vt_symbol)]
+NonEmptyStr = Annotated[str, MinLen(1)]
+PositiveFloat = Annotated[Float, Gt(0)]
+NonNegativeFloat = Annotated[Float, Ge(0)]
+PositiveInt = Annotated[Int, Ge(1)]
+
+GatewayName = Literal["sim", "ctp", "tqsdk"]
 
 
 def _redact_value(value: Any) -> Any:
@@ -93,8 +173,18 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Base of every config struct: keyword-only, unknown keys rejected."""
+class _Section(BaseModel):
+    """Base of every config model: keyword arguments only, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # Code writes the Python name (class_name=...), YAML the key (class:); the loader
+        # validates by key only, so `class_name:` in a file is an unknown field.
+        validate_by_name=True,
+        validate_by_alias=True,
+        # A ValidationError's text would otherwise quote the offending values, secrets included.
+        hide_input_in_errors=True,
+    )
 
     #: Field names (Python names) whose values must never be shown.
     secret_fields: ClassVar[frozenset[str]] = frozenset()
@@ -102,8 +192,9 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def redacted(self) -> dict[str, Any]:
         """This section as plain data (YAML key names) with every secret masked; safe to log."""
         out: dict[str, Any] = {}
-        for name, key in zip(self.__struct_fields__, self.__struct_encode_fields__, strict=True):
+        for name, info in type(self).model_fields.items():
             value = getattr(self, name)
+            key = info.alias or name
             if name in self.secret_fields:
                 out[key] = MASK if value else value
             else:
@@ -111,36 +202,28 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return out
 
 
-class _SecretSection(_Section, kw_only=True, forbid_unknown_fields=True):
-    """A section holding credentials: repr and rich repr mask them."""
+class _SecretSection(_Section):
+    """A section holding credentials: repr, str and rich repr mask them."""
 
-    def _masked_items(self) -> list[tuple[str, Any]]:
-        return [
-            (name, MASK if name in self.secret_fields and getattr(self, name) else getattr(self, name))
-            for name in self.__struct_fields__
-        ]
-
-    def __repr__(self) -> str:
-        body = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())
-        return f"{type(self).__name__}({body})"
-
-    def __rich_repr__(self) -> Any:
-        yield from self._masked_items()
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # pydantic builds __repr__, __str__ and __rich_repr__ from these pairs.
+        for name, value in super().__repr_args__():
+            yield name, MASK if name in self.secret_fields and value else value
 
 
 # --------------------------------------------------------------------------- gateway settings
 
 
-class SimSettings(_Section, kw_only=True, forbid_unknown_fields=True):
+class SimSettings(_Section):
     """Built-in simulated exchange: starting cash and the synthetic market."""
 
     initial_balance: PositiveFloat = 1_000_000.0
-    seed: int = 0
+    seed: Int = 0
     #: Ticks per second per contract; 0 freezes the synthetic market.
     tick_rate: NonNegativeFloat = 2.0
 
 
-class CtpSettings(_SecretSection, kw_only=True, forbid_unknown_fields=True):
+class CtpSettings(_SecretSection):
     """A CTP broker login (vnpy_ctp). Put password and auth_code in ``${ENV}`` variables."""
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"password", "auth_code"})
@@ -159,7 +242,7 @@ class CtpSettings(_SecretSection, kw_only=True, forbid_unknown_fields=True):
     connect_timeout: PositiveFloat = 15.0
 
 
-class TqsdkSettings(_SecretSection, kw_only=True, forbid_unknown_fields=True):
+class TqsdkSettings(_SecretSection):
     """A TqSdk login: auth is the shinnytech account; broker/user/password only for real accounts."""
 
     secret_fields: ClassVar[frozenset[str]] = frozenset({"password", "auth_password"})
@@ -176,17 +259,19 @@ class TqsdkSettings(_SecretSection, kw_only=True, forbid_unknown_fields=True):
     md_url: str | None = None
     init_balance: PositiveFloat = 1_000_000.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> TqsdkSettings:
         if self.account_type == "account":
             for name in ("broker", "user", "password"):
                 if not getattr(self, name):
-                    _fail(name, "required when account_type is 'account'")
+                    _fail((name,), "required when account_type is 'account'")
+        return self
 
 
 # --------------------------------------------------------------------------- risk and strategies
 
 
-class RiskConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class RiskConfig(_Section):
     """Per-account pre-trade limits, checked by the trader before any order reaches a gateway."""
 
     max_order_volume: PositiveInt = 100
@@ -203,7 +288,7 @@ class RiskConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     duplicate_window: NonNegativeFloat = 1.0
 
 
-class StrategyRiskConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class StrategyRiskConfig(_Section):
     """A strategy instance's own limits (percentages of the entry price)."""
 
     stop_loss_pct: PositiveFloat | None = None
@@ -211,29 +296,23 @@ class StrategyRiskConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     max_position: PositiveInt = 1
 
 
-class StrategyConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class StrategyConfig(_Section):
     """One strategy instance: class + symbol + parameters + its own risk limits."""
 
     name: NonEmptyStr
     #: Written ``class:`` in YAML (``class`` is a Python keyword).
-    class_name: NonEmptyStr = msgspec.field(name="class")
-    symbol: str
+    class_name: NonEmptyStr = Field(alias="class")
+    symbol: VtSymbol
     #: Checked by the strategy class itself when the engine creates the instance.
     params: dict[str, Any] = {}
-    risk: StrategyRiskConfig = msgspec.field(default_factory=StrategyRiskConfig)
+    risk: StrategyRiskConfig = Field(default_factory=StrategyRiskConfig)
     autostart: bool = True
-
-    def __post_init__(self) -> None:
-        try:
-            split_vt_symbol(self.symbol)
-        except ValueError as exc:
-            _fail("symbol", str(exc))
 
 
 # --------------------------------------------------------------------------- accounts
 
 
-class AccountConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class AccountConfig(_Section):
     """One trading account: its venue, how its trader runs, what it watches and its limits."""
 
     account_id: AccountId
@@ -241,69 +320,67 @@ class AccountConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True
     #: process: own OS process (isolation); embedded: an asyncio task in the manager (debugging).
     mode: Literal["process", "embedded"] = "process"
-    sim: SimSettings = msgspec.field(default_factory=SimSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
     ctp: CtpSettings | None = None
     tqsdk: TqsdkSettings | None = None
     #: A paper (sim) account matching locally against quotes taken from this other account.
     market_data_from: str | None = None
-    watchlist: list[str] = []
+    watchlist: list[VtSymbol] = []
     auto_trading: bool = False
-    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
     strategies: list[StrategyConfig] = []
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> AccountConfig:
         if self.gateway == "ctp" and self.ctp is None:
             _fail(
-                "ctp",
+                ("ctp",),
                 "gateway 'ctp' needs a 'ctp' section (userid, password, brokerid, td_address, md_address)",
             )
         if self.gateway == "tqsdk" and self.tqsdk is None:
-            _fail("tqsdk", "gateway 'tqsdk' needs a 'tqsdk' section (at least auth_user, auth_password)")
+            _fail(("tqsdk",), "gateway 'tqsdk' needs a 'tqsdk' section (at least auth_user, auth_password)")
         if self.market_data_from is not None:
             if self.gateway != "sim":
                 _fail(
-                    "market_data_from",
+                    ("market_data_from",),
                     f"only a sim (paper) account can take quotes from another account; this gateway is "
                     f"'{self.gateway}'",
                 )
             if self.market_data_from == self.account_id:
-                _fail("market_data_from", "an account cannot take quotes from itself")
+                _fail(("market_data_from",), "an account cannot take quotes from itself")
         seen: dict[str, int] = {}
         for i, vt_symbol in enumerate(self.watchlist):
-            try:
-                split_vt_symbol(vt_symbol)
-            except ValueError as exc:
-                _fail(f"watchlist[{i}]", str(exc))
             if vt_symbol in seen:
-                _fail(f"watchlist[{i}]", f"'{vt_symbol}' is listed twice (also watchlist[{seen[vt_symbol]}])")
+                _fail(("watchlist", i), f"'{vt_symbol}' is listed twice (also watchlist[{seen[vt_symbol]}])")
             seen[vt_symbol] = i
         names: dict[str, int] = {}
         for i, strategy in enumerate(self.strategies):
             if strategy.name in ("manual", "external"):  # orders and trades say who sent them
                 _fail(
-                    f"strategies[{i}].name",
+                    ("strategies", i, "name"),
                     f"'{strategy.name}' is reserved (manual: the operator's own orders; "
                     "external: orders placed outside qtrader)",
                 )
             if strategy.name in names:
                 _fail(
-                    f"strategies[{i}].name",
+                    ("strategies", i, "name"),
                     f"duplicate strategy name '{strategy.name}' (also strategies[{names[strategy.name]}])",
                 )
             names[strategy.name] = i
+        return self
 
 
 # --------------------------------------------------------------------------- process-wide sections
 
 
-class ManagerConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class ManagerConfig(_Section):
     """How the TradingManager supervises traders: heartbeats, restarts, request timeouts (seconds)."""
 
     heartbeat_interval: PositiveFloat = 1.0
     #: No heartbeat for this long = hung: the trader is killed and restarted.
     heartbeat_timeout: PositiveFloat = 5.0
     #: Delay before the 1st, 2nd, ... restart; the last value repeats. 0 = restart at once.
-    restart_backoff: Annotated[list[NonNegativeFloat], Meta(min_length=1)] = msgspec.field(
+    restart_backoff: Annotated[list[NonNegativeFloat], MinLen(1)] = Field(
         default_factory=lambda: [0.0, 1.0, 2.0, 5.0, 10.0, 30.0]
     )
     #: More than max_restarts restarts within restart_window seconds => wait `cooldown` seconds.
@@ -315,29 +392,31 @@ class ManagerConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     request_timeout: PositiveFloat = 5.0
     #: After a venue refused the login (or its front was unreachable), the trader is
     #: restarted after these delays; the last value repeats until it connects.
-    venue_backoff: Annotated[list[NonNegativeFloat], Meta(min_length=1)] = msgspec.field(
+    venue_backoff: Annotated[list[NonNegativeFloat], MinLen(1)] = Field(
         default_factory=lambda: [5.0, 10.0, 30.0, 60.0]
     )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ManagerConfig:
         if self.heartbeat_timeout <= self.heartbeat_interval:
             _fail(
-                "heartbeat_timeout",
+                ("heartbeat_timeout",),
                 f"must be longer than heartbeat_interval ({self.heartbeat_timeout:g} <= "
                 f"{self.heartbeat_interval:g})",
             )
+        return self
 
 
-class SocketConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class SocketConfig(_Section):
     """Where the Unix sockets live and how large one frame may be."""
 
     #: None = $XDG_RUNTIME_DIR/qtrader, else <tempdir>/qtrader-<uid> (see config.paths.socket_dir).
     socket_dir: str | None = None
     #: Frames carry a 4-byte length, hence the upper bound.
-    max_frame_bytes: Annotated[int, Meta(ge=1024, le=2**32 - 1)] = 16 * 1024 * 1024
+    max_frame_bytes: Annotated[Int, Ge(1024), Le(2**32 - 1)] = 16 * 1024 * 1024
 
 
-class DatabaseConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class DatabaseConfig(_Section):
     """Where account databases and logs go, and how often account snapshots are taken."""
 
     #: None = $QTRADER_HOME, else the platform's user data dir (see config.paths.data_dir).
@@ -345,7 +424,7 @@ class DatabaseConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     snapshot_interval: PositiveFloat = 10.0
 
 
-class UiConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class UiConfig(_Section):
     """Console preferences."""
 
     #: cn: red = up, green = down (China convention); intl: the reverse.
@@ -354,27 +433,28 @@ class UiConfig(_Section, kw_only=True, forbid_unknown_fields=True):
     keys: dict[str, str] = {}
 
 
-class LogConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class LogConfig(_Section):
     """Logging verbosity of the manager and the traders."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-class AppConfig(_Section, kw_only=True, forbid_unknown_fields=True):
+class AppConfig(_Section):
     """The whole configuration: accounts plus the process-wide sections."""
 
     accounts: list[AccountConfig]
-    manager: ManagerConfig = msgspec.field(default_factory=ManagerConfig)
-    socket: SocketConfig = msgspec.field(default_factory=SocketConfig)
-    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
-    ui: UiConfig = msgspec.field(default_factory=UiConfig)
-    log: LogConfig = msgspec.field(default_factory=LogConfig)
+    manager: ManagerConfig = Field(default_factory=ManagerConfig)
+    socket: SocketConfig = Field(default_factory=SocketConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     # where user strategies live: a directory of .py files or a dotted module (class by name)
     strategy_path: str | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> AppConfig:
         if not self.accounts:
-            _fail("accounts", "at least one account is required")
+            _fail(("accounts",), "at least one account is required")
         # Case-insensitive: ids name files, and DQ1/dq1 collide on macOS and Windows file systems.
         ids: dict[str, int] = {}
         for i, account in enumerate(self.accounts):
@@ -382,7 +462,7 @@ class AppConfig(_Section, kw_only=True, forbid_unknown_fields=True):
             if key in ids:
                 other = self.accounts[ids[key]].account_id
                 _fail(
-                    f"accounts[{i}].account_id",
+                    ("accounts", i, "account_id"),
                     f"duplicate account id '{account.account_id}' (also accounts[{ids[key]}]: '{other}')",
                 )
             ids[key] = i
@@ -395,15 +475,17 @@ class AppConfig(_Section, kw_only=True, forbid_unknown_fields=True):
             if source is None:
                 known = ", ".join(by_id)
                 _fail(
-                    f"accounts[{i}].market_data_from", f"'{source_id}' is not a configured account ({known})"
+                    ("accounts", i, "market_data_from"),
+                    f"'{source_id}' is not a configured account ({known})",
                 )
             elif source.market_data_from is not None:
                 # One hop only: a chain (or a cycle) would leave someone without a real quote source.
                 _fail(
-                    f"accounts[{i}].market_data_from",
+                    ("accounts", i, "market_data_from"),
                     f"'{source_id}' takes its own quotes from '{source.market_data_from}'; name an account "
                     "with its own market data",
                 )
+        return self
 
     def account(self, account_id: str) -> AccountConfig:
         """The account with this id; KeyError (naming the known ids) if there is none."""

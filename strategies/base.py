@@ -15,7 +15,7 @@ What the base class does for every strategy:
 - the instance's own book: ``pos`` (net lots, + long / - short), ``avg_price`` and ``pnl``
   (realised + floating, x contract multiplier), from the trades the engine passes to
   ``apply_trade``;
-- the per-instance risk guard from ``StrategyRiskConfig`` (stop-loss / take-profit in % of the
+- the per-instance risk guard from its ``StrategyRisk`` limits (stop-loss / take-profit in % of the
   entry price, checked on every tick);
 - warm-up on history with emission suppressed.
 
@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import msgspec
 
-from config.schema import StrategyRiskConfig
 from core.models import (
     Account,
     Bar,
@@ -162,6 +161,21 @@ class Signal(msgspec.Struct, kw_only=True):
     direction: Direction | None = None  # for close: the POSITION direction to reduce
     datetime: datetime  # when the condition held (bar end time or tick time)
     key: str = ""  # what makes two signals "the same" for duplicate suppression
+
+
+class StrategyRisk(Protocol):
+    """An instance's own limits, as the engine hands them over (its config's ``risk:`` section).
+
+    A protocol so that strategies need nothing from the configuration package:
+    ``config.schema.StrategyRiskConfig`` has these attributes, and so may any test double.
+    """
+
+    #: Loss that closes the instance's position, in % of its entry price; None = no stop-loss.
+    stop_loss_pct: float | None
+    #: Gain that closes it, in % of the entry price; None = no take-profit.
+    take_profit_pct: float | None
+    #: Most lots the instance may hold (the engine refuses signals beyond it).
+    max_position: int
 
 
 class StrategyContext(Protocol):
@@ -335,7 +349,7 @@ class Strategy:
         name: str,
         vt_symbol: str,
         params: Mapping[str, Any],
-        risk: StrategyRiskConfig,
+        risk: StrategyRisk,
     ) -> None:
         self.context = context
         self.name = name

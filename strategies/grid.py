@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from config.schema import StrategyRiskConfig
 from core.models import Tick
 
-from .base import Param, Strategy, StrategyContext
+from .base import Param, Strategy, StrategyContext, StrategyRisk
 
 
 class GridStrategy(Strategy):
@@ -49,7 +48,7 @@ class GridStrategy(Strategy):
         name: str,
         vt_symbol: str,
         params: Mapping[str, Any],
-        risk: StrategyRiskConfig,
+        risk: StrategyRisk,
     ) -> None:
         super().__init__(context, name, vt_symbol, params, risk)
         self.base: float | None = None

@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from config.schema import StrategyRiskConfig
 from core.models import Direction, Position, Tick
 
-from .base import PCT_EPSILON, Param, SignalLatch, Strategy, StrategyContext
+from .base import PCT_EPSILON, Param, SignalLatch, Strategy, StrategyContext, StrategyRisk
 
 
 @dataclass
@@ -63,7 +62,7 @@ class StopGuardStrategy(Strategy):
         name: str,
         vt_symbol: str,
         params: Mapping[str, Any],
-        risk: StrategyRiskConfig,
+        risk: StrategyRisk,
     ) -> None:
         super().__init__(context, name, vt_symbol, params, risk)
         self.guards = {Direction.LONG: _GuardState(), Direction.SHORT: _GuardState()}

@@ -6,8 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from config.schema import StrategyConfig
 from core.models import CHINA_TZ, Contract, Direction, Exchange, GatewayStatus, Offset, Trade, TradingState
 from core.oms import Oms
@@ -131,6 +129,6 @@ def test_a_grid_comes_back_where_it_was_after_a_restart_unless_its_parameters_ch
         again = engine(grid_cfg)
         restored = again.instances["grid"]
         assert (restored.base, restored.step, restored.held) == (3100.0, 5.0, 2)
-        changed = engine(msgspec.structs.replace(grid_cfg, params={"grid_step": 8}))
+        changed = engine(grid_cfg.model_copy(update={"params": {"grid_step": 8}}))
         fresh = changed.instances["grid"]
         assert (fresh.base, fresh.held) == (None, 0)  # another grid: it starts afresh

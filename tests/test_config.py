@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import ast
+import copy
 import inspect
 import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-import msgspec
 import pytest
 import yaml
+from annotated_types import Ge, Gt, Le, MinLen
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 from rich.pretty import pretty_repr
 
 import config.paths
@@ -44,6 +50,7 @@ from config import (
     trader_log_path,
     trader_socket_path,
 )
+from config.schema import EXCHANGE_NAMES, check_vt_symbol
 from core.models import Exchange, split_vt_symbol
 
 SIM_PRODUCTS = {"au", "ag", "rb", "cu", "al", "sc", "i", "m", "p", "TA", "MA", "SR", "IF", "IC", "IM"}
@@ -644,6 +651,115 @@ def test_checks_also_apply_when_built_in_code() -> None:
         AccountConfig(account_id="A", gateway="ctp")
     with pytest.raises(ValueError, match="at least one account"):
         AppConfig(accounts=[])
+    with pytest.raises(ValueError, match=r"watchlist\.0\s+'rb2605' is not symbol\.EXCHANGE"):
+        AccountConfig(account_id="A", gateway="sim", watchlist=["rb2605"])
+
+
+def test_errors_raised_in_code_do_not_quote_inputs() -> None:
+    """A ValidationError's text would show the whole input, secrets included."""
+    with pytest.raises(ValueError, match="broker: required when account_type is 'account'") as info:
+        TqsdkSettings(account_type="account", auth_user="tu", auth_password="tqpass99")
+    assert "tqpass99" not in str(info.value)
+    with pytest.raises(ValueError, match="brokerid") as info:
+        CtpSettings(userid="u", password="hunter2", brokerid=9999, td_address="t", md_address="m")  # type: ignore[arg-type]
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            one_account("    risk: {max_order_volume: true}\n"),
+            "config.yaml: accounts[0].risk.max_order_volume: expected an integer, got true",
+            id="bool-for-int",
+        ),
+        pytest.param(
+            one_account("    sim: {initial_balance: false}\n"),
+            "config.yaml: accounts[0].sim.initial_balance: expected a number, got false",
+            id="bool-for-float",
+        ),
+        pytest.param(
+            one_account("    risk: {max_order_notional: x}\n"),
+            "config.yaml: accounts[0].risk.max_order_notional: expected a number or null, got 'x'",
+            id="optional-number",
+        ),
+        pytest.param(
+            one_account("    mode: 5\n"),
+            "config.yaml: accounts[0].mode: unknown mode 5 (expected process, embedded)",
+            id="literal-number",
+        ),
+        pytest.param(
+            one_account("    mode:\n"),
+            "config.yaml: accounts[0].mode: expected one of process, embedded, got null",
+            id="literal-null",
+        ),
+        pytest.param(
+            one_account("    sim: {seed: 1.5}\n"),
+            "config.yaml: accounts[0].sim.seed: expected an integer, got 1.5",
+            id="fraction-for-int",
+        ),
+    ],
+)
+def test_more_error_messages(text: str, expected: str) -> None:
+    assert expected in error_of(text)
+
+
+def test_the_first_problem_in_the_file_is_reported() -> None:
+    account = "accounts: [{account_id: A, gateway: sim, x: 1}]\n"
+    manager = "manager: {y: 2}\n"
+    assert error_of(account + manager).startswith("config.yaml: accounts[0].x: unknown field")
+    assert error_of(manager + account).startswith("config.yaml: manager.y: unknown field")
+    # within one mapping: a wrong key before a later one, and both before a missing field
+    assert error_of("accounts: [{gateway: sim, mode: x, enabled: y}]\n").startswith(
+        "config.yaml: accounts[0].mode: unknown mode 'x'"
+    )
+    # an account's own checks come after its fields, but before the next account
+    text = "accounts:\n  - {account_id: A, gateway: ctp}\n  - {account_id: B, gateway: ctpx}\n"
+    assert error_of(text).startswith("config.yaml: accounts[0].ctp: gateway 'ctp' needs a 'ctp' section")
+
+
+# --------------------------------------------------------------------------- symbols and package boundaries
+
+
+def test_exchange_names_are_those_of_the_core() -> None:
+    assert tuple(e.name for e in Exchange) == EXCHANGE_NAMES
+    assert all(Exchange(name).name == name for name in EXCHANGE_NAMES)  # the core parses by value
+
+
+@pytest.mark.parametrize(
+    "vt_symbol",
+    ["au2612.SHFE", "IF2612.CFFEX", "a.b.DCE", "au2612", ".SHFE", "au2612.", "rb2605.SHF", "x.shfe"],
+)
+def test_symbol_check_agrees_with_the_core(vt_symbol: str) -> None:
+    try:
+        split_vt_symbol(vt_symbol)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=re.escape(str(exc))) as info:
+            check_vt_symbol(vt_symbol)
+        assert str(info.value) == str(exc)
+    else:
+        assert check_vt_symbol(vt_symbol) == vt_symbol
+
+
+def test_config_imports_nothing_from_the_core() -> None:
+    code = "import sys, config; print(sorted(m for m in sys.modules if m.split('.')[0] in ('core', 'strategies')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_strategies_do_not_import_config() -> None:
+    root = Path(__file__).resolve().parents[1] / "strategies"
+    files = sorted(root.rglob("*.py"))
+    assert files
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n == "config" or n.startswith("config.") for n in names), (path, names)
 
 
 # --------------------------------------------------------------------------- schema shape and defaults
@@ -692,19 +808,133 @@ def test_defaults_and_strategy_class_key() -> None:
     assert (cfg.ui.color_scheme, cfg.ui.keys, cfg.log.level) == ("cn", {}, "INFO")
 
 
-def test_every_struct_is_kw_only_and_forbids_unknown_fields() -> None:
+# Every model of the schema, reached from AppConfig; the document holds one of each list and optional section.
+FULL_DOCUMENT: dict[str, Any] = {
+    "accounts": [
+        {
+            "account_id": "A",
+            "gateway": "sim",
+            "ctp": {"userid": "u", "password": "p", "brokerid": "1", "td_address": "t", "md_address": "m"},
+            "tqsdk": {"auth_user": "u", "auth_password": "p"},
+            "strategies": [{"name": "s", "class": "C", "symbol": "au2612.SHFE"}],
+        }
+    ]
+}
+
+
+def _bare(t: Any) -> Any:
+    """``Annotated[X, ...]`` -> X and ``X | None`` -> X."""
+    while True:
+        if get_origin(t) is Annotated:
+            t = get_args(t)[0]
+        elif get_origin(t) in (Union, UnionType) and type(None) in get_args(t):
+            (t,) = [a for a in get_args(t) if a is not type(None)]
+        else:
+            return t
+
+
+def _schema_fields() -> tuple[list[tuple[tuple[str | int, ...], Any]], set[type[BaseModel]]]:
+    """(path in FULL_DOCUMENT, FieldInfo) of every field of every model reached, and the models."""
+    out: list[tuple[tuple[str | int, ...], Any]] = []
+    models: set[type[BaseModel]] = set()
+    todo: list[tuple[tuple[str | int, ...], type[BaseModel]]] = [((), AppConfig)]
+    while todo:
+        path, model = todo.pop()
+        models.add(model)
+        for name, info in model.model_fields.items():
+            key = info.alias or name
+            out.append(((*path, key), info))
+            t, key_path = _bare(info.annotation), (*path, key)
+            if get_origin(t) is list:
+                t, key_path = _bare(get_args(t)[0]), (*key_path, 0)
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                todo.append((key_path, t))
+    return out, models
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+
+
+def _with(path: tuple[str | int, ...], value: Any) -> str:
+    document = copy.deepcopy(FULL_DOCUMENT)
+    node: Any = document
+    for seg in path[:-1]:
+        node = node[seg] if isinstance(seg, int) else node.setdefault(seg, {})
+    node[path[-1]] = value
+    return yaml.safe_dump(document)
+
+
+def _constraints(info: Any) -> list[tuple[bool, Any]]:
+    """(on an item?, constraint) for the bounds and minimum lengths of a field and of its items."""
+    out: list[tuple[bool, Any]] = [(False, c) for c in info.metadata]
+    annotation = info.annotation
+    if get_origin(annotation) in (Union, UnionType):
+        out += [
+            (False, c) for m in get_args(annotation) if get_origin(m) is Annotated for c in get_args(m)[1:]
+        ]
+    if get_origin(annotation) is list and get_origin(get_args(annotation)[0]) is Annotated:
+        out += [(True, c) for c in get_args(get_args(annotation)[0])[1:]]
+    validators = (BeforeValidator, AfterValidator)  # the schema's own checks, tested one by one above
+    unknown = [c for _, c in out if not isinstance(c, (Gt, Ge, Le, MinLen, *validators))]
+    assert not unknown, f"a constraint this test (and maybe the loader) does not know: {unknown}"
+    return [(item, c) for item, c in out if not isinstance(c, validators)]
+
+
+def _violation(constraint: Any) -> Any:
+    if isinstance(constraint, Gt):
+        return constraint.gt
+    if isinstance(constraint, Ge):
+        return constraint.ge - 1
+    assert isinstance(constraint, Le)
+    return constraint.le + 1
+
+
+def test_every_field_has_messages_in_our_words() -> None:
+    """A field added to the schema (or a pydantic upgrade) cannot fall back to pydantic's wording."""
+    import config.schema as schema
+
+    fields, models = _schema_fields()
+    assert models == {
+        obj for obj in vars(schema).values() if isinstance(obj, type) and issubclass(obj, schema._Section)
+    } - {schema._Section, schema._SecretSection}
+    parse(yaml.safe_dump(FULL_DOCUMENT))  # the document itself is valid
+    bounds = 0
+    for path, info in fields:
+        bare = _bare(info.annotation)
+        composite = get_origin(bare) in (list, dict) or (
+            isinstance(bare, type) and issubclass(bare, BaseModel)
+        )
+        message = error_of(_with(path, "x" if composite else []))
+        assert message.startswith(f"config.yaml: {_where(path)}: expected "), message
+        assert message.endswith(("got a list", "got 'x'")) and "a value" not in message, message
+        for on_item, constraint in _constraints(info):
+            bounds += 1
+            if isinstance(constraint, MinLen):
+                bad: Any = [] if get_origin(bare) is list else ""
+                expected = "must not be empty"
+            else:
+                bad = _violation(constraint)
+                expected = rf"expected (an integer|a number) (>|>=|<=) \d+, got {bad!r}"
+            target = (*path, 0) if on_item else path
+            message = error_of(_with(path, [bad] if on_item else bad))
+            assert re.fullmatch(rf"config\.yaml: {re.escape(_where(target))}: {expected}", message), message
+    assert bounds > 25
+
+
+def test_every_model_is_kw_only_and_forbids_unknown_fields() -> None:
     import config.schema as schema
 
     classes = [
         obj
         for obj in vars(schema).values()
-        if isinstance(obj, type) and issubclass(obj, msgspec.Struct) and obj.__module__ == schema.__name__
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__
     ]
     assert len(classes) >= 14
     for cls in classes:
         params = inspect.signature(cls).parameters.values()
         assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params), cls
-        assert cls.__struct_config__.forbid_unknown_fields, cls
+        assert cls.model_config.get("extra") == "forbid", cls
 
 
 def test_account_lookup() -> None:
