@@ -1,6 +1,6 @@
 """Where qtrader-tui keeps its files: data, logs, per-account state and Unix sockets.
 
-Layout under the data directory (DESIGN §9)::
+Layout under the data directory (ARCHITECTURE.md, "Settings, logs and files")::
 
     <data_dir>/trading_<ID>.db          one database per account (storage/)
     <data_dir>/logs/runtime.log         the manager

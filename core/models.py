@@ -121,7 +121,7 @@ class Exchange(StrEnum):
 
 
 class TradingState(StrEnum):
-    """Per-account trading permission (DESIGN §8)."""
+    """Per-account trading permission (ARCHITECTURE.md, "Orders and risk")."""
 
     ACTIVE = "ACTIVE"
     REDUCING = "REDUCING"  # only orders that reduce a position
@@ -227,7 +227,7 @@ class Contract(Struct, kw_only=True):
 
 
 def position_pnl(direction: Direction, cost: float, last: float, volume: float, size: float) -> float:
-    """Position P&L = (last - cost) x volume x multiplier, negated for short (DESIGN §5)."""
+    """Position P&L = (last - cost) x volume x multiplier, negated for short (ARCHITECTURE.md, "Orders and risk")."""
     pnl = (last - cost) * volume * size
     return -pnl if direction is Direction.SHORT else pnl
 

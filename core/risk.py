@@ -1,6 +1,6 @@
 """Pre-trade risk checks, run in the trader before any order reaches a gateway.
 
-Manual and strategy orders go through the same rules (DESIGN §8). Every
+Manual and strategy orders go through the same rules (ARCHITECTURE.md, "Orders and risk"). Every
 rejection names its rule and the numbers, e.g.
 ``order_rate: 11 orders in 1 s > limit 10``. Counters that need memory (rates,
 daily totals, duplicates) are fed by ``record_order`` / ``record_cancel`` once

@@ -2,7 +2,7 @@
 
 A strategy DECIDES; it never sends orders. Each decision is a ``Signal`` handed to the engine
 through ``StrategyContext.emit``; the engine validates it, records it as a strategy trigger and,
-when the account's auto-trading is on, turns it into orders (DESIGN §7).
+when the account's auto-trading is on, turns it into orders (ARCHITECTURE.md, "Strategies").
 
 What the base class does for every strategy:
 

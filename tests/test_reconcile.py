@@ -1,4 +1,4 @@
-"""Reconciliation on (re)connect (DESIGN §6): the venue's view of the day against the database.
+"""Reconciliation on (re)connect (ARCHITECTURE.md, "Invariants" 2): the venue's view of the day against the database.
 
 A trader in this process on the sim exchange (whose state outlives the trader, as a
 broker's does). The database is damaged the way a SIGKILL at the worst moment would
