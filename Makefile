@@ -1,4 +1,4 @@
-# Two commands: `make run` opens qtrader-tui, `make test` runs lint + the test suite.
+# Two commands: `make run` opens qtrader-tui, `make test` runs lint (ruff, the layer contracts) + the test suite.
 # Both bootstrap .venv on a fresh machine.
 PYTHON ?= python3
 VENV := .venv
@@ -19,6 +19,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q
