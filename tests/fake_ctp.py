@@ -1,4 +1,4 @@
-"""A scripted CTP front for offline tests of ``gateways/ctp.py``.
+"""A scripted CTP front for offline tests of the CTP gateway (``gateways/ctp/``).
 
 ``attach(vnpy_gateway, state_dir)`` replaces the native request methods of vnpy_ctp's td and
 md api objects (``createFtdcTraderApi``, ``init``, ``reqUserLogin``, ``reqOrderInsert``, ...)

@@ -36,15 +36,12 @@ from core.models import (
     Trade,
     TraderStatus,
 )
-from gateways import ctp as ctp_module
-from gateways.ctp import (
-    FAKE_FRONT_ENV,
-    CommissionRates,
-    CtpGateway,
-    ctp_order_type,
-    disconnect_reason,
-    vnpy_readable_order,
-)
+from gateways.ctp import FAKE_FRONT_ENV, CtpGateway
+from gateways.ctp import commission as ctp_commission
+from gateways.ctp import gateway as ctp_gateway
+from gateways.ctp import queries as ctp_queries
+from gateways.ctp.commission import CommissionRates
+from gateways.ctp.fields import ctp_order_type, disconnect_reason, vnpy_readable_order
 from storage import AccountDatabase, database_path
 from tests import fake_ctp
 from tests.conftest import CoreEnv, wait_until
@@ -497,7 +494,7 @@ async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # held for long enough that CONNECTED surely comes first, however slow the machine
-    monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 600.0)
+    monkeypatch.setattr(ctp_gateway, "ORPHAN_TRADE_SECONDS", 600.0)
     env = await _start(tmp_path, monkeypatch, lambda f: f.orphan_trade("rb2601", "1", "0", 3500.0, 2, "900"))
     rec = env.listener
     try:
@@ -507,7 +504,7 @@ async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
         (at_connected,) = [m for level, m in rec.of("log") if level == "ERROR"]  # once: replay and query
         for part in (trade_id, "sell 2 rb2601 @ 3500", "OrderSysID 900", "ctp-SHFE-900"):
             assert part in at_connected, part
-        monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 0.0)
+        monkeypatch.setattr(ctp_gateway, "ORPHAN_TRADE_SECONDS", 0.0)
         env.gateway._release_orphans()  # what the timer does when the hold is over
         await wait_until(lambda: trade_id in [t.trade_id for t in rec.of("trade")], 20, "reported anyway")
         (trade,) = [t for t in rec.of("trade") if t.trade_id == trade_id]
@@ -530,7 +527,7 @@ NOT_READY = {"ErrorID": 90, "ErrorMsg": "CTP:查询未就绪，请稍后重试"}
 async def test_an_error_answer_is_not_a_complete_one_and_is_asked_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "QUERY_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(ctp_queries, "QUERY_RETRY_SECONDS", 0.1)
 
     def refuse_once(front: fake_ctp.FakeFront) -> None:
         for name in ("orders", "trades", "account", "positions"):
@@ -626,7 +623,7 @@ def test_commission_rate_rows_read_as_ctp_sends_them() -> None:
 async def test_commission_rates_are_asked_after_connected_once_per_product_one_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.2)
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.2)
     env = await _start(tmp_path, monkeypatch)
     gw, rec, front = env.gateway, env.listener, env.front
     try:
@@ -702,8 +699,8 @@ async def test_commission_rates_are_asked_after_connected_once_per_product_one_a
 async def test_fills_carry_the_commission_of_their_own_offset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
-    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 30.0)  # held until answered, however slow
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_commission, "COMMISSION_HOLD_SECONDS", 30.0)  # held until answered, however slow
 
     def m2605_own_rates(front: fake_ctp.FakeFront) -> None:  # an instrument's own row, close != open
         row = fake_ctp.commission_row(
@@ -785,10 +782,10 @@ async def test_fills_carry_the_commission_of_their_own_offset(
 async def test_failing_or_empty_commission_answers_leave_trading_unaffected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
-    monkeypatch.setattr(ctp_module, "QUERY_TIMEOUT_SECONDS", 0.3)
-    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 0.2)
-    attempts = ctp_module.COMMISSION_QUERY_ATTEMPTS
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_queries, "QUERY_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(ctp_commission, "COMMISSION_HOLD_SECONDS", 0.2)
+    attempts = ctp_commission.COMMISSION_QUERY_ATTEMPTS
 
     def trouble(front: fake_ctp.FakeFront) -> None:
         del front.commission_rates["rb"]  # the broker has no rates for rb: an empty answer
@@ -857,8 +854,8 @@ async def test_failing_or_empty_commission_answers_leave_trading_unaffected(
 async def test_a_held_fill_is_reported_when_the_gateway_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
-    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 600.0)
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_commission, "COMMISSION_HOLD_SECONDS", 600.0)
     env = await _start(tmp_path, monkeypatch, lambda f: f.td.unanswered.add("commission:au2612"))
     gw, rec, front = env.gateway, env.listener, env.front
     try:
@@ -866,7 +863,7 @@ async def test_a_held_fill_is_reported_when_the_gateway_closes(
         other = front.external_order("au2612", "0", "0", 600.02, 1, session=66)
         front.fill(other, 600.02, 1)
         await wait_until(lambda: "commission:au2612" in front.td.queries, 20, "au asked")
-        await wait_until(lambda: gw._held, 20, "the fill held")
+        await wait_until(lambda: gw._held.trades, 20, "the fill held")
         assert not _fills_of(rec, f"5_66_{other['OrderRef']}")
     finally:
         await gw.close()
