@@ -335,9 +335,7 @@ async def test_login_refused_is_fatal_with_ctps_text(tmp_path: Path, monkeypatch
     try:
         await wait_until(lambda: env.listener.of("fatal"), 20, "on_fatal")
         (reason,) = env.listener.of("fatal")
-        assert (
-            reason == "CTP login failed for 9999/refused: 交易服务器登录失败，代码：3，信息：CTP:不合法的登录"
-        )
+        assert reason == "CTP login failed for 9999/refused: 代码：3，信息：CTP:不合法的登录"
         assert GatewayStatus.CONNECTED not in [s for s, _ in env.listener.of("status")]
     finally:
         await env.gateway.close()
@@ -368,10 +366,111 @@ async def test_close_leaves_no_thread_behind(tmp_path: Path, monkeypatch: pytest
     assert env.listener.status is GatewayStatus.DISCONNECTED
 
 
+# ---------------------------------------------------------------- status from the api's callbacks
+
+#: What every vnpy_ctp log line says in the tests below: the wording of some other release, and a
+#: misleading one (a status read from log text would take the first line for a refused login).
+GARBLED_LOG = "交易服务器登录失败，代码：99，信息：wording of another vnpy_ctp release"
+
+
+def _garble_vnpy_logs(monkeypatch: pytest.MonkeyPatch, said: list[str]) -> None:
+    """Every log line vnpy_ctp writes becomes ``GARBLED_LOG``; ``said`` gets the real wording.
+    Called once the gateway has imported vnpy (it picks its working folder at import)."""
+    from vnpy.trader.gateway import BaseGateway
+    from vnpy_ctp.gateway import ctp_gateway
+
+    def write_log(gateway: Any, msg: str) -> None:
+        said.append(msg)
+        BaseGateway.write_log(gateway, GARBLED_LOG)
+
+    monkeypatch.setattr(ctp_gateway.CtpGateway, "write_log", write_log)
+
+
+async def test_the_status_follows_the_api_callbacks_whatever_vnpy_ctp_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    env = await _start(tmp_path, monkeypatch, lambda _: _garble_vnpy_logs(monkeypatch, said))
+    rec, front = env.listener, env.front
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
+        assert not rec.of("fatal")
+        assert {"交易服务器连接成功", "交易服务器登录成功", "合约信息查询成功"} <= set(said)  # garbled
+        assert any(m == f"CTP: {GARBLED_LOG}" for _, m in rec.of("log"))  # logs are still logs
+        steps = [m for s, m in rec.of("status") if s is GatewayStatus.CONNECTING]
+        for step in ("trade front connected", "authenticated", "logged in as", "settlement confirmed"):
+            assert any(step in m for m in steps), step
+        assert any("4 contracts; querying orders" in m for m in steps)
+        connected = rec.events.index(("status", rec.of("status")[-1]))
+        for kind in ("order", "trade", "position", "account"):  # the whole day before CONNECTED
+            assert rec.index(kind) < connected, kind
+        assert "2 positions, 1 working orders, 1 trades" in rec.of("status")[-1][1]
+
+        # the trade front drops with CTP's reason, and the login starts again
+        mark = len(rec.events)
+        front.td.disconnect(0x1001)
+        down = (
+            "status",
+            (
+                GatewayStatus.DISCONNECTED,
+                "CTP trade front disconnected: network read failed (4097); reconnecting",
+            ),
+        )
+        await wait_until(lambda: down in rec.events[mark:], 20, "DISCONNECTED with CTP's reason")
+        mark += rec.events[mark:].index(down) + 1
+        await wait_until(
+            lambda: any(k == "status" and d[0] is GatewayStatus.CONNECTED for k, d in rec.events[mark:]),
+            20,
+            "CONNECTED again",
+        )
+
+        # the market data front drops and comes back: said in the status, trading goes on
+        front.md.disconnect(0x2001)
+        await wait_until(
+            lambda: "market data front disconnected (heartbeat timeout (8193))" in rec.of("status")[-1][1],
+            20,
+            "the md loss in the status",
+        )
+        assert rec.status is GatewayStatus.CONNECTED
+        front.md.reconnect()
+        await wait_until(lambda: rec.of("status")[-1][1].startswith("CTP logged in as"), 20, "quotes live")
+        assert not rec.of("fatal")
+    finally:
+        await env.gateway.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"userid": fake_ctp.REFUSED_USER},
+            "CTP login failed for 9999/refused: 代码：3，信息：CTP:不合法的登录",
+        ),
+        (
+            {"appid": fake_ctp.REFUSED_APPID},
+            "CTP authentication failed for 9999/000001: 代码：63，信息：CTP:客户端认证失败",
+        ),
+    ],
+    ids=["login", "authentication"],
+)
+async def test_a_refusal_is_fatal_with_ctps_own_text_whatever_vnpy_ctp_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, str], expected: str
+) -> None:
+    said: list[str] = []
+    env = await _start(tmp_path, monkeypatch, lambda _: _garble_vnpy_logs(monkeypatch, said), **overrides)
+    try:
+        await wait_until(lambda: env.listener.of("fatal"), 20, "on_fatal")
+        assert env.listener.of("fatal") == [expected]
+        assert GatewayStatus.CONNECTED not in [s for s, _ in env.listener.of("status")]
+        assert said  # vnpy_ctp did log, in words that were not read
+    finally:
+        await env.gateway.close()
+
+
 def test_disconnect_reasons_read_well() -> None:
-    assert disconnect_reason("交易服务器连接断开，原因4097") == "network read failed (4097)"
-    assert disconnect_reason("交易服务器连接断开，原因：8193") == "heartbeat timeout (8193)"
-    assert disconnect_reason("交易服务器连接断开，原因7") == "reason 7"
+    assert disconnect_reason(0x1001) == "network read failed (4097)"
+    assert disconnect_reason(0x2001) == "heartbeat timeout (8193)"
+    assert disconnect_reason(7) == "reason 7"
 
 
 # ---------------------------------------------------------------- no fill lost, errors, md front

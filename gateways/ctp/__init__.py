@@ -6,6 +6,7 @@ and turns its world into ours. Where things live:
 - ``gateway.py``: ``CtpGateway``, our ``Gateway``: connection status, sending, the events the
   trader receives;
 - ``vnpy_ext.py``: vnpy_ctp's td/md apis and gateway, extended (the only module importing vnpy);
+- ``link.py``: the fronts' connection callbacks as events (what the status light follows);
 - ``fields.py``: CTP's fields and vnpy's objects as ``core.models`` (types, statuses, offsets,
   prices, ids, positions, disconnect reasons);
 - ``queries.py``: the query chain (one query in flight, paced, retried);

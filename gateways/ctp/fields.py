@@ -89,12 +89,8 @@ _FORCE_OFFSETS = {"2", "5", "6"}  # ForceClose, ForceOff, LocalForceClose: a clo
 # ---------------------------------------------------------------------- codes and values
 
 
-def disconnect_reason(text: str) -> str:
-    """``交易服务器连接断开，原因4097`` -> ``network read failed (4097)``."""
-    match = re.search(r"(\d+)", text)
-    if match is None:
-        return text
-    code = int(match.group(1))
+def disconnect_reason(code: int) -> str:
+    """OnFrontDisconnected's reason: ``4097`` -> ``network read failed (4097)``."""
     readable = DISCONNECT_REASONS.get(code)
     return f"{readable} ({code})" if readable else f"reason {code}"
 

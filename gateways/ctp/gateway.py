@@ -1,9 +1,10 @@
 """CtpGateway: one CTP account, vnpy_ctp's gateway turned into our ``Gateway``.
 
-- **Status from log text.** vnpy_ctp reports connection and login only as log lines
-  (``交易服务器连接成功``, ``交易服务器登录失败，代码：3，信息：...``, ``交易服务器连接断开，原因4097``
-  ...). They drive ``on_status``: CONNECTING from ``connect`` through front connection,
-  authentication, login, settlement confirmation and the instrument query; then, still
+- **Status from the api's callbacks.** The td and md apis' connection callbacks arrive as
+  ``CtpLinkEvent`` (link.py), with CTP's own error fields and disconnect reason; vnpy_ctp's log
+  lines are only passed on as logs, their wording decides nothing. The events drive
+  ``on_status``: CONNECTING from ``connect`` through front connection, authentication, login,
+  settlement confirmation and the instrument query; then, still
   CONNECTING, the day's queries (queries.py): today's orders, today's trades, funds and
   positions. CONNECTED follows the position answer, so everything of the day has been pushed
   before it (``gateways/base.py``); the queries make the list complete whatever the private flow
@@ -79,6 +80,7 @@ from gateways.ctp.fields import (
     trade_from_vnpy,
     trade_text,
 )
+from gateways.ctp.link import CtpLinkEvent, LinkKind
 from gateways.ctp.queries import INITIAL_QUERIES, QueryChain, QueryDone, rate_query, rate_symbol
 from gateways.ctp.settings import CtpSettingsView, secrets, vnpy_setting
 
@@ -89,18 +91,7 @@ FILL_QUERY_DELAY = 0.2  # positions and funds are asked for this long after a fi
 CLOSE_WAIT_SECONDS = 10.0
 ORPHAN_TRADE_SECONDS = 5.0  # a trade whose order CTP has not reported is reported anyway after this
 
-# vnpy_ctp's log lines that carry connection state (ctp_gateway.py, vnpy_ctp 6.7)
-TD_CONNECTED = "交易服务器连接成功"
-TD_DISCONNECTED = "交易服务器连接断开"
-TD_AUTH_OK = "交易服务器授权验证成功"
-TD_AUTH_FAILED = "交易服务器授权验证失败"
-TD_LOGIN_OK = "交易服务器登录成功"
-TD_LOGIN_FAILED = "交易服务器登录失败"
-SETTLEMENT_OK = "结算信息确认成功"
-CONTRACTS_OK = "合约信息查询成功"
-MD_DISCONNECTED = "行情服务器连接断开"
-MD_LOGIN_OK = "行情服务器登录成功"
-MD_LOGIN_FAILED = "行情服务器登录失败"
+# words of vnpy_ctp's log lines that make them WARNINGs (their level only: never a state)
 _TROUBLE = ("失败", "报错", "断开", "不支持")
 
 
@@ -139,6 +130,7 @@ class CtpGateway(Gateway):
             vn.EVENT_TYPES["log"]: self._on_log,
             vn.EVENT_TYPES["query_done"]: self._on_query_done,
             vn.EVENT_TYPES["orphan"]: self._on_orphan,
+            vn.EVENT_TYPES["link"]: self._on_link,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -328,58 +320,69 @@ class CtpGateway(Gateway):
             with contextlib.suppress(Exception):
                 self._log("ERROR", f"CTP {event.type} event failed: {exc!r}")
 
-    # ------------------------------------------------------------------ status from log text
+    # ------------------------------------------------------------------ status from the api's callbacks
 
     def _on_log(self, data: Any) -> None:
+        """vnpy_ctp's log lines, passed on as log lines: no state is read from their wording."""
         text = self._scrub(str(getattr(data, "msg", data)))
         self._log("WARNING" if any(w in text for w in _TROUBLE) else "INFO", f"CTP: {text}")
+
+    def _on_link(self, event: CtpLinkEvent) -> None:
+        """A connection callback of either front (link.py) moves the status on."""
         if self._fatal is not None:
             return
-        if text.startswith(TD_CONNECTED):
-            self._td_connected = True
-            self._set_status(GatewayStatus.CONNECTING, f"CTP trade front connected; logging in as {self.who}")
-        elif text.startswith(TD_AUTH_OK):
-            self._set_status(GatewayStatus.CONNECTING, f"CTP authenticated; logging in as {self.who}")
-        elif text.startswith(TD_AUTH_FAILED):
-            self._fail(f"CTP authentication failed for {self.who}: {text}")
-        elif text.startswith(TD_LOGIN_OK):
-            self._logged_in = True
-            if self._connect_timer is not None:
-                self._connect_timer.cancel()
-                self._connect_timer = None
-            self._set_status(GatewayStatus.CONNECTING, f"CTP logged in as {self.who}; loading contracts")
-        elif text.startswith(TD_LOGIN_FAILED):
-            self._fail(f"CTP login failed for {self.who}: {text}")
-        elif text.startswith(SETTLEMENT_OK):
-            self._set_status(GatewayStatus.CONNECTING, "CTP settlement confirmed; loading contracts")
-        elif text.startswith(CONTRACTS_OK):
-            self._commission.new_login()  # what failed is asked again after CONNECTED
-            self._set_status(
-                GatewayStatus.CONNECTING,
-                f"CTP: {len(self._contracts)} contracts; querying orders, trades, funds and positions",
-            )
-            self._queries.start(INITIAL_QUERIES)
-        elif text.startswith(TD_DISCONNECTED):
-            self._logged_in = self._ready = False
-            self._queries.stop()
-            self._set_status(
-                GatewayStatus.DISCONNECTED,
-                f"CTP trade front disconnected: {disconnect_reason(text)}; reconnecting",
-            )
-        elif text.startswith(MD_DISCONNECTED):
-            self._md_trouble(f"market data front disconnected ({disconnect_reason(text)})")
-        elif text.startswith(MD_LOGIN_FAILED):
-            self._md_trouble(f"market data login failed ({text})")
-        elif text.startswith(MD_LOGIN_OK) and self._md_down is not None:
-            self._md_down = None
-            self._log("INFO", "CTP market data front logged in again: quotes live")
-            if self._ready:
-                self._set_status(GatewayStatus.CONNECTED, self._connected_message())
+        who = self.who
+        match event.kind:
+            case LinkKind.TD_CONNECTED:
+                self._td_connected = True
+                self._set_status(GatewayStatus.CONNECTING, f"CTP trade front connected; logging in as {who}")
+            case LinkKind.AUTHENTICATED:
+                self._set_status(GatewayStatus.CONNECTING, f"CTP authenticated; logging in as {who}")
+            case LinkKind.AUTH_FAILED:
+                self._fail(f"CTP authentication failed for {who}: {event.error}")
+            case LinkKind.LOGGED_IN:
+                self._logged_in = True
+                if self._connect_timer is not None:
+                    self._connect_timer.cancel()
+                    self._connect_timer = None
+                self._set_status(GatewayStatus.CONNECTING, f"CTP logged in as {who}; loading contracts")
+            case LinkKind.LOGIN_FAILED:
+                self._fail(f"CTP login failed for {who}: {event.error}")
+            case LinkKind.SETTLEMENT_CONFIRMED:
+                self._set_status(GatewayStatus.CONNECTING, "CTP settlement confirmed; loading contracts")
+            case LinkKind.CONTRACTS_LOADED:
+                self._commission.new_login()  # what failed is asked again after CONNECTED
+                self._set_status(
+                    GatewayStatus.CONNECTING,
+                    f"CTP: {len(self._contracts)} contracts; querying orders, trades, funds and positions",
+                )
+                self._queries.start(INITIAL_QUERIES)
+            case LinkKind.TD_DISCONNECTED:
+                self._logged_in = self._ready = False
+                self._queries.stop()
+                reason = disconnect_reason(event.reason)
+                self._set_status(
+                    GatewayStatus.DISCONNECTED, f"CTP trade front disconnected: {reason}; reconnecting"
+                )
+            case LinkKind.MD_DISCONNECTED:
+                self._md_trouble(f"market data front disconnected ({disconnect_reason(event.reason)})")
+            case LinkKind.MD_LOGIN_FAILED:
+                self._md_trouble(f"market data login failed ({event.error})")
+            case LinkKind.MD_LOGGED_IN:
+                self._md_back()
 
     def _md_trouble(self, what: str) -> None:
         """Quotes stop while trading goes on: said in the log and in the (CONNECTED) status."""
         self._md_down = what
         self._log("WARNING", f"CTP {what}: quotes stale until it is back (the api reconnects by itself)")
+        if self._ready:
+            self._set_status(GatewayStatus.CONNECTED, self._connected_message())
+
+    def _md_back(self) -> None:
+        if self._md_down is None:
+            return  # its first login, or again after a front loss already said
+        self._md_down = None
+        self._log("INFO", "CTP market data front logged in again: quotes live")
         if self._ready:
             self._set_status(GatewayStatus.CONNECTED, self._connected_message())
 

@@ -7,6 +7,8 @@ What the subclasses add to vnpy_ctp's ``CtpTdApi`` / ``CtpMdApi`` / ``CtpGateway
 
 - each callback's raw CTP fields travel with the vnpy object they produce (``extra``): status
   messages, rejection errors, margins, funds detail, pre-settlement prices;
+- a ``CtpLinkEvent`` after each connection callback of either front (link.py): connection state
+  never depends on vnpy_ctp's log wording;
 - the trading day of the login, and ``UserProductInfo`` in the login request;
 - today's orders and trades by query, and a ``QueryDone`` event after each query;
 - the answer to a commission rate query, with the InstrumentID that was asked;
@@ -44,12 +46,14 @@ from gateways.ctp.fields import (
     vnpy_readable_order,
     vnpy_readable_trade,
 )
+from gateways.ctp.link import CtpLinkEvent, LinkKind
 from gateways.ctp.queries import QueryDone, rate_query
 
 __all__ = ["EVENT_TYPES", "TEMP_DIR_PATH", "Event", "EventEngine", "OffsetConverter", "VnpyCtpGateway"]
 
 EVENT_QUERY_DONE = "eQtraderCtpQueryDone"
 EVENT_ORPHAN = "eQtraderCtpOrphanTrade"
+EVENT_LINK = "eQtraderCtpLink"
 
 #: Our names of the EventEngine events the gateway handles.
 EVENT_TYPES = {
@@ -62,6 +66,7 @@ EVENT_TYPES = {
     "log": vn_event.EVENT_LOG,
     "query_done": EVENT_QUERY_DONE,
     "orphan": EVENT_ORPHAN,
+    "link": EVENT_LINK,
 }
 
 TEMP_DIR_PATH = Path(TEMP_DIR)  # vnpy's working folder, chosen when vnpy was first imported
@@ -85,7 +90,19 @@ class TdApi(ctp_gateway.CtpTdApi):  # type: ignore[misc]
         # the CTP thread and the loop (releasing an orphan) both report trades
         self.lock = threading.RLock()
 
-    # ------------------------------------------------------------------ login
+    # ------------------------------------------------------------------ connection and login
+
+    def onFrontConnected(self) -> None:
+        super().onFrontConnected()
+        self.gateway.link(CtpLinkEvent(LinkKind.TD_CONNECTED))
+
+    def onFrontDisconnected(self, reason: int) -> None:
+        super().onFrontDisconnected(reason)
+        self.gateway.link(CtpLinkEvent(LinkKind.TD_DISCONNECTED, reason=reason))
+
+    def onRspAuthenticate(self, data: dict, error: dict, reqid: int, last: bool) -> None:
+        super().onRspAuthenticate(data, error, reqid, last)
+        self.gateway.link(CtpLinkEvent.answer(LinkKind.AUTHENTICATED, LinkKind.AUTH_FAILED, error))
 
     def login(self) -> None:
         if self.login_failed:
@@ -100,10 +117,17 @@ class TdApi(ctp_gateway.CtpTdApi):  # type: ignore[misc]
         if data and not error.get("ErrorID"):
             self.trading_day = data.get("TradingDay") or self.trading_day
         super().onRspUserLogin(data, error, reqid, last)
+        self.gateway.link(CtpLinkEvent.answer(LinkKind.LOGGED_IN, LinkKind.LOGIN_FAILED, error))
+
+    def onRspSettlementInfoConfirm(self, data: dict, error: dict, reqid: int, last: bool) -> None:
+        super().onRspSettlementInfoConfirm(data, error, reqid, last)  # asks for the instruments
+        self.gateway.link(CtpLinkEvent(LinkKind.SETTLEMENT_CONFIRMED))
 
     def onRspQryInstrument(self, data: dict, error: dict, reqid: int, last: bool) -> None:
         with self.gateway.raw(data):
             super().onRspQryInstrument(data, error, reqid, last)
+        if last:  # behind the contracts, and the day's notices vnpy kept until now
+            self.gateway.link(CtpLinkEvent(LinkKind.CONTRACTS_LOADED))
 
     # ------------------------------------------------------------------ orders and trades
 
@@ -235,6 +259,14 @@ class TdApi(ctp_gateway.CtpTdApi):  # type: ignore[misc]
 class MdApi(ctp_gateway.CtpMdApi):  # type: ignore[misc]
     """vnpy_ctp's market data api; ticks carry their raw fields (the pre-settlement price)."""
 
+    def onFrontDisconnected(self, reason: int) -> None:
+        super().onFrontDisconnected(reason)
+        self.gateway.link(CtpLinkEvent(LinkKind.MD_DISCONNECTED, reason=reason))
+
+    def onRspUserLogin(self, data: dict, error: dict, reqid: int, last: bool) -> None:
+        super().onRspUserLogin(data, error, reqid, last)
+        self.gateway.link(CtpLinkEvent.answer(LinkKind.MD_LOGGED_IN, LinkKind.MD_LOGIN_FAILED, error))
+
     def onRtnDepthMarketData(self, data: dict) -> None:
         with self.gateway.raw(data):
             super().onRtnDepthMarketData(data)
@@ -284,6 +316,9 @@ class VnpyCtpGateway(ctp_gateway.CtpGateway):  # type: ignore[misc]
         self, name: str, extras: dict | None = None, error: str = "", rows: tuple[dict, ...] = ()
     ) -> None:
         self.event_engine.put(Event(EVENT_QUERY_DONE, QueryDone(name, extras or {}, error, rows)))
+
+    def link(self, event: CtpLinkEvent) -> None:
+        self.event_engine.put(Event(EVENT_LINK, event))
 
     def orphan_held(self) -> None:
         self.event_engine.put(Event(EVENT_ORPHAN, None))
