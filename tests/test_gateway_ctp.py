@@ -245,30 +245,52 @@ async def test_an_order_fills_in_parts_and_another_is_cancelled(ctp: Ctp) -> Non
     assert any("already CANCELLED" in m for _, m in rec.of("log"))
 
 
-async def test_a_shfe_close_is_split_into_close_today_and_close_yesterday(ctp: Ctp) -> None:
+async def test_each_request_is_one_ctp_order_with_the_offset_it_names(ctp: Ctp) -> None:
+    """The trader splits SHFE/INE closes (its one close policy): the gateway sends each request
+    as it is, one CTP order with the matching CombOffsetFlag, and reports that one order."""
     gw, rec, front = ctp.gateway, ctp.listener, ctp.front
-    close = OrderRequest(
-        vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
-    )
-    first = gw.send_order(close)
-    sent = front.requests[-2:]
-    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in sent] == [("3", 2), ("4", 1)]
-    second = f"{first.rsplit('_', 1)[0]}_{int(first.rsplit('_', 1)[1]) + 1}"
-    await wait_until(
-        lambda: all(rec.order(i) and rec.order(i).status is Status.ALLTRADED for i in (first, second))
-    )
-    assert rec.order(first).offset is Offset.CLOSETODAY and rec.order(second).offset is Offset.CLOSEYESTERDAY
-    assert {rec.order(first).reference, rec.order(second).reference} == {"manual"}
-    assert any("sent as CLOSETODAY 2" in m for _, m in rec.of("log"))
-
-    # more than is left: refused here with the numbers, nothing sent
+    known = {o.order_id for o in rec.of("order")}
     sent_before = len(front.requests)
-    refused = gw.send_order(OrderRequest(**{**_fields(close), "volume": 3}))
-    assert len(front.requests) == sent_before
-    assert rec.order(refused).status is Status.REJECTED
-    assert "closable" in rec.order(refused).status_msg and "yesterday 2" in rec.order(refused).status_msg
+    # the long rb2601.SHFE position: 3 from yesterday, 2 of today
+    close = OrderRequest(
+        vt_symbol="rb2601.SHFE",
+        direction=Direction.SHORT,
+        offset=Offset.CLOSEYESTERDAY,
+        price=3500,
+        volume=3,
+        reference="s1",
+    )
+    yesterday = gw.send_order(close)
+    today = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSETODAY, "volume": 2}))
+    sent = front.requests[sent_before:]
+    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in sent] == [("4", 3), ("3", 2)]
+    await wait_until(
+        lambda: len(_fills_of(rec, yesterday)) == 2 and len(_fills_of(rec, today)) == 2,
+        20,
+        "both closes filled",
+    )
+    for order_id, offset, volume in ((yesterday, Offset.CLOSEYESTERDAY, 3), (today, Offset.CLOSETODAY, 2)):
+        order = rec.order(order_id)
+        assert (order.offset, order.volume, order.status, order.reference) == (
+            offset,
+            volume,
+            Status.ALLTRADED,
+            "s1",
+        )
+        assert {t.offset for t in _fills_of(rec, order_id)} == {offset}
+    assert {o.order_id for o in rec.of("order")} - known == {yesterday, today}  # one order each
 
-    # a close-today the front refuses: REJECTED with CTP's reason
+    def long_rb() -> float | None:
+        rows = [p for p in rec.of("position") if p.key == ("rb2601.SHFE", Direction.LONG)]
+        return rows[-1].volume if rows else None
+
+    await wait_until(lambda: long_rb() == 0, 20, "the long rb2601 position flat")
+
+    # a plain CLOSE is CTP's close, unsplit; what the venue cannot close it refuses, with its reason
+    plain = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSE, "volume": 1}))
+    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in front.requests[-1:]] == [("1", 1)]
+    await wait_until(lambda: rec.order(plain) and rec.order(plain).status is Status.REJECTED, 5)
+    assert "平昨仓位不足" in rec.order(plain).status_msg and "51" in rec.order(plain).status_msg
     today = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSETODAY, "volume": 1}))
     await wait_until(lambda: rec.order(today) and rec.order(today).status is Status.REJECTED, 5)
     assert "平今仓位不足" in rec.order(today).status_msg and "50" in rec.order(today).status_msg
@@ -839,19 +861,23 @@ async def test_fills_carry_the_commission_of_their_own_offset(
 
         # closing today's au lot on SHFE: close-today, at the close-today rate (0, not 2)
         req = OrderRequest(
-            vt_symbol="au2612.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=600.0, volume=1
+            vt_symbol="au2612.SHFE",
+            direction=Direction.SHORT,
+            offset=Offset.CLOSETODAY,
+            price=600.0,
+            volume=1,
         )
         ours.append(gw.send_order(req))
         await wait_until(lambda: _fills_of(rec, ours[-1]), 20, "the au close")
         (fill,) = _fills_of(rec, ours[-1])
         assert (fill.offset, fill.commission) == (Offset.CLOSETODAY, 0.0)
 
-        # rb CLOSE 3: close-today 2 (two fills) and close-yesterday 1, at 0.0001 of the turnover
+        # rb: close-today 2 (two fills) and close-yesterday 1, at 0.0001 of the turnover
         req = OrderRequest(
-            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSETODAY, price=3500, volume=2
         )
         first = gw.send_order(req)
-        second = f"{first.rsplit('_', 1)[0]}_{int(first.rsplit('_', 1)[1]) + 1}"
+        second = gw.send_order(OrderRequest(**{**_fields(req), "offset": Offset.CLOSEYESTERDAY, "volume": 1}))
         ours += [first, second]
         await wait_until(
             lambda: len(_fills_of(rec, first) + _fills_of(rec, second)) == 3, 20, "the rb closes"
@@ -1081,9 +1107,10 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert (await mgr.cancel_order("CT1", resting)).ok
         await wait_until(lambda: state.orders[resting].status is Status.CANCELLED, 20, "cancelled")
 
-        # CLOSE 3 of the SHFE long (2 today, 3 yesterday): close-today 2 + close-yesterday 1 at the front
+        # CLOSE 4 of the SHFE long (3 yesterday, 2 today): the trader's close policy sends
+        # close-yesterday 3 + close-today 1, and the front gets exactly those
         close = OrderRequest(
-            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=4
         )
         reply = await mgr.send_order("CT1", close)
         assert reply.ok, reply.error
@@ -1101,8 +1128,8 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         log_file = cfg_paths.account_state_dir(core_env.data_dir, "CT1") / fake_ctp.ORDER_LOG
         received = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
         assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in received[-2:]] == [
-            ("3", 2),
-            ("4", 1),
+            ("4", 3),
+            ("3", 1),
         ]
         legs = [
             state.orders[i] for i in _order_ids(state, known) if state.orders[i].vt_symbol == "rb2601.SHFE"
@@ -1110,9 +1137,9 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert sorted(o.offset.name for o in legs) == ["CLOSETODAY", "CLOSEYESTERDAY"]
         assert {o.reference for o in legs} == {"manual"}
         await wait_until(
-            lambda: (p := state.positions.get(("rb2601.SHFE", Direction.LONG))) is not None and p.volume == 2,
+            lambda: (p := state.positions.get(("rb2601.SHFE", Direction.LONG))) is not None and p.volume == 1,
             20,
-            "the long position down to 2",
+            "the long position down to 1",
         )
 
         # the trade front drops (SIGUSR1 to the fake), the api reconnects, the trader follows
@@ -1152,10 +1179,13 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert orders["9_77_1"].reference == "external"  # the trader's word for it
         # each fill's commission at the broker's rates, by its own offset (rb: 0.0001 of turnover)
         fees = [(t.offset.name, t.volume, round(t.commission, 6)) for t in trades if t.order_id in ours]
-        assert (
-            sorted(fees)
-            == [("CLOSETODAY", 1, 3.5)] * 2 + [("CLOSEYESTERDAY", 1, 3.5)] + [("OPEN", 1, 1.5)] * 2
-        )
+        assert sorted(fees) == [
+            ("CLOSETODAY", 1, 3.5),
+            ("CLOSEYESTERDAY", 1, 3.5),
+            ("CLOSEYESTERDAY", 2, 7.0),
+            ("OPEN", 1, 1.5),
+            ("OPEN", 1, 1.5),
+        ]
         # the day's fills pushed before CONNECTED (rates not known yet in a new process) carry 0
         assert next(t.commission for t in trades if t.order_id == "9_77_1") == 0
         # and ours add up to what CTP charged the account

@@ -25,12 +25,13 @@
 - **No fill is lost.** A trade whose order is not known yet is held for it (vnpy_ext.py); one
   still held at CONNECTED is logged at ERROR, and any held ``ORPHAN_TRADE_SECONDS`` is reported
   as a trade of order ``ctp-{exchange}-{OrderSysID}`` (which the trader records as external).
-- **Closes.** ``send_order`` with ``Offset.CLOSE`` on SHFE/INE goes through vnpy's
-  ``OffsetConverter`` (fed with positions, orders and trades as vnpy's OmsEngine feeds it):
-  close-today first, then close-yesterday. When that takes two CTP orders, both are sent and
-  both are reported through ``on_order`` with the request's reference; ``send_order`` returns
-  the first id and logs the split. A close larger than the converter's closable volume is
-  refused locally (a REJECTED order with the numbers), never sent in part.
+- **One order per request, with the offset it names.** OPEN, CLOSE, CLOSETODAY and
+  CLOSEYESTERDAY go out as CTP's open, close, close-today and close-yesterday flags: the trader
+  has already split a close of SHFE/INE lots into CLOSEYESTERDAY / CLOSETODAY (its one close
+  policy), so nothing here splits or converts (vnpy's ``OffsetConverter`` is not used). What the
+  venue cannot close it refuses, and the refusal is the order's REJECTED with CTP's reason.
+  A request CTP cannot take at all (no offset, NET, STOP, a fraction of a lot), or one sent
+  while the trade front is not logged in, is refused here: a REJECTED order, never sent.
 - **Positions**: after each complete position answer, a position that CTP no longer lists is
   pushed flat.
 """
@@ -45,7 +46,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any, ClassVar
 
 import msgspec
@@ -55,9 +56,7 @@ from core.models import (
     CancelRequest,
     Contract,
     Direction,
-    Exchange,
     GatewayStatus,
-    Offset,
     Order,
     OrderRequest,
     Position,
@@ -117,9 +116,6 @@ class CtpGateway(Gateway):
         vn = self._vn = self._import_vnpy()
         self._engine = vn.EventEngine()
         self._gateway = vn.VnpyCtpGateway(self._engine, self.vnpy_name, settings.product_info)
-        self._vn_contracts: dict[str, Any] = {}
-        # OffsetConverter reads contracts from an "OmsEngine": vnpy's own, by vt_symbol
-        self._converter = vn.OffsetConverter(SimpleNamespace(get_contract=self._vn_contracts.get))
         self._handlers: dict[str, Callable[[Any], None]] = {
             vn.EVENT_TYPES["tick"]: self._on_tick,
             vn.EVENT_TYPES["order"]: self._on_order,
@@ -224,21 +220,13 @@ class CtpGateway(Gateway):
             return self._reject_locally(req, str(exc))
         if self._closed or not self._logged_in:
             return self._reject_locally(req, "CTP trade front not logged in")
-        vn_req = self._vn.order_request(req)
-        legs = [vn_req]
-        exchange = Exchange(vn_req.exchange.value)
-        if req.offset is Offset.CLOSE and exchange.has_close_today:
-            legs = self._converter.convert_order_request(vn_req, lock=False, net=False)
-            if not legs:
-                return self._reject_locally(req, self._not_closable(req))
-        ids = [self._send_leg(req, leg) for leg in legs]
+        vt_orderid = self._gateway.send_order(self._vn.order_request(req))
+        if not vt_orderid:  # vnpy_ctp logged why (the api refused the request)
+            return self._reject_locally(req, "the CTP api refused to send the order (see the log)")
+        order_id = vt_orderid.partition(".")[2]
+        self._references[order_id] = req.reference
         self._want_rate(req.vt_symbol, urgent=True)  # its fills are on their way
-        if len(ids) > 1:
-            parts = " + ".join(
-                f"{leg.offset.name} {leg.volume:g} (order {i})" for leg, i in zip(legs, ids, strict=True)
-            )
-            self._log("INFO", f"CTP close of {req.volume:g} {req.vt_symbol} sent as {parts}")
-        return ids[0]
+        return order_id
 
     def cancel_order(self, req: CancelRequest) -> None:
         order = self._orders.get(req.order_id)
@@ -565,7 +553,6 @@ class CtpGateway(Gateway):
     # ------------------------------------------------------------------ vnpy events
 
     def _on_contract(self, data: Any) -> None:
-        self._vn_contracts[data.vt_symbol] = data
         contract = contract_from_vnpy(data, self.account_id)
         if contract is None:
             return
@@ -587,7 +574,6 @@ class CtpGateway(Gateway):
         if known is not None and is_stale(order, known):
             self.listener.on_order(known)  # still listed at the venue: its newest state
             return
-        self._converter.update_order(data)
         self._orders[order.order_id] = order
         self.listener.on_order(order)
 
@@ -595,8 +581,7 @@ class CtpGateway(Gateway):
         day = self._gateway.td_api.trading_day
         trade = trade_from_vnpy(data, self.account_id, day, self._references.get(data.orderid, ""))
         if trade.trade_id in self._trades or trade.trade_id in self._held:
-            return  # replayed: already reported or held (and counted by the converter)
-        self._converter.update_trade(data)
+            return  # replayed: already reported or held
         contract = self._contracts.get(trade.vt_symbol)
         if contract is not None and not self._commission.resolved(contract):
             self._want_rate(trade.vt_symbol, urgent=True)
@@ -637,7 +622,6 @@ class CtpGateway(Gateway):
         pending, self._pending_positions = self._pending_positions, {}
         reported: dict[tuple[str, Direction], Position] = {}
         for key, data in pending.items():
-            self._converter.update_position(data)
             extra = extras.get((data.symbol, key[1].name), {})
             reported[key] = position_from_vnpy(data, self.account_id, extra)
         for key, gone in self._positions.items():
@@ -653,32 +637,10 @@ class CtpGateway(Gateway):
         self._account = account_from_vnpy(data, self.account_id, self._gateway.td_api.trading_day)
         self.listener.on_account(self._account)
 
-    # ------------------------------------------------------------------ sending
-
-    def _send_leg(self, req: OrderRequest, leg: Any) -> str:
-        vt_orderid = self._gateway.send_order(leg)
-        if not vt_orderid:  # vnpy_ctp logged why (the api refused the request)
-            part = msgspec.structs.replace(req, offset=Offset(leg.offset.name), volume=leg.volume)
-            return self._reject_locally(part, "the CTP api refused to send the order (see the log)")
-        order_id = vt_orderid.partition(".")[2]
-        self._references[order_id] = req.reference
-        self._converter.update_order_request(leg, vt_orderid)
-        return order_id
-
-    def _not_closable(self, req: OrderRequest) -> str:
-        holding = self._converter.get_position_holding(req.vt_symbol)
-        if holding is None:
-            return f"close {req.volume:g} {req.vt_symbol}: no position at CTP"
-        if req.direction is Direction.LONG:  # a buy closes the short position
-            td, yd = holding.short_td - holding.short_td_frozen, holding.short_yd - holding.short_yd_frozen
-        else:
-            td, yd = holding.long_td - holding.long_td_frozen, holding.long_yd - holding.long_yd_frozen
-        return (
-            f"close {req.volume:g} {req.vt_symbol}: more than the closable position at CTP "
-            f"(today {max(td, 0):g}, yesterday {max(yd, 0):g})"
-        )
+    # ------------------------------------------------------------------ refusals
 
     def _reject_locally(self, req: OrderRequest, reason: str) -> str:
+        """``req`` refused before it reached CTP: a REJECTED order with the reason, reported now."""
         self._local_seq += 1
         moment = now()
         order_id = f"ctp-local-{moment:%Y%m%d%H%M%S}-{self._local_seq}"

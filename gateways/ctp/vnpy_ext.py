@@ -33,7 +33,6 @@ from vnpy.event import Event, EventEngine
 from vnpy.trader import constant
 from vnpy.trader import event as vn_event
 from vnpy.trader import object as vn_object
-from vnpy.trader.converter import OffsetConverter
 from vnpy.trader.utility import TEMP_DIR
 from vnpy_ctp.gateway import ctp_gateway
 
@@ -49,7 +48,7 @@ from gateways.ctp.fields import (
 from gateways.ctp.link import CtpLinkEvent, LinkKind
 from gateways.ctp.queries import QueryDone, rate_query
 
-__all__ = ["EVENT_TYPES", "TEMP_DIR_PATH", "Event", "EventEngine", "OffsetConverter", "VnpyCtpGateway"]
+__all__ = ["EVENT_TYPES", "TEMP_DIR_PATH", "Event", "EventEngine", "VnpyCtpGateway"]
 
 EVENT_QUERY_DONE = "eQtraderCtpQueryDone"
 EVENT_ORPHAN = "eQtraderCtpOrphanTrade"
