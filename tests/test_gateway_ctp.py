@@ -20,6 +20,7 @@ from config import paths as cfg_paths
 from config.schema import CtpSettings
 from core.manager import TradingManager
 from core.models import (
+    LOCAL_ORDER_PREFIX,
     Account,
     CancelRequest,
     Contract,
@@ -294,6 +295,13 @@ async def test_each_request_is_one_ctp_order_with_the_offset_it_names(ctp: Ctp) 
     today = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSETODAY, "volume": 1}))
     await wait_until(lambda: rec.order(today) and rec.order(today).status is Status.REJECTED, 5)
     assert "平今仓位不足" in rec.order(today).status_msg and "50" in rec.order(today).status_msg
+
+    # what CTP cannot take at all is refused here, under the one id scheme of local refusals
+    sent_before = len(front.requests)
+    stop = gw.send_order(OrderRequest(**{**_fields(close), "type": OrderType.STOP}))
+    assert len(front.requests) == sent_before
+    assert stop.startswith(LOCAL_ORDER_PREFIX) and rec.order(stop).status is Status.REJECTED
+    assert rec.order(stop).status_msg == "CTP does not take STOP orders"
 
 
 async def test_depth_market_data_becomes_ticks(ctp: Ctp) -> None:

@@ -31,7 +31,8 @@
   policy), so nothing here splits or converts (vnpy's ``OffsetConverter`` is not used). What the
   venue cannot close it refuses, and the refusal is the order's REJECTED with CTP's reason.
   A request CTP cannot take at all (no offset, NET, STOP, a fraction of a lot), or one sent
-  while the trade front is not logged in, is refused here: a REJECTED order, never sent.
+  while the trade front is not logged in, is refused here: a REJECTED order with a
+  ``local_order_id``, never sent.
 - **Positions**: after each complete position answer, a position that CTP no longer lists is
   pushed flat.
 """
@@ -61,6 +62,7 @@ from core.models import (
     OrderRequest,
     Position,
     Trade,
+    local_order_id,
     now,
     split_vt_symbol,
 )
@@ -150,7 +152,6 @@ class CtpGateway(Gateway):
         self._pending_positions: dict[tuple[str, Direction], Any] = {}
         self._account: Account | None = None
         self._volumes: dict[str, float] = {}
-        self._local_seq = 0
         self._commission = CommissionBook()
         self._held = HeldFills(self._rates_settled, self._report_trade, self._log)
         self._install_fake_front()
@@ -641,10 +642,8 @@ class CtpGateway(Gateway):
 
     def _reject_locally(self, req: OrderRequest, reason: str) -> str:
         """``req`` refused before it reached CTP: a REJECTED order with the reason, reported now."""
-        self._local_seq += 1
         moment = now()
-        order_id = f"ctp-local-{moment:%Y%m%d%H%M%S}-{self._local_seq}"
-        order = req.refused(self.account_id, order_id, reason, moment)
+        order = req.refused(self.account_id, local_order_id(moment), reason, moment)
         self.listener.on_order(order)
         return order.order_id
 
