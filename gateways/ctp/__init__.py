@@ -9,6 +9,7 @@ and turns its world into ours. Where things live:
 - ``link.py``: the fronts' connection callbacks as events (what the status light follows);
 - ``fields.py``: CTP's fields and vnpy's objects as ``core.models`` (types, statuses, offsets,
   prices, ids, positions, disconnect reasons);
+- ``book.py``: the account's day as reported (orders, fills, positions, funds, references);
 - ``queries.py``: the query chain (one query in flight, paced, retried);
 - ``commission.py``: the broker's commission rates, and the fills that wait for them;
 - ``settings.py``: the ``ctp:`` settings as read here and as vnpy_ctp wants them.

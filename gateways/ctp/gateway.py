@@ -4,27 +4,19 @@
   ``CtpLinkEvent`` (link.py), with CTP's own error fields and disconnect reason; vnpy_ctp's log
   lines are only passed on as logs, their wording decides nothing. The events drive
   ``on_status``: CONNECTING from ``connect`` through front connection, authentication, login,
-  settlement confirmation and the instrument query; then, still
-  CONNECTING, the day's queries (queries.py): today's orders, today's trades, funds and
-  positions. CONNECTED follows the position answer, so everything of the day has been pushed
-  before it (``gateways/base.py``); the queries make the list complete whatever the private flow
-  delivers. A front disconnect is DISCONNECTED with a readable reason; the CTP api reconnects by
-  itself and the sequence starts again from CONNECTING. The market data front is separate: its
-  loss leaves the status CONNECTED (trading goes on) but says so in the status message and a
-  WARNING (quotes are stale) until it logs in again.
+  settlement confirmation and the instrument query; then, still CONNECTING, the day's queries
+  (queries.py): today's orders, today's trades, funds and positions. CONNECTED follows the
+  position answer, so everything of the day has been pushed before it (``gateways/base.py``);
+  the queries make the list complete whatever the private flow delivers. A front disconnect is
+  DISCONNECTED with a readable reason; the CTP api reconnects by itself and the sequence starts
+  again from CONNECTING. The market data front is separate: its loss leaves the status
+  CONNECTED (trading goes on) but says so in the status message and a WARNING (quotes are
+  stale) until it logs in again.
 - **Refusals are fatal.** A failed login or authentication is ``on_fatal`` with CTP's own text
   (vnpy_ctp never retries either), and so is a trade front that does not connect within
   ``connect_timeout`` seconds of ``connect``, or connects but does not answer the login in that
   time: the trader exits and its manager restarts it on the venue back-off. A front lost later
   is the api's to reconnect (no timeout).
-- **References.** CTP does not carry our ``reference``: orders sent by this process get theirs
-  back from a map kept by ``send_order``; any other order (earlier process, another terminal) is
-  reported with ``reference=""`` for the trader to resolve. A stale snapshot of an order (the
-  RESTART replay after a reconnect) is never reported as news: the newer state we hold is pushed
-  again instead.
-- **No fill is lost.** A trade whose order is not known yet is held for it (vnpy_ext.py); one
-  still held at CONNECTED is logged at ERROR, and any held ``ORPHAN_TRADE_SECONDS`` is reported
-  as a trade of order ``ctp-{exchange}-{OrderSysID}`` (which the trader records as external).
 - **One order per request, with the offset it names.** OPEN, CLOSE, CLOSETODAY and
   CLOSEYESTERDAY go out as CTP's open, close, close-today and close-yesterday flags: the trader
   has already split a close of SHFE/INE lots into CLOSEYESTERDAY / CLOSETODAY (its one close
@@ -33,8 +25,10 @@
   A request CTP cannot take at all (no offset, NET, STOP, a fraction of a lot), or one sent
   while the trade front is not logged in, is refused here: a REJECTED order with a
   ``local_order_id``, never sent.
-- **Positions**: after each complete position answer, a position that CTP no longer lists is
-  pushed flat.
+- **No fill is lost.** A trade whose order is not known yet is held for it (vnpy_ext.py); one
+  still held at CONNECTED is logged at ERROR, and any held ``ORPHAN_TRADE_SECONDS`` is reported
+  as a trade of order ``ctp-{exchange}-{OrderSysID}`` (which the trader records as external).
+  A fill whose commission rates are being asked waits for them a moment (commission.py).
 """
 
 from __future__ import annotations
@@ -50,35 +44,24 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-import msgspec
-
 from core.models import (
-    Account,
     CancelRequest,
     Contract,
-    Direction,
     GatewayStatus,
-    Order,
     OrderRequest,
-    Position,
     Trade,
     local_order_id,
     now,
     split_vt_symbol,
 )
 from gateways.base import Gateway, GatewayListener
+from gateways.ctp.book import DayBook
 from gateways.ctp.commission import CommissionBook, HeldFills
 from gateways.ctp.fields import (
-    account_from_vnpy,
     check_request,
     contract_from_vnpy,
     disconnect_reason,
-    is_stale,
-    order_from_vnpy,
     orphan_order_id,
-    position_from_vnpy,
-    tick_from_vnpy,
-    trade_from_vnpy,
     trade_text,
 )
 from gateways.ctp.link import CtpLinkEvent, LinkKind
@@ -142,16 +125,8 @@ class CtpGateway(Gateway):
         self._fill_query: asyncio.TimerHandle | None = None
         self._orphan_timer: asyncio.TimerHandle | None = None
         self._queries = QueryChain(self._gateway.td_api, self._can_query, self._on_query_done)
-        # the venue's state as reported, for query() and for ids and references
-        self._contracts: dict[str, Contract] = {}
-        self._orders: dict[str, Order] = {}
-        self._trades: dict[str, Trade] = {}
-        self._references: dict[str, str] = {}
-        self._fills: dict[str, tuple[float, float]] = {}  # order id -> (volume, notional)
-        self._positions: dict[tuple[str, Direction], Position] = {}
-        self._pending_positions: dict[tuple[str, Direction], Any] = {}
-        self._account: Account | None = None
-        self._volumes: dict[str, float] = {}
+        self._contracts: dict[str, Contract] = {}  # the venue's futures, with the rates known
+        self._book = DayBook(account_id)
         self._commission = CommissionBook()
         self._held = HeldFills(self._rates_settled, self._report_trade, self._log)
         self._install_fake_front()
@@ -225,12 +200,12 @@ class CtpGateway(Gateway):
         if not vt_orderid:  # vnpy_ctp logged why (the api refused the request)
             return self._reject_locally(req, "the CTP api refused to send the order (see the log)")
         order_id = vt_orderid.partition(".")[2]
-        self._references[order_id] = req.reference
+        self._book.references[order_id] = req.reference
         self._want_rate(req.vt_symbol, urgent=True)  # its fills are on their way
         return order_id
 
     def cancel_order(self, req: CancelRequest) -> None:
-        order = self._orders.get(req.order_id)
+        order = self._book.orders.get(req.order_id)
         if order is None:
             self._log("WARNING", f"cancel {req.order_id}: not an order of this CTP session's day")
             return
@@ -244,15 +219,15 @@ class CtpGateway(Gateway):
         self._gateway.cancel_order(self._vn.cancel_request(order.order_id, order.vt_symbol))
 
     def query(self) -> None:
-        listener = self.listener
-        if self._account is not None:
-            listener.on_account(self._account)
-        for position in self._positions.values():
+        listener, book = self.listener, self._book
+        if book.account is not None:
+            listener.on_account(book.account)
+        for position in book.positions.values():
             listener.on_position(position)
-        for order in self._orders.values():
+        for order in book.orders.values():
             if order.is_active:
                 listener.on_order(order)
-        for trade in self._trades.values():
+        for trade in book.trades.values():
             listener.on_trade(trade)
         if self._ready:
             self._queries.ask(("account", "positions"))
@@ -378,11 +353,10 @@ class CtpGateway(Gateway):
     def _connected_message(self) -> str:
         if self._md_down is not None:
             return f"CTP {self._md_down}; quotes stale, reconnecting (trade front logged in as {self.who})"
-        day = self._gateway.td_api.trading_day or "?"
-        working = sum(o.is_active for o in self._orders.values())
+        day, book = self._gateway.td_api.trading_day or "?", self._book
         return (
             f"CTP logged in as {self.who}, trading day {day}: {len(self._contracts)} contracts, "
-            f"{len(self._positions)} positions, {working} working orders, {len(self._trades)} trades"
+            f"{len(book.positions)} positions, {book.working} working orders, {len(book.trades)} trades"
         )
 
     def _front_timeout(self) -> None:
@@ -449,7 +423,7 @@ class CtpGateway(Gateway):
             # the positions reported stay as they are; rows that came with the error are not the
             # whole book (a key left over from them could outlive its position): dropped, the
             # next complete answer lists every row again
-            self._pending_positions.clear()
+            self._book.positions_failed()
         if self._queries.new_error(done.name, error):  # once per error, not at every retry
             self._log("WARNING", f"CTP {done.name} query answered with an error: {error}; asking again")
         if not ours:
@@ -562,26 +536,14 @@ class CtpGateway(Gateway):
         self.listener.on_contract(contract)
 
     def _on_tick(self, data: Any) -> None:
-        previous = self._volumes.get(data.vt_symbol)
-        self._volumes[data.vt_symbol] = data.volume
-        last_volume = data.volume - previous if previous is not None and data.volume >= previous else 0
-        self.listener.on_tick(tick_from_vnpy(data, self.account_id, last_volume))
+        self.listener.on_tick(self._book.tick(data))
 
     def _on_order(self, data: Any) -> None:
-        known = self._orders.get(data.orderid)
-        order = order_from_vnpy(data, self.account_id, known, self._references.get(data.orderid, ""))
-        order.status_msg = self._scrub(order.status_msg)
-        order = self._with_fills(order)
-        if known is not None and is_stale(order, known):
-            self.listener.on_order(known)  # still listed at the venue: its newest state
-            return
-        self._orders[order.order_id] = order
-        self.listener.on_order(order)
+        self.listener.on_order(self._book.order(data, self._scrub))
 
     def _on_trade(self, data: Any) -> None:
-        day = self._gateway.td_api.trading_day
-        trade = trade_from_vnpy(data, self.account_id, day, self._references.get(data.orderid, ""))
-        if trade.trade_id in self._trades or trade.trade_id in self._held:
+        trade = self._book.trade(data, self._gateway.td_api.trading_day)
+        if trade.trade_id in self._book.trades or trade.trade_id in self._held:
             return  # replayed: already reported or held
         contract = self._contracts.get(trade.vt_symbol)
         if contract is not None and not self._commission.resolved(contract):
@@ -596,47 +558,24 @@ class CtpGateway(Gateway):
         contract = self._contracts.get(trade.vt_symbol)
         if contract is not None:
             trade.commission = contract.commission(trade.price, trade.volume, trade.offset)
-        self._trades[trade.trade_id] = trade
-        volume, notional = self._fills.get(trade.order_id, (0.0, 0.0))
-        self._fills[trade.order_id] = (volume + trade.volume, notional + trade.volume * trade.price)
+        order = self._book.add_fill(trade)
         self.listener.on_trade(trade)
         self._query_after_fill()
-        order = self._orders.get(trade.order_id)
         if order is not None:  # the order's average fill price moved
-            updated = self._with_fills(order)
-            if updated.traded_price != order.traded_price:
-                self._orders[order.order_id] = updated
-                self.listener.on_order(updated)
-
-    def _with_fills(self, order: Order) -> Order:
-        volume, notional = self._fills.get(order.order_id, (0.0, 0.0))
-        if not volume:
-            return order
-        return msgspec.structs.replace(order, traded_price=notional / volume)
+            self.listener.on_order(order)
 
     def _on_position(self, data: Any) -> None:
-        direction = Direction(data.direction.name)
-        self._pending_positions[(data.vt_symbol, direction)] = data
+        self._book.position_row(data)
 
     def _flush_positions(self, extras: dict[tuple[str, str], dict[str, float]]) -> None:
         """One complete position answer: report it, and flatten what it no longer lists."""
-        pending, self._pending_positions = self._pending_positions, {}
-        reported: dict[tuple[str, Direction], Position] = {}
-        for key, data in pending.items():
-            extra = extras.get((data.symbol, key[1].name), {})
-            reported[key] = position_from_vnpy(data, self.account_id, extra)
-        for key, gone in self._positions.items():
-            if key not in reported and gone.volume:
-                reported[key] = Position(account_id=self.account_id, vt_symbol=key[0], direction=key[1])
-        self._positions = {k: p for k, p in reported.items() if p.volume}
-        for position in reported.values():
+        for position in self._book.positions_answered(extras):
             self.listener.on_position(position)
-        for vt_symbol, _ in self._positions:
+        for vt_symbol, _ in self._book.positions:
             self._want_rate(vt_symbol)
 
     def _on_account(self, data: Any) -> None:
-        self._account = account_from_vnpy(data, self.account_id, self._gateway.td_api.trading_day)
-        self.listener.on_account(self._account)
+        self.listener.on_account(self._book.funds(data, self._gateway.td_api.trading_day))
 
     # ------------------------------------------------------------------ refusals
 
