@@ -48,8 +48,6 @@ from gateways.ctp.fields import (
 from gateways.ctp.link import CtpLinkEvent, LinkKind
 from gateways.ctp.queries import QueryDone, rate_query
 
-__all__ = ["EVENT_TYPES", "TEMP_DIR_PATH", "Event", "EventEngine", "VnpyCtpGateway"]
-
 EVENT_QUERY_DONE = "eQtraderCtpQueryDone"
 EVENT_ORPHAN = "eQtraderCtpOrphanTrade"
 EVENT_LINK = "eQtraderCtpLink"
