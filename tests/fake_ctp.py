@@ -1,4 +1,4 @@
-"""A scripted CTP front for offline tests of ``gateways/ctp.py``.
+"""A scripted CTP front for offline tests of the CTP gateway (``gateways/ctp/``).
 
 ``attach(vnpy_gateway, state_dir)`` replaces the native request methods of vnpy_ctp's td and
 md api objects (``createFtdcTraderApi``, ``init``, ``reqUserLogin``, ``reqOrderInsert``, ...)
@@ -27,7 +27,8 @@ The script:
   lot fills at once); any other order queues until it is cancelled;
 - a close needs the lots: SHFE close-today takes today's, close and close-yesterday take
   yesterday's (``CTP:平今仓位不足`` / ``CTP:平昨仓位不足`` otherwise);
-- user ``REFUSED_USER`` fails the login with ErrorID 3 (``CTP:不合法的登录``);
+- user ``REFUSED_USER`` fails the login with ErrorID 3 (``CTP:不合法的登录``), AppID
+  ``REFUSED_APPID`` the authentication with ErrorID 63 (``CTP:客户端认证失败``);
 - user ``SILENT_USER``'s login is never answered (a front that hangs after connecting);
 - every order insert request is kept (``FakeFront.requests``) and appended as a JSON line to
   ``<state_dir>/fake_ctp_orders.jsonl``, so a test can check the ``CombOffsetFlag`` it got;
@@ -70,6 +71,7 @@ from typing import Any
 from core.models import now, trading_day_of
 
 REFUSED_USER = "refused"
+REFUSED_APPID = "refused_app"  # the authentication of this AppID fails
 SILENT_USER = "silent"  # the front connects, but never answers this user's login
 TICK_INTERVAL = 0.2
 RECONNECT_DELAY = 0.3
@@ -805,7 +807,8 @@ class FakeTd:
 
     def reqAuthenticate(self, req: dict[str, Any], reqid: int) -> int:
         data = {"BrokerID": req["BrokerID"], "UserID": req["UserID"], "AppID": req.get("AppID", "")}
-        return self._request(self.api.onRspAuthenticate, data, OK, reqid, True)
+        error = {"ErrorID": 63, "ErrorMsg": "CTP:客户端认证失败"} if data["AppID"] == REFUSED_APPID else OK
+        return self._request(self.api.onRspAuthenticate, data, error, reqid, True)
 
     def reqUserLogin(self, req: dict[str, Any], reqid: int) -> int:
         self.logins.append(dict(req))

@@ -20,6 +20,7 @@ from config import paths as cfg_paths
 from config.schema import CtpSettings
 from core.manager import TradingManager
 from core.models import (
+    LOCAL_ORDER_PREFIX,
     Account,
     CancelRequest,
     Contract,
@@ -36,15 +37,12 @@ from core.models import (
     Trade,
     TraderStatus,
 )
-from gateways import ctp as ctp_module
-from gateways.ctp import (
-    FAKE_FRONT_ENV,
-    CommissionRates,
-    CtpGateway,
-    ctp_order_type,
-    disconnect_reason,
-    vnpy_readable_order,
-)
+from gateways.ctp import FAKE_FRONT_ENV, CtpGateway
+from gateways.ctp import commission as ctp_commission
+from gateways.ctp import gateway as ctp_gateway
+from gateways.ctp import queries as ctp_queries
+from gateways.ctp.commission import CommissionRates
+from gateways.ctp.fields import ctp_order_type, disconnect_reason, vnpy_readable_order
 from storage import AccountDatabase, database_path
 from tests import fake_ctp
 from tests.conftest import CoreEnv, wait_until
@@ -248,33 +246,62 @@ async def test_an_order_fills_in_parts_and_another_is_cancelled(ctp: Ctp) -> Non
     assert any("already CANCELLED" in m for _, m in rec.of("log"))
 
 
-async def test_a_shfe_close_is_split_into_close_today_and_close_yesterday(ctp: Ctp) -> None:
+async def test_each_request_is_one_ctp_order_with_the_offset_it_names(ctp: Ctp) -> None:
+    """The trader splits SHFE/INE closes (its one close policy): the gateway sends each request
+    as it is, one CTP order with the matching CombOffsetFlag, and reports that one order."""
     gw, rec, front = ctp.gateway, ctp.listener, ctp.front
-    close = OrderRequest(
-        vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
-    )
-    first = gw.send_order(close)
-    sent = front.requests[-2:]
-    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in sent] == [("3", 2), ("4", 1)]
-    second = f"{first.rsplit('_', 1)[0]}_{int(first.rsplit('_', 1)[1]) + 1}"
-    await wait_until(
-        lambda: all(rec.order(i) and rec.order(i).status is Status.ALLTRADED for i in (first, second))
-    )
-    assert rec.order(first).offset is Offset.CLOSETODAY and rec.order(second).offset is Offset.CLOSEYESTERDAY
-    assert {rec.order(first).reference, rec.order(second).reference} == {"manual"}
-    assert any("sent as CLOSETODAY 2" in m for _, m in rec.of("log"))
-
-    # more than is left: refused here with the numbers, nothing sent
+    known = {o.order_id for o in rec.of("order")}
     sent_before = len(front.requests)
-    refused = gw.send_order(OrderRequest(**{**_fields(close), "volume": 3}))
-    assert len(front.requests) == sent_before
-    assert rec.order(refused).status is Status.REJECTED
-    assert "closable" in rec.order(refused).status_msg and "yesterday 2" in rec.order(refused).status_msg
+    # the long rb2601.SHFE position: 3 from yesterday, 2 of today
+    close = OrderRequest(
+        vt_symbol="rb2601.SHFE",
+        direction=Direction.SHORT,
+        offset=Offset.CLOSEYESTERDAY,
+        price=3500,
+        volume=3,
+        reference="s1",
+    )
+    yesterday = gw.send_order(close)
+    today = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSETODAY, "volume": 2}))
+    sent = front.requests[sent_before:]
+    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in sent] == [("4", 3), ("3", 2)]
+    await wait_until(
+        lambda: len(_fills_of(rec, yesterday)) == 2 and len(_fills_of(rec, today)) == 2,
+        20,
+        "both closes filled",
+    )
+    for order_id, offset, volume in ((yesterday, Offset.CLOSEYESTERDAY, 3), (today, Offset.CLOSETODAY, 2)):
+        order = rec.order(order_id)
+        assert (order.offset, order.volume, order.status, order.reference) == (
+            offset,
+            volume,
+            Status.ALLTRADED,
+            "s1",
+        )
+        assert {t.offset for t in _fills_of(rec, order_id)} == {offset}
+    assert {o.order_id for o in rec.of("order")} - known == {yesterday, today}  # one order each
 
-    # a close-today the front refuses: REJECTED with CTP's reason
+    def long_rb() -> float | None:
+        rows = [p for p in rec.of("position") if p.key == ("rb2601.SHFE", Direction.LONG)]
+        return rows[-1].volume if rows else None
+
+    await wait_until(lambda: long_rb() == 0, 20, "the long rb2601 position flat")
+
+    # a plain CLOSE is CTP's close, unsplit; what the venue cannot close it refuses, with its reason
+    plain = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSE, "volume": 1}))
+    assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in front.requests[-1:]] == [("1", 1)]
+    await wait_until(lambda: rec.order(plain) and rec.order(plain).status is Status.REJECTED, 5)
+    assert "平昨仓位不足" in rec.order(plain).status_msg and "51" in rec.order(plain).status_msg
     today = gw.send_order(OrderRequest(**{**_fields(close), "offset": Offset.CLOSETODAY, "volume": 1}))
     await wait_until(lambda: rec.order(today) and rec.order(today).status is Status.REJECTED, 5)
     assert "平今仓位不足" in rec.order(today).status_msg and "50" in rec.order(today).status_msg
+
+    # what CTP cannot take at all is refused here, under the one id scheme of local refusals
+    sent_before = len(front.requests)
+    stop = gw.send_order(OrderRequest(**{**_fields(close), "type": OrderType.STOP}))
+    assert len(front.requests) == sent_before
+    assert stop.startswith(LOCAL_ORDER_PREFIX) and rec.order(stop).status is Status.REJECTED
+    assert rec.order(stop).status_msg == "CTP does not take STOP orders"
 
 
 async def test_depth_market_data_becomes_ticks(ctp: Ctp) -> None:
@@ -338,9 +365,7 @@ async def test_login_refused_is_fatal_with_ctps_text(tmp_path: Path, monkeypatch
     try:
         await wait_until(lambda: env.listener.of("fatal"), 20, "on_fatal")
         (reason,) = env.listener.of("fatal")
-        assert (
-            reason == "CTP login failed for 9999/refused: 交易服务器登录失败，代码：3，信息：CTP:不合法的登录"
-        )
+        assert reason == "CTP login failed for 9999/refused: 代码：3，信息：CTP:不合法的登录"
         assert GatewayStatus.CONNECTED not in [s for s, _ in env.listener.of("status")]
     finally:
         await env.gateway.close()
@@ -371,10 +396,111 @@ async def test_close_leaves_no_thread_behind(tmp_path: Path, monkeypatch: pytest
     assert env.listener.status is GatewayStatus.DISCONNECTED
 
 
+# ---------------------------------------------------------------- status from the api's callbacks
+
+#: What every vnpy_ctp log line says in the tests below: the wording of some other release, and a
+#: misleading one (a status read from log text would take the first line for a refused login).
+GARBLED_LOG = "交易服务器登录失败，代码：99，信息：wording of another vnpy_ctp release"
+
+
+def _garble_vnpy_logs(monkeypatch: pytest.MonkeyPatch, said: list[str]) -> None:
+    """Every log line vnpy_ctp writes becomes ``GARBLED_LOG``; ``said`` gets the real wording.
+    Called once the gateway has imported vnpy (it picks its working folder at import)."""
+    from vnpy.trader.gateway import BaseGateway
+    from vnpy_ctp.gateway import ctp_gateway
+
+    def write_log(gateway: Any, msg: str) -> None:
+        said.append(msg)
+        BaseGateway.write_log(gateway, GARBLED_LOG)
+
+    monkeypatch.setattr(ctp_gateway.CtpGateway, "write_log", write_log)
+
+
+async def test_the_status_follows_the_api_callbacks_whatever_vnpy_ctp_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    said: list[str] = []
+    env = await _start(tmp_path, monkeypatch, lambda _: _garble_vnpy_logs(monkeypatch, said))
+    rec, front = env.listener, env.front
+    try:
+        await wait_until(lambda: rec.status is GatewayStatus.CONNECTED, 20, "CONNECTED")
+        assert not rec.of("fatal")
+        assert {"交易服务器连接成功", "交易服务器登录成功", "合约信息查询成功"} <= set(said)  # garbled
+        assert any(m == f"CTP: {GARBLED_LOG}" for _, m in rec.of("log"))  # logs are still logs
+        steps = [m for s, m in rec.of("status") if s is GatewayStatus.CONNECTING]
+        for step in ("trade front connected", "authenticated", "logged in as", "settlement confirmed"):
+            assert any(step in m for m in steps), step
+        assert any("4 contracts; querying orders" in m for m in steps)
+        connected = rec.events.index(("status", rec.of("status")[-1]))
+        for kind in ("order", "trade", "position", "account"):  # the whole day before CONNECTED
+            assert rec.index(kind) < connected, kind
+        assert "2 positions, 1 working orders, 1 trades" in rec.of("status")[-1][1]
+
+        # the trade front drops with CTP's reason, and the login starts again
+        mark = len(rec.events)
+        front.td.disconnect(0x1001)
+        down = (
+            "status",
+            (
+                GatewayStatus.DISCONNECTED,
+                "CTP trade front disconnected: network read failed (4097); reconnecting",
+            ),
+        )
+        await wait_until(lambda: down in rec.events[mark:], 20, "DISCONNECTED with CTP's reason")
+        mark += rec.events[mark:].index(down) + 1
+        await wait_until(
+            lambda: any(k == "status" and d[0] is GatewayStatus.CONNECTED for k, d in rec.events[mark:]),
+            20,
+            "CONNECTED again",
+        )
+
+        # the market data front drops and comes back: said in the status, trading goes on
+        front.md.disconnect(0x2001)
+        await wait_until(
+            lambda: "market data front disconnected (heartbeat timeout (8193))" in rec.of("status")[-1][1],
+            20,
+            "the md loss in the status",
+        )
+        assert rec.status is GatewayStatus.CONNECTED
+        front.md.reconnect()
+        await wait_until(lambda: rec.of("status")[-1][1].startswith("CTP logged in as"), 20, "quotes live")
+        assert not rec.of("fatal")
+    finally:
+        await env.gateway.close()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"userid": fake_ctp.REFUSED_USER},
+            "CTP login failed for 9999/refused: 代码：3，信息：CTP:不合法的登录",
+        ),
+        (
+            {"appid": fake_ctp.REFUSED_APPID},
+            "CTP authentication failed for 9999/000001: 代码：63，信息：CTP:客户端认证失败",
+        ),
+    ],
+    ids=["login", "authentication"],
+)
+async def test_a_refusal_is_fatal_with_ctps_own_text_whatever_vnpy_ctp_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, str], expected: str
+) -> None:
+    said: list[str] = []
+    env = await _start(tmp_path, monkeypatch, lambda _: _garble_vnpy_logs(monkeypatch, said), **overrides)
+    try:
+        await wait_until(lambda: env.listener.of("fatal"), 20, "on_fatal")
+        assert env.listener.of("fatal") == [expected]
+        assert GatewayStatus.CONNECTED not in [s for s, _ in env.listener.of("status")]
+        assert said  # vnpy_ctp did log, in words that were not read
+    finally:
+        await env.gateway.close()
+
+
 def test_disconnect_reasons_read_well() -> None:
-    assert disconnect_reason("交易服务器连接断开，原因4097") == "network read failed (4097)"
-    assert disconnect_reason("交易服务器连接断开，原因：8193") == "heartbeat timeout (8193)"
-    assert disconnect_reason("交易服务器连接断开，原因7") == "reason 7"
+    assert disconnect_reason(0x1001) == "network read failed (4097)"
+    assert disconnect_reason(0x2001) == "heartbeat timeout (8193)"
+    assert disconnect_reason(7) == "reason 7"
 
 
 # ---------------------------------------------------------------- no fill lost, errors, md front
@@ -497,7 +623,7 @@ async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # held for long enough that CONNECTED surely comes first, however slow the machine
-    monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 600.0)
+    monkeypatch.setattr(ctp_gateway, "ORPHAN_TRADE_SECONDS", 600.0)
     env = await _start(tmp_path, monkeypatch, lambda f: f.orphan_trade("rb2601", "1", "0", 3500.0, 2, "900"))
     rec = env.listener
     try:
@@ -507,7 +633,7 @@ async def test_a_trade_whose_order_never_comes_is_logged_then_reported(
         (at_connected,) = [m for level, m in rec.of("log") if level == "ERROR"]  # once: replay and query
         for part in (trade_id, "sell 2 rb2601 @ 3500", "OrderSysID 900", "ctp-SHFE-900"):
             assert part in at_connected, part
-        monkeypatch.setattr(ctp_module, "ORPHAN_TRADE_SECONDS", 0.0)
+        monkeypatch.setattr(ctp_gateway, "ORPHAN_TRADE_SECONDS", 0.0)
         env.gateway._release_orphans()  # what the timer does when the hold is over
         await wait_until(lambda: trade_id in [t.trade_id for t in rec.of("trade")], 20, "reported anyway")
         (trade,) = [t for t in rec.of("trade") if t.trade_id == trade_id]
@@ -530,7 +656,7 @@ NOT_READY = {"ErrorID": 90, "ErrorMsg": "CTP:查询未就绪，请稍后重试"}
 async def test_an_error_answer_is_not_a_complete_one_and_is_asked_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "QUERY_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(ctp_queries, "QUERY_RETRY_SECONDS", 0.1)
 
     def refuse_once(front: fake_ctp.FakeFront) -> None:
         for name in ("orders", "trades", "account", "positions"):
@@ -626,7 +752,7 @@ def test_commission_rate_rows_read_as_ctp_sends_them() -> None:
 async def test_commission_rates_are_asked_after_connected_once_per_product_one_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.2)
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.2)
     env = await _start(tmp_path, monkeypatch)
     gw, rec, front = env.gateway, env.listener, env.front
     try:
@@ -702,8 +828,8 @@ async def test_commission_rates_are_asked_after_connected_once_per_product_one_a
 async def test_fills_carry_the_commission_of_their_own_offset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
-    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 30.0)  # held until answered, however slow
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_commission, "COMMISSION_HOLD_SECONDS", 30.0)  # held until answered, however slow
 
     def m2605_own_rates(front: fake_ctp.FakeFront) -> None:  # an instrument's own row, close != open
         row = fake_ctp.commission_row(
@@ -743,19 +869,23 @@ async def test_fills_carry_the_commission_of_their_own_offset(
 
         # closing today's au lot on SHFE: close-today, at the close-today rate (0, not 2)
         req = OrderRequest(
-            vt_symbol="au2612.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=600.0, volume=1
+            vt_symbol="au2612.SHFE",
+            direction=Direction.SHORT,
+            offset=Offset.CLOSETODAY,
+            price=600.0,
+            volume=1,
         )
         ours.append(gw.send_order(req))
         await wait_until(lambda: _fills_of(rec, ours[-1]), 20, "the au close")
         (fill,) = _fills_of(rec, ours[-1])
         assert (fill.offset, fill.commission) == (Offset.CLOSETODAY, 0.0)
 
-        # rb CLOSE 3: close-today 2 (two fills) and close-yesterday 1, at 0.0001 of the turnover
+        # rb: close-today 2 (two fills) and close-yesterday 1, at 0.0001 of the turnover
         req = OrderRequest(
-            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSETODAY, price=3500, volume=2
         )
         first = gw.send_order(req)
-        second = f"{first.rsplit('_', 1)[0]}_{int(first.rsplit('_', 1)[1]) + 1}"
+        second = gw.send_order(OrderRequest(**{**_fields(req), "offset": Offset.CLOSEYESTERDAY, "volume": 1}))
         ours += [first, second]
         await wait_until(
             lambda: len(_fills_of(rec, first) + _fills_of(rec, second)) == 3, 20, "the rb closes"
@@ -785,10 +915,10 @@ async def test_fills_carry_the_commission_of_their_own_offset(
 async def test_failing_or_empty_commission_answers_leave_trading_unaffected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
-    monkeypatch.setattr(ctp_module, "QUERY_TIMEOUT_SECONDS", 0.3)
-    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 0.2)
-    attempts = ctp_module.COMMISSION_QUERY_ATTEMPTS
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_queries, "QUERY_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(ctp_commission, "COMMISSION_HOLD_SECONDS", 0.2)
+    attempts = ctp_commission.COMMISSION_QUERY_ATTEMPTS
 
     def trouble(front: fake_ctp.FakeFront) -> None:
         del front.commission_rates["rb"]  # the broker has no rates for rb: an empty answer
@@ -857,8 +987,8 @@ async def test_failing_or_empty_commission_answers_leave_trading_unaffected(
 async def test_a_held_fill_is_reported_when_the_gateway_closes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctp_module, "COMMISSION_QUERY_INTERVAL", 0.05)
-    monkeypatch.setattr(ctp_module, "COMMISSION_HOLD_SECONDS", 600.0)
+    monkeypatch.setattr(ctp_queries, "COMMISSION_QUERY_INTERVAL", 0.05)
+    monkeypatch.setattr(ctp_commission, "COMMISSION_HOLD_SECONDS", 600.0)
     env = await _start(tmp_path, monkeypatch, lambda f: f.td.unanswered.add("commission:au2612"))
     gw, rec, front = env.gateway, env.listener, env.front
     try:
@@ -866,7 +996,7 @@ async def test_a_held_fill_is_reported_when_the_gateway_closes(
         other = front.external_order("au2612", "0", "0", 600.02, 1, session=66)
         front.fill(other, 600.02, 1)
         await wait_until(lambda: "commission:au2612" in front.td.queries, 20, "au asked")
-        await wait_until(lambda: gw._held, 20, "the fill held")
+        await wait_until(lambda: gw._held.trades, 20, "the fill held")
         assert not _fills_of(rec, f"5_66_{other['OrderRef']}")
     finally:
         await gw.close()
@@ -985,9 +1115,10 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert (await mgr.cancel_order("CT1", resting)).ok
         await wait_until(lambda: state.orders[resting].status is Status.CANCELLED, 20, "cancelled")
 
-        # CLOSE 3 of the SHFE long (2 today, 3 yesterday): close-today 2 + close-yesterday 1 at the front
+        # CLOSE 4 of the SHFE long (3 yesterday, 2 today): the trader's close policy sends
+        # close-yesterday 3 + close-today 1, and the front gets exactly those
         close = OrderRequest(
-            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=3
+            vt_symbol="rb2601.SHFE", direction=Direction.SHORT, offset=Offset.CLOSE, price=3500, volume=4
         )
         reply = await mgr.send_order("CT1", close)
         assert reply.ok, reply.error
@@ -1005,8 +1136,8 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         log_file = cfg_paths.account_state_dir(core_env.data_dir, "CT1") / fake_ctp.ORDER_LOG
         received = [json.loads(line) for line in log_file.read_text(encoding="utf-8").splitlines()]
         assert [(r["CombOffsetFlag"], r["VolumeTotalOriginal"]) for r in received[-2:]] == [
-            ("3", 2),
-            ("4", 1),
+            ("4", 3),
+            ("3", 1),
         ]
         legs = [
             state.orders[i] for i in _order_ids(state, known) if state.orders[i].vt_symbol == "rb2601.SHFE"
@@ -1014,9 +1145,9 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert sorted(o.offset.name for o in legs) == ["CLOSETODAY", "CLOSEYESTERDAY"]
         assert {o.reference for o in legs} == {"manual"}
         await wait_until(
-            lambda: (p := state.positions.get(("rb2601.SHFE", Direction.LONG))) is not None and p.volume == 2,
+            lambda: (p := state.positions.get(("rb2601.SHFE", Direction.LONG))) is not None and p.volume == 1,
             20,
-            "the long position down to 2",
+            "the long position down to 1",
         )
 
         # the trade front drops (SIGUSR1 to the fake), the api reconnects, the trader follows
@@ -1056,10 +1187,13 @@ async def test_a_ctp_trader_under_the_manager(core_env: CoreEnv) -> None:
         assert orders["9_77_1"].reference == "external"  # the trader's word for it
         # each fill's commission at the broker's rates, by its own offset (rb: 0.0001 of turnover)
         fees = [(t.offset.name, t.volume, round(t.commission, 6)) for t in trades if t.order_id in ours]
-        assert (
-            sorted(fees)
-            == [("CLOSETODAY", 1, 3.5)] * 2 + [("CLOSEYESTERDAY", 1, 3.5)] + [("OPEN", 1, 1.5)] * 2
-        )
+        assert sorted(fees) == [
+            ("CLOSETODAY", 1, 3.5),
+            ("CLOSEYESTERDAY", 1, 3.5),
+            ("CLOSEYESTERDAY", 2, 7.0),
+            ("OPEN", 1, 1.5),
+            ("OPEN", 1, 1.5),
+        ]
         # the day's fills pushed before CONNECTED (rates not known yet in a new process) carry 0
         assert next(t.commission for t in trades if t.order_id == "9_77_1") == 0
         # and ours add up to what CTP charged the account
