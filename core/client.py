@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import msgspec
 
 from core.aggregator import AccountState, Change, DataAggregator
 from core.control import send_control
-from core.manager import OUTCOME_UNKNOWN, TradingManager, typed_history
+from core.manager import TradingManager, typed_history
 from core.models import (
     CancelRequest,
     CloseRequest,
@@ -33,6 +32,7 @@ from core.models import (
     TraderStatus,
     TradingState,
 )
+from core.oms import closable_volume
 from core.protocol import (
     CancelAllRequest,
     ConsoleState,
@@ -43,11 +43,26 @@ from core.protocol import (
     Message,
     ProtocolError,
     Reply,
+    RequestType,
     StateRequest,
     StrategyCommand,
     TraderCommand,
     TraderStatusUpdate,
 )
+from core.requests import PendingReplies
+
+# The console's whole view of the core: these clients, the state they read
+# (``AccountState``, ``Change``), the closable-volume rule its order entry shows, and
+# the shared vocabulary of core.models and core.protocol.
+__all__ = [
+    "DAEMON_LOST",
+    "AccountState",
+    "Change",
+    "ConsoleClient",
+    "LocalConsoleClient",
+    "RemoteConsoleClient",
+    "closable_volume",
+]
 
 log = logging.getLogger("qtrader.client")
 
@@ -239,8 +254,7 @@ class RemoteConsoleClient(ConsoleClient):
             self.aggregator.add_account(account_id, gateway)
             self.aggregator.set_status(account_id, TraderStatus.CONNECTING, "attaching to the daemon")
         self._link: Link | None = None
-        self._pending: dict[int, asyncio.Future[Reply]] = {}
-        self._req_ids = itertools.count(1)
+        self._pending = PendingReplies()  # req_id 0 is the attach, answered in _on_attached
         self._task: asyncio.Task[None] | None = None
         self._attached = asyncio.Event()
         self._closing = False
@@ -303,9 +317,7 @@ class RemoteConsoleClient(ConsoleClient):
             if msg.req_id == 0:  # the attach
                 self._on_attached(msg.data)
                 return
-            fut = self._pending.pop(msg.req_id or -1, None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg.data)
+            self._pending.resolve(msg.req_id, msg.data)
             return
         agg = self.aggregator
         state = agg.states.get(msg.account_id)
@@ -347,36 +359,26 @@ class RemoteConsoleClient(ConsoleClient):
 
     def _lost(self, why: str) -> None:
         self._attached.clear()
-        pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_result(Reply(ok=False, error=f"{DAEMON_LOST}: {OUTCOME_UNKNOWN}"))
+        self._pending.fail_all(DAEMON_LOST)
         for account_id, state in self.aggregator.states.items():
             if state.status is not TraderStatus.DISCONNECTED or state.status_message != why:
                 self.aggregator.set_status(account_id, TraderStatus.DISCONNECTED, why)
 
     async def _request(
-        self, account_id: str, msg_type: str, data: Any, timeout: float | None = None
+        self, account_id: str, msg_type: RequestType, data: Any, timeout: float | None = None
     ) -> Reply:
         link = self._link
         if link is None or not self.attached:
             return Reply(ok=False, error="not attached to the daemon; nothing was sent")
-        req_id = next(self._req_ids)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = fut
+        limit = timeout or self.timeout
         try:
-            link.send_nowait(msg_type, data, req_id, account_id=account_id)
-        except ConnectionError:
-            self._pending.pop(req_id, None)
-            return Reply(ok=False, error="not attached to the daemon; nothing was sent")
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), timeout or self.timeout)
-        except TimeoutError:
-            self._pending.pop(req_id, None)
-            return Reply(
-                ok=False,
-                error=f"the daemon did not answer within {timeout or self.timeout:g} s: {OUTCOME_UNKNOWN}",
+            return await self._pending.request(
+                lambda req_id: link.send_nowait(msg_type, data, req_id, account_id=account_id),
+                timeout=limit,
+                unanswered=f"the daemon did not answer within {limit:g} s",
             )
+        except ConnectionError:
+            return Reply(ok=False, error="not attached to the daemon; nothing was sent")
 
     # ------------------------------------------------------------------ ConsoleClient
 

@@ -29,25 +29,22 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from core.aggregator import AccountState, Change
 from core.manager import TradingManager
-from core.models import CancelRequest, CloseRequest, OrderRequest
 from core.protocol import (
-    CancelAllRequest,
     ConsoleState,
     Empty,
-    HistoryRequest,
     Link,
     Message,
+    MessageType,
     ProtocolError,
     Reply,
+    RequestType,
     Snapshot,
-    StateRequest,
-    StrategyCommand,
     TraderCommand,
     TraderStatusUpdate,
     peer_credentials,
@@ -57,6 +54,9 @@ log = logging.getLogger("qtrader.control")
 
 #: Bytes an attached console may leave unread before it is disconnected (it re-attaches).
 MAX_CONSOLE_BACKLOG = 16 * 1024 * 1024
+
+#: Requests whose envelope's ``account_id`` may be empty (the kill switch: every account).
+_ANY_ACCOUNT: frozenset[MessageType] = frozenset({"kill_req", "status_req"})
 
 
 class ControlServer:
@@ -69,6 +69,7 @@ class ControlServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._links: set[Link] = set()
         self._stopping = False
+        self._handlers = self._table()
 
     async def start(self) -> None:
         if self.path.exists():
@@ -178,46 +179,56 @@ class ControlServer:
 
     async def _handle(self, msg: Message) -> Reply:
         mgr = self.manager
-        aid, data = msg.account_id, msg.data
-        if msg.type not in ("kill_req", "status_req") and aid not in mgr.aggregator.states:
+        aid = msg.account_id
+        if msg.type not in _ANY_ACCOUNT and aid not in mgr.aggregator.states:
             return Reply(ok=False, error=f"no account '{aid}' in this daemon ({', '.join(mgr.account_ids)})")
-        if msg.type == "order_req" and isinstance(data, OrderRequest):
-            return await mgr.send_order(aid, data)
-        if msg.type == "cancel_req" and isinstance(data, CancelRequest):
-            return await mgr.cancel_order(aid, data.order_id)
-        if msg.type == "cancel_all_req" and isinstance(data, CancelAllRequest):
-            return await mgr.cancel_all(aid, data.vt_symbol)
-        if msg.type == "close_req" and isinstance(data, CloseRequest):
-            return await mgr.close_position(
-                aid, data.vt_symbol, data.direction, volume=data.volume, price=data.price
-            )
-        if msg.type == "strategy_req" and isinstance(data, StrategyCommand):
-            return await mgr.strategy_command(aid, data)
-        if msg.type == "history_req" and isinstance(data, HistoryRequest):
-            return await mgr.history(
-                aid, data.kind, since=data.since, limit=data.limit, vt_symbol=data.vt_symbol
-            )
-        if msg.type == "info_req":
-            return await mgr.status(aid)
-        if msg.type == "trader_req" and isinstance(data, TraderCommand):
-            action = {"start": mgr.start_trader, "stop": mgr.stop_trader, "restart": mgr.restart_trader}
-            return await action[data.action](aid)
-        if msg.type == "kill_req":
-            target = msg.account_id or None
-            if target is not None and target not in mgr.proxies:
-                return Reply(
-                    ok=False, error=f"no running account '{target}' (running: {', '.join(mgr.proxies)})"
-                )
-            log.critical("control: KILL SWITCH for %s", target or "all accounts")
-            replies = await mgr.kill_switch(target)
-            failed = [f"{a}: {r.error}" for a, r in replies.items() if not r.ok]
-            result: dict[str, Any] = {a: r for a, r in replies.items()}  # each account's own reply
-            return Reply(ok=not failed, error="; ".join(failed), result=result)
-        if msg.type == "state_req" and isinstance(msg.data, StateRequest):
-            return await mgr.set_trading_state(msg.account_id, msg.data.state)
-        if msg.type == "status_req":
-            return Reply(ok=True, result={a: _status(mgr, a) for a in mgr.account_ids})
-        return Reply(ok=False, error=f"'{msg.type}' is not a control request")
+        handler = self._handlers.get(msg.type)
+        if handler is None:
+            return Reply(ok=False, error=f"'{msg.type}' is not a control request")
+        return await handler(aid, msg.data)
+
+    # ------------------------------------------------------------------ requests
+    # Looked up on the manager at each call (not bound once): one place to stand in for it.
+
+    def _table(self) -> dict[MessageType, Callable[[str, Any], Awaitable[Reply]]]:
+        mgr = self.manager
+        return {
+            "order_req": lambda aid, req: mgr.send_order(aid, req),
+            "cancel_req": lambda aid, req: mgr.cancel_order(aid, req.order_id),
+            "cancel_all_req": lambda aid, req: mgr.cancel_all(aid, req.vt_symbol),
+            "close_req": lambda aid, req: mgr.close_position(
+                aid, req.vt_symbol, req.direction, volume=req.volume, price=req.price
+            ),
+            "strategy_req": lambda aid, cmd: mgr.strategy_command(aid, cmd),
+            "history_req": lambda aid, req: mgr.history(
+                aid, req.kind, since=req.since, limit=req.limit, vt_symbol=req.vt_symbol
+            ),
+            "info_req": lambda aid, _: mgr.status(aid),
+            "trader_req": self._on_trader_req,
+            "kill_req": self._on_kill_req,
+            "state_req": lambda aid, req: mgr.set_trading_state(aid, req.state),
+            "status_req": self._on_status_req,
+        }
+
+    async def _on_trader_req(self, account_id: str, cmd: TraderCommand) -> Reply:
+        mgr = self.manager
+        action = {"start": mgr.start_trader, "stop": mgr.stop_trader, "restart": mgr.restart_trader}
+        return await action[cmd.action](account_id)
+
+    async def _on_kill_req(self, account_id: str, _: Empty) -> Reply:
+        mgr = self.manager
+        target = account_id or None
+        if target is not None and target not in mgr.proxies:
+            return Reply(ok=False, error=f"no running account '{target}' (running: {', '.join(mgr.proxies)})")
+        log.critical("control: KILL SWITCH for %s", target or "all accounts")
+        replies = await mgr.kill_switch(target)
+        failed = [f"{a}: {r.error}" for a, r in replies.items() if not r.ok]
+        result: dict[str, Any] = {a: r for a, r in replies.items()}  # each account's own reply
+        return Reply(ok=not failed, error="; ".join(failed), result=result)
+
+    async def _on_status_req(self, _account_id: str, _: Empty) -> Reply:
+        mgr = self.manager
+        return Reply(ok=True, result={a: _status(mgr, a) for a in mgr.account_ids})
 
 
 def trader_status(state: AccountState) -> TraderStatusUpdate:
@@ -266,7 +277,7 @@ def _status(mgr: TradingManager, account_id: str) -> dict[str, Any]:
 
 
 async def send_control(
-    path: Path, msg_type: str, data: Any, account_id: str = "", timeout: float = 15.0
+    path: Path, msg_type: RequestType, data: Any, account_id: str = "", timeout: float = 15.0
 ) -> Reply:
     """One request to a running daemon (the command-line client)."""
     try:

@@ -60,19 +60,20 @@ from core.protocol import (
     ProtocolError,
     QuoteSourceStatus,
     Reply,
+    RequestType,
     ShutdownRequest,
     StateRequest,
     StrategyCommand,
     SubscribeRequest,
     peer_credentials,
 )
+from core.requests import PendingReplies
 from core.trader import EXIT_ALREADY_RUNNING, EXIT_VENUE_REFUSED, Trader  # light: storage loads lazily
 
 log = logging.getLogger("qtrader.manager")
 
 REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
 STOP_GRACE = 6.0  # a trader asked to shut down gets this long before SIGKILL
-OUTCOME_UNKNOWN = "outcome unknown, it may have acted (check its orders before resending)"
 ADOPT_WAIT = 5.0  # how long a trader left by an earlier manager gets to join us
 
 HISTORY_TYPES: dict[str, Any] = {
@@ -155,7 +156,7 @@ class TraderProxy:
     link_lost_at: float = 0.0
     restart_handle: asyncio.TimerHandle | None = None
     venue_refusals: int = 0  # consecutive exits because the venue refused the login
-    pending: dict[int, asyncio.Future[Reply]] = field(default_factory=dict)
+    pending: PendingReplies = field(default_factory=PendingReplies)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -245,6 +246,7 @@ class TradingManager:
                 account=account,
                 socket_path=cfg_paths.trader_socket_path(self.sock_dir, account.account_id),
                 policy=RestartPolicy.from_config(self.config.manager),
+                pending=PendingReplies(self._req_ids),  # ids unique across accounts, for the logs
             )
             self.proxies[account.account_id] = proxy
             await self._listen(proxy)
@@ -414,9 +416,7 @@ class TradingManager:
                     continue
                 proxy.last_seen = time.monotonic()
                 if msg.type == "reply":
-                    fut = proxy.pending.pop(msg.req_id or -1, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg.data)
+                    proxy.pending.resolve(msg.req_id, msg.data)
                     continue
                 if not self.aggregator.apply(aid, msg):
                     log.error("%s: unexpected message type '%s' from trader", aid, msg.type)
@@ -441,10 +441,7 @@ class TradingManager:
     async def _drop_link(self, proxy: TraderProxy, link: Link, reason: str) -> None:
         if proxy.link is link:
             proxy.link = None
-        pending, proxy.pending = proxy.pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_result(Reply(ok=False, error=f"{proxy.account_id}: {reason}: {OUTCOME_UNKNOWN}"))
+        proxy.pending.fail_all(f"{proxy.account_id}: {reason}")
         await link.close()
 
     def _subscribe_for_paper(self, account_id: str) -> None:
@@ -742,7 +739,7 @@ class TradingManager:
     # ================================================================== commands
 
     async def request(
-        self, account_id: str, msg_type: str, data: Any, *, timeout: float | None = None
+        self, account_id: str, msg_type: RequestType, data: Any, *, timeout: float | None = None
     ) -> Reply:
         """Send one request to a trader; always returns exactly one Reply."""
         proxy = self.proxies.get(account_id)
@@ -752,31 +749,15 @@ class TradingManager:
         if link is None or link.closed:
             status = self.aggregator.states[account_id].status.name.lower()
             return Reply(ok=False, error=f"{account_id} trader is not connected ({status}); nothing was sent")
-        req_id = next(self._req_ids)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        proxy.pending[req_id] = fut
-        try:
-            link.send_nowait(msg_type, data, req_id)
-        except ConnectionError:
-            proxy.pending.pop(req_id, None)
-            return Reply(ok=False, error=f"{account_id} trader link closed; nothing was sent")
         limit = timeout if timeout is not None else self.config.manager.request_timeout
-
-        def expire() -> None:
-            if proxy.pending.pop(req_id, None) is fut and not fut.done():
-                fut.set_result(
-                    Reply(
-                        ok=False,
-                        error=f"{account_id} did not answer {msg_type} within {limit:g} s: {OUTCOME_UNKNOWN}",
-                    )
-                )
-
-        # a timer on the future, not wait_for(): no extra task on the order path
-        timer = asyncio.get_running_loop().call_later(limit, expire)
         try:
-            return await fut
-        finally:
-            timer.cancel()
+            return await proxy.pending.request(
+                lambda req_id: link.send_nowait(msg_type, data, req_id),
+                timeout=limit,
+                unanswered=f"{account_id} did not answer {msg_type} within {limit:g} s",
+            )
+        except ConnectionError:
+            return Reply(ok=False, error=f"{account_id} trader link closed; nothing was sent")
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         req.account_id = account_id

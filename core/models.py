@@ -41,6 +41,19 @@ def local_order_id(moment: datetime) -> str:
     return f"{LOCAL_ORDER_PREFIX}{moment:%Y%m%d%H%M%S}.{_LOCAL_RUN}-{next(_LOCAL_SEQ)}"
 
 
+# Words with one meaning across the core, the wire and the console (which compares against them).
+
+#: ``reference`` of an order or fill that was not placed through qtrader.
+EXTERNAL = "external"
+
+#: ``status_msg`` of a working order that a reconnect found no longer listed at the venue.
+NOT_AT_VENUE = "not working at the venue after reconnect (never reached it, or expired with its trading day)"
+
+#: How the answer to a request ends when nobody knows what became of it (no reply in time, the
+#: link lost on the way): it was sent, so it may have been acted on. Never worded as a rejection.
+OUTCOME_UNKNOWN = "outcome unknown, it may have acted (check its orders before resending)"
+
+
 TRADING_DAY_ROLL_HOUR = 20  # the night session from 21:00 already trades for the next day
 
 

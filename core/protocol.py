@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -146,8 +146,60 @@ class ConsoleState(Struct, kw_only=True):
     logs: list[LogEntry] = msgspec.field(default_factory=list)
 
 
+# --------------------------------------------------------------------------- message types
+
+#: A request: answered by exactly one ``reply``. Manager -> trader first, then the ones only
+#: an attached console sends to the daemon (trading requests reuse the trader's).
+RequestType = Literal[
+    "order_req",
+    "cancel_req",
+    "cancel_all_req",
+    "close_req",
+    "strategy_req",
+    "state_req",
+    "status_req",
+    "kill_req",
+    "history_req",
+    "subscribe_req",
+    "shutdown",
+    "attach",
+    "info_req",
+    "trader_req",
+]
+
+#: Every type a frame can carry, exactly as it is spelled on the wire.
+MessageType = Literal[
+    # trader -> manager (and, relayed, daemon -> attached console)
+    "register",
+    "heartbeat",
+    "status",
+    "snapshot",
+    "account",
+    "order",
+    "trade",
+    "position",
+    "tick",
+    "bar",
+    "contract",
+    "strategy",
+    "trigger",
+    "equity",
+    "log",
+    "reply",
+    # manager -> trader, with no reply wanted: a paper account's quotes and their source's state
+    "quote",
+    "quote_source",
+    # daemon -> attached console
+    "console_state",
+    "trader_status",
+    RequestType,
+]
+
+#: One message on its way out: (type, data, req_id).
+Outgoing = tuple[MessageType, Any, int | None]
+
 # type name -> payload struct. Trader -> manager first, then manager -> trader.
-MESSAGE_TYPES: dict[str, type] = {
+MESSAGE_TYPES: dict[MessageType, type] = {
     "register": TraderInfo,
     "heartbeat": TraderInfo,
     "status": TraderInfo,
@@ -185,24 +237,7 @@ MESSAGE_TYPES: dict[str, type] = {
     "trader_status": TraderStatusUpdate,
 }
 
-REQUEST_TYPES = frozenset(
-    {
-        "order_req",
-        "cancel_req",
-        "cancel_all_req",
-        "close_req",
-        "strategy_req",
-        "state_req",
-        "status_req",
-        "kill_req",
-        "history_req",
-        "subscribe_req",
-        "shutdown",
-        "attach",
-        "info_req",
-        "trader_req",
-    }
-)
+REQUEST_TYPES: frozenset[RequestType] = frozenset(get_args(RequestType))
 
 
 # --------------------------------------------------------------------------- errors
@@ -245,7 +280,7 @@ class UnknownType(ProtocolError):
 class Message(msgspec.Struct, kw_only=True):
     """One frame. On decode ``data`` is the typed payload struct."""
 
-    type: str
+    type: MessageType
     account_id: str = ""
     seq: int = 0
     ts: float = 0.0
@@ -254,7 +289,7 @@ class Message(msgspec.Struct, kw_only=True):
 
 
 class _Incoming(msgspec.Struct, kw_only=True):
-    type: str
+    type: str  # any string: an unknown type is refused as such (UnknownType), not as a schema error
     account_id: str = ""
     seq: int = 0
     ts: float = 0.0
@@ -291,7 +326,12 @@ def decode_payload(payload: bytes | memoryview) -> Message:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise SchemaError(f"invalid '{env.type}' data: {exc}", req_id=env.req_id, msg_type=env.type) from None
     return Message(
-        type=env.type, account_id=env.account_id, seq=env.seq, ts=env.ts, req_id=env.req_id, data=data
+        type=env.type,  # type: ignore[arg-type]  # one of MESSAGE_TYPES: it has a decoder
+        account_id=env.account_id,
+        seq=env.seq,
+        ts=env.ts,
+        req_id=env.req_id,
+        data=data,
     )
 
 
@@ -390,7 +430,9 @@ class Link:
         """Bytes written but not yet taken by the peer."""
         return self.writer.transport.get_write_buffer_size()
 
-    def _frame(self, msg_type: str, data: Any, req_id: int | None, account_id: str | None = None) -> bytes:
+    def _frame(
+        self, msg_type: MessageType, data: Any, req_id: int | None, account_id: str | None = None
+    ) -> bytes:
         self._seq += 1
         return encode_frame(
             Message(
@@ -404,7 +446,7 @@ class Link:
         )
 
     def send_nowait(
-        self, msg_type: str, data: Any, req_id: int | None = None, *, account_id: str | None = None
+        self, msg_type: MessageType, data: Any, req_id: int | None = None, *, account_id: str | None = None
     ) -> None:
         """Queue a frame without waiting for the peer (raises if closed). ``account_id``
         overrides the link's own (a daemon streams every account to a console)."""
@@ -412,13 +454,13 @@ class Link:
             raise ConnectionError("link is closed")
         self.writer.write(self._frame(msg_type, data, req_id, account_id))
 
-    def send_many(self, messages: list[tuple[str, Any, int | None]]) -> None:
+    def send_many(self, messages: list[Outgoing]) -> None:
         """Queue several frames in one write: ``(type, data, req_id)`` each."""
         if self.writer.is_closing():
             raise ConnectionError("link is closed")
         self.writer.write(b"".join([self._frame(t, d, r) for t, d, r in messages]))
 
-    async def send(self, msg_type: str, data: Any, req_id: int | None = None) -> None:
+    async def send(self, msg_type: MessageType, data: Any, req_id: int | None = None) -> None:
         self.send_nowait(msg_type, data, req_id)
         if self.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             await self.writer.drain()

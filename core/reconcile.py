@@ -15,12 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from core.models import Order, Status, Trade, now
-
-#: ``reference`` of an order or fill that was not placed through qtrader.
-EXTERNAL = "external"
-
-NOT_AT_VENUE = "not working at the venue after reconnect (never reached it, or expired with its trading day)"
+from core.models import EXTERNAL, NOT_AT_VENUE, Order, Status, Trade, now
 
 
 class Reconciliation:

@@ -59,7 +59,7 @@ from core.models import (
     now,
 )
 from core.oms import Oms
-from core.protocol import Reply
+from core.protocol import MessageType, Reply
 
 if TYPE_CHECKING:
     from storage import AccountDatabase
@@ -97,7 +97,7 @@ class EngineHost(Protocol):
 
     def place_order(self, req: OrderRequest) -> Reply: ...
     def cancel_order(self, order_id: str) -> Reply: ...
-    def emit(self, msg_type: str, data: Any) -> None: ...
+    def emit(self, msg_type: MessageType, data: Any) -> None: ...
 
 
 class StrategyEngine:

@@ -67,6 +67,8 @@ from core.protocol import (
     HistoryRequest,
     Link,
     Message,
+    MessageType,
+    Outgoing,
     ProtocolError,
     QuoteSourceStatus,
     Reply,
@@ -248,7 +250,7 @@ class Trader:
         self._account_push: asyncio.TimerHandle | None = None
         self._link_handler = _LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
-        self._outbox: list[tuple[str, Any, int | None]] | None = None  # held back until the commit
+        self._outbox: list[Outgoing] | None = None  # held back until the commit
         self._event_depth = 0  # > 0 while a gateway event is being handled
         self._cancel_on_reconnect = False  # a kill switch could not cancel: do it on reconnect
         # the venue's first push is checked against the database like any reconnect
@@ -262,7 +264,7 @@ class Trader:
         #: day's orders trigger do not walk the ~80,000 objects of the imports and startup
         #: (about 20 ms each, on the order path). Not in a manager's process (embedded mode).
         self.freeze_gc = False
-        self._handlers: dict[str, Callable[[Any], Reply]] = {
+        self._handlers: dict[MessageType, Callable[[Any], Reply]] = {
             "order_req": self._on_order_req,
             "cancel_req": self._on_cancel_req,
             "cancel_all_req": self._on_cancel_all_req,
@@ -500,7 +502,7 @@ class Trader:
                 )
 
     @contextlib.contextmanager
-    def _unit(self) -> Iterator[list[tuple[str, Any, int | None]]]:
+    def _unit(self) -> Iterator[list[Outgoing]]:
         """One request = one database commit; what it produced is reported after the commit.
 
         A request may save an order several times (SUBMITTING, NOTTRADED, fills); batching
@@ -537,7 +539,7 @@ class Trader:
         else:
             self.log.exception("%s failed", what)
 
-    def _storage_failed(self, exc: Exception, outbox: list[tuple[str, Any, int | None]]) -> None:
+    def _storage_failed(self, exc: Exception, outbox: list[Outgoing]) -> None:
         """The database refused a write: what the venue has is still reported (hiding a live
         order would be worse), but no request is answered as a success and the account stops
         taking new orders until an operator has looked."""
@@ -552,14 +554,14 @@ class Trader:
                 outbox[i] = ("reply", Reply(ok=False, error=error, result=data.result), req_id)
         outbox.append(("status", self.info(), None))
 
-    def emit(self, msg_type: str, data: Any) -> None:
+    def emit(self, msg_type: MessageType, data: Any) -> None:
         """Report a change to the manager, if one is connected (a snapshot catches up later)."""
         if self._outbox is not None:
             self._outbox.append((msg_type, data, None))
             return
         self._send([(msg_type, data, None)])
 
-    def _send(self, messages: list[tuple[str, Any, int | None]]) -> None:
+    def _send(self, messages: list[Outgoing]) -> None:
         link = self.link
         if not messages or link is None or link.closed:
             return

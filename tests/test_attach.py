@@ -12,8 +12,9 @@ from textual.widgets import Static
 from config import paths as cfg_paths
 from core.client import DAEMON_LOST, RemoteConsoleClient
 from core.control import ControlServer
-from core.manager import OUTCOME_UNKNOWN, TradingManager
+from core.manager import TradingManager
 from core.models import (
+    OUTCOME_UNKNOWN,
     Direction,
     Offset,
     Order,

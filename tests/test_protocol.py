@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
@@ -24,10 +25,12 @@ from core.models import (
 from core.protocol import (
     HEADER,
     MESSAGE_TYPES,
+    REQUEST_TYPES,
     FrameBuffer,
     FrameTooLarge,
     Link,
     Message,
+    MessageType,
     NotJson,
     ProtocolError,
     Reply,
@@ -87,6 +90,13 @@ def test_every_type_round_trips_a_default_instance() -> None:
         assert isinstance(value, MESSAGE_TYPES[name])
         msg = decode_payload(encode_frame(Message(type=name, req_id=7, data=value))[4:])
         assert msg.data == value and msg.req_id == 7
+
+
+def test_the_type_names_are_one_list_with_a_payload_each() -> None:
+    names = get_args(MessageType)
+    assert len(names) == len(set(names))
+    assert set(names) == set(MESSAGE_TYPES)  # each spelled once, each with its struct
+    assert set(names) > REQUEST_TYPES and "reply" not in REQUEST_TYPES
 
 
 def test_not_json_is_not_fatal() -> None:

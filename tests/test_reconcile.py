@@ -18,6 +18,8 @@ import msgspec
 import pytest
 
 from core.models import (
+    EXTERNAL,
+    NOT_AT_VENUE,
     Direction,
     GatewayStatus,
     Offset,
@@ -28,7 +30,6 @@ from core.models import (
     Trade,
     now,
 )
-from core.reconcile import EXTERNAL, NOT_AT_VENUE
 from core.trader import Trader
 from storage import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until

@@ -16,10 +16,8 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.screen import ModalScreen, Screen
 
-from core.aggregator import Change
-from core.client import ConsoleClient
-from core.manager import OUTCOME_UNKNOWN
-from core.models import TraderStatus
+from core.client import Change, ConsoleClient
+from core.models import OUTCOME_UNKNOWN, TraderStatus
 from core.protocol import Reply
 from tui.actions import ACTIONS, bindings
 from tui.screens.account import AccountScreen

@@ -18,9 +18,8 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from core.aggregator import AccountState
+from core.client import AccountState, closable_volume
 from core.models import Contract, Direction, Offset, OrderRequest, OrderType, Position, on_tick_grid
-from core.oms import closable_volume
 from tui import format as fmt
 
 OFFSETS: list[tuple[str, str]] = [

@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from core.aggregator import AccountState
+from core.client import AccountState
 from core.models import Direction, OrderRequest, TradingState
 from core.protocol import StrategyCommand
 from tui import format as fmt

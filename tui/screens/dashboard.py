@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from core.aggregator import AccountState
+from core.client import AccountState
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from core.aggregator import AccountState
+from core.client import AccountState
 from core.models import LogEntry, StrategyState, StrategyTrigger
 from tui import format as fmt
 from tui.widgets.table import Cell, KeyedTable

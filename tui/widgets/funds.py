@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
-from core.aggregator import AccountState
+from core.client import AccountState
 from tui import format as fmt
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from core.aggregator import AccountState
-from core.models import Direction, Offset, Order, Trade
-from core.reconcile import EXTERNAL
+from core.client import AccountState
+from core.models import EXTERNAL, Direction, Offset, Order, Trade
 from tui import format as fmt
 from tui.widgets.table import Cell, KeyedTable
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.aggregator import AccountState
+from core.client import AccountState
 from core.models import Position
 from tui import format as fmt
 from tui.widgets.table import Cell, KeyedTable
