@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -24,6 +23,7 @@ from config import paths as cfg_paths
 from core.aggregator import Change, DataAggregator
 from core.control import ControlServer
 from core.lockfile import LockHeld, PidLock
+from core.logs import setup_runtime_logging
 from core.manager import TradingManager
 from core.models import Direction, Status
 
@@ -137,18 +137,6 @@ class StatusPrinter:
                 f"{len(state.working_orders)} working orders, {len(state.ticks)} quotes, "
                 f"{state.restarts} restarts",
             )
-
-
-def setup_runtime_logging(data_dir: Path, level: str) -> None:
-    path = cfg_paths.runtime_log_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.setLevel(level)
-    root.addHandler(handler)
 
 
 async def run_daemon(

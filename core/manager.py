@@ -34,6 +34,7 @@ import msgspec
 from config import AccountConfig, AppConfig, ManagerConfig
 from config import paths as cfg_paths
 from core.aggregator import AccountState, Change, DataAggregator
+from core.logs import embedded_trader_logger, rotate_worker_output, worker_output_path
 from core.models import (
     Bar,
     Direction,
@@ -525,16 +526,15 @@ class TradingManager:
                 self.config,
                 data_dir=self.data_dir,
                 socket_path=proxy.socket_path,
-                logger=_embedded_logger(self.data_dir, proxy.account_id),
+                logger=embedded_trader_logger(self.data_dir, proxy.account_id),
             )
             proxy.embedded = trader
             proxy.task = asyncio.create_task(trader.run(), name=f"trader-{proxy.account_id}")
             proxy.task.add_done_callback(lambda t: self._on_exit(proxy, _task_code(t), None))
             self._set_pid(proxy, os.getpid())
             return
-        log_dir = cfg_paths.account_log_dir(self.data_dir, proxy.account_id)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / "stderr.log", "ab") as out:  # noqa: ASYNC230 - local file, instant
+        output = rotate_worker_output(self.data_dir, proxy.account_id)
+        with open(output, "ab") as out:  # noqa: ASYNC230 - local file, instant
             proc = await asyncio.create_subprocess_exec(
                 *self.trader_command(proxy.account_id),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -639,7 +639,7 @@ class TradingManager:
 
     def _last_words(self, account_id: str) -> str:
         """The last line a crashed trader process printed (usually the exception)."""
-        path = cfg_paths.account_log_dir(self.data_dir, account_id) / "stderr.log"
+        path = worker_output_path(self.data_dir, account_id)
         try:
             with open(path, "rb") as f:
                 f.seek(max(0, path.stat().st_size - 4096))
@@ -843,14 +843,3 @@ def _task_code(task: asyncio.Task[None]) -> int:
         log.error("embedded trader failed", exc_info=exc)
         return 1
     return 0
-
-
-def _embedded_logger(data_dir: Path, account_id: str) -> logging.Logger:
-    logger = logging.getLogger(f"qtrader.trader.{account_id}")
-    if not logger.handlers:
-        log_dir = cfg_paths.account_log_dir(data_dir, account_id)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_dir / "trader.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    return logger

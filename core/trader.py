@@ -21,7 +21,6 @@ import functools
 import gc
 import importlib
 import logging
-import logging.handlers
 import math
 import os
 import signal
@@ -38,6 +37,7 @@ import msgspec
 from config import AccountConfig, AppConfig, ConfigError, load_config
 from config import paths as cfg_paths
 from core.lockfile import LockHeld, PidLock
+from core.logs import setup_trader_logging
 from core.models import (
     CHINA_TZ,
     Account,
@@ -1036,22 +1036,6 @@ class Trader:
 # ====================================================================== process entry
 
 
-def _setup_logging(log_dir: Path, *, to_terminal: bool, level: str) -> None:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    root.setLevel(level)
-    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    handler = logging.handlers.RotatingFileHandler(
-        log_dir / "trader.log", maxBytes=20 * 1024 * 1024, backupCount=5, encoding="utf-8"
-    )
-    handler.setFormatter(fmt)
-    root.addHandler(handler)
-    if to_terminal:
-        term = logging.StreamHandler(sys.stderr)
-        term.setFormatter(fmt)
-        root.addHandler(term)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qtrader-trader", description="Run one account's trader.")
     p.add_argument("--account-id", required=True, help="account to run (from the config)")
@@ -1091,9 +1075,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     data_dir = cfg_paths.data_dir(app, args.data_dir)
     standalone = args.mode == "standalone"
-    _setup_logging(
-        cfg_paths.account_log_dir(data_dir, account.account_id), to_terminal=standalone, level=app.log.level
-    )
+    setup_trader_logging(data_dir, account.account_id, app.log.level, to_terminal=standalone)
     socket_path: Path | None = None
     if not standalone:
         socket_path = (

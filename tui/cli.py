@@ -100,9 +100,8 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
 
 def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     """The Textual console over a running daemon (its control socket)."""
-    import logging
-
     from core.client import RemoteConsoleClient
+    from core.logs import setup_console_logging
     from tui.actions import validate_keymap
     from tui.app import QTraderApp
 
@@ -118,12 +117,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     except ConnectionError as exc:
         print(f"qtrader-tui: {exc} (start it with: qtrader-tui --no-ui)", file=sys.stderr)
         return 1
-    # the terminal belongs to the console; the daemon owns runtime.log
-    log_path = cfg_paths.runtime_log_path(data_dir).with_name("console.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        filename=log_path, level=config.log.level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    setup_console_logging(data_dir, config.log.level)  # the terminal belongs to the console
     client = RemoteConsoleClient(path, accounts)
     app = QTraderApp(
         client,
@@ -139,7 +133,8 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
 def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
     """The Textual console over an in-process trading core."""
     from core.client import LocalConsoleClient
-    from core.daemon import DaemonBusy, PidFile, setup_runtime_logging
+    from core.daemon import DaemonBusy, PidFile
+    from core.logs import setup_runtime_logging
     from core.manager import TradingManager
     from tui.actions import validate_keymap
     from tui.app import QTraderApp
