@@ -1,97 +1,86 @@
 """The trader: one account's gateway, OMS, risk checks and database.
 
-Runs as its own OS process (``qtrader-trader --account-id DQ1 ...``), as an
-asyncio task inside the manager (embedded mode) or standalone with no manager.
-It is the only writer of its account's database, and it writes every order and
-trade there BEFORE reporting it, so nothing a manager or console has seen can
-be lost by a crash.
+Runs as its own OS process (``qtrader-trader --account-id DQ1 ...``, core/trader_process.py),
+as an asyncio task inside the manager (embedded mode) or standalone with no manager. It is
+the only writer of its account's database, and it writes every order and trade there BEFORE
+reporting it, so nothing a manager or console has seen can be lost by a crash.
 
-Towards the manager it is a client: it connects to
-``<socket_dir>/trader-<ID>.sock``, sends ``register`` and a full ``snapshot``,
-then streams changes and answers requests, one ``reply`` each. When the
-manager goes away it keeps trading and reconnects by itself.
+This module is the trader's state, lifecycle, gateway events and units of work. Its link to
+the manager is core/trader_link.py (``ManagerLink``); what it does when asked, requests and
+orders, is core/trader_requests.py (``RequestHandlers``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
 import gc
 import importlib
 import logging
-import math
 import os
-import signal
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from config import AccountConfig, AppConfig, ConfigError, load_config
+from config import AccountConfig, AppConfig
 from config import paths as cfg_paths
-from core.lockfile import LockHeld, PidLock
-from core.logs import setup_trader_logging
 from core.models import (
-    CHINA_TZ,
+    EXTERNAL,
+    NOT_AT_VENUE,
     Account,
-    CancelRequest,
-    CloseRequest,
     Contract,
-    Direction,
     EquityPoint,
     GatewayStatus,
-    LogEntry,
-    Offset,
     Order,
-    OrderRequest,
     Position,
     Status,
     Tick,
     Trade,
     TraderInfo,
     TradingState,
-    local_order_id,
     now,
-    split_vt_symbol,
 )
-from core.oms import Oms, position_direction_closed_by, regresses
-from core.protocol import (
-    CancelAllRequest,
-    HistoryRequest,
-    Link,
-    Message,
-    MessageType,
-    Outgoing,
-    ProtocolError,
-    QuoteSourceStatus,
-    Reply,
-    ShutdownRequest,
-    Snapshot,
-    StateRequest,
-    StrategyCommand,
-    SubscribeRequest,
-    peer_credentials,
-)
-from core.reconcile import EXTERNAL, NOT_AT_VENUE, Reconciliation
-from core.risk import RiskEngine, venue_state
+from core.oms import Oms, regresses
+from core.protocol import Link, MessageType, Outgoing, Reply, Snapshot
+from core.reconcile import Reconciliation
+from core.risk import RiskEngine
 from core.strategy_engine import StrategyEngine
+from core.trader_link import LinkLogHandler, ManagerLink
+from core.trader_process import (
+    EXIT_ALREADY_RUNNING,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_VENUE_REFUSED,
+    AccountBusy,
+    AccountLock,
+    main,
+)
+from core.trader_requests import RequestHandlers
 from gateways.base import Gateway
 
 if TYPE_CHECKING:
     from storage import AccountDatabase
 
-EXIT_OK = 0
-EXIT_CONFIG = 2
-EXIT_ALREADY_RUNNING = 3
-#: The venue refused the login (or could not be reached): restart on the venue back-off.
-EXIT_VENUE_REFUSED = 4
+# what the rest of the code imports from here (the process entry's names included:
+# ``qtrader-trader = core.trader:main``, and ``python -m core.trader`` is the worker)
+__all__ = [
+    "EXIT_ALREADY_RUNNING",
+    "EXIT_CONFIG",
+    "EXIT_OK",
+    "EXIT_VENUE_REFUSED",
+    "GATEWAYS",
+    "AccountBusy",
+    "Trader",
+    "load_gateway_class",
+    "main",
+]
 
 GATEWAYS = {
     "sim": "gateways.sim:SimGateway",
@@ -101,11 +90,8 @@ GATEWAYS = {
 
 RECENT_ORDERS = 300
 RECENT_TRADES = 300
-BACKLOG_LIMIT = 8 * 1024 * 1024  # bytes queued to a manager that is not reading
-_REPLACEABLE = frozenset({"tick", "position", "account", "heartbeat", "equity"})
 CANCEL_ON_STOP_WAIT = 3.0  # seconds to wait for cancel confirmations when stopping
 ACCOUNT_PUSH_INTERVAL = 0.5  # seconds between live account pushes while prices move
-RECONNECT_MAX_DELAY = 1.0
 
 
 def _gateway_event(method: Callable[..., None]) -> Callable[..., None]:
@@ -135,82 +121,13 @@ class _SavedState(msgspec.Struct):
     auto_trading: bool
 
 
-class AccountBusy(RuntimeError):
-    """Another trader process holds this account."""
-
-
-class AccountLock(PidLock):
-    """``<state_dir>/trader.lock``: one trader per account."""
-
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir / "trader.lock")
-
-    def acquire(self) -> None:
-        """Raise AccountBusy naming the holder when another trader has the account."""
-        try:
-            super().acquire()
-        except LockHeld as exc:
-            raise AccountBusy(f"another trader already runs this account (pid {exc.holder})") from None
-
-
-def _close_to_split(req: OrderRequest) -> bool:
-    """A plain CLOSE of whole lots on SHFE/INE; any other request (a bad volume or symbol
-    included) goes to the risk rules as it is, to be refused there with their words."""
-    if req.offset is not Offset.CLOSE:
-        return False
-    if not (math.isfinite(req.volume) and req.volume > 0 and req.volume == int(req.volume)):
-        return False
-    try:
-        _, exchange = split_vt_symbol(req.vt_symbol)
-    except ValueError:
-        return False
-    return exchange.has_close_today
-
-
-def _one_reply(replies: list[Reply]) -> Reply:
-    """The replies of the orders one request became, as that request's one reply: ok when
-    every order went out; ``order_id`` lists them all; ``orders`` has each leg's result."""
-    results = [r.result if isinstance(r.result, dict) else {} for r in replies]
-    errors = [
-        f"{res.get('offset', '?')} {res.get('volume', 0):g}: {r.error}"
-        for r, res in zip(replies, results, strict=True)
-        if not r.ok
-    ]
-    ids = ",".join(str(res["order_id"]) for res in results if res.get("order_id"))
-    result = {"order_id": ids, "orders": results}
-    if errors:
-        return Reply(ok=False, error="; ".join(errors), result=result)
-    return Reply(ok=True, result=result)
-
-
 def load_gateway_class(name: str) -> type[Gateway]:
     module_name, _, class_name = GATEWAYS[name].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
 
 
-class _LinkLogHandler(logging.Handler):
-    """Forwards the trader's WARNING+ log records to the manager as ``log`` messages."""
-
-    def __init__(self, trader: Trader) -> None:
-        super().__init__(logging.WARNING)
-        self.trader = trader
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            entry = LogEntry(
-                account_id=self.trader.account_id,
-                datetime=now(),
-                level=record.levelname,
-                message=record.getMessage(),
-                source=record.name.rsplit(".", 1)[-1],
-            )
-            self.trader.emit("log", entry)
-        except Exception:  # a log handler must never raise into the caller
-            self.handleError(record)
-
-
-class Trader:
+class Trader(ManagerLink, RequestHandlers):
     """One account's trading process (or task)."""
 
     def __init__(
@@ -248,7 +165,7 @@ class Trader:
         self._lock = AccountLock(self.state_dir)
         self._positions_dirty = False
         self._account_push: asyncio.TimerHandle | None = None
-        self._link_handler = _LinkLogHandler(self)
+        self._link_handler = LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: list[Outgoing] | None = None  # held back until the commit
         self._event_depth = 0  # > 0 while a gateway event is being handled
@@ -264,21 +181,7 @@ class Trader:
         #: day's orders trigger do not walk the ~80,000 objects of the imports and startup
         #: (about 20 ms each, on the order path). Not in a manager's process (embedded mode).
         self.freeze_gc = False
-        self._handlers: dict[MessageType, Callable[[Any], Reply]] = {
-            "order_req": self._on_order_req,
-            "cancel_req": self._on_cancel_req,
-            "cancel_all_req": self._on_cancel_all_req,
-            "close_req": self._on_close_req,
-            "strategy_req": self._on_strategy_req,
-            "state_req": self._on_state_req,
-            "status_req": lambda _: Reply(ok=True, result=self.info()),
-            "history_req": self._on_history_req,
-            "subscribe_req": self._on_subscribe_req,
-            "quote": self._on_quote,
-            "quote_source": self._on_quote_source,
-            "kill_req": self._on_kill_req,
-            "shutdown": self._on_shutdown,
-        }
+        self._handlers = self._request_handlers()
 
     # ================================================================== lifecycle
 
@@ -421,85 +324,7 @@ class Trader:
             await self.link.close()
         self.log.info("trader %s stopped", self.account_id)
 
-    # ================================================================== manager link
-
-    async def _manager_loop(self) -> None:
-        assert self.socket_path is not None
-        delay = 0.05
-        lost_since = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
-            except OSError:
-                if self.orphan_timeout and time.monotonic() - lost_since > self.orphan_timeout:
-                    self.log.warning("no manager for %.0f s: stopping", self.orphan_timeout)
-                    self.stop()
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_DELAY)
-                continue
-            creds = peer_credentials(writer)
-            if creds is not None and creds[1] != os.getuid():
-                self.log.error("refusing a manager of uid %d at %s", creds[1], self.socket_path)
-                writer.close()
-                await asyncio.sleep(RECONNECT_MAX_DELAY)
-                continue
-            delay = 0.05
-            link = Link(
-                reader, writer, account_id=self.account_id, max_frame_bytes=self.app.socket.max_frame_bytes
-            )
-            self.link = link
-            try:
-                link.send_nowait("register", self.info())
-                link.send_nowait("snapshot", self.snapshot())
-                self.log.info("connected to manager at %s", self.socket_path)
-                await self._serve(link)
-            except ProtocolError as exc:
-                self.log.error("manager link: %s; reconnecting", exc)
-            except ConnectionError:
-                self.log.warning("manager went away; trading on and reconnecting")
-            except Exception:  # a bug must cost this connection, never the trader's link for good
-                self.log.exception("manager link failed; reconnecting")
-                await asyncio.sleep(RECONNECT_MAX_DELAY)
-            finally:
-                self.link = None
-                await link.close()
-                lost_since = time.monotonic()
-
-    async def _serve(self, link: Link) -> None:
-        """Answer the manager's requests until the link fails (fatal errors propagate)."""
-        while True:
-            try:
-                msg = await link.recv()
-            except ProtocolError as exc:
-                if exc.fatal:
-                    raise
-                # the stream is intact: refuse this one request, readably, and carry on
-                self.log.error("bad request from manager: %s", exc)
-                if exc.req_id is not None:
-                    link.send_nowait("reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id)
-                continue
-            self._dispatch(link, msg)
-
-    def _dispatch(self, link: Link, msg: Message) -> None:
-        handler = self._handlers.get(msg.type)
-        if handler is None:
-            self.log.error("unexpected message type '%s' from manager", msg.type)
-            if msg.req_id is not None:
-                link.send_nowait("reply", Reply(ok=False, error=f"not a request: {msg.type}"), msg.req_id)
-            return
-        reply: Reply | None = None
-        try:
-            with self._unit() as outbox:
-                reply = handler(msg.data)
-                if msg.req_id is not None:
-                    outbox.append(("reply", reply, msg.req_id))  # in the same write as its updates
-        except Exception as exc:
-            self.log.exception("%s failed", msg.type)
-            if reply is None and msg.req_id is not None:
-                self._send(
-                    [("reply", Reply(ok=False, error=f"internal error in {msg.type}: {exc}"), msg.req_id)]
-                )
+    # ================================================================== units of work
 
     @contextlib.contextmanager
     def _unit(self) -> Iterator[list[Outgoing]]:
@@ -560,32 +385,6 @@ class Trader:
             self._outbox.append((msg_type, data, None))
             return
         self._send([(msg_type, data, None)])
-
-    def _send(self, messages: list[Outgoing]) -> None:
-        link = self.link
-        if not messages or link is None or link.closed:
-            return
-        if link.backlog > BACKLOG_LIMIT:
-            # the manager has stopped reading (suspended?): drop what the next update
-            # replaces anyway; orders, trades and replies always go
-            kept = [m for m in messages if m[0] not in _REPLACEABLE]
-            if len(kept) < len(messages) and not self._dropping:
-                self._dropping = True
-                self.log.warning("manager is not reading (%d bytes queued): dropping quotes", link.backlog)
-            messages = kept
-        elif self._dropping:
-            self._dropping = False
-            self.log.warning("manager is reading again")
-        try:
-            link.send_many(messages)
-        except ConnectionError:
-            pass
-
-    async def _heartbeat_loop(self) -> None:
-        interval = self.app.manager.heartbeat_interval
-        while True:
-            await asyncio.sleep(interval)
-            self.emit("heartbeat", self.info())
 
     def snapshot(self) -> Snapshot:
         finished = [o for o in self.oms.orders.values() if not o.is_active][-RECENT_ORDERS:]
@@ -795,319 +594,6 @@ class Trader:
             self._account_push = None
         if self.oms.account is not None:
             self.emit("account", self.oms.account)
-
-    # ================================================================== requests
-
-    def _on_order_req(self, req: OrderRequest) -> Reply:
-        req.account_id = self.account_id
-        return self.place_order(req)
-
-    def place_order(self, req: OrderRequest) -> Reply:
-        """Risk-check and send an order. The reply carries ``order_id`` either way.
-
-        A plain CLOSE on an exchange that tells today's lots from yesterday's (SHFE, INE)
-        is sent as the close policy's explicit CLOSEYESTERDAY / CLOSETODAY orders (see
-        ``Oms.close_requests``), whatever the venue: no gateway decides what a plain CLOSE means.
-        """
-        if _close_to_split(req):
-            closed = position_direction_closed_by(req.direction)
-            try:
-                legs = self.oms.close_requests(
-                    req.vt_symbol, closed, req.volume, req.price, order_type=req.type, reference=req.reference
-                )
-            except ValueError as exc:
-                order = self._record_local_rejection(req, f"closable: {exc}")
-                return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
-            replies = self._place_legs(legs)
-            return replies[0] if len(replies) == 1 else _one_reply(replies)
-        return self._place_one(req)
-
-    def _place_legs(self, requests: list[OrderRequest]) -> list[Reply]:
-        """Send the orders a close became (``Oms.close_requests``: the one close policy, for
-        the console's close, a plain CLOSE order and the strategies alike). One reply per
-        order, its result carrying the leg's ``offset`` and ``volume``."""
-        replies: list[Reply] = []
-        for req in requests:
-            reply = self._place_one(req)
-            reply.result = {"offset": req.offset.name, "volume": req.volume, **(reply.result or {})}
-            replies.append(reply)
-        return replies
-
-    def _place_one(self, req: OrderRequest) -> Reply:
-        """Risk-check and send one order, offsets as they are."""
-        assert self.gateway is not None
-        contract = self.oms.contracts.get(req.vt_symbol) or self.gateway.get_contract(req.vt_symbol)
-        rejection = self.risk.check(
-            req,
-            trading_state=self.trading_state,
-            gateway_status=self.gateway_status,
-            contract=contract,
-            gateway_message=self.gateway_message,
-        )
-        if rejection is not None:
-            order = self._record_local_rejection(req, str(rejection))
-            return Reply(ok=False, error=str(rejection), result={"order_id": order.order_id})
-        sent = self.risk.record_order(req)
-        try:
-            order_id = self.gateway.send_order(req)
-        except Exception as exc:
-            self.log.exception("gateway send_order failed")
-            order = self._record_local_rejection(req, f"gateway error: {exc}")
-            return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
-        sent.order_id = order_id
-        order = self.oms.orders.get(order_id)
-        status = order.status if order is not None else Status.SUBMITTING
-        if status is Status.REJECTED:
-            assert order is not None
-            return Reply(ok=False, error=order.status_msg, result={"order_id": order_id})
-        return Reply(ok=True, result={"order_id": order_id, "status": status.name})
-
-    def _record_local_rejection(self, req: OrderRequest, reason: str) -> Order:
-        """A refused order is kept too, so the operator can see what was refused and why."""
-        stamp = now()
-        order = req.refused(self.account_id, local_order_id(stamp), reason, stamp)
-        self.on_order(order)
-        return order
-
-    def _venue_down(self) -> Reply | None:
-        if self.gateway_status is GatewayStatus.CONNECTED:
-            return None
-        why = venue_state(self.gateway_status, self.gateway_message)
-        return Reply(ok=False, error=f"venue not connected ({why}); cancel not sent")
-
-    def _on_cancel_req(self, req: CancelRequest) -> Reply:
-        if (down := self._venue_down()) is not None:
-            return down
-        order = self.oms.orders.get(req.order_id)
-        if order is None:
-            return Reply(ok=False, error=f"unknown order {req.order_id}")
-        if not order.is_active:
-            return Reply(ok=False, error=f"order {req.order_id} is already {order.status.name}")
-        rejection = self.risk.check_cancel()
-        if rejection is not None:
-            return Reply(ok=False, error=str(rejection))
-        assert self.gateway is not None
-        self.gateway.cancel_order(CancelRequest(order_id=req.order_id, account_id=self.account_id))
-        self.risk.record_cancel()
-        status = self.oms.orders[req.order_id].status
-        return Reply(ok=True, result={"order_id": req.order_id, "status": status.name})
-
-    def cancel_order(self, order_id: str) -> Reply:
-        """Cancel one working order (the strategy engine re-pricing an exit)."""
-        return self._on_cancel_req(CancelRequest(order_id=order_id, account_id=self.account_id))
-
-    def _cancel_all(self, vt_symbol: str | None) -> int:
-        """Cancel every working order. Not held back by the cancel-rate limits: emptying
-        the book is the safe direction (kill switch, shutdown, the operator's X)."""
-        assert self.gateway is not None
-        orders = self.oms.working_orders(vt_symbol)
-        for order in orders:
-            self.gateway.cancel_order(CancelRequest(order_id=order.order_id, account_id=self.account_id))
-            self.risk.record_cancel()
-        return len(orders)
-
-    def _on_cancel_all_req(self, req: CancelAllRequest) -> Reply:
-        if (down := self._venue_down()) is not None:
-            return down
-        n = self._cancel_all(req.vt_symbol)
-        still = len(self.oms.working_orders(req.vt_symbol))
-        return Reply(ok=True, result={"cancel_sent": n, "still_working": still})
-
-    def _on_close_req(self, req: CloseRequest) -> Reply:
-        pos = self.oms.position(req.vt_symbol, req.direction)
-        what = f"{req.direction.name.lower()} {req.vt_symbol}"
-        if pos is None:
-            return Reply(ok=False, error=f"no {what} position to close")
-        volume = (
-            req.volume if req.volume is not None else self.oms.closable(req.vt_symbol, req.direction).total
-        )
-        if volume <= 0:
-            return Reply(ok=False, error=f"nothing closable in {what}: all of it is in working close orders")
-        price = req.price
-        if price is None:
-            tick = self.oms.ticks.get(req.vt_symbol)
-            if tick is None:
-                return Reply(ok=False, error=f"no quote for {req.vt_symbol}: give a price")
-            price = tick.bid_price_1 if req.direction is Direction.LONG else tick.ask_price_1
-        try:
-            legs = self.oms.close_requests(
-                req.vt_symbol, req.direction, volume, price, order_type=req.type, reference=req.reference
-            )
-        except ValueError as exc:
-            return Reply(ok=False, error=str(exc))
-        combined = _one_reply(self._place_legs(legs))
-        assert isinstance(combined.result, dict)
-        combined.result.pop("order_id", None)  # a close answers with its orders, leg by leg
-        return combined
-
-    def _on_strategy_req(self, cmd: StrategyCommand) -> Reply:
-        if cmd.action in ("auto_on", "auto_off"):
-            self._set_trading_state(self.trading_state, auto_trading=cmd.action == "auto_on")
-            self.log.warning("auto-trading %s", "ON" if self.auto_trading else "OFF")
-            self.emit("status", self.info())
-            return Reply(ok=True, result=self.info())
-        if self.strategies is None:
-            return Reply(
-                ok=False, error=f"{self.account_id} runs no strategies (unknown instance '{cmd.name}')"
-            )
-        if cmd.action == "start":
-            return self.strategies.start(cmd.name)
-        return self.strategies.stop(cmd.name)
-
-    def _on_kill_req(self, _: Any) -> Reply:
-        """The kill switch: HALTED, every strategy stopped, every working order cancelled."""
-        self._set_trading_state(TradingState.HALTED)
-        stopped = self.strategies.stop_all() if self.strategies is not None else 0
-        cancelled = self._cancel_all(None) if self.gateway_status is GatewayStatus.CONNECTED else 0
-        self.log.critical(
-            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent",
-            self.account_id,
-            stopped,
-            cancelled,
-        )
-        self.emit("status", self.info())
-        still = len(self.oms.active_orders)
-        result = {"strategies_stopped": stopped, "cancel_sent": cancelled, "still_working": still}
-        if still and self.gateway_status is not GatewayStatus.CONNECTED:
-            self._cancel_on_reconnect = True
-            return Reply(
-                ok=False,
-                error=f"venue not connected: {still} orders could not be cancelled yet "
-                "(they will be the moment it reconnects)",
-                result=result,
-            )
-        return Reply(ok=True, result=result)
-
-    def _on_state_req(self, req: StateRequest) -> Reply:
-        if req.state is not self.trading_state:
-            self.log.warning("trading state %s -> %s", self.trading_state.name, req.state.name)
-        self._set_trading_state(req.state)
-        self.emit("status", self.info())
-        return Reply(ok=True, result=self.info())
-
-    def _on_subscribe_req(self, req: SubscribeRequest) -> Reply:
-        assert self.gateway is not None
-        for vt_symbol in req.symbols:
-            self.gateway.subscribe(vt_symbol)
-        return Reply(ok=True)
-
-    def _on_quote(self, tick: Tick) -> Reply:
-        """A real quote from this paper account's ``market_data_from`` account."""
-        feed = getattr(self.gateway, "feed_quote", None)
-        if self.account.market_data_from is None or feed is None:
-            return Reply(ok=False, error="quotes are relayed only to paper (sim) accounts")
-        feed(tick)
-        return Reply(ok=True)
-
-    def _on_quote_source(self, news: QuoteSourceStatus) -> Reply:
-        """Whether this paper account's quote source is up (see ``gateways/sim.py``)."""
-        tell = getattr(self.gateway, "set_quote_source", None)
-        if self.account.market_data_from is None or tell is None:
-            return Reply(ok=False, error="quote source news is only for paper (sim) accounts")
-        tell(news.source, news.up, news.message)
-        return Reply(ok=True)
-
-    def _on_history_req(self, req: HistoryRequest) -> Reply:
-        db = self.db
-        assert db is not None
-        limit = max(1, min(req.limit, 20_000))
-        since = datetime.fromtimestamp(req.since, CHINA_TZ) if req.since is not None else None
-        if req.kind == "orders":
-            result: Any = db.load_orders(since=since, limit=limit)
-        elif req.kind == "trades":
-            result = db.load_trades(since=since, limit=limit)
-        elif req.kind == "account_snapshots":
-            result = db.load_equity(since=since, limit=limit)
-        elif req.kind == "triggers":
-            result = db.load_triggers(since=since, limit=limit)
-        elif req.kind == "bars":
-            if not req.vt_symbol:
-                return Reply(ok=False, error="bars history needs vt_symbol")
-            result = db.load_bars(req.vt_symbol, limit=limit)
-        else:
-            return Reply(ok=False, error=f"history of '{req.kind}' is not kept")
-        return Reply(ok=True, result=result)
-
-    def _on_shutdown(self, req: ShutdownRequest) -> Reply:
-        self.stop(cancel_orders=req.cancel_orders)
-        return Reply(ok=True)
-
-
-# ====================================================================== process entry
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qtrader-trader", description="Run one account's trader.")
-    p.add_argument("--account-id", required=True, help="account to run (from the config)")
-    p.add_argument("--config", help="config file (default: see README, config resolution)")
-    p.add_argument("--data-dir", help="data directory (databases, logs, state)")
-    p.add_argument("--socket-path", help="manager socket to join (default: from the config)")
-    p.add_argument(
-        "--mode",
-        choices=["managed", "standalone"],
-        default="managed",
-        help="standalone: no manager, log to the terminal",
-    )
-    p.add_argument(
-        "--orphan-timeout",
-        type=float,
-        default=0.0,
-        help="stop after this many seconds without a manager (0: never)",
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        loaded = load_config(args.config)
-    except ConfigError as exc:
-        print(f"qtrader-trader: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    app = loaded.config
-    account = next((a for a in app.accounts if a.account_id == args.account_id), None)
-    if account is None:
-        known = ", ".join(a.account_id for a in app.accounts)
-        print(
-            f"qtrader-trader: {loaded.source.name}: no account '{args.account_id}' (configured: {known})",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    data_dir = cfg_paths.data_dir(app, args.data_dir)
-    standalone = args.mode == "standalone"
-    setup_trader_logging(data_dir, account.account_id, app.log.level, to_terminal=standalone)
-    socket_path: Path | None = None
-    if not standalone:
-        socket_path = (
-            Path(args.socket_path).resolve()  # before the chdir below
-            if args.socket_path
-            else cfg_paths.trader_socket_path(cfg_paths.socket_dir(app), account.account_id)
-        )
-    # vnpy picks its working folder from the current directory at import time:
-    # give every account its own before any gateway is imported.
-    state_dir = cfg_paths.account_state_dir(data_dir, account.account_id)
-    (state_dir / ".vntrader").mkdir(parents=True, exist_ok=True)
-    os.chdir(state_dir)
-    trader = Trader(
-        account, app, data_dir=data_dir, socket_path=socket_path, orphan_timeout=args.orphan_timeout
-    )
-    trader.freeze_gc = True
-    return asyncio.run(_run_process(trader))
-
-
-async def _run_process(trader: Trader) -> int:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, trader.stop)
-    try:
-        await trader.run()
-    except AccountBusy as exc:
-        print(f"qtrader-trader {trader.account_id}: {exc}", file=sys.stderr)
-        return EXIT_ALREADY_RUNNING
-    if trader.fatal is not None:
-        print(f"venue refused: {trader.fatal}", file=sys.stderr)  # the manager's crash reason
-        return EXIT_VENUE_REFUSED
-    return EXIT_OK
 
 
 if __name__ == "__main__":

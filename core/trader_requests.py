@@ -1,0 +1,388 @@
+"""What a trader does when asked: the manager's requests and the strategy engine's orders.
+
+Each request from the manager is one unit of work (``Trader._unit``: one database commit,
+its messages sent after it, the reply in the same write) and gets exactly one ``Reply``,
+even when a handler has a bug. Orders from the console and from strategies take the same
+road: ``place_order`` risk-checks and sends; every close goes through the one close policy
+(``Oms.close_requests``) before any gateway sees it; an order refused before any venue is
+kept as a REJECTED order with its reason and a ``local_order_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from config import AccountConfig
+from core.models import (
+    CHINA_TZ,
+    CancelRequest,
+    CloseRequest,
+    Direction,
+    GatewayStatus,
+    Offset,
+    Order,
+    OrderRequest,
+    Status,
+    Tick,
+    TraderInfo,
+    TradingState,
+    local_order_id,
+    now,
+    split_vt_symbol,
+)
+from core.oms import Oms, position_direction_closed_by
+from core.protocol import (
+    CancelAllRequest,
+    HistoryRequest,
+    Link,
+    Message,
+    MessageType,
+    Outgoing,
+    QuoteSourceStatus,
+    Reply,
+    ShutdownRequest,
+    StateRequest,
+    StrategyCommand,
+    SubscribeRequest,
+)
+from core.risk import RiskEngine, venue_state
+from core.strategy_engine import StrategyEngine
+from gateways.base import Gateway
+
+if TYPE_CHECKING:
+    from storage import AccountDatabase
+
+
+def _close_to_split(req: OrderRequest) -> bool:
+    """A plain CLOSE of whole lots on SHFE/INE; any other request (a bad volume or symbol
+    included) goes to the risk rules as it is, to be refused there with their words."""
+    if req.offset is not Offset.CLOSE:
+        return False
+    if not (math.isfinite(req.volume) and req.volume > 0 and req.volume == int(req.volume)):
+        return False
+    try:
+        _, exchange = split_vt_symbol(req.vt_symbol)
+    except ValueError:
+        return False
+    return exchange.has_close_today
+
+
+def _one_reply(replies: list[Reply]) -> Reply:
+    """The replies of the orders one request became, as that request's one reply: ok when
+    every order went out; ``order_id`` lists them all; ``orders`` has each leg's result."""
+    results = [r.result if isinstance(r.result, dict) else {} for r in replies]
+    errors = [
+        f"{res.get('offset', '?')} {res.get('volume', 0):g}: {r.error}"
+        for r, res in zip(replies, results, strict=True)
+        if not r.ok
+    ]
+    ids = ",".join(str(res["order_id"]) for res in results if res.get("order_id"))
+    result = {"order_id": ids, "orders": results}
+    if errors:
+        return Reply(ok=False, error="; ".join(errors), result=result)
+    return Reply(ok=True, result=result)
+
+
+class RequestHandlers:
+    """Mixed into ``Trader``: its answers to the manager and its order entry points."""
+
+    if TYPE_CHECKING:  # provided by Trader
+        account_id: str
+        account: AccountConfig
+        log: logging.Logger
+        oms: Oms
+        risk: RiskEngine
+        db: AccountDatabase | None
+        gateway: Gateway | None
+        strategies: StrategyEngine | None
+        gateway_status: GatewayStatus
+        gateway_message: str
+        trading_state: TradingState
+        auto_trading: bool
+        _handlers: dict[MessageType, Callable[[Any], Reply]]
+        _cancel_on_reconnect: bool
+
+        def info(self) -> TraderInfo: ...
+        def emit(self, msg_type: MessageType, data: Any) -> None: ...
+        def stop(self, *, cancel_orders: bool = False) -> None: ...
+        def on_order(self, order: Order) -> None: ...
+        def _unit(self) -> contextlib.AbstractContextManager[list[Outgoing]]: ...
+        def _send(self, messages: list[Outgoing]) -> None: ...
+        def _set_trading_state(self, state: TradingState, auto_trading: bool | None = None) -> None: ...
+
+    def _request_handlers(self) -> dict[MessageType, Callable[[Any], Reply]]:
+        """The manager's messages this trader answers, by type."""
+        return {
+            "order_req": self._on_order_req,
+            "cancel_req": self._on_cancel_req,
+            "cancel_all_req": self._on_cancel_all_req,
+            "close_req": self._on_close_req,
+            "strategy_req": self._on_strategy_req,
+            "state_req": self._on_state_req,
+            "status_req": lambda _: Reply(ok=True, result=self.info()),
+            "history_req": self._on_history_req,
+            "subscribe_req": self._on_subscribe_req,
+            "quote": self._on_quote,
+            "quote_source": self._on_quote_source,
+            "kill_req": self._on_kill_req,
+            "shutdown": self._on_shutdown,
+        }
+
+    def _dispatch(self, link: Link, msg: Message) -> None:
+        handler = self._handlers.get(msg.type)
+        if handler is None:
+            self.log.error("unexpected message type '%s' from manager", msg.type)
+            if msg.req_id is not None:
+                link.send_nowait("reply", Reply(ok=False, error=f"not a request: {msg.type}"), msg.req_id)
+            return
+        reply: Reply | None = None
+        try:
+            with self._unit() as outbox:
+                reply = handler(msg.data)
+                if msg.req_id is not None:
+                    outbox.append(("reply", reply, msg.req_id))  # in the same write as its updates
+        except Exception as exc:
+            self.log.exception("%s failed", msg.type)
+            if reply is None and msg.req_id is not None:
+                self._send(
+                    [("reply", Reply(ok=False, error=f"internal error in {msg.type}: {exc}"), msg.req_id)]
+                )
+
+    def _on_order_req(self, req: OrderRequest) -> Reply:
+        req.account_id = self.account_id
+        return self.place_order(req)
+
+    def place_order(self, req: OrderRequest) -> Reply:
+        """Risk-check and send an order. The reply carries ``order_id`` either way.
+
+        A plain CLOSE on an exchange that tells today's lots from yesterday's (SHFE, INE)
+        is sent as the close policy's explicit CLOSEYESTERDAY / CLOSETODAY orders (see
+        ``Oms.close_requests``), whatever the venue: no gateway decides what a plain CLOSE means.
+        """
+        if _close_to_split(req):
+            closed = position_direction_closed_by(req.direction)
+            try:
+                legs = self.oms.close_requests(
+                    req.vt_symbol, closed, req.volume, req.price, order_type=req.type, reference=req.reference
+                )
+            except ValueError as exc:
+                order = self._record_local_rejection(req, f"closable: {exc}")
+                return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+            replies = self._place_legs(legs)
+            return replies[0] if len(replies) == 1 else _one_reply(replies)
+        return self._place_one(req)
+
+    def _place_legs(self, requests: list[OrderRequest]) -> list[Reply]:
+        """Send the orders a close became (``Oms.close_requests``: the one close policy, for
+        the console's close, a plain CLOSE order and the strategies alike). One reply per
+        order, its result carrying the leg's ``offset`` and ``volume``."""
+        replies: list[Reply] = []
+        for req in requests:
+            reply = self._place_one(req)
+            reply.result = {"offset": req.offset.name, "volume": req.volume, **(reply.result or {})}
+            replies.append(reply)
+        return replies
+
+    def _place_one(self, req: OrderRequest) -> Reply:
+        """Risk-check and send one order, offsets as they are."""
+        assert self.gateway is not None
+        contract = self.oms.contracts.get(req.vt_symbol) or self.gateway.get_contract(req.vt_symbol)
+        rejection = self.risk.check(
+            req,
+            trading_state=self.trading_state,
+            gateway_status=self.gateway_status,
+            contract=contract,
+            gateway_message=self.gateway_message,
+        )
+        if rejection is not None:
+            order = self._record_local_rejection(req, str(rejection))
+            return Reply(ok=False, error=str(rejection), result={"order_id": order.order_id})
+        sent = self.risk.record_order(req)
+        try:
+            order_id = self.gateway.send_order(req)
+        except Exception as exc:
+            self.log.exception("gateway send_order failed")
+            order = self._record_local_rejection(req, f"gateway error: {exc}")
+            return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+        sent.order_id = order_id
+        order = self.oms.orders.get(order_id)
+        status = order.status if order is not None else Status.SUBMITTING
+        if status is Status.REJECTED:
+            assert order is not None
+            return Reply(ok=False, error=order.status_msg, result={"order_id": order_id})
+        return Reply(ok=True, result={"order_id": order_id, "status": status.name})
+
+    def _record_local_rejection(self, req: OrderRequest, reason: str) -> Order:
+        """A refused order is kept too, so the operator can see what was refused and why."""
+        stamp = now()
+        order = req.refused(self.account_id, local_order_id(stamp), reason, stamp)
+        self.on_order(order)
+        return order
+
+    def _venue_down(self) -> Reply | None:
+        if self.gateway_status is GatewayStatus.CONNECTED:
+            return None
+        why = venue_state(self.gateway_status, self.gateway_message)
+        return Reply(ok=False, error=f"venue not connected ({why}); cancel not sent")
+
+    def _on_cancel_req(self, req: CancelRequest) -> Reply:
+        if (down := self._venue_down()) is not None:
+            return down
+        order = self.oms.orders.get(req.order_id)
+        if order is None:
+            return Reply(ok=False, error=f"unknown order {req.order_id}")
+        if not order.is_active:
+            return Reply(ok=False, error=f"order {req.order_id} is already {order.status.name}")
+        rejection = self.risk.check_cancel()
+        if rejection is not None:
+            return Reply(ok=False, error=str(rejection))
+        assert self.gateway is not None
+        self.gateway.cancel_order(CancelRequest(order_id=req.order_id, account_id=self.account_id))
+        self.risk.record_cancel()
+        status = self.oms.orders[req.order_id].status
+        return Reply(ok=True, result={"order_id": req.order_id, "status": status.name})
+
+    def cancel_order(self, order_id: str) -> Reply:
+        """Cancel one working order (the strategy engine re-pricing an exit)."""
+        return self._on_cancel_req(CancelRequest(order_id=order_id, account_id=self.account_id))
+
+    def _cancel_all(self, vt_symbol: str | None) -> int:
+        """Cancel every working order. Not held back by the cancel-rate limits: emptying
+        the book is the safe direction (kill switch, shutdown, the operator's X)."""
+        assert self.gateway is not None
+        orders = self.oms.working_orders(vt_symbol)
+        for order in orders:
+            self.gateway.cancel_order(CancelRequest(order_id=order.order_id, account_id=self.account_id))
+            self.risk.record_cancel()
+        return len(orders)
+
+    def _on_cancel_all_req(self, req: CancelAllRequest) -> Reply:
+        if (down := self._venue_down()) is not None:
+            return down
+        n = self._cancel_all(req.vt_symbol)
+        still = len(self.oms.working_orders(req.vt_symbol))
+        return Reply(ok=True, result={"cancel_sent": n, "still_working": still})
+
+    def _on_close_req(self, req: CloseRequest) -> Reply:
+        pos = self.oms.position(req.vt_symbol, req.direction)
+        what = f"{req.direction.name.lower()} {req.vt_symbol}"
+        if pos is None:
+            return Reply(ok=False, error=f"no {what} position to close")
+        volume = (
+            req.volume if req.volume is not None else self.oms.closable(req.vt_symbol, req.direction).total
+        )
+        if volume <= 0:
+            return Reply(ok=False, error=f"nothing closable in {what}: all of it is in working close orders")
+        price = req.price
+        if price is None:
+            tick = self.oms.ticks.get(req.vt_symbol)
+            if tick is None:
+                return Reply(ok=False, error=f"no quote for {req.vt_symbol}: give a price")
+            price = tick.bid_price_1 if req.direction is Direction.LONG else tick.ask_price_1
+        try:
+            legs = self.oms.close_requests(
+                req.vt_symbol, req.direction, volume, price, order_type=req.type, reference=req.reference
+            )
+        except ValueError as exc:
+            return Reply(ok=False, error=str(exc))
+        combined = _one_reply(self._place_legs(legs))
+        assert isinstance(combined.result, dict)
+        combined.result.pop("order_id", None)  # a close answers with its orders, leg by leg
+        return combined
+
+    def _on_strategy_req(self, cmd: StrategyCommand) -> Reply:
+        if cmd.action in ("auto_on", "auto_off"):
+            self._set_trading_state(self.trading_state, auto_trading=cmd.action == "auto_on")
+            self.log.warning("auto-trading %s", "ON" if self.auto_trading else "OFF")
+            self.emit("status", self.info())
+            return Reply(ok=True, result=self.info())
+        if self.strategies is None:
+            return Reply(
+                ok=False, error=f"{self.account_id} runs no strategies (unknown instance '{cmd.name}')"
+            )
+        if cmd.action == "start":
+            return self.strategies.start(cmd.name)
+        return self.strategies.stop(cmd.name)
+
+    def _on_kill_req(self, _: Any) -> Reply:
+        """The kill switch: HALTED, every strategy stopped, every working order cancelled."""
+        self._set_trading_state(TradingState.HALTED)
+        stopped = self.strategies.stop_all() if self.strategies is not None else 0
+        cancelled = self._cancel_all(None) if self.gateway_status is GatewayStatus.CONNECTED else 0
+        self.log.critical(
+            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent",
+            self.account_id,
+            stopped,
+            cancelled,
+        )
+        self.emit("status", self.info())
+        still = len(self.oms.active_orders)
+        result = {"strategies_stopped": stopped, "cancel_sent": cancelled, "still_working": still}
+        if still and self.gateway_status is not GatewayStatus.CONNECTED:
+            self._cancel_on_reconnect = True
+            return Reply(
+                ok=False,
+                error=f"venue not connected: {still} orders could not be cancelled yet "
+                "(they will be the moment it reconnects)",
+                result=result,
+            )
+        return Reply(ok=True, result=result)
+
+    def _on_state_req(self, req: StateRequest) -> Reply:
+        if req.state is not self.trading_state:
+            self.log.warning("trading state %s -> %s", self.trading_state.name, req.state.name)
+        self._set_trading_state(req.state)
+        self.emit("status", self.info())
+        return Reply(ok=True, result=self.info())
+
+    def _on_subscribe_req(self, req: SubscribeRequest) -> Reply:
+        assert self.gateway is not None
+        for vt_symbol in req.symbols:
+            self.gateway.subscribe(vt_symbol)
+        return Reply(ok=True)
+
+    def _on_quote(self, tick: Tick) -> Reply:
+        """A real quote from this paper account's ``market_data_from`` account."""
+        feed = getattr(self.gateway, "feed_quote", None)
+        if self.account.market_data_from is None or feed is None:
+            return Reply(ok=False, error="quotes are relayed only to paper (sim) accounts")
+        feed(tick)
+        return Reply(ok=True)
+
+    def _on_quote_source(self, news: QuoteSourceStatus) -> Reply:
+        """Whether this paper account's quote source is up (see ``gateways/sim.py``)."""
+        tell = getattr(self.gateway, "set_quote_source", None)
+        if self.account.market_data_from is None or tell is None:
+            return Reply(ok=False, error="quote source news is only for paper (sim) accounts")
+        tell(news.source, news.up, news.message)
+        return Reply(ok=True)
+
+    def _on_history_req(self, req: HistoryRequest) -> Reply:
+        db = self.db
+        assert db is not None
+        limit = max(1, min(req.limit, 20_000))
+        since = datetime.fromtimestamp(req.since, CHINA_TZ) if req.since is not None else None
+        if req.kind == "orders":
+            result: Any = db.load_orders(since=since, limit=limit)
+        elif req.kind == "trades":
+            result = db.load_trades(since=since, limit=limit)
+        elif req.kind == "account_snapshots":
+            result = db.load_equity(since=since, limit=limit)
+        elif req.kind == "triggers":
+            result = db.load_triggers(since=since, limit=limit)
+        elif req.kind == "bars":
+            if not req.vt_symbol:
+                return Reply(ok=False, error="bars history needs vt_symbol")
+            result = db.load_bars(req.vt_symbol, limit=limit)
+        else:
+            return Reply(ok=False, error=f"history of '{req.kind}' is not kept")
+        return Reply(ok=True, result=result)
+
+    def _on_shutdown(self, req: ShutdownRequest) -> Reply:
+        self.stop(cancel_orders=req.cancel_orders)
+        return Reply(ok=True)
