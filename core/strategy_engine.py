@@ -9,18 +9,7 @@ before execution: the position to close is still there, the signal is not
 older than 60 s, and the same signal was not executed in the last 5 minutes.
 
 A strategy that raises is stopped and reported; the trader and the other
-instances carry on.
-
-Exits are chased: a strategy's close order (a stop-loss, a take-profit, a
-turn-around) is a limit at the opposite best price, and a market running away
-would leave it working while the loss grows. When such an order has worked for
-``CHASE_AFTER`` seconds and the best price has moved past it, the engine
-cancels it and, once the venue confirms that cancel, sends the rest again at
-the new best price, at most ``MAX_CHASES`` times (then it stays working and an
-ERROR says the operator must act). Only cancels the engine asked for are
-re-sent: an order cancelled by the operator or the kill switch stays cancelled,
-and nothing is re-sent while the account is HALTED, auto-trading is off or the
-venue is down.
+instances carry on. Exits are kept at the market (core/exit_chase.py).
 """
 
 from __future__ import annotations
@@ -31,7 +20,6 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from config.schema import StrategyConfig
+from core.exit_chase import ExitChaser
 from core.models import (
     Account,
     Bar,
@@ -50,7 +39,6 @@ from core.models import (
     OrderRequest,
     OrderType,
     Position,
-    Status,
     StrategyState,
     StrategyTrigger,
     Tick,
@@ -69,19 +57,7 @@ STALE_AFTER = 60.0  # seconds: an older signal is not executed
 DUPLICATE_WINDOW = 300.0  # seconds: the same signal executed within this is not repeated
 MAX_WARM_UP_BARS = 20_000  # stored 1-minute bars replayed into a new instance, at most
 REPLAY_TRADES = 20_000  # recorded trades read back to rebuild instances' own positions
-CHASE_AFTER = 2.0  # seconds an exit order may work at a price the market has left
-MAX_CHASES = 5  # re-prices of one exit, then it is left to the operator
 STATE_FILE = "strategies.json"  # the instances' variables, in the trader's state directory
-
-
-@dataclass(slots=True)
-class _Chase:
-    """An exit order the engine keeps at the market."""
-
-    strategy: str
-    placed: datetime
-    chases: int = 0
-    cancelling: bool = False
 
 
 class EngineHost(Protocol):
@@ -123,7 +99,7 @@ class StrategyEngine:
         self._dirty: set[str] = set()
         self._queue: list[tuple[Strategy, Signal]] = []
         self._drain_scheduled = False
-        self._chases: dict[str, _Chase] = {}  # working exit orders, by order id
+        self.exits = ExitChaser(host, clock=clock, price=self._price)
         self._saved_text = ""  # the variables as last written
 
     @property
@@ -354,8 +330,7 @@ class StrategyEngine:
     # ================================================================== events
 
     def on_tick(self, tick: Tick) -> None:
-        if self._chases:
-            self._later(lambda: self._chase(tick))
+        self.exits.on_tick(tick)
         insts = self.by_symbol.get(tick.vt_symbol)
         if not insts:
             return
@@ -370,127 +345,7 @@ class StrategyEngine:
         inst = self.instances.get(order.reference)
         if inst is not None:
             self._guard(inst, "on_order", lambda: inst.on_order(order))
-        chase = self._chases.get(order.order_id)
-        if chase is not None and not order.is_active:
-            del self._chases[order.order_id]
-            if chase.cancelling and order.status is Status.CANCELLED and order.remaining > 0:
-                self._later(lambda: self._reprice(order, chase))
-
-    # ================================================================== exits kept at the market
-
-    def _later(self, call: Callable[[], None]) -> None:
-        """Orders are never sent from inside a gateway event (see ``emit``)."""
-        if getattr(self.host, "_event_depth", 0) > 0:
-            asyncio.get_running_loop().call_soon(call)
-        else:
-            call()
-
-    def _can_act(self) -> str | None:
-        if not self.host.auto_trading:
-            return "auto-trading is off"
-        if self.host.trading_state is TradingState.HALTED:
-            return "account HALTED"
-        if self.host.gateway_status is not GatewayStatus.CONNECTED:
-            return f"venue {self.host.gateway_status.name.lower()}"
-        return None
-
-    def _chase(self, tick: Tick) -> None:
-        """Cancel exit orders the market has left behind (they are re-sent on the cancel)."""
-        moment = self.clock()
-        for order_id, chase in list(self._chases.items()):
-            order = self.host.oms.orders.get(order_id)
-            if order is None or order.vt_symbol != tick.vt_symbol or chase.cancelling:
-                continue
-            if not order.is_active:
-                del self._chases[order_id]
-                continue
-            best = tick.bid_price_1 if order.direction is Direction.SHORT else tick.ask_price_1
-            left_behind = best > 0 and (
-                best < order.price if order.direction is Direction.SHORT else best > order.price
-            )
-            if not left_behind or (moment - chase.placed).total_seconds() < CHASE_AFTER:
-                continue
-            if chase.chases >= MAX_CHASES:
-                del self._chases[order_id]
-                self.logger.error(
-                    "strategy %s: exit order %s %s %g %s still working at %g after %d re-prices "
-                    "(market %g): left to the operator",
-                    chase.strategy,
-                    order_id,
-                    order.direction.name,
-                    order.remaining,
-                    order.vt_symbol,
-                    order.price,
-                    MAX_CHASES,
-                    best,
-                )
-                continue
-            if self._can_act() is not None:
-                continue
-            chase.cancelling = True  # before: a venue may confirm the cancel inside the call
-            reply = self.host.cancel_order(order_id)
-            if not reply.ok:
-                chase.cancelling = False
-                self.logger.warning(
-                    "strategy %s: re-pricing exit %s: cancel refused: %s",
-                    chase.strategy,
-                    order_id,
-                    reply.error,
-                )
-
-    def _reprice(self, cancelled: Order, chase: _Chase) -> None:
-        """The engine's own cancel of an exit came back: send the rest at the best price now."""
-        why = self._can_act()
-        if why is not None:
-            self.logger.error(
-                "strategy %s: exit %s cancelled for re-pricing, NOT re-sent (%s): %g %s left open",
-                chase.strategy,
-                cancelled.order_id,
-                why,
-                cancelled.remaining,
-                cancelled.vt_symbol,
-            )
-            return
-        price = self._price(cancelled.vt_symbol, cancelled.direction, cancelled.price)
-        reply = self.host.place_order(
-            OrderRequest(
-                vt_symbol=cancelled.vt_symbol,
-                direction=cancelled.direction,
-                offset=cancelled.offset,
-                type=OrderType.LIMIT,
-                price=price,
-                volume=cancelled.remaining,
-                reference=cancelled.reference,
-                account_id=self.host.account_id,
-            )
-        )
-        new_id = str(reply.result.get("order_id")) if isinstance(reply.result, dict) else "?"
-        if not reply.ok:
-            self.logger.error(
-                "strategy %s: exit re-price of %s refused: %s: %g %s left open",
-                chase.strategy,
-                cancelled.order_id,
-                reply.error,
-                cancelled.remaining,
-                cancelled.vt_symbol,
-            )
-            return
-        self.logger.warning(
-            "strategy %s: exit %s re-priced %g -> %g as %s (%d of %d)",
-            chase.strategy,
-            cancelled.order_id,
-            cancelled.price,
-            price,
-            new_id,
-            chase.chases + 1,
-            MAX_CHASES,
-        )
-        self._follow(new_id, chase.strategy, chase.chases + 1)
-
-    def _follow(self, order_id: str, strategy: str, chases: int = 0) -> None:
-        order = self.host.oms.orders.get(order_id)
-        if order is not None and order.is_active:
-            self._chases[order_id] = _Chase(strategy=strategy, placed=self.clock(), chases=chases)
+        self.exits.on_order(order)
 
     def on_trade(self, trade: Trade) -> None:
         booked = self._book(trade)  # the instances' own positions and P&L
@@ -746,5 +601,5 @@ class StrategyEngine:
         replies = [self.host.place_order(req) for req in requests]
         for reply in replies:  # exits that did not fill at once are kept at the market
             if reply.ok and isinstance(reply.result, dict) and reply.result.get("order_id"):
-                self._follow(str(reply.result["order_id"]), strategy.name)
+                self.exits.follow(str(reply.result["order_id"]), strategy.name)
         return replies

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from core import strategy_engine as engine_module
+from core import exit_chase as engine_module
+from core.exit_chase import CHASE_AFTER, MAX_CHASES
 from core.models import (
     CHINA_TZ,
     Direction,
@@ -24,7 +25,7 @@ from core.models import (
 )
 from core.oms import Oms
 from core.protocol import Reply
-from core.strategy_engine import CHASE_AFTER, MAX_CHASES, StrategyEngine
+from core.strategy_engine import StrategyEngine
 
 SYMBOL = "rb2605.SHFE"
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA_TZ)
