@@ -161,42 +161,47 @@ async def run_daemon(
     # a closed terminal or a dropped SSH session must not stop trading: SIGHUP is noted, not obeyed
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP (terminal hung up): running on"))
     try:
-        try:
-            manager = TradingManager(loaded.config, config_path=loaded.source, data_dir=data_dir)
-        except (ConfigError, OSError) as exc:  # e.g. an unusable socket directory
-            print(f"qtrader-tui: cannot start: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        printer = StatusPrinter(manager.aggregator, out)
-        manager.aggregator.subscribe(printer)
-        for warning in loaded.warnings:
-            printer.line("config", warning)
-        accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
-        printer.line(
-            "daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}"
-        )
-        control = ControlServer(manager, cfg_paths.control_socket_path(manager.sock_dir))
-        try:
-            await manager.start()
-            await control.start()
-        except Exception as exc:  # e.g. another manager serves the sockets
-            log.exception("manager failed to start")
-            printer.line("daemon", f"cannot start: {exc}")
-            await control.stop()
-            await manager.stop()  # whatever did start is stopped again
-            return EXIT_FAILED
-        printer.line("daemon", f"control socket {control.path} (qtrader-tui --kill ACCOUNT|all)")
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
-            except TimeoutError:
-                printer.summary()
-        printer.line("daemon", "stopping: traders are shutting down")
-        started = time.monotonic()
-        await control.stop()
-        await manager.stop(cancel_orders=cancel_on_exit)
-        printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
-        return EXIT_OK
+        return await _serve(loaded, data_dir=data_dir, stop=stop, cancel_on_exit=cancel_on_exit, out=out)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         pid_file.release()
+
+
+async def _serve(
+    loaded: LoadedConfig, *, data_dir: Path, stop: asyncio.Event, cancel_on_exit: bool, out: TextIO
+) -> int:
+    """The manager and the control socket, from start until ``stop`` is set, then a clean stop."""
+    try:
+        manager = TradingManager(loaded.config, config_path=loaded.source, data_dir=data_dir)
+    except (ConfigError, OSError) as exc:  # e.g. an unusable socket directory
+        print(f"qtrader-tui: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    printer = StatusPrinter(manager.aggregator, out)
+    manager.aggregator.subscribe(printer)
+    for warning in loaded.warnings:
+        printer.line("config", warning)
+    accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
+    printer.line("daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}")
+    control = ControlServer(manager, cfg_paths.control_socket_path(manager.sock_dir))
+    try:
+        await manager.start()
+        await control.start()
+    except Exception as exc:  # e.g. another manager serves the sockets
+        log.exception("manager failed to start")
+        printer.line("daemon", f"cannot start: {exc}")
+        await control.stop()
+        await manager.stop()  # whatever did start is stopped again
+        return EXIT_FAILED
+    printer.line("daemon", f"control socket {control.path} (qtrader-tui --kill ACCOUNT|all)")
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
+        except TimeoutError:
+            printer.summary()
+    printer.line("daemon", "stopping: traders are shutting down")
+    started = time.monotonic()
+    await control.stop()
+    await manager.stop(cancel_orders=cancel_on_exit)
+    printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
+    return EXIT_OK

@@ -287,28 +287,8 @@ class TradingManager(Supervision):
         self._refresh_status(proxy)
         log.info("%s: trader registered (pid %d)", proxy.account_id, pid)
         aid = proxy.account_id
-        paper = self.quotes.registered(proxy)
         try:
-            while True:
-                try:
-                    msg = await link.recv()
-                except ProtocolError as exc:
-                    if exc.fatal:
-                        log.error("%s: %s; closing the link", aid, exc)
-                        return
-                    log.error("%s: dropped a bad frame: %s", aid, exc)
-                    continue
-                proxy.last_seen = time.monotonic()
-                if msg.type == "reply":
-                    proxy.pending.resolve(msg.req_id, msg.data)
-                    continue
-                if not self.aggregator.apply(aid, msg):
-                    log.error("%s: unexpected message type '%s' from trader", aid, msg.type)
-                    continue
-                if paper and msg.type == "tick":
-                    self.quotes.relay(paper, msg.data)
-                if msg.type in ("status", "heartbeat", "snapshot"):
-                    self._refresh_status(proxy)
+            await self._receive(proxy, link)
         except ConnectionError:
             pass
         finally:
@@ -321,6 +301,33 @@ class TradingManager(Supervision):
                     self.aggregator.set_status(aid, TraderStatus.DISCONNECTED, "link to trader lost")
             else:
                 await link.close()
+
+    async def _receive(self, proxy: TraderProxy, link: Link) -> None:
+        """Fold what a registered trader streams into its account's state (its replies resolve
+        our requests, its ticks go on to its paper accounts) until the link ends
+        (``ConnectionError``) or a frame breaks it."""
+        aid = proxy.account_id
+        paper = self.quotes.registered(proxy)
+        while True:
+            try:
+                msg = await link.recv()
+            except ProtocolError as exc:
+                if exc.fatal:
+                    log.error("%s: %s; closing the link", aid, exc)
+                    return
+                log.error("%s: dropped a bad frame: %s", aid, exc)
+                continue
+            proxy.last_seen = time.monotonic()
+            if msg.type == "reply":
+                proxy.pending.resolve(msg.req_id, msg.data)
+                continue
+            if not self.aggregator.apply(aid, msg):
+                log.error("%s: unexpected message type '%s' from trader", aid, msg.type)
+                continue
+            if paper and msg.type == "tick":
+                self.quotes.relay(paper, msg.data)
+            if msg.type in ("status", "heartbeat", "snapshot"):
+                self._refresh_status(proxy)
 
     async def _drop_link(self, proxy: TraderProxy, link: Link, reason: str) -> None:
         if proxy.link is link:
