@@ -1,6 +1,6 @@
 """The strategy engine of one trader: instances, signals, triggers, execution.
 
-Detection is separate from execution (DESIGN §7): strategies only *emit*
+Detection is separate from execution (ARCHITECTURE.md, "Strategies"): strategies only *emit*
 signals. Every signal becomes a strategy trigger record (persisted, then
 streamed) with its result: ``not executed`` when auto-trading is off or the
 venue is down, ``rejected`` when validation or risk refuses it, ``success``
