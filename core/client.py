@@ -101,7 +101,11 @@ class ConsoleClient(ABC):
 
     @abstractmethod
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
-        """Risk-check and send; ``result["order_id"]`` is set whether accepted or refused."""
+        """Risk-check and send; ``result["order_id"]`` is set whether accepted or refused.
+
+        A plain SHFE/INE CLOSE becomes its legs (CLOSEYESTERDAY, then CLOSETODAY): then
+        ``order_id`` lists them comma-joined, ``orders`` has each leg, and a reply that is not
+        ok with ``partial`` set means some of them are working at the venue."""
 
     @abstractmethod
     async def cancel_order(self, account_id: str, order_id: str) -> Reply: ...

@@ -9,6 +9,7 @@ an order or cancel has actually been sent.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -103,6 +104,16 @@ class RiskEngine:
             self._recent.append(sent)
         self.orders_today += 1
         return sent
+
+    def withdraw(self, sent: _Sent) -> None:
+        """An order counted by ``record_order`` never left us (the gateway refused it on our
+        side, or failed): it counts for no limit, live as after a restart (``start_day``
+        leaves ``LOCAL.`` orders out too)."""
+        with contextlib.suppress(ValueError):
+            self._orders.remove(sent.at)
+        with contextlib.suppress(ValueError):
+            self._recent.remove(sent)
+        self.orders_today = max(self.orders_today - 1, 0)
 
     def record_cancel(self) -> None:
         """A cancel was sent to the venue."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from config import AccountConfig
 from core.models import (
     CHINA_TZ,
+    LOCAL_ORDER_PREFIX,
     CancelRequest,
     CloseRequest,
     Direction,
@@ -50,7 +51,7 @@ from core.protocol import (
     StrategyCommand,
     SubscribeRequest,
 )
-from core.risk import RiskEngine, venue_state
+from core.risk import Rejection, RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
 from gateways.base import Gateway
 
@@ -73,19 +74,30 @@ def _close_to_split(req: OrderRequest) -> bool:
 
 
 def _one_reply(replies: list[Reply]) -> Reply:
-    """The replies of the orders one request became, as that request's one reply: ok when
-    every order went out; ``order_id`` lists them all; ``orders`` has each leg's result."""
+    """The replies of the orders one request became, as that request's one reply.
+
+    ok when every order went out. When some went out and some were refused, the reply is
+    not ok but says so (``partial``, and an error that starts with what was sent): those
+    orders are working at the venue. ``order_id`` lists every order kept, sent or refused;
+    ``orders`` has each leg's result (``offset``, ``volume``, ``order_id``, and ``status``
+    for the ones sent).
+    """
     results = [r.result if isinstance(r.result, dict) else {} for r in replies]
-    errors = [
-        f"{res.get('offset', '?')} {res.get('volume', 0):g}: {r.error}"
-        for r, res in zip(replies, results, strict=True)
-        if not r.ok
+    legs = [f"{res.get('offset', '?')} {res.get('volume', 0):g}" for res in results]
+    refused = [f"{leg}: {r.error}" for r, leg in zip(replies, legs, strict=True) if not r.ok]
+    sent = [
+        f"{leg} (order {res.get('order_id')})"
+        for r, res, leg in zip(replies, results, legs, strict=True)
+        if r.ok
     ]
     ids = ",".join(str(res["order_id"]) for res in results if res.get("order_id"))
-    result = {"order_id": ids, "orders": results}
-    if errors:
-        return Reply(ok=False, error="; ".join(errors), result=result)
-    return Reply(ok=True, result=result)
+    result: dict[str, Any] = {"order_id": ids, "orders": results}
+    if not refused:
+        return Reply(ok=True, result=result)
+    if sent:
+        result["partial"] = True
+        return Reply(ok=False, error=f"sent {', '.join(sent)}; refused {'; '.join(refused)}", result=result)
+    return Reply(ok=False, error="; ".join(refused), result=result)
 
 
 class RequestHandlers:
@@ -164,18 +176,22 @@ class RequestHandlers:
         is sent as the close policy's explicit CLOSEYESTERDAY / CLOSETODAY orders (see
         ``Oms.close_requests``), whatever the venue: no gateway decides what a plain CLOSE means.
         """
-        if _close_to_split(req):
-            closed = position_direction_closed_by(req.direction)
-            try:
-                legs = self.oms.close_requests(
-                    req.vt_symbol, closed, req.volume, req.price, order_type=req.type, reference=req.reference
-                )
-            except ValueError as exc:
-                order = self._record_local_rejection(req, f"closable: {exc}")
-                return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
-            replies = self._place_legs(legs)
-            return replies[0] if len(replies) == 1 else _one_reply(replies)
-        return self._place_one(req)
+        if not _close_to_split(req):
+            return self._place_one(req)
+        # the whole request first: the venue's state, the contract, the size and notional
+        # limits and the account's state answer for it in their own words, before it is legs
+        rejection = self._risk_check(req)
+        if rejection is not None:
+            return self._refuse(req, str(rejection))
+        closed = position_direction_closed_by(req.direction)
+        try:
+            legs = self.oms.close_requests(
+                req.vt_symbol, closed, req.volume, req.price, order_type=req.type, reference=req.reference
+            )
+        except ValueError as exc:
+            return self._refuse(req, f"closable: {exc}")
+        replies = self._place_legs(legs)
+        return replies[0] if len(replies) == 1 else _one_reply(replies)
 
     def _place_legs(self, requests: list[OrderRequest]) -> list[Reply]:
         """Send the orders a close became (``Oms.close_requests``: the one close policy, for
@@ -188,32 +204,41 @@ class RequestHandlers:
             replies.append(reply)
         return replies
 
-    def _place_one(self, req: OrderRequest) -> Reply:
-        """Risk-check and send one order, offsets as they are."""
+    def _risk_check(self, req: OrderRequest) -> Rejection | None:
         assert self.gateway is not None
         contract = self.oms.contracts.get(req.vt_symbol) or self.gateway.get_contract(req.vt_symbol)
-        rejection = self.risk.check(
+        return self.risk.check(
             req,
             trading_state=self.trading_state,
             gateway_status=self.gateway_status,
             contract=contract,
             gateway_message=self.gateway_message,
         )
+
+    def _refuse(self, req: OrderRequest, reason: str) -> Reply:
+        order = self._record_local_rejection(req, reason)
+        return Reply(ok=False, error=reason, result={"order_id": order.order_id})
+
+    def _place_one(self, req: OrderRequest) -> Reply:
+        """Risk-check and send one order, offsets as they are."""
+        assert self.gateway is not None
+        rejection = self._risk_check(req)
         if rejection is not None:
-            order = self._record_local_rejection(req, str(rejection))
-            return Reply(ok=False, error=str(rejection), result={"order_id": order.order_id})
+            return self._refuse(req, str(rejection))
         sent = self.risk.record_order(req)
         try:
             order_id = self.gateway.send_order(req)
         except Exception as exc:
             self.log.exception("gateway send_order failed")
-            order = self._record_local_rejection(req, f"gateway error: {exc}")
-            return Reply(ok=False, error=order.status_msg, result={"order_id": order.order_id})
+            self.risk.withdraw(sent)
+            return self._refuse(req, f"gateway error: {exc}")
         sent.order_id = order_id
         order = self.oms.orders.get(order_id)
         status = order.status if order is not None else Status.SUBMITTING
         if status is Status.REJECTED:
             assert order is not None
+            if order_id.startswith(LOCAL_ORDER_PREFIX):  # the gateway's own refusal: never left us
+                self.risk.withdraw(sent)
             return Reply(ok=False, error=order.status_msg, result={"order_id": order_id})
         return Reply(ok=True, result={"order_id": order_id, "status": status.name})
 

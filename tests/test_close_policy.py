@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.models import Direction, GatewayStatus, Offset, OrderRequest, Position, Status
+from core.models import Direction, GatewayStatus, Offset, OrderRequest, Position, Status, TradingState, now
 from core.protocol import CloseRequest, Reply
 from core.trader import Trader
 from gateways.sim import SimGateway
@@ -25,7 +25,13 @@ M = "m2705.DCE"
 
 
 @pytest.fixture
-async def trader(core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Trader]:
+def risk() -> str:
+    """The account's risk section (YAML); a test overrides it with its own limits."""
+    return ""
+
+
+@pytest.fixture
+async def trader(core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch, risk: str) -> AsyncIterator[Trader]:
     sent: list[OrderRequest] = []
     real_send = SimGateway.send_order
 
@@ -34,7 +40,7 @@ async def trader(core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
         return real_send(self, req)
 
     monkeypatch.setattr(SimGateway, "send_order", recording_send)
-    config = core_env.write_config(sim_account("U1", f"{RB}, {M}", rate=0))
+    config = core_env.write_config(sim_account("U1", f"{RB}, {M}", rate=0) + risk)
     t = Trader(config.accounts[0], config, data_dir=core_env.data_dir, socket_path=None)
     t.sent = sent  # type: ignore[attr-defined]
     task = asyncio.create_task(t.run())
@@ -126,3 +132,51 @@ async def test_a_bad_close_volume_gets_the_risk_rules_words(trader: Trader, volu
     assert not reply.ok
     assert reply.error.startswith(("volume", "number")), reply.error
     assert _legs(trader) == []
+
+
+async def test_a_plain_close_on_a_halted_account_is_one_refusal_in_the_states_words(trader: Trader) -> None:
+    trader._set_trading_state(TradingState.HALTED)
+    before = len(trader.oms.orders)
+    reply = trader.place_order(_plain_close(RB, 5, trader.oms.ticks[RB].bid_price_1))
+    assert not reply.ok and reply.error.startswith("halted: account is HALTED")
+    assert len(trader.oms.orders) == before + 1  # the request, kept once, not once per leg
+    assert trader.oms.orders[reply.result["order_id"]].offset is Offset.CLOSE
+    assert _legs(trader) == []
+
+
+async def test_a_plain_close_while_the_venue_is_down_says_so(trader: Trader) -> None:
+    trader.on_status(GatewayStatus.DISCONNECTED, "front lost")
+    reply = trader.place_order(_plain_close(RB, 5, trader.oms.ticks[RB].bid_price_1))
+    assert not reply.ok and reply.error.startswith("venue: not connected"), reply.error
+    assert _legs(trader) == []
+
+
+@pytest.mark.parametrize("risk", ["    risk: {max_order_volume: 4}\n"])
+async def test_size_limits_hold_for_the_whole_close(trader: Trader) -> None:
+    reply = trader.place_order(_plain_close(RB, 5, trader.oms.ticks[RB].bid_price_1))
+    assert not reply.ok and reply.error == "max_order_volume: volume 5 > limit 4"
+    assert _legs(trader) == []  # not sent as 3 + 2 under the limit
+
+
+@pytest.mark.parametrize("risk", ["    risk: {max_orders_per_second: 1, duplicate_window: 0}\n"])
+async def test_a_close_sent_in_part_says_what_is_working(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def resting(gateway: SimGateway, req: OrderRequest) -> str:  # the venue takes it and it rests
+        trader.sent.append(req)  # type: ignore[attr-defined]
+        order = req.order("U1", f"v{len(trader.sent)}", Status.NOTTRADED, now())  # type: ignore[attr-defined]
+        trader.on_order(order)
+        return order.order_id
+
+    monkeypatch.setattr(SimGateway, "send_order", resting)
+    # the whole request passes (the 1st order in the second); its second leg is the 2nd
+    reply = trader.place_order(_plain_close(RB, 5, trader.oms.ticks[RB].bid_price_1))
+    assert not reply.ok and reply.result["partial"]
+    sent, refused = reply.result["orders"]
+    assert (sent["order_id"], sent["status"]) == ("v1", "NOTTRADED")
+    assert trader.oms.orders[refused["order_id"]].status is Status.REJECTED
+    assert reply.error == (
+        "sent CLOSEYESTERDAY 3 (order v1); refused CLOSETODAY 2: order_rate: 2 orders in 1 s > limit 1"
+    )
+    assert reply.result["order_id"] == f"v1,{refused['order_id']}"
+    assert _legs(trader) == [(Offset.CLOSEYESTERDAY, 3, "manual")]

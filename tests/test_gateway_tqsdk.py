@@ -613,6 +613,10 @@ async def test_orders_refused_before_tqsdk_get_local_ids(
     assert rec.status_of(stop) is Status.REJECTED and rec.status_of(odd) is Status.REJECTED  # at once
     assert (rec.orders[stop].status_msg, rec.orders[stop].reference) == ("TqSdk takes no STOP orders", "s1")
     assert "whole number" in rec.orders[odd].status_msg and rec.orders[odd].volume == 1.5
+    no_offset = gateway.send_order(order(Direction.LONG, Offset.NONE, 3490))
+    net = gateway.send_order(order(Direction.NET, Offset.OPEN, 3490))
+    assert rec.orders[no_offset].status_msg.startswith("offset NONE is not valid")
+    assert rec.orders[net].status_msg == "TqSdk orders are LONG or SHORT, not NET"
     # TqSdk never saw them: the next order of ours is the only one to reach the broker
     sent = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3480))
     await wait_until(lambda: sent in broker.orders, what="the next order at the broker")

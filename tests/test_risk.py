@@ -247,3 +247,13 @@ def test_duplicate_within_the_window_only() -> None:
     assert _check(engine, price=900.02) is None  # not the same order
     clock.t += 0.5
     assert _check(engine) is None  # the window has passed
+
+
+def test_an_order_that_never_left_us_counts_for_no_limit() -> None:
+    engine, _ = _flow_engine(max_orders_per_second=1, max_daily_orders=5, duplicate_window=5)
+    sent = engine.record_order(_req(), "LOCAL.1")
+    assert engine.orders_today == 1
+    assert _check(engine, price=901.0) == "order_rate: 2 orders in 1 s > limit 1"
+    engine.withdraw(sent)  # the gateway refused it on our side
+    assert engine.orders_today == 0
+    assert _check(engine) is None  # neither the rate, nor a duplicate of it

@@ -555,6 +555,23 @@ async def test_a_risk_rejection_is_an_error_notification_and_nothing_fills(core_
         assert not c.said("filled")
 
 
+async def test_a_close_sent_in_part_is_a_warning_that_says_what_is_working(core_env: CoreEnv) -> None:
+    async with console(core_env) as c:
+        error = (
+            "sent CLOSEYESTERDAY 3 (order v1); refused CLOSETODAY 2: order_rate: 2 orders in 1 s > limit 1"
+        )
+
+        async def partly() -> Reply:
+            return Reply(
+                ok=False, error=error, result={"order_id": "v1,LOCAL.x", "partial": True, "orders": []}
+            )
+
+        c.app.run_command("SELL 5 rb2705.SHFE", partly())
+        said = await c.notified("PARTLY SENT")
+        assert said == f"SELL 5 rb2705.SHFE: PARTLY SENT - {error}"
+        assert not c.errors()  # not shown as a rejection: those orders are working
+
+
 # ====================================================================== 5. one confirmation, one order
 
 

@@ -195,6 +195,11 @@ class QTraderApp(App[int]):
                 elif isinstance(reply.result, dict) and "summary" in reply.result:
                     extra = f": {reply.result['summary']}"
                 self.notify(f"{label}: accepted{extra}", markup=False)
+            elif isinstance(reply.result, dict) and reply.result.get("partial"):
+                # some of its orders are working at the venue: not a plain rejection
+                self.notify(
+                    f"{label}: PARTLY SENT - {reply.error}", severity="warning", timeout=20, markup=False
+                )
             elif OUTCOME_UNKNOWN in reply.error:
                 self.notify(
                     f"{label}: NO ANSWER - {reply.error}", severity="warning", timeout=20, markup=False

@@ -29,7 +29,9 @@ from typing import Any, ClassVar
 from core.models import (
     CancelRequest,
     Contract,
+    Direction,
     GatewayStatus,
+    Offset,
     OrderRequest,
     OrderType,
     Status,
@@ -172,6 +174,10 @@ class TqsdkGateway(Gateway):
             return "TqSdk not connected"
         if req.type is OrderType.STOP:
             return "TqSdk takes no STOP orders"
+        if req.offset is Offset.NONE:
+            return "offset NONE is not valid for futures (use OPEN, CLOSE, CLOSETODAY or CLOSEYESTERDAY)"
+        if req.direction is Direction.NET:
+            return "TqSdk orders are LONG or SHORT, not NET"
         if req.volume < 1 or req.volume != int(req.volume):
             return f"volume {req.volume:g} is not a whole number of lots"
         return ""
