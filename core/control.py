@@ -35,6 +35,7 @@ from typing import Any
 
 from core.aggregator import AccountState, Change
 from core.manager import TradingManager
+from core.models import OUTCOME_UNKNOWN
 from core.protocol import (
     ConsoleState,
     Empty,
@@ -286,11 +287,17 @@ async def send_control(
         return Reply(ok=False, error=f"no daemon listening at {path} ({exc.strerror or exc})")
     link = Link(reader, writer, account_id=account_id)
     try:
-        link.send_nowait(msg_type, data if data is not None else Empty(), 1)
-        msg = await asyncio.wait_for(link.recv(), timeout)
+        try:
+            link.send_nowait(msg_type, data if data is not None else Empty(), 1)
+        except ConnectionError as exc:
+            return Reply(ok=False, error=f"the daemon closed the connection ({exc}); nothing was sent")
+        try:
+            msg = await asyncio.wait_for(link.recv(), timeout)
+        except (TimeoutError, ConnectionError, ProtocolError) as exc:
+            # sent: the daemon may have acted on it (a kill switch, say)
+            why = str(exc) or type(exc).__name__
+            return Reply(ok=False, error=f"the daemon did not answer ({why}): {OUTCOME_UNKNOWN}")
         reply = msg.data
         return reply if isinstance(reply, Reply) else Reply(ok=False, error=f"unexpected answer '{msg.type}'")
-    except (TimeoutError, ConnectionError, ProtocolError) as exc:
-        return Reply(ok=False, error=f"the daemon did not answer: {exc or type(exc).__name__}")
     finally:
         await link.close()

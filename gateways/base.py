@@ -88,9 +88,13 @@ class Gateway(ABC):
     def send_order(self, req: OrderRequest) -> str:
         """Send an order and return its order id.
 
-        Order updates (including a rejection with its reason in
+        One request is one order at the venue, with exactly the offset it names (the
+        trader has already applied the close policy; no gateway splits or re-picks
+        offsets). Order updates (including a rejection with its reason in
         ``status_msg``) arrive through ``listener.on_order``; a venue that
-        decides synchronously may call the listener before returning.
+        decides synchronously may call the listener before returning. A request the
+        gateway refuses before the venue sees it is reported REJECTED under a
+        ``core.models.local_order_id``.
         """
 
     @abstractmethod

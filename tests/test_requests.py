@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 
 import pytest
 
+from core.control import send_control
 from core.models import OUTCOME_UNKNOWN
-from core.protocol import Reply
+from core.protocol import Empty, Reply
 from core.requests import PendingReplies
 from tests.conftest import wait_until
 
@@ -83,3 +85,23 @@ async def test_ids_can_come_from_a_shared_counter() -> None:
     for pending in (first, second):
         await pending.request(sent.append, timeout=0.001, unanswered="no answer")
     assert sent == [41, 42]
+
+
+async def test_a_daemon_that_takes_a_command_and_never_answers_is_an_unknown_outcome(tmp_path: Path) -> None:
+    """The command line's one request (``--kill``, ``--status``): sent, then silence, is not
+    'refused' but 'outcome unknown': the daemon may have pulled the kill switch."""
+    received: list[bytes] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await reader.read(4096))
+        await asyncio.sleep(30)  # never answers; cancelled when the server closes
+
+    path = tmp_path / "control.sock"
+    server = await asyncio.start_unix_server(silent, path=str(path))
+    try:
+        reply = await send_control(path, "status_req", Empty(), timeout=0.2)
+    finally:
+        server.close()
+    assert received and received[0]  # the request went out
+    assert not reply.ok and reply.error.startswith("the daemon did not answer (TimeoutError)")
+    assert reply.error.endswith(OUTCOME_UNKNOWN)

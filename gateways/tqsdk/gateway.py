@@ -10,7 +10,7 @@ with the offset it names (gateways/tqsdk/mapping.py, Offsets).
 
 Refused here, before TqSdk sees them: any order while not CONNECTED, a STOP order, a volume
 that is not a whole number of lots, a malformed symbol. Such an order is reported REJECTED
-before ``send_order`` returns, under a ``core.models.local_order_id`` (``LOCAL.<time>.<n>``),
+before ``send_order`` returns, under a ``core.models.local_order_id`` (``LOCAL.<stamp>.<run>-<n>``),
 the id scheme of every order refused before a venue.
 """
 
