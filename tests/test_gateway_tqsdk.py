@@ -9,10 +9,12 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tqsdk import connect as tqsdk_connect
 
 from config.schema import TqsdkSettings
 from core.manager import TradingManager
@@ -140,6 +142,20 @@ def settings(fake: FakeTq, **overrides: Any) -> TqsdkSettings:
 
 def order(direction: Direction, offset: Offset, price: float, volume: float = 1) -> OrderRequest:
     return OrderRequest(vt_symbol=RB, direction=direction, offset=offset, price=price, volume=volume)
+
+
+@pytest.fixture(autouse=True)
+def outside_tqsdk_maintenance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TqSdk words a lost connection differently, and gives up on a first connect, during its
+    daily maintenance (19:00-19:30 China time): these tests run at any hour, so TqSdk's clock
+    is kept out of that half hour."""
+    real = tqsdk_connect._cst_now
+
+    def cst_now() -> datetime:
+        moment = real()
+        return moment - timedelta(minutes=31) if moment.hour == 19 and moment.minute <= 30 else moment
+
+    monkeypatch.setattr(tqsdk_connect, "_cst_now", cst_now)
 
 
 @pytest.fixture
