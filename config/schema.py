@@ -431,6 +431,9 @@ class UiConfig(_Section):
     color_scheme: Literal["cn", "intl"] = "cn"
     #: action name -> key(s), e.g. {buy: "b", cancel_all: "X"}; validated by the console.
     keys: dict[str, str] = {}
+    #: Enter confirms too (besides y). Off by default: Enter submits the order form, and a
+    #: held Enter must not go through both it and its confirmation.
+    confirm_with_enter: bool = False
 
 
 class LogConfig(_Section):

@@ -291,8 +291,10 @@ def resting_buy(c: Console, account_id: str, vt_symbol: str, ticks_above_limit_d
 
 @pytest.fixture(autouse=True)
 def confirm_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests are about the flows; the confirmation's arming delay has its own test."""
+    """These tests are about the flows; the confirmation's arming delay and its fresh-press
+    rule have their own tests (tests/test_tui_confirm.py)."""
     monkeypatch.setattr(ConfirmDialog, "ARM_DELAY", 0.0)
+    monkeypatch.setattr(ConfirmDialog, "REPEAT_GAP", 0.0)
 
 
 async def test_switching_accounts_by_keys_dashboard_and_palette(core_env: CoreEnv) -> None:

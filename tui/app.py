@@ -50,9 +50,12 @@ class QTraderApp(App[int]):
         start_core: Callable[[], Awaitable[None]] | None = None,
         stop_core: Callable[[], Awaitable[None]] | None = None,
         stop_message: str = "stopping the traders...",
+        confirm_with_enter: bool = False,
     ) -> None:
         super().__init__()
         self.stop_message = stop_message
+        #: the keys that send from a confirmation (ConfirmDialog reads them)
+        self.confirm_keys: tuple[str, ...] = ("y", "enter") if confirm_with_enter else ("y",)
         self.client = client
         self.scheme = scheme
         self.keymap = dict(keymap or {})

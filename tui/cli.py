@@ -123,6 +123,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
         client,
         scheme=config.ui.color_scheme,
         keymap=keymap,
+        confirm_with_enter=config.ui.confirm_with_enter,
         start_core=client.connect,
         stop_core=client.close,
         stop_message="detaching (the daemon and its traders keep running)...",
@@ -158,6 +159,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
             LocalConsoleClient(manager),
             scheme=config.ui.color_scheme,
             keymap=keymap,
+            confirm_with_enter=config.ui.confirm_with_enter,
             start_core=manager.start,
             stop_core=manager.stop,
         )
