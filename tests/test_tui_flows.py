@@ -184,12 +184,22 @@ class Console:
 
 
 @asynccontextmanager
-async def console(core_env: CoreEnv, *, notifications: bool = False) -> AsyncIterator[Console]:
-    """The console as ``run_console`` builds it, every trader connected; the core always stops."""
+async def console(
+    core_env: CoreEnv, *, notifications: bool = False, quit_stops_core: bool = False
+) -> AsyncIterator[Console]:
+    """The console as ``run_console`` builds it, every trader connected; the core always stops.
+    (``run_console`` also asks before quitting: ``quit_stops_core``, off here so that the
+    tests' own quit is at once.)"""
     config = core_env.write_config(ACCOUNTS)
     manager = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
     client = SpyClient(manager)
-    app = QTraderApp(client, scheme=config.ui.color_scheme, start_core=manager.start, stop_core=manager.stop)
+    app = QTraderApp(
+        client,
+        scheme=config.ui.color_scheme,
+        start_core=manager.start,
+        stop_core=manager.stop,
+        quit_stops_core=quit_stops_core,
+    )
     notes: list[Notification] = []
 
     def hook(message: Message) -> None:
@@ -755,6 +765,29 @@ async def test_keys_typed_into_a_dialog_never_switch_accounts(core_env: CoreEnv)
         # the same keys outside a dialog do navigate
         await c.pilot.press("3")
         await shows_account(c, "DQ3", DQ3_WATCH)
+
+
+async def test_quitting_a_console_that_hosts_the_core_asks_first_and_names_what_stops(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with console(core_env, quit_stops_core=True) as c:
+        for quit_key in ("q", "ctrl+q"):
+            await c.pilot.press(quit_key)
+            dialog = c.dialog(ConfirmDialog)
+            said = " ".join(str(value) for _, value in dialog.rows)
+            assert dialog.title_text == "Quit and stop the trading core?"
+            assert "3 traders" in said and "running strategies" in said and "--no-ui" in said
+            await c.pilot.press("n")
+            await c.until(lambda: isinstance(c.app.screen, AccountScreen), "back on the account screen")
+            assert all_connected(c.manager) and c.app.is_running
+        # a stray y right after q does not quit: the question has not been read yet
+        monkeypatch.setattr(ConfirmDialog, "ARM_DELAY", 60.0)
+        await c.pilot.press("q", "y", "y")
+        dialog = c.dialog(ConfirmDialog)
+        assert all_connected(c.manager)
+        dialog.action_confirm()  # a deliberate y, once it has been read
+        await c.until(lambda: not c.app.is_running, "the console quit", 30)
+        assert all(p.proc is None or p.proc.returncode is not None for p in c.manager.proxies.values())
 
 
 async def test_printing_while_the_console_runs_breaks_nothing(core_env: CoreEnv) -> None:

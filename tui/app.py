@@ -20,6 +20,7 @@ from core.client import Change, ConsoleClient
 from core.models import OUTCOME_UNKNOWN, TraderStatus
 from core.protocol import Reply
 from tui.actions import ACTIONS, bindings
+from tui.dialogs.confirm import ConfirmDialog
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -51,8 +52,11 @@ class QTraderApp(App[int]):
         stop_core: Callable[[], Awaitable[None]] | None = None,
         stop_message: str = "stopping the traders...",
         confirm_with_enter: bool = False,
+        quit_stops_core: bool = False,
     ) -> None:
         super().__init__()
+        #: quitting stops the traders this console started: ask first
+        self.quit_stops_core = quit_stops_core
         self.stop_message = stop_message
         #: the keys that send from a confirmation (ConfirmDialog reads them)
         self.confirm_keys: tuple[str, ...] = ("y", "enter") if confirm_with_enter else ("y",)
@@ -94,6 +98,36 @@ class QTraderApp(App[int]):
             )
 
     async def action_quit(self) -> None:
+        """``q`` / ctrl+q. A console that hosts the trading core asks first, naming what
+        stops; an attached console detaches at once (its daemon trades on)."""
+        if self._quitting:
+            return
+        if not self.quit_stops_core:
+            await self._quit()
+            return
+        if isinstance(self.screen, ConfirmDialog):
+            return  # already asking (or asking something else: answer that first)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._quit(), exclusive=True, group="quit")
+
+        self.push_screen(
+            ConfirmDialog("Quit and stop the trading core?", self._what_stops(), danger=True), answered
+        )
+
+    def _what_stops(self) -> list[tuple[str, str]]:
+        states = [self.client.state(a) for a in self.client.account_ids]
+        running = [s for s in states if s.status not in (TraderStatus.STOPPED, TraderStatus.CRASHED)]
+        strategies = sum(1 for s in states for st in s.strategies.values() if st.running)
+        working = sum(len(s.working_orders) for s in states)
+        return [
+            ("Stops", f"{len(running)} traders, {strategies} running strategies"),
+            ("Stays", f"{working} working orders at the venue, with nothing watching them"),
+            ("Instead", "to keep trading: qtrader-tui --no-ui, then qtrader-tui --attach"),
+        ]
+
+    async def _quit(self) -> None:
         if self._quitting:
             return
         self._quitting = True

@@ -162,6 +162,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
             confirm_with_enter=config.ui.confirm_with_enter,
             start_core=manager.start,
             stop_core=manager.stop,
+            quit_stops_core=True,
         )
         try:
             return app.run() or 0
