@@ -736,6 +736,57 @@ async def test_halt_blocks_new_orders_until_resumed(core_env: CoreEnv) -> None:
 # ====================================================================== 8. keys inside dialogs
 
 
+async def test_the_order_form_is_driven_from_the_keyboard_and_its_lists_never_send(core_env: CoreEnv) -> None:
+    """Enter on Side/Offset/Type opens the list and picks from it, never sends the form; Esc in
+    an open list closes the list only; n at the confirmation brings the form back as it was."""
+    async with console(core_env) as c:
+        symbol = "au2612.SHFE"
+        entry = await buy_from_market(c, symbol, "2")
+        price = entry.query_one("#price", Input).value
+        await c.pilot.press("shift+tab", "shift+tab")  # the Type select
+        kind = entry.query_one("#type", Select)
+        assert c.app.focused is kind
+        await c.pilot.press("enter")  # opens the list
+        await c.until(lambda: kind.expanded, "the Type list open")
+        assert c.app.screen is entry
+        await c.pilot.press("escape")  # closes the list, not the form
+        await c.until(lambda: not kind.expanded, "the Type list closed")
+        assert c.app.screen is entry and str(kind.value) == "LIMIT"
+        await c.pilot.press("enter", "down", "enter")  # open, next item (MARKET), pick
+        await c.until(lambda: str(kind.value) == "MARKET", "MARKET picked")
+        assert c.app.screen is entry, "picking from a list sent the form"
+        await c.pilot.press("enter", "up", "enter")  # and back to LIMIT
+        await c.until(lambda: str(kind.value) == "LIMIT", "LIMIT picked")
+        await c.pilot.press("shift+tab")  # Offset: pick CLOSE? no position: pick OPEN
+        offset = entry.query_one("#offset", Select)
+        assert c.app.focused is offset
+        await c.pilot.press("enter", "down", "enter")
+        await c.until(lambda: str(offset.value) == "OPEN", "OPEN picked")
+        assert c.app.screen is entry
+        assert c.client.count("send_order") == 0
+        await c.pilot.press("tab", "tab", "tab")  # to the volume: Enter in a field reviews
+        assert c.app.focused is entry.query_one("#volume", Input)
+        await c.pilot.press("enter")
+        confirm = c.dialog(ConfirmDialog)
+        assert (confirm_rows(confirm)["Offset"], confirm_rows(confirm)["Volume"]) == ("OPEN", "2")
+        await c.pilot.press("n")
+        again = c.dialog(OrderEntryDialog)
+        assert again is not entry
+        assert again.query_one("#volume", Input).value == "2"
+        assert again.query_one("#price", Input).value == price
+        assert (
+            str(again.query_one("#offset", Select).value),
+            str(again.query_one("#type", Select).value),
+        ) == (
+            "OPEN",
+            "LIMIT",
+        )
+        await c.pilot.press("escape")
+        c.no_dialog()
+        await c.settled()
+        assert c.client.count("send_order") == 0
+
+
 async def test_keys_typed_into_a_dialog_never_switch_accounts(core_env: CoreEnv) -> None:
     async with console(core_env) as c:
         entry = await buy_from_market(c, "au2612.SHFE", "23")  # digits into the volume field
@@ -750,13 +801,18 @@ async def test_keys_typed_into_a_dialog_never_switch_accounts(core_env: CoreEnv)
         assert str(entry.query_one("#type", Select).value) == "LIMIT"
         assert not c.said("stopping the traders") and all_connected(c.manager)  # `q` did not quit
 
+        await c.pilot.press("tab", "tab")  # back to the volume: Enter there reviews the form
+        assert c.app.focused is entry.query_one("#volume", Input)
         await c.pilot.press("enter")
         confirm = c.dialog(ConfirmDialog)
         assert confirm_rows(confirm)["Volume"] == "23"
         await c.pilot.press("2", "3", "right_square_bracket", "d", "q")
         assert c.app.screen is confirm
         assert c.app.account_id == "DQ1"
-        await c.pilot.press("n")
+        await c.pilot.press("n")  # not sent: back to the form, as it was
+        again = c.dialog(OrderEntryDialog)
+        assert again.query_one("#volume", Input).value == "23"
+        await c.pilot.press("escape")
         await shows_account(c, "DQ1", DQ1_WATCH)
         assert "1 DQ1" in c.header()
         await c.settled()

@@ -132,12 +132,16 @@ def close_rows(
 
 
 class OrderEntryDialog(ModalScreen[OrderRequest | None]):
-    """Enter sends the form for confirmation; Esc abandons it."""
+    """Enter in a text field (symbol, price, volume) sends the form for confirmation; Esc
+    abandons it.
 
-    BINDINGS = [
-        Binding("escape", "abandon", "Abandon", priority=True),
-        Binding("enter", "submit", "Review", priority=True),
-    ]
+    Every field is set from the keyboard: Tab moves between them; on Side, Offset and Type,
+    Enter (or Space, Up, Down) opens the list, the arrows choose, Enter picks and Esc closes
+    the list only. Neither ever sends the form. ``draft`` refills it, e.g. with the order
+    the operator did not confirm.
+    """
+
+    BINDINGS = [Binding("escape", "abandon", "Abandon")]  # not priority: an open list takes Esc first
 
     def __init__(
         self,
@@ -147,13 +151,17 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         direction: Direction,
         vt_symbol: str | None,
         position_direction: Direction | None = None,
+        draft: OrderRequest | None = None,
     ) -> None:
         super().__init__()
         self.account_id = account_id
         self.state = state
+        self.draft = draft
+        if draft is not None:
+            direction, vt_symbol, position_direction = draft.direction, draft.vt_symbol, None
         self.direction = direction
         self.vt_symbol = vt_symbol or next(iter(state.ticks), "")
-        self.prefill_volume = 1.0
+        self.prefill_volume = draft.volume if draft is not None else 1.0
         if position_direction is not None and position_direction is direction.opposite:
             # from a position: the order that closes it
             pos = state.positions.get((self.vt_symbol, position_direction))
@@ -162,8 +170,13 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
 
     def compose(self) -> ComposeResult:
         best = opposite_best(self.state, self.vt_symbol, self.direction) if self.vt_symbol else None
+        draft = self.draft
+        if draft is not None and draft.type is not OrderType.MARKET:
+            best = draft.price
         contract = self.state.contracts.get(self.vt_symbol)
         price_text = fmt.price(best, contract).replace(",", "") if best else ""
+        offset = draft.offset.name if draft is not None and draft.offset is not Offset.NONE else "auto"
+        order_type = draft.type.name if draft is not None else OrderType.LIMIT.name
         with Vertical(id="entry-box"):
             yield Static(Text(f"New order — {self.account_id}", style="bold"), id="entry-title")
             with Grid(id="entry-grid"):
@@ -172,18 +185,25 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
                 yield Label("Side")
                 yield Select(DIRECTIONS, value=self.direction.name, allow_blank=False, id="direction")
                 yield Label("Offset")
-                yield Select(OFFSETS, value="auto", allow_blank=False, id="offset")
+                yield Select(OFFSETS, value=offset, allow_blank=False, id="offset")
                 yield Label("Type")
-                yield Select(TYPES, value=OrderType.LIMIT.name, allow_blank=False, id="type")
+                yield Select(TYPES, value=order_type, allow_blank=False, id="type")
                 yield Label("Price")
                 yield Input(price_text, id="price", placeholder="opposite best")
                 yield Label("Volume")
                 yield Input(f"{self.prefill_volume:g}", id="volume")
             yield Static("", id="entry-error")
-            yield Static(Text("Enter: review and confirm    Esc: abandon", style="italic"), id="entry-keys")
+            yield Static(
+                Text("Enter: review    Tab: next field    Esc: abandon", style="italic"), id="entry-keys"
+            )
 
     def on_mount(self) -> None:
         self.query_one("#volume", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
 
     @on(Select.Changed, "#direction")
     @on(Input.Changed, "#symbol")
@@ -191,6 +211,9 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         """A new side or symbol: propose its opposite best price again."""
         symbol = self.query_one("#symbol", Input).value.strip()
         direction = Direction[str(self.query_one("#direction", Select).value)]
+        draft = self.draft
+        if draft is not None and (symbol, direction) == (draft.vt_symbol, draft.direction):
+            return  # the draft's own price stays (the fields reporting their first values)
         best = opposite_best(self.state, symbol, direction)
         if best is not None:
             contract = self.state.contracts.get(symbol)

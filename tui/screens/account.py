@@ -206,6 +206,12 @@ class AccountScreen(Screen[None]):
                 self.qapp.run_command(
                     f"{side} {req.volume:g} {req.vt_symbol}", self.qapp.client.send_order(account_id, req)
                 )
+            elif account_id == self.account_id:
+                # not sent: back to the form with what was typed, to correct it or Esc again
+                dialog = OrderEntryDialog(
+                    account_id, self.state, direction=req.direction, vt_symbol=None, draft=req
+                )
+                self.app.push_screen(dialog, self._confirm_order)
 
         self.app.push_screen(ConfirmDialog(title, rows), answered)
 
