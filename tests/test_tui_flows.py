@@ -688,6 +688,52 @@ async def test_cancel_the_selected_order_and_cancel_all_with_its_confirmation(co
 # ====================================================================== 7. halt
 
 
+async def test_after_the_kill_switch_a_position_can_be_flattened_through_reducing(core_env: CoreEnv) -> None:
+    async with console(core_env) as c:
+        state = c.state("DQ1")
+        target = "IF2612.CFFEX"
+
+        def trading_state() -> TradingState | None:
+            return state.info.trading_state if state.info is not None else None
+
+        tick, contract = state.ticks[target], state.contracts[target]
+        req = OrderRequest(
+            vt_symbol=target,
+            direction=Direction.LONG,
+            price=contract.round_price(min(tick.ask_price_1 + 5 * contract.pricetick, tick.limit_up)),
+            volume=2,
+        )
+        assert (await c.manager.send_order("DQ1", req)).ok
+        await c.until(lambda: (target, Direction.LONG) in state.positions, "a position")
+        await c.pilot.press("h")
+        kill = c.dialog(ConfirmDialog)
+        assert "R is close-only" in confirm_rows(kill)["Positions"]  # what the dialog says is possible
+        await c.pilot.press("y")
+        await c.until(lambda: trading_state() is TradingState.HALTED, "DQ1 halted")
+
+        await select_row(c, "positions", f"{target}|LONG")
+        await c.pilot.press("c")
+        confirm = c.dialog(ConfirmDialog)
+        assert confirm.title_text == "DQ1 is HALTED: switch it to REDUCING (close-only) and close?"
+        assert confirm_rows(confirm)["Trading state"].startswith("HALTED -> REDUCING")
+        await c.pilot.press("y")
+        await c.until(lambda: (target, Direction.LONG) not in state.positions, "the position closed")
+        assert trading_state() is TradingState.REDUCING
+        await c.notified(f"close long {target}: accepted")
+        assert not c.errors()
+
+        # R: close-only off again, and on
+        await c.pilot.press("R")
+        back = c.dialog(ConfirmDialog)
+        assert back.title_text == "DQ1 to ACTIVE?"
+        await c.pilot.press("y")
+        await c.until(lambda: trading_state() is TradingState.ACTIVE, "DQ1 active")
+        await c.pilot.press("R")
+        assert c.dialog(ConfirmDialog).title_text == "DQ1 to REDUCING?"
+        await c.pilot.press("y")
+        await c.until(lambda: trading_state() is TradingState.REDUCING, "DQ1 reducing")
+
+
 async def test_halt_blocks_new_orders_until_resumed(core_env: CoreEnv) -> None:
     async with console(core_env) as c:
         state = c.state("DQ1")

@@ -53,6 +53,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         scope="account",
     ),
     ConsoleAction(
+        "reducing",
+        "R",
+        "reducing",
+        "Reduce only",
+        "Close-only: the account to REDUCING (only orders that reduce a position), or back to ACTIVE (confirmed)",
+        footer=False,
+    ),
+    ConsoleAction(
         "strategy", "t", "toggle_strategy", "Strategy", "Start / stop the selected strategy", footer=False
     ),
     ConsoleAction(

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from core.client import AccountState
 from core.models import Direction, OrderRequest, TradingState
-from core.protocol import StrategyCommand
+from core.protocol import Reply, StrategyCommand
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
@@ -227,15 +227,53 @@ class AccountScreen(Screen[None]):
             self.app.notify(f"No quote for {pos.vt_symbol}: cannot price the close", severity="error")
             return
 
+        client = self.qapp.client
+        halted = self._trading_state() is TradingState.HALTED
+
+        async def close() -> Reply:
+            if halted:  # the operator agreed to close-only first: a HALTED account sends nothing
+                switched = await client.set_trading_state(account_id, TradingState.REDUCING)
+                if not switched.ok:
+                    return switched
+            return await client.close_position(account_id, pos.vt_symbol, pos.direction, price=price)
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(f"close {pos.direction.name.lower()} {pos.vt_symbol}", close())
+
+        title = f"Close {pos.direction.name} {pos.volume:g} {pos.vt_symbol} in {account_id}?"
+        if halted:
+            title = f"{account_id} is HALTED: switch it to REDUCING (close-only) and close?"
+            rows = [("Trading state", "HALTED -> REDUCING (only orders that reduce a position)"), *rows]
+        self.app.push_screen(ConfirmDialog(title, rows, danger=halted), answered)
+
+    def _trading_state(self) -> TradingState | None:
+        info = self.state.info
+        return info.trading_state if info is not None else None
+
+    def action_reducing(self) -> None:
+        """Close-only (REDUCING), or back to ACTIVE from it; after the kill switch, the way to
+        flatten: closes go out, nothing that adds to a position does."""
+        account_id = self.account_id
+        current = self._trading_state()
+        target = TradingState.ACTIVE if current is TradingState.REDUCING else TradingState.REDUCING
+        what = {
+            TradingState.REDUCING: "only orders that reduce a position",
+            TradingState.ACTIVE: "every order, within the risk rules",
+        }[target]
+        rows = [
+            ("Account", account_id),
+            ("Trading state", f"{current.name if current else '?'} -> {target.name} ({what})"),
+            ("Strategies", "unchanged (t starts or stops one)"),
+        ]
+
         def answered(ok: bool | None) -> None:
             if ok:
                 self.qapp.run_command(
-                    f"close {pos.direction.name.lower()} {pos.vt_symbol}",
-                    self.qapp.client.close_position(account_id, pos.vt_symbol, pos.direction, price=price),
+                    f"{account_id} -> {target.name}", self.qapp.client.set_trading_state(account_id, target)
                 )
 
-        title = f"Close {pos.direction.name} {pos.volume:g} {pos.vt_symbol} in {account_id}?"
-        self.app.push_screen(ConfirmDialog(title, rows), answered)
+        self.app.push_screen(ConfirmDialog(f"{account_id} to {target.name}?", rows), answered)
 
     def action_cancel_order(self) -> None:
         orders = self.query_one("#orders", OrdersTable)
@@ -307,7 +345,10 @@ class AccountScreen(Screen[None]):
             ("Trading state", f"{info.trading_state.name if info else '?'} -> HALTED (no new orders)"),
             ("Strategies", f"{running} running -> stopped"),
             ("Working orders", f"{len(state.working_orders)} -> cancelled"),
-            ("Positions", f"{len(state.positions)} stay open (close them with c)"),
+            (
+                "Positions",
+                f"{len(state.positions)} stay open: c closes one (HALTED -> REDUCING first), R is close-only",
+            ),
         ]
 
         def kill(ok: bool | None) -> None:
