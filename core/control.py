@@ -271,6 +271,8 @@ def _status(mgr: TradingManager, account_id: str) -> dict[str, Any]:
         "gateway": state.gateway,
         "message": state.status_message,
         "trading_state": info.trading_state.name if info else None,
+        "balance": state.account.balance if state.account else None,
+        "today_pnl": state.account.today_pnl if state.account else None,
         "working_orders": len(state.working_orders),
         "positions": len(state.positions),
         "strategies_running": sum(s.running for s in state.strategies.values()),

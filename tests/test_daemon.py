@@ -218,12 +218,27 @@ def test_kill_switch_and_resume_through_the_control_socket(core_env: CoreEnv) ->
         daemon.wait_for_accounts("HALTED")
         status = _control(core_env, "--status")
         assert status.returncode == 0
-        assert status.stdout.count("'trading_state': 'HALTED'") == 3
+        header, *lines = status.stdout.splitlines()  # a table, one line an account
+        assert header.split() == [
+            "Account",
+            "Status",
+            "State",
+            "Balance",
+            "Today",
+            "P&L",
+            "Pos",
+            "Working",
+            "Strategies",
+            "Message",
+        ]
+        assert [line.split()[:3] for line in lines] == [
+            [a, "CONNECTED", "HALTED"] for a in ("DQ1", "DQ2", "DQ3")
+        ]
         resumed = _control(core_env, "--resume", "DQ2")
         assert resumed.returncode == 0, resumed.stderr
+        assert [line.split()[2] for line in resumed.stdout.splitlines()[1:]] == ["HALTED", "ACTIVE", "HALTED"]
         status = _control(core_env, "--status")
-        assert "DQ2: {'status': 'CONNECTED'" in status.stdout
-        assert status.stdout.count("'trading_state': 'HALTED'") == 2
+        assert [line.split()[2] for line in status.stdout.splitlines()[1:]] == ["HALTED", "ACTIVE", "HALTED"]
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
     finally:

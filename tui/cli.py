@@ -66,6 +66,42 @@ def main(argv: list[str] | None = None) -> int:
     return run_console(loaded, data_dir)
 
 
+STATUS_COLUMNS = (
+    ("Account", "account", "<"),
+    ("Status", "status", "<"),
+    ("State", "trading_state", "<"),
+    ("Balance", "balance", ">"),
+    ("Today P&L", "today_pnl", ">"),
+    ("Pos", "positions", ">"),
+    ("Working", "working_orders", ">"),
+    ("Strategies", "strategies_running", ">"),
+    ("Message", "message", "<"),
+)
+
+
+def status_table(accounts: dict[str, dict[str, object]]) -> str:
+    """The daemon's accounts as a table for the terminal (``--status``, ``--resume``)."""
+
+    def cell(key: str, row: dict[str, object]) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        if key in ("balance", "today_pnl") and isinstance(value, int | float):
+            return f"{value:+,.2f}" if key == "today_pnl" else f"{value:,.2f}"
+        return str(value)
+
+    rows = [
+        [cell(key, {"account": aid, **row}) for _, key, _ in STATUS_COLUMNS] for aid, row in accounts.items()
+    ]
+    widths = [max([len(title), *(len(r[i]) for r in rows)]) for i, (title, _, _) in enumerate(STATUS_COLUMNS)]
+
+    def line(cells: list[str]) -> str:
+        parts = [f"{c:{align}{w}}" for c, w, (_, _, align) in zip(cells, widths, STATUS_COLUMNS, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line([title for title, _, _ in STATUS_COLUMNS]), *(line(r) for r in rows)])
+
+
 def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     """Talk to a running daemon over its control socket; exit 0 when it did what was asked."""
     from core.control import send_control
@@ -84,13 +120,23 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         reply = asyncio.run(
             send_control(path, "state_req", StateRequest(state=TradingState.ACTIVE), args.resume)
         )
+        if reply.ok:  # what the accounts are now, in the --status layout
+            status = asyncio.run(send_control(path, "status_req", Empty()))
+            if status.ok and isinstance(status.result, dict):
+                print(status_table(status.result))
     else:
         reply = asyncio.run(send_control(path, "status_req", Empty()))
-    if isinstance(reply.result, dict):
+        if reply.ok and isinstance(reply.result, dict):
+            print(status_table(reply.result))
+            return 0
+    if isinstance(reply.result, dict) and not args.resume:
         for key, value in reply.result.items():
             if isinstance(value, dict) and "ok" in value:  # the kill switch: each account's reply
                 said = "done" if value["ok"] else f"FAILED: {value.get('error')}"
-                value = f"{said} {value.get('result') or ''}".rstrip()
+                result = value.get("result")
+                if isinstance(result, dict):  # {"strategies_stopped": 1, ...}: in words
+                    result = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items())
+                value = f"{said} {result or ''}".rstrip()
             print(f"{key}: {value}")
     if not reply.ok:
         print(f"qtrader-tui: {reply.error}", file=sys.stderr)
