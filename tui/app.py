@@ -105,8 +105,6 @@ class QTraderApp(App[int]):
         if not self.quit_stops_core:
             await self._quit()
             return
-        if isinstance(self.screen, ConfirmDialog):
-            return  # already asking (or asking something else: answer that first)
 
         def answered(yes: bool | None) -> None:
             if yes:

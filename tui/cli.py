@@ -102,6 +102,17 @@ def status_table(accounts: dict[str, dict[str, object]]) -> str:
     return "\n".join([line([title for title, _, _ in STATUS_COLUMNS]), *(line(r) for r in rows)])
 
 
+def _kill_words(answer: object) -> str:
+    """One account's answer to the kill switch, in words."""
+    if not (isinstance(answer, dict) and "ok" in answer):
+        return str(answer)
+    said = "done" if answer["ok"] else f"FAILED: {answer.get('error')}"
+    result = answer.get("result")
+    if isinstance(result, dict):  # {"strategies_stopped": 1, ...}
+        result = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items())
+    return f"{said} {result or ''}".rstrip()
+
+
 def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     """Talk to a running daemon over its control socket; exit 0 when it did what was asked."""
     from core.control import send_control
@@ -116,6 +127,9 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if args.kill:
         target = "" if args.kill.lower() == "all" else args.kill
         reply = asyncio.run(send_control(path, "kill_req", Empty(), account_id=target))
+        answers = reply.result if isinstance(reply.result, dict) else {}
+        for account_id, answer in answers.items():
+            print(f"{account_id}: {_kill_words(answer)}")
     elif args.resume:
         reply = asyncio.run(
             send_control(path, "state_req", StateRequest(state=TradingState.ACTIVE), args.resume)
@@ -128,16 +142,6 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         reply = asyncio.run(send_control(path, "status_req", Empty()))
         if reply.ok and isinstance(reply.result, dict):
             print(status_table(reply.result))
-            return 0
-    if isinstance(reply.result, dict) and not args.resume:
-        for key, value in reply.result.items():
-            if isinstance(value, dict) and "ok" in value:  # the kill switch: each account's reply
-                said = "done" if value["ok"] else f"FAILED: {value.get('error')}"
-                result = value.get("result")
-                if isinstance(result, dict):  # {"strategies_stopped": 1, ...}: in words
-                    result = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.items())
-                value = f"{said} {result or ''}".rstrip()
-            print(f"{key}: {value}")
     if not reply.ok:
         print(f"qtrader-tui: {reply.error}", file=sys.stderr)
         return 1
