@@ -307,8 +307,16 @@ class QTraderApp(App[int]):
                 f"Show {account_id} (key {n})",
                 lambda a=account_id: self.show_account(a),
             )
+        # only what applies on the screen under the palette, run where its key would run it
+        here = "account" if isinstance(screen, AccountScreen) else "dashboard"
+        if not isinstance(screen, AccountScreen | DashboardScreen):
+            here = "global"
         for action in ACTIONS:
-            if action.id.startswith("account_"):
+            if action.id.startswith("account_") or action.scope not in ("global", here):
                 continue
-            yield SystemCommand(action.title, action.help, lambda a=action: self.run_action(a.action))
-        yield from super().get_system_commands(screen)
+            target = self if action.scope == "global" else screen
+            yield SystemCommand(
+                action.title, action.help, lambda a=action, t=target: self.run_action(a.action, t)
+            )
+        # and Textual's own, but for its Quit: ours (above) is the same action, with our help text
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Quit")
