@@ -19,6 +19,7 @@ from textual.screen import ModalScreen, Screen
 from core.client import Change, ConsoleClient
 from core.models import OUTCOME_UNKNOWN, TraderStatus
 from core.protocol import Reply
+from tui import format as fmt
 from tui.actions import ACTIONS, bindings
 from tui.dialogs.confirm import ConfirmDialog
 from tui.screens.account import AccountScreen
@@ -195,11 +196,10 @@ class QTraderApp(App[int]):
         if change.kind == "trade" and state.trades and state.trades[-1].reference == "manual":
             # the operator's own fills; strategy fills (many, in a busy account) are in the panels
             t = state.trades[-1]
-            side = "BUY" if t.direction.name == "LONG" else "SELL"
-            self.notify(
-                f"{change.account_id} filled {side} {t.offset.name} {t.volume:g} {t.vt_symbol} @ {t.price:g}",
-                markup=False,
+            deal = fmt.deal(
+                t.direction, t.offset, t.volume, t.vt_symbol, t.price, state.contracts.get(t.vt_symbol)
             )
+            self.notify(f"{change.account_id} filled {deal}", markup=False)
         elif change.kind == "status" and state.status is TraderStatus.CONNECTED:
             self._down.discard(change.account_id)
         elif change.kind == "status" and state.status in (TraderStatus.DISCONNECTED, TraderStatus.CRASHED):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from core.models import Contract, Direction, Status, TraderStatus
+from core.models import Contract, Direction, Offset, Status, TraderStatus
 
 UP_DOWN = {
     "cn": ("bold red", "bold green"),  # China convention: red up, green down
@@ -27,6 +27,14 @@ def price(value: float, contract: Contract | None) -> str:
         return "-"
     digits = contract.decimals if contract is not None else 2
     return f"{value:,.{digits}f}"
+
+
+def deal(
+    direction: Direction, offset: Offset, volume: float, vt_symbol: str, at: float, contract: Contract | None
+) -> str:
+    """An order or a fill in one line, as the operator says it: ``BUY OPEN 2 au2612.SHFE @ 912.34``."""
+    side = "BUY" if direction is Direction.LONG else "SELL"
+    return f"{side} {offset.name} {volume:g} {vt_symbol} @ {price(at, contract) if at else 'market'}"
 
 
 def amount(value: float | None) -> str:

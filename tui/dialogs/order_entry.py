@@ -93,10 +93,25 @@ def order_rows(account_id: str, req: OrderRequest, state: AccountState) -> list[
             ref = opposite_best(state, req.vt_symbol, req.direction) or 0.0
         rows.append(("Notional", fmt.amount(contract.notional(ref, req.volume))))
         if req.offset is Offset.OPEN:
-            rows.append(("Est. margin", fmt.amount(contract.margin(ref, req.volume))))
+            margin = contract.margin(ref, req.volume)
             acc = state.account
+            short = acc is not None and margin > acc.available
+            # more margin than the account has: the venue will refuse it; said in colour, not hidden
+            warn = "bold red" if short else ""
+            rows.append(("Est. margin", Text(fmt.amount(margin), style=warn)))
             if acc is not None:
-                rows.append(("Available", fmt.amount(acc.available)))
+                rows.append(("Available", Text(fmt.amount(acc.available), style=warn)))
+            if short and acc is not None:
+                rows.append(
+                    (
+                        "WARNING",
+                        Text(
+                            f"margin exceeds available by {fmt.amount(margin - acc.available)}: "
+                            "the venue will most likely reject it",
+                            style="bold red",
+                        ),
+                    )
+                )
         rows.append(("Est. fee", fmt.amount(contract.commission(ref, req.volume, req.offset))))
     return rows
 

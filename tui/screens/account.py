@@ -301,11 +301,19 @@ class AccountScreen(Screen[None]):
             if ok:
                 self.qapp.run_command(f"cancel all in {account_id}", self.qapp.client.cancel_all(account_id))
 
+        contracts = self.state.contracts
         rows = [("Account", account_id), ("Working orders", str(len(working)))]
         rows += [
-            (o.order_id, f"{o.direction.name} {o.remaining:g} {o.vt_symbol} @ {o.price:g}")
+            (
+                o.order_id,
+                fmt.deal(
+                    o.direction, o.offset, o.remaining, o.vt_symbol, o.price, contracts.get(o.vt_symbol)
+                ),
+            )
             for o in working[:8]
         ]
+        if len(working) > 8:
+            rows.append(("", f"... and {len(working) - 8} more"))
         self.app.push_screen(
             ConfirmDialog(f"Cancel ALL working orders of {account_id}?", rows, danger=True), answered
         )
