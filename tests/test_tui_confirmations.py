@@ -10,6 +10,7 @@ from tests.fake_client import FakeClient
 from tui.app import QTraderApp
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order_entry import OrderEntryDialog
+from tui.screens.account import AccountScreen
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +82,50 @@ async def test_an_open_needing_more_margin_than_available_is_flagged_in_red() ->
         await pilot.press("n")
         await pilot.pause()
         assert not client.called("send_order"), "a warning sends nothing"
+
+
+# ---------------------------------------------------------------- notifications
+
+
+def _toasts(app: QTraderApp) -> list:  # type: ignore[type-arg]
+    from textual.widgets._toast import Toast
+
+    return list(app.screen.query(Toast))
+
+
+async def _notified(app: QTraderApp, pilot, n: int) -> list:  # type: ignore[no-untyped-def,type-arg]
+    for i in range(n):
+        app.notify(f"DQ1 filled BUY OPEN {i + 1} au2612.SHFE @ 912.36", markup=False)
+    app.notify("cancel all in DQ1: REJECTED - halted: account is HALTED", severity="error", markup=False)
+    for _ in range(100):
+        await pilot.pause(0.02)
+        toasts = _toasts(app)
+        if len(toasts) == min(n + 1, QTraderApp.MAX_TOASTS) and all(t.region.height for t in toasts):
+            return toasts
+    raise AssertionError("the notifications were not shown")
+
+
+@pytest.mark.parametrize("size", [(160, 45), (100, 30), (80, 24)])
+async def test_notifications_never_cover_the_account_figures(size: tuple[int, int]) -> None:
+    app = QTraderApp(FakeClient())
+    async with app.run_test(size=size, notifications=True) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, AccountScreen)
+        funds = app.screen.query_one("#funds")
+        toasts = await _notified(app, pilot, 5)  # a burst: the newest stay, on screen
+        assert len(toasts) == QTraderApp.MAX_TOASTS
+        assert "REJECTED" in str(toasts[-1].render())
+        for toast in toasts:
+            assert not toast.region.overlaps(funds.region), (toast.region, funds.region)
+            assert toast.region.bottom <= size[1] - 1, "above the footer, inside the screen"
+
+
+async def test_notifications_on_the_dashboard_stay_above_the_total_line() -> None:
+    app = QTraderApp(FakeClient())
+    async with app.run_test(size=(160, 45), notifications=True) as pilot:
+        await pilot.press("d")
+        await pilot.pause()
+        totals = app.screen.query_one("#totals")
+        toasts = await _notified(app, pilot, 2)
+        for toast in toasts:
+            assert not toast.region.overlaps(totals.region), (toast.region, totals.region)

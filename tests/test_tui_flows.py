@@ -406,7 +406,7 @@ async def test_buy_through_entry_and_confirmation_fills_and_shows_pnl(core_env: 
             ask,
         )
         await c.notified(f"BUY 2 {symbol}: accepted (order {order.order_id})")
-        await c.notified(f"DQ1 filled BUY OPEN 2 {symbol} @ {ask:g}")
+        await c.notified(f"DQ1 filled BUY OPEN 2 {symbol} @ {fmt.price(ask, contract)}")
         assert not c.errors()
 
         # the position is in the Positions panel; the order moved out of "working"
@@ -488,7 +488,7 @@ async def test_close_the_selected_position_through_its_confirmation(core_env: Co
         assert c.rows("positions") == ["au2612.SHFE|LONG"]  # the other one was not touched
         assert ("au2612.SHFE", Direction.LONG) in state.positions
         await c.notified(f"close long {target}: accepted")
-        await c.notified(f"DQ1 filled SELL CLOSE 2 {target} @ {bid:g}")
+        await c.notified(f"DQ1 filled SELL CLOSE 2 {target} @ {fmt.price(bid, state.contracts[target])}")
         await c.settled()
         assert c.client.count("close_position") == 1
         assert not c.errors()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from textual.app import App, SystemCommand
+from textual.notifications import Notify
 from textual.screen import ModalScreen, Screen
 
 from core.client import Change, ConsoleClient
@@ -42,6 +43,7 @@ class QTraderApp(App[int]):
     TITLE = "qtrader-tui"
     BINDINGS = bindings("global")
     ENABLE_COMMAND_PALETTE = True
+    MAX_TOASTS = 3  # notifications on screen at once (see notify)
 
     def __init__(
         self,
@@ -189,6 +191,15 @@ class QTraderApp(App[int]):
             if isinstance(screen, AccountScreen | DashboardScreen):
                 return screen
         return None
+
+    def on_notify(self, event: Notify) -> None:
+        """At most ``MAX_TOASTS`` notifications on screen: a burst (a cancel-all's replies, fills)
+        would otherwise stack up over the panels and push the newest, the one that matters, off
+        the bottom of the screen. What is dropped is the oldest; the panels keep the record."""
+        others = [n for n in self._notifications if n is not event.notification]
+        # the new one (added by Textual's own handler, before or after this one) takes the last place
+        for old in others[: max(0, len(others) - (self.MAX_TOASTS - 1))]:
+            self._unnotify(old)
 
     def _notify_change(self, change: Change) -> None:
         """The operator's fills and lost connections are worth an interruption, wherever the operator is."""
