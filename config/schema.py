@@ -424,6 +424,10 @@ class DatabaseConfig(_Section):
     snapshot_interval: PositiveFloat = 10.0
 
 
+#: events that can ring the console's bell (tui/alerts.py)
+BellEvent = Literal["fill", "rejection", "disconnect", "kill_switch"]
+
+
 class UiConfig(_Section):
     """Console preferences."""
 
@@ -434,6 +438,8 @@ class UiConfig(_Section):
     #: Enter confirms too (besides y). Off by default: Enter submits the order form, and a
     #: held Enter must not go through both it and its confirmation.
     confirm_with_enter: bool = False
+    #: what rings the terminal bell (a burst rings once); [] for silence
+    bell: list[BellEvent] = ["fill", "rejection", "disconnect", "kill_switch"]
 
 
 class LogConfig(_Section):

@@ -22,6 +22,7 @@ from core.models import OUTCOME_UNKNOWN, TraderStatus
 from core.protocol import Reply
 from tui import format as fmt
 from tui.actions import ACTIONS, bindings
+from tui.alerts import Alerts
 from tui.dialogs.confirm import ConfirmDialog
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
@@ -56,8 +57,11 @@ class QTraderApp(App[int]):
         stop_message: str = "stopping the traders...",
         confirm_with_enter: bool = False,
         quit_stops_core: bool = False,
+        bell: Iterable[str] = (),
     ) -> None:
         super().__init__()
+        #: the terminal bell for fills, rejections, accounts going down, the kill switch (ui.bell)
+        self.alerts = Alerts(bell, lambda: self.bell())
         #: quitting stops the traders this console started: ask first
         self.quit_stops_core = quit_stops_core
         self.stop_message = stop_message
@@ -165,6 +169,7 @@ class QTraderApp(App[int]):
             elif change.kind not in per_account:
                 per_account[change.kind] = {change.key}
         self._notify_change(change)
+        self.alerts.on_change(change, self.client.state(change.account_id))
         if self._flush_handle is None:
             wait = max(FLUSH_DELAY, self._last_flush + MIN_FRAME - time.monotonic())
             self._flush_handle = asyncio.get_running_loop().call_later(wait, self._flush_changes)
@@ -217,6 +222,7 @@ class QTraderApp(App[int]):
             if change.account_id in self._down:
                 return  # still down (a venue retrying every minute): the header and dashboard say so
             self._down.add(change.account_id)
+            self.alerts.on_down()
             self.notify(
                 f"{change.account_id} {state.status.name.lower()}: {state.status_message}",
                 severity="error",
@@ -251,6 +257,7 @@ class QTraderApp(App[int]):
                     f"{label}: NO ANSWER - {reply.error}", severity="warning", timeout=20, markup=False
                 )
             else:
+                self.alerts.on_rejected()
                 self.notify(f"{label}: REJECTED - {reply.error}", severity="error", timeout=12, markup=False)
 
         self.run_worker(run(), group="commands")
