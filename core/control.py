@@ -48,6 +48,9 @@ from core.protocol import (
     Snapshot,
     TraderCommand,
     TraderStatusUpdate,
+    encoded_size,
+    fit_rows,
+    fit_snapshot,
     peer_credentials,
 )
 
@@ -159,7 +162,8 @@ class ControlServer:
         states = mgr.aggregator.states
         link.send_nowait("reply", Reply(ok=True, result={"accounts": list(states)}), req_id)
         for account_id, state in states.items():
-            link.send_nowait("console_state", console_state(state), account_id=account_id)
+            view = console_state(state, mgr.config.socket.max_frame_bytes // 2)
+            link.send_nowait("console_state", view, account_id=account_id)
 
         def forward(account_id: str, msg: Message) -> None:
             if link.closed:
@@ -238,28 +242,35 @@ def trader_status(state: AccountState) -> TraderStatusUpdate:
     )
 
 
-def console_state(state: AccountState) -> ConsoleState:
-    """One account as an attaching console needs it."""
+def console_state(state: AccountState, max_bytes: int) -> ConsoleState:
+    """One account as an attaching console needs it, in at most about ``max_bytes`` (whatever
+    the account's history holds: see protocol.fit_snapshot)."""
     snapshot = None
+    logs, _ = fit_rows(list(state.logs), max_bytes // 10)
     if state.info is not None:
-        snapshot = Snapshot(
-            info=state.info,
-            account=state.account,
-            contracts=list(state.contracts.values()),
-            ticks=list(state.ticks.values()),
-            positions=list(state.positions.values()),
-            orders=list(state.orders.values()),
-            trades=list(state.trades),
-            strategies=list(state.strategies.values()),
-            triggers=list(state.triggers),
-            equity=list(state.equity),
+        snapshot, note = fit_snapshot(
+            Snapshot(
+                info=state.info,
+                account=state.account,
+                contracts=list(state.contracts.values()),
+                ticks=list(state.ticks.values()),
+                positions=list(state.positions.values()),
+                orders=list(state.orders.values()),
+                trades=list(state.trades),
+                strategies=list(state.strategies.values()),
+                triggers=list(state.triggers),
+                equity=list(state.equity),
+            ),
+            max_bytes - encoded_size(logs),
         )
+        if note:
+            log.warning("control: %s console state: %s", state.account_id, note)
     return ConsoleState(
         account_id=state.account_id,
         gateway=state.gateway,
         trader=trader_status(state),
         snapshot=snapshot,
-        logs=list(state.logs),
+        logs=logs,
     )
 
 

@@ -16,7 +16,7 @@ import math
 import time
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -163,6 +163,25 @@ class Struct(msgspec.Struct, kw_only=True):
     """Base for model structs: keyword-only construction."""
 
 
+# What a request may carry, bounded where it is decoded (ARCHITECTURE.md, "Bad input"): a field
+# out of bounds refuses the request with the field named, and nothing of it is kept. Structs
+# built in-process (strategies, the console) are not checked again.
+
+MAX_SYMBOL_LENGTH = 40  # ``IO2612-C-4000.CFFEX`` is 19
+MAX_NAME_LENGTH = 64  # order ids, references (strategy instances), account ids
+MAX_VOLUME = 100_000.0  # lots in one request: far above any venue's per-order limit
+MAX_PRICE = 1e9  # every listed futures price is far below it; the check stops inf and 1e308
+#: printable text: no line break or other control character (a newline in a symbol would forge
+#: lines of the daemon's output and the logs)
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+SYMBOL_PATTERN = r"^[A-Za-z0-9_\-]+\.[A-Z0-9]+$"
+SymbolField = Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_SYMBOL_LENGTH, pattern=SYMBOL_PATTERN)]
+NameField = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=PRINTABLE)]
+VolumeField = Annotated[float, msgspec.Meta(gt=0, le=MAX_VOLUME, multiple_of=1)]  # whole lots
+PriceField = Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]  # finite; 0 = none (market)
+
+
 def split_vt_symbol(vt_symbol: str) -> tuple[str, Exchange]:
     """``"au2612.SHFE"`` -> ``("au2612", Exchange.SHFE)``; ValueError if malformed."""
     symbol, sep, exchange = vt_symbol.rpartition(".")
@@ -290,14 +309,14 @@ class OrderRequest(Struct, kw_only=True):
     """What a user or strategy asks to send. ``reference`` names the origin
     (``manual`` or a strategy instance) for attribution."""
 
-    vt_symbol: str
+    vt_symbol: SymbolField
     direction: Direction
     offset: Offset = Offset.OPEN
     type: OrderType = OrderType.LIMIT
-    price: float = 0.0
-    volume: float
-    reference: str = "manual"
-    account_id: str = ""
+    price: PriceField = 0.0
+    volume: VolumeField
+    reference: NameField = "manual"
+    account_id: NameField = ""
 
     def order(
         self, account_id: str, order_id: str, status: Status, moment: datetime, status_msg: str = ""
@@ -326,20 +345,20 @@ class OrderRequest(Struct, kw_only=True):
 
 
 class CancelRequest(Struct, kw_only=True):
-    order_id: str
-    account_id: str = ""
+    order_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_LENGTH, pattern=PRINTABLE)]
+    account_id: NameField = ""
 
 
 class CloseRequest(Struct, kw_only=True):
     """Close (part of) a position; the trader picks offsets and price."""
 
-    vt_symbol: str
+    vt_symbol: SymbolField
     direction: Direction  # direction of the POSITION to close
-    volume: float | None = None  # None: all closable
-    price: float | None = None  # None: opposite best price
+    volume: VolumeField | None = None  # None: all closable
+    price: PriceField | None = None  # None: opposite best price
     type: OrderType = OrderType.LIMIT
-    reference: str = "manual"
-    account_id: str = ""
+    reference: NameField = "manual"
+    account_id: NameField = ""
 
 
 class Order(Struct, kw_only=True):

@@ -19,11 +19,15 @@ import socket
 import struct
 import time
 from collections import deque
-from typing import Any, Literal, get_args
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 
 from core.models import (
+    MAX_NAME_LENGTH,
+    PRINTABLE,
+    SYMBOL_PATTERN,
     Account,
     Bar,
     CancelRequest,
@@ -31,12 +35,14 @@ from core.models import (
     Contract,
     EquityPoint,
     LogEntry,
+    NameField,
     Order,
     OrderRequest,
     Position,
     StrategyState,
     StrategyTrigger,
     Struct,
+    SymbolField,
     Tick,
     Trade,
     TraderInfo,
@@ -46,6 +52,8 @@ from core.models import (
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_SUBSCRIBE = 5000  # contracts in one subscribe request (a whole CTP market is ~1,000)
+MAX_HISTORY_ROWS = 10_000  # rows one history request may ask for
 
 
 # --------------------------------------------------------------------------- payloads
@@ -64,13 +72,13 @@ class Reply(Struct, kw_only=True):
 
 
 class CancelAllRequest(Struct, kw_only=True):
-    vt_symbol: str | None = None  # None: every working order of the account
-    account_id: str = ""
+    vt_symbol: SymbolField | None = None  # None: every working order of the account
+    account_id: NameField = ""
 
 
 class StrategyCommand(Struct, kw_only=True):
     action: Literal["start", "stop", "auto_on", "auto_off"]
-    name: str = ""  # instance name; empty for the account-wide auto switch
+    name: NameField = ""  # instance name; empty for the account-wide auto switch
 
 
 class StateRequest(Struct, kw_only=True):
@@ -80,7 +88,7 @@ class StateRequest(Struct, kw_only=True):
 class SubscribeRequest(Struct, kw_only=True):
     """Start market data for these contracts (the manager, for a paper account's quotes)."""
 
-    symbols: list[str]
+    symbols: Annotated[list[SymbolField], msgspec.Meta(max_length=MAX_SUBSCRIBE)]
 
 
 class QuoteSourceStatus(Struct, kw_only=True):
@@ -97,9 +105,9 @@ HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars
 
 class HistoryRequest(Struct, kw_only=True):
     kind: HistoryKind
-    since: float | None = None  # epoch seconds
-    limit: int = 1000
-    vt_symbol: str | None = None
+    since: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_ROWS)] = 1000
+    vt_symbol: SymbolField | None = None
 
 
 class ShutdownRequest(Struct, kw_only=True):
@@ -302,12 +310,89 @@ _envelope_decoder = msgspec.json.Decoder(_Incoming)
 _payload_decoders = {name: msgspec.json.Decoder(t) for name, t in MESSAGE_TYPES.items()}
 
 
+# --------------------------------------------------------------------------- sizes
+
+#: A stored row (order, trade, trigger, log line) larger than this holds what no venue sends:
+#: the text of a hostile request from before requests were bounded (models.SymbolField...).
+#: Such rows are left out of snapshots and history replies, so no row can make an account's
+#: state too large to send.
+MAX_ROW_BYTES = 4096
+
+T = TypeVar("T")
+
+
+def encoded_size(obj: Any) -> int:
+    return len(_encoder.encode(obj))
+
+
+def fit_rows(rows: Sequence[T], budget: int) -> tuple[list[T], int]:
+    """The newest of ``rows`` (oldest first, as kept) that fit in ``budget`` encoded bytes,
+    leaving out any row over ``MAX_ROW_BYTES``; and how many were left out."""
+    kept: list[T] = []
+    used = 0
+    for row in reversed(rows):
+        size = encoded_size(row)
+        if size > MAX_ROW_BYTES:
+            continue
+        if used + size > budget:
+            break
+        kept.append(row)
+        used += size
+    kept.reverse()
+    return kept, len(rows) - len(kept)
+
+
+def fit_snapshot(snap: Snapshot, max_bytes: int) -> tuple[Snapshot, str]:
+    """``snap`` cut to at most about ``max_bytes`` encoded, whatever the database holds: what
+    the account is now (account, positions, working orders, contracts, quotes, strategies) is
+    kept whole; the recent history (finished orders, trades, triggers, equity) gives up its
+    oldest rows first, and oversized rows always. The second value says what was left out
+    ("" if nothing), for the log."""
+    active = [o for o in snap.orders if o.is_active]
+    finished = [o for o in snap.orders if not o.is_active]
+    now = msgspec.structs.replace(snap, orders=active, trades=[], triggers=[], equity=[])
+    room = max(0, max_bytes - encoded_size(now))
+    finished, n_orders = fit_rows(finished, room * 35 // 100)
+    trades, n_trades = fit_rows(snap.trades, room * 35 // 100)
+    triggers, n_triggers = fit_rows(snap.triggers, room * 15 // 100)
+    equity, n_equity = fit_rows(snap.equity, room * 15 // 100)
+    left = [
+        f"{n} {what}"
+        for n, what in (
+            (n_orders, "finished orders"),
+            (n_trades, "trades"),
+            (n_triggers, "triggers"),
+            (n_equity, "equity points"),
+        )
+        if n
+    ]
+    note = f"left out of the snapshot (too large, or rows over {MAX_ROW_BYTES} bytes): {', '.join(left)}"
+    fitted = msgspec.structs.replace(
+        snap, orders=[*finished, *active], trades=trades, triggers=triggers, equity=equity
+    )
+    return fitted, note if left else ""
+
+
 def encode_frame(message: Message) -> bytes:
     """Length prefix + JSON of ``message``."""
     buf = bytearray(HEADER.size)
     _encoder.encode_into(message, buf, HEADER.size)
     HEADER.pack_into(buf, 0, len(buf) - HEADER.size)
     return bytes(buf)
+
+
+#: how a refusal names the patterns of models' bounded fields (msgspec would quote the regex)
+_PATTERN_WORDS = {
+    f"`str` matching regex {SYMBOL_PATTERN!r}": "a contract symbol such as au2612.SHFE",
+    f"`str` matching regex {PRINTABLE!r}": "printable text (no line break or control character)",
+}
+
+
+def _words(exc: Exception) -> str:
+    text = str(exc)
+    for regex, words in _PATTERN_WORDS.items():
+        text = text.replace(regex, words)
+    return text
 
 
 def decode_payload(payload: bytes | memoryview) -> Message:
@@ -318,13 +403,27 @@ def decode_payload(payload: bytes | memoryview) -> Message:
         raise SchemaError(f"bad envelope: {exc}") from None
     except msgspec.DecodeError as exc:
         raise NotJson(f"frame is not JSON: {exc}") from None
+    except RecursionError:  # msgspec's guard against deep nesting: the frame is whole, refuse it
+        raise SchemaError("frame nested too deeply") from None
+    if len(env.account_id) > MAX_NAME_LENGTH:
+        raise SchemaError(
+            f"account id longer than {MAX_NAME_LENGTH} characters", req_id=env.req_id, msg_type=env.type
+        )
     decoder = _payload_decoders.get(env.type)
     if decoder is None:
+        if len(env.type) > MAX_NAME_LENGTH or not env.type.isprintable():
+            raise UnknownType("unknown message type", req_id=env.req_id)
         raise UnknownType(f"unknown message type '{env.type}'", req_id=env.req_id, msg_type=env.type)
     try:
         data = decoder.decode(env.data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise SchemaError(f"invalid '{env.type}' data: {exc}", req_id=env.req_id, msg_type=env.type) from None
+        raise SchemaError(
+            f"invalid '{env.type}' data: {_words(exc)}", req_id=env.req_id, msg_type=env.type
+        ) from None
+    except RecursionError:
+        raise SchemaError(
+            f"'{env.type}' data nested too deeply", req_id=env.req_id, msg_type=env.type
+        ) from None
     return Message(
         type=env.type,  # type: ignore[arg-type]  # one of MESSAGE_TYPES: it has a decoder
         account_id=env.account_id,

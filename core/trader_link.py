@@ -27,6 +27,7 @@ from core.protocol import (
     ProtocolError,
     Reply,
     Snapshot,
+    fit_snapshot,
     peer_credentials,
 )
 
@@ -106,7 +107,10 @@ class ManagerLink:
             self.link = link
             try:
                 link.send_nowait("register", self.info())
-                link.send_nowait("snapshot", self.snapshot())
+                snapshot, note = fit_snapshot(self.snapshot(), self.app.socket.max_frame_bytes // 2)
+                if note:
+                    self.log.warning("%s", note)
+                link.send_nowait("snapshot", snapshot)
                 self.log.info("connected to manager at %s", self.socket_path)
                 await self._serve(link)
             except ProtocolError as exc:

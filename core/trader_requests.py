@@ -50,6 +50,7 @@ from core.protocol import (
     StateRequest,
     StrategyCommand,
     SubscribeRequest,
+    fit_rows,
 )
 from core.risk import Rejection, RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
@@ -406,7 +407,10 @@ class RequestHandlers:
             result = db.load_bars(req.vt_symbol, limit=limit)
         else:
             return Reply(ok=False, error=f"history of '{req.kind}' is not kept")
-        return Reply(ok=True, result=result)
+        rows, left_out = fit_rows(result, self.app.socket.max_frame_bytes // 2)
+        if left_out:
+            self.log.warning("history of %s: %d rows left out (too large for one reply)", req.kind, left_out)
+        return Reply(ok=True, result=rows)
 
     def _on_shutdown(self, req: ShutdownRequest) -> Reply:
         self.stop(cancel_orders=req.cancel_orders)
