@@ -323,20 +323,35 @@ class Supervision:
         """Heartbeat watchdog: hung traders are killed (and then restarted)."""
         cfg = self.config.manager
         startup_limit = max(15.0, cfg.heartbeat_timeout * 3)
+        period = min(cfg.heartbeat_interval, cfg.heartbeat_timeout / 4)
+        last_round = resumed_at = time.monotonic()
         while True:
-            await asyncio.sleep(min(cfg.heartbeat_interval, cfg.heartbeat_timeout / 4))
+            await asyncio.sleep(period)
             now = time.monotonic()
+            paused = now - last_round - period
+            last_round = now
+            if paused > cfg.heartbeat_timeout / 2:
+                # this process did not run (SIGSTOP, a suspended machine, swapping): the traders'
+                # heartbeats of that time wait unread in our sockets. Their silence was ours:
+                # judge them from now on, never kill healthy traders for our own pause.
+                log.warning(
+                    "the manager was paused for %.1f s: heartbeat clocks restart now, no trader is "
+                    "judged by that silence",
+                    paused,
+                )
+                resumed_at = now
+                continue
             for proxy in self.proxies.values():
                 if not proxy.wanted or proxy.restart_handle is not None or proxy.spawning:
                     continue
                 if proxy.link is not None:
-                    silent = now - proxy.last_seen
+                    silent = now - max(proxy.last_seen, resumed_at)
                     if silent > cfg.heartbeat_timeout:
                         self._kill(
                             proxy, f"no heartbeat for {silent:.1f} s (timeout {cfg.heartbeat_timeout:g} s)"
                         )
                 elif proxy.running:
-                    since = now - max(proxy.started_at, proxy.link_lost_at)
+                    since = now - max(proxy.started_at, proxy.link_lost_at, resumed_at)
                     if since > startup_limit:
                         self._kill(proxy, f"not connected {since:.0f} s after start")
                 elif proxy.proc is None and proxy.task is None:
