@@ -180,7 +180,7 @@ class TradingManager(Supervision):
             return self._no_such_account(account_id)
         proxy.wanted = True
         proxy.policy.reset()
-        proxy.venue_refusals = 0  # the operator may have fixed the login: no 60 s wait
+        proxy.refusals = 0  # the operator may have fixed the login: no 60 s wait
         if proxy.running:
             return Reply(ok=True, result="already running")
         self._cancel_restart(proxy)
@@ -341,7 +341,7 @@ class TradingManager(Supervision):
         if proxy.link is None or info is None:
             return
         if info.gateway_status is GatewayStatus.CONNECTED:
-            proxy.venue_refusals = 0
+            proxy.refusals = 0
         status = {
             GatewayStatus.CONNECTED: TraderStatus.CONNECTED,
             GatewayStatus.CONNECTING: TraderStatus.CONNECTING,

@@ -30,7 +30,7 @@ from core.models import TraderStatus
 from core.protocol import Link, Reply, RequestType, ShutdownRequest
 from core.requests import PendingReplies
 from core.trader import Trader  # light: storage loads lazily
-from core.trader_process import EXIT_ALREADY_RUNNING, EXIT_VENUE_REFUSED
+from core.trader_process import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_VENUE_REFUSED
 
 log = logging.getLogger("qtrader.manager")
 
@@ -101,7 +101,7 @@ class TraderProxy:
     last_seen: float = 0.0
     link_lost_at: float = 0.0
     restart_handle: asyncio.TimerHandle | None = None
-    venue_refusals: int = 0  # consecutive exits because the venue refused the login
+    refusals: int = 0  # consecutive exits that were not crashes (venue refused, account held...)
     pending: PendingReplies = field(default_factory=PendingReplies)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -237,15 +237,26 @@ class Supervision:
             if proxy.link is not None:
                 log.info("%s: the account's running trader (pid %s) was adopted", aid, proxy.pid)
                 return
-            self.aggregator.set_status(
-                aid,
-                TraderStatus.CONNECTING,
-                "another trader process holds the account; waiting for it to join",
-            )
-            self._schedule_restart(proxy, ADOPT_WAIT)
+            holder = self._last_words(aid, ours=True) or "another trader process holds the account"
+            if proxy.refusals == 0:  # the first time, a joining trader is the usual case: be quick
+                self.aggregator.set_status(aid, TraderStatus.CONNECTING, f"{holder}; waiting for it to join")
+                proxy.refusals += 1
+                self._schedule_restart(proxy, ADOPT_WAIT)
+            else:
+                self._retry_later(proxy, TraderStatus.DISCONNECTED, f"{holder} and has not joined")
+            return
+        if code == EXIT_CONFIG:
+            # the file changed under a running daemon and no longer loads: not a crash, and no
+            # use retrying every few seconds; the file is read again at each try
+            words = self._last_words(aid, ours=True) or "the configuration does not load"
+            self._retry_later(proxy, TraderStatus.CRASHED, f"configuration refused: {words}")
             return
         if code == EXIT_VENUE_REFUSED or refused is not None:
-            self._venue_refused(proxy, refused or self._last_words(aid).removeprefix("venue refused: "))
+            self._retry_later(
+                proxy,
+                TraderStatus.DISCONNECTED,
+                refused or self._last_words(aid).removeprefix("venue refused: "),
+            )
             return
         uptime = time.monotonic() - proxy.started_at
         delay, why = proxy.policy.next_delay(time.monotonic(), uptime)
@@ -258,22 +269,18 @@ class Supervision:
         self.aggregator.count_restart(aid)
         self._schedule_restart(proxy, delay)
 
-    def _venue_refused(self, proxy: TraderProxy, reason: str) -> None:
-        """The venue refused the login (or was unreachable): not a crash. Retry on the venue
-        back-off (5 s, 10 s, 30 s, 60 s, then every 60 s by default) until it connects."""
+    def _retry_later(self, proxy: TraderProxy, status: TraderStatus, reason: str) -> None:
+        """Not a crash (the venue refused the login or is unreachable, the account is held by
+        another process, the configuration no longer loads): retry on the back-off of
+        ``manager.venue_backoff`` (5 s, 10 s, 30 s, 60 s, then every 60 s by default), saying
+        when, until it connects."""
         schedule = self.config.manager.venue_backoff
-        delay = schedule[min(proxy.venue_refusals, len(schedule) - 1)]
-        proxy.venue_refusals += 1
-        upcoming = (
-            ", ".join(f"{d:g} s" for d in schedule[proxy.venue_refusals :]) or f"every {schedule[-1]:g} s"
-        )
-        log.error(
-            "%s: venue refused: %s; retry %d in %g s", proxy.account_id, reason, proxy.venue_refusals, delay
-        )
+        delay = schedule[min(proxy.refusals, len(schedule) - 1)]
+        proxy.refusals += 1
+        upcoming = ", ".join(f"{d:g} s" for d in schedule[proxy.refusals :]) or f"every {schedule[-1]:g} s"
+        log.error("%s: %s; retry %d in %g s", proxy.account_id, reason, proxy.refusals, delay)
         self.aggregator.set_status(
-            proxy.account_id,
-            TraderStatus.DISCONNECTED,
-            f"{reason}; retry {proxy.venue_refusals} in {delay:g} s (then {upcoming})",
+            proxy.account_id, status, f"{reason}; retry {proxy.refusals} in {delay:g} s (then {upcoming})"
         )
         self._schedule_restart(proxy, delay)
 
@@ -283,8 +290,11 @@ class Supervision:
         proxy.pid = None if proxy.account.mode == "embedded" else pid
         self.aggregator.set_pid(proxy.account_id, pid)
 
-    def _last_words(self, account_id: str) -> str:
-        """The last line a crashed trader process printed (usually the exception)."""
+    def _last_words(self, account_id: str, *, ours: bool = False) -> str:
+        """The last line a crashed trader process printed (usually the exception); with
+        ``ours``, the last line the trader itself printed (``qtrader-trader[ ID]: ...``, given
+        without that), so that a message of several lines (a configuration error and its ``^``
+        marker) is named by its first."""
         path = worker_output_path(self.data_dir, account_id)
         try:
             with open(path, "rb") as f:
@@ -292,6 +302,8 @@ class Supervision:
                 lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
         except OSError:
             return ""
+        if ours:
+            lines = [ln.partition(": ")[2] for ln in lines if ln.startswith("qtrader-trader")]
         return lines[-1][:200] if lines else ""
 
     def _schedule_restart(self, proxy: TraderProxy, delay: float) -> None:

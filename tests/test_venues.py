@@ -99,7 +99,7 @@ async def test_a_refused_login_is_retried_on_the_venue_back_off(
             "交易服务器登录失败，代码：3，信息：CTP:不合法的登录; retry 2 in 0.6 s (then every 0.6 s)",
         ]
         assert state.restarts == 0  # not counted as crashes
-        assert mgr.proxies["V1"].venue_refusals == 0  # connected: the back-off starts over
+        assert mgr.proxies["V1"].refusals == 0  # connected: the back-off starts over
     finally:
         await mgr.stop()
 
