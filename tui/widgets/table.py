@@ -92,6 +92,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         color: $foreground;
         height: auto;
         max-height: 100%;
+        scrollbar-size-vertical: 1;
 
         &:focus {
             background-tint: $foreground 5%;
@@ -144,6 +145,8 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         self._column_index = {key: i for i, (key, _, _) in enumerate(self.COLUMNS)}
         self._widths: list[int] = [width for _, _, width in self.COLUMNS]  # as laid out
         self._numbers: list[int] = [0] * len(self.COLUMNS)  # the widest number each column held
+        self._texts: list[int] = [0] * len(self.COLUMNS)  # the widest text of each flexible column
+        self._flex = {i for i, (key, _, _) in enumerate(self.COLUMNS) if key in self.FLEX}
         self._laid_out_for = -1  # the width the layout was made for
         self.cell_padding = 1  # blanks after a cell (one blank always comes before it)
         # drawing: rebuilt lazily, dropped when the styles or the columns change
@@ -255,13 +258,19 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
             self._rows_moved(selected, was_visible)
 
     def _note_numbers(self, cells: tuple[Cell, ...]) -> bool:
-        """Remember the widest number of each column; True when one outgrew its column."""
+        """Remember the widest number of each column, and the widest text of each flexible
+        one; True when one outgrew its column (a new layout gives it room if there is any)."""
         widened = False
         for i, cell in enumerate(cells):
             if isinstance(cell, Text) and cell.justify == "right":
                 length = cell_len(_one_line(cell.plain).strip())
                 if length > self._numbers[i]:
                     self._numbers[i] = length
+                    widened = widened or length > self._widths[i]
+            elif i in self._flex:
+                length = cell_len(_one_line(cell.plain if isinstance(cell, Text) else cell).rstrip())
+                if length > self._texts[i]:
+                    self._texts[i] = length
                     widened = widened or length > self._widths[i]
         return widened
 
@@ -289,6 +298,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         self._strips.clear()
         self._cursor = 0
         self._numbers = [0] * len(self.COLUMNS)
+        self._texts = [0] * len(self.COLUMNS)
         self._lay_out(force=True)
         self._update_virtual_size()
         self.scroll_to(0, 0, animate=False)
@@ -368,11 +378,15 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         return visible, self._share(widths, visible, 0), 0
 
     def _share(self, widths: list[int], visible: list[int], spare: int) -> list[int]:
-        """The flexible columns get their minimum plus the spare width, shared in proportion
-        to their declared widths."""
-        flex = [i for i in visible if self.COLUMNS[i][0] in self.FLEX]
+        """The flexible columns get their minimum plus the spare width: first what their
+        widest text needs (in column order), then the rest in proportion to their declared
+        widths."""
+        flex = [i for i in visible if i in self._flex]
         for i in flex:
             widths[i] = self._least(i)
+            give = min(max(0, self._texts[i] - widths[i]), spare)
+            widths[i] += give
+            spare -= give
         weight = sum(self.COLUMNS[i][2] for i in flex)
         given = 0
         for n, i in enumerate(flex):
