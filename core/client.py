@@ -94,8 +94,10 @@ class ConsoleClient(ABC):
         since: float | None = None,
         limit: int = 1000,
         vt_symbol: str | None = None,
+        every: float | None = None,
     ) -> Reply:
-        """Stored rows from the account's database (orders, trades, account_snapshots, ...)."""
+        """Stored rows from the account's database (orders, trades, account_snapshots, ...);
+        ``every`` thins account_snapshots to one point per that many seconds."""
 
     # ------------------------------------------------------------------ trading
 
@@ -175,8 +177,11 @@ class LocalConsoleClient(ConsoleClient):
         since: float | None = None,
         limit: int = 1000,
         vt_symbol: str | None = None,
+        every: float | None = None,
     ) -> Reply:
-        return await self.manager.history(account_id, kind, since=since, limit=limit, vt_symbol=vt_symbol)
+        return await self.manager.history(
+            account_id, kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every
+        )
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         return await self.manager.send_order(account_id, req)
@@ -404,8 +409,9 @@ class RemoteConsoleClient(ConsoleClient):
         since: float | None = None,
         limit: int = 1000,
         vt_symbol: str | None = None,
+        every: float | None = None,
     ) -> Reply:
-        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol)
+        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
         return typed_history(kind, await self._request(account_id, "history_req", req))
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:

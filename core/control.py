@@ -206,7 +206,7 @@ class ControlServer:
             ),
             "strategy_req": lambda aid, cmd: mgr.strategy_command(aid, cmd),
             "history_req": lambda aid, req: mgr.history(
-                aid, req.kind, since=req.since, limit=req.limit, vt_symbol=req.vt_symbol
+                aid, req.kind, since=req.since, limit=req.limit, vt_symbol=req.vt_symbol, every=req.every
             ),
             "info_req": lambda aid, _: mgr.status(aid),
             "trader_req": self._on_trader_req,

@@ -432,9 +432,10 @@ class TradingManager(Supervision):
         since: float | None = None,
         limit: int = 1000,
         vt_symbol: str | None = None,
+        every: float | None = None,
     ) -> Reply:
         """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], ...)."""
-        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol)
+        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
         return typed_history(kind, await self.request(account_id, "history_req", req, timeout=15.0))
 
     def state(self, account_id: str) -> AccountState:

@@ -108,6 +108,9 @@ class HistoryRequest(Struct, kw_only=True):
     since: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_ROWS)] = 1000
     vt_symbol: SymbolField | None = None
+    # account_snapshots only: one point (the last) per ``every`` seconds, so a chart of days
+    # gets the whole span in a few thousand points instead of the newest ``limit`` raw ones
+    every: Annotated[float, msgspec.Meta(gt=0, le=1e8)] | None = None
 
 
 class ShutdownRequest(Struct, kw_only=True):

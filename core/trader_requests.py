@@ -398,7 +398,7 @@ class RequestHandlers:
         elif req.kind == "trades":
             result = db.load_trades(since=since, limit=limit)
         elif req.kind == "account_snapshots":
-            result = db.load_equity(since=since, limit=limit)
+            result = db.load_equity(since=since, limit=limit, every=req.every)
         elif req.kind == "triggers":
             result = db.load_triggers(since=since, limit=limit)
         elif req.kind == "bars":

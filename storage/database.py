@@ -38,7 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, delete, literal_column, select
+from sqlalchemy import Table, bindparam, delete, func, literal_column, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
@@ -204,7 +204,9 @@ _SELECT_BARS = _sql(
 
 
 @cache
-def _select_equity(since: bool) -> _Query:
+def _select_equity(since: bool, thinned: bool = False) -> _Query:
+    """The newest ``:limit`` points (``datetime >= :since``); ``thinned``: only the last
+    point of each ``:every`` microseconds (datetimes are integer microseconds)."""
     t = _SNAPSHOTS
     stmt = select(
         t.c.datetime,
@@ -215,6 +217,11 @@ def _select_equity(since: bool) -> _Query:
     )
     if since:
         stmt = stmt.where(t.c.datetime >= bindparam("since", None))
+    if thinned:
+        last = select(func.max(t.c.id))
+        if since:
+            last = last.where(t.c.datetime >= bindparam("since", None))
+        stmt = stmt.where(t.c.id.in_(last.group_by(t.c.datetime // bindparam("every", None))))
     return _sql(stmt.order_by(t.c.datetime.desc(), t.c.id.desc()).limit(bindparam("limit", None)))
 
 
@@ -613,11 +620,18 @@ class AccountDatabase:
         )
         return list(map(_SNAPSHOT.from_row, reversed(rows)))
 
-    def load_equity(self, *, since: datetime | None = None, limit: int = 5000) -> list[EquityPoint]:
+    def load_equity(
+        self, *, since: datetime | None = None, limit: int = 5000, every: float | None = None
+    ) -> list[EquityPoint]:
         """The equity curve, oldest first. ``pnl`` = close_pnl + position_pnl - commission:
         the trading result of the day net of fees, unaffected by deposits and withdrawals
-        (which move ``balance`` but are not P&L)."""
-        rows = self._fetch(_select_equity(since is not None), self._recent_params(since, limit))
+        (which move ``balance`` but are not P&L). ``every`` (seconds): the last point of each
+        such slice of time only (``limit`` then counts slices)."""
+        params = self._recent_params(since, limit)
+        thinned = every is not None and every > 0
+        if thinned:
+            params["every"] = max(1, round(every * 1_000_000))  # type: ignore[operator]
+        rows = self._fetch(_select_equity(since is not None, thinned), params)
         return [
             EquityPoint(datetime=from_epoch_us(r[0]), balance=r[1], available=r[2], margin=r[3], pnl=r[4])
             for r in reversed(rows)

@@ -147,6 +147,22 @@ def equity_curve(
     return curve
 
 
+def stored_equity(curve: list[EquityPoint], days: int = 6) -> list[EquityPoint]:
+    """What the account's database holds: ``days`` of half-hourly points before ``curve``
+    (a slow drift and a wave), then ``curve`` itself."""
+    first = curve[0]
+    n = days * 48
+    earlier = [
+        EquityPoint(
+            datetime=first.datetime - timedelta(minutes=30 * (n - k)),
+            balance=round(first.balance - 40.0 * (n - k) + first.balance * 0.004 * math.sin(k / 9.0), 2),
+            available=first.available,
+        )
+        for k in range(n)
+    ]
+    return [*earlier, *curve]
+
+
 # --------------------------------------------------------------------------- accounts
 
 
@@ -496,9 +512,11 @@ class FakeClient(ConsoleClient):
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self._replies: dict[str, list[Reply]] = {}
         self._order_seq = 0
+        self.stored_equity: dict[str, list[EquityPoint]] = {}  # the databases' equity curves
         for aid, build in zip(ACCOUNT_IDS, (_dq1, _dq2, _dq3), strict=True):
             self.aggregator.add_account(aid, "sim")
             snap, logs = build()
+            self.stored_equity[aid] = stored_equity(snap.equity)
             self.apply(aid, "snapshot", snap)
             for entry in logs:
                 self.apply(aid, "log", entry)
@@ -551,9 +569,30 @@ class FakeClient(ConsoleClient):
         since: float | None = None,
         limit: int = 1000,
         vt_symbol: str | None = None,
+        every: float | None = None,
     ) -> Reply:
+        """Account snapshots from ``stored_equity`` (since, thinned like the database: the
+        last point of each ``every`` seconds, the newest ``limit``); other kinds: none."""
+        rows: list[Any] = []
+        if kind == "account_snapshots":
+            points = [
+                p for p in self.stored_equity[account_id] if since is None or p.datetime.timestamp() >= since
+            ]
+            if every:
+                last: dict[int, EquityPoint] = {}
+                for p in points:
+                    last[int(p.datetime.timestamp() * 1_000_000) // round(every * 1_000_000)] = p
+                points = list(last.values())
+            rows = points[-limit:]
         return self._record(
-            "history", account_id, kind, since=since, limit=limit, vt_symbol=vt_symbol, result=[]
+            "history",
+            account_id,
+            kind,
+            since=since,
+            limit=limit,
+            vt_symbol=vt_symbol,
+            every=every,
+            result=rows,
         )
 
     # ------------------------------------------------------------------ trading

@@ -493,6 +493,24 @@ def test_trades_triggers_snapshots_equity_limit_and_since(db: AccountDatabase) -
     assert [p.datetime for p in db.load_equity(since=since, limit=1)] == [T0 + timedelta(seconds=5)]
 
 
+def test_equity_thinned_to_one_point_per_slice_of_time(db: AccountDatabase) -> None:
+    """``every``: the last point of each slice, so days of 10 s snapshots fit a chart."""
+    start = datetime(2026, 3, 2, 9, 0, 0, tzinfo=CHINA_TZ)  # on a whole minute
+    for i in range(30):  # every 10 s for 5 minutes
+        db.save_account(make_account(balance=1_000_000.0 + i), start + timedelta(seconds=10 * i))
+    points = db.load_equity(every=60.0)
+    assert [p.datetime for p in points] == [start + timedelta(seconds=50 + 60 * m) for m in range(5)]
+    assert [p.balance for p in points] == [1_000_005.0 + 6 * m for m in range(5)]
+    since = start + timedelta(seconds=130)
+    assert [p.balance for p in db.load_equity(since=since, every=60.0)] == [
+        1_000_017.0,
+        1_000_023.0,
+        1_000_029.0,
+    ]
+    assert [p.balance for p in db.load_equity(every=60.0, limit=2)] == [1_000_023.0, 1_000_029.0]
+    assert len(db.load_equity()) == 30  # not thinned unless asked
+
+
 def test_bars_limit_symbol_and_interval(db: AccountDatabase) -> None:
     db.save_bars([make_bar(m) for m in range(10)])
     db.save_bars([make_bar(m, vt_symbol="rb2610.SHFE") for m in range(3)])

@@ -641,7 +641,7 @@ async def test_cancel_the_selected_order_and_cancel_all_with_its_confirmation(co
             reply = await c.manager.send_order("DQ2", resting_buy(c, "DQ2", "m2705.DCE", n))
             assert reply.ok, reply.error
             ids.append(reply.result["order_id"])
-        await c.until(lambda: c.rows("orders") == ids, "three working orders on screen")
+        await c.until(lambda: c.rows("orders") == ids[::-1], "three working orders on screen, newest first")
 
         # x on the Market panel: nothing is selected in Orders, nothing is sent
         await c.pilot.press("x")
@@ -650,7 +650,7 @@ async def test_cancel_the_selected_order_and_cancel_all_with_its_confirmation(co
         await select_row(c, "orders", ids[1])
         await c.pilot.press("x")
         await c.until(lambda: state.orders[ids[1]].status is Status.CANCELLED, "the selected order cancelled")
-        await c.until(lambda: c.rows("orders") == [ids[0], ids[2]], "the cancelled order gone from 'working'")
+        await c.until(lambda: c.rows("orders") == [ids[2], ids[0]], "the cancelled order gone from 'working'")
         await c.notified(f"cancel {ids[1]}: accepted")
         await c.settled()
         assert c.client.count("cancel_order") == 1
@@ -666,7 +666,7 @@ async def test_cancel_the_selected_order_and_cancel_all_with_its_confirmation(co
             await c.settled()
             assert c.client.count("cancel_all") == 0
             assert [o.order_id for o in state.working_orders] == [ids[0], ids[2]]
-            assert c.rows("orders") == [ids[0], ids[2]]
+            assert c.rows("orders") == [ids[2], ids[0]]
 
         await c.pilot.press("X")
         c.dialog(ConfirmDialog)

@@ -187,14 +187,12 @@ async def test_cells_are_plain_text_cropped_to_their_column() -> None:
                 Row("a", "[bold]x[/] and more"),  # never markup
                 Row("b", "two\nlines\tand a tab"),
                 Row("c", "中文字符串"),  # double width: cropped on a whole character
-                Row("d", "x", price=123456789.0),  # too wide for its column: cropped
             ]
         )
         await pilot.pause()
         assert line(table, 1).startswith(" [bold]x[  ")
         assert line(table, 2).startswith(" two       ")
         assert line(table, 3).startswith(" 中文字符  ")
-        assert line(table, 4).startswith(" x         123,456")
         assert all(table.render_line(y).cell_length == table.size.width for y in range(6))
         # a cell styled in parts
         parts = table._fit(Text.assemble(("ab", "red"), ("cd\nef", "blue"), justify="right"), 6)
@@ -206,14 +204,132 @@ async def test_columns_are_given_up_when_narrow_then_padding() -> None:
     app = Host(rows(1))
     async with app.run_test(size=(40, 10)) as pilot:
         table = app.query_one(Table)
+        bar = table.styles.scrollbar_size_vertical  # room kept for a vertical scrollbar
         assert line(table, 1).rstrip() == " row0       100.00  n"
-        await pilot.resize_terminal(21, 10)
-        await pilot.pause()
-        assert line(table, 1).rstrip() == " row0       100.00"  # no Note
-        await pilot.resize_terminal(17, 10)
+        assert table.shown_columns == ["name", "price", "note"]
+        await pilot.resize_terminal(8 + 7 + 6 + 3 + bar, 10)  # all three, one blank apart
         await pilot.pause()
         assert table.cell_padding == 0
-        assert line(table, 1).rstrip() == "row0     100.00"
+        assert line(table, 1).rstrip() == " row0      100.00 n"
+        await pilot.resize_terminal(8 + 7 + 6 + 3 + bar - 1, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "price"]  # no Note, and the padding is back
+        assert line(table, 1).rstrip() == " row0       100.00"
+        await pilot.resize_terminal(8 + 7 + 2 + bar, 10)
+        await pilot.pause()
+        assert table.cell_padding == 0
+        assert line(table, 0).rstrip() == " Name     Price"  # never run together
+        assert line(table, 1).rstrip() == " row0      100.00"
+
+
+class Message(Table):
+    """Orders-like: a flexible message column, given up only after everything else."""
+
+    COLUMNS = (("name", "Name", 8), ("price", "Price", 7), ("note", "Note", 6), ("msg", "Message", 40))
+    HIDE_WHEN_NARROW = ("note", "msg")
+    FLEX = {"msg": 10}
+
+    def cells(self, item: Row) -> tuple[Cell, ...]:
+        return (*super().cells(item), item.style)
+
+
+async def test_a_flexible_column_takes_what_is_left_and_shrinks_before_anything_goes() -> None:
+    app = Host(rows(1), table=Message)
+    async with app.run_test(size=(80, 10)) as pilot:
+        table = app.query_one(Table)
+        bar = table.styles.scrollbar_size_vertical
+        fixed = 8 + 7 + 6
+        assert table.shown_columns == ["name", "price", "note", "msg"]
+        assert table.column_width("msg") == 80 - bar - fixed - 4 * 2  # all that is left, not 40
+        await pilot.resize_terminal(fixed + 10 + 4 * 2 + bar, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "price", "note", "msg"]  # the message shrank
+        assert table.column_width("msg") == 10
+        assert table.cell_padding == 1
+        await pilot.resize_terminal(fixed + 10 + 4 + bar, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "price", "note", "msg"]  # then the padding
+        assert table.cell_padding == 0
+        await pilot.resize_terminal(fixed + 10 + 4 + bar - 1, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "price", "msg"]  # only then a column
+        assert table.cell_padding == 1  # and the room it leaves goes to the padding and the message
+        assert table.column_width("msg") == 10 + 6 + 4 - 1 - 3 * 2
+
+
+async def test_a_number_is_never_cut_its_column_widens() -> None:
+    app = Host(rows(1))
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(Table)
+        assert table.column_width("price") == 7
+        table.sync([Row("k0", "row0", price=-123456789.0)])
+        await pilot.pause()
+        assert table.column_width("price") == len("-123,456,789.00")
+        assert "-123,456,789.00" in line(table, 1)
+        assert line(table, 0).startswith(" Name      Price")
+        # too narrow for it and the note: the note goes, never a digit
+        await pilot.resize_terminal(8 + 15 + 6 + 3 - 1 + table.styles.scrollbar_size_vertical, 10)
+        await pilot.pause()
+        assert table.shown_columns == ["name", "price"]
+        assert line(table, 1).rstrip() == " row0      -123,456,789.00"
+
+
+class Labelled(Table):
+    COLUMNS = (("name", "Name", 8), ("price", "Price", 7), ("note", "Instrument", 4))
+    SHORT_LABELS = {"note": "Ins"}
+
+
+async def test_labels_fit_their_column_or_are_shortened() -> None:
+    app = Host(rows(1), table=Labelled)
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        assert line(table, 0).rstrip() == " Name      Price    Ins"
+
+
+class Newest(Table):
+    NEWEST_FIRST = True
+    HIDE_WHEN_NARROW = ()
+
+
+async def test_newest_rows_first_the_cursor_stays_on_its_row() -> None:
+    app = Host(rows(3), table=Newest)
+    async with app.run_test(size=(40, 8)) as pilot:
+        table = app.query_one(Table)
+        assert table.row_keys == ["k2", "k1", "k0"]  # items come oldest first
+        await pilot.press("down")
+        assert table.selected_key == "k1"
+        table.sync(rows(5))
+        assert table.row_keys == ["k4", "k3", "k2", "k1", "k0"]
+        assert table.selected_key == "k1"  # what the operator selected stays selected
+        await pilot.press("home")
+        table.sync(rows(6))
+        assert table.selected_key == "k4"  # focused: even on the top row it does not move
+
+
+async def test_newest_rows_first_a_table_without_focus_follows_them() -> None:
+    app = Host(rows(3), table=Newest)
+    async with app.run_test(size=(40, 8)) as pilot:
+        table = app.query_one(Table)
+        table.blur()
+        await pilot.pause()
+        assert table.selected_key == "k2"
+        table.sync(rows(20))
+        await pilot.pause()
+        assert table.selected_key == "k19"  # the live view shows the newest row
+        assert table.scroll_offset.y == 0
+        assert line(table, 1).startswith(" row19")
+        # scrolled down (the cursor further down): the same rows stay in view
+        table.move_cursor(10)
+        await pilot.pause()
+        top = table.scroll_offset.y
+        assert top > 0
+        shown = line(table, 1)
+        table.sync(rows(22))
+        await pilot.pause()
+        assert table.selected_key == "k9"
+        assert table.scroll_offset.y == top + 2
+        assert line(table, 1) == shown
 
 
 async def test_the_cursor_row_is_highlighted_brighter_with_focus() -> None:
@@ -236,11 +352,13 @@ async def test_a_table_wider_than_its_panel_scrolls_sideways() -> None:
     app = Host(rows(3), table=WideTable)
     async with app.run_test(size=(16, 10)) as pilot:
         table = app.query_one(Table)
-        assert line(table, 0) == " Name      Price"[: table.size.width]
+        assert table.cell_padding == 0  # nothing fits: the tightest layout, scrolled
+        assert line(table, 0) == " Name     Price   Note"[: table.size.width]
         await pilot.press("right", "right")
         await pilot.pause()
         assert table.scroll_offset.x > 0
-        assert line(table, 0).startswith(" Name      Price"[table.scroll_offset.x :])
-        assert line(table, 1).startswith(" row0       100.00"[table.scroll_offset.x :])
+        x, width = table.scroll_offset.x, table.size.width
+        assert line(table, 0).rstrip() == " Name     Price   Note"[x : x + width].rstrip()
+        assert line(table, 1).rstrip() == " row0      100.00 n"[x : x + width].rstrip()
         await pilot.press("left", "left")
         assert table.scroll_offset.x == 0

@@ -61,6 +61,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         footer=False,
     ),
     ConsoleAction(
+        "equity_range",
+        "e",
+        "equity_range",
+        "Range",
+        "Equity chart: today / 5 days / all (the stored curve, thinned to the chart)",
+        footer=False,
+    ),
+    ConsoleAction(
         "strategy", "t", "toggle_strategy", "Strategy", "Start / stop the selected strategy", footer=False
     ),
     ConsoleAction(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import cast
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
@@ -25,6 +26,7 @@ from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
 from tui.host import ConsoleHost
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
+from tui.widgets.equity import RANGES, account_now
 from tui.widgets.funds import FundsPanel
 from tui.widgets.market import MarketTable
 from tui.widgets.orders import OrdersTable, TradesTable
@@ -104,6 +106,11 @@ class AccountScreen(Screen[None]):
                 yield LogTable(id="log")
         yield Footer()
 
+    NARROW = 100  # below this many columns the Account panel gives the Orders panel room
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < self.NARROW, "-narrow")
+
     def on_mount(self) -> None:
         self.query_one("#market-box").border_title = "Market"
         self.query_one("#positions-box").border_title = "Positions"
@@ -111,6 +118,7 @@ class AccountScreen(Screen[None]):
         self._title_orders()
         self.refresh_live(None)
         self.query_one("#market", MarketTable).focus()
+        self._load_equity()
 
     def _title_orders(self) -> None:
         orders = self.query_one("#orders", OrdersTable)
@@ -128,6 +136,7 @@ class AccountScreen(Screen[None]):
         for table in self.query("KeyedTable"):
             table.reset()  # type: ignore[attr-defined]
         self.refresh_live(None)
+        self._load_equity()
 
     def refresh_live(self, dirty: dict[str, set[str] | None] | None) -> None:
         """Bring the panels up to date. ``dirty`` maps a kind of change to the keys that
@@ -151,6 +160,8 @@ class AccountScreen(Screen[None]):
                 self.query_one("#trades", TradesTable).show(state)
             if changed("account", "equity"):
                 self.query_one("#funds", FundsPanel).show(state)
+            if dirty is not None and "snapshot" in dirty:  # a (re)connected trader: fresh history
+                self._load_equity()
             if changed("trigger"):
                 self.query_one("#triggers", TriggersTable).show(state)
             if changed("strategy"):
@@ -317,6 +328,34 @@ class AccountScreen(Screen[None]):
         self.app.push_screen(
             ConfirmDialog(f"Cancel ALL working orders of {account_id}?", rows, danger=True), answered
         )
+
+    def action_equity_range(self) -> None:
+        """The equity chart's time range: today -> 5 days -> all -> today."""
+        self.query_one("#funds", FundsPanel).next_range()
+        self._load_equity(asked=True)
+
+    def _load_equity(self, *, asked: bool = False) -> None:
+        """Load the stored curve of the chart's range (thinned by the trader to about what
+        the chart can show); the live points are added to it as they come."""
+        funds = self.query_one("#funds", FundsPanel)
+        account_id, index = self.account_id, funds.range_index
+        equity = RANGES[index]
+        start = equity.start(account_now(self.state))
+
+        async def load() -> None:
+            reply = await self.qapp.client.history(
+                account_id,
+                "account_snapshots",
+                since=start.timestamp() if start is not None else None,
+                limit=equity.limit,
+                every=equity.every,
+            )
+            if reply.ok:
+                funds.set_history(account_id, index, list(reply.result or []))
+            elif asked:  # at start-up a trader not up yet is normal: its snapshot loads it again
+                self.app.notify(f"{account_id} equity history: {reply.error}", severity="warning")
+
+        self.run_worker(load(), group="equity")
 
     def action_toggle_orders(self) -> None:
         orders = self.query_one("#orders", OrdersTable)

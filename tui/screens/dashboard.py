@@ -1,4 +1,8 @@
-"""The dashboard: every account in one table, with totals and equity sparklines."""
+"""The dashboard: every account in one table, with totals and equity sparklines.
+
+A sparkline is the account's curve of today's trading day (the stored history, thinned by
+the trader, then the live points), resampled to the width its column got: narrower at 80
+columns, never gone."""
 
 from __future__ import annotations
 
@@ -11,25 +15,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from core.client import AccountState
+from core.models import EquityPoint
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
 from tui.host import ConsoleHost
+from tui.widgets.equity import RANGES, account_now, in_range, merge, sparkline
 from tui.widgets.table import Cell, KeyedTable
 
 TOTAL_KEY = "~total"
-SPARK = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[float], width: int = 16) -> str:
-    """A unicode block sparkline of the last ``width`` values."""
-    values = values[-width:]
-    if len(values) < 2:
-        return ""
-    lo, hi = min(values), max(values)
-    if hi == lo:
-        return SPARK[3] * len(values)
-    return "".join(SPARK[int((v - lo) / (hi - lo) * (len(SPARK) - 1))] for v in values)
+TODAY = RANGES[0]
 
 
 class AccountsTable(KeyedTable[AccountState]):
@@ -39,21 +34,31 @@ class AccountsTable(KeyedTable[AccountState]):
         ("status", "Status", 14),
         ("gateway", "Gateway", 7),
         ("state", "Trading", 8),
-        ("balance", "Balance", 15),
-        ("available", "Available", 15),
-        ("margin", "Margin", 14),
-        ("pnl", "Today P&L", 13),
+        ("balance", "Balance", 13),
+        ("available", "Available", 13),
+        ("margin", "Margin", 13),
+        ("pnl", "Today P&L", 11),
         ("pos", "Pos", 4),
         ("orders", "Working", 7),
         ("strats", "Strategies", 10),
-        ("equity", "Equity", 16),
+        ("equity", "Equity today", 16),
     )
-    HIDE_WHEN_NARROW = ("equity", "strats", "gateway", "available", "n")
+    HIDE_WHEN_NARROW = ("strats", "gateway", "available", "n", "margin", "pos", "orders", "equity")
+    FLEX = {"equity": 8}
+    SHORT_LABELS = {"equity": "Equity"}
 
     def __init__(self, *, scheme: str, order: list[str], id: str | None = None) -> None:
         super().__init__(id=id)
         self.scheme = scheme
         self.order = order
+        self.history: dict[str, list[EquityPoint]] = {}  # account -> today's stored curve
+
+    def equity_today(self, item: AccountState) -> list[float]:
+        start = TODAY.start(account_now(item))
+        values = [
+            p.balance for p in in_range(merge(self.history.get(item.account_id, []), item.equity), start)
+        ]
+        return values + ([item.account.balance] if item.account else [])
 
     def key_of(self, item: AccountState) -> str:
         return item.account_id
@@ -76,7 +81,7 @@ class AccountsTable(KeyedTable[AccountState]):
             fmt.right(str(len(item.positions))),
             fmt.right(str(len(item.working_orders))),
             fmt.right(f"{running}/{len(item.strategies)}"),
-            Text(sparkline([p.balance for p in item.equity] + ([acc.balance] if acc else [])), style="cyan"),
+            Text(sparkline(self.equity_today(item), self.column_width("equity")), style="cyan"),
         )
 
 
@@ -100,10 +105,35 @@ class DashboardScreen(Screen[None]):
         self.query_one("#accounts-box").border_title = "Accounts"
         self.refresh_live(None)
         self.query_one("#accounts", AccountsTable).focus()
+        for account_id in self.qapp.client.account_ids:
+            self._load_equity(account_id)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.refresh_live, None)  # the sparklines, at their new width
+
+    def _load_equity(self, account_id: str) -> None:
+        """Today's stored curve of one account, thinned by its trader."""
+        table = self.query_one("#accounts", AccountsTable)
+        start = TODAY.start(account_now(self.qapp.client.state(account_id)))
+
+        async def load() -> None:
+            since = start.timestamp() if start is not None else None
+            reply = await self.qapp.client.history(
+                account_id, "account_snapshots", since=since, limit=TODAY.limit, every=TODAY.every
+            )
+            if reply.ok:
+                table.history[account_id] = list(reply.result or [])
+                self.refresh_live(None)
+
+        self.run_worker(load(), group="equity")
 
     def refresh_live(self, dirty: object) -> None:
         client = self.qapp.client
         states = [client.state(a) for a in client.account_ids]
+        if isinstance(dirty, dict):  # a (re)connected trader: its stored curve again
+            for account_id, kinds in dirty.items():
+                if kinds and "snapshot" in kinds:
+                    self._load_equity(account_id)
         self.query_one("#accounts", AccountsTable).sync(states)
         accounts = [s.account for s in states if s.account is not None]
         balance = sum(a.balance for a in accounts)

@@ -36,6 +36,8 @@ class StrategiesTable(KeyedTable[StrategyState]):
         ("pnl", "P&L", 12),
         ("error", "Error", 30),
     )
+    HIDE_WHEN_NARROW = ("class", "error")
+    FLEX = {"error": 10}
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)
@@ -64,15 +66,20 @@ def _trigger_key(t: StrategyTrigger) -> str:
 
 
 class TriggersTable(KeyedTable[StrategyTrigger]):
+    """Newest first; the condition and the order / error share the width left over."""
+
     COLUMNS = (
         ("time", "Time", 8),
         ("instance", "Instance", 14),
-        ("condition", "Condition", 44),
+        ("condition", "Condition", 60),
         ("price", "Price", 10),
         ("action", "Action", 6),
         ("result", "Result", 12),
-        ("order", "Order / error", 30),
+        ("order", "Order / error", 24),
     )
+    HIDE_WHEN_NARROW = ("order", "instance", "price")
+    FLEX = {"condition": 20, "order": 16}
+    NEWEST_FIRST = True
 
     def key_of(self, item: StrategyTrigger) -> str:
         return _trigger_key(item)
@@ -93,12 +100,17 @@ class TriggersTable(KeyedTable[StrategyTrigger]):
 
 
 class LogTable(KeyedTable[LogEntry]):
+    """Newest first; the message takes the width left over."""
+
     COLUMNS = (
         ("time", "Time", 8),
         ("level", "Level", 8),
         ("source", "Source", 10),
         ("message", "Message", 100),
     )
+    HIDE_WHEN_NARROW = ("source",)
+    FLEX = {"message": 30}
+    NEWEST_FIRST = True
 
     def key_of(self, item: LogEntry) -> str:
         return f"{item.datetime.timestamp():.6f}|{hash(item.message)}"

@@ -20,7 +20,8 @@ class MarketTable(KeyedTable[Tick]):
         ("vol", "Volume", 9),
         ("oi", "OI", 9),
     )
-    HIDE_WHEN_NARROW = ("oi", "vol", "askv", "bidv")
+    # at 80 columns the watchlist is symbol, last and change; bid and ask come back from 100
+    HIDE_WHEN_NARROW = ("oi", "vol", "askv", "bidv", "ask", "bid")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)

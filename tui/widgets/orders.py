@@ -30,12 +30,14 @@ def _by(reference: str) -> Text | str:
 
 
 class OrdersTable(KeyedTable[Order]):
+    """Newest first; the message (why an order was refused) takes the width left over."""
+
     COLUMNS = (
         ("time", "Time", 8),
         ("id", "Order", 16),
-        ("symbol", "Symbol", 13),
+        ("symbol", "Symbol", 12),
         ("side", "Side", 4),
-        ("offset", "Offset", 9),
+        ("offset", "Offset", 8),
         ("price", "Price", 10),
         ("vol", "Vol", 4),
         ("traded", "Done", 4),
@@ -43,7 +45,10 @@ class OrdersTable(KeyedTable[Order]):
         ("ref", "By", 10),
         ("msg", "Message", 40),
     )
-    HIDE_WHEN_NARROW = ("time", "id", "traded", "offset", "ref", "msg")
+    # the order id first (the panel's cursor picks the order), the status and figures last
+    HIDE_WHEN_NARROW = ("id", "ref", "time", "msg", "offset", "traded")
+    FLEX = {"msg": 12}
+    NEWEST_FIRST = True
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)
@@ -83,18 +88,22 @@ class OrdersTable(KeyedTable[Order]):
 
 
 class TradesTable(KeyedTable[Trade]):
+    """Newest first."""
+
     COLUMNS = (
         ("time", "Time", 8),
-        ("symbol", "Symbol", 13),
+        ("symbol", "Symbol", 12),
         ("side", "Side", 4),
-        ("offset", "Offset", 9),
+        ("offset", "Offset", 8),
         ("price", "Price", 10),
         ("vol", "Vol", 4),
         ("fee", "Fee", 9),
         ("order", "Order", 16),
         ("ref", "By", 12),
     )
-    HIDE_WHEN_NARROW = ("ref", "order", "fee")
+    HIDE_WHEN_NARROW = ("order", "ref", "fee", "offset")
+    FLEX = {"ref": 8}
+    NEWEST_FIRST = True
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)

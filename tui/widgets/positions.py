@@ -22,7 +22,8 @@ class PositionsTable(KeyedTable[Position]):
         ("last", "Last", 9),
         ("pnl", "P&L", 11),
     )
-    HIDE_WHEN_NARROW = ("yd", "last")
+    # what the operator closes by (symbol, direction, volume) and the P&L stay longest
+    HIDE_WHEN_NARROW = ("yd", "last", "cost")
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)

@@ -9,12 +9,19 @@ that one line only. (Textual's ``DataTable`` keys its render caches on one table
 counter, so a single changed cell re-renders every visible cell through Rich: tens of
 milliseconds a frame with a busy Market panel, with the event loop blocked meanwhile.)
 Cells are plain strings (never markup) or ``rich.text.Text`` with a style and a
-``justify``; a row is built from them directly, at the columns' fixed widths.
+``justify``; a row is built from them directly, at the widths the layout gave the columns.
+
+Layout by width (decided on a resize, or when a number outgrows its column; never per tick):
+columns are given up in ``HIDE_WHEN_NARROW`` order, flexible columns (``FLEX``) take the
+width left over and shrink to their minimum before anything is given up, the two-blank
+padding narrows to one blank before a column is, and there is always at least one blank
+between two columns. A number (a right-justified cell) is never cut: its column widens to
+the widest number it has held.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from rich.cells import cell_len, set_cell_size
@@ -50,11 +57,17 @@ def _signature(cell: Cell) -> object:
 
 class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False):
     """Subclasses declare ``COLUMNS`` ((key, label, width), ...) and implement
-    ``key_of`` and ``cells``."""
+    ``key_of`` and ``cells``; the layout declarations below are optional."""
 
     COLUMNS: ClassVar[tuple[tuple[str, str, int], ...]] = ()
     # columns given up, in this order, when the table is too narrow to show them all
     HIDE_WHEN_NARROW: ClassVar[tuple[str, ...]] = ()
+    # flexible columns and their minimum width: they share the width the others leave
+    FLEX: ClassVar[Mapping[str, int]] = {}
+    # labels to show when the column is narrower than its label
+    SHORT_LABELS: ClassVar[Mapping[str, str]] = {}
+    # new rows go on top (time-ordered panels): see ``sync`` for the cursor and the view
+    NEWEST_FIRST: ClassVar[bool] = False
 
     ALLOW_SELECT = False
 
@@ -79,6 +92,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         color: $foreground;
         height: auto;
         max-height: 100%;
+        scrollbar-size-vertical: 1;
 
         &:focus {
             background-tint: $foreground 5%;
@@ -129,7 +143,12 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         self._cursor = 0
         self._visible: list[int] = list(range(len(self.COLUMNS)))
         self._column_index = {key: i for i, (key, _, _) in enumerate(self.COLUMNS)}
-        self.cell_padding = 1
+        self._widths: list[int] = [width for _, _, width in self.COLUMNS]  # as laid out
+        self._numbers: list[int] = [0] * len(self.COLUMNS)  # the widest number each column held
+        self._texts: list[int] = [0] * len(self.COLUMNS)  # the widest text of each flexible column
+        self._flex = {i for i, (key, _, _) in enumerate(self.COLUMNS) if key in self.FLEX}
+        self._laid_out_for = -1  # the width the layout was made for
+        self.cell_padding = 1  # blanks after a cell (one blank always comes before it)
         # drawing: rebuilt lazily, dropped when the styles or the columns change
         self._strips: dict[str, Strip] = {}  # row key -> the row, as wide as the table
         self._header: Strip | None = None
@@ -176,6 +195,15 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         return self._cursor
 
     @property
+    def shown_columns(self) -> list[str]:
+        """The keys of the columns on screen, left to right."""
+        return [self.COLUMNS[i][0] for i in self._visible]
+
+    def column_width(self, column_key: str) -> int:
+        """The width the layout gave a column."""
+        return self._widths[self._column_index[column_key]]
+
+    @property
     def selected_key(self) -> str | None:
         return self._keys[self._cursor] if self._keys else None
 
@@ -183,10 +211,16 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
 
     def sync(self, items: Iterable[T], *, only: set[str] | None = None) -> None:
         """Make the rows match ``items``. With ``only``, rows outside it are assumed
-        unchanged (their cells are not even built): the per-tick path."""
+        unchanged (their cells are not even built): the per-tick path.
+
+        New rows are appended, or with ``NEWEST_FIRST`` put on top (``items`` oldest first).
+        The cursor stays on the row it is on, so what the operator selected is what the keys
+        act on; only a table without focus whose cursor is on its top row follows new rows
+        there (a live view). A view scrolled down keeps showing the same rows."""
         fresh: dict[str, T] = {self.key_of(item): item for item in items}
         selected = self.selected_key
         was_visible = self._cursor_in_view()
+        follow = self.NEWEST_FIRST and self._cursor == 0 and not self.has_focus
         gone = [key for key in self._keys if key not in fresh]
         for key in gone:
             del self._cells[key]
@@ -194,21 +228,51 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         if gone:
             self._keys = [key for key in self._keys if key in self._cells]
             self._index = {key: i for i, key in enumerate(self._keys)}
-        added = False
+        added: list[str] = []
+        widened = False
         for key, item in fresh.items():
             old = self._cells.get(key)
             if old is not None and only is not None and key not in only:
                 continue
             new = self.cells(item)
+            widened = self._note_numbers(new) or widened
             if old is None:
-                self._index[key] = len(self._keys)
-                self._keys.append(key)
                 self._cells[key] = new
-                added = True
+                added.append(key)
             elif len(old) != len(new) or any(map(_differ, old, new)):
                 self._set_row(key, new)
+        if added:
+            if self.NEWEST_FIRST:
+                self._keys[:0] = reversed(added)
+            else:
+                self._keys.extend(added)
+            self._index = {key: i for i, key in enumerate(self._keys)}
+        if widened:
+            self._lay_out(force=True)
         if gone or added:
+            if follow:
+                selected = self._keys[0] if self._keys else None
+            elif self.NEWEST_FIRST and added and self.scroll_offset.y > 0:
+                self._update_virtual_size()
+                self.scroll_to(y=self.scroll_offset.y + len(added), animate=False)
             self._rows_moved(selected, was_visible)
+
+    def _note_numbers(self, cells: tuple[Cell, ...]) -> bool:
+        """Remember the widest number of each column, and the widest text of each flexible
+        one; True when one outgrew its column (a new layout gives it room if there is any)."""
+        widened = False
+        for i, cell in enumerate(cells):
+            if isinstance(cell, Text) and cell.justify == "right":
+                length = cell_len(_one_line(cell.plain).strip())
+                if length > self._numbers[i]:
+                    self._numbers[i] = length
+                    widened = widened or length > self._widths[i]
+            elif i in self._flex:
+                length = cell_len(_one_line(cell.plain if isinstance(cell, Text) else cell).rstrip())
+                if length > self._texts[i]:
+                    self._texts[i] = length
+                    widened = widened or length > self._widths[i]
+        return widened
 
     def _set_row(self, key: str, cells: tuple[Cell, ...]) -> None:
         """A changed row: forget its drawing, repaint its line (and nothing else)."""
@@ -233,6 +297,9 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         self._cells.clear()
         self._strips.clear()
         self._cursor = 0
+        self._numbers = [0] * len(self.COLUMNS)
+        self._texts = [0] * len(self.COLUMNS)
+        self._lay_out(force=True)
         self._update_virtual_size()
         self.scroll_to(0, 0, animate=False)
         self.refresh()
@@ -241,7 +308,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
 
     @property
     def _table_width(self) -> int:
-        return sum(self.COLUMNS[i][2] + 2 * self.cell_padding for i in self._visible)
+        return sum(self._widths[i] + 1 + self.cell_padding for i in self._visible)
 
     def _update_virtual_size(self) -> None:
         size = Size(self._table_width, len(self._keys) + 1)  # + the header
@@ -269,34 +336,86 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         if 1 <= y < self.size.height:
             self.refresh(Region(0, y, self.size.width, 1))
 
-    def _columns_for(self, width: int) -> tuple[list[int], int]:
-        """The columns that fit in ``width``, and the cell padding to use: hide columns
-        first; only when that is not enough, drop the padding (and hide fewer)."""
+    def _label(self, i: int, width: int) -> str:
+        key, label, _ = self.COLUMNS[i]
+        label = _one_line(label)
+        short = self.SHORT_LABELS.get(key)
+        if cell_len(label) > width and short is not None:
+            return short
+        return label
 
-        def need(hidden: set[str], padding: int) -> int:
-            return sum(w + 2 * padding for k, _, w in self.COLUMNS if k not in hidden)
+    def _natural(self, i: int) -> int:
+        """A fixed column's width: as declared, wide enough for its label (or its short
+        label) and for the widest number it has held."""
+        key, label, width = self.COLUMNS[i]
+        label_width = cell_len(self.SHORT_LABELS.get(key, _one_line(label)))
+        return max(width, label_width, self._numbers[i])
 
+    def _least(self, i: int) -> int:
+        key = self.COLUMNS[i][0]
+        if key in self.FLEX:
+            label = self.SHORT_LABELS.get(key, _one_line(self.COLUMNS[i][1]))
+            return max(self.FLEX[key], cell_len(label), self._numbers[i])
+        return self._natural(i)
+
+    def _plan(self, width: int) -> tuple[list[int], list[int], int]:
+        """The columns that fit in ``width``, every column's width, and the padding after a
+        cell: give up columns in ``HIDE_WHEN_NARROW`` order, but before each one first
+        shrink the flexible columns to their minimum, then narrow the padding to nothing
+        (one blank before each cell stays). Nothing fits: the fewest columns, scrolled."""
+        widths = [self._natural(i) for i in range(len(self.COLUMNS))]
         hidden: set[str] = set()
-        for padding in (1, 0):
-            hidden = set()
-            for key in (None, *self.HIDE_WHEN_NARROW):
-                if key is not None:
-                    hidden.add(key)
-                if need(hidden, padding) <= width:
-                    return [i for i, (k, _, _) in enumerate(self.COLUMNS) if k not in hidden], padding
-        return [i for i, (k, _, _) in enumerate(self.COLUMNS) if k not in hidden], 0
+        visible: list[int] = []
+        for give_up in (None, *self.HIDE_WHEN_NARROW):
+            if give_up is not None:
+                hidden.add(give_up)
+            visible = [i for i, (k, _, _) in enumerate(self.COLUMNS) if k not in hidden]
+            least = sum(self._least(i) for i in visible)
+            for padding in (1, 0):
+                spare = width - least - len(visible) * (1 + padding)
+                if spare >= 0:
+                    return visible, self._share(widths, visible, spare), padding
+        return visible, self._share(widths, visible, 0), 0
+
+    def _share(self, widths: list[int], visible: list[int], spare: int) -> list[int]:
+        """The flexible columns get their minimum plus the spare width: first what their
+        widest text needs (in column order), then the rest in proportion to their declared
+        widths."""
+        flex = [i for i in visible if i in self._flex]
+        for i in flex:
+            widths[i] = self._least(i)
+            give = min(max(0, self._texts[i] - widths[i]), spare)
+            widths[i] += give
+            spare -= give
+        weight = sum(self.COLUMNS[i][2] for i in flex)
+        given = 0
+        for n, i in enumerate(flex):
+            extra = spare - given if n == len(flex) - 1 else spare * self.COLUMNS[i][2] // max(weight, 1)
+            widths[i] += extra
+            given += extra
+        return widths
 
     def on_mount(self) -> None:
         self._update_virtual_size()
 
     def on_resize(self) -> None:
-        """Show what fits: decided on a resize only, never on a tick."""
-        if not self.HIDE_WHEN_NARROW or not self.size.width:
+        """Lay out what fits: decided on a resize (and when a number outgrows its column)."""
+        self._lay_out()
+
+    def _lay_out(self, *, force: bool = False) -> None:
+        # room for a vertical scrollbar is always kept, so rows coming past a page never
+        # change the layout
+        width = self.size.width - self.styles.scrollbar_size_vertical
+        if width <= 0:  # not on screen (a hidden tab): laid out when it is
+            self._laid_out_for = -1
             return
-        visible, padding = self._columns_for(self.size.width - 1)
-        if visible == self._visible and padding == self.cell_padding:
+        if width == self._laid_out_for and not force:
             return
-        self._visible, self.cell_padding = visible, padding
+        self._laid_out_for = width
+        visible, widths, padding = self._plan(width)
+        if visible == self._visible and widths == self._widths and padding == self.cell_padding:
+            return
+        self._visible, self._widths, self.cell_padding = visible, widths, padding
         self._strips.clear()
         self._header = None
         self._update_virtual_size()
@@ -352,9 +471,9 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         return line
 
     def _build_header(self) -> Strip:
-        pad = " " * self.cell_padding
+        after = " " * self.cell_padding
         text = "".join(
-            pad + set_cell_size(_one_line(self.COLUMNS[i][1]), self.COLUMNS[i][2]) + pad
+            " " + set_cell_size(self._label(i, self._widths[i]), self._widths[i]) + after
             for i in self._visible
         )
         return Strip([Segment(text, self._header_style)], self._table_width)
@@ -362,13 +481,13 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
     def _build_row(self, cells: tuple[Cell, ...]) -> Strip:
         segments: list[Segment] = []
         add = segments.append
-        pad = Segment(" " * self.cell_padding, self._base) if self.cell_padding else None
+        before = Segment(" ", self._base)
+        after = Segment(" " * self.cell_padding, self._base) if self.cell_padding else None
         for i in self._visible:
-            if pad:
-                add(pad)
-            segments.extend(self._fit(cells[i], self.COLUMNS[i][2]))
-            if pad:
-                add(pad)
+            add(before)
+            segments.extend(self._fit(cells[i], self._widths[i]))
+            if after:
+                add(after)
         return Strip(segments, self._table_width).simplify()
 
     def _fit(self, cell: Cell, width: int) -> list[Segment]:
