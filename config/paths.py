@@ -58,6 +58,37 @@ def data_dir(config: AppConfig, cli_data_dir: str | None = None) -> Path:
     return Path(platformdirs.user_data_dir("qtrader", appauthor=False)).absolute()
 
 
+def secure_data_dir(path: Path) -> Path:
+    """The data directory made private before anything is written in it: created (0700) or
+    checked to be a directory owned by this user, then chmod'ed to 0700 so that no other local
+    user can read the databases, logs and sim state in it, or plant a file (a symlink named
+    ``qtrader.pid``...) there. Files inside are then created 0600 (``PRIVATE_UMASK``).
+    Raises ``ConfigError`` naming the problem."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"data directory {path}: cannot create it: {exc.strerror or exc}", field="database.data_dir"
+        ) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"data directory {path} exists and is not a directory", field="database.data_dir")
+    uid = os.getuid()
+    if info.st_uid != uid:
+        raise ConfigError(
+            f"data directory {path} is owned by uid {info.st_uid}, not by you (uid {uid}); its files "
+            "could be read or replaced by its owner: use a directory of your own",
+            field="database.data_dir",
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+#: the processes' umask: every file they create is the user's alone (0600, directories 0700)
+PRIVATE_UMASK = 0o077
+
+
 def account_log_dir(data_dir: Path, account_id: str) -> Path:
     """``<data_dir>/logs/<ID>/``: one trader's logs."""
     return data_dir / "logs" / check_account_id(account_id)

@@ -22,7 +22,7 @@ from config import ConfigError, LoadedConfig
 from config import paths as cfg_paths
 from core.aggregator import Change, DataAggregator
 from core.control import ControlServer
-from core.lockfile import LockHeld, PidLock
+from core.lockfile import LockHeld, PidLock, UnsafeLockFile
 from core.logs import setup_runtime_logging
 from core.manager import TradingManager
 from core.models import Direction, Status
@@ -153,6 +153,9 @@ async def run_daemon(
     except DaemonBusy as exc:
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    except UnsafeLockFile as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     setup_runtime_logging(data_dir, loaded.config.log.level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,8 +8,10 @@ directory" and "one trader per account".
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 
@@ -19,6 +21,10 @@ class LockHeld(Exception):
     def __init__(self, holder: str) -> None:
         super().__init__(holder)
         self.holder = holder
+
+
+class UnsafeLockFile(OSError):
+    """The lock's path is a symlink, or not a regular file of this user's: never written."""
 
 
 class PidLock:
@@ -31,7 +37,20 @@ class PidLock:
     def acquire(self) -> None:
         """Take the lock and write our pid; LockHeld when a live process has it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, self.mode)
+        # never through a symlink (one planted in the directory would make us write our pid
+        # over whatever it points at), and only a regular file of our own
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, self.mode)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeLockFile(
+                    f"{self.path} is a symbolic link; refusing to write through it"
+                ) from None
+            raise
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            os.close(fd)
+            raise UnsafeLockFile(f"{self.path} is not a regular file of your own; refusing to use it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from config import ConfigError, load_config
 from config import paths as cfg_paths
-from core.lockfile import LockHeld, PidLock
+from core.lockfile import LockHeld, PidLock, UnsafeLockFile
 from core.logs import setup_trader_logging
 
 if TYPE_CHECKING:
@@ -91,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    data_dir = cfg_paths.data_dir(app, args.data_dir)
+    os.umask(cfg_paths.PRIVATE_UMASK)
+    try:
+        data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(app, args.data_dir))
+    except ConfigError as exc:
+        print(f"qtrader-trader: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     standalone = args.mode == "standalone"
     setup_trader_logging(data_dir, account.account_id, app.log.level, to_terminal=standalone)
     socket_path: Path | None = None
@@ -123,6 +128,9 @@ async def _run_process(trader: Trader) -> int:
     except AccountBusy as exc:
         print(f"qtrader-trader {trader.account_id}: {exc}", file=sys.stderr)
         return EXIT_ALREADY_RUNNING
+    except UnsafeLockFile as exc:
+        print(f"qtrader-trader {trader.account_id}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if trader.fatal is not None:
         print(f"venue refused: {trader.fatal}", file=sys.stderr)  # the manager's crash reason
         return EXIT_VENUE_REFUSED

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
+import subprocess
+import sys
 import time
+
+import pytest
 
 from config import paths as cfg_paths
 from tests.conftest import CoreEnv, pid_alive, sim_account, wait_until_sync
@@ -108,3 +113,71 @@ def test_an_account_held_by_a_trader_that_never_joins_is_retried_on_a_back_off(c
                 if daemon.proc.poll() is None:
                     daemon.proc.kill()
                     daemon.proc.wait()
+
+
+# ---------------------------------------------------------------- the data directory is private
+
+
+def _run_cli(env: CoreEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "--config",
+            str(env.config_path),
+            "--data-dir",
+            str(env.data_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_trading_data_is_readable_by_its_user_only(core_env: CoreEnv) -> None:
+    core_env.write_config(TWO)
+    core_env.data_dir.mkdir(mode=0o755)  # as an older version left it
+    daemon = Daemon(core_env)
+    try:
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+        wait_until_sync(lambda: list(core_env.data_dir.rglob("*.db")), 10, "the databases")
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(timeout=15) == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+    assert stat.S_IMODE(core_env.data_dir.stat().st_mode) == 0o700
+    shared = [
+        (str(p.relative_to(core_env.data_dir)), oct(stat.S_IMODE(p.lstat().st_mode)))
+        for p in core_env.data_dir.rglob("*")
+        if stat.S_IMODE(p.lstat().st_mode) & 0o077
+    ]
+    assert not shared, f"readable or writable by others: {shared}"
+    assert {p.name for p in core_env.data_dir.rglob("*.db")} >= {"trading_P1.db", "trading_P2.db"}
+
+
+def test_a_planted_pid_file_symlink_is_refused_and_its_target_untouched(core_env: CoreEnv) -> None:
+    core_env.write_config(TWO)
+    core_env.data_dir.mkdir(mode=0o700)
+    victim = core_env.root / "victim.txt"
+    victim.write_text("precious\n")
+    (core_env.data_dir / "qtrader.pid").symlink_to(victim)
+    done = _run_cli(core_env, "--no-ui")
+    assert done.returncode == 1, done.stderr
+    assert "qtrader.pid is a symbolic link; refusing to write through it" in done.stderr
+    assert victim.read_text() == "precious\n"
+    assert not _worker_pids(core_env), "nothing started"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give the directory to another user")
+def test_a_data_directory_owned_by_another_user_is_refused(core_env: CoreEnv) -> None:
+    core_env.write_config(TWO)
+    core_env.data_dir.mkdir(mode=0o777)
+    os.chown(core_env.data_dir, 65534, 65534)  # nobody
+    done = _run_cli(core_env, "--no-ui")
+    assert done.returncode == 2, done.stderr
+    assert "data directory" in done.stderr and "is owned by uid 65534, not by you" in done.stderr
+    assert list(core_env.data_dir.iterdir()) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -47,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(cfg_paths.PRIVATE_UMASK)  # databases, logs and state: this user's alone
     try:
         loaded = load_config(args.config)
-        data_dir = cfg_paths.data_dir(loaded.config, args.data_dir)
+        data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
     except ConfigError as exc:
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return 2
@@ -186,6 +188,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
     """The Textual console over an in-process trading core."""
     from core.client import LocalConsoleClient
     from core.daemon import DaemonBusy, PidFile
+    from core.lockfile import UnsafeLockFile
     from core.logs import setup_runtime_logging
     from core.manager import TradingManager
     from tui.actions import validate_keymap
@@ -203,6 +206,9 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
     except DaemonBusy as exc:
         print(f"qtrader-tui: {exc}; to watch and trade it, run: qtrader-tui --attach", file=sys.stderr)
         return 3
+    except UnsafeLockFile as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return 1
     try:
         setup_runtime_logging(data_dir, config.log.level)  # the terminal belongs to the console
         manager = TradingManager(config, config_path=loaded.source, data_dir=data_dir)
