@@ -4,7 +4,8 @@ Same framing and typed messages as the trader links (core/protocol.py), same
 privacy (0600, peers of another uid refused). Requests answered here, one
 reply each (the envelope's ``account_id`` names the account):
 
-- ``kill_req`` - the kill switch; an empty ``account_id`` means every account;
+- ``kill_req`` - the kill switch; an empty ``account_id`` means every account (the
+  command line never keeps the protective strategies; an attached console may ask to);
 - ``state_req`` - set an account's trading state (e.g. resume: ACTIVE);
 - ``status_req`` - every account's status line;
 - ``attach`` - an attached console (``qtrader-tui --attach``): the reply lists the
@@ -39,6 +40,7 @@ from core.models import OUTCOME_UNKNOWN
 from core.protocol import (
     ConsoleState,
     Empty,
+    KillRequest,
     Link,
     Message,
     MessageType,
@@ -220,13 +222,14 @@ class ControlServer:
         action = {"start": mgr.start_trader, "stop": mgr.stop_trader, "restart": mgr.restart_trader}
         return await action[cmd.action](account_id)
 
-    async def _on_kill_req(self, account_id: str, _: Empty) -> Reply:
+    async def _on_kill_req(self, account_id: str, req: KillRequest) -> Reply:
         mgr = self.manager
         target = account_id or None
         if target is not None and target not in mgr.proxies:
             return Reply(ok=False, error=f"no running account '{target}' (running: {', '.join(mgr.proxies)})")
-        log.critical("control: KILL SWITCH for %s", target or "all accounts")
-        replies = await mgr.kill_switch(target)
+        kept = " (protective strategies kept running)" if req.keep_protective else ""
+        log.critical("control: KILL SWITCH for %s%s", target or "all accounts", kept)
+        replies = await mgr.kill_switch(target, keep_protective=req.keep_protective)
         failed = [f"{a}: {r.error}" for a, r in replies.items() if not r.ok]
         result: dict[str, Any] = {a: r for a, r in replies.items()}  # each account's own reply
         return Reply(ok=not failed, error="; ".join(failed), result=result)

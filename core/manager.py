@@ -50,6 +50,7 @@ from core.protocol import (
     Empty,
     HistoryKind,
     HistoryRequest,
+    KillRequest,
     Link,
     Message,
     ProtocolError,
@@ -412,10 +413,14 @@ class TradingManager(Supervision):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return await self.request(account_id, "strategy_req", command)
 
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
-        """HALT, stop strategies, cancel every working order: one account, or all (None)."""
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
+        """HALT, stop strategies, cancel every working order: one account, or all (None).
+        ``keep_protective``: the protective strategies keep running (``KillRequest``)."""
         targets = [account_id] if account_id is not None else list(self.proxies)
-        replies = await asyncio.gather(*(self.request(a, "kill_req", Empty()) for a in targets))
+        req = KillRequest(keep_protective=keep_protective)
+        replies = await asyncio.gather(*(self.request(a, "kill_req", req) for a in targets))
         return dict(zip(targets, replies, strict=True))
 
     async def status(self, account_id: str) -> Reply:
