@@ -80,6 +80,7 @@ __all__ = [
     "Trader",
     "load_gateway_class",
     "main",
+    "saved_trading_state",
 ]
 
 GATEWAYS = {
@@ -120,6 +121,23 @@ class _SavedState(msgspec.Struct):
     trading_state: TradingState
     auto_trading: bool
     protective_kept: bool = False
+
+
+#: In the account's state directory: its trading state and switches, outliving restarts.
+TRADING_STATE_FILE = "trading_state.json"
+
+
+def saved_trading_state(state_dir: Path) -> tuple[TradingState, bool] | None:
+    """An account's trading state as its trader last saved it (never saved: ACTIVE, as a
+    trader starts), and whether the kill switch kept its protective strategies; None when
+    the file cannot be read."""
+    try:
+        saved = msgspec.json.decode((state_dir / TRADING_STATE_FILE).read_bytes(), type=_SavedState)
+    except FileNotFoundError:
+        return TradingState.ACTIVE, False
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return saved.trading_state, saved.protective_kept
 
 
 def load_gateway_class(name: str) -> type[Gateway]:
@@ -205,7 +223,7 @@ class Trader(ManagerLink, RequestHandlers):
 
     @property
     def _state_file(self) -> Path:
-        return self.state_dir / "trading_state.json"
+        return self.state_dir / TRADING_STATE_FILE
 
     def _restore_trading_state(self) -> None:
         """A HALT (kill switch, storage failure) and the auto-trading switch outlive restarts."""
@@ -278,6 +296,7 @@ class Trader(ManagerLink, RequestHandlers):
         finally:
             await self._shutdown()
             self.log.removeHandler(self._link_handler)
+            self._alone(False)  # gone, not orphaned
             self._lock.release()
 
     async def _start(self) -> None:
