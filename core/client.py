@@ -39,6 +39,7 @@ from core.protocol import (
     Empty,
     HistoryKind,
     HistoryRequest,
+    KillRequest,
     Link,
     Message,
     ProtocolError,
@@ -134,8 +135,12 @@ class ConsoleClient(ABC):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply: ...
 
     @abstractmethod
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
-        """HALT + stop strategies + cancel all working orders; one account or all (None)."""
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
+        """HALT + stop strategies + cancel all working orders; one account or all (None).
+        ``keep_protective``: the protective strategies (stop guards) keep running and their
+        closes still go out, as if the account were REDUCING (``core.protocol.KillRequest``)."""
 
     @abstractmethod
     async def status(self, account_id: str) -> Reply:
@@ -209,8 +214,10 @@ class LocalConsoleClient(ConsoleClient):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return await self.manager.strategy_command(account_id, command)
 
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
-        return await self.manager.kill_switch(account_id)
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
+        return await self.manager.kill_switch(account_id, keep_protective=keep_protective)
 
     async def status(self, account_id: str) -> Reply:
         return await self.manager.status(account_id)
@@ -441,8 +448,11 @@ class RemoteConsoleClient(ConsoleClient):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return await self._request(account_id, "strategy_req", command)
 
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
-        reply = await self._request(account_id or "", "kill_req", Empty(), timeout=60.0)
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
+        req = KillRequest(keep_protective=keep_protective)
+        reply = await self._request(account_id or "", "kill_req", req, timeout=60.0)
         if isinstance(reply.result, dict) and reply.result:
             return {a: msgspec.convert(r, Reply) for a, r in reply.result.items()}
         targets = [account_id] if account_id else self.account_ids

@@ -1,10 +1,15 @@
-"""The daemon's control socket: ``<socket_dir>/control.sock``.
+"""The trading core's control socket: ``<socket_dir>/control.sock``.
+
+Served by whichever process runs the core: the daemon (``qtrader-tui --no-ui``) and
+the plain console (``qtrader-tui``) alike (``ServedManager``), so ``--status``,
+``--kill``, ``--resume`` and ``--attach`` work from another shell against either.
 
 Same framing and typed messages as the trader links (core/protocol.py), same
 privacy (0600, peers of another uid refused). Requests answered here, one
 reply each (the envelope's ``account_id`` names the account):
 
-- ``kill_req`` - the kill switch; an empty ``account_id`` means every account;
+- ``kill_req`` - the kill switch; an empty ``account_id`` means every account (the
+  command line never keeps the protective strategies; an attached console may ask to);
 - ``state_req`` - set an account's trading state (e.g. resume: ACTIVE);
 - ``status_req`` - every account's status line;
 - ``attach`` - an attached console (``qtrader-tui --attach``): the reply lists the
@@ -33,12 +38,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from config import paths as cfg_paths
 from core.aggregator import AccountState, Change
 from core.manager import TradingManager
 from core.models import OUTCOME_UNKNOWN
 from core.protocol import (
     ConsoleState,
     Empty,
+    KillRequest,
     Link,
     Message,
     MessageType,
@@ -59,12 +66,31 @@ log = logging.getLogger("qtrader.control")
 #: Bytes an attached console may leave unread before it is disconnected (it re-attaches).
 MAX_CONSOLE_BACKLOG = 16 * 1024 * 1024
 
+#: What the command line says when no core answers on the control socket.
+NO_CORE = "no qtrader core (console or daemon) listening"
+
 #: Requests whose envelope's ``account_id`` may be empty (the kill switch: every account).
 _ANY_ACCOUNT: frozenset[MessageType] = frozenset({"kill_req", "status_req"})
 
 
+class ControlBusy(RuntimeError):
+    """Another live core already answers on the control socket."""
+
+
+async def _answers(path: Path) -> bool:
+    """True when something accepts connections at ``path`` (a stale file does not)."""
+    try:
+        _reader, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class ControlServer:
-    """Serves operator commands to a running daemon."""
+    """Serves operator commands to a running core (daemon or plain console)."""
 
     def __init__(self, manager: TradingManager, path: Path) -> None:
         self.manager = manager
@@ -75,9 +101,19 @@ class ControlServer:
         self._stopping = False
         self._handlers = self._table()
 
+    async def check_free(self) -> None:
+        """Raise ``ControlBusy`` when another core serves this socket. The pid file keeps one
+        core to a data directory, but two data directories may share a socket directory."""
+        if self.path.exists() and await _answers(self.path):
+            raise ControlBusy(
+                f"another qtrader core already serves {self.path} (a different data directory with "
+                "the same socket directory?); set socket.socket_dir apart"
+            )
+
     async def start(self) -> None:
+        await self.check_free()
         if self.path.exists():
-            self.path.unlink()  # the pid file lock guarantees no other daemon owns it
+            self.path.unlink()  # left by a core that died: nobody answers on it
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)
         try:
@@ -102,6 +138,14 @@ class ControlServer:
             self._server = None
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+    def discard(self) -> None:
+        """After a crash, with no loop left to ``stop()``: remove our socket file if it is
+        still there (nobody answers on it once this process has gone)."""
+        if self._server is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         creds = peer_credentials(writer)
@@ -146,7 +190,7 @@ class ControlServer:
     async def _answer(self, link: Link, msg: Message) -> None:
         try:
             if self._stopping:
-                reply = Reply(ok=False, error="the daemon is stopping; nothing was done")
+                reply = Reply(ok=False, error="the core is stopping; nothing was done")
             else:
                 reply = await self._handle(msg)
         except Exception as exc:  # one reply per request, even for our own bug
@@ -186,7 +230,7 @@ class ControlServer:
         mgr = self.manager
         aid = msg.account_id
         if msg.type not in _ANY_ACCOUNT and aid not in mgr.aggregator.states:
-            return Reply(ok=False, error=f"no account '{aid}' in this daemon ({', '.join(mgr.account_ids)})")
+            return Reply(ok=False, error=f"no account '{aid}' in this core ({', '.join(mgr.account_ids)})")
         handler = self._handlers.get(msg.type)
         if handler is None:
             return Reply(ok=False, error=f"'{msg.type}' is not a control request")
@@ -220,13 +264,14 @@ class ControlServer:
         action = {"start": mgr.start_trader, "stop": mgr.stop_trader, "restart": mgr.restart_trader}
         return await action[cmd.action](account_id)
 
-    async def _on_kill_req(self, account_id: str, _: Empty) -> Reply:
+    async def _on_kill_req(self, account_id: str, req: KillRequest) -> Reply:
         mgr = self.manager
         target = account_id or None
         if target is not None and target not in mgr.proxies:
             return Reply(ok=False, error=f"no running account '{target}' (running: {', '.join(mgr.proxies)})")
-        log.critical("control: KILL SWITCH for %s", target or "all accounts")
-        replies = await mgr.kill_switch(target)
+        kept = " (protective strategies kept running)" if req.keep_protective else ""
+        log.critical("control: KILL SWITCH for %s%s", target or "all accounts", kept)
+        replies = await mgr.kill_switch(target, keep_protective=req.keep_protective)
         failed = [f"{a}: {r.error}" for a, r in replies.items() if not r.ok]
         result: dict[str, Any] = {a: r for a, r in replies.items()}  # each account's own reply
         return Reply(ok=not failed, error="; ".join(failed), result=result)
@@ -234,6 +279,40 @@ class ControlServer:
     async def _on_status_req(self, _account_id: str, _: Empty) -> Reply:
         mgr = self.manager
         return Reply(ok=True, result={a: _status(mgr, a) for a in mgr.account_ids})
+
+
+class ServedManager:
+    """A ``TradingManager`` and its control socket, started and stopped together: the core
+    of the daemon and of the plain console alike (ARCHITECTURE.md, "Processes").
+
+    The socket is checked before any trader starts (a second core on the same socket
+    directory is refused while nothing has moved yet), and it goes away before the traders
+    are stopped, so no command arrives for a core that is stopping.
+    """
+
+    def __init__(self, manager: TradingManager, path: Path | None = None) -> None:
+        self.manager = manager
+        self.control = ControlServer(manager, path or cfg_paths.control_socket_path(manager.sock_dir))
+
+    @property
+    def path(self) -> Path:
+        return self.control.path
+
+    async def start(self) -> None:
+        """Start the manager, then serve its control socket; on a failure, whatever did
+        start is stopped again and the error is raised."""
+        await self.control.check_free()
+        try:
+            await self.manager.start()
+            await self.control.start()
+        except BaseException:
+            await self.control.stop()
+            await self.manager.stop()
+            raise
+
+    async def stop(self, *, cancel_orders: bool = False) -> None:
+        await self.control.stop()
+        await self.manager.stop(cancel_orders=cancel_orders)
 
 
 def trader_status(state: AccountState) -> TraderStatusUpdate:
@@ -293,23 +372,23 @@ def _status(mgr: TradingManager, account_id: str) -> dict[str, Any]:
 async def send_control(
     path: Path, msg_type: RequestType, data: Any, account_id: str = "", timeout: float = 15.0
 ) -> Reply:
-    """One request to a running daemon (the command-line client)."""
+    """One request to a running core (the command-line client)."""
     try:
         reader, writer = await asyncio.open_unix_connection(str(path))
     except OSError as exc:
-        return Reply(ok=False, error=f"no daemon listening at {path} ({exc.strerror or exc})")
+        return Reply(ok=False, error=f"{NO_CORE} at {path} ({exc.strerror or exc})")
     link = Link(reader, writer, account_id=account_id)
     try:
         try:
             link.send_nowait(msg_type, data if data is not None else Empty(), 1)
         except ConnectionError as exc:
-            return Reply(ok=False, error=f"the daemon closed the connection ({exc}); nothing was sent")
+            return Reply(ok=False, error=f"the core closed the connection ({exc}); nothing was sent")
         try:
             msg = await asyncio.wait_for(link.recv(), timeout)
         except (TimeoutError, ConnectionError, ProtocolError) as exc:
-            # sent: the daemon may have acted on it (a kill switch, say)
+            # sent: the core may have acted on it (a kill switch, say)
             why = str(exc) or type(exc).__name__
-            return Reply(ok=False, error=f"the daemon did not answer ({why}): {OUTCOME_UNKNOWN}")
+            return Reply(ok=False, error=f"the core did not answer ({why}): {OUTCOME_UNKNOWN}")
         reply = msg.data
         return reply if isinstance(reply, Reply) else Reply(ok=False, error=f"unexpected answer '{msg.type}'")
     finally:

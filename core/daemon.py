@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import TextIO
 
 from config import ConfigError, LoadedConfig
-from config import paths as cfg_paths
 from core.aggregator import Change, DataAggregator
-from core.control import ControlServer
+from core.control import ServedManager
 from core.lockfile import LockHeld, PidLock, UnsafeLockFile
 from core.logs import setup_runtime_logging
 from core.manager import TradingManager
@@ -186,17 +185,14 @@ async def _serve(
         printer.line("config", warning)
     accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
     printer.line("daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}")
-    control = ControlServer(manager, cfg_paths.control_socket_path(manager.sock_dir))
+    core = ServedManager(manager)
     try:
-        await manager.start()
-        await control.start()
+        await core.start()  # whatever did start is stopped again when a part fails
     except Exception as exc:  # e.g. another manager serves the sockets
         log.exception("manager failed to start")
         printer.line("daemon", f"cannot start: {exc}")
-        await control.stop()
-        await manager.stop()  # whatever did start is stopped again
         return EXIT_FAILED
-    printer.line("daemon", f"control socket {control.path} (qtrader-tui --kill ACCOUNT|all)")
+    printer.line("daemon", f"control socket {core.path} (qtrader-tui --kill ACCOUNT|all)")
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
@@ -204,7 +200,6 @@ async def _serve(
             printer.summary()
     printer.line("daemon", "stopping: traders are shutting down")
     started = time.monotonic()
-    await control.stop()
-    await manager.stop(cancel_orders=cancel_on_exit)
+    await core.stop(cancel_orders=cancel_on_exit)
     printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
     return EXIT_OK

@@ -7,7 +7,8 @@ moved past it, the engine cancels it and, once the venue confirms that cancel, s
 rest again at the new best price, at most ``MAX_CHASES`` times (then it stays working and
 an ERROR says the operator must act). Only cancels the engine asked for are re-sent: an
 order cancelled by the operator or the kill switch stays cancelled, and nothing is re-sent
-while the account is HALTED, auto-trading is off or the venue is down.
+while the account is HALTED (but a protective strategy's exits, when the kill switch kept
+it running), auto-trading is off or the venue is down.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ class ExitChaser:
         *,
         clock: Callable[[], datetime],
         price: Callable[[str, Direction, float], float],
+        passes_halt: Callable[[str], bool] = lambda _name: False,
     ) -> None:
-        """``price``: the engine's marketable limit for a side (the opposite best price)."""
+        """``price``: the engine's marketable limit for a side (the opposite best price);
+        ``passes_halt``: whether a strategy's exits still go while HALTED (a protective one
+        that the kill switch kept)."""
         self.host = host
         self.clock = clock
         self._price = price
+        self._passes_halt = passes_halt
         self._chases: dict[str, _Chase] = {}  # working exit orders, by order id
 
     @property
@@ -82,10 +87,10 @@ class ExitChaser:
         else:
             call()
 
-    def _can_act(self) -> str | None:
+    def _can_act(self, strategy: str) -> str | None:
         if not self.host.auto_trading:
             return "auto-trading is off"
-        if self.host.trading_state is TradingState.HALTED:
+        if self.host.trading_state is TradingState.HALTED and not self._passes_halt(strategy):
             return "account HALTED"
         if self.host.gateway_status is not GatewayStatus.CONNECTED:
             return f"venue {self.host.gateway_status.name.lower()}"
@@ -122,7 +127,7 @@ class ExitChaser:
                     best,
                 )
                 continue
-            if self._can_act() is not None:
+            if self._can_act(chase.strategy) is not None:
                 continue
             chase.cancelling = True  # before: a venue may confirm the cancel inside the call
             reply = self.host.cancel_order(order_id)
@@ -137,7 +142,7 @@ class ExitChaser:
 
     def _reprice(self, cancelled: Order, chase: _Chase) -> None:
         """The engine's own cancel of an exit came back: send the rest at the best price now."""
-        why = self._can_act()
+        why = self._can_act(chase.strategy)
         if why is not None:
             self.logger.error(
                 "strategy %s: exit %s cancelled for re-pricing, NOT re-sent (%s): %g %s left open",

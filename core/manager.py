@@ -50,6 +50,7 @@ from core.protocol import (
     Empty,
     HistoryKind,
     HistoryRequest,
+    KillRequest,
     Link,
     Message,
     ProtocolError,
@@ -152,6 +153,9 @@ class TradingManager(Supervision):
             *(self._stop_proxy(p, cancel_orders=cancel_orders) for p in self.proxies.values()),
             return_exceptions=True,
         )
+        await self._close_sockets()
+
+    async def _close_sockets(self) -> None:
         for proxy in self.proxies.values():
             if proxy.server is None:
                 continue  # never listened: the socket file, if any, is someone else's
@@ -161,6 +165,34 @@ class TradingManager(Supervision):
             proxy.server = None
             with contextlib.suppress(FileNotFoundError):
                 proxy.socket_path.unlink()
+
+    async def adopt(self, account_ids: list[str]) -> None:
+        """Listen for these accounts' running traders, starting none and restarting none:
+        the command line's kill switch on traders left without a manager (core/orphans.py).
+        A trader joins within about a second of the socket appearing (it retries that often)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.sock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for account in self.config.accounts:
+            if account.account_id not in account_ids or not account.enabled:
+                continue
+            proxy = TraderProxy(
+                account=account,
+                socket_path=cfg_paths.trader_socket_path(self.sock_dir, account.account_id),
+                policy=RestartPolicy.from_config(self.config.manager),
+                pending=PendingReplies(self._req_ids),
+                wanted=False,  # never (re)started from here
+            )
+            self.proxies[account.account_id] = proxy
+            await self._listen(proxy)
+
+    async def detach(self) -> None:
+        """Hang up on every trader and stop listening, leaving them running: they trade on
+        and join the next manager by themselves (the end of ``adopt``)."""
+        self._stopping = True
+        await self._close_sockets()  # first: no trader reconnects in between
+        for proxy in self.proxies.values():
+            if proxy.link is not None:
+                await self._drop_link(proxy, proxy.link, "the manager detached")
 
     def terminate_children(self) -> list[int]:
         """Last resort when the owner is dying without an event loop to ``stop()``:
@@ -412,10 +444,14 @@ class TradingManager(Supervision):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return await self.request(account_id, "strategy_req", command)
 
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
-        """HALT, stop strategies, cancel every working order: one account, or all (None)."""
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
+        """HALT, stop strategies, cancel every working order: one account, or all (None).
+        ``keep_protective``: the protective strategies keep running (``KillRequest``)."""
         targets = [account_id] if account_id is not None else list(self.proxies)
-        replies = await asyncio.gather(*(self.request(a, "kill_req", Empty()) for a in targets))
+        req = KillRequest(keep_protective=keep_protective)
+        replies = await asyncio.gather(*(self.request(a, "kill_req", req) for a in targets))
         return dict(zip(targets, replies, strict=True))
 
     async def status(self, account_id: str) -> Reply:

@@ -459,6 +459,7 @@ class StrategyState(Struct, kw_only=True):
     class_name: str
     vt_symbol: str
     running: bool = False
+    protective: bool = False  # only closes: may keep running through the kill switch
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     position: float = 0
     pnl: float = 0.0
@@ -499,3 +500,5 @@ class TraderInfo(Struct, kw_only=True):
     started_at: datetime | None = None
     message: str = ""  # last connection message (e.g. login failure text)
     exiting: bool = False  # on its way out for a restart (the venue refused us): a lost link is expected
+    #: HALTED by a kill switch that kept the protective strategies: their closes still pass
+    protective_kept: bool = False

@@ -113,6 +113,18 @@ class HistoryRequest(Struct, kw_only=True):
     every: Annotated[float, msgspec.Meta(gt=0, le=1e8)] | None = None
 
 
+class KillRequest(Struct, kw_only=True):
+    """The kill switch: HALTED, strategies stopped, working orders cancelled.
+
+    ``keep_protective``: the account's protective strategies (a strategy class with
+    ``PROTECTIVE = True``, such as the stop guard) keep running, and their closing orders,
+    which only ever reduce a position, pass the HALT as if the account were REDUCING; their
+    own working closes stay working. Everything else is as without it. Off by default, and
+    the command line's ``--kill`` never sets it."""
+
+    keep_protective: bool = False
+
+
 class ShutdownRequest(Struct, kw_only=True):
     cancel_orders: bool = False
 
@@ -234,7 +246,7 @@ MESSAGE_TYPES: dict[MessageType, type] = {
     "strategy_req": StrategyCommand,
     "state_req": StateRequest,
     "status_req": Empty,
-    "kill_req": Empty,
+    "kill_req": KillRequest,
     "history_req": HistoryRequest,
     "subscribe_req": SubscribeRequest,
     "quote": Tick,  # a source account's tick relayed to a paper account

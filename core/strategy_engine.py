@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
 
@@ -69,6 +69,8 @@ class EngineHost(Protocol):
     auto_trading: bool
     gateway_status: GatewayStatus
     trading_state: TradingState
+    #: HALTED by a kill switch that kept the protective strategies: their closes still go
+    protective_kept: bool
     log: logging.Logger
 
     def place_order(self, req: OrderRequest) -> Reply: ...
@@ -99,7 +101,7 @@ class StrategyEngine:
         self._dirty: set[str] = set()
         self._queue: list[tuple[Strategy, Signal]] = []
         self._drain_scheduled = False
-        self.exits = ExitChaser(host, clock=clock, price=self._price)
+        self.exits = ExitChaser(host, clock=clock, price=self._price, passes_halt=self.passes_halt)
         self._saved_text = ""  # the variables as last written
 
     @property
@@ -112,9 +114,10 @@ class StrategyEngine:
 
     # ================================================================== lifecycle
 
-    def load(self, *, autostart: bool = True) -> None:
+    def load(self, *, autostart: bool | Literal["protective"] = True) -> None:
         """Create every configured instance; a broken one is reported, the others load.
-        ``autostart=False`` (a HALTED account) loads them stopped."""
+        ``autostart=False`` (a HALTED account) loads them stopped; ``"protective"`` (HALTED by
+        a kill switch that kept the protective strategies) starts only those."""
         from strategies import load_strategy_class
 
         loaded: list[tuple[StrategyConfig, Strategy]] = []
@@ -136,7 +139,7 @@ class StrategyEngine:
             if cfg.name in saved:
                 self._guard(inst, "restore_state", lambda inst=inst: inst.restore_state(saved[inst.name]))
             self._warm_up(inst)
-            if cfg.autostart and autostart:
+            if cfg.autostart and (autostart is True or (autostart == "protective" and inst.PROTECTIVE)):
                 self.start(cfg.name)
             else:
                 self._publish(inst)
@@ -233,12 +236,27 @@ class StrategyEngine:
         self._publish(inst)
         return Reply(ok=True, result=inst.state())
 
-    def stop_all(self) -> int:
-        running = [name for name, inst in self.instances.items() if inst.running]
+    def stop_all(self, *, keep_protective: bool = False) -> int:
+        """Stop every running instance (but the protective ones, if told); how many stopped."""
+        running = [
+            name
+            for name, inst in self.instances.items()
+            if inst.running and not (keep_protective and inst.PROTECTIVE)
+        ]
         for name in running:
             self.stop(name)
         self.save_state()
         return len(running)
+
+    def protective_running(self) -> list[str]:
+        """The running protective instances (the kill switch may keep them)."""
+        return [name for name, inst in self.instances.items() if inst.running and inst.PROTECTIVE]
+
+    def passes_halt(self, name: str) -> bool:
+        """Whether instance ``name``'s closing orders go out while the account is HALTED: it
+        is protective and running, and the kill switch kept the protective strategies."""
+        inst = self.instances.get(name)
+        return self.host.protective_kept and inst is not None and inst.running and inst.PROTECTIVE
 
     # ------------------------------------------------------------------ strategies' own memory
 
@@ -465,7 +483,9 @@ class StrategyEngine:
         if not self.host.auto_trading:
             trigger.result, trigger.error = "not executed", "auto-trading is off"
             return
-        if self.host.trading_state is TradingState.HALTED:
+        if self.host.trading_state is TradingState.HALTED and not (
+            signal.action == "close" and self.passes_halt(strategy.name)
+        ):
             trigger.result, trigger.error = "not executed", "account HALTED"
             return
         if self.host.gateway_status is not GatewayStatus.CONNECTED:

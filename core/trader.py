@@ -80,6 +80,7 @@ __all__ = [
     "Trader",
     "load_gateway_class",
     "main",
+    "saved_trading_state",
 ]
 
 GATEWAYS = {
@@ -119,6 +120,24 @@ def _gateway_event(method: Callable[..., None]) -> Callable[..., None]:
 class _SavedState(msgspec.Struct):
     trading_state: TradingState
     auto_trading: bool
+    protective_kept: bool = False
+
+
+#: In the account's state directory: its trading state and switches, outliving restarts.
+TRADING_STATE_FILE = "trading_state.json"
+
+
+def saved_trading_state(state_dir: Path) -> tuple[TradingState, bool] | None:
+    """An account's trading state as its trader last saved it (never saved: ACTIVE, as a
+    trader starts), and whether the kill switch kept its protective strategies; None when
+    the file cannot be read."""
+    try:
+        saved = msgspec.json.decode((state_dir / TRADING_STATE_FILE).read_bytes(), type=_SavedState)
+    except FileNotFoundError:
+        return TradingState.ACTIVE, False
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return saved.trading_state, saved.protective_kept
 
 
 def load_gateway_class(name: str) -> type[Gateway]:
@@ -157,6 +176,8 @@ class Trader(ManagerLink, RequestHandlers):
         self.gateway_message = ""
         self.trading_state = TradingState.ACTIVE
         self.auto_trading = account.auto_trading
+        #: HALTED by a kill switch that kept the protective strategies (``KillRequest``)
+        self.protective_kept = False
         self._restore_trading_state()
         self.started_at = now()
         self.link: Link | None = None
@@ -170,6 +191,7 @@ class Trader(ManagerLink, RequestHandlers):
         self._outbox: list[Outgoing] | None = None  # held back until the commit
         self._event_depth = 0  # > 0 while a gateway event is being handled
         self._cancel_on_reconnect = False  # a kill switch could not cancel: do it on reconnect
+        self._kill_keeps: frozenset[str] = frozenset()  # ... but not these strategies' orders
         # the venue's first push is checked against the database like any reconnect
         self._recon: Reconciliation | None = Reconciliation("start")
         #: Why the venue refused us (set by ``on_fatal``): the process exits for a restart.
@@ -196,11 +218,12 @@ class Trader(ManagerLink, RequestHandlers):
             started_at=self.started_at,
             message=self.gateway_message,
             exiting=self.fatal is not None,
+            protective_kept=self.protective_kept,
         )
 
     @property
     def _state_file(self) -> Path:
-        return self.state_dir / "trading_state.json"
+        return self.state_dir / TRADING_STATE_FILE
 
     def _restore_trading_state(self) -> None:
         """A HALT (kill switch, storage failure) and the auto-trading switch outlive restarts."""
@@ -213,19 +236,30 @@ class Trader(ManagerLink, RequestHandlers):
             return
         self.trading_state = saved.trading_state
         self.auto_trading = saved.auto_trading
+        self.protective_kept = saved.protective_kept and saved.trading_state is TradingState.HALTED
         if saved.trading_state is not TradingState.ACTIVE:
-            self.log.warning("restored trading state %s", saved.trading_state.name)
+            kept = " (protective strategies kept)" if self.protective_kept else ""
+            self.log.warning("restored trading state %s%s", saved.trading_state.name, kept)
 
-    def _set_trading_state(self, state: TradingState, auto_trading: bool | None = None) -> None:
+    def _set_trading_state(
+        self, state: TradingState, auto_trading: bool | None = None, *, protective_kept: bool | None = None
+    ) -> None:
+        """Set and save the trading state. ``protective_kept`` (the kill switch's choice)
+        outlives only what leaves the state as it is (the auto-trading switch); any change
+        of state ends it."""
+        if protective_kept is None:
+            protective_kept = self.protective_kept and state is self.trading_state
         self.trading_state = state
+        self.protective_kept = protective_kept and state is TradingState.HALTED
         if auto_trading is not None:
             self.auto_trading = auto_trading
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             tmp = self._state_file.with_suffix(".tmp")
-            tmp.write_bytes(
-                msgspec.json.encode(_SavedState(trading_state=state, auto_trading=self.auto_trading))
+            saved = _SavedState(
+                trading_state=state, auto_trading=self.auto_trading, protective_kept=self.protective_kept
             )
+            tmp.write_bytes(msgspec.json.encode(saved))
             os.replace(tmp, self._state_file)
         except OSError:
             self.log.exception("could not save the trading state")
@@ -250,7 +284,11 @@ class Trader(ManagerLink, RequestHandlers):
                 deadline = time.monotonic() + 1.0
                 while self.socket_path is not None and self.link is None and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
-                self.strategies.load(autostart=self.trading_state is not TradingState.HALTED)
+                halted = self.trading_state is TradingState.HALTED
+                # after a kill switch that kept them, the protective strategies start again
+                self.strategies.load(
+                    autostart=("protective" if self.protective_kept else False) if halted else True
+                )
             if self.freeze_gc:
                 gc.collect()
                 gc.freeze()
@@ -258,6 +296,7 @@ class Trader(ManagerLink, RequestHandlers):
         finally:
             await self._shutdown()
             self.log.removeHandler(self._link_handler)
+            self._alone(False)  # gone, not orphaned
             self._lock.release()
 
     async def _start(self) -> None:
@@ -359,7 +398,7 @@ class Trader(ManagerLink, RequestHandlers):
         if isinstance(exc, sqlite3.Error | OSError):
             self.log.critical("%s: database write failed (%s): account %s HALTED", what, exc, self.account_id)
             self._failed_write = exc
-            self._set_trading_state(TradingState.HALTED)
+            self._set_trading_state(TradingState.HALTED, protective_kept=False)
             self.emit("status", self.info())
         else:
             self.log.exception("%s failed", what)
@@ -367,8 +406,8 @@ class Trader(ManagerLink, RequestHandlers):
     def _storage_failed(self, exc: Exception, outbox: list[Outgoing]) -> None:
         """The database refused a write: what the venue has is still reported (hiding a live
         order would be worse), but no request is answered as a success and the account stops
-        taking new orders until an operator has looked."""
-        self._set_trading_state(TradingState.HALTED)
+        taking new orders until an operator has looked (no protective strategy's either)."""
+        self._set_trading_state(TradingState.HALTED, protective_kept=False)
         self.log.critical("database write failed (%s): account %s HALTED", exc, self.account_id)
         for i, (msg_type, data, req_id) in enumerate(outbox):
             if msg_type == "reply":
@@ -558,7 +597,7 @@ class Trader(ManagerLink, RequestHandlers):
         if status is GatewayStatus.CONNECTED and self._cancel_on_reconnect:
             # a kill switch pulled while the venue was down: finish its job first thing
             self._cancel_on_reconnect = False
-            n = self._cancel_all(None)
+            n = self._cancel_all(None, keep=self._kill_keeps if self.protective_kept else frozenset())
             self.log.critical("venue back: %d cancels sent for the kill switch pulled while it was down", n)
 
     def _finish_reconciliation(self) -> None:

@@ -3,7 +3,8 @@
 The trader is a client of ``<socket_dir>/trader-<ID>.sock``: it connects, sends ``register``
 and a full ``snapshot``, then streams its changes and answers requests, one ``reply`` each.
 When the manager goes away it keeps trading and reconnects by itself (with an orphan
-timeout, it stops after that long alone). A manager that stops reading cannot fill the
+timeout, it stops after that long alone); while it has no manager, ``<state_dir>/no_manager_since``
+says since when (``--status`` lists such traders, core/orphans.py). A manager that stops reading cannot fill the
 trader's memory: past ``BACKLOG_LIMIT`` queued bytes, what the next update replaces anyway
 (quotes, positions, the account) is dropped; orders, trades and replies always go.
 """
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 BACKLOG_LIMIT = 8 * 1024 * 1024  # bytes queued to a manager that is not reading
 _REPLACEABLE: frozenset[MessageType] = frozenset({"tick", "position", "account", "heartbeat", "equity"})
 RECONNECT_MAX_DELAY = 1.0
+#: In the account's state directory while the trader has no manager: since when (ISO time).
+ALONE_FILE = "no_manager_since"
 
 
 class LinkLogHandler(logging.Handler):
@@ -67,6 +70,7 @@ class ManagerLink:
         account_id: str
         app: AppConfig
         log: logging.Logger
+        state_dir: Path
         socket_path: Path | None
         orphan_timeout: float
         link: Link | None
@@ -83,6 +87,7 @@ class ManagerLink:
         assert self.socket_path is not None
         delay = 0.05
         lost_since = time.monotonic()
+        self._alone(True)
         while not self._stop.is_set():
             try:
                 reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
@@ -112,6 +117,7 @@ class ManagerLink:
                     self.log.warning("%s", note)
                 link.send_nowait("snapshot", snapshot)
                 self.log.info("connected to manager at %s", self.socket_path)
+                self._alone(False)
                 await self._serve(link)
             except ProtocolError as exc:
                 self.log.error("manager link: %s; reconnecting", exc)
@@ -124,6 +130,18 @@ class ManagerLink:
                 self.link = None
                 await link.close()
                 lost_since = time.monotonic()
+                self._alone(True)
+
+    def _alone(self, alone: bool) -> None:
+        """Say (in the state directory) whether, and since when, no manager reaches us."""
+        path = self.state_dir / ALONE_FILE
+        try:
+            if alone:
+                path.write_text(now().isoformat(timespec="seconds") + "\n")
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:  # a note for --status: never worth more than a warning
+            self.log.warning("cannot update %s: %s", path, exc)
 
     async def _serve(self, link: Link) -> None:
         """Answer the manager's requests until the link fails (fatal errors propagate)."""

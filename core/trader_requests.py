@@ -40,6 +40,7 @@ from core.oms import Oms, position_direction_closed_by
 from core.protocol import (
     CancelAllRequest,
     HistoryRequest,
+    KillRequest,
     Link,
     Message,
     MessageType,
@@ -119,6 +120,7 @@ class RequestHandlers:
         auto_trading: bool
         _handlers: dict[MessageType, Callable[[Any], Reply]]
         _cancel_on_reconnect: bool
+        _kill_keeps: frozenset[str]
 
         def info(self) -> TraderInfo: ...
         def emit(self, msg_type: MessageType, data: Any) -> None: ...
@@ -168,20 +170,27 @@ class RequestHandlers:
 
     def _on_order_req(self, req: OrderRequest) -> Reply:
         req.account_id = self.account_id
-        return self.place_order(req)
+        return self._place(req, manual=True)
 
     def place_order(self, req: OrderRequest) -> Reply:
-        """Risk-check and send an order. The reply carries ``order_id`` either way.
+        """Risk-check and send an order: the strategy engine's entry point (a manual order
+        from the manager takes the same road, see ``_place``). The reply carries
+        ``order_id`` either way."""
+        return self._place(req, manual=False)
+
+    def _place(self, req: OrderRequest, *, manual: bool) -> Reply:
+        """Risk-check and send an order. ``manual``: from the manager (the console, the
+        command line), never let through a HALT whatever its reference says.
 
         A plain CLOSE on an exchange that tells today's lots from yesterday's (SHFE, INE)
         is sent as the close policy's explicit CLOSEYESTERDAY / CLOSETODAY orders (see
         ``Oms.close_requests``), whatever the venue: no gateway decides what a plain CLOSE means.
         """
         if not _close_to_split(req):
-            return self._place_one(req)
+            return self._place_one(req, manual=manual)
         # the whole request first: the venue's state, the contract, the size and notional
         # limits and the account's state answer for it in their own words, before it is legs
-        rejection = self._risk_check(req)
+        rejection = self._risk_check(req, manual=manual)
         if rejection is not None:
             return self._refuse(req, str(rejection))
         closed = position_direction_closed_by(req.direction)
@@ -191,39 +200,47 @@ class RequestHandlers:
             )
         except ValueError as exc:
             return self._refuse(req, f"closable: {exc}")
-        replies = self._place_legs(legs)
+        replies = self._place_legs(legs, manual=manual)
         return replies[0] if len(replies) == 1 else _one_reply(replies)
 
-    def _place_legs(self, requests: list[OrderRequest]) -> list[Reply]:
+    def _place_legs(self, requests: list[OrderRequest], *, manual: bool) -> list[Reply]:
         """Send the orders a close became (``Oms.close_requests``: the one close policy, for
         the console's close, a plain CLOSE order and the strategies alike). One reply per
         order, its result carrying the leg's ``offset`` and ``volume``."""
         replies: list[Reply] = []
         for req in requests:
-            reply = self._place_one(req)
+            reply = self._place_one(req, manual=manual)
             reply.result = {"offset": req.offset.name, "volume": req.volume, **(reply.result or {})}
             replies.append(reply)
         return replies
 
-    def _risk_check(self, req: OrderRequest) -> Rejection | None:
+    def _risk_check(self, req: OrderRequest, *, manual: bool) -> Rejection | None:
         assert self.gateway is not None
         contract = self.oms.contracts.get(req.vt_symbol) or self.gateway.get_contract(req.vt_symbol)
+        state = self.trading_state
+        if state is TradingState.HALTED and not manual and self._passes_halt(req.reference):
+            # a protective strategy that the kill switch kept: its orders are held to what
+            # REDUCING allows (they must reduce a position), every other rule as always
+            state = TradingState.REDUCING
         return self.risk.check(
             req,
-            trading_state=self.trading_state,
+            trading_state=state,
             gateway_status=self.gateway_status,
             contract=contract,
             gateway_message=self.gateway_message,
         )
 
+    def _passes_halt(self, reference: str) -> bool:
+        return self.strategies is not None and self.strategies.passes_halt(reference)
+
     def _refuse(self, req: OrderRequest, reason: str) -> Reply:
         order = self._record_local_rejection(req, reason)
         return Reply(ok=False, error=reason, result={"order_id": order.order_id})
 
-    def _place_one(self, req: OrderRequest) -> Reply:
+    def _place_one(self, req: OrderRequest, *, manual: bool) -> Reply:
         """Risk-check and send one order, offsets as they are."""
         assert self.gateway is not None
-        rejection = self._risk_check(req)
+        rejection = self._risk_check(req, manual=manual)
         if rejection is not None:
             return self._refuse(req, str(rejection))
         sent = self.risk.record_order(req)
@@ -277,11 +294,12 @@ class RequestHandlers:
         """Cancel one working order (the strategy engine re-pricing an exit)."""
         return self._on_cancel_req(CancelRequest(order_id=order_id, account_id=self.account_id))
 
-    def _cancel_all(self, vt_symbol: str | None) -> int:
-        """Cancel every working order. Not held back by the cancel-rate limits: emptying
-        the book is the safe direction (kill switch, shutdown, the operator's X)."""
+    def _cancel_all(self, vt_symbol: str | None, *, keep: frozenset[str] = frozenset()) -> int:
+        """Cancel every working order (but those whose reference is in ``keep``). Not held
+        back by the cancel-rate limits: emptying the book is the safe direction (kill
+        switch, shutdown, the operator's X)."""
         assert self.gateway is not None
-        orders = self.oms.working_orders(vt_symbol)
+        orders = [o for o in self.oms.working_orders(vt_symbol) if o.reference not in keep]
         for order in orders:
             self.gateway.cancel_order(CancelRequest(order_id=order.order_id, account_id=self.account_id))
             self.risk.record_cancel()
@@ -316,7 +334,7 @@ class RequestHandlers:
             )
         except ValueError as exc:
             return Reply(ok=False, error=str(exc))
-        combined = _one_reply(self._place_legs(legs))
+        combined = _one_reply(self._place_legs(legs, manual=True))
         assert isinstance(combined.result, dict)
         combined.result.pop("order_id", None)  # a close answers with its orders, leg by leg
         return combined
@@ -335,20 +353,35 @@ class RequestHandlers:
             return self.strategies.start(cmd.name)
         return self.strategies.stop(cmd.name)
 
-    def _on_kill_req(self, _: Any) -> Reply:
-        """The kill switch: HALTED, every strategy stopped, every working order cancelled."""
-        self._set_trading_state(TradingState.HALTED)
-        stopped = self.strategies.stop_all() if self.strategies is not None else 0
-        cancelled = self._cancel_all(None) if self.gateway_status is GatewayStatus.CONNECTED else 0
+    def _on_kill_req(self, req: KillRequest | None) -> Reply:
+        """The kill switch: HALTED, every strategy stopped, every working order cancelled.
+        With ``keep_protective``, the running protective strategies go on (their closes
+        pass the HALT as if REDUCING) and their own working closes stay working."""
+        keep = req is not None and req.keep_protective
+        self._set_trading_state(TradingState.HALTED, protective_kept=keep)
+        engine = self.strategies
+        stopped = engine.stop_all(keep_protective=keep) if engine is not None else 0
+        kept = frozenset(engine.protective_running()) if keep and engine is not None else frozenset()
+        self._kill_keeps = kept
+        cancelled = self._cancel_all(None, keep=kept) if self.gateway_status is GatewayStatus.CONNECTED else 0
         self.log.critical(
-            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent",
+            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent%s",
             self.account_id,
             stopped,
             cancelled,
+            f"; protective strategies kept running: {', '.join(sorted(kept))}" if keep else "",
         )
         self.emit("status", self.info())
-        still = len(self.oms.active_orders)
-        result = {"strategies_stopped": stopped, "cancel_sent": cancelled, "still_working": still}
+        kept_working = sum(o.reference in kept for o in self.oms.active_orders.values())
+        still = len(self.oms.active_orders) - kept_working
+        result: dict[str, Any] = {
+            "strategies_stopped": stopped,
+            "cancel_sent": cancelled,
+            "still_working": still,
+        }
+        if keep:
+            result["protective_running"] = len(kept)
+            result["protective_orders_working"] = kept_working
         if still and self.gateway_status is not GatewayStatus.CONNECTED:
             self._cancel_on_reconnect = True
             return Reply(

@@ -297,6 +297,10 @@ class Strategy:
     #: Attributes that are the strategy's own memory (a grid's base and levels): saved by the
     #: engine and restored after a restart, as long as the parameters are the same.
     variables: ClassVar[tuple[str, ...]] = ()
+    #: A protective strategy only ever closes (it guards positions, whoever opened them):
+    #: the kill switch may keep it running, its closes passing the HALT (core/protocol.py,
+    #: ``KillRequest``). Its buy and sell signals, if it had any, are never executed then.
+    PROTECTIVE: ClassVar[bool] = False
 
     #: Attribute names a parameter may not take (they would overwrite the base class's state).
     _RESERVED: ClassVar[frozenset[str]] = frozenset(
@@ -653,6 +657,7 @@ class Strategy:
             class_name=self.class_name,
             vt_symbol=self.vt_symbol,
             running=self.running,
+            protective=self.PROTECTIVE,
             params=self.params,
             position=self.pos,
             pnl=self.pnl,

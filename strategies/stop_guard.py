@@ -40,6 +40,8 @@ class StopGuardStrategy(Strategy):
     them against the account's position, not this instance's (which stays flat).
     """
 
+    PROTECTIVE = True  # it only closes: the kill switch may keep it guarding
+
     parameters = {
         "stop_loss_pct": Param(2.0, float, min=0.01, max=100, help="close all at this loss, % of cost"),
         "first_take_profit_pct": Param(5.0, float, min=0.01, max=1000, help="first partial exit, % profit"),

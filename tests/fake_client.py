@@ -624,9 +624,11 @@ class FakeClient(ConsoleClient):
     async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
         return self._record("strategy_command", account_id, command)
 
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
         targets = [account_id] if account_id is not None else self.account_ids
-        return {a: self._record("kill_switch", a) for a in targets}
+        return {a: self._record("kill_switch", a, keep_protective=keep_protective) for a in targets}
 
     async def status(self, account_id: str) -> Reply:
         return self._record("status", account_id, result=self.state(account_id).info)

@@ -181,7 +181,7 @@ async def test_an_attached_console_lists_the_daemons_accounts_not_its_own_config
         assert client.account_ids == ["A1", "A2"]
     finally:
         await client.close()
-    with pytest.raises(ConnectionError, match="no daemon"):
+    with pytest.raises(ConnectionError, match="no qtrader core"):
         await RemoteConsoleClient.discover(core_env.root / "nothing.sock")
 
 

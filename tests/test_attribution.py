@@ -29,6 +29,7 @@ class Host:
         self.auto_trading = True
         self.gateway_status = GatewayStatus.CONNECTED
         self.trading_state = TradingState.ACTIVE
+        self.protective_kept = False
         self.log = logging.getLogger("qtrader.test.attribution")
 
     def place_order(self, req: Any) -> Reply:

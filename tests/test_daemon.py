@@ -205,7 +205,7 @@ def _control(env: CoreEnv, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_kill_switch_and_resume_through_the_control_socket(core_env: CoreEnv) -> None:
     core_env.write_config(THREE_ACCOUNTS)
-    assert "no daemon listening" in _control(core_env, "--kill", "all").stderr  # none yet
+    assert "no qtrader core (console or daemon) listening" in _control(core_env, "--kill", "all").stderr
     daemon = Daemon(core_env)
     try:
         daemon.wait_for_accounts(CONNECTED)

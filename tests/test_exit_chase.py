@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from core import exit_chase as engine_module
-from core.exit_chase import CHASE_AFTER, MAX_CHASES
+from core.exit_chase import CHASE_AFTER, MAX_CHASES, ExitChaser
 from core.models import (
     CHINA_TZ,
     Direction,
@@ -42,6 +42,7 @@ class Host:
         self.auto_trading = True
         self.gateway_status = GatewayStatus.CONNECTED
         self.trading_state = TradingState.ACTIVE
+        self.protective_kept = False
         self.log = logging.getLogger("qtrader.test.chase")
         self.sent: list[OrderRequest] = []
         self.cancels: list[str] = []
@@ -259,3 +260,22 @@ def test_a_turn_around_whose_open_is_refused_reads_partial_not_rejected(
     assert trigger.result == "partial"
     assert trigger.order_id == "o1,LOCAL.1"
     assert trigger.error == "sent o1; refused: max_position_per_contract: 1 + 1 > 1"
+
+
+def test_a_protective_strategys_exit_is_still_chased_through_a_halt_that_kept_it(
+    setup: tuple[StrategyEngine, Host, Clock],
+) -> None:
+    engine, host, clock = setup
+    engine.exits = ExitChaser(
+        host,  # type: ignore[arg-type]
+        clock=clock,
+        price=engine._price,
+        passes_halt=lambda name: name == "guard",  # the kill switch kept it running
+    )
+    first = _exit(engine)
+    host.trading_state = TradingState.HALTED
+    clock.now += timedelta(seconds=CHASE_AFTER)
+    _market(engine, host, 3095)
+    assert host.cancels == [first]
+    _venue_cancels(engine, host, first)
+    assert len(host.sent) == 2 and host.sent[-1].price == 3095 and host.sent[-1].reference == "guard"

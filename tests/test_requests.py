@@ -103,5 +103,5 @@ async def test_a_daemon_that_takes_a_command_and_never_answers_is_an_unknown_out
     finally:
         server.close()
     assert received and received[0]  # the request went out
-    assert not reply.ok and reply.error.startswith("the daemon did not answer (TimeoutError)")
+    assert not reply.ok and reply.error.startswith("the core did not answer (TimeoutError)")
     assert reply.error.endswith(OUTCOME_UNKNOWN)

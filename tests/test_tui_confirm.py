@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from rich.text import Text
 from textual import events
 from textual.app import App
 from textual.pilot import Pilot
 
+from core.models import StrategyState
+from tests.fake_client import FakeClient
+from tui.app import QTraderApp
 from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.kill import KillDialog
 
 
 class Clock:
@@ -92,3 +97,98 @@ async def test_abort_works_at_once(clock: Clock) -> None:
     async with app.run_test() as pilot:
         await pilot.press("escape")
         assert app.answers == [False]
+
+
+# ---------------------------------------------------------------- the kill switch's one choice
+
+
+def _with_guard() -> FakeClient:
+    """The fixed accounts, DQ1 also running a stop guard (a protective strategy)."""
+    client = FakeClient()
+    client.apply(
+        "DQ1",
+        "strategy",
+        StrategyState(
+            account_id="DQ1",
+            name="au_guard",
+            class_name="StopGuardStrategy",
+            vt_symbol="au2612.SHFE",
+            running=True,
+            protective=True,
+        ),
+    )
+    return client
+
+
+def _rows(dialog: ConfirmDialog) -> dict[str, str]:
+    return {label: value.plain if isinstance(value, Text) else value for label, value in dialog.rows}
+
+
+async def test_the_kill_switch_stops_everything_unless_the_operator_keeps_the_guards(clock: Clock) -> None:
+    for keep in (False, True):
+        client = _with_guard()
+        app = QTraderApp(client)
+        async with app.run_test(size=(160, 45)) as pilot:
+            await pilot.press("h")
+            dialog = app.screen
+            assert isinstance(dialog, KillDialog) and not dialog.keep_protective  # the default
+            assert _rows(dialog)["Protective"] == "STOPPED with the rest: au_guard (au2612.SHFE)"
+            assert _rows(dialog)["Strategies"] == "2 of 2 running -> stopped"
+            assert "p: keep them running" in str(dialog.query_one("#confirm-keys").render())
+            if keep:
+                await _key(pilot, clock, "p", after=1.0)
+                assert dialog.keep_protective
+                rows = _rows(dialog)
+                assert rows["Protective"].startswith(
+                    "KEEP RUNNING au_guard (au2612.SHFE): they may still close"
+                )
+                assert rows["Strategies"] == "1 of 2 running -> stopped"
+                assert "p: stop them too" in str(dialog.query_one("#confirm-keys").render())
+                # the rows changed: a y right after it is not read yet and does not send
+                await _key(pilot, clock, "y", after=0.3)
+                assert client.called("kill_switch") == []
+            await _key(pilot, clock, "y", after=1.0)
+            await pilot.pause()
+            assert client.called("kill_switch") == [(("DQ1",), {"keep_protective": keep})]
+
+
+async def test_p_toggles_back_and_without_a_guard_there_is_nothing_to_choose(clock: Clock) -> None:
+    client = _with_guard()
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("h")
+        dialog = app.screen
+        assert isinstance(dialog, KillDialog)
+        await _key(pilot, clock, "p", after=1.0)
+        await _key(pilot, clock, "p", after=1.0)
+        assert not dialog.keep_protective and _rows(dialog)["Protective"].startswith("STOPPED")
+        await _key(pilot, clock, "n", after=1.0)
+        assert client.called("kill_switch") == []
+
+    client = FakeClient()  # nothing protective runs
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("h")
+        dialog = app.screen
+        assert isinstance(dialog, KillDialog) and "Protective" not in _rows(dialog)
+        assert "p:" not in str(dialog.query_one("#confirm-keys").render())
+        await _key(pilot, clock, "p", after=1.0)
+        await _key(pilot, clock, "y", after=1.0)
+        await pilot.pause()
+        assert client.called("kill_switch") == [(("DQ1",), {"keep_protective": False})]
+
+
+async def test_the_kill_all_dialog_offers_the_same_choice(clock: Clock) -> None:
+    client = _with_guard()
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("d")  # the dashboard
+        await pilot.press("K")
+        dialog = app.screen
+        assert isinstance(dialog, KillDialog)
+        assert _rows(dialog)["Protective"] == "STOPPED with the rest: DQ1 au_guard (au2612.SHFE)"
+        await _key(pilot, clock, "p", after=1.0)
+        assert _rows(dialog)["DQ1"].endswith("1 strategies stop")
+        await _key(pilot, clock, "y", after=1.0)
+        await pilot.pause()
+        assert client.called("kill_switch") == [((a,), {"keep_protective": True}) for a in client.account_ids]

@@ -62,6 +62,7 @@ class SpyClient(LocalConsoleClient):
         super().__init__(manager)
         self.sent: list[tuple[str, str]] = []  # (command, account)
         self.canned: dict[str, Reply] = {}  # command -> the reply to give instead of the core's
+        self.kept_protective: list[bool] = []  # each kill switch's choice
 
     def count(self, command: str) -> int:
         return sum(1 for name, _ in self.sent if name == command)
@@ -96,11 +97,14 @@ class SpyClient(LocalConsoleClient):
             return self.canned["set_trading_state"]
         return await super().set_trading_state(account_id, state)
 
-    async def kill_switch(self, account_id: str | None = None) -> dict[str, Reply]:
+    async def kill_switch(
+        self, account_id: str | None = None, *, keep_protective: bool = False
+    ) -> dict[str, Reply]:
         self.sent.append(("kill_switch", account_id or "all"))
+        self.kept_protective.append(keep_protective)
         if "kill_switch" in self.canned:
             return {account_id or "DQ1": self.canned["kill_switch"]}
-        return await super().kill_switch(account_id)
+        return await super().kill_switch(account_id, keep_protective=keep_protective)
 
 
 @dataclass

@@ -262,15 +262,20 @@ class QTraderApp(App[int]):
 
         self.run_worker(run(), group="commands")
 
-    async def kill(self, account_id: str | None) -> Reply:
+    async def kill(self, account_id: str | None, *, keep_protective: bool = False) -> Reply:
         """The kill switch for one account or all, as one reply for a notification."""
-        replies = await self.client.kill_switch(account_id)
+        replies = await self.client.kill_switch(account_id, keep_protective=keep_protective)
         failed = [f"{a}: {r.error}" for a, r in replies.items() if not r.ok]
         if failed:
             return Reply(ok=False, error="; ".join(failed))
+
+        def kept(result: dict[str, Any]) -> str:
+            n = result.get("protective_running")
+            return f", {n} protective kept running" if n else ""
+
         done = ", ".join(
             f"{a} halted, {r.result.get('strategies_stopped', 0)} strategies stopped, "
-            f"{r.result.get('cancel_sent', 0)} cancels sent"
+            f"{r.result.get('cancel_sent', 0)} cancels sent{kept(r.result)}"
             for a, r in replies.items()
             if isinstance(r.result, dict)
         )

@@ -11,9 +11,13 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config import DEMO_NOTICE, ConfigError, LoadedConfig, load_config
 from config import paths as cfg_paths
+
+if TYPE_CHECKING:
+    from core.orphans import Orphan
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,16 +31,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kill",
         metavar="ACCOUNT",
-        help="kill switch on a running daemon: HALT, stop strategies, cancel orders ('all': every account)",
+        help="kill switch on the running console or daemon: HALT, stop strategies, cancel orders "
+        "('all': every account); with none running, on the traders it left running",
     )
     p.add_argument(
-        "--resume", metavar="ACCOUNT", help="set a halted account of a running daemon ACTIVE again"
+        "--resume",
+        metavar="ACCOUNT",
+        help="set a halted account of the running console or daemon ACTIVE again",
     )
-    p.add_argument("--status", action="store_true", help="print the running daemon's account states")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="print the running console's or daemon's account states (with none: the traders left running)",
+    )
     p.add_argument(
         "--attach",
         action="store_true",
-        help="console for a running daemon (--no-ui): quitting detaches, the traders keep running",
+        help="console for a running daemon or console: quitting detaches, the traders keep running",
     )
     p.add_argument(
         "--cancel-on-exit",
@@ -56,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return 2
     if args.kill or args.resume or args.status:
-        return control_command(loaded, args)
+        return control_command(loaded, args, data_dir)
     if args.attach:
         return run_attached(loaded, data_dir)
     if loaded.is_demo:
@@ -115,20 +126,24 @@ def _kill_words(answer: object) -> str:
     return f"{said} {result or ''}".rstrip()
 
 
-def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
-    """Talk to a running daemon over its control socket; exit 0 when it did what was asked."""
-    from core.control import send_control
+def control_command(loaded: LoadedConfig, args: argparse.Namespace, data_dir: Path) -> int:
+    """Talk to the running core (console or daemon) over its control socket; exit 0 when it
+    did what was asked. With no core, the traders it left running are listed (and ``--kill``
+    reaches them: ``core/orphans.py``)."""
+    from core.control import NO_CORE, send_control
     from core.models import TradingState
-    from core.protocol import Empty, StateRequest
+    from core.protocol import Empty, KillRequest, StateRequest
 
     try:
-        path = cfg_paths.control_socket_path(cfg_paths.socket_dir(loaded.config))
+        sock_dir = cfg_paths.socket_dir(loaded.config)
     except ConfigError as exc:
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return 2
+    path = cfg_paths.control_socket_path(sock_dir)
     if args.kill:
         target = "" if args.kill.lower() == "all" else args.kill
-        reply = asyncio.run(send_control(path, "kill_req", Empty(), account_id=target))
+        # from the shell the kill switch always stops everything, protective strategies too
+        reply = asyncio.run(send_control(path, "kill_req", KillRequest(), account_id=target))
         answers = reply.result if isinstance(reply.result, dict) else {}
         for account_id, answer in answers.items():
             print(f"{account_id}: {_kill_words(answer)}")
@@ -144,14 +159,90 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         reply = asyncio.run(send_control(path, "status_req", Empty()))
         if reply.ok and isinstance(reply.result, dict):
             print(status_table(reply.result))
+    if not reply.ok and reply.error.startswith(NO_CORE):
+        return no_core(loaded, args, data_dir, sock_dir, reply.error)
     if not reply.ok:
         print(f"qtrader-tui: {reply.error}", file=sys.stderr)
         return 1
     return 0
 
 
+ADOPT_HINT = "run qtrader-tui (or qtrader-tui --no-ui) on this data directory: it adopts them"
+
+
+def orphan_table(orphans: list[Orphan], sock_dir: Path) -> str:
+    """Traders that no manager reaches, one line each (``--status`` with no core running)."""
+    from core.orphans import unreachable
+
+    rows = [
+        [
+            o.account_id,
+            str(o.pid),
+            o.trading_state,
+            o.alone_since.strftime("%Y-%m-%d %H:%M:%S") if o.alone_since else "?",
+            unreachable(o, sock_dir) or "",
+        ]
+        for o in orphans
+    ]
+    titles = ["Account", "Pid", "State", "No manager since", "Note"]
+    widths = [max([len(t), *(len(r[i]) for r in rows)]) for i, t in enumerate(titles)]
+    return "\n".join(
+        "  ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in [titles, *rows]
+    )
+
+
+def no_core(
+    loaded: LoadedConfig, args: argparse.Namespace, data_dir: Path, sock_dir: Path, error: str
+) -> int:
+    """No core answers on the control socket: say so, and what still runs without one."""
+    import msgspec
+
+    from core.daemon import DaemonBusy, PidFile
+    from core.lockfile import UnsafeLockFile, lock_holder
+    from core.orphans import find_orphans, kill_orphans
+
+    holder = lock_holder(PidFile(data_dir).path)
+    if holder is not None:  # starting, stopping or stuck: it owns the traders, not us
+        print(
+            f"qtrader-tui: {error}; but a qtrader core (pid {holder}) holds {data_dir}: it may be "
+            "starting or stopping; try again (if it stays so, see logs/runtime.log there)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"qtrader-tui: {error}; no console or daemon holds {data_dir}", file=sys.stderr)
+    orphans = find_orphans(data_dir, (a.account_id for a in loaded.config.accounts))
+    if args.kill and args.kill.lower() != "all":
+        orphans = [o for o in orphans if o.account_id == args.kill]
+    if not orphans:
+        what = f"no trader of {args.kill}" if args.kill and args.kill.lower() != "all" else "no trader"
+        print(f"{what} is left running there either: nothing trades", file=sys.stderr)
+        return 1
+    if not args.kill:
+        print(f"{len(orphans)} trader(s) still run there with no manager (they trade on):")
+        print(orphan_table(orphans, sock_dir))
+        print(f"to reach them: {ADOPT_HINT}; or qtrader-tui --kill ID|all (they stay running, HALTED)")
+        return 1
+    try:
+        replies = asyncio.run(kill_orphans(loaded, data_dir, orphans))
+    except DaemonBusy as exc:
+        print(f"qtrader-tui: {exc} meanwhile: ask it, run qtrader-tui --kill again", file=sys.stderr)
+        return 1
+    except UnsafeLockFile as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return 1
+    print("kill switch on the traders left running with no manager:")
+    for account_id, reply in replies.items():
+        print(f"{account_id}: {_kill_words(msgspec.to_builtins(reply))}")
+    done = all(r.ok for r in replies.values())
+    which = "they stay" if done else "those done stay"
+    print(f"{which} running, HALTED; to watch and trade them, {ADOPT_HINT}")
+    return 0 if done else 1
+
+
 def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
-    """The Textual console over a running daemon (its control socket)."""
+    """The Textual console over a running core: a daemon's or a plain console's (its control
+    socket)."""
     from core.client import RemoteConsoleClient
     from core.logs import setup_console_logging
     from tui.actions import validate_keymap
@@ -167,7 +258,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     try:
         accounts = asyncio.run(RemoteConsoleClient.discover(path))
     except ConnectionError as exc:
-        print(f"qtrader-tui: {exc} (start it with: qtrader-tui --no-ui)", file=sys.stderr)
+        print(f"qtrader-tui: {exc} (start one: qtrader-tui --no-ui, or qtrader-tui)", file=sys.stderr)
         return 1
     setup_console_logging(data_dir, config.log.level)  # the terminal belongs to the console
     client = RemoteConsoleClient(path, accounts)
@@ -185,8 +276,11 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
 
 
 def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
-    """The Textual console over an in-process trading core."""
+    """The Textual console over an in-process trading core, which serves the same control
+    socket as the daemon: ``--status``, ``--kill``, ``--resume`` and ``--attach`` work
+    against it from another shell while it runs."""
     from core.client import LocalConsoleClient
+    from core.control import ServedManager
     from core.daemon import DaemonBusy, PidFile
     from core.lockfile import UnsafeLockFile
     from core.logs import setup_runtime_logging
@@ -212,14 +306,15 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
     try:
         setup_runtime_logging(data_dir, config.log.level)  # the terminal belongs to the console
         manager = TradingManager(config, config_path=loaded.source, data_dir=data_dir)
+        core = ServedManager(manager)
         app = QTraderApp(
             LocalConsoleClient(manager),
             scheme=config.ui.color_scheme,
             keymap=keymap,
             confirm_with_enter=config.ui.confirm_with_enter,
             bell=config.ui.bell,
-            start_core=manager.start,
-            stop_core=manager.stop,
+            start_core=core.start,
+            stop_core=core.stop,
             quit_stops_core=True,
         )
         try:
@@ -230,6 +325,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
             left = manager.terminate_children()
             if left:
                 print(f"qtrader-tui: stopped traders {left} left running by the console", file=sys.stderr)
+            core.control.discard()
     finally:
         pid_file.release()
 

@@ -23,8 +23,9 @@ class ConsoleHost(Protocol):
     def run_command(self, label: str, call: Awaitable[Reply]) -> None:
         """Await a command's one reply in the background and tell the operator how it went."""
 
-    async def kill(self, account_id: str | None) -> Reply:
-        """The kill switch for one account, or every account with None."""
+    async def kill(self, account_id: str | None, *, keep_protective: bool = False) -> Reply:
+        """The kill switch for one account, or every account with None; ``keep_protective``:
+        the protective strategies keep running (the kill dialog's choice)."""
 
     def show_account(self, account_id: str) -> None:
         """Switch to that account's screen."""

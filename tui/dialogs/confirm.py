@@ -59,16 +59,30 @@ class ConfirmDialog(ModalScreen[bool]):
         return type(self).clock() - self._shown_at >= self.ARM_DELAY
 
     def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Static(Text(self.title_text, style="bold"), id="confirm-title")
+            yield Static(self._grid(), id="confirm-rows")
+            yield Static(self._keys_text(), id="confirm-keys")
+
+    def _grid(self) -> Table:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold")
         grid.add_column()
         for label, value in self.rows:
             grid.add_row(label, value)
+        return grid
+
+    def _keys_text(self) -> Text:
         keys = " / ".join("Enter" if k == "enter" else k for k in self.confirm_keys)
-        with Vertical(id="confirm-box"):
-            yield Static(Text(self.title_text, style="bold"), id="confirm-title")
-            yield Static(grid, id="confirm-rows")
-            yield Static(Text(f"{keys}: confirm    n / Esc: abort", style="italic"), id="confirm-keys")
+        return Text(f"{keys}: confirm    n / Esc: abort", style="italic")
+
+    def show_rows(self, rows: Sequence[tuple[str, str | Text]]) -> None:
+        """Say something else: the new rows, read afresh (arming starts over, so a key
+        pressed as they change does not confirm what the operator has not read)."""
+        self.rows = rows
+        self._shown_at = type(self).clock()
+        self.query_one("#confirm-rows", Static).update(self._grid())
+        self.query_one("#confirm-keys", Static).update(self._keys_text())
 
     def on_key(self, event: events.Key) -> None:
         moment = type(self).clock()

@@ -23,6 +23,7 @@ from core.protocol import Reply, StrategyCommand
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.kill import KillDialog, protective_row
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
 from tui.host import ConsoleHost
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
@@ -50,6 +51,8 @@ class AccountBar(Static):
             style = {"ACTIVE": "green", "REDUCING": "yellow", "HALTED": "bold red"}[trading.name]
             line.append("  ")
             line.append(trading.name, style=style)
+            if info.protective_kept:  # the kill switch kept the stop guards: they may still close
+                line.append(" (protective strategies run)", style="yellow")
             line.append(
                 f"  auto {'ON' if info.auto_trading else 'off'}", style="bold" if info.auto_trading else ""
             )
@@ -386,23 +389,44 @@ class AccountScreen(Screen[None]):
 
             self.app.push_screen(ConfirmDialog(f"Resume trading in {account_id}?", rows), resume)
             return
-        running = sum(s.running for s in state.strategies.values())
-        rows = [
-            ("Account", account_id),
-            ("Trading state", f"{info.trading_state.name if info else '?'} -> HALTED (no new orders)"),
-            ("Strategies", f"{running} running -> stopped"),
-            ("Working orders", f"{len(state.working_orders)} -> cancelled"),
-            (
-                "Positions",
-                f"{len(state.positions)} stay open: c closes one (HALTED -> REDUCING first), R is close-only",
-            ),
-        ]
+        running = [s for s in state.strategies.values() if s.running]
+        guards = [s for s in running if s.protective]
+        labels = [f"{s.name} ({s.vt_symbol})" for s in guards]
+        guard_names = {s.name for s in guards}
+        working = state.working_orders
+
+        def rows_for(keep: bool) -> list[tuple[str, str | Text]]:
+            stopping = len(running) - (len(guards) if keep else 0)
+            cancelled = [o for o in working if not (keep and o.reference in guard_names)]
+            rows: list[tuple[str, str | Text]] = [
+                ("Account", account_id),
+                ("Trading state", f"{info.trading_state.name if info else '?'} -> HALTED (no new orders)"),
+                ("Strategies", f"{stopping} of {len(running)} running -> stopped"),
+            ]
+            if guards:
+                rows.append(protective_row(labels, keep, auto_trading=info.auto_trading if info else None))
+            kept = len(working) - len(cancelled)
+            rows += [
+                (
+                    "Working orders",
+                    f"{len(cancelled)} -> cancelled" + (f", {kept} protective close(s) stay" if kept else ""),
+                ),
+                (
+                    "Positions",
+                    f"{len(state.positions)} stay open: c closes one (HALTED -> REDUCING first), R is close-only",
+                ),
+            ]
+            return rows
+
+        dialog = KillDialog(f"KILL SWITCH for {account_id}?", rows_for, choice=bool(guards))
 
         def kill(ok: bool | None) -> None:
             if ok:
-                self.qapp.run_command(f"KILL SWITCH {account_id}", self.qapp.kill(account_id))
+                keep = dialog.keep_protective
+                label = f"KILL SWITCH {account_id}" + (" (protective strategies kept)" if keep else "")
+                self.qapp.run_command(label, self.qapp.kill(account_id, keep_protective=keep))
 
-        self.app.push_screen(ConfirmDialog(f"KILL SWITCH for {account_id}?", rows, danger=True), kill)
+        self.app.push_screen(dialog, kill)
 
     def action_toggle_strategy(self) -> None:
         table = self.query_one("#strategies", StrategiesTable)

@@ -19,6 +19,7 @@ from core.models import EquityPoint
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
+from tui.dialogs.kill import KillDialog, protective_row
 from tui.host import ConsoleHost
 from tui.widgets.equity import RANGES, account_now, in_range, merge, sparkline
 from tui.widgets.table import Cell, KeyedTable
@@ -165,20 +166,34 @@ class DashboardScreen(Screen[None]):
     def action_kill_all(self) -> None:
         client = self.qapp.client
         states = [client.state(a) for a in client.account_ids]
-        rows = [
-            (
-                s.account_id,
-                f"{len(s.working_orders)} working orders, {sum(x.running for x in s.strategies.values())} strategies",
-            )
-            for s in states
-        ]
-        rows.append(("Then", "every account HALTED; positions stay open"))
+        guards = {
+            s.account_id: [x for x in s.strategies.values() if x.running and x.protective] for s in states
+        }
+        labels = [f"{aid} {g.name} ({g.vt_symbol})" for aid, gs in guards.items() for g in gs]
+
+        def rows_for(keep: bool) -> list[tuple[str, str | Text]]:
+            rows: list[tuple[str, str | Text]] = []
+            for s in states:
+                running = sum(x.running for x in s.strategies.values())
+                stopping = running - (len(guards[s.account_id]) if keep else 0)
+                rows.append(
+                    (s.account_id, f"{len(s.working_orders)} working orders, {stopping} strategies stop")
+                )
+            if labels:
+                # each account's auto-trading switch decides whether a guard's signals execute
+                rows.append(protective_row(labels, keep, auto_trading=None))
+            rows.append(("Then", "every account HALTED; positions stay open"))
+            return rows
+
+        dialog = KillDialog("KILL SWITCH for ALL accounts?", rows_for, choice=bool(labels))
 
         def answered(ok: bool | None) -> None:
             if ok:
-                self.qapp.run_command("KILL SWITCH (all accounts)", self.qapp.kill(None))
+                keep = dialog.keep_protective
+                label = "KILL SWITCH (all accounts)" + (" (protective strategies kept)" if keep else "")
+                self.qapp.run_command(label, self.qapp.kill(None, keep_protective=keep))
 
-        self.app.push_screen(ConfirmDialog("KILL SWITCH for ALL accounts?", rows, danger=True), answered)
+        self.app.push_screen(dialog, answered)
 
     def action_start_trader(self) -> None:
         account_id = self._selected()
