@@ -21,10 +21,10 @@ import math
 import random
 from datetime import date, datetime
 
-from core.models import CHINA_TZ, TRADING_DAY_ROLL_HOUR, Contract, Tick, depth_fields
+from core.models import CHINA_TZ, DEPTH_LEVELS, TRADING_DAY_ROLL_HOUR, Contract, Tick, depth_fields
 from gateways.sim_journal import MarketRecord
 
-LEVELS = 5  # depth of the synthetic book, each side
+LEVELS = DEPTH_LEVELS  # depth of the book, each side: five, as a tick carries
 
 
 def stable_hash(text: str) -> int:
