@@ -52,8 +52,8 @@ def step_price(text: str, contract: Contract, tick: Tick | None, steps: int) -> 
 
     Decimal arithmetic on the tick's own digits, so a hundred steps of 0.02 land on the grid
     with no float drift. A price off the grid steps to the grid price on that side (912.33 up
-    one tick of 0.02 is 912.34), one beyond a limit comes back to the limit, and no step goes
-    past one or below one tick.
+    one tick of 0.02 is 912.34), one beyond a limit comes back inside it, and no step goes past
+    limit-up, below limit-down or below one tick.
     """
     raw = text.replace(",", "").strip()
     try:
