@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any
@@ -264,7 +265,20 @@ def position_pnl(direction: Direction, cost: float, last: float, volume: float, 
     return -pnl if direction is Direction.SHORT else pnl
 
 
-class Tick(Struct, kw_only=True):
+DEPTH_LEVELS = 5
+"""Book levels a tick carries each side: what SHFE/INE level-5 fronts, TqSdk and the sim report
+(most CTP fronts report level 1 only: the rest stay 0)."""
+
+Level = tuple[float, float]
+"""One book level: (price, volume); (0, 0) for a level the venue did not report."""
+
+
+class Tick(Struct, kw_only=True, omit_defaults=True):
+    """A quote: the last trade, the day's statistics, the price limits and the book, five levels
+    each side as vnpy's ``TickData`` names them (``bid_price_1`` best). A level the venue did not
+    report is 0 (and left off the wire: ``omit_defaults``, so a level-1 front pays nothing for
+    levels 2-5)."""
+
     account_id: str = ""
     vt_symbol: str
     datetime: datetime
@@ -284,11 +298,60 @@ class Tick(Struct, kw_only=True):
     bid_volume_1: float = 0
     ask_price_1: float = 0
     ask_volume_1: float = 0
+    bid_price_2: float = 0
+    bid_volume_2: float = 0
+    ask_price_2: float = 0
+    ask_volume_2: float = 0
+    bid_price_3: float = 0
+    bid_volume_3: float = 0
+    ask_price_3: float = 0
+    ask_volume_3: float = 0
+    bid_price_4: float = 0
+    bid_volume_4: float = 0
+    ask_price_4: float = 0
+    ask_volume_4: float = 0
+    bid_price_5: float = 0
+    bid_volume_5: float = 0
+    ask_price_5: float = 0
+    ask_volume_5: float = 0
 
     @property
     def change_pct(self) -> float:
         base = self.pre_settlement or self.pre_close
         return (self.last_price / base - 1.0) * 100.0 if base else 0.0
+
+    @property
+    def bids(self) -> tuple[Level, ...]:
+        """The five bid levels, best (highest) first."""
+        return (
+            (self.bid_price_1, self.bid_volume_1),
+            (self.bid_price_2, self.bid_volume_2),
+            (self.bid_price_3, self.bid_volume_3),
+            (self.bid_price_4, self.bid_volume_4),
+            (self.bid_price_5, self.bid_volume_5),
+        )
+
+    @property
+    def asks(self) -> tuple[Level, ...]:
+        """The five ask levels, best (lowest) first."""
+        return (
+            (self.ask_price_1, self.ask_volume_1),
+            (self.ask_price_2, self.ask_volume_2),
+            (self.ask_price_3, self.ask_volume_3),
+            (self.ask_price_4, self.ask_volume_4),
+            (self.ask_price_5, self.ask_volume_5),
+        )
+
+
+def depth_fields(bids: Sequence[Level], asks: Sequence[Level]) -> dict[str, float]:
+    """``Tick`` keyword arguments for up to ``DEPTH_LEVELS`` levels each side, best first:
+    ``Tick(..., **depth_fields(bids, asks))``. Levels not given stay 0 (not reported)."""
+    fields: dict[str, float] = {}
+    for side, levels in (("bid", bids), ("ask", asks)):
+        for n, (price, volume) in enumerate(levels[:DEPTH_LEVELS], start=1):
+            fields[f"{side}_price_{n}"] = price
+            fields[f"{side}_volume_{n}"] = volume
+    return fields
 
 
 class Bar(Struct, kw_only=True):

@@ -1,7 +1,8 @@
 """The sim's market of one contract, and the trading-day calendar it lives by.
 
 A ``Market`` is a seeded random walk on the contract's price-tick grid with a five-level book
-each side (or, for a paper account, the top of a real quote from another venue). Prices are kept
+each side (or, for a paper account, a real quote from another venue: its levels that fall on
+the five ticks each side of its best prices). Prices are kept
 as whole numbers of ticks, so every price it produces is on the grid by construction, and the
 walk is reflected inside the limit-up/limit-down band drawn from the previous settlement. The
 walk is reseeded from ``(seed, contract, step count)``, so a market reloaded from its
@@ -20,10 +21,10 @@ import math
 import random
 from datetime import date, datetime
 
-from core.models import CHINA_TZ, TRADING_DAY_ROLL_HOUR, Contract, Tick
+from core.models import CHINA_TZ, DEPTH_LEVELS, TRADING_DAY_ROLL_HOUR, Contract, Tick, depth_fields
 from gateways.sim_journal import MarketRecord
 
-LEVELS = 5  # depth of the synthetic book, each side
+LEVELS = DEPTH_LEVELS  # depth of the book, each side: five, as a tick carries
 
 
 def stable_hash(text: str) -> int:
@@ -214,8 +215,20 @@ class Market:
         has_ask = quote.ask_price_1 > 0 and quote.ask_volume_1 > 0
         self.bid1 = ticks(quote.bid_price_1) if has_bid else self.down
         self.ask1 = ticks(quote.ask_price_1) if has_ask else self.up
-        self.bid_vol = [int(quote.bid_volume_1) if has_bid else 0] + [0] * (LEVELS - 1)
-        self.ask_vol = [int(quote.ask_volume_1) if has_ask else 0] + [0] * (LEVELS - 1)
+        self.bid_vol = [0] * LEVELS
+        self.ask_vol = [0] * LEVELS
+        # the quote's deeper levels that fall on the book's five ticks each side (a level-1
+        # front has none): the paper account fills against what the venue shows, no more
+        if has_bid:
+            for price, volume in quote.bids:
+                i = self.bid1 - ticks(price)
+                if price > 0 and volume > 0 and 0 <= i < LEVELS:
+                    self.bid_vol[i] = int(volume)
+        if has_ask:
+            for price, volume in quote.asks:
+                i = ticks(price) - self.ask1
+                if price > 0 and volume > 0 and 0 <= i < LEVELS:
+                    self.ask_vol[i] = int(volume)
         self.steps += 1
 
     def new_day(self) -> None:
@@ -234,9 +247,19 @@ class Market:
         asks = [(self.price(self.ask1 + i), self.ask_vol[i]) for i in range(LEVELS) if self.ask_vol[i] > 0]
         return bids, asks
 
+    def levels(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """The book as a venue reports it, best first: level 1 is the best price (its volume 0
+        once taken, until the next step), levels 2-5 the next prices that have volume."""
+        bids = [(self.price(self.bid1), float(self.bid_vol[0]))]
+        bids += [(self.price(self.bid1 - i), float(v)) for i, v in enumerate(self.bid_vol) if i and v > 0]
+        asks = [(self.price(self.ask1), float(self.ask_vol[0]))]
+        asks += [(self.price(self.ask1 + i), float(v)) for i, v in enumerate(self.ask_vol) if i and v > 0]
+        return bids, asks
+
     def to_tick(self, moment: datetime, account_id: str) -> Tick:
         p = self.price
         no_limit = self.contract.limit_pct <= 0
+        bids, asks = self.levels()
         return Tick(
             account_id=account_id,
             vt_symbol=self.vt_symbol,
@@ -253,10 +276,7 @@ class Market:
             low_price=p(self.low),
             limit_up=0.0 if no_limit else p(self.up),
             limit_down=0.0 if no_limit else p(self.down),
-            bid_price_1=p(self.bid1),
-            bid_volume_1=self.bid_vol[0],
-            ask_price_1=p(self.ask1),
-            ask_volume_1=self.ask_vol[0],
+            **depth_fields(bids, asks),
         )
 
     def record(self) -> MarketRecord:

@@ -42,6 +42,8 @@ from core.models import (
     TraderInfo,
     TraderStatus,
     TradingState,
+    decimals_of,
+    depth_fields,
 )
 from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand
 
@@ -114,16 +116,25 @@ _QUOTES: dict[str, tuple[float, float, float, float, float, float, float, float]
 }
 
 
+def depth(vt_symbol: str, bid: float, bidv: float, ask: float, askv: float) -> dict[str, float]:
+    """The book behind a fixed quote: five levels a tick apart on SHFE and INE (their level-5
+    fronts), level 1 only elsewhere (as most CTP fronts report)."""
+    if not vt_symbol.endswith((".SHFE", ".INE")):
+        return depth_fields([(bid, bidv)], [(ask, askv)])
+    step = next(spec[2] for spec in _SPECS if spec[0] == vt_symbol)
+    digits = decimals_of(step)
+    bids = [(round(bid - n * step, digits), bidv + 7 * n) for n in range(5)]
+    asks = [(round(ask + n * step, digits), askv + 5 * n) for n in range(5)]
+    return depth_fields(bids, asks)
+
+
 def tick(vt_symbol: str, account_id: str, moment: datetime = NOW, **changes: float) -> Tick:
     """The fixed quote of ``vt_symbol``; ``changes`` override fields (a new price...)."""
     last, pre, bid, bidv, ask, askv, volume, oi = _QUOTES[vt_symbol]
     fields: dict[str, Any] = {
         "last_price": last,
         "pre_settlement": pre,
-        "bid_price_1": bid,
-        "bid_volume_1": bidv,
-        "ask_price_1": ask,
-        "ask_volume_1": askv,
+        **depth(vt_symbol, bid, bidv, ask, askv),
         "volume": volume,
         "open_interest": oi,
         "limit_up": round(pre * 1.07, 2),

@@ -81,6 +81,7 @@ BOOKS_FILE = "fake_ctp_books.json"
 BOOKS_LOCK = "fake_ctp_books.lock"
 BOOKS_LOCK_TIMEOUT = 10.0  # seconds to wait for the books (a test holding them, another process)
 OK = {"ErrorID": 0, "ErrorMsg": "正确"}
+DBL_MAX = 1.7976931348623157e308  # CTP's "no value" in a price field
 
 #: Fronts by vnpy gateway name, for in-process tests.
 FRONTS: dict[str, FakeFront] = {}
@@ -679,11 +680,13 @@ class FakeFront:
     def depth(self, inst: Instrument, volume: int) -> dict[str, Any]:
         stamp = now()
         levels = {}
+        # SHFE/INE fronts report five levels; the others level 1 and CTP's "no value" after it
+        deep = range(1, 6) if inst.close_today_rules else range(1, 2)
         for n in range(1, 6):
-            levels[f"BidPrice{n}"] = inst.bid - (n - 1) * inst.tick
-            levels[f"AskPrice{n}"] = inst.ask + (n - 1) * inst.tick
-            levels[f"BidVolume{n}"] = 10 * n
-            levels[f"AskVolume{n}"] = 12 * n
+            levels[f"BidPrice{n}"] = inst.bid - (n - 1) * inst.tick if n in deep else DBL_MAX
+            levels[f"AskPrice{n}"] = inst.ask + (n - 1) * inst.tick if n in deep else DBL_MAX
+            levels[f"BidVolume{n}"] = 10 * n if n in deep else 0
+            levels[f"AskVolume{n}"] = 12 * n if n in deep else 0
         return {
             "TradingDay": self.trading_day,
             "ActionDay": f"{stamp:%Y%m%d}",
@@ -702,7 +705,7 @@ class FakeFront:
             "OpenInterest": 150_000.0,
             "UpperLimitPrice": round(inst.pre_settlement * 1.07),
             "LowerLimitPrice": round(inst.pre_settlement * 0.93),
-            "SettlementPrice": 1.7976931348623157e308,  # DBL_MAX: no value yet
+            "SettlementPrice": DBL_MAX,  # no value yet
             **levels,
         }
 

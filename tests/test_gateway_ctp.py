@@ -314,6 +314,22 @@ async def test_depth_market_data_becomes_ticks(ctp: Ctp) -> None:
     assert (tick.last_price, tick.pre_settlement, tick.limit_up, tick.limit_down) == (3500, 3495, 3740, 3250)
     assert tick.open_interest == 150_000 and tick.last_volume == 1
     assert any("rb2601" in m and "symbol.EXCHANGE" in m for _, m in ctp.listener.of("log"))
+    # an SHFE front's five levels each side
+    assert tick.bids == ((3500, 10), (3499, 20), (3498, 30), (3497, 40), (3496, 50))
+    assert tick.asks == ((3501, 12), (3502, 24), (3503, 36), (3504, 48), (3505, 60))
+
+
+async def test_a_level_1_front_leaves_the_deeper_levels_blank(ctp: Ctp) -> None:
+    """DCE reports level 1 only (DBL_MAX prices, no volume after it): levels 2-5 are 0."""
+    ctp.gateway.subscribe("m2605.DCE")
+    await wait_until(lambda: any(t.vt_symbol == "m2605.DCE" for t in ctp.listener.of("tick")), 20, "a tick")
+    tick = next(t for t in ctp.listener.of("tick") if t.vt_symbol == "m2605.DCE")
+    assert tick.bids == ((2800, 10), *((0, 0),) * 4) and tick.asks == ((2801, 12), *((0, 0),) * 4)
+    assert (tick.pre_settlement, tick.limit_up, tick.limit_down) == (
+        2790,
+        round(2790 * 1.07),
+        round(2790 * 0.93),
+    )
 
 
 async def test_a_failing_handler_never_stops_the_events(ctp: Ctp) -> None:

@@ -194,6 +194,28 @@ async def test_connected_only_after_the_initial_data(connected: tuple[TqsdkGatew
     assert "md_url" not in str(rec.statuses) and "/t/md/front" not in str(rec.statuses)
 
 
+async def test_ticks_carry_the_levels_the_venue_reports(
+    connected: tuple[TqsdkGateway, Recorder], fake: FakeTq
+) -> None:
+    """TqSdk's bid_price1..5 / ask_price1..5 become the tick's five levels; levels a quote does
+    not have (NaN in TqSdk) are 0; a change deep in the book alone is a new tick."""
+    _, rec = connected
+    tick = rec.ticks[RB]
+    assert tick.bids == ((3499, 10), *((0, 0),) * 4)  # the fake starts with level 1 only
+    assert (tick.pre_settlement, tick.open_interest, tick.limit_down) == (3500, 1000, 3150)
+    deep: dict[str, float] = {}
+    for n in range(2, 6):
+        deep |= {f"bid_price{n}": 3500 - n, f"bid_volume{n}": 10 * n}
+        deep |= {f"ask_price{n}": 3500 + n, f"ask_volume{n}": 11 * n}
+    fake.set_quote("SHFE.rb2601", **deep)
+    await wait_until(lambda: rec.ticks[RB].ask_price_5 == 3505, what="five levels")
+    tick = rec.ticks[RB]
+    assert tick.bids == ((3499, 10), (3498, 20), (3497, 30), (3496, 40), (3495, 50))
+    assert tick.asks == ((3501, 10), (3502, 22), (3503, 33), (3504, 44), (3505, 55))
+    fake.set_quote("SHFE.rb2601", bid_volume3=99)  # same venue time, same top of the book
+    await wait_until(lambda: rec.ticks[RB].bid_volume_3 == 99, what="the level-3 change")
+
+
 async def test_place_rest_cancel_and_fill(connected: tuple[TqsdkGateway, Recorder]) -> None:
     gateway, rec = connected
     resting = gateway.send_order(order(Direction.LONG, Offset.OPEN, 3490))

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.models import (
+    DEPTH_LEVELS,
     Account,
     Direction,
     Offset,
@@ -20,6 +21,7 @@ from core.models import (
     OrderType,
     Status,
     Tick,
+    depth_fields,
     now,
 )
 from core.protocol import (
@@ -90,6 +92,47 @@ def test_every_type_round_trips_a_default_instance() -> None:
         assert isinstance(value, MESSAGE_TYPES[name])
         msg = decode_payload(encode_frame(Message(type=name, req_id=7, data=value))[4:])
         assert msg.data == value and msg.req_id == 7
+
+
+_prices = st.floats(min_value=0, max_value=1e7, allow_nan=False)
+_volumes = st.integers(min_value=0, max_value=10**6).map(float)
+_levels = st.lists(st.tuples(_prices, _volumes), max_size=DEPTH_LEVELS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(bids=_levels, asks=_levels, limits=st.tuples(_prices, _prices, _prices, _volumes))
+def test_a_tick_round_trips_its_levels_and_limits(
+    bids: list[tuple[float, float]],
+    asks: list[tuple[float, float]],
+    limits: tuple[float, float, float, float],
+) -> None:
+    up, down, pre, oi = limits
+    tick = Tick(
+        vt_symbol="rb2605.SHFE",
+        datetime=now(),
+        last_price=3500,
+        limit_up=up,
+        limit_down=down,
+        pre_settlement=pre,
+        open_interest=oi,
+        **depth_fields(bids, asks),
+    )
+    msg = decode_payload(encode_frame(Message(type="tick", data=tick))[4:])
+    assert isinstance(msg.data, Tick) and msg.data == tick
+    blank = ((0.0, 0.0),) * (DEPTH_LEVELS - len(bids))
+    assert msg.data.bids == (*bids, *blank)
+    assert (msg.data.limit_up, msg.data.limit_down, msg.data.pre_settlement, msg.data.open_interest) == limits
+
+
+def test_levels_a_venue_did_not_report_stay_off_the_wire() -> None:
+    """A level-1 front's tick pays nothing for levels 2-5; a frame without them (an older
+    trader's) decodes with them blank."""
+    tick = Tick(
+        vt_symbol="m2605.DCE", datetime=now(), last_price=2800, **depth_fields([(2800, 3)], [(2801, 4)])
+    )
+    data = json.loads(encode_frame(Message(type="tick", data=tick))[4:])["data"]
+    assert "bid_price_1" in data and not any(k.endswith(("_2", "_3", "_4", "_5")) for k in data)
+    assert decode_payload(json.dumps({"type": "tick", "data": data}).encode()).data.bids[1:] == ((0, 0),) * 4
 
 
 def test_the_type_names_are_one_list_with_a_payload_each() -> None:

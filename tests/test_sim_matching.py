@@ -8,6 +8,7 @@ day rolls and checks the invariants after every operation.
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -26,7 +27,9 @@ from core.models import (
     OrderRequest,
     OrderType,
     Status,
+    Tick,
     Trade,
+    depth_fields,
     on_tick_grid,
     trading_day_of,
 )
@@ -41,7 +44,7 @@ from gateways.sim_journal import (
     load_state,
     save_state,
 )
-from gateways.sim_market import stable_hash, trading_day_end
+from gateways.sim_market import Market, stable_hash, trading_day_end
 
 AU = "au2612.SHFE"  # per-lot fee, close-today free, has close-today rules
 RB = "rb2605.SHFE"
@@ -195,6 +198,96 @@ def test_market_walk_stays_on_grid_inside_limits(ex: SimExchange) -> None:
             assert len(bids) <= 5 and len(asks) <= 5
         assert set(spreads) <= {1, 2}
         assert spreads[1] > spreads[2]  # one tick apart mostly
+
+
+def test_ticks_carry_five_levels_each_side(ex: SimExchange) -> None:
+    """Every tick reports the book five levels deep, as the engine holds it (``depth``): bids
+    falling, asks rising, one tick apart, on the grid, inside the limits; the limits are the
+    product's percentage around the pre-settlement the tick reports."""
+    for vt_symbol in (AU, RB, IF, TA, IRON):
+        ex.open_market(vt_symbol)
+        contract = ex.get_contract(vt_symbol)
+        assert contract is not None and contract.limit_pct > 0
+        tick_size = contract.pricetick
+        for _ in range(200):
+            tick, _ = ex.step(vt_symbol)
+            pre = tick.pre_settlement
+            assert pre > 0
+            assert tick.limit_up == pytest.approx(
+                math.floor(pre * (1 + contract.limit_pct) / tick_size + 1e-9) * tick_size
+            )
+            assert tick.limit_down == pytest.approx(
+                math.ceil(pre * (1 - contract.limit_pct) / tick_size - 1e-9) * tick_size
+            )
+            bids, asks = ex.depth(vt_symbol)
+            assert list(tick.bids) == [(p, float(v)) for p, v in bids]  # nothing near a limit: 5 full levels
+            assert list(tick.asks) == [(p, float(v)) for p, v in asks]
+            bid_prices = [p for p, _ in tick.bids]
+            ask_prices = [p for p, _ in tick.asks]
+            assert all(b1 - b2 == pytest.approx(tick_size) for b1, b2 in itertools.pairwise(bid_prices))
+            assert all(a2 - a1 == pytest.approx(tick_size) for a1, a2 in itertools.pairwise(ask_prices))
+            for price, volume in (*tick.bids, *tick.asks):
+                assert volume > 0 and on_tick_grid(price, tick_size)
+                assert tick.limit_down <= price <= tick.limit_up
+
+
+def test_a_book_at_a_limit_reports_the_levels_it_has(clock: Clock) -> None:
+    """Limit-up: nothing is offered above it, so the ask side has one level and blanks."""
+    contract = SimExchange("DQ1", seed=7, clock=clock).get_contract(AU)
+    assert contract is not None
+    market = Market(contract, 7, round(900 / contract.pricetick))
+    market.last = market.up
+    market.draw_book()
+    tick = market.to_tick(WEDNESDAY, "DQ1")
+    assert tick.ask_price_1 == tick.limit_up and tick.ask_volume_1 > 0
+    assert tick.asks[1:] == ((0, 0),) * 4
+    assert [p for p, _ in tick.bids] == [tick.limit_up - n * contract.pricetick for n in (1, 2, 3, 4, 5)]
+
+
+def test_taken_levels_leave_the_reported_book(ex: SimExchange) -> None:
+    """A buy that takes the first two ask levels: level 1 keeps its price with no volume (until
+    the next step), and the levels after it are the prices that still have volume."""
+    ex.open_market(RB)
+    ex.step(RB)
+    _, asks = ex.depth(RB)
+    update = order(ex, RB, LONG, asks[0][1] + asks[1][1], price=asks[1][0])
+    assert final(update).status is Status.ALLTRADED
+    tick = ex.tick(RB)
+    assert tick is not None
+    assert (tick.ask_price_1, tick.ask_volume_1) == (asks[0][0], 0)
+    assert list(tick.asks[1:4]) == [(p, float(v)) for p, v in asks[2:5]]
+    assert tick.asks[4] == (0, 0)
+
+
+def test_a_paper_market_takes_the_quotes_levels(clock: Clock) -> None:
+    """A real quote's levels become the paper book where they fall within five ticks of its best
+    prices (a gap stays a gap); a level-1 quote leaves levels 2-5 blank."""
+    contract = SimExchange("DQ1", seed=7, clock=clock).get_contract(RB)
+    assert contract is not None
+    market = Market(contract, 7, 3500)
+    quote = Tick(
+        vt_symbol=RB,
+        datetime=WEDNESDAY,
+        last_price=3500,
+        limit_up=3745,
+        limit_down=3255,
+        pre_settlement=3500,
+        **depth_fields(
+            [(3500, 5), (3499, 7), (3497, 9), (3496, 11), (3490, 13)],  # 3490: six ticks away
+            [(3501, 6), (3502, 8), (3503, 10), (3504, 12), (3505, 14)],
+        ),
+    )
+    market.apply(quote)
+    tick = market.to_tick(WEDNESDAY, "P1")
+    assert tick.bids == ((3500, 5), (3499, 7), (3497, 9), (3496, 11), (0, 0))
+    assert tick.asks == quote.asks
+    _, fills = market.depth()
+    assert sum(v for _, v in fills) == 6 + 8 + 10 + 12 + 14  # what a paper order can fill against
+    market.apply(
+        Tick(vt_symbol=RB, datetime=WEDNESDAY, last_price=3500, **depth_fields([(3500, 5)], [(3501, 6)]))
+    )
+    tick = market.to_tick(WEDNESDAY, "P1")
+    assert tick.bids == ((3500, 5), *((0, 0),) * 4) and tick.asks == ((3501, 6), *((0, 0),) * 4)
 
 
 def test_market_is_reproducible_from_the_seed(clock: Clock) -> None:

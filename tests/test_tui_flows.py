@@ -38,6 +38,7 @@ from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order_entry import OrderEntryDialog
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
+from tui.widgets.depth import DepthView
 from tui.widgets.table import KeyedTable
 
 DQ1_WATCH = ["au2612.SHFE", "rb2705.SHFE", "IF2612.CFFEX"]
@@ -453,6 +454,50 @@ async def test_buy_through_entry_and_confirmation_fills_and_shows_pnl(core_env: 
 
 
 # ====================================================================== 3. close a position
+
+
+async def test_the_depth_panel_and_the_order_form_follow_the_sims_five_level_book(core_env: CoreEnv) -> None:
+    """The sim's five levels come through the trader, the manager and the client: the Depth panel
+    shows the selected contract's book and the order form's quote moves with the market."""
+    async with console(core_env) as c:
+        state = c.state("DQ1")
+        symbol = "rb2705.SHFE"
+        contract = state.contracts[symbol]
+        await select_row(c, "market", symbol)
+        depth = c.screen.query_one("#depth", DepthView)
+
+        def ladder() -> list[str]:
+            lines = depth.content.plain.splitlines()  # type: ignore[union-attr]
+            return [line.split()[2] for line in lines if line.startswith(("Ask", "Bid"))]
+
+        def book() -> list[str]:
+            t = state.ticks[symbol]
+            return [fmt.price(p, contract) for p, _ in (*reversed(t.asks), *t.bids)]
+
+        await c.until(lambda: ladder() == book(), "the rb2705 book in the Depth panel")
+        assert len(set(book())) == 10 and "-" not in book()  # five real levels each side
+        await c.step("DQ1", symbol)
+        await c.until(lambda: ladder() == book(), "the next rb2705 book in the Depth panel")
+
+        await c.pilot.press("b")
+        entry = c.dialog(OrderEntryDialog)
+        quote = entry.query_one("#entry-quote", Static)
+
+        def best() -> str:
+            t = state.ticks[symbol]
+            return f"Bid {fmt.price(t.bid_price_1, contract)} x{t.bid_volume_1:,.0f}   Ask {fmt.price(t.ask_price_1, contract)}"
+
+        assert best() in quote.content.plain  # type: ignore[union-attr]
+        for _ in range(5):  # a step may leave the best prices where they were: until they move
+            before = best()
+            await c.step("DQ1", symbol)
+            if best() != before:
+                break
+        assert best() != before
+        await c.until(lambda: best() in quote.content.plain, "the new quote in the order form")  # type: ignore[union-attr]
+        await c.pilot.press("escape")
+        c.no_dialog()
+        assert c.client.count("send_order") == 0
 
 
 async def test_close_the_selected_position_through_its_confirmation(core_env: CoreEnv) -> None:

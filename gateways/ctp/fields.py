@@ -33,6 +33,7 @@ from typing import Any
 
 from core.models import (
     CHINA_TZ,
+    DEPTH_LEVELS,
     Account,
     Contract,
     Direction,
@@ -45,6 +46,7 @@ from core.models import (
     Status,
     Tick,
     Trade,
+    depth_fields,
     now,
     split_vt_symbol,
     trading_day_of,
@@ -52,6 +54,7 @@ from core.models import (
 
 HUGE_PRICE = 1e300  # CTP's "no value" is DBL_MAX
 DEFAULT_MARGIN_RATIO = 0.1  # when the instrument query gives no usable ratio
+LEVELS = range(1, DEPTH_LEVELS + 1)  # vnpy's TickData: bid_price_1 .. bid_price_5
 
 #: CTP's OnFrontDisconnected reasons.
 DISCONNECT_REASONS = {
@@ -258,8 +261,11 @@ def contract_from_vnpy(data: Any, account_id: str) -> Contract | None:
 
 
 def tick_from_vnpy(data: Any, account_id: str, last_volume: float) -> Tick:
-    """Level 1 of a depth market data notice; ``last_volume`` is the volume since the previous tick."""
+    """A depth market data notice; ``last_volume`` is the volume since the previous tick. Levels
+    2-5 are there where the front reports them (SHFE/INE level-5 fronts), else 0."""
     raw = data.extra or {}
+    bids = [(price(getattr(data, f"bid_price_{n}")), getattr(data, f"bid_volume_{n}")) for n in LEVELS]
+    asks = [(price(getattr(data, f"ask_price_{n}")), getattr(data, f"ask_volume_{n}")) for n in LEVELS]
     return Tick(
         account_id=account_id,
         vt_symbol=data.vt_symbol,
@@ -276,10 +282,7 @@ def tick_from_vnpy(data: Any, account_id: str, last_volume: float) -> Tick:
         low_price=price(data.low_price),
         limit_up=price(data.limit_up),
         limit_down=price(data.limit_down),
-        bid_price_1=price(data.bid_price_1),
-        bid_volume_1=data.bid_volume_1,
-        ask_price_1=price(data.ask_price_1),
-        ask_volume_1=data.ask_volume_1,
+        **depth_fields(bids, asks),
     )
 
 

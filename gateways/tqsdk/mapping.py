@@ -33,6 +33,7 @@ from typing import Any
 
 from core.models import (
     CHINA_TZ,
+    DEPTH_LEVELS,
     Account,
     Contract,
     Direction,
@@ -45,6 +46,7 @@ from core.models import (
     Status,
     Tick,
     Trade,
+    depth_fields,
     now,
     split_vt_symbol,
     trading_day_of,
@@ -52,6 +54,7 @@ from core.models import (
 
 #: TqSdk also lists stocks and options of other venues; only these futures exchanges are ours
 FUTURES_EXCHANGES = frozenset(e.value for e in Exchange)
+LEVELS = range(1, DEPTH_LEVELS + 1)  # TqSdk's quote: bid_price1 .. bid_price5
 
 
 # ====================================================================== symbols, numbers, times
@@ -188,10 +191,10 @@ def tick_from_quote(account_id: str, tq_symbol: str, quote: Any) -> Tick:
         low_price=_num(quote.lowest),
         limit_up=_num(quote.upper_limit),
         limit_down=_num(quote.lower_limit),
-        bid_price_1=_num(quote.bid_price1),
-        bid_volume_1=_num(quote.bid_volume1),
-        ask_price_1=_num(quote.ask_price1),
-        ask_volume_1=_num(quote.ask_volume1),
+        **depth_fields(
+            [(_num(getattr(quote, f"bid_price{n}")), _num(getattr(quote, f"bid_volume{n}"))) for n in LEVELS],
+            [(_num(getattr(quote, f"ask_price{n}")), _num(getattr(quote, f"ask_volume{n}"))) for n in LEVELS],
+        ),
     )
 
 

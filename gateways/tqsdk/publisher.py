@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from core.models import Direction, Position, Status
 from gateways.tqsdk.mapping import (
     FUTURES_EXCHANGES,
+    LEVELS,
     SentOrder,
     account_from_tq,
     contract_from_quote,
@@ -36,6 +38,18 @@ if TYPE_CHECKING:
     from tqsdk import TqApi
 
 ACCOUNT_PUSH_SECONDS = 1.0  # the account moves with every quote: push it at most this often
+
+#: what a new tick is pushed for: a change in any of these (the five levels too)
+_QUOTE_SIGNATURE = attrgetter(
+    "datetime",
+    "last_price",
+    "volume",
+    "open_interest",
+    "upper_limit",
+    "lower_limit",
+    "pre_settlement",
+    *(f"{side}_{what}{n}" for n in LEVELS for side in ("bid", "ask") for what in ("price", "volume")),
+)
 
 
 class Publisher:
@@ -81,18 +95,7 @@ class Publisher:
 
     def _publish_quotes(self, force: bool) -> None:
         for tq_symbol, quote in self.quotes.items():
-            sig = (
-                quote.datetime,
-                quote.last_price,
-                quote.bid_price1,
-                quote.ask_price1,
-                quote.bid_volume1,
-                quote.ask_volume1,
-                quote.volume,
-                quote.open_interest,
-                quote.upper_limit,
-                quote.lower_limit,
-            )
+            sig = _QUOTE_SIGNATURE(quote)
             first = tq_symbol not in self._quote_sig
             if not force and self._quote_sig.get(tq_symbol) == sig:
                 continue

@@ -9,6 +9,7 @@ shows the confirmation. The trader's own risk checks still apply after that.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from rich.text import Text
 from textual import on
@@ -19,7 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
 from core.client import AccountState, closable_volume
-from core.models import Contract, Direction, Offset, OrderRequest, OrderType, Position, on_tick_grid
+from core.models import Contract, Direction, Offset, OrderRequest, OrderType, Position, Tick, on_tick_grid
 from tui import format as fmt
 
 OFFSETS: list[tuple[str, str]] = [
@@ -42,6 +43,35 @@ def opposite_best(state: AccountState, vt_symbol: str, direction: Direction) -> 
         return None
     value = tick.ask_price_1 if direction is Direction.LONG else tick.bid_price_1
     return value or tick.last_price or None
+
+
+def step_price(text: str, contract: Contract, tick: Tick | None, steps: int) -> str:
+    """The price ``steps`` ticks from ``text`` (a price typed in the form), on the contract's
+    grid and within today's limits (from ``tick``), as the price field shows it; ValueError
+    (its message for the operator) when ``text`` is not a price.
+
+    Decimal arithmetic on the tick's own digits, so a hundred steps of 0.02 land on the grid
+    with no float drift. A price off the grid steps to the grid price on that side (912.33 up
+    one tick of 0.02 is 912.34), one beyond a limit comes back inside it, and no step goes past
+    limit-up, below limit-down or below one tick.
+    """
+    raw = text.replace(",", "").strip()
+    try:
+        price = Decimal(raw)
+    except InvalidOperation:
+        price = Decimal("NaN")
+    if not price.is_finite():
+        raise ValueError(f"Price: '{raw}' is not a price to step from")
+    size = Decimal(repr(contract.pricetick))
+    grid = price / size
+    n = grid.to_integral_value(ROUND_FLOOR if steps > 0 else ROUND_CEILING) + steps
+    low = Decimal(1)
+    if tick is not None and tick.limit_down > 0:
+        low = max(low, (Decimal(repr(tick.limit_down)) / size).to_integral_value(ROUND_CEILING))
+    n = max(n, low)
+    if tick is not None and tick.limit_up > 0:
+        n = min(n, (Decimal(repr(tick.limit_up)) / size).to_integral_value(ROUND_FLOOR))
+    return f"{n * size:.{contract.decimals}f}"
 
 
 def closable(state: AccountState, vt_symbol: str, position_direction: Direction) -> tuple[float, float]:
@@ -146,6 +176,48 @@ def close_rows(
     return rows, price
 
 
+class PriceInput(Input):
+    """The price field: + / - (or Up / Down) move the price by one tick of the contract."""
+
+    BINDINGS = [
+        # priority: + and - are printable, and a field takes printable keys before any binding
+        Binding("plus,up", "step(1)", "Up a tick", show=False, priority=True),
+        Binding("minus,down", "step(-1)", "Down a tick", show=False, priority=True),
+    ]
+
+    def action_step(self, steps: int) -> None:
+        screen = self.screen
+        if isinstance(screen, OrderEntryDialog):
+            screen.step_price(steps)
+
+
+def quote_line(state: AccountState, vt_symbol: str) -> Text:
+    """The form's live quote of ``vt_symbol``: best bid and ask with their volumes, the last
+    price, and today's limits."""
+    tick = state.ticks.get(vt_symbol)
+    contract = state.contracts.get(vt_symbol)
+    if tick is None:
+        return Text(f"no quote for {vt_symbol or 'this symbol'}", style="italic")
+    line = Text()
+    for label, price, volume in (
+        ("Bid", tick.bid_price_1, tick.bid_volume_1),
+        ("Ask", tick.ask_price_1, tick.ask_volume_1),
+    ):
+        line.append(f"{label} ", style="dim")
+        line.append(fmt.price(price, contract), style="bold")
+        line.append(f" x{fmt.volume(volume)}   " if price else "   ")
+    line.append("Last ", style="dim")
+    line.append(fmt.price(tick.last_price, contract))
+    line.append("\nLimit up ", style="dim")
+    line.append(fmt.price(tick.limit_up, contract))
+    line.append("   Limit down ", style="dim")
+    line.append(fmt.price(tick.limit_down, contract))
+    if contract is not None:
+        line.append("   Tick ", style="dim")
+        line.append(f"{contract.pricetick:g}")
+    return line
+
+
 class OrderEntryDialog(ModalScreen[OrderRequest | None]):
     """Enter in a text field (symbol, price, volume) sends the form for confirmation; Esc
     abandons it.
@@ -194,6 +266,7 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         order_type = draft.type.name if draft is not None else OrderType.LIMIT.name
         with Vertical(id="entry-box"):
             yield Static(Text(f"New order — {self.account_id}", style="bold"), id="entry-title")
+            yield Static(quote_line(self.state, self.vt_symbol), id="entry-quote")
             with Grid(id="entry-grid"):
                 yield Label("Symbol")
                 yield Input(self.vt_symbol, id="symbol", placeholder="au2612.SHFE")
@@ -204,12 +277,13 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
                 yield Label("Type")
                 yield Select(TYPES, value=order_type, allow_blank=False, id="type")
                 yield Label("Price")
-                yield Input(price_text, id="price", placeholder="opposite best")
+                yield PriceInput(price_text, id="price", placeholder="opposite best")
                 yield Label("Volume")
                 yield Input(f"{self.prefill_volume:g}", id="volume")
             yield Static("", id="entry-error")
             yield Static(
-                Text("Enter: review    Tab: next field    Esc: abandon", style="italic"), id="entry-keys"
+                Text("Enter: review  Tab: next  +/-: price tick  Esc: abandon", style="italic"),
+                id="entry-keys",
             )
 
     def on_mount(self) -> None:
@@ -223,7 +297,8 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
     @on(Select.Changed, "#direction")
     @on(Input.Changed, "#symbol")
     def _reprice(self) -> None:
-        """A new side or symbol: propose its opposite best price again."""
+        """A new side or symbol: its quote, and its opposite best price proposed again."""
+        self.show_quote(self.state)
         symbol = self.query_one("#symbol", Input).value.strip()
         direction = Direction[str(self.query_one("#direction", Select).value)]
         draft = self.draft
@@ -234,8 +309,50 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
             contract = self.state.contracts.get(symbol)
             self.query_one("#price", Input).value = fmt.price(best, contract).replace(",", "")
 
+    def show_quote(self, state: AccountState, changed: set[str] | None = None) -> None:
+        """The live quote line, for ticks of the form's symbol (``changed``: the symbols that
+        ticked; None: any may have). The price field is the operator's: it never moves."""
+        self.state = state
+        symbol = self.query_one("#symbol", Input).value.strip()
+        if changed is None or symbol in changed:
+            self.query_one("#entry-quote", Static).update(quote_line(state, symbol))
+
+    def step_price(self, steps: int) -> None:
+        """+/- in the price field: one tick up or down, within today's limits."""
+        symbol = self.query_one("#symbol", Input).value.strip()
+        contract = self.state.contracts.get(symbol)
+        if contract is None:
+            self._error(f"Price: no contract '{symbol}' to step the price of")
+            return
+        field = self.query_one("#price", Input)
+        tick = self.state.ticks.get(symbol)
+        text = field.value
+        if not text.strip():  # nothing typed: step from the price a marketable order pays
+            direction = Direction[str(self.query_one("#direction", Select).value)]
+            best = opposite_best(self.state, symbol, direction)
+            if best is None:
+                self._error(f"Price: no quote for {symbol} to step from: type a price")
+                return
+            text = f"{best:.{contract.decimals}f}"
+        try:
+            value = step_price(text, contract, tick, steps)
+        except ValueError as exc:
+            self._error(str(exc))
+            return
+        self._error("")
+        if value == text.replace(",", "").strip() and tick is not None:
+            limit = tick.limit_up if steps > 0 else tick.limit_down
+            if limit:
+                which = "limit-up" if steps > 0 else "limit-down"
+                self._note(f"Price: at today's {which} {fmt.price(limit, contract)}")
+        field.value = value
+        field.cursor_position = len(value)
+
     def _error(self, message: str) -> None:
         self.query_one("#entry-error", Static).update(Text(message, style="bold red"))
+
+    def _note(self, message: str) -> None:
+        self.query_one("#entry-error", Static).update(Text(message, style="yellow"))
 
     def validate(self) -> OrderRequest | str:
         """The request, or what is wrong with the form."""

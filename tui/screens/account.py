@@ -1,6 +1,7 @@
 """The account screen: where the operator works on one account.
 
-Panels: Market, Positions, Orders (working / all), Account (funds and equity),
+Panels: Market, Positions, Depth (the book of the Market panel's selected contract),
+Orders (working / all), Account (funds and equity),
 and a tabbed strip with Trades, Strategy triggers, Strategies and Log. Every
 order-sending action goes through a confirmation that shows exactly what will
 be sent; results come back as notifications.
@@ -27,6 +28,7 @@ from tui.dialogs.kill import KillDialog, protective_row
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
 from tui.host import ConsoleHost
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
+from tui.widgets.depth import DepthView
 from tui.widgets.equity import RANGES, account_now
 from tui.widgets.funds import FundsPanel
 from tui.widgets.market import MarketTable
@@ -89,10 +91,13 @@ class AccountScreen(Screen[None]):
         scheme = self.qapp.scheme
         yield AccountBar(id="account-bar")
         with Horizontal(id="upper"):
-            with Vertical(id="market-box", classes="panel"):
-                yield MarketTable(scheme=scheme, id="market")
-            with Vertical(id="positions-box", classes="panel"):
-                yield PositionsTable(scheme=scheme, id="positions")
+            with Vertical(id="upper-left"):
+                with Vertical(id="market-box", classes="panel"):
+                    yield MarketTable(scheme=scheme, id="market")
+                with Vertical(id="positions-box", classes="panel"):
+                    yield PositionsTable(scheme=scheme, id="positions")
+            with Vertical(id="depth-box", classes="panel"):
+                yield DepthView(scheme=scheme, id="depth")
         with Horizontal(id="middle"):
             with Vertical(id="orders-box", classes="panel"):
                 yield OrdersTable(scheme=scheme, id="orders")
@@ -117,6 +122,7 @@ class AccountScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#market-box").border_title = "Market"
         self.query_one("#positions-box").border_title = "Positions"
+        self.query_one("#depth-box").border_title = "Depth"
         self.query_one("#funds-box").border_title = "Account"
         self._title_orders()
         self.refresh_live(None)
@@ -154,7 +160,15 @@ class AccountScreen(Screen[None]):
             self.query_one("#account-bar", AccountBar).show(self.qapp, state)
             if changed("tick", "contract"):
                 only = None if everything or "contract" in dirty else dirty.get("tick")  # type: ignore[union-attr]
-                self.query_one("#market", MarketTable).show(state, only=only)
+                market = self.query_one("#market", MarketTable)
+                market.show(state, only=only)
+                selected = market.selected_key
+                depth = self.query_one("#depth", DepthView)
+                if only is None or selected in only or selected != depth.vt_symbol:
+                    depth.show(state, selected)
+                entry = self.app.screen
+                if isinstance(entry, OrderEntryDialog) and entry.account_id == self.account_id:
+                    entry.show_quote(state, only)
             if changed("position", "contract"):
                 self.query_one("#positions", PositionsTable).show(state)
             if changed("order"):
@@ -171,6 +185,10 @@ class AccountScreen(Screen[None]):
                 self.query_one("#strategies", StrategiesTable).show(state)
             if changed("log"):
                 self.query_one("#log", LogTable).show(state)
+
+    def on_market_table_highlighted(self, event: MarketTable.Highlighted) -> None:
+        """The Depth panel follows the Market panel's cursor."""
+        self.query_one("#depth", DepthView).show(self.state, event.vt_symbol)
 
     # ------------------------------------------------------------------ selection
 

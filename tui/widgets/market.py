@@ -1,6 +1,11 @@
-"""Market panel: the watchlist's quotes."""
+"""Market panel: the watchlist's quotes, with the day's limits, pre-settlement and open interest.
+
+The row under the cursor is the selected contract: the Depth panel shows its book (the table
+posts ``Highlighted`` when the cursor moves to another contract)."""
 
 from __future__ import annotations
+
+from textual.message import Message
 
 from core.client import AccountState
 from core.models import Tick
@@ -19,9 +24,24 @@ class MarketTable(KeyedTable[Tick]):
         ("askv", "AskV", 4),
         ("vol", "Volume", 9),
         ("oi", "OI", 9),
+        ("pre", "PreSettle", 9),
+        ("up", "Limit up", 9),
+        ("down", "Limit dn", 9),
     )
     # at 80 columns the watchlist is symbol, last and change; bid and ask come back from 100
-    HIDE_WHEN_NARROW = ("oi", "vol", "askv", "bidv", "ask", "bid")
+    HIDE_WHEN_NARROW = ("pre", "down", "up", "oi", "vol", "askv", "bidv", "ask", "bid")
+
+    class Highlighted(Message):
+        """The cursor is on another contract (``vt_symbol``; None when the table is empty)."""
+
+        def __init__(self, table: MarketTable, vt_symbol: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.vt_symbol = vt_symbol
+
+        @property
+        def control(self) -> MarketTable:
+            return self.table
 
     def __init__(self, *, scheme: str = "cn", id: str | None = None) -> None:
         super().__init__(id=id)
@@ -44,7 +64,16 @@ class MarketTable(KeyedTable[Tick]):
             fmt.right(fmt.volume(item.ask_volume_1)),
             fmt.right(fmt.volume(item.volume)),
             fmt.right(fmt.volume(item.open_interest)),
+            fmt.right(fmt.price(item.pre_settlement, contract)),
+            fmt.right(fmt.price(item.limit_up, contract)),
+            fmt.right(fmt.price(item.limit_down, contract)),
         )
+
+    def move_cursor(self, row: int) -> None:
+        before = self.selected_key
+        super().move_cursor(row)
+        if self.selected_key != before:
+            self.post_message(self.Highlighted(self, self.selected_key))
 
     def show(self, state: AccountState, only: set[str] | None = None) -> None:
         self.state = state
