@@ -218,7 +218,7 @@ class StrategyEngine:
         inst.running = True
         if not self._guard(inst, "on_start", inst.on_start):
             return Reply(ok=False, error=f"{name} failed to start: {inst.error}")
-        self.logger.warning("strategy %s started", name)
+        self.logger.info("strategy %s started", name)
         self._publish(inst)
         return Reply(ok=True, result=inst.state())
 
