@@ -38,6 +38,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from config.errors import ConfigError
+from config.paths import socket_dir_problem
 from config.schema import CHECK_ERROR, SECRET_FIELD_NAMES, AppConfig
 
 __all__ = [
@@ -59,22 +61,6 @@ DEMO_NOTICE = "no configuration found: running the demo (3 simulated accounts)"
 CONFIG_ENV_VAR = "QTRADER_CONFIG"
 #: Looked up relative to the current directory (third in the resolution order).
 LOCAL_CONFIG_PATH = Path("config") / "config.yaml"
-
-
-class ConfigError(Exception):
-    """A configuration problem the user can fix; ``str(err)`` is the complete message.
-
-    ``source`` (file name), ``field`` (dotted field path) and ``line`` are set
-    when known, for callers that want to point at the spot themselves.
-    """
-
-    def __init__(
-        self, message: str, *, source: str | None = None, field: str | None = None, line: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.source = source
-        self.field = field
-        self.line = line
 
 
 @dataclass
@@ -141,6 +127,12 @@ def load_config_file(path: Path, *, warnings: list[str] | None = None) -> AppCon
     path = Path(path).expanduser().absolute()
     name = path.name
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:  # before reading it: /dev/zero or a log file given by mistake
+            raise ConfigError(
+                f"{name}: refused: {size:,} bytes (a configuration is at most {MAX_FILE_BYTES:,})",
+                source=name,
+            )
         # utf-8-sig: tolerate the byte-order mark some Windows editors write.
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -169,6 +161,10 @@ def parse_config(
     appended to ``warnings`` if given.
     """
     ctx = _Context(source_name)
+    if len(text) > MAX_FILE_BYTES:
+        raise ctx.error(
+            (), f"refused: {len(text):,} characters (a configuration is at most {MAX_FILE_BYTES:,})"
+        )
     raw = _read_yaml(text, ctx)
     if raw is None:
         raise ctx.error((), "the file is empty (expected an 'accounts' list)")
@@ -182,7 +178,12 @@ def parse_config(
         config = AppConfig.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise _translate(_first_problem(exc.errors(include_url=False), data), ctx) from None
+    _refuse_literal_secrets(config, substituted, ctx)
     config = _absolute_dirs(config, base_dir or Path.cwd())
+    if config.socket.socket_dir is not None:
+        problem = socket_dir_problem(Path(config.socket.socket_dir))
+        if problem is not None:
+            raise ctx.error(("socket", "socket_dir"), problem)
     if warnings is not None:
         warnings.extend(_collect_warnings(config, substituted, ctx))
     return config
@@ -472,8 +473,39 @@ def _unknown_field_detail(loc: FieldPath, ctx: _Context) -> str:
 # --------------------------------------------------------------------------- YAML
 
 
+#: Limits that keep a hostile or broken file from taking the process down (a real configuration
+#: is a few kilobytes, a few hundred values, a dozen levels deep).
+MAX_FILE_BYTES = 1024 * 1024
+#: Values the document holds once every alias is expanded: bounds a "billion laughs" file,
+#: where a few lines of anchors stand for billions of values.
+MAX_VALUES = 100_000
+#: Nesting of mappings and lists, aliases expanded (PyYAML composes nodes recursively).
+MAX_DEPTH = 64
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one) and documents
+    too deep or too large once aliases are expanded (``_check_size``), before anything is built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_size(node)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -493,9 +525,74 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _Refused(yaml.composer.ComposerError):
+    """A well-formed document this loader will not build (too deep, too large, cyclic)."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_size(root: yaml.Node) -> None:
+    """Refuse a document whose expanded tree exceeds ``MAX_VALUES`` values or ``MAX_DEPTH`` levels.
+
+    An alias is the node it names, shared: the composed graph stays small however often a node is
+    reused, but every later step (interpolation, validation) walks the expanded tree. Sizes and
+    depths are computed once per node over the graph (iteratively, so no recursion limit applies),
+    in time linear in the file.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being measured: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if key in size:
+            continue
+        children = _children(node)
+        if not done:
+            if key in open_:
+                raise _Refused(
+                    None,
+                    None,
+                    "an alias (*name) refers to a mapping or list that contains it",
+                    node.start_mark,
+                )
+            open_.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+            continue
+        open_.discard(key)
+        size[key] = 1 + sum(size[id(c)] for c in children)
+        depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+        if size[key] > MAX_VALUES:
+            raise _Refused(
+                None,
+                None,
+                f"more than {MAX_VALUES:,} values once its aliases (*name) are expanded",
+                node.start_mark,
+            )
+        if depth[key] > MAX_DEPTH:
+            raise _Refused(
+                None,
+                None,
+                f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded",
+                node.start_mark,
+            )
+
+
 def _read_yaml(text: str, ctx: _Context) -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except _Refused as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ctx.error((), f"refused: {exc.problem}", line=line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "syntax error"
@@ -592,6 +689,25 @@ def _absolute_dirs(config: AppConfig, base_dir: Path) -> AppConfig:
     return config.model_copy(update={"database": database, "socket": socket})
 
 
+def _refuse_literal_secrets(config: AppConfig, substituted: set[tuple[Any, ...]], ctx: _Context) -> None:
+    """A secret must come from the environment (ARCHITECTURE.md, "Invariants" 3): a file is
+    copied, mailed and committed; a password in it has leaked already."""
+    for i, account in enumerate(config.accounts):
+        for section_name in ("ctp", "tqsdk"):
+            section = getattr(account, section_name)
+            if section is None:
+                continue
+            for name in sorted(type(section).secret_fields):
+                path = ("accounts", i, section_name, name)
+                if getattr(section, name) and path not in substituted:
+                    variable = re.sub(r"[^A-Z0-9_]", "_", f"{account.account_id}_{name}".upper())
+                    raise ctx.error(
+                        path,
+                        "secret written in the file: refused (put it in an environment variable, "
+                        f'export {variable}=..., and write {name}: "${{{variable}}}")',
+                    )
+
+
 def _collect_warnings(config: AppConfig, substituted: set[tuple[Any, ...]], ctx: _Context) -> list[str]:
     """Things that load but are probably not what the user wants."""
     out: list[str] = []
@@ -606,14 +722,6 @@ def _collect_warnings(config: AppConfig, substituted: set[tuple[Any, ...]], ctx:
                 continue
             if account.gateway != section_name:
                 warn(("accounts", i, section_name), f"ignored: the gateway is '{account.gateway}'")
-            for name in sorted(type(section).secret_fields):
-                path = ("accounts", i, section_name, name)
-                if getattr(section, name) and path not in substituted:
-                    warn(
-                        path,
-                        "secret written in the file: put it in an environment variable and write "
-                        f'{name}: "${{VARIABLE}}"',
-                    )
         if account.market_data_from is not None and account.enabled:
             source = config.account(account.market_data_from)
             if not source.enabled:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import platformdirs
 
-from config.loader import ConfigError
+from config.errors import ConfigError
 from config.schema import AppConfig, check_account_id
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "data_dir",
     "runtime_log_path",
     "socket_dir",
+    "socket_dir_path",
+    "socket_dir_problem",
     "trader_log_path",
     "trader_socket_path",
 ]
@@ -119,40 +121,45 @@ def control_socket_path(sock_dir: Path) -> Path:
     return sock_dir / "control.sock"
 
 
-def socket_dir(config: AppConfig) -> Path:
-    """The socket directory, created (mode 0700) or checked and secured.
-
-    ``socket.socket_dir``, else ``$XDG_RUNTIME_DIR/qtrader`` (if that directory
-    exists), else ``<tempdir>/qtrader-<uid>``. An existing directory must be a
-    real directory (not a symlink) owned by this user; it is then chmod'ed to
-    0700 so no other user can reach the sockets. Raises ``ConfigError`` when
-    the directory is unsafe or too long for a trader socket path.
-    """
+def socket_dir_path(config: AppConfig) -> Path:
+    """Where the sockets go (computed, nothing created): ``socket.socket_dir``, else
+    ``$XDG_RUNTIME_DIR/qtrader`` (if that directory exists), else ``<tempdir>/qtrader-<uid>``."""
     configured = config.socket.socket_dir
     if configured:
-        path = Path(configured).expanduser().absolute()
-    else:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if runtime and Path(runtime).is_dir():
-            path = Path(runtime) / "qtrader"
-        else:
-            # XDG_RUNTIME_DIR is often unset or stale (su, cron, containers): fall back to a per-user dir.
-            path = Path(tempfile.gettempdir()) / f"qtrader-{os.getuid()}"
-    _check_socket_path_length(path)
-    _ensure_private_dir(path, create_parents=bool(configured))
+        return Path(configured).expanduser().absolute()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "qtrader"
+    # XDG_RUNTIME_DIR is often unset or stale (su, cron, containers): fall back to a per-user dir.
+    return Path(tempfile.gettempdir()) / f"qtrader-{os.getuid()}"
+
+
+def socket_dir(config: AppConfig) -> Path:
+    """The socket directory (``socket_dir_path``), created (mode 0700) or checked and secured.
+
+    An existing directory must be a real directory (not a symlink) owned by this user; it is
+    then chmod'ed to 0700 so no other user can reach the sockets. Raises ``ConfigError`` (field
+    ``socket.socket_dir``) when the directory is unsafe or too long for a trader socket path.
+    """
+    path = socket_dir_path(config)
+    problem = socket_dir_problem(path)
+    if problem is not None:
+        raise ConfigError(f"socket.socket_dir: {problem}", field="socket.socket_dir")
+    _ensure_private_dir(path, create_parents=bool(config.socket.socket_dir))
     return path
 
 
-def _check_socket_path_length(path: Path) -> None:
+def socket_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot hold our Unix sockets (too long for ``sun_path``), or None."""
     longest = path / _LONGEST_SOCKET_NAME
     size = len(os.fsencode(longest))
     if size > SOCKET_PATH_MAX:
-        raise ConfigError(
-            f"socket directory {path} is too long for Unix sockets: a trader socket in it "
-            f"({_LONGEST_SOCKET_NAME}) would be {size} bytes, the limit is {SOCKET_PATH_MAX}; "
-            "set socket.socket_dir to a shorter path",
-            field="socket.socket_dir",
+        return (
+            f"{path} is too long for Unix sockets: a trader socket in it ({_LONGEST_SOCKET_NAME}) "
+            f"would be {size} bytes, the limit is {SOCKET_PATH_MAX} (the directory may have at most "
+            f"{SOCKET_PATH_MAX - size + len(os.fsencode(path))} bytes); set socket.socket_dir to a shorter path"
         )
+    return None
 
 
 def _ensure_private_dir(path: Path, *, create_parents: bool) -> None:
@@ -165,22 +172,24 @@ def _ensure_private_dir(path: Path, *, create_parents: bool) -> None:
         pass
     except OSError as exc:
         raise ConfigError(
-            f"socket directory {path}: cannot create it: {exc.strerror or exc}", field="socket.socket_dir"
+            f"socket.socket_dir: {path}: cannot create it: {exc.strerror or exc}", field="socket.socket_dir"
         ) from None
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise ConfigError(
-            f"socket directory {path} is a symbolic link; refusing to use it (set socket.socket_dir to the "
+            f"socket.socket_dir: {path} is a symbolic link; refusing to use it (set socket.socket_dir to the "
             "real directory)",
             field="socket.socket_dir",
         )
     if not stat.S_ISDIR(info.st_mode):
-        raise ConfigError(f"socket directory {path} exists and is not a directory", field="socket.socket_dir")
+        raise ConfigError(
+            f"socket.socket_dir: {path} exists and is not a directory", field="socket.socket_dir"
+        )
     uid = os.getuid()
     if info.st_uid != uid:
         # Someone else's directory (e.g. planted in /tmp): their sockets could impersonate ours.
         raise ConfigError(
-            f"socket directory {path} is owned by uid {info.st_uid}, not by you (uid {uid}); remove it or set "
+            f"socket.socket_dir: {path} is owned by uid {info.st_uid}, not by you (uid {uid}); remove it or set "
             "socket.socket_dir to a directory of your own",
             field="socket.socket_dir",
         )

@@ -34,6 +34,8 @@ from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
+from config.symbols import symbol_problem
+
 __all__ = [
     "ACCOUNT_ID_PATTERN",
     "CHECK_ERROR",
@@ -130,9 +132,14 @@ def _valid_account_id(value: str) -> str:
 
 def _valid_vt_symbol(value: str) -> str:
     try:
-        return check_vt_symbol(value)
+        check_vt_symbol(value)
     except ValueError as exc:
         _fail((), str(exc))
+    symbol, _, exchange = value.rpartition(".")
+    problem = symbol_problem(symbol, exchange)  # case, product, month digits (config.symbols)
+    if problem is not None:
+        _fail((), problem)
+    return value
 
 
 def _no_bool(error_type: str) -> Any:

@@ -24,7 +24,7 @@ from core.control import ServedManager
 from core.lockfile import LockHeld, PidLock, UnsafeLockFile
 from core.logs import setup_runtime_logging
 from core.manager import TradingManager
-from core.models import Direction, Status
+from core.models import Direction, Status, now, trading_day_of
 
 log = logging.getLogger("qtrader.daemon")
 
@@ -67,7 +67,7 @@ class StatusPrinter:
         log.info("%s %s", account_id, text)
         if self.out is None:
             return
-        stamp = time.strftime("%H:%M:%S")
+        stamp = f"{now():%H:%M:%S}"  # exchange time, as the console and the logs (the zone: start line)
         try:
             print(f"{stamp} {account_id:<6} {text}", file=self.out, flush=True)
         except (OSError, ValueError) as exc:  # BrokenPipeError, EIO on a hung-up tty, closed file
@@ -184,7 +184,11 @@ async def _serve(
     for warning in loaded.warnings:
         printer.line("config", warning)
     accounts = ", ".join(a.account_id for a in loaded.config.accounts if a.enabled)
-    printer.line("daemon", f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}")
+    printer.line(
+        "daemon",
+        f"pid {os.getpid()} data {data_dir} config {loaded.source} accounts {accounts}; "
+        f"times are exchange time (CST, UTC+8), trading day {trading_day_of(now()):%Y-%m-%d}",
+    )
     core = ServedManager(manager)
     try:
         await core.start()  # whatever did start is stopped again when a part fails

@@ -21,9 +21,11 @@ import logging
 import logging.handlers
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from config import paths as cfg_paths
+from core.models import CHINA_TZ
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 MAX_BYTES = 20 * 1024 * 1024  # per log file, then it rotates
@@ -33,13 +35,26 @@ WORKER_OUTPUT_MAX_BYTES = 5 * 1024 * 1024
 WORKER_OUTPUT_BACKUPS = 3
 
 
+class ExchangeTimeFormatter(logging.Formatter):
+    """The common line format, its time in exchange time (China Standard Time, the time of the
+    console, the orders and the venues) whatever the machine's zone, and saying so:
+    ``2026-12-03 21:05:03.123 CST INFO    qtrader.daemon: ...``."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, CHINA_TZ)
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{int(record.msecs):03d} {CHINA_TZ.tzname(None)}"
+
+
 def file_handler(path: Path) -> logging.Handler:
     """A handler writing ``path`` in the common format, rotated at ``MAX_BYTES``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(ExchangeTimeFormatter())
     return handler
 
 
@@ -59,7 +74,7 @@ def _setup_process(path: Path, level: str, *, to_terminal: bool = False) -> None
     log_to_file(root, path)
     if to_terminal:
         term = logging.StreamHandler(sys.stderr)
-        term.setFormatter(logging.Formatter(FORMAT))
+        term.setFormatter(ExchangeTimeFormatter())
         root.addHandler(term)
 
 

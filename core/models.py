@@ -181,6 +181,7 @@ SymbolField = Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_SYMBOL_LE
 NameField = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=PRINTABLE)]
 VolumeField = Annotated[float, msgspec.Meta(gt=0, le=MAX_VOLUME, multiple_of=1)]  # whole lots
 PriceField = Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]  # finite; 0 = none (market)
+DecisionField = Annotated[str, msgspec.Meta(max_length=4 * MAX_NAME_LENGTH, pattern=PRINTABLE)]
 
 
 def split_vt_symbol(vt_symbol: str) -> tuple[str, Exchange]:
@@ -380,6 +381,11 @@ class OrderRequest(Struct, kw_only=True):
     volume: VolumeField
     reference: NameField = "manual"
     account_id: NameField = ""
+    #: The decision this order carries out, when a strategy sent it (``<instance>:<signal key>``):
+    #: two orders of different decisions are never duplicates of each other, however alike (a
+    #: grid's close of a level it bought back is a new decision). Empty: the operator's order
+    #: (the trader empties it in every request from outside: only its strategy engine sets it).
+    decision: DecisionField = ""
 
     def order(
         self, account_id: str, order_id: str, status: Status, moment: datetime, status_msg: str = ""

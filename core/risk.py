@@ -293,6 +293,7 @@ class RiskEngine:
                 and r.type is req.type
                 and r.price == req.price
                 and r.volume == req.volume
+                and r.decision == req.decision
             ):
                 return Rejection(
                     "duplicate",

@@ -221,7 +221,7 @@ class StrategyEngine:
         inst.running = True
         if not self._guard(inst, "on_start", inst.on_start):
             return Reply(ok=False, error=f"{name} failed to start: {inst.error}")
-        self.logger.warning("strategy %s started", name)
+        self.logger.info("strategy %s started", name)
         self._publish(inst)
         return Reply(ok=True, result=inst.state())
 
@@ -541,18 +541,24 @@ class StrategyEngine:
             return None
         limit = strategy.risk.max_position
         side = 1 if signal.action == "buy" else -1
-        after = strategy.pos + side * signal.volume + self._working_opens(strategy)
-        if abs(after) > limit and abs(after) > abs(strategy.pos):
-            working = self._working_opens(strategy)
+        working = self._working(strategy)
+        projected = strategy.pos + working  # where the instance stands once its orders fill
+        after = projected + side * signal.volume
+        if abs(after) > limit and abs(after) > abs(projected):
             held = f"{strategy.pos:+g}" + (f" ({working:+g} working)" if working else "")
             return f"max_position: instance position {held} -> {after:+g} > limit {limit}"
         return None
 
-    def _working_opens(self, strategy: Strategy) -> float:
-        """Lots this instance has in working opening orders (+ long, - short): not yet in ``pos``."""
+    def _working(self, strategy: Strategy) -> float:
+        """Lots this instance's working orders will move its position by (+ buys, - sells),
+        opens and closes alike: not yet in ``pos``. A grid that sold a level and buys it back
+        before the sale is reported holds no more than before. The cost: a close that then fails
+        (refused, cancelled) leaves the instance above its limit by that close's lots, until its
+        next close; exits are kept at the market (exit chasing), and the account's own
+        ``max_position_per_contract`` still holds."""
         lots = 0.0
         for order in self.host.oms.active_orders.values():
-            if order.reference == strategy.name and order.offset is Offset.OPEN:
+            if order.reference == strategy.name and order.vt_symbol == strategy.vt_symbol:
                 lots += order.remaining if order.direction is Direction.LONG else -order.remaining
         return lots
 
@@ -581,7 +587,7 @@ class StrategyEngine:
         if signal.action == "close":
             direction = self._close_direction(strategy, signal)
             assert direction is not None
-            return self._close(strategy, direction, signal.volume, signal.price)
+            return self._close(strategy, direction, signal.volume, signal.price, _decision(strategy, signal))
         order_direction = Direction.LONG if signal.action == "buy" else Direction.SHORT
         replies: list[Reply] = []
         volume = signal.volume
@@ -590,7 +596,7 @@ class StrategyEngine:
         held = -strategy.pos if order_direction is Direction.LONG else strategy.pos
         if held > 0:
             closing = min(held, volume)
-            replies += self._close(strategy, opposite, closing, signal.price)
+            replies += self._close(strategy, opposite, closing, signal.price, _decision(strategy, signal))
             volume -= closing
             if any(not r.ok for r in replies):
                 return replies
@@ -604,12 +610,13 @@ class StrategyEngine:
                 volume=volume,
                 reference=strategy.name,
                 account_id=self.host.account_id,
+                decision=_decision(strategy, signal),
             )
             replies.append(self.host.place_order(req))
         return replies
 
     def _close(
-        self, strategy: Strategy, direction: Direction, volume: float, ref_price: float
+        self, strategy: Strategy, direction: Direction, volume: float, ref_price: float, decision: str = ""
     ) -> list[Reply]:
         price = self._price(strategy.vt_symbol, direction.opposite, ref_price)
         try:
@@ -618,8 +625,17 @@ class StrategyEngine:
             )
         except ValueError as exc:
             return [Reply(ok=False, error=str(exc))]
+        for req in requests:
+            req.decision = decision
         replies = [self.host.place_order(req) for req in requests]
         for reply in replies:  # exits that did not fill at once are kept at the market
             if reply.ok and isinstance(reply.result, dict) and reply.result.get("order_id"):
                 self.exits.follow(str(reply.result["order_id"]), strategy.name)
         return replies
+
+
+def _decision(strategy: Strategy, signal: Signal) -> str:
+    """What the orders of one signal carry out (``OrderRequest.decision``): the instance and the
+    signal's key; empty when the strategy gave no key (its orders are then checked for duplicates
+    like the operator's)."""
+    return f"{strategy.name}:{signal.key}" if signal.key else ""

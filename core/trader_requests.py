@@ -170,6 +170,7 @@ class RequestHandlers:
 
     def _on_order_req(self, req: OrderRequest) -> Reply:
         req.account_id = self.account_id
+        req.decision = ""  # the operator's order: no client exempts it from the duplicate rule
         return self._place(req, manual=True)
 
     def place_order(self, req: OrderRequest) -> Reply:
@@ -200,6 +201,8 @@ class RequestHandlers:
             )
         except ValueError as exc:
             return self._refuse(req, f"closable: {exc}")
+        for leg in legs:
+            leg.decision = req.decision
         replies = self._place_legs(legs, manual=manual)
         return replies[0] if len(replies) == 1 else _one_reply(replies)
 

@@ -100,8 +100,13 @@ class StrategyError(Exception):
     """A strategy cannot be created or loaded as configured (bad parameters, unknown class ...).
 
     The message is meant for the operator: it names the instance, the parameter and what was
-    expected.
+    expected; ``param`` is the parameter's name when one parameter is at fault (a configuration
+    check points at ``params.<param>`` with it).
     """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -406,7 +411,8 @@ class Strategy:
             known = ", ".join(self.parameters) or "none"
             raise StrategyError(
                 f"strategy '{self.name}' ({self.class_name}): unknown parameter '{unknown[0]}' "
-                f"(known parameters: {known})"
+                f"(known parameters: {known})",
+                param=unknown[0],
             )
         for pname, param in self.parameters.items():
             value = params.get(pname, param.default)
@@ -414,7 +420,7 @@ class Strategy:
                 value = param.check(value)
             except ValueError as exc:
                 raise StrategyError(
-                    f"strategy '{self.name}' ({self.class_name}): parameter '{pname}' {exc}"
+                    f"strategy '{self.name}' ({self.class_name}): parameter '{pname}' {exc}", param=pname
                 ) from None
             setattr(self, pname, value)
 
@@ -426,8 +432,25 @@ class Strategy:
         value = getattr(self, pname, None)
         return StrategyError(
             f"strategy '{self.name}' ({self.class_name}): parameter '{pname}' must be {expectation}, "
-            f"got {value!r}"
+            f"got {value!r}",
+            param=pname,
         )
+
+    @classmethod
+    def check_params(cls, name: str, params: Mapping[str, Any]) -> None:
+        """The constructor's parameter checks (unknown names, types, ranges, ``validate``) without
+        creating an instance: no context, no bars, no vnpy. For checking a configuration at start;
+        raises ``StrategyError`` with ``param`` set. A ``validate`` that needs more than the
+        parameters is left to the real construction."""
+        probe = cls.__new__(cls)
+        probe.name = name
+        probe._set_params(params)
+        try:
+            probe.validate()
+        except StrategyError:
+            raise
+        except Exception:  # reads state only a running instance has: its construction will tell
+            return
 
     @property
     def params(self) -> dict[str, Any]:

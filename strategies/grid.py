@@ -54,6 +54,7 @@ class GridStrategy(Strategy):
         self.base: float | None = None
         self.step = 0.0
         self.held = 0  # levels held (1 .. held)
+        self._moves = 0  # level changes so far: each one is a new decision (its own key)
         self._missing_contract_logged = False
 
     def bars_needed(self) -> int:
@@ -94,7 +95,7 @@ class GridStrategy(Strategy):
                 price,
                 self.volume * (last - first + 1),
                 f"grid: price {self.fmt(price)} fell through {lines} at {self.fmt(self.line(last))}",
-                key=self.event_key(f"grid:buy:{first}-{last}"),
+                key=self._key(f"buy:{first}-{last}"),
             )
             return
         top = self.held
@@ -113,11 +114,17 @@ class GridStrategy(Strategy):
                 f"grid: price {self.fmt(price)} rose through {above} at {self.fmt(self.line(lowest_above))}, "
                 f"closing {lines} (bought at {bought})"
             )
-            key = self.event_key(f"grid:close:{self.held + 1}-{top}")
+            key = self._key(f"close:{self.held + 1}-{top}")
             if self.pos > 0:
                 self.close(price, condition, volume=self.volume * closed, key=key)
             else:
                 self.hold(price, f"{condition}: this instance holds no position", key=key)
+
+    def _key(self, move: str) -> str:
+        """A key of its own for every level change: buying a level back and closing it again,
+        within a second, are new decisions, not a signal emitted twice."""
+        self._moves += 1
+        return self.event_key(f"grid:{move}#{self._moves}")
 
     def _set_up(self, price: float) -> bool:
         contract = self.context.contract(self.vt_symbol)

@@ -809,13 +809,14 @@ def test_defaults_and_strategy_class_key() -> None:
 
 
 # Every model of the schema, reached from AppConfig; the document holds one of each list and optional section.
+FULL_ENV = {"P": "p"}  # secrets come from the environment, never from the file
 FULL_DOCUMENT: dict[str, Any] = {
     "accounts": [
         {
             "account_id": "A",
             "gateway": "sim",
-            "ctp": {"userid": "u", "password": "p", "brokerid": "1", "td_address": "t", "md_address": "m"},
-            "tqsdk": {"auth_user": "u", "auth_password": "p"},
+            "ctp": {"userid": "u", "password": "${P}", "brokerid": "1", "td_address": "t", "md_address": "m"},
+            "tqsdk": {"auth_user": "u", "auth_password": "${P}"},
             "strategies": [{"name": "s", "class": "C", "symbol": "au2612.SHFE"}],
         }
     ]
@@ -898,14 +899,14 @@ def test_every_field_has_messages_in_our_words() -> None:
     assert models == {
         obj for obj in vars(schema).values() if isinstance(obj, type) and issubclass(obj, schema._Section)
     } - {schema._Section, schema._SecretSection}
-    parse(yaml.safe_dump(FULL_DOCUMENT))  # the document itself is valid
+    parse(yaml.safe_dump(FULL_DOCUMENT), FULL_ENV)  # the document itself is valid
     bounds = 0
     for path, info in fields:
         bare = _bare(info.annotation)
         composite = get_origin(bare) in (list, dict) or (
             isinstance(bare, type) and issubclass(bare, BaseModel)
         )
-        message = error_of(_with(path, "x" if composite else []))
+        message = error_of(_with(path, "x" if composite else []), FULL_ENV)
         assert message.startswith(f"config.yaml: {_where(path)}: expected "), message
         assert message.endswith(("got a list", "got 'x'")) and "a value" not in message, message
         for on_item, constraint in _constraints(info):
@@ -917,7 +918,7 @@ def test_every_field_has_messages_in_our_words() -> None:
                 bad = _violation(constraint)
                 expected = rf"expected (an integer|a number) (>|>=|<=) \d+, got {bad!r}"
             target = (*path, 0) if on_item else path
-            message = error_of(_with(path, [bad] if on_item else bad))
+            message = error_of(_with(path, [bad] if on_item else bad), FULL_ENV)
             assert re.fullmatch(rf"config\.yaml: {re.escape(_where(target))}: {expected}", message), message
     assert bounds > 25
 
@@ -999,17 +1000,42 @@ def test_app_config_redacted_is_loggable() -> None:
     assert "s3cret-pw" not in dumped and "auth-xyz" not in dumped
 
 
-def test_literal_secrets_load_with_a_warning() -> None:
-    text = (
-        "accounts:\n  - account_id: C\n    gateway: ctp\n    ctp: {userid: u, password: plainpw, brokerid: '9',"
-        " td_address: t, md_address: m}\n"
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ("ctp: {userid: u, password: plainpw, brokerid: '9', td_address: t, md_address: m}", "ctp.password"),
+        (
+            "ctp: {userid: u, password: '${PW}', brokerid: '9', td_address: t, md_address: m,"
+            " auth_code: plainpw}",
+            "ctp.auth_code",
+        ),
+        ("tqsdk: {auth_user: u, auth_password: plainpw}", "tqsdk.auth_password"),
+        (
+            "tqsdk: {account_type: account, broker: b, user: u, password: plainpw, auth_user: u,"
+            " auth_password: '${PW}'}",
+            "tqsdk.password",
+        ),
+    ],
+)
+def test_literal_secrets_are_refused(section: str, field: str) -> None:
+    gateway = section.split(":")[0]
+    text = f"accounts:\n  - account_id: C1\n    gateway: {gateway}\n    {section}\n"
+    message = error_of(text, {"PW": "from-env"})
+    name = field.split(".")[1]
+    variable = f"C1_{name.upper()}"
+    assert message == (
+        f"config.yaml: accounts[0].{field}: secret written in the file: refused (put it in an environment "
+        f'variable, export {variable}=..., and write {name}: "${{{variable}}}")'
     )
-    warnings: list[str] = []
-    cfg = parse(text, warnings=warnings)
-    assert cfg.accounts[0].ctp is not None and cfg.accounts[0].ctp.password == "plainpw"
-    assert len(warnings) == 1
-    assert warnings[0].startswith("config.yaml: accounts[0].ctp.password: secret written in the file")
-    assert "plainpw" not in warnings[0]
+    assert "plainpw" not in message
+
+
+def test_a_literal_secret_in_an_unused_section_is_refused_too() -> None:
+    # the gateway is sim, the tqsdk section is ignored: its password has leaked all the same
+    text = "accounts:\n  - {account_id: A, gateway: sim, tqsdk: {auth_user: u, auth_password: hunter2}}\n"
+    assert error_of(text).startswith(
+        "config.yaml: accounts[0].tqsdk.auth_password: secret written in the file"
+    )
 
 
 def test_env_secrets_give_no_warning() -> None:
@@ -1159,3 +1185,168 @@ accounts:
 """
     with pytest.raises(ConfigError, match=rf"strategies\[0\]\.name: '{name}' is reserved"):
         parse_config(text, "config.yaml")
+
+
+# --------------------------------------------------------------------------- symbols as the exchanges spell them
+
+
+@pytest.mark.parametrize(
+    ("where", "vt_symbol", "expected"),
+    [
+        ("watchlist", "RB2705.SHFE", "SHFE writes products in lower case; did you mean rb2705.SHFE?"),
+        ("watchlist", "sa705.CZCE", "CZCE writes products in upper case; did you mean SA705.CZCE?"),
+        ("watchlist", "SA2705.CZCE", "CZCE months have 3 digits (YMM, e.g. SA705); did you mean SA705.CZCE?"),
+        ("watchlist", "rb705.SHFE", "SHFE months have 4 digits (YYMM, e.g. 2705); did you mean rb2705.SHFE?"),
+        ("watchlist", "rb2705.DCE", "rb is listed on SHFE, not DCE; did you mean rb2705.SHFE?"),
+        ("watchlist", "if2612.CFFEX", "CFFEX writes products in upper case; did you mean IF2612.CFFEX?"),
+        ("watchlist", "au2613.SHFE", "month 13 is not 01..12"),
+        (
+            "strategy",
+            "rbb2705.SHFE",
+            "unknown product 'rbb' on SHFE; did you mean rb2705.SHFE? (listed: cu, ",
+        ),
+        ("strategy", "zz2705.GFEX", "unknown product 'zz' on GFEX (listed: si, lc, ps, pt, pd)"),
+    ],
+)
+def test_symbols_spelled_otherwise_than_the_exchange_are_refused(
+    where: str, vt_symbol: str, expected: str
+) -> None:
+    if where == "watchlist":
+        text, field = one_account(f"    watchlist: [au2612.SHFE, {vt_symbol}]\n"), "accounts[0].watchlist[1]"
+    else:
+        text = one_account(
+            f"    strategies:\n      - {{name: g, class: GridStrategy, symbol: {vt_symbol}}}\n"
+        )
+        field = "accounts[0].strategies[0].symbol"
+    assert error_of(text).startswith(f"config.yaml: {field}: '{vt_symbol}': {expected}")
+
+
+def test_symbols_as_each_exchange_writes_them_load() -> None:
+    watchlist = "rb2705.SHFE, sc2701.INE, i2705.DCE, SA705.CZCE, IF2612.CFFEX, T2703.CFFEX, lc2705.GFEX"
+    cfg = parse(one_account(f"    watchlist: [{watchlist}]\n"))
+    assert cfg.accounts[0].watchlist == watchlist.split(", ")
+
+
+def test_the_sim_lists_only_products_of_the_exchange_table() -> None:
+    from config.symbols import PRODUCTS
+    from gateways.sim_contracts import PRODUCTS as SIM_PRODUCTS
+
+    for code, spec in SIM_PRODUCTS.items():
+        assert code in PRODUCTS[spec.exchange.name], code
+
+
+@pytest.mark.parametrize(
+    ("vt_symbol", "expired"),
+    [
+        ("au2611.SHFE", True),  # the month before today's
+        ("au2612.SHFE", False),  # today's month still trades (until its last trading day)
+        ("rb2705.SHFE", False),
+        ("SA605.CZCE", True),  # CZCE's one-digit year: 6 is 2026, not 2036
+        ("SA705.CZCE", False),
+        ("IF2601.CFFEX", True),
+    ],
+)
+def test_contract_months_expire_with_their_month(vt_symbol: str, expired: bool) -> None:
+    from datetime import date
+
+    from config.symbols import month_expired
+
+    symbol, _, exchange = vt_symbol.partition(".")
+    assert month_expired(symbol, exchange, date(2026, 12, 3)) is expired
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+)
+
+
+def _parse_in_bounded_process(text: str) -> subprocess.CompletedProcess[str]:
+    """parse_config in a child limited to 512 MB of address space and 20 s of CPU: a regression
+    (an alias bomb expanded, a recursion) fails the test instead of eating the machine or hanging."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (512 * 2**20, 512 * 2**20))\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (20, 20))\n"
+        "from config import ConfigError, parse_config\n"
+        "try:\n"
+        "    parse_config(sys.stdin.read(), 'config.yaml')\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(2)\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+
+
+def test_an_alias_bomb_is_refused_in_bounded_memory() -> None:
+    done = _parse_in_bounded_process(BILLION_LAUGHS)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout.strip() == (
+        "config.yaml: line 5: refused: more than 100,000 values once its aliases (*name) are expanded"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "accounts: " + "[" * 5000 + "]" * 5000 + "\n",
+        "".join(" " * i + f"k{i}:\n" for i in range(600)),  # 180 kB of indentation
+        # aliases can build depth that the text does not show
+        "".join(f"l{i}: &l{i} [*l{i - 1}]\n" if i else "l0: &l0 [x]\n" for i in range(100)),
+    ],
+    ids=["flow", "block", "aliases"],
+)
+def test_deep_nesting_is_refused_with_a_message(text: str) -> None:
+    done = _parse_in_bounded_process(text)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert re.fullmatch(
+        r"config\.yaml: line \d+: refused: nested more than 64 levels deep.*", done.stdout.strip()
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_a_self_referencing_alias_is_refused() -> None:
+    assert error_of("accounts: &a [*a]\n") == (
+        "config.yaml: line 1: refused: an alias (*name) refers to a mapping or list that contains it"
+    )
+
+
+def test_anchors_and_merge_keys_still_work() -> None:
+    text = (
+        "accounts:\n"
+        "  - {account_id: A, gateway: sim, risk: &risk {max_order_volume: 3}}\n"
+        "  - {account_id: B, gateway: sim, risk: {<<: *risk, max_active_orders: 9}}\n"
+        "  - {account_id: C, gateway: sim, risk: *risk}\n"
+    )
+    cfg = parse(text)
+    assert (cfg.accounts[1].risk.max_order_volume, cfg.accounts[1].risk.max_active_orders) == (3, 9)
+    assert cfg.accounts[2].risk.max_order_volume == 3
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("accounts: []\n" + "#" * (2 * 1024 * 1024) + "\n")
+    with pytest.raises(
+        ConfigError, match=r"^big\.yaml: refused: 2,097,166 bytes \(a configuration is at most"
+    ):
+        load_config_file(path)
+
+
+def test_a_socket_dir_too_long_is_refused_at_load_naming_field_and_length(tmp_path: Path) -> None:
+    wanted = "/tmp/" + "d" * 80
+    message = error_of(one_account(socket=f"{{socket_dir: {wanted}}}"))
+    size = len(wanted) + len("/trader-" + "X" * 32 + ".sock")
+    assert message.startswith(
+        f"config.yaml: socket.socket_dir: {wanted} is too long for Unix sockets: a trader socket in it "
+        f"(trader-{'X' * 32}.sock) would be {size} bytes, the limit is {SOCKET_PATH_MAX}"
+    )

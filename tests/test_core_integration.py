@@ -362,3 +362,25 @@ async def test_an_embedded_trader_that_crashes_is_restarted(core_env: CoreEnv) -
         assert state.status is TraderStatus.CRASHED
     finally:
         await mgr.stop()
+
+
+async def test_a_request_from_outside_cannot_claim_a_decision_to_escape_the_duplicate_rule(
+    manager: TradingManager,
+) -> None:
+    """OrderRequest.decision exempts a strategy's new decision from the duplicate rule; only the
+    trader's strategy engine sets it: the trader empties it in every order_req it receives."""
+    mgr = manager
+    await wait_until(lambda: all_connected(mgr))
+    state = mgr.state("DQ2")
+    tick, contract = state.ticks["m2705.DCE"], state.contracts["m2705.DCE"]
+    resting = OrderRequest(
+        vt_symbol="m2705.DCE",
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        price=contract.round_price(tick.limit_down),
+        volume=1,
+        decision="console:first",
+    )
+    assert (await mgr.send_order("DQ2", resting)).ok
+    again = await mgr.send_order("DQ2", OrderRequest(**{**_asdict(resting), "decision": "console:second"}))
+    assert not again.ok and again.error.startswith("duplicate: same order as "), again.error

@@ -1023,6 +1023,12 @@ async def test_a_held_fill_is_reported_when_the_gateway_closes(
 # ====================================================================== real trader processes
 
 
+@pytest.fixture(autouse=True)
+def _ctp_password_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration file names secrets by variable; a trader process inherits it."""
+    monkeypatch.setenv("QT_TEST_CTP_PASSWORD", PASSWORD)
+
+
 def _ctp_account(
     account_id: str, userid: str = "000001", *, td: str = "tcp://127.0.0.1:1", timeout: float = 5
 ) -> str:
@@ -1031,7 +1037,7 @@ def _ctp_account(
     gateway: ctp
     ctp:
       userid: "{userid}"
-      password: "{PASSWORD}"
+      password: "${{QT_TEST_CTP_PASSWORD}}"
       brokerid: "9999"
       td_address: "{td}"
       md_address: "tcp://127.0.0.1:2"

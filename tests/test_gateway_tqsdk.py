@@ -159,8 +159,10 @@ def outside_tqsdk_maintenance(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeTq]:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTq]:
     with FakeTq() as server:
+        # a configuration file names secrets by variable; a trader process inherits it
+        monkeypatch.setenv("QT_TEST_TQ_PASSWORD", server.password)
         yield server
 
 
@@ -405,7 +407,7 @@ def tqsdk_account(account_id: str, fake: FakeTq) -> str:
     tqsdk:
       account_type: tqsim
       auth_user: {fake.user}
-      auth_password: {fake.password}
+      auth_password: "${{QT_TEST_TQ_PASSWORD}}"
       auth_url: {fake.auth_url}
       md_url: {fake.md_url}
     watchlist: [{RB}]

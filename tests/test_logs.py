@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,47 @@ async def test_stderr_log_stays_bounded_across_a_crash_loop(
     for name in ("stderr.log.1", "stderr.log.2"):
         assert (path.parent / name).read_text().count(crash) == 1  # one crash each: none grows
     assert path.read_text().count(crash) <= 1  # the last start's run (it may have been stopped first)
+
+
+# --------------------------------------------------------------------------- one clock: exchange time
+
+
+def test_log_lines_are_in_exchange_time_with_the_zone_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time as time_module
+    from datetime import datetime
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a server far from the exchange
+    time_module.tzset()
+    try:
+        record = logging.LogRecord("qtrader.daemon", logging.INFO, __file__, 1, "started", None, None)
+        record.created = datetime(2026, 12, 3, 13, 35, 3, 250_000, tzinfo=UTC).timestamp()
+        record.msecs = 250.0
+        line = logs.ExchangeTimeFormatter().format(record)
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
+    assert line == "2026-12-03 21:35:03.250 CST INFO    qtrader.daemon: started"
+
+
+def test_every_log_file_uses_the_exchange_time_format(tmp_path: Path) -> None:
+    handler = logs.file_handler(tmp_path / "x.log")
+    try:
+        assert isinstance(handler.formatter, logs.ExchangeTimeFormatter)
+    finally:
+        handler.close()
+
+
+def test_daemon_status_lines_are_stamped_in_exchange_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    from datetime import datetime
+
+    from core import daemon
+    from core.aggregator import DataAggregator
+    from core.models import CHINA_TZ
+
+    monkeypatch.setattr(daemon, "now", lambda: datetime(2026, 12, 3, 21, 5, 3, tzinfo=CHINA_TZ))
+    out = io.StringIO()
+    daemon.StatusPrinter(DataAggregator(), out).line("DQ1", "CONNECTED")
+    assert out.getvalue() == "21:05:03 DQ1    CONNECTED\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import msgspec
 import pytest
 
@@ -103,3 +105,27 @@ def test_enums_and_tick_change() -> None:
     assert Exchange.INE.has_close_today and not Exchange.DCE.has_close_today
     tick = Tick(vt_symbol="au2612.SHFE", datetime=now(), last_price=101.0, pre_settlement=100.0)
     assert tick.change_pct == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("moment", "day"),
+    [
+        ((2026, 12, 3, 9, 0), (2026, 12, 3)),  # Thursday's day session
+        ((2026, 12, 3, 21, 5), (2026, 12, 4)),  # Thursday night trades for Friday
+        ((2026, 12, 4, 1, 30), (2026, 12, 4)),  # after midnight, still Friday's
+        ((2026, 12, 4, 21, 0), (2026, 12, 7)),  # Friday night trades for Monday
+        ((2026, 12, 5, 2, 0), (2026, 12, 7)),  # Saturday small hours: Friday's night session
+        ((2026, 12, 6, 12, 0), (2026, 12, 7)),  # Sunday
+    ],
+)
+def test_the_night_session_belongs_to_the_next_trading_day(
+    moment: tuple[int, ...], day: tuple[int, int, int]
+) -> None:
+    from datetime import date, datetime
+
+    from core.models import CHINA_TZ, trading_day_of
+
+    assert trading_day_of(datetime(*moment, tzinfo=CHINA_TZ)) == date(*day)
+    # the same instant written in UTC (a server's clock) belongs to the same day
+    utc = datetime(*moment, tzinfo=CHINA_TZ).astimezone(UTC)
+    assert trading_day_of(utc) == date(*day)

@@ -257,3 +257,17 @@ def test_an_order_that_never_left_us_counts_for_no_limit() -> None:
     engine.withdraw(sent)  # the gateway refused it on our side
     assert engine.orders_today == 0
     assert _check(engine) is None  # neither the rate, nor a duplicate of it
+
+
+def test_a_new_decision_is_not_a_duplicate_of_an_alike_order() -> None:
+    """A grid's close of a level it bought back is its own decision (OrderRequest.decision): alike
+    orders of different decisions pass; the same decision twice, or the operator's twice, do not."""
+    engine, clock = _flow_engine(duplicate_window=1.0)
+    engine.record_order(_req(reference="g", decision="g:grid:close:3-3#4@21:05:03"), "O1")
+    clock.t += 0.5
+    assert _check(engine, reference="g", decision="g:grid:close:3-3#6@21:05:03") is None
+    assert _check(engine, reference="g", decision="g:grid:close:3-3#4@21:05:03") == (
+        "duplicate: same order as O1 0.50 s ago (window 1 s)"
+    )
+    engine.record_order(_req(), "O2")
+    assert _check(engine) == "duplicate: same order as O2 0.00 s ago (window 1 s)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -335,3 +336,15 @@ async def test_a_halt_outlives_a_restart_and_strategies_stay_stopped(
     finally:
         second.stop()
         await task
+
+
+async def test_strategy_started_is_info_not_a_warning(
+    trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = trader.strategies
+    assert engine is not None
+    engine.stop("s1")
+    with caplog.at_level(logging.DEBUG, logger=engine.logger.name):
+        assert engine.start("s1").ok
+    (record,) = [r for r in caplog.records if r.getMessage() == "strategy s1 started"]
+    assert record.levelno == logging.INFO  # an operator's routine action, not something gone wrong

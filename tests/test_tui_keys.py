@@ -71,3 +71,23 @@ async def test_an_account_going_down_interrupts_once_until_it_is_back() -> None:
         set_status("DQ2", TraderStatus.DISCONNECTED, "CTP trade front disconnected: 4097")
         await pilot.pause()
         assert shown[1:] == ["DQ2 disconnected: CTP trade front disconnected: 4097"]
+
+
+async def test_the_header_shows_the_trading_day_and_the_zone_once() -> None:
+    from datetime import datetime
+
+    from core.models import CHINA_TZ
+    from tui.screens.account import AccountBar
+
+    moment = [datetime(2026, 12, 4, 20, 59, tzinfo=CHINA_TZ)]  # Friday, before the night session
+    app = QTraderApp(FakeClient(), clock=lambda: moment[0])
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        bar = app.screen.query_one("#account-bar", AccountBar)
+        assert "trading day 2026-12-07 · times CST" in str(bar.render())  # 20:00 passed: Monday's
+        moment[0] = datetime(2026, 12, 4, 14, 0, tzinfo=CHINA_TZ)
+        app.screen._show_bar()  # type: ignore[attr-defined]  # what the header's timer does
+        assert "trading day 2026-12-04 · times CST" in str(bar.render())
+        await pilot.press("d")
+        await pilot.pause()
+        assert "trading day 2026-12-04 · times CST" in str(app.screen.query_one("#dashboard-bar").render())

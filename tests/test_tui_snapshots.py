@@ -15,7 +15,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.fake_client import FakeClient
+from tests.fake_client import NOW, FakeClient
 from tui.app import QTraderApp
 
 WIDE = (160, 45)  # where the console should shine
@@ -23,7 +23,7 @@ SMALL = (100, 30)  # where it must stay usable
 
 
 def make_app() -> QTraderApp:
-    return QTraderApp(FakeClient())
+    return QTraderApp(FakeClient(), clock=lambda: NOW)  # the header's trading day stands still
 
 
 async def steady_cursor(pilot: Pilot[Any]) -> None:

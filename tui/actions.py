@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from textual.binding import Binding
+if TYPE_CHECKING:
+    from textual.binding import Binding
+
 
 Scope = Literal["global", "account", "dashboard"]
 
@@ -148,20 +150,72 @@ BY_ID = {a.id: a for a in ACTIONS}
 
 def bindings(scope: Scope) -> list[Binding]:
     """Bindings of one scope, each with its action id so ``set_keymap`` can rebind it."""
+    from textual.binding import Binding  # here: --no-ui checks ui.keys without loading Textual
+
     return [Binding(a.key, a.action, a.title, show=a.footer, id=a.id) for a in ACTIONS if a.scope == scope]
 
 
+#: Keys no action may take, and why: they belong to the dialogs, the tables and Textual itself.
+RESERVED_KEYS: dict[str, str] = {
+    "ctrl+c": "ctrl+c is never bound to a trading action",
+    "y": "y answers yes in a confirmation",
+    "n": "n answers no in a confirmation",
+    "escape": "escape closes dialogs and forms",
+    "ctrl+q": "ctrl+q is the console's own quit",
+    "ctrl+p": "ctrl+p opens the command palette",
+    **{
+        key: f"{key} moves the cursor in tables and lists"
+        for key in ("up", "down", "left", "right", "pageup", "pagedown", "home", "end", "tab", "shift+tab")
+    },
+}
+
+
+def _keys(spec: str) -> list[str]:
+    return [k for k in spec.replace(" ", "").split(",") if k]
+
+
+def _overlap(a: Scope, b: Scope) -> bool:
+    """Two scopes are live at the same time: global keys work on every screen."""
+    return a == b or "global" in (a, b)
+
+
 def validate_keymap(keys: Mapping[str, str]) -> dict[str, str]:
-    """``ui.keys`` checked against the table: unknown ids and ctrl+c are refused."""
+    """``ui.keys`` checked against the table; ``ValueError`` naming the field ``ui.keys.<id>``.
+
+    Refused: an unknown action id; an empty key; a reserved key (``RESERVED_KEYS``); and a key
+    that two actions would share on one screen, whether both were rebound to it or the rebinding
+    takes another action's default key (``buy: "s"`` would hide Sell).
+    """
     keymap: dict[str, str] = {}
     for action_id, key in keys.items():
         if action_id not in BY_ID:
             known = ", ".join(sorted(BY_ID))
             raise ValueError(f"ui.keys.{action_id}: unknown action (expected one of: {known})")
-        if "ctrl+c" in key.replace(" ", "").split(","):
-            raise ValueError(f"ui.keys.{action_id}: ctrl+c is never bound to a trading action")
+        if not isinstance(key, str) or not _keys(key):
+            raise ValueError(f"ui.keys.{action_id}: expected a key name such as 'f' or 'ctrl+f'")
+        for k in _keys(key):
+            if k in RESERVED_KEYS:
+                raise ValueError(f"ui.keys.{action_id}: '{k}' is reserved: {RESERVED_KEYS[k]}")
         keymap[action_id] = key
+    in_use: list[tuple[str, ConsoleAction]] = []  # every key after rebinding, and whose it is
+    for action in ACTIONS:
+        for k in _keys(keymap.get(action.id, action.key)):
+            for used, other in in_use:
+                if used == k and _overlap(other.scope, action.scope):
+                    raise ValueError(_conflict(k, action, other, keymap))
+            in_use.append((k, action))
     return keymap
+
+
+def _conflict(key: str, action: ConsoleAction, other: ConsoleAction, keymap: Mapping[str, str]) -> str:
+    # name the field the user wrote: the rebound one (if both are, the later in the table)
+    rebound, kept = (action, other) if action.id in keymap else (other, action)
+    if kept.id in keymap:
+        return f"ui.keys.{rebound.id}: '{key}' is also bound to {kept.id} ({kept.title}): one key, one action"
+    return (
+        f"ui.keys.{rebound.id}: '{key}' is the default key of {kept.id} ({kept.title}), which it would "
+        f"hide: pick another key, or rebind {kept.id} too"
+    )
 
 
 def key_label(action: ConsoleAction, keymap: Mapping[str, str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from textual.app import App, SystemCommand
@@ -18,7 +19,7 @@ from textual.notifications import Notify
 from textual.screen import ModalScreen, Screen
 
 from core.client import Change, ConsoleClient
-from core.models import OUTCOME_UNKNOWN, TraderStatus
+from core.models import OUTCOME_UNKNOWN, TraderStatus, now
 from core.protocol import Reply
 from tui import format as fmt
 from tui.actions import ACTIONS, bindings
@@ -58,8 +59,11 @@ class QTraderApp(App[int]):
         confirm_with_enter: bool = False,
         quit_stops_core: bool = False,
         bell: Iterable[str] = (),
+        clock: Callable[[], datetime] = now,
     ) -> None:
         super().__init__()
+        #: exchange time (CST): the header's trading day; a test freezes it
+        self.clock = clock
         #: the terminal bell for fills, rejections, accounts going down, the kill switch (ui.bell)
         self.alerts = Alerts(bell, lambda: self.bell())
         #: quitting stops the traders this console started: ask first

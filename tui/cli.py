@@ -57,26 +57,68 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exit code of a configuration refused at load (every entry point).
+EXIT_CONFIG = 2
+
+
+def refuse(exc: ConfigError | ValueError, source: str | None) -> int:
+    """Print ``qtrader-tui: <file>: <field>: <reason>`` and return ``EXIT_CONFIG``. ``source``
+    (the file's name) is added when the error does not name its file itself (a socket directory,
+    a key binding)."""
+    text = str(exc)
+    if source is not None and not (isinstance(exc, ConfigError) and exc.source):
+        text = f"{source}: {text}"
+    print(f"qtrader-tui: {text}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def check_config(loaded: LoadedConfig, *, starting: bool) -> dict[str, str]:
+    """What every entry point refuses at load, beyond the file's own validation: a socket
+    directory that cannot hold our sockets (made and secured here, as the manager and the
+    control commands would); and, ``starting`` a console or a daemon, the key bindings
+    (``tui.actions.validate_keymap``) and what needs the other layers or today's date
+    (``core.config_checks``: expired months, symbols the sim does not list, strategy classes
+    and parameters). Returns the validated keymap.
+
+    ``--kill``, ``--resume`` and ``--status`` skip the second part: they start nothing, and the
+    kill switch must work on a running daemon even when a month in its file ran out since.
+    """
+    from tui.actions import validate_keymap  # no Textual: the binding table only
+
+    cfg_paths.socket_dir(loaded.config)
+    if not starting:
+        return {}
+    keymap = validate_keymap(loaded.config.ui.keys)
+    from core.config_checks import check_startup
+
+    check_startup(loaded)
+    return keymap
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.umask(cfg_paths.PRIVATE_UMASK)  # databases, logs and state: this user's alone
     try:
         loaded = load_config(args.config)
-        data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
     except ConfigError as exc:
-        print(f"qtrader-tui: {exc}", file=sys.stderr)
-        return 2
-    if args.kill or args.resume or args.status:
+        return refuse(exc, None)
+    control = bool(args.kill or args.resume or args.status)
+    try:
+        data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
+        keymap = check_config(loaded, starting=not control)
+    except (ConfigError, ValueError) as exc:
+        return refuse(exc, loaded.source.name)
+    if control:
         return control_command(loaded, args, data_dir)
     if args.attach:
-        return run_attached(loaded, data_dir)
+        return run_attached(loaded, data_dir, keymap)
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
     if args.no_ui:
         from core.daemon import run_daemon
 
         return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
-    return run_console(loaded, data_dir)
+    return run_console(loaded, data_dir, keymap)
 
 
 STATUS_COLUMNS = (
@@ -137,8 +179,7 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace, data_dir: Pa
     try:
         sock_dir = cfg_paths.socket_dir(loaded.config)
     except ConfigError as exc:
-        print(f"qtrader-tui: {exc}", file=sys.stderr)
-        return 2
+        return refuse(exc, loaded.source.name)
     path = cfg_paths.control_socket_path(sock_dir)
     if args.kill:
         target = "" if args.kill.lower() == "all" else args.kill
@@ -240,21 +281,18 @@ def no_core(
     return 0 if done else 1
 
 
-def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
+def run_attached(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -> int:
     """The Textual console over a running core: a daemon's or a plain console's (its control
     socket)."""
     from core.client import RemoteConsoleClient
     from core.logs import setup_console_logging
-    from tui.actions import validate_keymap
     from tui.app import QTraderApp
 
     config = loaded.config
     try:
-        keymap = validate_keymap(config.ui.keys)
         path = cfg_paths.control_socket_path(cfg_paths.socket_dir(config))
-    except (ValueError, ConfigError) as exc:
-        print(f"qtrader-tui: {loaded.source.name}: {exc}", file=sys.stderr)
-        return 2
+    except ConfigError as exc:
+        return refuse(exc, loaded.source.name)
     try:
         accounts = asyncio.run(RemoteConsoleClient.discover(path))
     except ConnectionError as exc:
@@ -275,7 +313,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path) -> int:
     return app.run() or 0
 
 
-def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
+def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -> int:
     """The Textual console over an in-process trading core, which serves the same control
     socket as the daemon: ``--status``, ``--kill``, ``--resume`` and ``--attach`` work
     against it from another shell while it runs."""
@@ -285,15 +323,9 @@ def run_console(loaded: LoadedConfig, data_dir: Path) -> int:
     from core.lockfile import UnsafeLockFile
     from core.logs import setup_runtime_logging
     from core.manager import TradingManager
-    from tui.actions import validate_keymap
     from tui.app import QTraderApp
 
     config = loaded.config
-    try:
-        keymap = validate_keymap(config.ui.keys)
-    except ValueError as exc:
-        print(f"qtrader-tui: {loaded.source.name}: {exc}", file=sys.stderr)
-        return 2
     pid_file = PidFile(data_dir)
     try:
         pid_file.acquire()

@@ -3,9 +3,11 @@ thousands separators, and up/down colors by the configured scheme (cn: red is up
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.text import Text
 
-from core.models import Contract, Direction, Offset, Status, TraderStatus
+from core.models import Contract, Direction, Offset, Status, TraderStatus, trading_day_of
 
 UP_DOWN = {
     "cn": ("bold red", "bold green"),  # China convention: red up, green down
@@ -84,3 +86,18 @@ ORDER_STATUS_STYLE = {
 
 def order_status(status: Status) -> Text:
     return Text(status.name, style=ORDER_STATUS_STYLE[status])
+
+
+#: Seconds between the headers' looks at the clock: the trading day turns at 20:00, when no quote
+#: moves them.
+CLOCK_REFRESH = 30.0
+
+
+def clock_note(moment: datetime) -> Text:
+    """The header's right end: the trading day ``moment`` belongs to (the night session from 21:00
+    trades for the next business day) and, once for the whole console, the zone of every time
+    shown: exchange time, China Standard Time."""
+    note = Text("trading day ", style="dim")
+    note.append(f"{trading_day_of(moment):%Y-%m-%d}", style="bold")
+    note.append(" · times CST", style="dim")
+    return note

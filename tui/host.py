@@ -6,7 +6,8 @@ the screens never import each other. ``QTraderApp`` is the one implementation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Protocol
 
 from core.client import ConsoleClient
@@ -19,6 +20,8 @@ class ConsoleHost(Protocol):
     client: ConsoleClient
     #: ui.color_scheme: cn (red = up) or intl (green = up)
     scheme: str
+    #: the current time in exchange time (CST); a test freezes it
+    clock: Callable[[], datetime]
 
     def run_command(self, label: str, call: Awaitable[Reply]) -> None:
         """Await a command's one reply in the background and tell the operator how it went."""

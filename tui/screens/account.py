@@ -65,6 +65,8 @@ class AccountBar(Static):
             style = "bold reverse" if aid == state.account_id else "dim"
             line.append(f"{n} {aid}", style=style)
             line.append(" ")
+        line.append("  │ ")
+        line.append_text(fmt.clock_note(app.clock()))
         if line != self._shown:  # a header redraw relayouts the screen: only when it changed
             self._shown = line
             self.update(line, layout=False)
@@ -128,6 +130,11 @@ class AccountScreen(Screen[None]):
         self.refresh_live(None)
         self.query_one("#market", MarketTable).focus()
         self._load_equity()
+        # the trading day turns at 20:00, when no quote moves the header: look at the clock too
+        self.set_interval(fmt.CLOCK_REFRESH, self._show_bar)
+
+    def _show_bar(self) -> None:
+        self.query_one("#account-bar", AccountBar).show(self.qapp, self.state)
 
     def _title_orders(self) -> None:
         orders = self.query_one("#orders", OrdersTable)

@@ -96,7 +96,7 @@ class DashboardScreen(Screen[None]):
         return cast(ConsoleHost, self.app)
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(" Dashboard ", style="bold reverse"), id="dashboard-bar")
+        yield Static(id="dashboard-bar")
         with Vertical(id="accounts-box", classes="panel"):
             yield AccountsTable(scheme=self.qapp.scheme, order=self.qapp.client.account_ids, id="accounts")
             yield Static(id="totals")
@@ -108,6 +108,7 @@ class DashboardScreen(Screen[None]):
         self.query_one("#accounts", AccountsTable).focus()
         for account_id in self.qapp.client.account_ids:
             self._load_equity(account_id)
+        self.set_interval(fmt.CLOCK_REFRESH, self._show_bar)  # the trading day turns when nothing moves
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.refresh_live, None)  # the sparklines, at their new width
@@ -128,7 +129,19 @@ class DashboardScreen(Screen[None]):
 
         self.run_worker(load(), group="equity")
 
+    def _show_bar(self) -> None:
+        line = Text(" Dashboard ", style="bold reverse")
+        line.append("   │ ")
+        line.append_text(fmt.clock_note(self.qapp.clock()))
+        bar = self.query_one("#dashboard-bar", Static)
+        if line != self._bar_shown:  # a header redraw relayouts the screen: only when it changed
+            self._bar_shown = line
+            bar.update(line, layout=False)
+
+    _bar_shown: Text | None = None
+
     def refresh_live(self, dirty: object) -> None:
+        self._show_bar()
         client = self.qapp.client
         states = [client.state(a) for a in client.account_ids]
         if isinstance(dirty, dict):  # a (re)connected trader: its stored curve again

@@ -1,0 +1,73 @@
+"""Checks of a loaded configuration that config/ cannot make on its own, run by the entry points
+(``qtrader-tui``, ``--no-ui``, ``--attach``) before anything starts.
+
+config/ validates the file's shape and imports nothing of ours (ARCHITECTURE.md, "Layers"); what
+needs another layer or today's date is checked here, and reported the loader's way (a
+``ConfigError`` naming the file and the field, ARCHITECTURE.md, "Invariants" 3):
+
+- a contract month that is over (in exchange time): it trades no more, its quotes never come;
+- a symbol the simulated exchange does not list, on a sim account (``gateways.sim_contracts``);
+- a strategy class that cannot be found, or parameters its class refuses (``strategies``).
+
+Not in the loader because a trader process loads the same file again at each (re)start: a trader
+restarted on the first day of a month must not refuse the file its manager accepted, and a
+strategy that fails to load must stop only its own instance (the engine reports it) once trading
+runs.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from config import ConfigError, LoadedConfig, StrategyConfig
+from config.symbols import contract_month, month_expired
+from core.models import now, split_vt_symbol
+from gateways import sim_contracts
+from strategies import StrategyError, load_strategy_class
+
+__all__ = ["check_startup"]
+
+
+def check_startup(loaded: LoadedConfig, *, today: date | None = None) -> None:
+    """Raise ``ConfigError`` (``<file>: <field>: <reason>``) for the first problem found."""
+    config = loaded.config
+    day = today or now().date()  # exchange time (core.models.now is China time)
+    name = loaded.source.name
+    for i, account in enumerate(config.accounts):
+        symbols = [(f"accounts[{i}].watchlist[{j}]", s) for j, s in enumerate(account.watchlist)]
+        symbols += [
+            (f"accounts[{i}].strategies[{j}].symbol", s.symbol) for j, s in enumerate(account.strategies)
+        ]
+        for field, vt_symbol in symbols:
+            problem = _symbol_problem(vt_symbol, day, sim=account.gateway == "sim")
+            if problem is not None:
+                raise ConfigError(f"{name}: {field}: {problem}", source=name, field=field)
+        for j, strategy in enumerate(account.strategies):
+            _check_strategy(name, f"accounts[{i}].strategies[{j}]", strategy, config.strategy_path)
+
+
+def _symbol_problem(vt_symbol: str, day: date, *, sim: bool) -> str | None:
+    symbol, exchange = split_vt_symbol(vt_symbol)
+    if month_expired(symbol, exchange.name, day):
+        month = contract_month(symbol, exchange.name, day)
+        assert month is not None
+        return (
+            f"'{vt_symbol}': the {month:%Y-%m} contract has expired (today is {day:%Y-%m-%d}, exchange "
+            "time); move the month forward"
+        )
+    if sim and sim_contracts.get_product(vt_symbol) is None:  # a paper account's too: it matches locally
+        return f"{sim_contracts.unknown_reason(vt_symbol)} (this account's gateway is sim)"
+    return None
+
+
+def _check_strategy(name: str, where: str, strategy: StrategyConfig, search_path: str | None) -> None:
+    try:
+        cls = load_strategy_class(strategy.class_name, search_path)
+    except StrategyError as exc:
+        field = f"{where}.class"
+        raise ConfigError(f"{name}: {field}: {exc}", source=name, field=field) from None
+    try:
+        cls.check_params(strategy.name, strategy.params)
+    except StrategyError as exc:
+        field = f"{where}.params" + (f".{exc.param}" if exc.param else "")
+        raise ConfigError(f"{name}: {field}: {exc}", source=name, field=field) from None
