@@ -204,7 +204,9 @@ class FundsPanel(Vertical):
             ticks = max(2, min(5, width // 10))
             step = max(1, (len(xs) - 1) // (ticks - 1))
             at = xs[::step]
-            labels = [times[index[x]].strftime(self.range.tick_format) for x in at]
+            stamps = [times[index[x]].strftime(self.range.tick_format) for x in at]
+            # a label only where the time moves on (a young curve would read 22:24 22:24 22:24)
+            labels = [t if n == 0 or t != stamps[n - 1] else "" for n, t in enumerate(stamps)]
             labels[-1] = "now" if at[-1] == xs[-1] and state.account is not None else labels[-1]
             plt.xticks(at, labels)
             # our own range and labels: plotext's for a near-flat curve are far off the values
