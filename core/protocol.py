@@ -410,6 +410,22 @@ def _words(exc: Exception) -> str:
     return text
 
 
+def _printable_fields(data: Any, msg_type: str, req_id: int | None) -> None:
+    """A request's text is printable all through (``str.isprintable``: no control, format,
+    separator or unassigned character, which a pattern cannot list), beyond the patterns'
+    C0/C1 bound: a bidi override or a zero-width space in a reference would mislead a reader."""
+    for name in getattr(data, "__struct_fields__", ()):
+        value = getattr(data, name)
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and not t.isprintable() for t in texts):
+            raise SchemaError(
+                f"invalid '{msg_type}' data: Expected printable text (no line break or control "
+                f"character) - at `$.{name}`",
+                req_id=req_id,
+                msg_type=msg_type,
+            )
+
+
 def decode_payload(payload: bytes | memoryview) -> Message:
     """JSON body of one frame -> Message with a typed ``data``."""
     try:
@@ -439,6 +455,8 @@ def decode_payload(payload: bytes | memoryview) -> Message:
         raise SchemaError(
             f"'{env.type}' data nested too deeply", req_id=env.req_id, msg_type=env.type
         ) from None
+    if env.type in REQUEST_TYPES:
+        _printable_fields(data, env.type, env.req_id)
     return Message(
         type=env.type,  # type: ignore[arg-type]  # one of MESSAGE_TYPES: it has a decoder
         account_id=env.account_id,

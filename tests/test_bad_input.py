@@ -317,3 +317,16 @@ async def test_an_account_whose_database_is_already_poisoned_still_registers_and
         assert client.state("A1").info is not None
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["\x80", "grid\x9b", "a\u2028b", "\u202egrid", "zero\u200bwidth", "\ufeffbom"]
+)
+def test_request_text_is_printable_all_through(text: str) -> None:
+    exc = _refusal(_frame("order_req", {**ORDER, "reference": text}))
+    assert exc.req_id == 7 and "$.reference" in str(exc) and "printable text" in str(exc)
+
+
+def test_printable_unicode_names_are_welcome() -> None:
+    req = decode_payload(_frame("order_req", {**ORDER, "reference": "黄金 网格-1"})).data
+    assert req.reference == "黄金 网格-1"
