@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -30,7 +32,7 @@ from core.reconcile import RECOVERED_FROM_FILLS
 from gateways.sim import STATE_FILE_NAME
 from gateways.sim_journal import load_state
 from storage import AccountDatabase, database_path
-from tests.conftest import CoreEnv, wait_until
+from tests.conftest import CoreEnv, pid_alive, wait_until, wait_until_sync
 from tests.test_daemon import CONNECTED, Daemon
 
 SYMBOLS = {"P1": "m2705.DCE", "P2": "y2705.DCE"}
@@ -96,6 +98,7 @@ class Stream:
     acked: list[str] = field(default_factory=list)  # ok: the trader says it is on disk
     refused: list[str] = field(default_factory=list)  # not ok, nothing at the venue
     unknown: list[str] = field(default_factory=list)  # not ok, may be at the venue (lost link...)
+    not_sent: int = 0  # refused before any trader saw it
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -119,15 +122,19 @@ class Stream:
             self.acked.append(order_id)
         else:
             self.errors.append(reply.error)
-            # NOT SAVED: it did reach the venue, its record did not reach the disk
-            at_venue = not order_id or reply.error.startswith("NOT SAVED")
-            (self.unknown if at_venue else self.refused).append(order_id)
+            if "nothing was sent" in reply.error:  # the trader down, the daemon gone: never left us
+                self.not_sent += 1
+            elif reply.error.startswith("NOT SAVED") or "outcome unknown" in reply.error:
+                self.unknown.append(order_id)  # at the venue or not: no acknowledgement either way
+            else:
+                self.refused.append(order_id)  # the trader's own refusal, kept as REJECTED
         return reply
 
     async def run(self, client: RemoteConsoleClient, until: asyncio.Event, pause: float = 0.0) -> None:
         while not until.is_set():
-            await self.one(client)
-            await asyncio.sleep(pause)  # 0: let the other streams have the loop
+            reply = await self.one(client)
+            # 0: let the other streams have the loop; a trader that is down is waited for a little
+            await asyncio.sleep(0.02 if "nothing was sent" in reply.error else pause)
 
 
 @dataclass
@@ -184,6 +191,7 @@ def _check_books(stream: Stream, rec: Records) -> dict[str, int]:
         "sent": stream.sent,
         "acked": len(stream.acked),
         "refused": len(stream.refused),
+        "not_sent": stream.not_sent,
         "unknown": len(stream.unknown),
         "lost": len(lost),
         "duplicated": len(twice),
@@ -420,3 +428,134 @@ async def test_a_full_tmpfs_halts_the_account_the_halt_survives_a_restart_and_ot
         restart_s=f"{restart_s:.2f}",
         sigterm_exit_s=f"{stop_s:.2f}",
     )
+
+
+# ------------------------------------------------------------------ killed processes
+
+
+def _workers_gone(env: CoreEnv, pids: list[int]) -> bool:
+    return not any(pid_alive(pid) for pid in pids)
+
+
+def _trader_pids(daemon: Daemon) -> set[int]:
+    """Every trader pid the daemon's status lines named."""
+    return {int(m) for ln in daemon.lines for m in re.findall(r" pid (\d+)", ln)}
+
+
+def _integrity(env: CoreEnv, account_id: str) -> str:
+    conn = sqlite3.connect(database_path(env.data_dir, account_id))
+    try:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def _until_acked(streams: list[Stream], more: int, timeout: float = 60) -> None:
+    marks = [len(s.acked) + more for s in streams]
+    await wait_until(
+        lambda: all(len(s.acked) >= m for s, m in zip(streams, marks, strict=True)),
+        timeout,
+        f"{more} more acknowledged orders on each of {[s.account_id for s in streams]}",
+    )
+
+
+async def _back(client: RemoteConsoleClient, account_id: str, old_pid: int, started: float) -> float:
+    """Seconds from ``started`` until the account trades again under a new trader."""
+    await wait_until(
+        lambda: (
+            (i := client.state(account_id).info) is not None
+            and i.pid != old_pid
+            and i.gateway_status.name == "CONNECTED"
+        ),
+        30,
+        f"{account_id} back after its trader was killed",
+    )
+    return time.monotonic() - started
+
+
+async def test_orders_stream_through_killed_workers_and_a_killed_daemon_and_nothing_is_lost(
+    core_env: CoreEnv,
+) -> None:
+    """Two accounts stream orders; P1's trader is SIGKILLed three times and P2's once while
+    they do, then the daemon itself is SIGKILLed (its traders trade on alone), started again
+    (it adopts them) and stopped with SIGTERM while the orders still stream."""
+    core_env.write_config(_accounts("P1", "P2"))
+    streams = [Stream("P1"), Stream("P2")]
+    worker_restarts: list[float] = []
+    with _daemon(core_env) as daemon:
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+        async with _attached(core_env, "P1", "P2") as client:
+            done = asyncio.Event()
+            tasks = [asyncio.create_task(s.run(client, done, pause=0.002)) for s in streams]
+            try:
+                for victim in ("P1", "P2", "P1", "P1"):
+                    await _until_acked(streams, 15)
+                    pid = _worker_pid(client, victim)
+                    killed_at = time.monotonic()
+                    os.kill(pid, signal.SIGKILL)
+                    worker_restarts.append(await _back(client, victim, pid, killed_at))
+                await _until_acked(streams, 15)
+                orphans = sorted(_worker_pid(client, a) for a in ("P1", "P2"))
+                seen_pids = _trader_pids(daemon)
+                daemon.proc.kill()  # the daemon SIGKILLed mid-stream
+                daemon.proc.wait()
+                await wait_until(lambda: not client.attached, 10, "the console noticing")
+            finally:
+                done.set()
+                await asyncio.gather(*tasks)
+        assert all(pid_alive(pid) for pid in orphans), "the traders trade on without their daemon"
+
+    adopt_at = time.monotonic()
+    with _daemon(core_env) as daemon:
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+        async with _attached(core_env, "P1", "P2") as client:
+            adopted_s = time.monotonic() - adopt_at
+            assert sorted(_worker_pid(client, a) for a in ("P1", "P2")) == orphans, "adopted, not restarted"
+            done = asyncio.Event()
+            tasks = [asyncio.create_task(s.run(client, done, pause=0.002)) for s in streams]
+            try:
+                await _until_acked(streams, 15)
+                stop_s = _stop(daemon)  # SIGTERM while they stream
+                assert not [ln for ln in daemon.lines if "did not stop within" in ln], daemon.output()[-3000:]
+                seen_pids |= _trader_pids(daemon)
+            finally:
+                done.set()
+                await asyncio.gather(*tasks)
+    assert stop_s < 10, f"SIGTERM took {stop_s:.1f} s"
+    # none left: neither the adopted traders nor the starts the new daemon tried while they held the accounts
+    wait_until_sync(lambda: _workers_gone(core_env, sorted(seen_pids)), 5, "no trader left after the daemon")
+    figures = {}
+    for stream in streams:
+        assert _integrity(core_env, stream.account_id) == "ok"
+        figures[stream.account_id] = _check_books(stream, _records(core_env, stream.account_id))
+    _figures(
+        "kills",
+        **figures,
+        worker_restarts_s=[f"{s:.2f}" for s in worker_restarts],
+        daemon_adopted_s=f"{adopted_s:.2f}",
+        sigterm_exit_s=f"{stop_s:.2f}",
+    )
+
+
+async def test_sigterm_while_orders_stream_exits_0_in_time_with_a_sound_database(core_env: CoreEnv) -> None:
+    core_env.write_config(_accounts("P1", "P2"))
+    streams = [Stream("P1"), Stream("P2")]
+    with _daemon(core_env) as daemon:
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+        async with _attached(core_env, "P1", "P2") as client:
+            workers = [_worker_pid(client, a) for a in ("P1", "P2")]
+            done = asyncio.Event()
+            tasks = [asyncio.create_task(s.run(client, done)) for s in streams]
+            try:
+                await _until_acked(streams, 50)
+                stop_s = _stop(daemon)
+            finally:
+                done.set()
+                await asyncio.gather(*tasks)
+    assert stop_s < 10, f"SIGTERM took {stop_s:.1f} s"
+    wait_until_sync(lambda: _workers_gone(core_env, workers), 5, "no trader left after the daemon")
+    figures = {}
+    for stream in streams:
+        assert _integrity(core_env, stream.account_id) == "ok"
+        figures[stream.account_id] = _check_books(stream, _records(core_env, stream.account_id))
+    _figures("sigterm", **figures, sigterm_exit_s=f"{stop_s:.2f}")
