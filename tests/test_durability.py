@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,18 +216,65 @@ def _halt_lines(daemon: Daemon, account_id: str) -> list[str]:
     return [ln for ln in daemon.lines if f" {account_id} " in ln and "CRITICAL" in ln and "HALTED" in ln]
 
 
+async def _halt_said(daemon: Daemon, account_id: str) -> int:
+    """Wait for the daemon's line of the account's HALT; the index of the line after it."""
+    await wait_until(
+        lambda: _halt_lines(daemon, account_id), 10, f"{account_id}'s HALT in the daemon's output"
+    )
+    line = _halt_lines(daemon, account_id)[0]
+    return daemon.lines.index(line) + 1
+
+
+async def _refusals_said(daemon: Daemon, account_id: str, count: int) -> None:
+    """Wait until the daemon has printed the warnings of ``count`` orders refused as HALTED
+    (its output reaches us on its own pipe, after the replies)."""
+    await wait_until(
+        lambda: sum(f" {account_id} " in ln and "rejected: halted" in ln for ln in daemon.lines) >= count,
+        10,
+        f"{count} refusals of {account_id} in the daemon's output",
+    )
+
+
 def _files_over(pid: int, limit: int) -> None:
     """Lower the running process's file size limit (RLIMIT_FSIZE) to ``limit`` bytes: a write
     past it fails with EFBIG, as on a full disk, for that one process (the same user may)."""
     resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, limit))
 
 
-async def test_a_trader_that_cannot_write_halts_once_loses_nothing_and_others_trade_on(
-    core_env: CoreEnv,
-) -> None:
+def _by_rlimit(env: CoreEnv, pid: int) -> Callable[[], None]:
     """One account's disk full, made with RLIMIT_FSIZE on its trader process (works for any
-    user, in any CI): its database cannot grow, its small files (logs, the sim's journal) can."""
+    user, in any CI): its database cannot grow, its small files (logs, the sim's journal) can.
+    The limit goes with the process."""
+    small = [
+        *cfg_paths.account_state_dir(env.data_dir, "P1").glob("sim_exchange.json*"),
+        *cfg_paths.account_log_dir(env.data_dir, "P1").glob("*.log"),
+    ]
+    _files_over(pid, max(p.stat().st_size for p in small) + 64 * 1024)
+    return lambda: None
+
+
+def _by_immutable_files(env: CoreEnv, pid: int) -> Callable[[], None]:
+    """The database made read-only under its open connection: the files marked immutable
+    (``chattr +i``; permission bits would not stop a root process, nor a file already open).
+    Needs root and a file system with the flag (ext4, xfs, btrfs)."""
+    db = database_path(env.data_dir, "P1")
+    files = [str(db), f"{db}-wal"]
+    done = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True, timeout=10)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mark the database immutable here: {done.stderr.strip()}")
+    return lambda: subprocess.run(
+        ["chattr", "-i", *files], capture_output=True, timeout=10
+    ).check_returncode()
+
+
+@pytest.mark.parametrize("fault", [_by_rlimit, _by_immutable_files], ids=["rlimit", "read-only"])
+async def test_a_trader_that_cannot_write_halts_once_loses_nothing_and_others_trade_on(
+    core_env: CoreEnv, fault: Callable[[CoreEnv, int], Callable[[], None]]
+) -> None:
+    """P1's database stops taking writes while it trades (``fault``); P2 trades on. The order
+    whose write failed is at the venue: the restart writes it back from its fill."""
     core_env.write_config(_accounts("P1", "P2"))
+    undo: Callable[[], None] = lambda: None  # noqa: E731
     with _daemon(core_env) as daemon:
         daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
         async with _attached(core_env, "P1", "P2") as client:
@@ -236,16 +283,10 @@ async def test_a_trader_that_cannot_write_halts_once_loses_nothing_and_others_tr
                 assert (await p1.one(client)).ok, p1.errors
                 assert (await p2.one(client)).ok, p2.errors
             pid = _worker_pid(client, "P1")
-            state_dir = cfg_paths.account_state_dir(core_env.data_dir, "P1")
-            small = [
-                *state_dir.glob("sim_exchange.json*"),
-                *cfg_paths.account_log_dir(core_env.data_dir, "P1").glob("*.log"),
-            ]
-            _files_over(pid, max(p.stat().st_size for p in small) + 64 * 1024)
-
             done = asyncio.Event()
             other = asyncio.create_task(p2.run(client, done, pause=0.01))
             try:
+                undo = fault(core_env, pid)
                 for _ in range(400):  # the database's WAL passes the limit within a few dozen
                     reply = await p1.one(client)
                     if not reply.ok:
@@ -253,14 +294,16 @@ async def test_a_trader_that_cannot_write_halts_once_loses_nothing_and_others_tr
                 first_failure = p1.errors[-1] if p1.errors else ""
                 assert "NOT SAVED: the database write failed" in first_failure, p1.errors
                 assert "P1 is HALTED" in first_failure
-                halted_after = len(daemon.lines)
+                halted_after = await _halt_said(daemon, "P1")
                 for _ in range(5):  # refused: HALTED, each said in its own words, once
                     reply = await p1.one(client)
                     assert not reply.ok and reply.error.startswith("halted: account is HALTED"), reply.error
                 await wait_until(lambda: len(p2.acked) >= 30, 30, "P2 trading on")
+                await _refusals_said(daemon, "P1", 5)
             finally:
                 done.set()
                 await other
+                undo()
             assert not p2.errors, p2.errors[:3]
             await wait_until(lambda: client.state("P1").info.trading_state is TradingState.HALTED)
             assert "database write failed" in client.state("P1").info.halt_reason
@@ -272,8 +315,8 @@ async def test_a_trader_that_cannot_write_halts_once_loses_nothing_and_others_tr
             assert not [ln for ln in daemon.lines if "Traceback" in ln or "Logging error" in ln]
             assert not _halt_lines(daemon, "P2")
 
-            # the limit goes with the process: killed, the trader comes back HALTED (saved,
-            # with its reason) and writes back the order whose fill the venue kept
+            # the fault undone, the trader killed: it comes back HALTED (saved, with its
+            # reason) and writes back the order whose fill the venue kept
             restart_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
             await wait_until(
@@ -302,7 +345,7 @@ async def test_a_trader_that_cannot_write_halts_once_loses_nothing_and_others_tr
     assert written_back == [unsaved]
     assert rec1.orders[unsaved] is Status.ALLTRADED
     _figures(
-        "rlimit",
+        fault.__name__.removeprefix("_by_"),
         P1=figures1,
         P2=figures2,
         written_back=len(written_back),
@@ -378,13 +421,14 @@ async def test_a_full_tmpfs_halts_the_account_the_halt_survives_a_restart_and_ot
                         if not (await p1.one(client)).ok:
                             break
                     assert p1.errors and "NOT SAVED: the database write failed" in p1.errors[-1], p1.errors
-                    halted_after = len(daemon.lines)
+                    halted_after = await _halt_said(daemon, "P1")
                     for _ in range(5):
                         reply = await p1.one(client)
                         assert not reply.ok and reply.error.startswith("halted: account is HALTED"), (
                             reply.error
                         )
                     await wait_until(lambda: len(p2.acked) >= 30, 30, "P2 trading on")
+                    await _refusals_said(daemon, "P1", 5)
                 finally:
                     done.set()
                     await other
