@@ -480,8 +480,7 @@ class Trader(ManagerLink, RequestHandlers):
             self.log.exception("%s failed", what)
         elif self._outbox is not None:  # inside a unit of work: it halts once, at its end
             self._failed_write = exc
-        else:  # a venue's own event (a resting order filled): nothing else will notice
-            self._halt_for_storage(exc, what)
+        elif self._halt_for_storage(exc, what):  # a venue's own event (a resting order filled)
             self.emit("status", self.info())
 
     def _halt_for_storage(self, exc: Exception, what: str = "") -> bool:
