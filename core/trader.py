@@ -434,7 +434,10 @@ class Trader(ManagerLink, RequestHandlers):
             except Exception:
                 self.log.exception("gateway close failed")
         if self.db is not None:
-            self._save_snapshots(force=True)
+            try:
+                self._save_snapshots(force=True)
+            except (sqlite3.Error, OSError) as exc:  # a full disk: the stop goes on all the same
+                self.log.error("last position/account snapshot not saved: %s", exc)
             self.db.close()
         if self.link is not None:
             await self.link.close()

@@ -603,3 +603,64 @@ async def test_sigterm_while_orders_stream_exits_0_in_time_with_a_sound_database
         assert _integrity(core_env, stream.account_id) == "ok"
         figures[stream.account_id] = _check_books(stream, _records(core_env, stream.account_id))
     _figures("sigterm", **figures, sigterm_exit_s=f"{stop_s:.2f}")
+
+
+async def test_a_full_data_directory_halts_every_account_once_stops_cleanly_and_stays_halted(
+    core_env: CoreEnv,
+) -> None:
+    """The whole data directory on a small tmpfs that fills up: the daemon's own log too.
+    Every account halts once with the reason, nothing prints a traceback, a SIGTERM on the
+    full disk still stops everything cleanly, and the next daemon finds both HALTED."""
+    with _small_tmpfs(core_env.data_dir, "16m"):
+        core_env.write_config(_accounts("P1", "P2"))
+        streams = [Stream("P1"), Stream("P2")]
+        with _daemon(core_env) as daemon:
+            daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+            async with _attached(core_env, "P1", "P2") as client:
+                workers = [_worker_pid(client, a) for a in ("P1", "P2")]
+                for stream in streams:
+                    for _ in range(6):
+                        assert (await stream.one(client)).ok, stream.errors
+                _fill(core_env.data_dir)
+                for stream in streams:
+                    for _ in range(2000):
+                        if not (await stream.one(client)).ok:
+                            break
+                    assert stream.errors and stream.errors[-1].startswith("NOT SAVED"), stream.errors[-3:]
+                    for _ in range(3):
+                        assert (await stream.one(client)).error.startswith("halted: account is HALTED")
+                for aid in ("P1", "P2"):
+                    await _halt_said(daemon, aid)
+                    await _refusals_said(daemon, aid, 3)
+                    assert len(_halt_lines(daemon, aid)) == 1
+            stop_s = _stop(daemon)  # the disk still full
+        assert stop_s < 10, f"SIGTERM took {stop_s:.1f} s"
+        wait_until_sync(lambda: _workers_gone(core_env, workers), 5, "no trader left after the daemon")
+        storm = [ln for ln in daemon.lines if "Traceback" in ln or "Logging error" in ln]
+        assert not storm, daemon.output()[-3000:]
+        assert sum("cannot write" in ln and "runtime.log" in ln for ln in daemon.lines) <= 1
+        for stream in streams:
+            assert _integrity(core_env, stream.account_id) == "ok"
+            with AccountDatabase(database_path(core_env.data_dir, stream.account_id), readonly=True) as db:
+                saved = {o.order_id for o in db.load_orders(limit=100_000)}
+            assert not [oid for oid in stream.acked if oid not in saved], "an acknowledged order was lost"
+
+        (core_env.data_dir / "filler").unlink()
+        restart_at = time.monotonic()
+        with _daemon(core_env) as again:
+            again.wait_for_accounts(CONNECTED, ("P1", "P2"))
+            restart_s = time.monotonic() - restart_at
+            for aid in ("P1", "P2"):
+                again.wait_for_line(f" {aid} ", timeout=10)
+                assert [
+                    ln
+                    for ln in again.lines
+                    if f" {aid} " in ln and "HALTED (database write failed: database or disk is full)" in ln
+                ], again.output()
+            _stop(again)
+    _figures(
+        "full_data_dir",
+        **{s.account_id: {"sent": s.sent, "acked": len(s.acked), "unknown": len(s.unknown)} for s in streams},
+        sigterm_on_full_disk_exit_s=f"{stop_s:.2f}",
+        daemon_restart_s=f"{restart_s:.2f}",
+    )
