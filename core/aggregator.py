@@ -248,6 +248,7 @@ class DataAggregator:
             and old.trading_state is info.trading_state
             and old.auto_trading == info.auto_trading
             and old.message == info.message
+            and old.halt_reason == info.halt_reason
         ):
             return _UNCHANGED
         return None

@@ -81,6 +81,8 @@ class StatusPrinter:
         if kind == "status":
             info = state.info
             trading = info.trading_state.name if info is not None and state.pid is not None else ""
+            if trading and info is not None and info.halt_reason:
+                trading += f" ({info.halt_reason})"
             now = (state.status.name, state.status_message, state.pid, trading)
             last = self._last_status.get(aid)
             self._last_status[aid] = now

@@ -48,12 +48,46 @@ class ExchangeTimeFormatter(logging.Formatter):
         return f"{moment:%Y-%m-%d %H:%M:%S}.{int(record.msecs):03d} {CHINA_TZ.tzname(None)}"
 
 
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """A rotating log file that a full (or failing) disk cannot turn into a storm: the first
+    line it cannot write is reported on stderr in one line, the lines after it are dropped
+    quietly (not a traceback each, logging's default), and the first line written again says
+    so. Errors other than the disk's are logging's usual report."""
+
+    _failing = ""  # the disk's error while lines are being dropped
+    _failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)
+        if self._failing and not self._failed_now:
+            self._failing = ""
+            self._tell(f"qtrader: {self.baseFilename} is written again")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self._failed_now = True
+        if str(exc) != self._failing:
+            self._failing = str(exc)
+            self._tell(
+                f"qtrader: cannot write {self.baseFilename} ({exc}): its lines are dropped until it can"
+            )
+
+    @staticmethod
+    def _tell(text: str) -> None:
+        try:
+            print(text, file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # stderr on the same full disk, or gone
+            pass
+
+
 def file_handler(path: Path) -> logging.Handler:
     """A handler writing ``path`` in the common format, rotated at ``MAX_BYTES``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8"
-    )
+    handler = RotatingLogFile(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
     handler.setFormatter(ExchangeTimeFormatter())
     return handler
 

@@ -571,3 +571,5 @@ class TraderInfo(Struct, kw_only=True):
     exiting: bool = False  # on its way out for a restart (the venue refused us): a lost link is expected
     #: HALTED by a kill switch that kept the protective strategies: their closes still pass
     protective_kept: bool = False
+    #: why the account is HALTED when no operator did it (a failed database write), saved with it
+    halt_reason: str = ""

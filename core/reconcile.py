@@ -8,14 +8,22 @@ from the database as it is applied, the trader's normal event handlers do the
 recording (a trade id already stored is never recorded twice), and at CONNECTED
 ``finish`` settles the orders the venue no longer lists and sums it all up in
 one line for the log. Only then does trading resume.
+
+A fill may reach the database without its order: the write of the request that sent it
+failed (a full disk: the account halted, the venue kept the order and its fill), and a venue
+lists only today's working orders and trades, not the finished orders. ``finish`` writes such
+an order back from its fills (``recovered``), so every trade on record has its order.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from core.models import EXTERNAL, NOT_AT_VENUE, Order, Status, Trade, now
+from core.models import EXTERNAL, NOT_AT_VENUE, Order, OrderType, Status, Trade, now
+
+#: The status message of an order written back from its fills (``orders_from_fills``).
+RECOVERED_FROM_FILLS = "recovered from the venue's fills: the order's own record was not saved"
 
 
 class Reconciliation:
@@ -31,6 +39,8 @@ class Reconciliation:
         self._external: set[str] = set()
         self.missed_fills = 0
         self.settled = 0
+        self.recovered = 0
+        self._orderless: dict[str, list[Trade]] = {}  # fills whose order is on no record
 
     def order(self, known: Order | None, order: Order) -> None:
         """Note a venue order against what we had recorded for it (``known``)."""
@@ -53,9 +63,44 @@ class Reconciliation:
     def external_orders(self) -> int:
         return len(self._external)
 
-    def fill(self) -> None:
-        """A trade the database did not have (it is being recorded now)."""
+    def fill(self, trade: Trade | None = None) -> None:
+        """A trade the database did not have (it is being recorded now); ``trade`` when its
+        order is on no record either."""
         self.missed_fills += 1
+        if trade is not None:
+            self._orderless.setdefault(trade.order_id, []).append(trade)
+
+    def orders_from_fills(self, known: Collection[str]) -> list[Order]:
+        """The orders of fills that came without one (the venue did not list them, and they
+        are not in ``known``), written back from those fills: finished, as much as they
+        traded (what the order asked for is gone with its lost record), and saying so."""
+        recovered = []
+        for order_id, fills in self._orderless.items():
+            if order_id in self.seen_orders or order_id in known:
+                continue
+            first = min(fills, key=lambda t: t.datetime)
+            traded = sum(t.volume for t in fills)
+            recovered.append(
+                Order(
+                    account_id=first.account_id,
+                    order_id=order_id,
+                    vt_symbol=first.vt_symbol,
+                    direction=first.direction,
+                    offset=first.offset,
+                    type=OrderType.LIMIT,
+                    price=first.price,
+                    volume=traded,
+                    traded=traded,
+                    traded_price=sum(t.volume * t.price for t in fills) / traded,
+                    status=Status.ALLTRADED,
+                    datetime=first.datetime,
+                    update_time=now(),
+                    reference=first.reference,
+                    status_msg=RECOVERED_FROM_FILLS,
+                )
+            )
+        self.recovered = len(recovered)
+        return recovered
 
     def unlisted(self, active: dict[str, Order], trades: Iterable[Trade]) -> list[Order]:
         """Our working orders the venue did not list, settled by the day's fills: filled in
@@ -97,7 +142,9 @@ class Reconciliation:
 
     @property
     def changed(self) -> bool:
-        return bool(self.orders_updated or self.external_orders or self.missed_fills or self.settled)
+        return bool(
+            self.orders_updated or self.external_orders or self.missed_fills or self.settled or self.recovered
+        )
 
     def summary(self) -> str:
         took = time.monotonic() - self.started
@@ -109,4 +156,6 @@ class Reconciliation:
             f"{self.external_orders} external order(s)",
             f"{self.settled} working order(s) settled from the venue's fills",
         ]
+        if self.recovered:
+            parts.append(f"{self.recovered} unsaved order(s) written back from their fills")
         return f"reconciled after {self.reason} in {took:.1f} s: " + ", ".join(parts)

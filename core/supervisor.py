@@ -380,18 +380,32 @@ class Supervision:
             if self.aggregator.states[proxy.account_id].status is not TraderStatus.STOPPED:
                 self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")
             return
+        # an adopted trader (not our child); ``proc`` is then the start we tried while it held
+        # the account, which may still be on its way up: it must not take the account over
+        # when the adopted one lets go of it, so it is stopped too, and both are waited for
+        adopted = (
+            proxy.pid
+            if proxy.pid is not None
+            and proxy.task is None
+            and proxy.pid != os.getpid()
+            and (proxy.proc is None or proxy.proc.pid != proxy.pid)
+            else None
+        )
+        if adopted is not None and proxy.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proxy.proc.terminate()
         if proxy.link is not None:
             await self.request(
                 proxy.account_id, "shutdown", ShutdownRequest(cancel_orders=cancel_orders), timeout=2.0
             )
-        elif proxy.proc is not None:
+        elif proxy.proc is not None and adopted is None:
             with contextlib.suppress(ProcessLookupError):
                 proxy.proc.terminate()
         elif proxy.embedded is not None:
             proxy.embedded.stop(cancel_orders=cancel_orders)
-        elif proxy.pid is not None:
+        elif adopted is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proxy.pid, signal.SIGTERM)
+                os.kill(adopted, signal.SIGTERM)
         if proxy.proc is not None or proxy.task is not None:
             try:
                 await asyncio.wait_for(proxy.exited.wait(), STOP_GRACE)
@@ -399,12 +413,16 @@ class Supervision:
                 self._kill(proxy, f"did not stop within {STOP_GRACE:g} s")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(proxy.exited.wait(), 2.0)
-        elif proxy.pid is not None:  # adopted: not our child, watch its pid
+        if adopted is not None:  # not our child: watch its pid
             deadline = time.monotonic() + STOP_GRACE
-            while pid_alive(proxy.pid) and time.monotonic() < deadline:
+            while pid_alive(adopted) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            if pid_alive(proxy.pid):
-                self._kill(proxy, f"did not stop within {STOP_GRACE:g} s")
+            if pid_alive(adopted):
+                why = f"did not stop within {STOP_GRACE:g} s"
+                log.error("%s: %s; killing pid %s", proxy.account_id, why, adopted)
+                self.aggregator.set_status(proxy.account_id, TraderStatus.CRASHED, why)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(adopted, signal.SIGKILL)
             self._set_pid(proxy, None)
         if self.aggregator.states[proxy.account_id].status is not TraderStatus.STOPPED:
             self.aggregator.set_status(proxy.account_id, TraderStatus.STOPPED, "stopped")

@@ -121,10 +121,48 @@ class _SavedState(msgspec.Struct):
     trading_state: TradingState
     auto_trading: bool
     protective_kept: bool = False
+    #: why the account was HALTED when no operator did it (a failed database write)
+    halt_reason: str = ""
 
 
 #: In the account's state directory: its trading state and switches, outliving restarts.
 TRADING_STATE_FILE = "trading_state.json"
+#: The file always has this size (the JSON padded with spaces), so that a HALT can be saved
+#: on a full disk by rewriting its bytes in place, which needs no new block.
+TRADING_STATE_BYTES = 1024
+HALT_REASON_CHARS = 300  # of the storage error saved with a HALT (the file keeps its size)
+
+
+def _state_bytes(saved: _SavedState) -> bytes:
+    data = msgspec.json.encode(saved)
+    if len(data) >= TRADING_STATE_BYTES:  # a reason can only be so long: cut it
+        saved = msgspec.structs.replace(saved, halt_reason=saved.halt_reason[:HALT_REASON_CHARS])
+        data = msgspec.json.encode(saved)
+    return data.ljust(TRADING_STATE_BYTES - 1) + b"\n"
+
+
+def write_trading_state(path: Path, saved: _SavedState) -> None:
+    """Save ``saved`` to ``path``: a new file moved over the old one (atomic), or, when that
+    cannot be written (a full disk), the old file's bytes rewritten in place, which fits in
+    the blocks it already has (``TRADING_STATE_BYTES``). OSError if neither works."""
+    data = _state_bytes(saved)
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as first:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        try:
+            fd = os.open(path, os.O_WRONLY)  # no O_TRUNC: truncating would give the blocks back
+        except OSError:
+            raise first from None
+        try:
+            if os.pwrite(fd, data, 0) != len(data):
+                raise OSError(f"short write to {path}") from first
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def saved_trading_state(state_dir: Path) -> tuple[TradingState, bool] | None:
@@ -178,6 +216,11 @@ class Trader(ManagerLink, RequestHandlers):
         self.auto_trading = account.auto_trading
         #: HALTED by a kill switch that kept the protective strategies (``KillRequest``)
         self.protective_kept = False
+        #: why the account is HALTED, when a failed write did it (saved with the state)
+        self.halt_reason = ""
+        #: the storage failure that halted the account, until an operator resumes it
+        self._storage_error: str | None = None
+        self._state_save_error = ""  # the last failure to save the trading state (said once)
         self._restore_trading_state()
         self.started_at = now()
         self.link: Link | None = None
@@ -219,6 +262,7 @@ class Trader(ManagerLink, RequestHandlers):
             message=self.gateway_message,
             exiting=self.fatal is not None,
             protective_kept=self.protective_kept,
+            halt_reason=self.halt_reason,
         )
 
     @property
@@ -237,32 +281,62 @@ class Trader(ManagerLink, RequestHandlers):
         self.trading_state = saved.trading_state
         self.auto_trading = saved.auto_trading
         self.protective_kept = saved.protective_kept and saved.trading_state is TradingState.HALTED
+        if saved.trading_state is TradingState.HALTED:
+            self.halt_reason = saved.halt_reason
         if saved.trading_state is not TradingState.ACTIVE:
             kept = " (protective strategies kept)" if self.protective_kept else ""
-            self.log.warning("restored trading state %s%s", saved.trading_state.name, kept)
+            why = f": {self.halt_reason}" if self.halt_reason else ""
+            self.log.warning("restored trading state %s%s%s", saved.trading_state.name, kept, why)
 
     def _set_trading_state(
-        self, state: TradingState, auto_trading: bool | None = None, *, protective_kept: bool | None = None
+        self,
+        state: TradingState,
+        auto_trading: bool | None = None,
+        *,
+        protective_kept: bool | None = None,
+        halt_reason: str | None = None,
     ) -> None:
         """Set and save the trading state. ``protective_kept`` (the kill switch's choice)
         outlives only what leaves the state as it is (the auto-trading switch); any change
-        of state ends it."""
+        of state ends it. ``halt_reason``: why a HALT that no operator asked for (a failed
+        database write); it lasts as long as the HALT, and a new HALT replaces it."""
         if protective_kept is None:
             protective_kept = self.protective_kept and state is self.trading_state
+        if state is not TradingState.HALTED:
+            self.halt_reason = ""
+            self._storage_error = None  # the operator has looked: a new failure is news again
+        elif halt_reason is not None:
+            self.halt_reason = halt_reason
+        elif self.trading_state is not TradingState.HALTED:
+            self.halt_reason = ""
         self.trading_state = state
         self.protective_kept = protective_kept and state is TradingState.HALTED
         if auto_trading is not None:
             self.auto_trading = auto_trading
+        self._save_trading_state()
+
+    def _save_trading_state(self) -> None:
+        saved = _SavedState(
+            trading_state=self.trading_state,
+            auto_trading=self.auto_trading,
+            protective_kept=self.protective_kept,
+            halt_reason=self.halt_reason,
+        )
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self._state_file.with_suffix(".tmp")
-            saved = _SavedState(
-                trading_state=state, auto_trading=self.auto_trading, protective_kept=self.protective_kept
-            )
-            tmp.write_bytes(msgspec.json.encode(saved))
-            os.replace(tmp, self._state_file)
-        except OSError:
-            self.log.exception("could not save the trading state")
+            write_trading_state(self._state_file, saved)
+        except OSError as exc:
+            problem = str(exc)
+            if problem != self._state_save_error:  # once per distinct problem, not per order
+                self._state_save_error = problem
+                self.log.critical(
+                    "could not save the trading state %s to %s (%s): a restart will not remember it",
+                    self.trading_state.name,
+                    self._state_file,
+                    exc,
+                )
+        else:
+            self._state_save_error = ""
 
     def stop(self, *, cancel_orders: bool = False) -> None:
         self._cancel_on_stop = self._cancel_on_stop or cancel_orders
@@ -271,6 +345,9 @@ class Trader(ManagerLink, RequestHandlers):
     async def run(self) -> None:
         """Run until ``stop()`` or a ``shutdown`` request."""
         self._lock.acquire()
+        # the account's own file from now on: written at once, so that it has its size before
+        # any disk can fill (see ``write_trading_state``)
+        self._save_trading_state()
         self.log.addHandler(self._link_handler)
         try:
             await self._start()
@@ -357,7 +434,10 @@ class Trader(ManagerLink, RequestHandlers):
             except Exception:
                 self.log.exception("gateway close failed")
         if self.db is not None:
-            self._save_snapshots(force=True)
+            try:
+                self._save_snapshots(force=True)
+            except (sqlite3.Error, OSError) as exc:  # a full disk: the stop goes on all the same
+                self.log.error("last position/account snapshot not saved: %s", exc)
             self.db.close()
         if self.link is not None:
             await self.link.close()
@@ -378,45 +458,70 @@ class Trader(ManagerLink, RequestHandlers):
             return
         self._outbox = outbox = []
         self._failed_write = None
+        done = False  # the body ran to its end: what fails after it is the commit
         try:
             if self.db is None:
                 yield outbox
+                done = True
             else:
                 with self.db.batch():
                     yield outbox
+                    done = True
             if self._failed_write is not None:  # a write inside a gateway event failed
                 self._storage_failed(self._failed_write, outbox)
         except sqlite3.Error as exc:
             self._storage_failed(exc, outbox)
-            raise
+            if not done:  # the request itself did not finish: its handler answers for it
+                raise
         finally:
             self._failed_write = None
             self._outbox = None
             self._send(outbox)
 
     def _event_failed(self, what: str, exc: Exception) -> None:
-        if isinstance(exc, sqlite3.Error | OSError):
-            self.log.critical("%s: database write failed (%s): account %s HALTED", what, exc, self.account_id)
-            self._failed_write = exc
-            self._set_trading_state(TradingState.HALTED, protective_kept=False)
-            self.emit("status", self.info())
-        else:
+        if not isinstance(exc, sqlite3.Error | OSError):
             self.log.exception("%s failed", what)
+        elif self._outbox is not None:  # inside a unit of work: it halts once, at its end
+            self._failed_write = exc
+        elif self._halt_for_storage(exc, what):  # a venue's own event (a resting order filled)
+            self.emit("status", self.info())
+
+    def _halt_for_storage(self, exc: Exception, what: str = "") -> bool:
+        """HALT the account for a failed write, the reason saved with the state (which
+        survives a full disk, see ``write_trading_state``). Said once: while the account
+        stays halted for it, later failures (each refused order's record) add no line.
+        True if this failure is news."""
+        if self._storage_error is not None and self.trading_state is TradingState.HALTED:
+            return False
+        self._storage_error = str(exc)
+        reason = f"database write failed: {exc}"
+        self._set_trading_state(TradingState.HALTED, protective_kept=False, halt_reason=reason)
+        self.log.critical(
+            "%s%s: account %s HALTED; resume it once the disk is fixed",
+            f"{what}: " if what else "",
+            reason,
+            self.account_id,
+        )
+        return True
 
     def _storage_failed(self, exc: Exception, outbox: list[Outgoing]) -> None:
         """The database refused a write: what the venue has is still reported (hiding a live
         order would be worse), but no request is answered as a success and the account stops
         taking new orders until an operator has looked (no protective strategy's either)."""
-        self._set_trading_state(TradingState.HALTED, protective_kept=False)
-        self.log.critical("database write failed (%s): account %s HALTED", exc, self.account_id)
+        news = self._halt_for_storage(exc)
         for i, (msg_type, data, req_id) in enumerate(outbox):
-            if msg_type == "reply":
+            if msg_type != "reply":
+                continue
+            if data.ok:
                 error = (
                     f"NOT SAVED: the database write failed ({exc}); what this request did at the venue "
                     f"is shown but not on disk. {self.account_id} is HALTED: check the venue, then resume"
                 )
-                outbox[i] = ("reply", Reply(ok=False, error=error, result=data.result), req_id)
-        outbox.append(("status", self.info(), None))
+            else:  # refused anyway: its own reason first
+                error = f"{data.error} (NOT SAVED: the database write failed ({exc}); {self.account_id} is HALTED)"
+            outbox[i] = ("reply", Reply(ok=False, error=error, result=data.result), req_id)
+        if news:
+            outbox.append(("status", self.info(), None))
 
     def emit(self, msg_type: MessageType, data: Any) -> None:
         """Report a change to the manager, if one is connected (a snapshot catches up later)."""
@@ -446,6 +551,7 @@ class Trader(ManagerLink, RequestHandlers):
     async def _snapshot_loop(self) -> None:
         interval = self.app.database.snapshot_interval
         next_equity = time.monotonic() + interval
+        snapshot_error = ""
         while True:
             await asyncio.sleep(1.0)
             force = time.monotonic() >= next_equity
@@ -453,8 +559,16 @@ class Trader(ManagerLink, RequestHandlers):
                 next_equity += interval
             try:
                 self._save_snapshots(force=force)
-            except Exception:  # keep snapshotting: the next round may succeed
+            except (sqlite3.Error, OSError) as exc:  # keep snapshotting: the next round may succeed
+                if str(exc) != snapshot_error:  # once per distinct problem, not every second
+                    snapshot_error = str(exc)
+                    self.log.error("saving position/account snapshots failed: %s (retried every second)", exc)
+            except Exception:
                 self.log.exception("saving position/account snapshots failed")
+            else:
+                if snapshot_error:
+                    snapshot_error = ""
+                    self.log.warning("position/account snapshots saved again")
             if self.strategies is not None:
                 try:
                     self.strategies.on_timer()
@@ -551,7 +665,8 @@ class Trader(ManagerLink, RequestHandlers):
         if self.strategies is not None and trade.reference not in ("manual", EXTERNAL):
             self.strategies.on_trade(trade)
         if self._recon is not None:
-            self._recon.fill()
+            orderless = trade.order_id not in self.oms.orders and self.db.load_order(trade.order_id) is None
+            self._recon.fill(trade if orderless else None)
         self.log.log(
             logging.WARNING if self._recon is not None else logging.INFO,
             "%sfill %s %s %s %g @ %g (order %s)",
@@ -605,6 +720,12 @@ class Trader(ManagerLink, RequestHandlers):
         assert recon is not None
         for order in recon.unlisted(self.oms.active_orders, self.oms.trades.values()):
             self.log.warning("order %s settled: %s %s", order.order_id, order.status.name, order.status_msg)
+            self.on_order(order)
+        for order in recon.orders_from_fills(self.oms.orders):
+            self.log.warning(
+                "order %s %s %s %g: %s", order.order_id, order.direction.name, order.vt_symbol, order.traded,
+                order.status_msg,
+            )  # fmt: skip
             self.on_order(order)
         self.log.log(logging.WARNING if recon.changed else logging.INFO, "%s", recon.summary())
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,10 @@ class RequestHandlers:
                 reply = handler(msg.data)
                 if msg.req_id is not None:
                     outbox.append(("reply", reply, msg.req_id))  # in the same write as its updates
+        except sqlite3.Error as exc:  # the HALT that it caused has said so (Trader._storage_failed)
+            if reply is None and msg.req_id is not None:
+                error = f"NOT SAVED: the database failed ({exc}) in {msg.type}; {self.account_id} is HALTED"
+                self._send([("reply", Reply(ok=False, error=error), msg.req_id)])
         except Exception as exc:
             self.log.exception("%s failed", msg.type)
             if reply is None and msg.req_id is not None:

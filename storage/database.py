@@ -292,6 +292,7 @@ class _Checkpointer:
     def _loop(self) -> None:
         seen = done = self._changes()
         last = time.monotonic()
+        failing = ""  # the last failure, said once (a full disk fails every round)
         while not self._stop.wait(self._tick):
             try:
                 # total_changes counts rows written by the writer connection: cheap to read
@@ -300,10 +301,19 @@ class _Checkpointer:
                 if not checkpoint_due(previous, seen, done, time.monotonic() - last, self._max_age):
                     continue
                 self.run()
-            except Exception:
+            except Exception as exc:
                 # Nothing is lost: frames stay in the WAL and a later round (or the writer's
-                # close) copies them. Keep the thread alive and say so in the trader's log.
-                logging.getLogger(__name__).exception("WAL checkpoint of %s failed", self._name)
+                # close) copies them. Keep the thread alive and say so in the trader's log,
+                # once per distinct failure.
+                if str(exc) != failing:
+                    failing = str(exc)
+                    logging.getLogger(__name__).error(
+                        "WAL checkpoint of %s failed: %s (retried; said once)", self._name, exc
+                    )
+            else:
+                if failing:
+                    failing = ""
+                    logging.getLogger(__name__).warning("WAL checkpoint of %s works again", self._name)
             done, last = seen, time.monotonic()
 
     def stop(self) -> None:
@@ -558,8 +568,9 @@ class AccountDatabase:
                         conn.executemany(sql, params)
                 conn.execute("RELEASE steps")
             except BaseException:
-                conn.execute("ROLLBACK TO steps")
-                conn.execute("RELEASE steps")
+                with suppress(sqlite3.Error):  # the whole transaction may be gone with the error
+                    conn.execute("ROLLBACK TO steps")
+                    conn.execute("RELEASE steps")
                 raise
             return
         # IMMEDIATE takes the write lock at BEGIN: no deferred read->write upgrade that could
@@ -573,7 +584,9 @@ class AccountDatabase:
                     conn.executemany(sql, params)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # a failed COMMIT (a full disk) may have rolled back already: keep its own error
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
             raise
 
     # --- reads ---

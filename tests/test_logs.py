@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC
 from pathlib import Path
@@ -153,3 +154,32 @@ def test_daemon_status_lines_are_stamped_in_exchange_time(monkeypatch: pytest.Mo
     out = io.StringIO()
     daemon.StatusPrinter(DataAggregator(), out).line("DQ1", "CONNECTED")
     assert out.getvalue() == "21:05:03 DQ1    CONNECTED\n"
+
+
+def test_a_log_file_on_a_full_disk_says_so_once_not_a_traceback_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = logs.file_handler(tmp_path / "runtime.log")
+    logger = logging.getLogger("test.full_disk")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        assert isinstance(handler, logging.FileHandler)
+        good = handler.stream
+        full = handler.stream = open("/dev/full", "w")  # noqa: SIM115 - every write fails with ENOSPC
+        for n in range(50):
+            logger.warning("line %d", n)
+        err = capsys.readouterr().err
+        assert err.splitlines() == [
+            f"qtrader: cannot write {tmp_path / 'runtime.log'} ([Errno 28] No space left on device): "
+            "its lines are dropped until it can"
+        ]
+        handler.stream = good  # space again
+        with contextlib.suppress(OSError):  # its last lines are still waiting to be written
+            full.close()
+        logger.warning("back")
+        assert capsys.readouterr().err == f"qtrader: {tmp_path / 'runtime.log'} is written again\n"
+        assert (tmp_path / "runtime.log").read_text().endswith("back\n")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

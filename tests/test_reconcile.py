@@ -30,6 +30,7 @@ from core.models import (
     Trade,
     now,
 )
+from core.reconcile import RECOVERED_FROM_FILLS
 from core.trader import Trader
 from storage import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until
@@ -104,6 +105,37 @@ async def test_a_fill_the_database_missed_is_recorded_once_on_restart(
     assert "records match the venue" in _summaries(caplog)[0]
     with AccountDatabase(path) as db:
         assert len(db.load_trades()) == len(trades)
+
+
+async def test_a_fill_whose_order_was_never_saved_gets_its_order_written_back(
+    start_trader: Callable[[], object], core_env: CoreEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The commit of the request that sent it failed (a full disk): the venue has the order
+    and its fill, the database neither. The venue lists only working orders and today's
+    trades, so the restart records the fill and writes its order back from it."""
+    caplog.set_level(logging.INFO, logger="qtrader.trader.U1")
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        order_id = _buy_at_ask(trader)
+        await wait_until(lambda: trader.oms.orders[order_id].status is Status.ALLTRADED)
+        placed = trader.oms.orders[order_id]
+    path = database_path(core_env.data_dir, "U1")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM orders WHERE order_id = ?", (order_id,))
+        conn.execute("DELETE FROM trades")
+    caplog.clear()
+    async with start_trader() as trader:  # type: ignore[attr-defined]
+        assert trader.oms.orders[order_id].status is Status.ALLTRADED
+    (summary,) = _summaries(caplog)
+    assert "1 missed fill(s) recorded" in summary and "1 unsaved order(s) written back" in summary
+    with AccountDatabase(path) as db:
+        stored = db.load_order(order_id)
+        trades = db.load_trades()
+    assert stored is not None and stored.status is Status.ALLTRADED
+    assert stored.status_msg == RECOVERED_FROM_FILLS
+    assert stored.traded == stored.volume == sum(t.volume for t in trades) == 2
+    assert (stored.direction, stored.offset, stored.reference) == (placed.direction, placed.offset, "manual")
+    assert stored.traded_price == pytest.approx(placed.traded_price)
+    assert {t.order_id for t in trades} == {order_id}
 
 
 async def test_a_working_order_the_venue_does_not_list_is_settled(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 
 from core.models import Direction, GatewayStatus, OrderRequest, Status, TradingState
-from core.protocol import CancelAllRequest, CancelRequest, Message, Reply
-from core.trader import Trader
+from core.protocol import CancelAllRequest, CancelRequest, Message, Reply, StateRequest
+from core.trader import TRADING_STATE_BYTES, TRADING_STATE_FILE, Trader, saved_trading_state
 from tests.conftest import CoreEnv, sim_account, wait_until
 
 
@@ -98,6 +99,49 @@ async def test_a_failed_commit_is_never_acknowledged_and_halts(
     monkeypatch.setattr(trader.db, "batch", real_batch)
     refused = _request(trader, link, "order_req", _resting(trader), req_id=2)
     assert not refused.ok and "HALTED" in refused.error
+
+
+async def test_a_halt_for_a_full_disk_is_saved_and_said_once(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No new file can be written (a full disk: here the state file's temporary name taken
+    by a directory): the HALT is still saved, by rewriting the state file in place, with its
+    reason; and however many orders are refused after it, the failure is said once."""
+    assert trader.db is not None
+    real_batch = trader.db.batch
+
+    @contextlib.contextmanager
+    def failing_batch() -> Iterator[None]:
+        with real_batch():
+            yield
+        raise sqlite3.OperationalError("database or disk is full")
+
+    (trader.state_dir / TRADING_STATE_FILE).with_suffix(".tmp").mkdir()  # no new file there
+    monkeypatch.setattr(trader.db, "batch", failing_batch)
+    link = FakeLink()
+    with caplog.at_level(logging.INFO, logger=trader.log.name):
+        first = _request(trader, link, "order_req", _resting(trader))
+        refusals = [_request(trader, link, "order_req", _resting(trader), req_id=n) for n in range(2, 7)]
+    assert not first.ok and first.error.startswith("NOT SAVED")
+    for refused in refusals:
+        assert not refused.ok and refused.error.startswith("halted: account is HALTED"), refused.error
+        assert "NOT SAVED" in refused.error
+    assert saved_trading_state(trader.state_dir) == (TradingState.HALTED, False)
+    assert (trader.state_dir / TRADING_STATE_FILE).stat().st_size == TRADING_STATE_BYTES
+    restored = Trader(trader.account, trader.app, data_dir=trader.data_dir, socket_path=None)
+    assert restored.trading_state is TradingState.HALTED
+    assert restored.halt_reason == "database write failed: database or disk is full"
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in loud] == [
+        "database write failed: database or disk is full: account U1 HALTED; resume it once the disk is fixed"
+    ]
+    statuses = [d for t, d, _ in link.sent if t == "status"]
+    assert len(statuses) == 1 and statuses[0].halt_reason  # the HALT told once, with its reason
+    # resumed by the operator: a new failure is news again
+    monkeypatch.setattr(trader.db, "batch", real_batch)
+    assert _request(trader, link, "state_req", StateRequest(state=TradingState.ACTIVE), req_id=9).ok
+    assert saved_trading_state(trader.state_dir) == (TradingState.ACTIVE, False)
+    assert trader.halt_reason == ""
 
 
 async def test_cancels_are_refused_while_the_venue_is_down(trader: Trader) -> None:
