@@ -312,8 +312,23 @@ class StrategyConfig(_Section):
     symbol: VtSymbol
     #: Checked by the strategy class itself when the engine creates the instance.
     params: dict[str, Any] = {}
+    #: vnpy's word for ``params`` (a ``CtaTemplate``'s parameters by name): either, not both.
+    setting: dict[str, Any] | None = None
     risk: StrategyRiskConfig = Field(default_factory=StrategyRiskConfig)
     autostart: bool = True
+
+    @model_validator(mode="after")
+    def _setting_is_params(self) -> StrategyConfig:
+        if self.setting is not None:
+            if self.params:
+                _fail(("setting",), "give the parameters as 'params' or as 'setting' (vnpy's word), not both")
+            self.params = dict(self.setting)
+        return self
+
+    @property
+    def params_key(self) -> str:
+        """The key the parameters were written under (``params`` or ``setting``)."""
+        return "setting" if self.setting is not None else "params"
 
 
 # --------------------------------------------------------------------------- accounts

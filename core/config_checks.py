@@ -69,5 +69,5 @@ def _check_strategy(name: str, where: str, strategy: StrategyConfig, search_path
     try:
         cls.check_params(strategy.name, strategy.params)
     except StrategyError as exc:
-        field = f"{where}.params" + (f".{exc.param}" if exc.param else "")
+        field = f"{where}.{strategy.params_key}" + (f".{exc.param}" if exc.param else "")
         raise ConfigError(f"{name}: {field}: {exc}", source=name, field=field) from None

@@ -99,10 +99,11 @@ class StrategyEngine:
         self._executed: dict[tuple[str, str], datetime] = {}
         self._bar_builders: dict[str, Any] = {}  # vt_symbol -> vnpy BarGenerator (bars for warm-up)
         self._dirty: set[str] = set()
-        self._queue: list[tuple[Strategy, Signal]] = []
+        self._queue: list[Callable[[], Any]] = []  # what waits for the gateway event to end
         self._drain_scheduled = False
         self.exits = ExitChaser(host, clock=clock, price=self._price, passes_halt=self.passes_halt)
         self._saved_text = ""  # the variables as last written
+        self._calls = 0  # orders strategies priced themselves (``place``): each its own decision
 
     @property
     def logger(self) -> logging.Logger:
@@ -139,6 +140,7 @@ class StrategyEngine:
             if cfg.name in saved:
                 self._guard(inst, "restore_state", lambda inst=inst: inst.restore_state(saved[inst.name]))
             self._warm_up(inst)
+            self._guard(inst, "on_init", inst.on_init)
             if cfg.autostart and (autostart is True or (autostart == "protective" and inst.PROTECTIVE)):
                 self.start(cfg.name)
             else:
@@ -352,7 +354,7 @@ class StrategyEngine:
         insts = self.by_symbol.get(tick.vt_symbol)
         if not insts:
             return
-        if any(inst.am is not None for inst in insts):  # tick-only strategies need no bars (nor vnpy)
+        if any(inst.stores_bars for inst in insts):  # tick-only strategies need no bars (nor vnpy)
             self._build_bar(tick)
         for inst in insts:
             if inst.running:
@@ -435,19 +437,28 @@ class StrategyEngine:
         handled) the signal waits until the event is over: executing it there would send an
         order from within the venue's own processing, ahead of that event's bookkeeping.
         """
+        self._after_event(lambda: self._handle(strategy, signal))
+
+    def defer(self, strategy: Strategy, what: str, call: Callable[[], Any]) -> None:
+        """Run strategy code after the gateway event being handled (now when there is none), in
+        order with the signals, under the engine's guard (``what`` names it if it raises). A vnpy
+        template's callbacks come this way: it sends orders from them, as from vnpy's event queue."""
+        self._after_event(lambda: self._guard(strategy, what, call))
+
+    def _after_event(self, call: Callable[[], Any]) -> None:
         if getattr(self.host, "_event_depth", 0) > 0:
-            self._queue.append((strategy, signal))
+            self._queue.append(call)
             if not self._drain_scheduled:
                 self._drain_scheduled = True
                 asyncio.get_running_loop().call_soon(self._drain)
             return
-        self._handle(strategy, signal)
+        call()
 
     def _drain(self) -> None:
         self._drain_scheduled = False
         queue, self._queue = self._queue, []
-        for strategy, signal in queue:
-            self._handle(strategy, signal)
+        for call in queue:
+            call()
 
     def _handle(self, strategy: Strategy, signal: Signal) -> None:
         trigger = StrategyTrigger(
@@ -539,11 +550,15 @@ class StrategyEngine:
             if closable < signal.volume:
                 return f"close: closable {closable:g} < {signal.volume:g} ({direction.name.lower()} {strategy.vt_symbol})"
             return None
-        limit = strategy.risk.max_position
         side = 1 if signal.action == "buy" else -1
+        return self._beyond_max_position(strategy, side * signal.volume)
+
+    def _beyond_max_position(self, strategy: Strategy, change: float) -> str | None:
+        """Why moving the instance's position by ``change`` lots is refused, if it is."""
+        limit = strategy.risk.max_position
         working = self._working(strategy)
         projected = strategy.pos + working  # where the instance stands once its orders fill
-        after = projected + side * signal.volume
+        after = projected + change
         if abs(after) > limit and abs(after) > abs(projected):
             held = f"{strategy.pos:+g}" + (f" ({working:+g} working)" if working else "")
             return f"max_position: instance position {held} -> {after:+g} > limit {limit}"
@@ -571,6 +586,121 @@ class StrategyEngine:
         if strategy.pos < 0:
             return Direction.SHORT
         return None
+
+    # ================================================================== orders a strategy prices itself
+
+    def place(
+        self,
+        strategy: Strategy,
+        *,
+        direction: Direction,
+        offset: Offset,
+        price: float,
+        volume: float,
+        condition: str,
+        action: str,
+    ) -> list[str]:
+        """An order whose price and offset the strategy chose (a vnpy template's ``buy`` /
+        ``sell`` / ``short`` / ``cover``, strategies/cta_host.py), sent now: recorded as a trigger
+        (``condition`` = the strategy's call), through the same switches as a signal (auto-
+        trading, the HALT, the venue), the instance's ``max_position`` for an open, and the
+        trader's risk rules with the instance's name; a CLOSE on SHFE/INE goes out as the close
+        policy's legs (the trader's ``place_order``). Each call is its own decision (the
+        duplicate rule never joins two). Returns the ids of the orders that went out: none when
+        not executed or refused (a refused order is kept and reported REJECTED)."""
+        trigger = StrategyTrigger(
+            account_id=self.host.account_id,
+            datetime=strategy.now,
+            instance=strategy.name,
+            vt_symbol=strategy.vt_symbol,
+            condition=condition,
+            price=price,
+            action=action,
+            result="pending",
+        )
+        sent: list[str] = []
+        try:
+            sent = self._place(strategy, trigger, direction, offset, price, volume)
+        except Exception as exc:  # a bug here must not lose the record of the decision
+            self.logger.exception("sending an order of %s failed", strategy.name)
+            trigger.result, trigger.error = "failed", f"{type(exc).__name__}: {exc}"
+        self._record(trigger)
+        return sent
+
+    def _place(
+        self,
+        strategy: Strategy,
+        trigger: StrategyTrigger,
+        direction: Direction,
+        offset: Offset,
+        price: float,
+        volume: float,
+    ) -> list[str]:
+        closing = offset.is_close
+        if not self.host.auto_trading:
+            trigger.result, trigger.error = "not executed", "auto-trading is off"
+            return []
+        if self.host.trading_state is TradingState.HALTED and not (
+            closing and self.passes_halt(strategy.name)
+        ):
+            trigger.result, trigger.error = "not executed", "account HALTED"
+            return []
+        if self.host.gateway_status is not GatewayStatus.CONNECTED:
+            trigger.result = "not executed"
+            trigger.error = f"venue {self.host.gateway_status.name.lower()}: execution paused"
+            return []
+        if volume <= 0:
+            trigger.result, trigger.error = "rejected", f"volume: {volume:g} lots"
+            return []
+        if not closing:
+            side = 1 if direction is Direction.LONG else -1
+            problem = self._beyond_max_position(strategy, side * volume)
+            if problem is not None:
+                trigger.result, trigger.error = "rejected", problem
+                return []
+        self._calls += 1
+        req = OrderRequest(
+            vt_symbol=strategy.vt_symbol,
+            direction=direction,
+            offset=offset,
+            type=OrderType.LIMIT,
+            price=price,
+            volume=volume,
+            reference=strategy.name,
+            account_id=self.host.account_id,
+            decision=f"{strategy.name}:call{self._calls}",
+        )
+        reply = self.host.place_order(req)
+        result = reply.result if isinstance(reply.result, dict) else {}
+        trigger.order_id = str(result.get("order_id") or "")
+        legs = result.get("orders") or [result]
+        sent = [str(leg["order_id"]) for leg in legs if leg.get("order_id") and leg.get("status")]
+        if reply.ok:
+            trigger.result = "success"
+        else:
+            trigger.result, trigger.error = ("partial" if sent else "rejected"), reply.error
+        return sent
+
+    def cancel(self, strategy: Strategy, order_id: str) -> str | None:
+        """Cancel one of ``strategy``'s working orders; the reason when it was not sent."""
+        order = self.host.oms.orders.get(order_id)
+        if order is None or order.reference != strategy.name:
+            return f"order {order_id} is not one of {strategy.name}'s"
+        reply = self.host.cancel_order(order_id)
+        return None if reply.ok else reply.error
+
+    def load_bars(self, vt_symbol: str, since: datetime) -> list[Bar]:
+        """The account's stored 1-minute bars of ``vt_symbol`` from ``since`` on, oldest first
+        (at most ``MAX_WARM_UP_BARS``)."""
+        db = self.host.db
+        if db is None:
+            return []
+        bars = db.load_bars(vt_symbol, limit=MAX_WARM_UP_BARS)
+        return [bar for bar in bars if bar.datetime >= since]
+
+    def publish_later(self, strategy: Strategy) -> None:
+        """Send the instance's state with the next timer (vnpy's ``put_event``)."""
+        self._dirty.add(strategy.name)
 
     def _price(self, vt_symbol: str, direction: Direction, fallback: float) -> float:
         """A marketable limit: the opposite best price (never a market order from a strategy)."""

@@ -465,6 +465,12 @@ class Strategy:
         return 100
 
     @property
+    def stores_bars(self) -> bool:
+        """Whether the engine keeps 1-minute bars of this instance's symbol in the account's
+        database (the history of the next warm-up, or of a vnpy template's ``load_bar``)."""
+        return self.am is not None
+
+    @property
     def warm_up_minutes(self) -> int:
         """How many 1-minute bars of history ``warm_up`` needs to make the instance ``inited``."""
         return self.bars_needed() * self.bar_window
@@ -592,6 +598,10 @@ class Strategy:
         self.pnl = self.realized_pnl + floating - self.commission  # net of fees, like the account
 
     # ------------------------------------------------------------------ lifecycle and events
+
+    def on_init(self) -> None:
+        """Called once when the engine has loaded the instance: its trades booked, its saved
+        variables restored and its warm-up done, before any ``on_start``."""
 
     def on_start(self) -> None:
         """The engine starts the instance; overrides must call ``super().on_start()``."""

@@ -1,4 +1,6 @@
-"""Finding a strategy class by name: the built-ins, or a user's own code on a configured path."""
+"""Finding a strategy class by name: the built-ins, a user's own code on a configured path, or
+``package.module:ClassName``. A vnpy ``CtaTemplate`` subclass found any of these ways comes back
+in its host (strategies/cta_host.py), so the engine runs it as one of ours."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .base import Strategy, StrategyError
+from .cta_host import CtaHost, host_class, is_cta_class
 from .grid import GridStrategy
 from .ma_cross import MaCrossStrategy
 from .ma_rsi import MaRsiStrategy
@@ -34,6 +37,8 @@ def load_strategy_class(class_name: str, search_path: str | None = None) -> type
     ``class <class_name>`` are imported; the directory goes on ``sys.path`` so they can import
     their own helper modules. ``StrategyError`` names the class and every place looked at.
     """
+    if ":" in class_name:
+        return _from_module_path(class_name)
     problems: list[str] = []
     if search_path:
         found = _from_search_path(class_name, search_path, problems)
@@ -47,6 +52,25 @@ def load_strategy_class(class_name: str, search_path: str | None = None) -> type
         where += f" and {search_path}"
     detail = f"; {'; '.join(problems)}" if problems else ""
     raise StrategyError(f"strategy class '{class_name}' not found in {where}{detail}")
+
+
+def _from_module_path(spec: str) -> type[Strategy]:
+    """``package.module:ClassName``: a class importable from the environment (a vnpy
+    ``CtaTemplate`` as vnpy users name it, ``vnpy_ctastrategy.strategies.double_ma_strategy:
+    DoubleMaStrategy``, or a ``Strategy`` in an installed package)."""
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name or not class_name.isidentifier():
+        raise StrategyError(f"strategy class '{spec}': write 'package.module:ClassName'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # a user's module may fail in any way; the message must say how
+        raise StrategyError(
+            f"strategy class '{spec}': module '{module_name}' failed to import: {type(exc).__name__}: {exc}"
+        ) from None
+    obj = getattr(module, class_name, None)
+    if obj is None:
+        raise StrategyError(f"strategy class '{spec}': module '{module_name}' has no '{class_name}'")
+    return _checked(obj, class_name, f"module '{module_name}'")
 
 
 def _from_search_path(class_name: str, search_path: str, problems: list[str]) -> type[Strategy] | None:
@@ -118,6 +142,16 @@ def _import_file(path: Path) -> object:
 
 
 def _checked(obj: object, class_name: str, where: str) -> type[Strategy]:
-    if not (isinstance(obj, type) and issubclass(obj, Strategy)) or obj is Strategy:
-        raise StrategyError(f"'{class_name}' in {where} is not a subclass of strategies.Strategy")
+    """Our ``Strategy`` subclass as it is; a vnpy ``CtaTemplate`` subclass in its host."""
+    if is_cta_class(obj):
+        assert isinstance(obj, type)
+        if getattr(obj, "__abstractmethods__", None):
+            missing = ", ".join(sorted(obj.__abstractmethods__))
+            raise StrategyError(f"'{class_name}' in {where} does not implement {missing}")
+        return host_class(obj)
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)) or obj is Strategy or obj is CtaHost:
+        raise StrategyError(
+            f"'{class_name}' in {where} is not a subclass of strategies.Strategy "
+            "or vnpy_ctastrategy.CtaTemplate"
+        )
     return obj

@@ -1,0 +1,622 @@
+"""vnpy CTA strategies, unchanged: a host that is one of our strategies to the engine and plays
+vnpy's ``CtaEngine`` to a ``vnpy_ctastrategy.CtaTemplate`` instance (ARCHITECTURE.md, "Strategies").
+
+A config entry names the class as vnpy users know it (``class:
+vnpy_ctastrategy.strategies.double_ma_strategy:DoubleMaStrategy``, or a class in
+``strategy_path``) with ``setting`` (or ``params``) by parameter name; ``host_class`` makes the
+engine-facing class for it (its ``parameters`` are the template's, typed by their defaults).
+
+What the template gets, as vnpy's live ``CtaEngine`` gives it:
+
+- ``on_init`` once at load (after the instance's trades are booked): ``load_bar(days)`` reads the
+  account's stored 1-minute bars; then the variables saved by ``sync_data`` are restored (``pos``
+  excepted: it is the instance's own book, from its recorded trades); ``inited``;
+- ``on_start`` / ``on_stop`` (``trading``; a stop cancels the instance's orders and syncs);
+- ``on_tick``, ``on_order``, ``on_trade`` (``pos`` updated first), ``on_stop_order``: delivered
+  after the gateway event that caused them, in order, as vnpy's event queue does, so an order the
+  template sends is never sent from inside a venue's own processing;
+- ``buy``/``sell``/``short``/``cover``: limit orders through the engine (``CtaContext.place``):
+  the account's risk rules, the instance's ``max_position`` for opens, its name as reference, a
+  strategy trigger for each (condition ``"DoubleMaStrategy.buy 3650 x1"``), and for a close on
+  SHFE/INE the close policy's CLOSEYESTERDAY then CLOSETODAY legs. The ids of the orders that went
+  out are returned; a refused order comes back through ``on_order`` as REJECTED;
+- ``stop=True``: a local stop order held here (conditional orders are not a core feature yet),
+  triggered when a tick's last price crosses it, sent as a limit at the limit-up / limit-down
+  price (else the 5th, then the 1st level) as ``CtaEngine.check_stop_order`` does, reported via
+  ``on_stop_order`` (WAITING, TRIGGERED, CANCELLED). A triggered stop that sends nothing (auto-
+  trading off, refused) is tried again after ``GUARD_REPEAT_SECONDS``, not on every tick;
+- ``cancel_order`` / ``cancel_all``, ``write_log``, ``put_event``, ``sync_data``,
+  ``get_pricetick``, ``get_size``, ``get_engine_type`` (LIVE).
+
+Not supported (logged when called): ``load_tick`` (ticks are not stored: nothing loaded),
+``load_bar`` at an interval other than a minute, ``send_email``, ``lock``/``net`` order modes
+(sent as plain orders), server-side stop orders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from core.models import Bar, Direction, Offset, Order, Tick, Trade
+
+from .base import GUARD_REPEAT_SECONDS, Param, Strategy, StrategyContext, StrategyError, StrategyRisk
+
+if TYPE_CHECKING:
+    from vnpy_ctastrategy import CtaTemplate, StopOrder
+
+__all__ = ["CtaContext", "CtaHost", "host_class", "is_cta_class"]
+
+#: vnpy's prefix of local stop order ids (``vnpy_ctastrategy.base.STOPORDER_PREFIX``).
+STOPORDER_PREFIX = "STOP"
+
+#: Variables vnpy never syncs (``CtaEngine.sync_strategy_data``).
+_NOT_SYNCED = ("inited", "trading")
+
+_CALLS = {
+    (Direction.LONG, False): ("buy", "buy"),
+    (Direction.SHORT, True): ("sell", "close"),
+    (Direction.SHORT, False): ("short", "sell"),
+    (Direction.LONG, True): ("cover", "close"),
+}
+
+
+class CtaContext(StrategyContext, Protocol):
+    """What the host needs of the engine beyond a strategy's context (``core/strategy_engine.py``)."""
+
+    def place(
+        self,
+        strategy: Strategy,
+        *,
+        direction: Direction,
+        offset: Offset,
+        price: float,
+        volume: float,
+        condition: str,
+        action: str,
+    ) -> list[str]: ...
+    def cancel(self, strategy: Strategy, order_id: str) -> str | None: ...
+    def load_bars(self, vt_symbol: str, since: datetime) -> list[Bar]: ...
+    def defer(self, strategy: Strategy, what: str, call: Callable[[], Any]) -> None: ...
+    def publish_later(self, strategy: Strategy) -> None: ...
+    def save_state(self) -> None: ...
+
+
+def is_cta_class(obj: object) -> bool:
+    """A subclass of vnpy's ``CtaTemplate`` (checked without importing vnpy)."""
+    if not isinstance(obj, type):
+        return False
+    return any(
+        c.__name__ == "CtaTemplate" and c.__module__.startswith("vnpy_ctastrategy") for c in obj.__mro__[1:]
+    )
+
+
+_HOSTS: dict[type, type[CtaHost]] = {}
+
+
+def host_class(cta_class: type) -> type[CtaHost]:
+    """The engine-facing class of a ``CtaTemplate`` subclass (one per class)."""
+    host = _HOSTS.get(cta_class)
+    if host is not None:
+        return host
+    parameters: dict[str, Param] = {}
+    for pname in getattr(cta_class, "parameters", []):
+        default = getattr(cta_class, pname, None)
+        kind = type(default) if type(default) in (int, float, bool, str) else object
+        parameters[pname] = Param(default, kind)
+    host = type(
+        cta_class.__name__,
+        (CtaHost,),
+        {"cta_class": cta_class, "class_name": cta_class.__name__, "__module__": __name__},
+    )
+    # set after creation: the template's names are checked against the template, not ours
+    host.parameters = parameters
+    _HOSTS[cta_class] = host
+    return host
+
+
+def _plain(value: Any) -> Any:
+    """A variable's value as JSON can hold it (numpy scalars to Python numbers)."""
+    item = getattr(value, "item", None)
+    if callable(item) and not isinstance(value, int | float | str | bool):
+        try:
+            return item()
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+class _Engine:
+    """What a ``CtaTemplate`` calls on ``self.cta_engine``: vnpy's ``CtaEngine`` methods, by name."""
+
+    def __init__(self, host: CtaHost) -> None:
+        self.host = host
+
+    def send_order(
+        self,
+        strategy: CtaTemplate,
+        direction: Any,
+        offset: Any,
+        price: float,
+        volume: float,
+        stop: bool,
+        lock: bool,
+        net: bool,
+    ) -> list[str]:
+        return self.host._send(direction, offset, price, volume, stop=stop, lock=lock, net=net)
+
+    def cancel_order(self, strategy: CtaTemplate, vt_orderid: str) -> None:
+        self.host._cancel(vt_orderid)
+
+    def cancel_all(self, strategy: CtaTemplate) -> None:
+        self.host._cancel_all()
+
+    def write_log(self, msg: str, strategy: CtaTemplate | None = None) -> None:
+        self.host.log(str(msg))
+
+    def send_email(self, msg: str, strategy: CtaTemplate | None = None) -> None:
+        self.host.log(f"send_email is not supported; the message was: {msg}", "WARNING")
+
+    def get_engine_type(self) -> Any:
+        from vnpy_ctastrategy.base import EngineType
+
+        return EngineType.LIVE
+
+    def get_pricetick(self, strategy: CtaTemplate) -> float | None:
+        contract = self.host.context.contract(self.host.vt_symbol)
+        return contract.pricetick if contract is not None else None
+
+    def get_size(self, strategy: CtaTemplate) -> float | None:
+        contract = self.host.context.contract(self.host.vt_symbol)
+        return contract.size if contract is not None else None
+
+    def load_bar(
+        self, vt_symbol: str, days: int, interval: Any, callback: Callable[..., Any], use_database: bool
+    ) -> list[Any]:
+        return self.host._load_bar(vt_symbol, days, interval)
+
+    def load_tick(self, vt_symbol: str, days: int, callback: Callable[..., Any]) -> list[Any]:
+        self.host.log("load_tick is not supported (ticks are not stored): nothing loaded", "WARNING")
+        return []
+
+    def put_strategy_event(self, strategy: CtaTemplate) -> None:
+        self.host.ctx.publish_later(self.host)
+
+    def sync_strategy_data(self, strategy: CtaTemplate) -> None:
+        self.host._sync()
+
+
+class CtaHost(Strategy):
+    """One ``CtaTemplate`` instance inside our engine (made per class by ``host_class``)."""
+
+    cta_class: ClassVar[type]
+
+    def __init__(
+        self,
+        context: StrategyContext,
+        name: str,
+        vt_symbol: str,
+        params: Mapping[str, Any],
+        risk: StrategyRisk,
+    ) -> None:
+        super().__init__(context, name, vt_symbol, params, risk)
+        self.inited = False  # until on_init
+        self._active: set[str] = set()  # the template's orders still working (vnpy's strategy_orderid_map)
+        self._finished: set[str] = set()  # orders over while being sent (the sim fills at once)
+        self._stops: dict[str, StopOrder] = {}
+        self._stop_retry: dict[str, datetime] = {}
+        self._stop_count = 0
+        self._restored: dict[str, Any] | None = None
+        self._synced: dict[str, Any] | None = None
+        self._init_error = ""
+        self._warned: set[str] = set()
+        from vnpy.trader.constant import Exchange
+
+        self._vn_exchange = Exchange[self.exchange.name]
+        self.cta: CtaTemplate = self.cta_class(_Engine(self), name, vt_symbol, dict(self._setting))
+        self.variables = tuple(self.cta.variables)  # type: ignore[misc]  # non-empty: the engine saves it
+
+    @property
+    def ctx(self) -> CtaContext:
+        return self.context  # type: ignore[return-value]  # the engine is a CtaContext
+
+    # ------------------------------------------------------------------ parameters (the template's)
+
+    def _set_params(self, params: Mapping[str, Any]) -> None:
+        unknown = [key for key in params if key not in self.parameters]
+        if unknown:
+            known = ", ".join(self.parameters) or "none"
+            raise StrategyError(
+                f"strategy '{self.name}' ({self.class_name}): unknown parameter '{unknown[0]}' "
+                f"(known parameters: {known})",
+                param=unknown[0],
+            )
+        setting: dict[str, Any] = {}
+        for pname, param in self.parameters.items():
+            if pname not in params:
+                continue  # vnpy's update_setting: the class default stays
+            try:
+                setting[pname] = param.check(params[pname])
+            except ValueError as exc:
+                raise StrategyError(
+                    f"strategy '{self.name}' ({self.class_name}): parameter '{pname}' {exc}", param=pname
+                ) from None
+        self._setting = setting
+
+    @property
+    def params(self) -> dict[str, Any]:
+        cta = getattr(self, "cta", None)
+        if cta is not None:
+            return {k: _plain(v) for k, v in cta.get_parameters().items()}
+        return {**{k: p.default for k, p in self.parameters.items()}, **self._setting}
+
+    def bars_needed(self) -> int:
+        return 0  # the template builds its own bars (vnpy's BarGenerator in its on_init)
+
+    @property
+    def stores_bars(self) -> bool:
+        return True  # load_bar reads the account's stored 1-minute bars
+
+    # ------------------------------------------------------------------ saved variables
+
+    def saved_state(self) -> dict[str, Any]:
+        variables = self._synced if self._synced is not None else (self._restored or {})
+        return {"params": self.params, "variables": variables}
+
+    def restore_state(self, saved: Mapping[str, Any]) -> bool:
+        """Keep the saved variables for ``on_init`` (vnpy restores them after the template's
+        ``on_init``, whatever the parameters)."""
+        values = saved.get("variables")
+        if not isinstance(values, dict):
+            return False
+        self._restored = dict(values)
+        return True
+
+    def _sync(self) -> None:
+        """vnpy's ``sync_strategy_data``: the variables, less ``inited``/``trading``, saved now."""
+        data = {k: _plain(v) for k, v in self.cta.get_variables().items() if k not in _NOT_SYNCED}
+        self._synced = data
+        self.ctx.save_state()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_init(self) -> None:
+        cta = self.cta
+        try:
+            cta.on_init()
+            if self._restored:
+                for vname in cta.variables:
+                    value = self._restored.get(vname)
+                    if vname in _NOT_SYNCED or value is None:
+                        continue
+                    if vname == "pos":
+                        if value != self.pos:
+                            self.log(
+                                f"saved pos {value:g} but the recorded trades give {self.pos:g}: "
+                                "the trades win",
+                                "WARNING",
+                            )
+                        continue
+                    setattr(cta, vname, value)
+                restored = ", ".join(f"{k}={v!r}" for k, v in self._restored.items() if k != "pos")
+                self.log(f"restored {restored}")
+        except Exception as exc:
+            self._init_error = f"{type(exc).__name__}: {exc}"
+            raise
+        cta.pos = self.pos
+        cta.inited = True
+        self.inited = True
+        self.log("inited")
+
+    def on_start(self) -> None:
+        super().on_start()
+        if not self.cta.inited:
+            raise StrategyError(f"{self.name} did not initialise: {self._init_error or 'on_init not run'}")
+        self._call(self.cta.on_start)
+        self.cta.trading = True
+        self._publish_later()
+
+    def on_stop(self) -> None:
+        super().on_stop()
+        cta = self.cta
+        if not cta.trading:
+            return
+        try:
+            self._call(cta.on_stop)
+        finally:
+            cta.trading = False
+            self._cancel_all()
+            self._sync()
+            self._publish_later()
+
+    def _call(self, func: Callable[..., Any], *args: Any) -> None:
+        """Template code: an exception stops it as vnpy does (trading and inited off) and is
+        raised on to the engine, which stops the instance and says why."""
+        try:
+            func(*args)
+        except Exception:
+            self.cta.trading = False
+            self.cta.inited = False
+            raise
+
+    def _publish_later(self) -> None:
+        self.ctx.publish_later(self)
+
+    # ------------------------------------------------------------------ events from the engine
+
+    def on_tick(self, tick: Tick) -> None:
+        super().on_tick(tick)  # marks, P&L, the instance's own stop-loss / take-profit
+        if tick.vt_symbol != self.vt_symbol or tick.last_price <= 0 or not self.cta.inited:
+            return
+        self.ctx.defer(self, "on_tick", lambda: self._deliver_tick(tick))
+
+    def _deliver_tick(self, tick: Tick) -> None:
+        if not self.cta.inited:
+            return
+        from strategies.base import to_vn_tick
+
+        self._clock = tick.datetime
+        vn_tick = to_vn_tick(tick)
+        for level in range(2, 6):  # our ticks carry five levels; to_vn_tick copies the first
+            for side in ("bid", "ask"):
+                for what in ("price", "volume"):
+                    attr = f"{side}_{what}_{level}"
+                    setattr(vn_tick, attr, getattr(tick, attr, 0) or 0)
+        self._check_stops(tick)
+        self._call(self.cta.on_tick, vn_tick)
+
+    def apply_trade(self, trade: Trade) -> None:
+        super().apply_trade(trade)
+        pos = self.pos
+        if not self.running:  # trades replayed at load, or filled while stopped: pos only
+            self.cta.pos = pos
+            return
+
+        def update() -> None:
+            self.cta.pos = pos
+
+        self.ctx.defer(self, "pos", update)
+
+    def on_trade(self, trade: Trade) -> None:
+        self.ctx.defer(self, "on_trade", lambda: self._deliver_trade(trade))
+
+    def _deliver_trade(self, trade: Trade) -> None:
+        if not self.cta.inited:
+            return
+        self._call(self.cta.on_trade, self._vn_trade(trade))
+        if self.cta.trading:
+            self._sync()
+        self._publish_later()
+
+    def on_order(self, order: Order) -> None:
+        if not order.is_active:
+            self._active.discard(order.order_id)
+            self._finished.add(order.order_id)
+        self.ctx.defer(self, "on_order", lambda: self._deliver_order(order))
+
+    def _deliver_order(self, order: Order) -> None:
+        if self.cta.inited:
+            self._call(self.cta.on_order, self._vn_order(order))
+
+    # ------------------------------------------------------------------ orders
+
+    def _send(
+        self, direction: Any, offset: Any, price: float, volume: float, *, stop: bool, lock: bool, net: bool
+    ) -> list[str]:
+        if lock or net:
+            self._warn_once("lock", "lock/net order modes are not supported: sent as plain orders")
+        try:
+            ours_direction, ours_offset = Direction[direction.name], Offset[offset.name]
+        except (KeyError, AttributeError):
+            self.log(f"order refused: direction {direction!r} / offset {offset!r} unknown", "ERROR")
+            return []
+        contract = self.context.contract(self.vt_symbol)
+        if contract is None:
+            self.log(f"order refused: contract {self.vt_symbol} not known yet", "WARNING")
+            return []
+        if not (_finite(price) and _finite(volume)):
+            self.log(f"order refused: price {price!r} x {volume!r} is not a number", "ERROR")
+            return []
+        price = contract.round_price(price)  # vnpy's round_to(price, pricetick), and the volume to lots
+        volume = round(volume / contract.min_volume) * contract.min_volume
+        if stop:
+            return self._send_stop(direction, offset, price, volume, lock, net)
+        call, _ = _CALLS[(ours_direction, ours_offset.is_close)]
+        return self._send_limit(
+            ours_direction,
+            ours_offset,
+            price,
+            volume,
+            f"{self.class_name}.{call} {self.fmt(price)} x{volume:g}",
+        )
+
+    def _send_limit(
+        self, direction: Direction, offset: Offset, price: float, volume: float, condition: str
+    ) -> list[str]:
+        _, action = _CALLS[(direction, offset.is_close)]
+        self._finished.clear()
+        ids = self.ctx.place(
+            self,
+            direction=direction,
+            offset=offset,
+            price=price,
+            volume=volume,
+            condition=condition,
+            action=action,
+        )
+        self._active.update(i for i in ids if i not in self._finished)
+        self._finished.clear()
+        return ids
+
+    def _send_stop(
+        self, direction: Any, offset: Any, price: float, volume: float, lock: bool, net: bool
+    ) -> list[str]:
+        from vnpy_ctastrategy.base import StopOrder
+
+        self._stop_count += 1
+        stop_id = f"{STOPORDER_PREFIX}.{self.name}.{self._stop_count}"
+        stop_order = StopOrder(
+            vt_symbol=self.vt_symbol,
+            direction=direction,
+            offset=offset,
+            price=price,
+            volume=volume,
+            stop_orderid=stop_id,
+            strategy_name=self.name,
+            datetime=self.now,
+            lock=lock,
+            net=net,
+        )
+        self._stops[stop_id] = stop_order
+        self._call(self.cta.on_stop_order, stop_order)
+        return [stop_id]
+
+    def _check_stops(self, tick: Tick) -> None:
+        """vnpy's ``CtaEngine.check_stop_order`` for this instance's stop orders."""
+        from vnpy_ctastrategy.base import StopOrderStatus
+
+        last = tick.last_price
+        for stop_id, stop_order in list(self._stops.items()):
+            direction = Direction[stop_order.direction.name]
+            long = direction is Direction.LONG
+            if not ((long and last >= stop_order.price) or (not long and last <= stop_order.price)):
+                continue
+            retry = self._stop_retry.get(stop_id)
+            if retry is not None and tick.datetime < retry:
+                continue
+            if long:
+                price = tick.limit_up or tick.ask_price_5 or tick.ask_price_1 or last
+            else:
+                price = tick.limit_down or tick.bid_price_5 or tick.bid_price_1 or last
+            offset = Offset[stop_order.offset.name]
+            call, _ = _CALLS[(direction, offset.is_close)]
+            condition = (
+                f"{self.class_name}.{call} stop {self.fmt(stop_order.price)} x{stop_order.volume:g}: "
+                f"last {self.fmt(last)} crossed it ({stop_id})"
+            )
+            ids = self._send_limit(direction, offset, price, stop_order.volume, condition)
+            if not ids:
+                self._stop_retry[stop_id] = tick.datetime + timedelta(seconds=GUARD_REPEAT_SECONDS)
+                continue
+            self._stops.pop(stop_id, None)
+            self._stop_retry.pop(stop_id, None)
+            stop_order.status = StopOrderStatus.TRIGGERED
+            stop_order.vt_orderids = ids
+            self._call(self.cta.on_stop_order, stop_order)
+
+    def _cancel(self, vt_orderid: str) -> None:
+        stop_order = self._stops.pop(vt_orderid, None)
+        if stop_order is not None:
+            from vnpy_ctastrategy.base import StopOrderStatus
+
+            self._stop_retry.pop(vt_orderid, None)
+            stop_order.status = StopOrderStatus.CANCELLED
+            self._call(self.cta.on_stop_order, stop_order)
+            return
+        if vt_orderid not in self._active:
+            self.log(f"cancel failed: no working order {vt_orderid} of this strategy", "WARNING")
+            return
+        error = self.ctx.cancel(self, vt_orderid)
+        if error:
+            self.log(f"cancel of {vt_orderid} failed: {error}", "WARNING")
+
+    def _cancel_all(self) -> None:
+        for vt_orderid in [*self._active, *self._stops]:
+            self._cancel(vt_orderid)
+
+    @property
+    def stop_orders(self) -> dict[str, StopOrder]:
+        """The instance's waiting stop orders, by id."""
+        return dict(self._stops)
+
+    # ------------------------------------------------------------------ history
+
+    def _load_bar(self, vt_symbol: str, days: int, interval: Any) -> list[Any]:
+        from vnpy.trader.constant import Interval
+        from vnpy.trader.object import BarData
+
+        if interval is not Interval.MINUTE:
+            self.log(f"load_bar: only 1-minute bars are stored; {interval} is not supported", "WARNING")
+            return []
+        if vt_symbol != self.vt_symbol:
+            self.log(f"load_bar: only {self.vt_symbol} is loaded, not {vt_symbol}", "WARNING")
+            return []
+        since = self.now - timedelta(days=days)
+        bars = self.ctx.load_bars(vt_symbol, since)
+        self.log(f"load_bar({days}): {len(bars)} stored 1-minute bars")
+        account = self.context.account()
+        gateway = account.account_id if account else "qtrader"
+        return [
+            BarData(
+                symbol=self.symbol,
+                exchange=self._vn_exchange,
+                datetime=bar.datetime,
+                interval=Interval.MINUTE,
+                volume=bar.volume,
+                turnover=bar.turnover,
+                open_interest=bar.open_interest,
+                open_price=bar.open_price,
+                high_price=bar.high_price,
+                low_price=bar.low_price,
+                close_price=bar.close_price,
+                gateway_name=gateway,
+            )
+            for bar in bars
+        ]
+
+    # ------------------------------------------------------------------ vnpy's objects
+
+    def _vn_order(self, order: Order) -> Any:
+        from vnpy.trader.constant import Direction as VnDirection
+        from vnpy.trader.constant import Offset as VnOffset
+        from vnpy.trader.constant import OrderType, Status
+        from vnpy.trader.object import OrderData
+
+        data = OrderData(
+            symbol=self.symbol,
+            exchange=self._vn_exchange,
+            orderid=order.order_id,
+            type=OrderType[order.type.name],
+            direction=VnDirection[order.direction.name],
+            offset=VnOffset[order.offset.name],
+            price=order.price,
+            volume=order.volume,
+            traded=order.traded,
+            status=Status[order.status.name],
+            datetime=order.datetime,
+            reference=order.reference,
+            gateway_name=order.account_id,
+        )
+        data.vt_orderid = order.order_id  # the id the template got from buy/sell/short/cover
+        return data
+
+    def _vn_trade(self, trade: Trade) -> Any:
+        from vnpy.trader.constant import Direction as VnDirection
+        from vnpy.trader.constant import Offset as VnOffset
+        from vnpy.trader.object import TradeData
+
+        data = TradeData(
+            symbol=self.symbol,
+            exchange=self._vn_exchange,
+            orderid=trade.order_id,
+            tradeid=trade.trade_id,
+            direction=VnDirection[trade.direction.name],
+            offset=VnOffset[trade.offset.name],
+            price=trade.price,
+            volume=trade.volume,
+            datetime=trade.datetime,
+            gateway_name=trade.account_id,
+        )
+        data.vt_orderid, data.vt_tradeid = trade.order_id, trade.trade_id
+        return data
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.log(message, "WARNING")
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
