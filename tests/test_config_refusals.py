@@ -70,6 +70,19 @@ CASES = {
         "accounts[0].strategies[0].params.grid_stp: strategy 'g1' (GridStrategy): unknown parameter "
         "'grid_stp' (known parameters: grid_step, levels, volume, base_price)",
     ),
+    "cta-setting-unknown": (
+        ACCOUNT
+        + "    strategies:\n      - {name: g1, class: 'vnpy_ctastrategy.strategies.double_ma_strategy:"
+        "DoubleMaStrategy', symbol: rb2710.SHFE, setting: {fast: 5}}\n",
+        "accounts[0].strategies[0].setting.fast: strategy 'g1' (DoubleMaStrategy): unknown parameter 'fast' "
+        "(known parameters: fast_window, slow_window)",
+    ),
+    "cta-setting-and-params": (
+        ACCOUNT + "    strategies:\n      - {name: g1, class: DoubleMa, symbol: rb2710.SHFE, params: {a: 1}, "
+        "setting: {a: 1}}\n",
+        "accounts[0].strategies[0].setting: give the parameters as 'params' or as 'setting' (vnpy's word), "
+        "not both",
+    ),
     "keys-hide": (
         ACCOUNT + "ui: {keys: {buy: s}}\n",
         "ui.keys.buy: 's' is the default key of sell (Sell), which it would hide: pick another key, or "

@@ -392,3 +392,68 @@ def test_a_template_class_is_checked_by_its_parameter_names() -> None:
         load_strategy_class("vnpy_ctastrategy.strategies.double_ma_strategy:Nope")
     with pytest.raises(StrategyError, match="failed to import"):
         load_strategy_class("vnpy_ctastrategy.no_such_module:X")
+
+
+async def test_the_demo_runs_vnpy_double_ma_and_the_console_sees_its_trigger_and_order(
+    core_env: CoreEnv,
+) -> None:
+    """The demo's DQ1 runs DoubleMaStrategy on cu2708.SHFE. With stored history whose last
+    bars put the 10-bar average just under the 20-bar one, the first live bar crosses it up:
+    its buy is a trigger and an order in the manager's picture of DQ1 (what the console shows)."""
+    from config import demo_config_path, load_config_file
+    from core.manager import TradingManager
+    from gateways.sim_market import Market
+
+    cu = "cu2708.SHFE"
+    config = load_config_file(demo_config_path())
+    (entry,) = [s for s in config.accounts[0].strategies if s.name == "cu_double_ma"]
+    assert entry.symbol == cu and entry.params == {"fast_window": 10, "slow_window": 20}
+    spec, contract = sim_contracts.get_product(cu), sim_contracts.get_contract(cu, "DQ1")
+    assert spec is not None and contract is not None
+    start = Market.opening(contract, spec.base_price, config.accounts[0].sim.seed).last * contract.pricetick
+    tick = contract.pricetick
+    low = start - 60 * tick  # the last 10 bars one tick under the 10 before: fast < slow by half a tick;
+    levels = [low + tick] * 110 + [low] * 10  # a first live bar above low + 9 ticks crosses it up
+    core_env.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    end = now().replace(second=0, microsecond=0)
+    bars = [
+        Bar(
+            account_id="DQ1",
+            vt_symbol=cu,
+            interval="1m",
+            datetime=end - timedelta(minutes=len(levels) - i),
+            open_price=level,
+            high_price=level,
+            low_price=level,
+            close_price=level,
+            volume=1,
+        )
+        for i, level in enumerate(levels)
+    ]
+    with AccountDatabase(database_path(core_env.data_dir, "DQ1")) as db:
+        db.save_bars(bars)
+    mgr = TradingManager(
+        config, config_path=demo_config_path(), data_dir=core_env.data_dir, sock_dir=core_env.sock_dir
+    )
+    await mgr.start()
+    try:
+        dq1 = mgr.state("DQ1")
+        await wait_until(
+            lambda: "cu_double_ma" in dq1.strategies and dq1.strategies["cu_double_ma"].running,
+            timeout=60,
+            what="cu_double_ma running",
+        )
+        assert dq1.strategies["cu_double_ma"].class_name == "DoubleMaStrategy"
+        assert dq1.strategies["cu_double_ma"].params == {"fast_window": 10, "slow_window": 20}
+
+        def buys() -> list[Any]:
+            return [t for t in dq1.triggers if t.instance == "cu_double_ma"]
+
+        await wait_until(buys, timeout=150, what="DoubleMa's first trigger (the next minute's bar)")
+        first = buys()[0]
+        assert first.condition.startswith("DoubleMaStrategy.buy ") and first.condition.endswith(" x1")
+        assert first.result == "success", first.error
+        await wait_until(lambda: first.order_id in dq1.orders, what="its order in the picture")
+        assert dq1.orders[first.order_id].reference == "cu_double_ma"
+    finally:
+        await mgr.stop()

@@ -274,7 +274,12 @@ async def test_the_demo_trades_by_itself_within_a_minute(core_env: CoreEnv) -> N
         assert not dq2.trades  # auto-trading off: nothing sent
         await wait_until(lambda: dq3.triggers, timeout=60, what="DQ3 grid triggers")
         assert any(t.instance == "sr_grid" for t in dq3.triggers)
-        assert {s.name for s in dq1.strategies.values() if s.running} == {"au_ma_rsi", "ag_grid", "au_guard"}
+        assert {s.name for s in dq1.strategies.values() if s.running} == {
+            "au_ma_rsi",
+            "ag_grid",
+            "au_guard",
+            "cu_double_ma",
+        }
     finally:
         await mgr.stop()
 
