@@ -11,7 +11,9 @@ What the template gets, as vnpy's live ``CtaEngine`` gives it:
 - ``on_init`` once at load (after the instance's trades are booked): ``load_bar(days)`` reads the
   account's stored 1-minute bars; then the variables saved by ``sync_data`` are restored (``pos``
   excepted: it is the instance's own book, from its recorded trades); ``inited``;
-- ``on_start`` / ``on_stop`` (``trading``; a stop cancels the instance's orders and syncs);
+- ``on_start`` / ``on_stop`` (``trading``; a stop cancels the instance's orders and syncs). Template
+  code that raises stops the instance (the engine says why) with ``trading`` and ``inited`` off, as
+  vnpy does; starting it again runs ``on_init`` again first;
 - ``on_tick``, ``on_order``, ``on_trade`` (``pos`` updated first), ``on_stop_order``: delivered
   after the gateway event that caused them, in order, as vnpy's event queue does, so an order the
   template sends is never sent from inside a venue's own processing;
@@ -210,7 +212,6 @@ class CtaHost(Strategy):
         self._stop_count = 0
         self._restored: dict[str, Any] | None = None
         self._synced: dict[str, Any] | None = None
-        self._init_error = ""
         self._warned: set[str] = set()
         from vnpy.trader.constant import Exchange
 
@@ -302,8 +303,8 @@ class CtaHost(Strategy):
                     setattr(cta, vname, value)
                 restored = ", ".join(f"{k}={v!r}" for k, v in self._restored.items() if k != "pos")
                 self.log(f"restored {restored}")
-        except Exception as exc:
-            self._init_error = f"{type(exc).__name__}: {exc}"
+        except Exception:
+            cta.inited = False
             raise
         cta.pos = self.pos
         cta.inited = True
@@ -312,8 +313,8 @@ class CtaHost(Strategy):
 
     def on_start(self) -> None:
         super().on_start()
-        if not self.cta.inited:
-            raise StrategyError(f"{self.name} did not initialise: {self._init_error or 'on_init not run'}")
+        if not self.cta.inited:  # its on_init failed, or its code raised since (vnpy: init it again)
+            self.on_init()
         self._call(self.cta.on_start)
         self.cta.trading = True
         self._publish_later()

@@ -67,14 +67,26 @@ PROBE = textwrap.dedent(
         def on_bar(self, bar):
             self.bars += 1
 
+        boom = False
+        buy_on_tick = False
+        in_tick = False
+
         def on_tick(self, tick):
             self.ticks += 1
+            if self.boom:
+                raise RuntimeError("template bug")
+            if self.buy_on_tick:
+                self.buy_on_tick = False
+                self.in_tick = True
+                self.sent = self.buy(tick.ask_price_1, 1)
+                self.in_tick = False
 
         def on_order(self, order):
             self.orders.append((order.vt_orderid, order.status.name, order.offset.name))
 
         def on_trade(self, trade):
             self.trades.append((trade.vt_orderid, trade.offset.name, self.pos))
+            self.trade_inside_tick = self.in_tick
 
         def on_stop_order(self, stop_order):
             self.stops.append((stop_order.stop_orderid, stop_order.status.name, list(stop_order.vt_orderids)))
@@ -258,6 +270,40 @@ async def test_a_template_in_strategy_path_is_inited_from_the_stored_bars(probe:
     await wait_until(lambda: cta.ticks > 0, what="ticks delivered")
     assert cta.get_pricetick() == 1 and cta.get_size() == 10
     assert probe.strategies is not None and probe.strategies.states()[0].class_name == "Probe"
+
+
+async def test_callbacks_come_after_the_event_never_inside_the_templates_own_call(
+    probe: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sim fills a marketable order inside ``send_order``; the template hears of it only
+    after its ``on_tick`` returned (as from vnpy's event queue), with ``pos`` already updated."""
+    cta = _host(probe, "probe").cta
+    cta.buy_on_tick = True
+    await wait_until(lambda: cta.trades, what="the fill")
+    (order_id,) = cta.sent
+    assert cta.trades == [(order_id, "OPEN", 1)]
+    assert cta.trade_inside_tick is False
+    assert probe.oms.orders[order_id].reference == "probe"
+    # filled before buy() returned: not left among the orders cancel_all would cancel
+    cta.cancel_all()
+    assert not [r for r in caplog.records if "cancel" in r.getMessage()]
+
+
+async def test_a_raising_template_is_stopped_and_starts_again_after_a_new_init(probe: Trader) -> None:
+    host = _host(probe, "probe")
+    cta = host.cta
+    cta.boom = True
+    await wait_until(lambda: not host.running, what="the instance stopped")
+    assert host.error == "on_tick: RuntimeError: template bug"
+    assert not cta.trading and not cta.inited  # as vnpy's call_strategy_func leaves it
+    assert cta.buy(probe.oms.ticks[RB].ask_price_1, 1) == []  # not trading: nothing goes out
+    cta.boom = False
+    cta.bars = 0
+    assert probe.strategies is not None
+    reply = probe.strategies.start("probe")
+    assert reply.ok, reply.error
+    assert cta.inited and cta.trading and host.running and not host.error
+    assert cta.bars > 0  # on_init ran again: load_bar replayed the stored bars
 
 
 async def test_a_stop_order_triggers_when_crossed_and_sends_a_limit_order(probe: Trader) -> None:
