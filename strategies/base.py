@@ -27,7 +27,8 @@ What the engine does with an instance:
 
 - create it (``StrategyError`` = a configuration problem to show the operator), replay the
   instance's past trades through ``apply_trade`` (idempotent by trade id), ``warm_up`` with the
-  last ``warm_up_minutes`` 1-minute bars, then ``on_start``; ``on_stop`` to stop it;
+  last ``warm_up_minutes`` 1-minute bars, ``on_init`` once, then ``on_start``; ``on_stop`` to
+  stop it; it stores the 1-minute bars of the symbols of instances that ``stores_bars``;
 - deliver ``on_tick`` for its symbol, ``apply_trade`` then ``on_trade`` for its trades, ``on_order``
   for its orders, and call ``flush_bar(now)`` from a timer a few seconds after each minute;
 - execute ``buy``/``sell`` as "close this instance's opposite lots first, open the rest" (see
