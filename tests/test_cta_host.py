@@ -440,6 +440,18 @@ def test_a_template_class_is_checked_by_its_parameter_names() -> None:
         load_strategy_class("vnpy_ctastrategy.no_such_module:X")
 
 
+def test_a_template_in_a_strategy_directory_is_found_and_an_unfinished_one_refused(tmp_path: Path) -> None:
+    (tmp_path / "probe.py").write_text(PROBE)
+    (tmp_path / "half.py").write_text(
+        "from vnpy_ctastrategy import CtaTemplate\n\nclass Half(CtaTemplate):\n    parameters = []\n"
+    )
+    cls = load_strategy_class("Probe", str(tmp_path))
+    assert issubclass(cls, CtaHost) and cls.class_name == "Probe"
+    assert list(cls.parameters) == ["fixed_size"] and cls.parameters["fixed_size"].kind is int
+    with pytest.raises(StrategyError, match=r"'Half' in .*half\.py does not implement on_init"):
+        load_strategy_class("Half", str(tmp_path))
+
+
 async def test_the_demo_runs_vnpy_double_ma_and_the_console_sees_its_trigger_and_order(
     core_env: CoreEnv,
 ) -> None:
