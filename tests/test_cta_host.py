@@ -515,3 +515,29 @@ async def test_the_demo_runs_vnpy_double_ma_and_the_console_sees_its_trigger_and
         assert dq1.orders[first.order_id].reference == "cu_double_ma"
     finally:
         await mgr.stop()
+
+
+async def test_the_kill_switch_stops_the_template_and_its_orders_and_a_halt_sends_nothing(
+    probe: Trader,
+) -> None:
+    from core.models import TradingState
+
+    host = _host(probe, "probe")
+    cta = host.cta
+    bid = probe.oms.ticks[RB].bid_price_1
+    (resting,) = cta.buy(bid - 20, 1)  # below the market: it rests
+    (stop_id,) = cta.sell(bid - 100, 1, stop=True)
+    assert probe.oms.orders[resting].is_active
+    assert probe._on_kill_req(None).ok
+    assert not host.running and not cta.trading
+    assert (stop_id, "CANCELLED", []) in cta.stops  # on_stop's cancel_all, as vnpy's stop_strategy
+    await wait_until(lambda: not probe.oms.orders[resting].is_active, what="the resting order cancelled")
+    assert probe.oms.orders[resting].status is Status.CANCELLED
+    # HALTED without the kill (a storage failure halts the account): a running template's call
+    # is recorded, not executed
+    probe._set_trading_state(TradingState.ACTIVE)
+    assert probe.strategies is not None and probe.strategies.start("probe").ok
+    probe._set_trading_state(TradingState.HALTED)
+    assert cta.buy(probe.oms.ticks[RB].ask_price_1, 1) == []
+    last = probe.db.load_triggers()[-1]  # type: ignore[union-attr]
+    assert last.result == "not executed" and last.error == "account HALTED"
