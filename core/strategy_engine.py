@@ -357,7 +357,7 @@ class StrategyEngine:
         if any(inst.stores_bars for inst in insts):  # tick-only strategies need no bars (nor vnpy)
             self._build_bar(tick)
         for inst in insts:
-            if inst.running:
+            if inst.running or (inst.TICKS_WHEN_STOPPED and not inst.error):
                 self._guard(inst, "on_tick", lambda inst=inst: inst.on_tick(tick))
                 self._dirty.add(inst.name)
 

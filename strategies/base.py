@@ -307,6 +307,9 @@ class Strategy:
     #: the kill switch may keep it running, its closes passing the HALT (core/protocol.py,
     #: ``KillRequest``). Its buy and sell signals, if it had any, are never executed then.
     PROTECTIVE: ClassVar[bool] = False
+    #: Ticks keep coming while the instance is stopped (not after it raised): a vnpy template
+    #: keeps building its bars while not trading, as vnpy's engine feeds every inited strategy.
+    TICKS_WHEN_STOPPED: ClassVar[bool] = False
 
     #: Attribute names a parameter may not take (they would overwrite the base class's state).
     _RESERVED: ClassVar[frozenset[str]] = frozenset(

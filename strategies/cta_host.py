@@ -16,7 +16,9 @@ What the template gets, as vnpy's live ``CtaEngine`` gives it:
   vnpy does; starting it again runs ``on_init`` again first;
 - ``on_tick``, ``on_order``, ``on_trade`` (``pos`` updated first), ``on_stop_order``: delivered
   after the gateway event that caused them, in order, as vnpy's event queue does, so an order the
-  template sends is never sent from inside a venue's own processing;
+  template sends is never sent from inside a venue's own processing. Ticks keep coming while the
+  instance is stopped (its bars go on; it sends nothing, not trading), as vnpy feeds every
+  inited template;
 - ``buy``/``sell``/``short``/``cover``: limit orders through the engine (``CtaContext.place``):
   the account's risk rules, the instance's ``max_position`` for opens, its name as reference, a
   strategy trigger for each (condition ``"DoubleMaStrategy.buy 3650 x1"``), and for a close on
@@ -194,6 +196,7 @@ class CtaHost(Strategy):
     """One ``CtaTemplate`` instance inside our engine (made per class by ``host_class``)."""
 
     cta_class: ClassVar[type]
+    TICKS_WHEN_STOPPED: ClassVar[bool] = True  # vnpy feeds every inited template, trading or not
 
     def __init__(
         self,

@@ -289,6 +289,17 @@ async def test_callbacks_come_after_the_event_never_inside_the_templates_own_cal
     assert not [r for r in caplog.records if "cancel" in r.getMessage()]
 
 
+async def test_a_stopped_template_keeps_its_bars_going_and_sends_nothing(probe: Trader) -> None:
+    host = _host(probe, "probe")
+    cta = host.cta
+    assert probe.strategies is not None and probe.strategies.stop("probe").ok
+    assert not host.running and not cta.trading and cta.inited
+    seen = cta.ticks
+    await wait_until(lambda: cta.ticks > seen, what="ticks while stopped (vnpy feeds inited templates)")
+    assert cta.buy(probe.oms.ticks[RB].ask_price_1, 1) == []  # not trading: the template itself refuses
+    assert not probe.db.load_triggers()  # type: ignore[union-attr]  # nothing was even asked
+
+
 async def test_a_raising_template_is_stopped_and_starts_again_after_a_new_init(probe: Trader) -> None:
     host = _host(probe, "probe")
     cta = host.cta
