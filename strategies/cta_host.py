@@ -413,6 +413,7 @@ class CtaHost(Strategy):
             self._warn_once("lock", "lock/net order modes are not supported: sent as plain orders")
         try:
             ours_direction, ours_offset = Direction[direction.name], Offset[offset.name]
+            _CALLS[(ours_direction, ours_offset.is_close)]  # LONG or SHORT: a net order has no side
         except (KeyError, AttributeError):
             self.log(f"order refused: direction {direction!r} / offset {offset!r} unknown", "ERROR")
             return []

@@ -364,6 +364,14 @@ async def test_a_refused_order_comes_back_rejected_with_the_rule(core_env: CoreE
         t.risk.config.max_order_volume = 100
         assert cta.buy(ask, 11) == []
         assert t.db.load_triggers()[-1].error.startswith("max_position")  # type: ignore[union-attr]
+        # an order vnpy could not send either: nothing recorded, a log line says why
+        from vnpy.trader.constant import Direction as VnDirection
+        from vnpy.trader.constant import Offset as VnOffset
+
+        before = len(t.db.load_triggers())  # type: ignore[union-attr]
+        assert cta.send_order(VnDirection.NET, VnOffset.OPEN, ask, 1) == []
+        assert cta.buy(float("nan"), 1) == []
+        assert len(t.db.load_triggers()) == before  # type: ignore[union-attr]
         # auto-trading off: recorded, not executed
         t.auto_trading = False
         assert cta.short(t.oms.ticks[RB].bid_price_1, 1) == []
