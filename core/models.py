@@ -174,9 +174,9 @@ MAX_VOLUME = 100_000.0  # lots in one request: far above any venue's per-order l
 MAX_PRICE = 1e9  # every listed futures price is far below it; the check stops inf and 1e308
 #: printable text: no line break or other control character (a newline in a symbol would forge
 #: lines of the daemon's output and the logs)
-PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+PRINTABLE = r"^[^\x00-\x1f\x7f]*\Z"
 
-SYMBOL_PATTERN = r"^[A-Za-z0-9_\-]+\.[A-Z0-9]+$"
+SYMBOL_PATTERN = r"^[A-Za-z0-9_\-]+\.[A-Z0-9]+\Z"
 SymbolField = Annotated[str, msgspec.Meta(min_length=3, max_length=MAX_SYMBOL_LENGTH, pattern=SYMBOL_PATTERN)]
 NameField = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=PRINTABLE)]
 VolumeField = Annotated[float, msgspec.Meta(gt=0, le=MAX_VOLUME, multiple_of=1)]  # whole lots

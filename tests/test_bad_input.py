@@ -330,3 +330,13 @@ def test_request_text_is_printable_all_through(text: str) -> None:
 def test_printable_unicode_names_are_welcome() -> None:
     req = decode_payload(_frame("order_req", {**ORDER, "reference": "黄金 网格-1"})).data
     assert req.reference == "黄金 网格-1"
+
+
+def test_a_final_line_break_is_no_way_around_the_patterns() -> None:
+    import re
+
+    from core.models import PRINTABLE, SYMBOL_PATTERN
+
+    assert not re.search(SYMBOL_PATTERN, "au2612.SHFE\n")  # ``$`` would match before it
+    assert not re.search(PRINTABLE, "manual\n")
+    assert "a contract symbol" in str(_refusal(_frame("cancel_all_req", {"vt_symbol": "au2612.SHFE\n"})))
