@@ -1,0 +1,382 @@
+"""Only our own trader is adopted; each trader holds only its own secrets; hung and crashing
+workers (issue 14). Real trader processes throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from config import paths as cfg_paths
+from core.lockfile import PidLock, lock_holder
+from core.manager import TradingManager
+from core.models import TraderInfo, TraderStatus
+from core.protocol import Link
+from core.supervisor import RestartPolicy, TraderProxy
+from core.trader_process import ACCOUNT_LOCK_FILE
+from storage import AccountDatabase, database_path
+from tests.conftest import CoreEnv, all_connected, sim_account, wait_until, wait_until_sync
+from tests.test_core_integration import _marketable_buy
+
+ONE = sim_account("AD1", "m2705.DCE")
+
+
+def _account_lock(data_dir: Path, account_id: str) -> Path:
+    return cfg_paths.account_state_dir(data_dir, account_id) / ACCOUNT_LOCK_FILE
+
+
+def _stray(env: CoreEnv, account_id: str, socket_path: Path) -> subprocess.Popen[bytes]:
+    """A trader of ``env`` (its own config and data directory) that knocks at ``socket_path``."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core.trader",
+            "--account-id",
+            account_id,
+            "--config",
+            str(env.config_path),
+            "--data-dir",
+            str(env.data_dir),
+            "--socket-path",
+            str(socket_path),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=10)
+
+
+def _orders_in(data_dir: Path, account_id: str) -> list[str]:
+    path = database_path(data_dir, account_id)
+    if not path.exists():
+        return []
+    db = AccountDatabase(path)
+    try:
+        return [o.order_id for o in db.load_orders()]
+    finally:
+        db.close()
+
+
+async def test_a_stray_trader_of_another_data_directory_never_becomes_the_account(core_env: CoreEnv) -> None:
+    config = core_env.write_config(ONE)
+    config.manager.restart_backoff = [3.0]  # a restart window the stray has every chance to use
+    sock = cfg_paths.trader_socket_path(core_env.sock_dir, "AD1")
+    # another daemon's trader (its own config and data directory), same account and socket dir
+    other = CoreEnv(
+        root=core_env.root,
+        data_dir=core_env.root / "other",
+        sock_dir=core_env.sock_dir,
+        config_path=core_env.root / "other.yaml",
+    )
+    other.write_config(ONE)
+    stray = _stray(other, "AD1", sock)
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    try:
+        wait_until_sync(
+            lambda: lock_holder(_account_lock(other.data_dir, "AD1")) == stray.pid, 30, "the stray running"
+        )
+        await mgr.start()
+        proxy, state = mgr.proxies["AD1"], mgr.state("AD1")
+        await wait_until(lambda: all_connected(mgr), 30, "our trader connected")
+        await wait_until(
+            lambda: proxy.foreign is not None and proxy.foreign[0] == stray.pid, 10, "the stray knocking"
+        )
+        assert proxy.foreign is not None and "data directory" in proxy.foreign[1]
+        assert str(other.data_dir) in proxy.foreign[1]
+        ours = proxy.pid
+        assert ours != stray.pid and ours == lock_holder(_account_lock(core_env.data_dir, "AD1"))
+        said = [e.message for e in state.logs if "not this manager's" in e.message]
+        assert len(said) == 1 and f"pid {stray.pid}" in said[0], said  # once, though it knocks on
+
+        # the restart window: ours is gone for 3 s, the stray knocks every second
+        assert ours is not None
+        os.kill(ours, signal.SIGKILL)
+        await wait_until(lambda: proxy.link is None, 10, "our trader gone")
+        proxy.foreign = None
+        await wait_until(lambda: proxy.foreign is not None, 10, "the stray knocking in the window")
+        assert proxy.link is None and proxy.restart_handle is not None  # refused, still waiting
+        await wait_until(
+            lambda: all_connected(mgr) and proxy.pid not in (None, ours), 30, "our new trader connected"
+        )
+        assert proxy.pid != stray.pid
+        assert proxy.pid == lock_holder(_account_lock(core_env.data_dir, "AD1"))
+        assert stray.poll() is None  # not ours to stop: it is only turned away
+
+        # an order for AD1 lands in this daemon's AD1 database, never in the stray's
+        reply = await mgr.send_order("AD1", _marketable_buy(mgr, "AD1", "m2705.DCE"))
+        assert reply.ok, reply.error
+        assert reply.result["order_id"] in _orders_in(core_env.data_dir, "AD1")
+        assert _orders_in(other.data_dir, "AD1") == []
+    finally:
+        await mgr.stop()
+        _stop(stray)
+
+
+async def test_a_trader_started_with_another_configuration_is_not_adopted(core_env: CoreEnv) -> None:
+    config = core_env.write_config(ONE)
+    # the same data directory and account, loaded from another file (another daemon's config)
+    copy = core_env.root / "copy.yaml"
+    copy.write_text(core_env.config_path.read_text())
+    sock = cfg_paths.trader_socket_path(core_env.sock_dir, "AD1")
+    stray = _stray(CoreEnv(core_env.root, core_env.data_dir, core_env.sock_dir, copy), "AD1", sock)
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    try:
+        lock = _account_lock(core_env.data_dir, "AD1")
+        wait_until_sync(lambda: lock_holder(lock) == stray.pid, 30, "the stray holding AD1")
+        await mgr.start()
+        proxy, state = mgr.proxies["AD1"], mgr.state("AD1")
+        await wait_until(lambda: proxy.foreign is not None, 15, "the stray knocking")
+        assert proxy.foreign is not None and proxy.foreign[0] == stray.pid
+        assert f"started with the configuration {copy}, not {core_env.config_path}" in proxy.foreign[1]
+        # ours could not take the account it holds: named, and retried on the back-off
+        await wait_until(lambda: "has not joined" in state.status_message, 20, "the holder named")
+        assert f"pid {stray.pid}" in state.status_message, state.status_message
+        assert proxy.link is None and state.status is not TraderStatus.CONNECTED
+    finally:
+        await mgr.stop()
+        _stop(stray)
+
+
+async def test_a_process_that_says_it_is_our_trader_is_not_taken_at_its_word(core_env: CoreEnv) -> None:
+    """In the restart window, a same-user process sends a register copying every word of ours
+    (data directory, configuration, venue, even our trader's pid): the kernel names its pid,
+    and that pid holds no lock of our data directory."""
+    config = core_env.write_config(ONE)
+    config.manager.restart_backoff = [30.0]
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        proxy = mgr.proxies["AD1"]
+        await wait_until(lambda: all_connected(mgr), 30, "our trader connected")
+        pid = proxy.pid
+        assert pid is not None
+        reply = await mgr.status("AD1")
+        assert reply.ok
+        genuine: TraderInfo = reply.result
+        os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: proxy.link is None, 10, "our trader gone")
+
+        reader, writer = await asyncio.open_unix_connection(str(proxy.socket_path))
+        link = Link(reader, writer, account_id="AD1", max_frame_bytes=config.socket.max_frame_bytes)
+        link.send_nowait("register", genuine)  # the real trader's words, pid included
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(link.recv(), 10)  # hung up on, nothing sent
+        await link.close()
+        assert proxy.link is None
+        assert proxy.foreign is not None and proxy.foreign[0] == os.getpid()
+        assert "does not hold the account's lock" in proxy.foreign[1]
+    finally:
+        await mgr.stop()
+
+
+def test_what_makes_a_trader_ours(core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each word of a register checked, and a trader of an earlier manager of the same data
+    directory and configuration adopted (its lock held: here by this very process)."""
+    monkeypatch.setenv("QT_ISO_PW", "pw")
+    config = core_env.write_config(
+        ONE
+        + """
+  - account_id: CT1
+    gateway: ctp
+    ctp: {userid: "000001", password: "${QT_ISO_PW}", brokerid: "9999",
+          td_address: "tcp://127.0.0.1:1", md_address: "tcp://127.0.0.1:2"}
+""",
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    proxy = TraderProxy(
+        account=config.account("CT1"),
+        socket_path=cfg_paths.trader_socket_path(core_env.sock_dir, "CT1"),
+        policy=RestartPolicy.from_config(config.manager),
+    )
+    info = TraderInfo(
+        account_id="CT1",
+        gateway="ctp",
+        pid=os.getpid(),
+        data_dir=str(core_env.data_dir),
+        config_path=str(core_env.config_path),
+        venue_identity="CT1: ctp user 000001 at broker 9999, td tcp://127.0.0.1:1",
+    )
+    lock = PidLock(_account_lock(core_env.data_dir, "CT1"))
+    assert "does not hold the account's lock" in (mgr._not_ours(proxy, info, os.getpid()) or "")
+    lock.acquire()
+    try:
+        assert mgr._not_ours(proxy, info, os.getpid()) is None  # ours
+        assert "held by pid" in (mgr._not_ours(proxy, info, os.getpid() + 1) or "")
+        for change, words in (
+            ({"data_dir": str(core_env.root / "elsewhere")}, "runs on the data directory"),
+            ({"data_dir": ""}, "data directory (not said)"),
+            ({"config_path": str(core_env.root / "b.yaml")}, "started with the configuration"),
+            ({"venue_identity": "CT1: ctp user 000002 at broker 9999, td tcp://127.0.0.1:1"}, "000002"),
+        ):
+            other = TraderInfo(**{**{f: getattr(info, f) for f in info.__struct_fields__}, **change})
+            assert words in (mgr._not_ours(proxy, other, os.getpid()) or ""), change
+    finally:
+        lock.release()
+
+
+# ---------------------------------------------------------------- secrets: each trader its own
+
+REPO = Path(__file__).resolve().parent.parent
+SECRETS = {"QT_ISO_C1_PW": "c1-Zq81-never-shown", "QT_ISO_C2_PW": "c2-Xk27-never-shown"}
+OWN_SECRET = {"C1": "QT_ISO_C1_PW", "C2": "QT_ISO_C2_PW"}
+#: Another user's interpreter: the venv's lives under /root, out of nobody's reach.
+SYSTEM_PYTHON = "/usr/bin/python3"
+NOBODY = 65534
+
+
+def _ctp(account_id: str, variable: str, userid: str) -> str:
+    return f"""
+  - account_id: {account_id}
+    gateway: ctp
+    ctp:
+      userid: "{userid}"
+      password: "${{{variable}}}"
+      auth_code: "${{{variable}}}"
+      brokerid: "9999"
+      td_address: "tcp://127.0.0.1:1"
+      md_address: "tcp://127.0.0.1:2"
+    watchlist: [rb2601.SHFE]
+"""
+
+
+def _as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` as another local user (nobody), with nothing of ours but the stdlib."""
+    return subprocess.run(
+        [SYSTEM_PYTHON, "-I", "-c", code],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def _can_be_nobody() -> str | None:
+    if os.getuid() != 0:
+        return "needs root to run a probe as another user"
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"no {SYSTEM_PYTHON} for the other user"
+    return None
+
+
+def _proc(pid: int, name: str) -> bytes:
+    return Path(f"/proc/{pid}/{name}").read_bytes()
+
+
+def _environ(pid: int) -> dict[bytes, bytes]:
+    raw = _proc(pid, "environ")
+    return dict(entry.split(b"=", 1) for entry in raw.split(b"\0") if b"=" in entry)
+
+
+async def test_each_trader_holds_only_its_own_secret_and_no_secret_leaks(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateways.ctp import FAKE_FRONT_ENV
+
+    monkeypatch.setenv(FAKE_FRONT_ENV, "tests.fake_ctp:install")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    )
+    for variable, value in SECRETS.items():
+        monkeypatch.setenv(variable, value)
+    config = core_env.write_config(
+        _ctp("C1", "QT_ISO_C1_PW", "000001")
+        + _ctp("C2", "QT_ISO_C2_PW", "000002")
+        + sim_account("S1", "m2705.DCE")
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    wire: list[bytes] = []  # every message the traders sent, as it came over their sockets
+    mgr.aggregator.tap(lambda _aid, msg: wire.append(msgspec.json.encode(msg)))
+    await mgr.start()
+    try:
+        await wait_until(
+            lambda: all(mgr.state(a).status is TraderStatus.CONNECTED for a in mgr.proxies),
+            30,
+            "all connected",
+        )
+        statuses = [await mgr.status(a) for a in mgr.proxies]
+        assert all(r.ok for r in statuses)
+        pids = {aid: proxy.pid for aid, proxy in mgr.proxies.items()}
+        for aid, pid in pids.items():
+            assert pid is not None
+            environ, whole, cmdline = _environ(pid), _proc(pid, "environ"), _proc(pid, "cmdline")
+            for variable, value in SECRETS.items():
+                if variable == OWN_SECRET.get(aid):
+                    assert environ[variable.encode()] == value.encode()  # its own: it logs in with it
+                else:
+                    assert variable.encode() not in environ, (aid, variable)
+                    assert value.encode() not in whole, (aid, variable)
+            assert not any(v.encode() in cmdline for v in SECRETS.values()), cmdline
+        shown = [repr(r.result) for r in statuses] + [  # what the console is told: statuses, log lines
+            f"{s.status_message} {[e.message for e in s.logs]}" for s in (mgr.state(a) for a in mgr.proxies)
+        ]
+        assert not any(v in text for v in SECRETS.values() for text in shown), shown
+        assert wire and not any(v.encode() in frame for v in SECRETS.values() for frame in wire)
+
+        reason = _can_be_nobody()
+        if reason is None:  # as another local user: no environment, and a command line without secrets
+            probe = _as_nobody(
+                f"for pid in {sorted(p for p in pids.values() if p)!r}:\n"
+                "    try:\n"
+                "        open(f'/proc/{pid}/environ', 'rb').read()\n"
+                "        print(pid, 'environ READ')\n"
+                "    except PermissionError:\n"
+                "        print(pid, 'environ refused')\n"
+                "    print(pid, 'cmdline', open(f'/proc/{pid}/cmdline', 'rb').read())\n"
+            )
+            assert probe.returncode == 0, probe.stderr
+            assert probe.stdout.count("environ refused") == len(pids), probe.stdout
+            assert "READ" not in probe.stdout
+            assert probe.stdout.count("cmdline") == len(pids)
+            assert not any(v in probe.stdout for v in SECRETS.values())
+        else:
+            print(f"not checked as another user: {reason}")
+    finally:
+        await mgr.stop()
+    # every file the run left: databases (and their journals), logs, state, sockets' directory
+    files = [p for p in core_env.root.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in files) and any(p.suffix == ".log" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert not any(v.encode() in data for v in SECRETS.values()), path
+
+
+def test_a_trader_loads_its_file_without_the_other_accounts_secrets(core_env: CoreEnv) -> None:
+    """What a trader process does with the environment it is given: its own secret is needed
+    (and used), another account's is withheld, not required; the manager knows which is which."""
+    from config.loader import WITHHELD, parse_config
+
+    text = _ctp("C1", "QT_ISO_C1_PW", "000001") + _ctp("C2", "QT_ISO_C2_PW", "000002")
+    yaml_text = "accounts:\n" + text
+    full = parse_config(yaml_text, environ=SECRETS)
+    assert full.secret_variables_of_others("C1") == {"QT_ISO_C2_PW"}
+    assert full.secret_variables_of_others("C2") == {"QT_ISO_C1_PW"}
+    own = {"QT_ISO_C1_PW": SECRETS["QT_ISO_C1_PW"]}
+    mine = parse_config(yaml_text, environ=own, for_account="C1")
+    c1, c2 = mine.account("C1").ctp, mine.account("C2").ctp
+    assert c1 is not None and c2 is not None
+    assert (c1.password, c1.auth_code) == (SECRETS["QT_ISO_C1_PW"],) * 2
+    assert (c2.password, c2.auth_code) == (WITHHELD, WITHHELD)
+    from config.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"accounts\[0\]\.ctp\.password: environment variable 'QT_ISO_C1_PW'"
+    ):
+        parse_config(yaml_text, environ={}, for_account="C1")  # its own is still required
+    with pytest.raises(ConfigError, match="'QT_ISO_C2_PW' is not set"):
+        parse_config(yaml_text, environ=own)  # the manager needs every one
