@@ -4,10 +4,14 @@ workers (issue 14). Real trader processes throughout."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -21,8 +25,9 @@ from core.protocol import Link
 from core.supervisor import RestartPolicy, TraderProxy
 from core.trader_process import ACCOUNT_LOCK_FILE
 from storage import AccountDatabase, database_path
-from tests.conftest import CoreEnv, all_connected, sim_account, wait_until, wait_until_sync
+from tests.conftest import CoreEnv, all_connected, pid_alive, sim_account, wait_until, wait_until_sync
 from tests.test_core_integration import _marketable_buy
+from tests.test_daemon import CONNECTED, Daemon
 
 ONE = sim_account("AD1", "m2705.DCE")
 
@@ -380,3 +385,186 @@ def test_a_trader_loads_its_file_without_the_other_accounts_secrets(core_env: Co
         parse_config(yaml_text, environ={}, for_account="C1")  # its own is still required
     with pytest.raises(ConfigError, match="'QT_ISO_C2_PW' is not set"):
         parse_config(yaml_text, environ=own)  # the manager needs every one
+
+
+# ---------------------------------------------------------------- a real daemon: sockets, hangs, crashes
+
+TWO = sim_account("P1", "m2705.DCE", seed=1) + sim_account("P2", "au2612.SHFE", seed=2)
+
+_CONNECT_PROBE = """
+import socket, struct, sys
+for path in {paths!r}:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as exc:
+        print(path, "refused", exc.errno)
+        continue
+    frame = b'{{"type":"register","account_id":"P1","seq":1,"ts":0,"req_id":0,"data":{{}}}}'
+    s.sendall(struct.pack(">I", len(frame)) + frame)
+    s.settimeout(10)
+    try:
+        print(path, "hung up" if s.recv(1) == b"" else "ANSWERED")
+    except ConnectionResetError:  # closed with our frame unread
+        print(path, "hung up")
+"""
+
+
+def _stop_daemon(daemon: Daemon) -> None:
+    if daemon.proc.poll() is None:
+        daemon.proc.send_signal(signal.SIGTERM)
+        try:
+            daemon.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+@pytest.mark.skipif(_can_be_nobody() is not None, reason=_can_be_nobody() or "")
+def test_another_local_user_reaches_no_socket(core_env: CoreEnv) -> None:
+    core_env.write_config(TWO)
+    daemon = Daemon(core_env)
+    try:
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+        socks = sorted(str(p) for p in core_env.sock_dir.glob("*.sock"))
+        assert len(socks) == 3, socks  # two traders' and the control socket
+        probe = _as_nobody(_CONNECT_PROBE.format(paths=socks))
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.count(f"refused {errno.EACCES}") == 3, probe.stdout
+
+        # were the modes ever loosened, the daemon still hangs up on another uid at once
+        core_env.root.chmod(0o711)  # the test's own directory (mkdtemp: 0700)
+        core_env.sock_dir.chmod(0o711)
+        for path in socks:
+            os.chmod(path, 0o666)
+        probe = _as_nobody(_CONNECT_PROBE.format(paths=socks))
+        assert probe.returncode == 0, probe.stderr
+        assert probe.stdout.count("hung up") == 3, probe.stdout
+        runtime_log = cfg_paths.runtime_log_path(core_env.data_dir)
+        wait_until_sync(
+            lambda: (
+                runtime_log.read_text().count(f"refused a connection from uid {NOBODY}") == 2
+                and f"control: refused uid {NOBODY}" in runtime_log.read_text()
+            ),
+            10,
+            "the refusals logged",
+        )
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))  # nothing else noticed
+    finally:
+        core_env.sock_dir.chmod(0o700)
+        core_env.root.chmod(0o700)
+        _stop_daemon(daemon)
+
+
+@pytest.mark.parametrize("plant", ["writable by others", "another user's", "a symbolic link"])
+def test_an_unsafe_socket_directory_is_refused_before_anything_starts(core_env: CoreEnv, plant: str) -> None:
+    core_env.write_config(TWO)
+    if plant == "writable by others":
+        core_env.sock_dir.mkdir()
+        core_env.sock_dir.chmod(0o777)
+        expected = "is writable by other users (mode 0777)"
+    elif plant == "another user's":
+        if os.getuid() != 0:
+            pytest.skip("needs root to give the directory to another user")
+        core_env.sock_dir.mkdir(mode=0o700)
+        os.chown(core_env.sock_dir, NOBODY, NOBODY)
+        expected = f"is owned by uid {NOBODY}, not by you"
+    else:
+        real = core_env.root / "real-s"
+        real.mkdir(mode=0o700)
+        core_env.sock_dir.symlink_to(real)
+        expected = "is a symbolic link; refusing to use it"
+    done = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "--no-ui", "--config", str(core_env.config_path),
+         "--data-dir", str(core_env.data_dir)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert f"socket.socket_dir: {core_env.sock_dir}" in done.stderr and expected in done.stderr, done.stderr
+    assert not list(core_env.data_dir.glob("state/*/trader.lock"))  # no trader was started
+    assert not [p for p in core_env.root.rglob("*.sock")]
+
+
+def test_a_hung_worker_is_killed_within_the_heartbeat_timeout_and_2_s(core_env: CoreEnv) -> None:
+    config = core_env.write_config(TWO)  # heartbeats every 0.2 s, timeout 5 s, restart at once
+    timeout = config.manager.heartbeat_timeout
+    daemon = Daemon(core_env)
+    lock = _account_lock(core_env.data_dir, "P1")
+    old = None
+    try:
+        daemon.wait_for_accounts(CONNECTED, ("P1", "P2"))
+        old, other = lock_holder(lock), lock_holder(_account_lock(core_env.data_dir, "P2"))
+        assert old and other
+        stopped = time.monotonic()
+        os.kill(old, signal.SIGSTOP)  # alive but silent
+        wait_until_sync(lambda: lock_holder(lock) not in (None, old), 30, "a new P1 trader")
+        new = lock_holder(lock)
+        started = time.monotonic()
+        wait_until_sync(
+            lambda: any(" P1 " in ln and CONNECTED in ln and f"pid {new} " in ln for ln in daemon.lines),
+            30,
+            "the new P1 connected:\n" + daemon.output(),
+        )
+        connected = time.monotonic()
+        runtime = cfg_paths.runtime_log_path(core_env.data_dir).read_text()
+        found = re.search(
+            rf"P1: no heartbeat for ([\d.]+) s \(timeout {timeout:g} s\); killing pid {old}", runtime
+        )
+        assert found, runtime[-2000:]
+        silent = float(found.group(1))
+        print(
+            f"\nhung worker: killed after {silent:.1f} s without a heartbeat (timeout {timeout:g} s); "
+            f"new trader running {started - stopped:.1f} s and connected {connected - stopped:.1f} s "
+            "after the SIGSTOP"
+        )
+        assert timeout < silent <= timeout + 2.0  # the manager's own measure when it killed
+        assert not pid_alive(old)
+        assert lock_holder(_account_lock(core_env.data_dir, "P2")) == other  # the other untouched
+        assert "P2: no heartbeat" not in runtime
+    finally:
+        if old is not None and pid_alive(old):
+            os.kill(old, signal.SIGKILL)
+        _stop_daemon(daemon)
+
+
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3})")
+
+
+def _stamped(log_text: str, needle: str) -> list[datetime]:
+    return [
+        datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f")
+        for line in log_text.splitlines()
+        if needle in line and (m := _STAMP.match(line))
+    ]
+
+
+def test_a_crash_loop_backs_off_cools_down_and_says_so(core_env: CoreEnv) -> None:
+    core_env.write_config(
+        TWO.replace("P2", "BAD"), manager="  max_restarts: 3\n  restart_window: 60\n  cooldown: 4"
+    )  # back-off 0, 0.5, 1 s
+    (core_env.data_dir / "trading_BAD.db").mkdir(parents=True)  # its database cannot open: exit 1
+    daemon = Daemon(core_env)
+    try:
+        said = [
+            "restart in 0 s",
+            "restart in 0.5 s",
+            "restart in 1 s",
+            "3 restarts within 60 s: cooling down 4 s",
+        ]
+        daemon.wait_for_line("cooling down 4 s", timeout=60)
+        crashes = [ln for ln in daemon.lines if " BAD " in ln and "CRASHED" in ln]
+        assert all("exit code 1 (" in ln and "database" in ln for ln in crashes), crashes
+        assert [next(w for w in said if ln.endswith(w)) for ln in crashes] == said, crashes
+        # the cool-down ends: tried again, and the back-off starts over
+        daemon.wait_for_line("restart in 0 s", count=2, timeout=30)
+        runtime = cfg_paths.runtime_log_path(core_env.data_dir).read_text()
+        exits, starts = _stamped(runtime, "BAD: trader exit code 1"), _stamped(runtime, "BAD: trader started")
+        delays = [(s - e).total_seconds() for e, s in zip(exits, starts[1:], strict=False)]
+        print(f"\ncrash loop: delays between an exit and the next start {[round(d, 2) for d in delays]} s")
+        assert len(delays) >= 4
+        for delay, wanted in zip(delays, [0.0, 0.5, 1.0, 4.0, 0.0], strict=False):
+            assert delay >= wanted - 0.01, delays  # never earlier than said
+        daemon.wait_for_accounts(CONNECTED, ("P1",))  # the other account trades on
+        assert "P1: trader exit" not in runtime
+    finally:
+        _stop_daemon(daemon)
