@@ -87,6 +87,7 @@ async def test_a_stray_trader_of_another_data_directory_never_becomes_the_accoun
         config_path=core_env.root / "other.yaml",
     )
     other.write_config(ONE)
+    launched = time.monotonic()
     stray = _stray(other, "AD1", sock)
     mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
     try:
@@ -119,6 +120,11 @@ async def test_a_stray_trader_of_another_data_directory_never_becomes_the_accoun
         assert proxy.pid != stray.pid
         assert proxy.pid == lock_holder(_account_lock(core_env.data_dir, "AD1"))
         assert stray.poll() is None  # not ours to stop: it is only turned away
+        # turned away, it trades on and knocks again no faster than every second, saying so once
+        stray_log = (other.data_dir / "logs" / "AD1" / "trader.log").read_text()
+        assert stray_log.count("hung up as soon as we registered") == 1, stray_log[-2000:]
+        knocks = stray_log.count("connected to manager at")
+        assert 2 <= knocks <= time.monotonic() - launched + 2, knocks
 
         # an order for AD1 lands in this daemon's AD1 database, never in the stray's
         reply = await mgr.send_order("AD1", _marketable_buy(mgr, "AD1", "m2705.DCE"))
