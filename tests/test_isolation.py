@@ -574,3 +574,39 @@ def test_a_crash_loop_backs_off_cools_down_and_says_so(core_env: CoreEnv) -> Non
         assert "P1: trader exit" not in runtime
     finally:
         _stop_daemon(daemon)
+
+
+async def test_a_trader_we_started_on_a_file_changed_under_us_is_stopped_not_left_alone(
+    core_env: CoreEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file changed under a running manager: the account's restarted trader now trades
+    another venue account than the one this manager runs. It is not adopted, and since we
+    started it, it is stopped (never left trading alone), and retried on the back-off."""
+    paper = "    market_data_from: S1\n"
+    text = sim_account("S1", "m2705.DCE") + sim_account("S2", "m2705.DCE") + paper
+    config = core_env.write_config(text)
+    config.manager.venue_backoff = [60.0]
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        proxy, state = mgr.proxies["S2"], mgr.state("S2")
+        await wait_until(lambda: all_connected(mgr), 30, "both connected")
+        first = proxy.pid
+        assert first is not None
+        core_env.config_path.write_text(core_env.config_path.read_text().replace(paper, ""))
+        os.kill(first, signal.SIGKILL)  # restarted at once, on the edited file
+        await wait_until(lambda: "not adopted" in state.status_message, 30, "the new trader refused")
+        assert proxy.foreign is not None
+        refused = proxy.foreign[0]
+        assert "it trades S2: sim, where this configuration has S2: sim paper, quotes from S1" in (
+            state.status_message
+        ), state.status_message
+        assert "retry 1 in 60 s" in state.status_message
+        assert state.status is TraderStatus.CRASHED and proxy.link is None
+        await wait_until(lambda: not pid_alive(refused), 10, "the refused trader stopped")
+        # stopped because it was refused, not killed later by the watchdog as a start that hangs
+        assert "not connected" not in caplog.text and "killing pid" not in caplog.text
+        assert lock_holder(_account_lock(core_env.data_dir, "S2")) is None  # nobody runs S2
+        assert mgr.state("S1").status is TraderStatus.CONNECTED  # the other account trades on
+    finally:
+        await mgr.stop()
