@@ -82,16 +82,7 @@ def secure_data_dir(path: Path) -> Path:
             "could be read or replaced by its owner: use a directory of your own",
             field="database.data_dir",
         )
-    mode = stat.S_IMODE(info.st_mode)
-    if mode & 0o022:
-        # Others could write in it until now: a socket or link of theirs may wait there under
-        # one of our names. Tightening it would not remove them: refuse it.
-        raise ConfigError(
-            f"socket.socket_dir: {path} is writable by other users (mode {mode:04o}): anything in it may "
-            "have been planted; remove it or set socket.socket_dir to a directory of your own",
-            field="socket.socket_dir",
-        )
-    if mode != 0o700:
+    if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700)
     return path
 
@@ -147,8 +138,9 @@ def socket_dir(config: AppConfig) -> Path:
     """The socket directory (``socket_dir_path``), created (mode 0700) or checked and secured.
 
     An existing directory must be a real directory (not a symlink) owned by this user and
-    writable by no one else; it is then chmod'ed to 0700 so no other user can reach the sockets. Raises ``ConfigError`` (field
-    ``socket.socket_dir``) when the directory is unsafe or too long for a trader socket path.
+    writable by no one else; it is then chmod'ed to 0700 so no other user can reach the
+    sockets. Raises ``ConfigError`` (field ``socket.socket_dir``) when the directory is unsafe
+    or too long for a trader socket path.
     """
     path = socket_dir_path(config)
     problem = socket_dir_problem(path)

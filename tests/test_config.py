@@ -1360,3 +1360,11 @@ def test_socket_dir_writable_by_others_is_refused(short_tmp: Path) -> None:
         with pytest.raises(ConfigError, match=rf"is writable by other users \(mode {mode:04o}\)"):
             socket_dir(sim_config(socket_dir=str(wanted)))
         assert mode_of(wanted) == mode  # left as it is: tightening would not undo a plant
+
+
+def test_the_data_directory_is_still_tightened_whatever_its_mode(short_tmp: Path) -> None:
+    wanted = short_tmp / "data"
+    wanted.mkdir()
+    wanted.chmod(0o777)
+    assert config.paths.secure_data_dir(wanted) == wanted
+    assert mode_of(wanted) == 0o700
