@@ -1,5 +1,6 @@
 """Only our own trader is adopted; each trader holds only its own secrets; hung and crashing
-workers (issue 14). Real trader processes throughout."""
+workers; sockets out of other users' reach (issue 14). Real trader processes and real daemons,
+but for two checks of the rules themselves (what makes a trader ours, how a trader's file loads)."""
 
 from __future__ import annotations
 
