@@ -524,7 +524,7 @@ def test_a_hung_worker_is_killed_within_the_heartbeat_timeout_and_2_s(core_env: 
             f"new trader running {started - stopped:.1f} s and connected {connected - stopped:.1f} s "
             "after the SIGSTOP"
         )
-        assert timeout < silent <= timeout + 2.0  # the manager's own measure when it killed
+        assert timeout <= silent <= timeout + 2.0  # the manager's own measure (to 0.1 s) when it killed
         assert not pid_alive(old)
         assert lock_holder(_account_lock(core_env.data_dir, "P2")) == other  # the other untouched
         assert "P2: no heartbeat" not in runtime
