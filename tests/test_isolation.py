@@ -408,11 +408,11 @@ for path in {paths!r}:
         print(path, "refused", exc.errno)
         continue
     frame = b'{{"type":"register","account_id":"P1","seq":1,"ts":0,"req_id":0,"data":{{}}}}'
-    s.sendall(struct.pack(">I", len(frame)) + frame)
     s.settimeout(10)
     try:
+        s.sendall(struct.pack(">I", len(frame)) + frame)
         print(path, "hung up" if s.recv(1) == b"" else "ANSWERED")
-    except ConnectionResetError:  # closed with our frame unread
+    except (BrokenPipeError, ConnectionResetError):  # closed before or with our frame unread
         print(path, "hung up")
 """
 
