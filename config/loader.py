@@ -8,6 +8,11 @@ schema's cross-field checks) -> relative directories made absolute -> warnings.
 Interpolation: ``${NAME}`` anywhere inside a string value is replaced by the
 environment variable NAME (a missing variable is an error naming it and the
 field); ``$${`` is a literal ``${``; the substituted text is not scanned again.
+The variables each account's secrets come from are kept (``AppConfig.
+secret_variables_of_others``): a trader process is started without the other
+accounts' (ARCHITECTURE.md, "Invariants" 6), so it loads the file ``for_account``
+its own, where another account's secret whose variable is missing is withheld
+(``WITHHELD``), not an error.
 Values stay strings, and validation runs in pydantic's lax mode so ``"20"``
 becomes ``20`` where the schema wants a number (``"true"`` / ``"false"``
 booleans): ``max_order_volume: ${MAX_VOL}`` works, and a YAML number where the
@@ -46,6 +51,7 @@ __all__ = [
     "CONFIG_ENV_VAR",
     "DEMO_NOTICE",
     "LOCAL_CONFIG_PATH",
+    "WITHHELD",
     "ConfigError",
     "LoadedConfig",
     "demo_config_path",
@@ -61,6 +67,8 @@ DEMO_NOTICE = "no configuration found: running the demo (3 simulated accounts)"
 CONFIG_ENV_VAR = "QTRADER_CONFIG"
 #: Looked up relative to the current directory (third in the resolution order).
 LOCAL_CONFIG_PATH = Path("config") / "config.yaml"
+#: Another account's secret in a trader process that was not given it (``for_account``).
+WITHHELD = "(withheld: another account's secret)"
 
 
 @dataclass
@@ -109,15 +117,18 @@ def _existing_file(raw: str, origin: str) -> Path:
     return path
 
 
-def load_config(cli_path: str | None = None) -> LoadedConfig:
-    """Resolve (see ``resolve_config_path``), read and validate the configuration."""
+def load_config(cli_path: str | None = None, *, for_account: str | None = None) -> LoadedConfig:
+    """Resolve (see ``resolve_config_path``), read and validate the configuration
+    (``for_account``: as that account's trader process, see ``parse_config``)."""
     path, is_demo = resolve_config_path(cli_path)
     warnings: list[str] = []
-    config = load_config_file(path, warnings=warnings)
+    config = load_config_file(path, warnings=warnings, for_account=for_account)
     return LoadedConfig(config=config, source=path, is_demo=is_demo, warnings=warnings)
 
 
-def load_config_file(path: Path, *, warnings: list[str] | None = None) -> AppConfig:
+def load_config_file(
+    path: Path, *, warnings: list[str] | None = None, for_account: str | None = None
+) -> AppConfig:
     """Read and validate one file (no resolution).
 
     Relative ``database.data_dir`` / ``socket.socket_dir`` are taken relative to
@@ -143,7 +154,7 @@ def load_config_file(path: Path, *, warnings: list[str] | None = None) -> AppCon
         raise ConfigError(f"{name}: not UTF-8 text (byte {exc.start}) ({path})", source=name) from None
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}", source=name) from None
-    return parse_config(text, name, base_dir=path.parent, warnings=warnings)
+    return parse_config(text, name, base_dir=path.parent, warnings=warnings, for_account=for_account)
 
 
 def parse_config(
@@ -153,12 +164,15 @@ def parse_config(
     base_dir: Path | None = None,
     warnings: list[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    for_account: str | None = None,
 ) -> AppConfig:
     """Validate YAML text into an ``AppConfig``; raise ``ConfigError`` naming ``source_name``.
 
     ``base_dir`` anchors relative directories (default: the current directory);
     ``environ`` replaces ``os.environ`` for ``${NAME}`` lookups; warnings are
-    appended to ``warnings`` if given.
+    appended to ``warnings`` if given. ``for_account``: loaded by that account's trader,
+    whose environment holds no other account's secrets: a secret of another account whose
+    variable is not set reads ``WITHHELD`` (any other missing variable is still an error).
     """
     ctx = _Context(source_name)
     if len(text) > MAX_FILE_BYTES:
@@ -171,8 +185,9 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ctx.error((), f"expected a mapping at the top level (accounts: ...), got {_describe(raw)}")
     data = _fold_legacy(raw, ctx)
-    substituted: set[tuple[Any, ...]] = set()
-    data = _interpolate(data, (), os.environ if environ is None else environ, substituted, ctx)
+    secrets = _Secrets(withheld=_other_accounts(data, for_account))
+    data = _interpolate(data, (), os.environ if environ is None else environ, secrets, ctx)
+    substituted = secrets.substituted
     try:
         # by key only: `class:` in the file, never `class_name:` (that is the Python name)
         config = AppConfig.model_validate(data, by_alias=True, by_name=False)
@@ -180,6 +195,9 @@ def parse_config(
         raise _translate(_first_problem(exc.errors(include_url=False), data), ctx) from None
     _refuse_literal_secrets(config, substituted, ctx)
     config = _absolute_dirs(config, base_dir or Path.cwd())
+    config._secret_variables = {
+        config.accounts[i].account_id: frozenset(names) for i, names in secrets.variables.items()
+    }
     if config.socket.socket_dir is not None:
         problem = socket_dir_problem(Path(config.socket.socket_dir))
         if problem is not None:
@@ -636,17 +654,43 @@ def _fold_legacy(raw: dict[Any, Any], ctx: _Context) -> dict[Any, Any]:
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{")
 
 
-def _interpolate(
-    node: Any, path: FieldPath, env: Mapping[str, str], substituted: set[tuple[Any, ...]], ctx: _Context
-) -> Any:
+@dataclass
+class _Secrets:
+    """What interpolation learns: where a variable was used, which variables each account's
+    secrets (``accounts[i].<section>.<secret>``) came from, and which accounts' secrets may
+    be withheld (their index in ``accounts``)."""
+
+    withheld: frozenset[int]
+    substituted: set[tuple[Any, ...]] = field(default_factory=set)
+    variables: dict[int, set[str]] = field(default_factory=dict)
+
+    @staticmethod
+    def account_of(path: FieldPath) -> int | None:
+        """The account index when ``path`` is an account's secret field."""
+        if len(path) == 4 and path[0] == "accounts" and isinstance(path[1], int):
+            return path[1] if path[3] in SECRET_FIELD_NAMES else None
+        return None
+
+
+def _other_accounts(data: dict[Any, Any], for_account: str | None) -> frozenset[int]:
+    """Indexes of the accounts, as written, that are not ``for_account`` (none without one)."""
+    accounts = data.get("accounts")
+    if for_account is None or not isinstance(accounts, list):
+        return frozenset()
+    return frozenset(
+        i for i, a in enumerate(accounts) if not (isinstance(a, dict) and a.get("account_id") == for_account)
+    )
+
+
+def _interpolate(node: Any, path: FieldPath, env: Mapping[str, str], secrets: _Secrets, ctx: _Context) -> Any:
     """Replace ``${NAME}`` in every string value (not in keys); record where a variable was used."""
     if isinstance(node, dict):
         return {
-            k: _interpolate(v, (*path, k if isinstance(k, str) else str(k)), env, substituted, ctx)
+            k: _interpolate(v, (*path, k if isinstance(k, str) else str(k)), env, secrets, ctx)
             for k, v in node.items()
         }
     if isinstance(node, list):
-        return [_interpolate(v, (*path, i), env, substituted, ctx) for i, v in enumerate(node)]
+        return [_interpolate(v, (*path, i), env, secrets, ctx) for i, v in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -663,9 +707,14 @@ def _interpolate(
                 f"malformed ${{...}}{shown} (expected ${{NAME}}, NAME made of letters, digits and _; "
                 "write $${ for a literal ${)",
             )
+        account = secrets.account_of(path)
+        if account is not None:
+            secrets.variables.setdefault(account, set()).add(name)
+        secrets.substituted.add(path)
         if name not in env:
+            if account in secrets.withheld:
+                return WITHHELD
             raise ctx.error(path, f"environment variable '{name}' is not set")
-        substituted.add(path)
         return env[name]
 
     return _REFERENCE.sub(replace, node)

@@ -137,9 +137,10 @@ def socket_dir_path(config: AppConfig) -> Path:
 def socket_dir(config: AppConfig) -> Path:
     """The socket directory (``socket_dir_path``), created (mode 0700) or checked and secured.
 
-    An existing directory must be a real directory (not a symlink) owned by this user; it is
-    then chmod'ed to 0700 so no other user can reach the sockets. Raises ``ConfigError`` (field
-    ``socket.socket_dir``) when the directory is unsafe or too long for a trader socket path.
+    An existing directory must be a real directory (not a symlink) owned by this user and
+    writable by no one else; it is then chmod'ed to 0700 so no other user can reach the
+    sockets. Raises ``ConfigError`` (field ``socket.socket_dir``) when the directory is unsafe
+    or too long for a trader socket path.
     """
     path = socket_dir_path(config)
     problem = socket_dir_problem(path)
@@ -193,5 +194,14 @@ def _ensure_private_dir(path: Path, *, create_parents: bool) -> None:
             "socket.socket_dir to a directory of your own",
             field="socket.socket_dir",
         )
-    if stat.S_IMODE(info.st_mode) != 0o700:
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        # Others could write in it until now: a socket or link of theirs may wait there under
+        # one of our names. Tightening it would not remove them: refuse it.
+        raise ConfigError(
+            f"socket.socket_dir: {path} is writable by other users (mode {mode:04o}): anything in it may "
+            "have been planted; remove it or set socket.socket_dir to a directory of your own",
+            field="socket.socket_dir",
+        )
+    if mode != 0o700:
         os.chmod(path, 0o700)

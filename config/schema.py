@@ -31,7 +31,15 @@ from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, NoReturn
 
 from annotated_types import Ge, Gt, Le, MinLen
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
 from config.symbols import symbol_problem
@@ -352,6 +360,24 @@ class AccountConfig(_Section):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     strategies: list[StrategyConfig] = []
 
+    def venue_identity(self) -> str:
+        """Which account at which venue this section's orders reach, in words and without a
+        secret (``ctp user 123456 at broker 9999, td tcp://...``): what a trader says it runs
+        when it joins a manager, which adopts only the same (ARCHITECTURE.md, "Processes").
+        Risk limits, strategies and the watchlist are no part of it: editing them does not
+        make a running trader someone else's."""
+        words = f"{self.account_id}: {self.gateway}"
+        if self.gateway == "ctp" and self.ctp is not None:
+            words += f" user {self.ctp.userid} at broker {self.ctp.brokerid}, td {self.ctp.td_address}"
+        elif self.gateway == "tqsdk" and self.tqsdk is not None:
+            tq = self.tqsdk
+            words += f" {tq.account_type} of {tq.auth_user}"
+            if tq.account_type == "account":
+                words += f", user {tq.user} at broker {tq.broker}"
+        elif self.market_data_from is not None:
+            words += f" paper, quotes from {self.market_data_from}"
+        return words
+
     @model_validator(mode="after")
     def _check(self) -> AccountConfig:
         if self.gateway == "ctp" and self.ctp is None:
@@ -481,6 +507,16 @@ class AppConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     # where user strategies live: a directory of .py files or a dotted module (class by name)
     strategy_path: str | None = None
+    #: account id -> the environment variables its secrets came from (``${NAME}``), set by the
+    #: loader: a trader process is given only its own (``secret_variables_of_others``)
+    _secret_variables: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+
+    def secret_variables_of_others(self, account_id: str) -> frozenset[str]:
+        """The variables holding other accounts' secrets (and none of this account's): what
+        this account's trader process must not find in its environment."""
+        own = self._secret_variables.get(account_id, frozenset())
+        others = (names for aid, names in self._secret_variables.items() if aid != account_id)
+        return frozenset().union(*others) - own
 
     @model_validator(mode="after")
     def _check(self) -> AppConfig:

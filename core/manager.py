@@ -29,11 +29,13 @@ import msgspec
 from config import AppConfig
 from config import paths as cfg_paths
 from core.aggregator import AccountState, DataAggregator
+from core.lockfile import lock_holder
 from core.models import (
     Bar,
     Direction,
     EquityPoint,
     GatewayStatus,
+    LogEntry,
     Order,
     OrderRequest,
     StrategyTrigger,
@@ -41,6 +43,7 @@ from core.models import (
     TraderInfo,
     TraderStatus,
     TradingState,
+    now,
 )
 from core.paper_quotes import QuoteRelay
 from core.protocol import (
@@ -63,6 +66,7 @@ from core.protocol import (
 )
 from core.requests import PendingReplies
 from core.supervisor import RestartPolicy, Supervision, TraderProxy, pid_alive
+from core.trader_process import ACCOUNT_LOCK_FILE
 
 log = logging.getLogger("qtrader.manager")
 
@@ -292,7 +296,53 @@ class TradingManager(Supervision):
             )
             await link.close()
             return
-        await self._serve_link(proxy, link, first.data, creds[0] if creds else first.data.pid)
+        pid = creds[0] if creds else first.data.pid
+        why = self._not_ours(proxy, first.data, pid)
+        if why is not None:
+            self._refuse(proxy, pid, why)
+            await link.close()
+            return
+        await self._serve_link(proxy, link, first.data, pid)
+
+    def _not_ours(self, proxy: TraderProxy, info: TraderInfo, pid: int) -> str | None:
+        """Why the trader ``pid`` that registered ``info`` is not this manager's (None: it is).
+
+        Ours runs on our data directory, loaded our configuration file, trades the account
+        at the venue that our configuration names, and holds the account's lock in our data
+        directory (the kernel's word: a process that merely says so does not). A trader left
+        by an earlier manager of the same data directory and configuration is all of that;
+        a stray of another daemon, or any other process of the user that connects to the
+        socket in a restart window, is not (ARCHITECTURE.md, "Processes")."""
+        if not info.data_dir or Path(info.data_dir).resolve() != self.data_dir.resolve():
+            return f"it runs on the data directory {info.data_dir or '(not said)'}, not {self.data_dir}"
+        if not info.config_path or Path(info.config_path).resolve() != self.config_path.resolve():
+            return (
+                f"it was started with the configuration {info.config_path or '(not said)'}, "
+                f"not {self.config_path}"
+            )
+        ours = proxy.account.venue_identity()
+        if info.venue_identity != ours:
+            return f"it trades {info.venue_identity or '(not said)'}, where this configuration has {ours}"
+        lock = cfg_paths.account_state_dir(self.data_dir, proxy.account_id) / ACCOUNT_LOCK_FILE
+        holder = lock_holder(lock)
+        if holder != pid:
+            held = "nobody" if holder is None else f"pid {holder}"
+            return f"it does not hold the account's lock ({lock} is held by {held})"
+        return None
+
+    def _refuse(self, proxy: TraderProxy, pid: int, why: str) -> None:
+        """Turn away a trader that is not ours, saying so once (it knocks again every second).
+        Nothing is sent to it; one we started ourselves (the file changed under us) is stopped."""
+        aid = proxy.account_id
+        if proxy.foreign != (pid, why):
+            proxy.foreign = (pid, why)
+            words = f"refused a trader (pid {pid}) that is not this manager's: {why}"
+            log.error("%s: %s", aid, words)
+            entry = LogEntry(account_id=aid, datetime=now(), level="ERROR", message=words, source="manager")
+            self.aggregator.apply(aid, Message(type="log", account_id=aid, data=entry))
+        if proxy.proc is not None and proxy.proc.pid == pid and proxy.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proxy.proc.terminate()
 
     async def _serve_link(self, proxy: TraderProxy, link: Link, info: TraderInfo, pid: int) -> None:
         if proxy.link is not None:

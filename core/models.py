@@ -573,3 +573,9 @@ class TraderInfo(Struct, kw_only=True):
     protective_kept: bool = False
     #: why the account is HALTED when no operator did it (a failed database write), saved with it
     halt_reason: str = ""
+    #: Whose trader it is, checked by a manager before it adopts one (core/manager.py): the
+    #: data directory it runs on, the configuration file it loaded, and the account at the
+    #: venue that its orders reach (``AccountConfig.venue_identity``, no secret in it)
+    data_dir: str = ""
+    config_path: str = ""
+    venue_identity: str = ""

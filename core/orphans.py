@@ -28,6 +28,7 @@ from core.manager import TradingManager
 from core.protocol import KillRequest, Reply
 from core.trader import saved_trading_state
 from core.trader_link import ALONE_FILE
+from core.trader_process import ACCOUNT_LOCK_FILE
 
 #: How long a trader gets to join the short-lived manager (it retries about every second).
 JOIN_TIMEOUT = 10.0
@@ -50,7 +51,7 @@ def find_orphans(data_dir: Path, configured: Iterable[str]) -> list[Orphan]:
     Meant for when no core runs there: a running core's traders are held the same way."""
     known = set(configured)
     found = []
-    for lock in sorted((data_dir / "state").glob("*/trader.lock")):
+    for lock in sorted((data_dir / "state").glob(f"*/{ACCOUNT_LOCK_FILE}")):
         pid = lock_holder(lock)
         if pid is None:
             continue
@@ -121,11 +122,20 @@ async def kill_orphans(loaded: LoadedConfig, data_dir: Path, orphans: list[Orpha
         try:
             await manager.adopt(reachable)
             deadline = time.monotonic() + JOIN_TIMEOUT
-            while any(p.link is None for p in manager.proxies.values()) and time.monotonic() < deadline:
+            while (
+                any(p.link is None and p.foreign is None for p in manager.proxies.values())
+                and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.05)
             joined = [a for a, p in manager.proxies.items() if p.link is not None]
             for account_id, proxy in manager.proxies.items():
-                if proxy.link is None:
+                if proxy.link is None and proxy.foreign is not None:
+                    replies[account_id] = Reply(
+                        ok=False,
+                        error=f"nothing was sent: the trader (pid {proxy.foreign[0]}) that joined "
+                        f"at {proxy.socket_path} is not this configuration's: {proxy.foreign[1]}",
+                    )
+                elif proxy.link is None:
                     replies[account_id] = Reply(
                         ok=False,
                         error=f"nothing was sent: the trader did not join within {JOIN_TIMEOUT:g} s "

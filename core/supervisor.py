@@ -102,6 +102,8 @@ class TraderProxy:
     link_lost_at: float = 0.0
     restart_handle: asyncio.TimerHandle | None = None
     refusals: int = 0  # consecutive exits that were not crashes (venue refused, account held...)
+    #: why the last trader that knocked was not ours (``TradingManager._not_ours``), and its pid
+    foreign: tuple[int, str] | None = None
     pending: PendingReplies = field(default_factory=PendingReplies)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -173,6 +175,7 @@ class Supervision:
                 data_dir=self.data_dir,
                 socket_path=proxy.socket_path,
                 logger=embedded_trader_logger(self.data_dir, proxy.account_id),
+                config_path=self.config_path,
             )
             proxy.embedded = trader
             proxy.task = asyncio.create_task(trader.run(), name=f"trader-{proxy.account_id}")
@@ -184,6 +187,7 @@ class Supervision:
             proc = await asyncio.create_subprocess_exec(
                 *self.trader_command(proxy.account_id),
                 stdin=asyncio.subprocess.DEVNULL,
+                env=self.trader_environment(proxy.account_id),
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
@@ -212,6 +216,12 @@ class Supervision:
             "--socket-path",
             str(proxy.socket_path),
         ]
+
+    def trader_environment(self, account_id: str) -> dict[str, str]:
+        """Our environment without the variables of other accounts' secrets: a trader holds
+        only its own credentials (ARCHITECTURE.md, "Invariants" 6), and loads the file so."""
+        withheld = self.config.secret_variables_of_others(account_id)
+        return {name: value for name, value in os.environ.items() if name not in withheld}
 
     async def _wait_process(self, proxy: TraderProxy, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
@@ -250,6 +260,10 @@ class Supervision:
             # use retrying every few seconds; the file is read again at each try
             words = self._last_words(aid, ours=True) or "the configuration does not load"
             self._retry_later(proxy, TraderStatus.CRASHED, f"configuration refused: {words}")
+            return
+        if proxy.foreign is not None and pid is not None and proxy.foreign[0] == pid:
+            # one we started but could not adopt (its file now names another login): stopped
+            self._retry_later(proxy, TraderStatus.CRASHED, f"not adopted: {proxy.foreign[1]}")
             return
         if code == EXIT_VENUE_REFUSED or refused is not None:
             self._retry_later(

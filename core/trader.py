@@ -196,12 +196,14 @@ class Trader(ManagerLink, RequestHandlers):
         socket_path: Path | None,
         orphan_timeout: float = 0.0,
         logger: logging.Logger | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.account = account
         self.app = app
         self.account_id = account.account_id
         self.data_dir = data_dir
         self.socket_path = socket_path
+        self.config_path = config_path  # said when joining a manager, which checks it
         self.orphan_timeout = orphan_timeout
         self.log = logger or logging.getLogger(f"qtrader.trader.{self.account_id}")
         self.state_dir = cfg_paths.account_state_dir(data_dir, self.account_id)
@@ -263,6 +265,9 @@ class Trader(ManagerLink, RequestHandlers):
             exiting=self.fatal is not None,
             protective_kept=self.protective_kept,
             halt_reason=self.halt_reason,
+            data_dir=str(self.data_dir),
+            config_path="" if self.config_path is None else str(self.config_path),
+            venue_identity=self.account.venue_identity(),
         )
 
     @property

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 BACKLOG_LIMIT = 8 * 1024 * 1024  # bytes queued to a manager that is not reading
 _REPLACEABLE: frozenset[MessageType] = frozenset({"tick", "position", "account", "heartbeat", "equity"})
 RECONNECT_MAX_DELAY = 1.0
+#: A link that ends this soon after our register was a hang-up (a manager that does not adopt
+#: us, core/manager.py): retry no faster than every RECONNECT_MAX_DELAY, never in a tight loop.
+HUNG_UP_WITHIN = 2.0
 #: In the account's state directory while the trader has no manager: since when (ISO time).
 ALONE_FILE = "no_manager_since"
 
@@ -87,6 +90,7 @@ class ManagerLink:
         assert self.socket_path is not None
         delay = 0.05
         lost_since = time.monotonic()
+        turned_away = False
         self._alone(True)
         while not self._stop.is_set():
             try:
@@ -106,6 +110,7 @@ class ManagerLink:
                 await asyncio.sleep(RECONNECT_MAX_DELAY)
                 continue
             delay = 0.05
+            connected_at = time.monotonic()
             link = Link(
                 reader, writer, account_id=self.account_id, max_frame_bytes=self.app.socket.max_frame_bytes
             )
@@ -122,7 +127,17 @@ class ManagerLink:
             except ProtocolError as exc:
                 self.log.error("manager link: %s; reconnecting", exc)
             except ConnectionError:
-                self.log.warning("manager went away; trading on and reconnecting")
+                if time.monotonic() - connected_at >= HUNG_UP_WITHIN:
+                    turned_away = False
+                    self.log.warning("manager went away; trading on and reconnecting")
+                elif not turned_away:  # said once: it knocks again every second
+                    turned_away = True
+                    self.log.warning(
+                        "the manager at %s hung up as soon as we registered (it does not adopt this "
+                        "trader: see its log); trading on, retrying every %g s",
+                        self.socket_path,
+                        RECONNECT_MAX_DELAY,
+                    )
             except Exception:  # a bug must cost this connection, never the trader's link for good
                 self.log.exception("manager link failed; reconnecting")
                 await asyncio.sleep(RECONNECT_MAX_DELAY)
@@ -131,6 +146,8 @@ class ManagerLink:
                 await link.close()
                 lost_since = time.monotonic()
                 self._alone(True)
+            if lost_since - connected_at < HUNG_UP_WITHIN:
+                await asyncio.sleep(RECONNECT_MAX_DELAY)
 
     def _alone(self, alone: bool) -> None:
         """Say (in the state directory) whether, and since when, no manager reaches us."""

@@ -30,6 +30,8 @@ EXIT_CONFIG = 2
 EXIT_ALREADY_RUNNING = 3
 #: The venue refused the login (or could not be reached): restart on the venue back-off.
 EXIT_VENUE_REFUSED = 4
+#: In the account's state directory: held (flock) by the account's trader while it runs.
+ACCOUNT_LOCK_FILE = "trader.lock"
 
 
 class AccountBusy(RuntimeError):
@@ -40,7 +42,7 @@ class AccountLock(PidLock):
     """``<state_dir>/trader.lock``: one trader per account."""
 
     def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir / "trader.lock")
+        super().__init__(state_dir / ACCOUNT_LOCK_FILE)
 
     def acquire(self) -> None:
         """Raise AccountBusy naming the holder when another trader has the account."""
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        loaded = load_config(args.config)
+        # only this account's secrets are in our environment (core/supervisor.py)
+        loaded = load_config(args.config, for_account=args.account_id)
     except ConfigError as exc:
         print(f"qtrader-trader: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -112,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     (state_dir / ".vntrader").mkdir(parents=True, exist_ok=True)
     os.chdir(state_dir)
     trader = Trader(
-        account, app, data_dir=data_dir, socket_path=socket_path, orphan_timeout=args.orphan_timeout
+        account,
+        app,
+        data_dir=data_dir,
+        socket_path=socket_path,
+        orphan_timeout=args.orphan_timeout,
+        config_path=loaded.source,
     )
     trader.freeze_gc = True
     return asyncio.run(_run_process(trader))

@@ -1350,3 +1350,21 @@ def test_a_socket_dir_too_long_is_refused_at_load_naming_field_and_length(tmp_pa
         f"config.yaml: socket.socket_dir: {wanted} is too long for Unix sockets: a trader socket in it "
         f"(trader-{'X' * 32}.sock) would be {size} bytes, the limit is {SOCKET_PATH_MAX}"
     )
+
+
+def test_socket_dir_writable_by_others_is_refused(short_tmp: Path) -> None:
+    for mode in (0o777, 0o1777, 0o770):
+        wanted = short_tmp / f"sock{mode:o}"
+        wanted.mkdir()
+        wanted.chmod(mode)
+        with pytest.raises(ConfigError, match=rf"is writable by other users \(mode {mode:04o}\)"):
+            socket_dir(sim_config(socket_dir=str(wanted)))
+        assert mode_of(wanted) == mode  # left as it is: tightening would not undo a plant
+
+
+def test_the_data_directory_is_still_tightened_whatever_its_mode(short_tmp: Path) -> None:
+    wanted = short_tmp / "data"
+    wanted.mkdir()
+    wanted.chmod(0o777)
+    assert config.paths.secure_data_dir(wanted) == wanted
+    assert mode_of(wanted) == 0o700
