@@ -15,15 +15,22 @@ reply each (the envelope's ``account_id`` names the account):
 - ``attach`` - an attached console (``qtrader-tui --attach``): the reply lists the
   accounts, then one ``console_state`` per account follows (everything the daemon
   knows of it), then every message the daemon's aggregator folds in, as it
-  happens, plus ``trader_status`` when a status light changes. A console that
-  cannot keep up (more than ``MAX_CONSOLE_BACKLOG`` bytes unread) is disconnected;
-  it attaches again and starts from a fresh state;
+  happens, plus ``trader_status`` when a status light changes;
 - the console's commands: ``order_req``, ``cancel_req``, ``cancel_all_req``,
   ``close_req``, ``strategy_req``, ``history_req``, ``info_req`` (the trader's own
   status) and ``trader_req`` (start / stop / restart a trader).
 
 Requests are answered concurrently (a slow one does not hold up the others), each
-with exactly one reply. ``qtrader-tui --kill DQ1`` / ``--kill all`` is the
+with exactly one reply.
+
+A client costs at most its own connection (ARCHITECTURE.md, "Messages"): no more than
+``MAX_IN_FLIGHT`` of its requests are answered at once and its ``history_req`` are
+answered one after the other, in turn; while more than ``READ_PAUSE_BYTES`` of what
+it was sent lie unread, its next requests are not read. It is disconnected, and the log
+says so, when it reads none of that for ``MAX_STALL_SECONDS`` (a client that never reads
+its replies) or leaves more than ``MAX_CONSOLE_BACKLOG`` bytes unread (an attached
+console that cannot keep up with the stream). An attached console attaches again
+and starts from a fresh state. ``qtrader-tui --kill DQ1`` / ``--kill all`` is the
 command-line client; ``core.client.RemoteConsoleClient`` is the console's.
 """
 
@@ -63,8 +70,14 @@ from core.protocol import (
 
 log = logging.getLogger("qtrader.control")
 
-#: Bytes an attached console may leave unread before it is disconnected (it re-attaches).
+#: Bytes a client may leave unread before it is disconnected (an attached console re-attaches).
 MAX_CONSOLE_BACKLOG = 16 * 1024 * 1024
+#: While more than this lies unread by a client, its next requests wait in the socket.
+READ_PAUSE_BYTES = 1024 * 1024
+#: A client that reads nothing of that for this long is disconnected.
+MAX_STALL_SECONDS = 10.0
+#: Requests of one client answered at once; its next ones wait in the socket.
+MAX_IN_FLIGHT = 8
 
 #: What the command line says when no core answers on the control socket.
 NO_CORE = "no qtrader core (console or daemon) listening"
@@ -156,27 +169,35 @@ class ControlServer:
         link = Link(
             reader, writer, account_id="daemon", max_frame_bytes=self.manager.config.socket.max_frame_bytes
         )
+        # drain() waits while more than READ_PAUSE_BYTES are unread: the read loop's brake
+        writer.transport.set_write_buffer_limits(high=READ_PAUSE_BYTES)
+        client = _Client(link)
         detach: list[Callable[[], None]] = []
         self._links.add(link)
         try:
             while True:
+                if not await self._caught_up(link):
+                    return
+                await client.slots.acquire()
                 try:
                     msg = await link.recv()
                 except ProtocolError as exc:
+                    client.slots.release()
                     if exc.fatal:
                         return
                     if exc.req_id is not None:
-                        link.send_nowait(
-                            "reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id
+                        self._deliver(
+                            link, "reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id
                         )
                     continue
                 if msg.type == "attach":
+                    client.slots.release()
                     if not detach:
                         detach = self._attach(link, msg.req_id)
                     else:
-                        link.send_nowait("reply", Reply(ok=False, error="already attached"), msg.req_id)
+                        self._deliver(link, "reply", Reply(ok=False, error="already attached"), msg.req_id)
                     continue
-                task = asyncio.create_task(self._answer(link, msg), name=f"control-{msg.type}")
+                task = asyncio.create_task(self._answer(client, msg), name=f"control-{msg.type}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         except ConnectionError:
@@ -187,17 +208,56 @@ class ControlServer:
                 undo()
             await link.close()
 
-    async def _answer(self, link: Link, msg: Message) -> None:
+    async def _answer(self, client: _Client, msg: Message) -> None:
         try:
             if self._stopping:
                 reply = Reply(ok=False, error="the core is stopping; nothing was done")
+            elif msg.type == "history_req":
+                async with client.history:  # one at a time per client: a flood is answered in turn
+                    reply = await self._handle(msg)
             else:
                 reply = await self._handle(msg)
         except Exception as exc:  # one reply per request, even for our own bug
             log.exception("control: %s failed", msg.type)
             reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
-        with contextlib.suppress(ConnectionError):
-            link.send_nowait("reply", reply, msg.req_id)
+        finally:
+            client.slots.release()
+        self._deliver(client.link, "reply", reply, msg.req_id)
+
+    @staticmethod
+    async def _caught_up(link: Link) -> bool:
+        """Wait while more than ``READ_PAUSE_BYTES`` sent to this client lie unread (its next
+        requests wait in the socket meanwhile); False, after hanging up on it, when it has
+        read nothing of that for ``MAX_STALL_SECONDS``."""
+        try:
+            await asyncio.wait_for(link.writer.drain(), MAX_STALL_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "control: a client left %d bytes unread for %g s; disconnected",
+                link.backlog,
+                MAX_STALL_SECONDS,
+            )
+            link.writer.transport.abort()
+            return False
+        return True
+
+    @staticmethod
+    def _deliver(
+        link: Link, msg_type: MessageType, data: Any, req_id: int | None = None, account_id: str | None = None
+    ) -> None:
+        """Queue one frame for a client, or hang up on it when it has left more than
+        ``MAX_CONSOLE_BACKLOG`` bytes unread: a client that does not read costs its own
+        connection, never the core's memory."""
+        if link.closed:
+            return
+        link.send_nowait(msg_type, data, req_id, account_id=account_id)
+        if link.backlog > MAX_CONSOLE_BACKLOG:
+            log.warning(
+                "control: a client left %d bytes unread (more than %d); disconnected",
+                link.backlog,
+                MAX_CONSOLE_BACKLOG,
+            )
+            link.writer.transport.abort()  # drop what it did not read; a console re-attaches afresh
 
     def _attach(self, link: Link, req_id: int | None) -> list[Callable[[], None]]:
         """Reply, send every account's state, then stream: all in one go on the loop, so
@@ -205,23 +265,17 @@ class ControlServer:
         mgr = self.manager
         states = mgr.aggregator.states
         link.send_nowait("reply", Reply(ok=True, result={"accounts": list(states)}), req_id)
-        for account_id, state in states.items():
+        for account_id, state in states.items():  # whole, whatever is unread: it starts from these
             view = console_state(state, mgr.config.socket.max_frame_bytes // 2)
             link.send_nowait("console_state", view, account_id=account_id)
 
         def forward(account_id: str, msg: Message) -> None:
-            if link.closed:
-                return
-            if link.backlog > MAX_CONSOLE_BACKLOG:
-                log.warning("control: an attached console fell %d bytes behind; disconnected", link.backlog)
-                link.writer.transport.abort()  # drop what it did not read; it re-attaches afresh
-                return
-            link.send_nowait(msg.type, msg.data, account_id=account_id)
+            self._deliver(link, msg.type, msg.data, account_id=account_id)
 
         def status(change: Change) -> None:
-            if change.kind == "status" and not link.closed:
+            if change.kind == "status":
                 state = states[change.account_id]
-                link.send_nowait("trader_status", trader_status(state), account_id=change.account_id)
+                self._deliver(link, "trader_status", trader_status(state), account_id=change.account_id)
 
         log.info("control: a console attached")
         return [mgr.aggregator.tap(forward), mgr.aggregator.subscribe(status)]
@@ -279,6 +333,16 @@ class ControlServer:
     async def _on_status_req(self, _account_id: str, _: Empty) -> Reply:
         mgr = self.manager
         return Reply(ok=True, result={a: _status(mgr, a) for a in mgr.account_ids})
+
+
+class _Client:
+    """What the control server keeps of one connection: its link, its free request slots and
+    the turn of its history requests."""
+
+    def __init__(self, link: Link) -> None:
+        self.link = link
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.history = asyncio.Lock()
 
 
 class ServedManager:

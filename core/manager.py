@@ -109,6 +109,7 @@ class TradingManager(Supervision):
         self._watchdog: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._history_turns: dict[str, asyncio.Lock] = {}
         for account in config.accounts:
             self.aggregator.add_account(account.account_id, account.gateway)
             if not account.enabled:
@@ -520,9 +521,16 @@ class TradingManager(Supervision):
         vt_symbol: str | None = None,
         every: float | None = None,
     ) -> Reply:
-        """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], ...)."""
+        """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], ...).
+
+        One history request at a time per account, whoever asks (the consoles, the control
+        socket's clients): the rest wait their turn here, so a flood of them never stands
+        between the trader and its live data (ARCHITECTURE.md, "Messages")."""
         req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
-        return typed_history(kind, await self.request(account_id, "history_req", req, timeout=15.0))
+        turn = self._history_turns.setdefault(account_id, asyncio.Lock())
+        async with turn:
+            reply = await self.request(account_id, "history_req", req, timeout=15.0)
+        return typed_history(kind, reply)
 
     def state(self, account_id: str) -> AccountState:
         return self.aggregator.states[account_id]
