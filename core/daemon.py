@@ -29,6 +29,8 @@ from core.models import Direction, Status, now, trading_day_of
 log = logging.getLogger("qtrader.daemon")
 
 SUMMARY_INTERVAL = 60.0
+#: A status line's text is cut here: what it quotes comes from a trader process's messages.
+MAX_LINE_CHARS = 400
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_ALREADY_RUNNING = 3
@@ -63,7 +65,12 @@ class StatusPrinter:
 
     def line(self, account_id: str, text: str) -> None:
         """Print and log one line. A terminal that went away (SSH dropped, the reading end of a
-        pipe closed) must never stop the daemon: printing stops, the runtime log goes on."""
+        pipe closed) must never stop the daemon: printing stops, the runtime log goes on.
+
+        The text quotes what traders sent (symbols, messages, references: whatever process
+        registered for the account), so it is made one printable line first: no line break
+        or control character of theirs can forge a line of ours (``one_line``)."""
+        account_id, text = one_line(account_id, 32), one_line(text, MAX_LINE_CHARS)
         log.info("%s %s", account_id, text)
         if self.out is None:
             return
@@ -138,6 +145,17 @@ class StatusPrinter:
                 f"{len(state.working_orders)} working orders, {len(state.ticks)} quotes, "
                 f"{state.restarts} restarts",
             )
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` as one printable line of at most about ``limit`` characters: line breaks,
+    control and other unprintable characters (escape sequences, U+2028...) are shown
+    escaped (``\\n``, ``\\x1b``), and what is past ``limit`` is cut with a note."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 async def run_daemon(
