@@ -434,6 +434,8 @@ def decode_payload(payload: bytes | memoryview) -> Message:
         raise SchemaError(f"bad envelope: {exc}") from None
     except msgspec.DecodeError as exc:
         raise NotJson(f"frame is not JSON: {exc}") from None
+    except UnicodeDecodeError:  # a string of invalid UTF-8: msgspec says so in its own way
+        raise NotJson("frame is not JSON: a string is not valid UTF-8") from None
     except RecursionError:  # msgspec's guard against deep nesting: the frame is whole, refuse it
         raise SchemaError("frame nested too deeply") from None
     if len(env.account_id) > MAX_NAME_LENGTH:
@@ -450,6 +452,10 @@ def decode_payload(payload: bytes | memoryview) -> Message:
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise SchemaError(
             f"invalid '{env.type}' data: {_words(exc)}", req_id=env.req_id, msg_type=env.type
+        ) from None
+    except UnicodeDecodeError:
+        raise SchemaError(
+            f"invalid '{env.type}' data: a string is not valid UTF-8", req_id=env.req_id, msg_type=env.type
         ) from None
     except RecursionError:
         raise SchemaError(

@@ -33,7 +33,16 @@ from core.models import (
     TraderStatus,
     now,
 )
-from core.protocol import Empty, HistoryRequest, Link, Message, TruncatedFrame
+from core.protocol import (
+    Empty,
+    HistoryRequest,
+    Link,
+    Message,
+    NotJson,
+    SchemaError,
+    TruncatedFrame,
+    decode_payload,
+)
 from storage.database import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until
 
@@ -346,3 +355,21 @@ def test_what_a_trader_sends_never_forges_a_daemon_output_line() -> None:
     assert "\\x85next" in lines[1] and "grid\\n14:00:00" in lines[1]
     assert "g\\n1" in lines[2] and "\\x00" in lines[2] and "\\u2029" in lines[2]
     assert lines[3].endswith("more characters)")
+
+
+# ---------------------------------------------------------------- decoding
+
+BAD_UTF8 = [b'"\xff\xfe"', b'"\xc3\x28"', b'"\xed\xa0\x80"', b'"\x80"']
+
+
+@pytest.mark.parametrize("raw", BAD_UTF8)
+def test_a_string_of_invalid_utf8_is_refused_not_raised(raw: bytes) -> None:
+    """msgspec raises UnicodeDecodeError (not a DecodeError) for such a string: it once went
+    up through a trader's link and cost the connection (found by tests/test_wire_fuzz.py)."""
+    in_data = b'{"type": "cancel_req", "req_id": 9, "data": {"order_id": ' + raw + b"}}"
+    with pytest.raises(SchemaError) as refused:
+        decode_payload(in_data)
+    assert refused.value.req_id == 9 and "UTF-8" in str(refused.value)  # answered, with the reason
+    in_envelope = b'{"type": "status_req", "account_id": ' + raw + b', "data": {}}'
+    with pytest.raises(NotJson, match="UTF-8"):
+        decode_payload(in_envelope)
