@@ -46,8 +46,8 @@ from core.protocol import (
 from storage.database import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until
 
-ACCOUNTS = sim_account("A1", "m2705.DCE, rb2605.SHFE", seed=4, rate=20) + sim_account(
-    "A2", "au2606.SHFE, ag2612.SHFE", seed=5, rate=20
+ACCOUNTS = sim_account("A1", "m2705.DCE, rb2705.SHFE", seed=4, rate=20) + sim_account(
+    "A2", "au2612.SHFE, ag2612.SHFE", seed=5, rate=20
 )
 STORED_ORDERS = 3000  # A1's history: each reply to 'orders' of them is about 600 KB
 
