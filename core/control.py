@@ -27,7 +27,7 @@ A client costs at most its own connection (ARCHITECTURE.md, "Messages"): no more
 ``MAX_IN_FLIGHT`` of its requests are answered at once and its ``history_req`` are
 answered one after the other, in turn; while more than ``READ_PAUSE_BYTES`` of what
 it was sent lie unread, its next requests are not read. It is disconnected, and the log
-says so, when it reads none of that for ``MAX_STALL_SECONDS`` (a client that never reads
+says so, when it does not catch up within ``MAX_STALL_SECONDS`` (a client that never reads
 its replies) or leaves more than ``MAX_CONSOLE_BACKLOG`` bytes unread (an attached
 console that cannot keep up with the stream). An attached console attaches again
 and starts from a fresh state. ``qtrader-tui --kill DQ1`` / ``--kill all`` is the
@@ -74,7 +74,7 @@ log = logging.getLogger("qtrader.control")
 MAX_CONSOLE_BACKLOG = 16 * 1024 * 1024
 #: While more than this lies unread by a client, its next requests wait in the socket.
 READ_PAUSE_BYTES = 1024 * 1024
-#: A client that reads nothing of that for this long is disconnected.
+#: A client that does not catch up (read most of that) within this long is disconnected.
 MAX_STALL_SECONDS = 10.0
 #: Requests of one client answered at once; its next ones wait in the socket.
 MAX_IN_FLIGHT = 8
@@ -227,8 +227,8 @@ class ControlServer:
     @staticmethod
     async def _caught_up(link: Link) -> bool:
         """Wait while more than ``READ_PAUSE_BYTES`` sent to this client lie unread (its next
-        requests wait in the socket meanwhile); False, after hanging up on it, when it has
-        read nothing of that for ``MAX_STALL_SECONDS``."""
+        requests wait in the socket meanwhile) until it has read most of it; False, after
+        hanging up on it, when it has not within ``MAX_STALL_SECONDS``."""
         try:
             await asyncio.wait_for(link.writer.drain(), MAX_STALL_SECONDS)
         except TimeoutError:
