@@ -28,9 +28,10 @@ A client costs at most its own connection (ARCHITECTURE.md, "Messages"): no more
 answered one after the other, in turn; while more than ``READ_PAUSE_BYTES`` of what
 it was sent lie unread, its next requests are not read. It is disconnected, and the log
 says so, when it does not catch up within ``MAX_STALL_SECONDS`` (a client that never reads
-its replies) or leaves more than ``MAX_CONSOLE_BACKLOG`` bytes unread (an attached
-console that cannot keep up with the stream). An attached console attaches again
-and starts from a fresh state. ``qtrader-tui --kill DQ1`` / ``--kill all`` is the
+its replies), stays more than ``READ_PAUSE_BYTES`` behind for as long (an attached
+console that stopped reading), or leaves more than ``MAX_CONSOLE_BACKLOG`` bytes unread
+(one that cannot keep up with the stream). An attached console attaches again and starts
+from a fresh state. ``qtrader-tui --kill DQ1`` / ``--kill all`` is the
 command-line client; ``core.client.RemoteConsoleClient`` is the console's.
 """
 
@@ -41,6 +42,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -186,16 +188,14 @@ class ControlServer:
                     if exc.fatal:
                         return
                     if exc.req_id is not None:
-                        self._deliver(
-                            link, "reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id
-                        )
+                        client.deliver("reply", Reply(ok=False, error=f"request refused: {exc}"), exc.req_id)
                     continue
                 if msg.type == "attach":
                     client.slots.release()
                     if not detach:
-                        detach = self._attach(link, msg.req_id)
+                        detach = self._attach(client, msg.req_id)
                     else:
-                        self._deliver(link, "reply", Reply(ok=False, error="already attached"), msg.req_id)
+                        client.deliver("reply", Reply(ok=False, error="already attached"), msg.req_id)
                     continue
                 task = asyncio.create_task(self._answer(client, msg), name=f"control-{msg.type}")
                 self._tasks.add(task)
@@ -222,7 +222,7 @@ class ControlServer:
             reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
         finally:
             client.slots.release()
-        self._deliver(client.link, "reply", reply, msg.req_id)
+        client.deliver("reply", reply, msg.req_id)
 
     @staticmethod
     async def _caught_up(link: Link) -> bool:
@@ -241,28 +241,11 @@ class ControlServer:
             return False
         return True
 
-    @staticmethod
-    def _deliver(
-        link: Link, msg_type: MessageType, data: Any, req_id: int | None = None, account_id: str | None = None
-    ) -> None:
-        """Queue one frame for a client, or hang up on it when it has left more than
-        ``MAX_CONSOLE_BACKLOG`` bytes unread: a client that does not read costs its own
-        connection, never the core's memory."""
-        if link.closed:
-            return
-        link.send_nowait(msg_type, data, req_id, account_id=account_id)
-        if link.backlog > MAX_CONSOLE_BACKLOG:
-            log.warning(
-                "control: a client left %d bytes unread (more than %d); disconnected",
-                link.backlog,
-                MAX_CONSOLE_BACKLOG,
-            )
-            link.writer.transport.abort()  # drop what it did not read; a console re-attaches afresh
-
-    def _attach(self, link: Link, req_id: int | None) -> list[Callable[[], None]]:
+    def _attach(self, client: _Client, req_id: int | None) -> list[Callable[[], None]]:
         """Reply, send every account's state, then stream: all in one go on the loop, so
         no message can fall between the states and the stream."""
         mgr = self.manager
+        link = client.link
         states = mgr.aggregator.states
         link.send_nowait("reply", Reply(ok=True, result={"accounts": list(states)}), req_id)
         for account_id, state in states.items():  # whole, whatever is unread: it starts from these
@@ -270,12 +253,12 @@ class ControlServer:
             link.send_nowait("console_state", view, account_id=account_id)
 
         def forward(account_id: str, msg: Message) -> None:
-            self._deliver(link, msg.type, msg.data, account_id=account_id)
+            client.deliver(msg.type, msg.data, account_id=account_id)
 
         def status(change: Change) -> None:
             if change.kind == "status":
                 state = states[change.account_id]
-                self._deliver(link, "trader_status", trader_status(state), account_id=change.account_id)
+                client.deliver("trader_status", trader_status(state), account_id=change.account_id)
 
         log.info("control: a console attached")
         return [mgr.aggregator.tap(forward), mgr.aggregator.subscribe(status)]
@@ -336,13 +319,41 @@ class ControlServer:
 
 
 class _Client:
-    """What the control server keeps of one connection: its link, its free request slots and
-    the turn of its history requests."""
+    """What the control server keeps of one connection: its link, its free request slots,
+    the turn of its history requests, and since when it has been behind."""
 
     def __init__(self, link: Link) -> None:
         self.link = link
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.history = asyncio.Lock()
+        self.behind_since: float | None = None  # more than READ_PAUSE_BYTES unread since then
+
+    def deliver(
+        self, msg_type: MessageType, data: Any, req_id: int | None = None, account_id: str | None = None
+    ) -> None:
+        """Queue one frame for the client, or hang up on it when it leaves more than
+        ``MAX_CONSOLE_BACKLOG`` bytes unread, or more than ``READ_PAUSE_BYTES`` for longer than
+        ``MAX_STALL_SECONDS`` (an attached console that stopped reading and asks nothing):
+        a client that does not read costs its own connection, never the core's memory."""
+        link = self.link
+        if link.closed:
+            return
+        link.send_nowait(msg_type, data, req_id, account_id=account_id)
+        backlog = link.backlog
+        if backlog > MAX_CONSOLE_BACKLOG:
+            why = f"left {backlog} bytes unread (more than {MAX_CONSOLE_BACKLOG})"
+        elif backlog <= READ_PAUSE_BYTES:
+            self.behind_since = None
+            return
+        else:
+            now = time.monotonic()
+            if self.behind_since is None:
+                self.behind_since = now
+            if now - self.behind_since <= MAX_STALL_SECONDS:
+                return
+            why = f"left {backlog} bytes unread for {now - self.behind_since:.0f} s"
+        log.warning("control: a client %s; disconnected", why)
+        link.writer.transport.abort()  # drop what it did not read; a console re-attaches afresh
 
 
 class ServedManager:

@@ -278,6 +278,35 @@ async def test_twenty_consoles_attached_while_trading_and_one_that_stops_reading
             await console.close()
 
 
+async def test_an_attached_console_that_stops_reading_and_asks_nothing_is_cut_off(
+    core: Core, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such a console is never in the read loop's way (it sends nothing): the stream itself
+    hangs up on it once it has stayed behind too long, not only 16 MB later."""
+    c = core
+    monkeypatch.setattr(control_module, "READ_PAUSE_BYTES", 32 * 1024)  # the quotes reach it in seconds
+    monkeypatch.setattr(control_module, "MAX_STALL_SECONDS", 1.0)
+    caplog.set_level(logging.WARNING, logger="qtrader.control")
+    silent = await _raw_client(c)
+    silent.send_nowait("attach", Empty(), 1)
+    await wait_until(
+        lambda: c.other_links() == 0, timeout=60, what="the console that stopped reading cut off"
+    )
+    _hang_up(silent)
+    assert any("unread for" in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
+    assert not c.manager.aggregator._taps, "its stream is gone with it"
+    client = RemoteConsoleClient(c.path, [("A1", "sim"), ("A2", "sim")])  # and the next one attaches
+    await client.connect()
+    try:
+        await wait_until(
+            lambda: client.state("A1").ticks and client.state("A2").ticks, what="a console streaming"
+        )
+    finally:
+        await client.close()
+
+
 # ---------------------------------------------------------------- the daemon's stdout
 
 FORGED = "\n14:00:00 A2     ORDER 1 ALLTRADED BUY OPEN au2612.SHFE 100/100 @ 1"
