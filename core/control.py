@@ -23,7 +23,8 @@ reply each (the envelope's ``account_id`` names the account):
 Requests are answered concurrently (a slow one does not hold up the others), each
 with exactly one reply.
 
-A client costs at most its own connection (ARCHITECTURE.md, "Messages"): no more than
+A client costs at most its own connection (ARCHITECTURE.md, "Messages"), and no more
+than ``MAX_CLIENTS`` are connected at once (one more is refused): no more than
 ``MAX_IN_FLIGHT`` of its requests are answered at once and its ``history_req`` are
 answered one after the other, in turn; while more than ``READ_PAUSE_BYTES`` of what
 it was sent lie unread, its next requests are not read. It is disconnected, and the log
@@ -80,6 +81,8 @@ READ_PAUSE_BYTES = 1024 * 1024
 MAX_STALL_SECONDS = 10.0
 #: Requests of one client answered at once; its next ones wait in the socket.
 MAX_IN_FLIGHT = 8
+#: Clients connected at once (consoles, command lines); one more is refused, and logged.
+MAX_CLIENTS = 64
 
 #: What the command line says when no core answers on the control socket.
 NO_CORE = "no qtrader core (console or daemon) listening"
@@ -167,6 +170,14 @@ class ControlServer:
         if creds is not None and creds[1] != os.getuid():
             log.warning("control: refused uid %d (pid %d)", creds[1], creds[0])
             writer.close()
+            return
+        if len(self._links) >= MAX_CLIENTS:  # a runaway script must not take the core's files
+            log.warning(
+                "control: refused a connection (pid %s): %d clients already connected",
+                creds[0] if creds else "?",
+                MAX_CLIENTS,
+            )
+            writer.transport.abort()
             return
         link = Link(
             reader, writer, account_id="daemon", max_frame_bytes=self.manager.config.socket.max_frame_bytes

@@ -307,6 +307,29 @@ async def test_an_attached_console_that_stops_reading_and_asks_nothing_is_cut_of
         await client.close()
 
 
+async def test_connections_past_the_limit_are_refused_and_the_rest_served(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A script that opens connection after connection must not take every file the core has
+    (its traders' sockets need them too)."""
+    c = core
+    caplog.set_level(logging.WARNING, logger="qtrader.control")
+    held = [await _raw_client(c) for _ in range(control_module.MAX_CLIENTS)]
+    reader, writer = await asyncio.open_unix_connection(c.path)
+    assert await asyncio.wait_for(reader.read(), 10) == b"", "one past the limit is hung up on"
+    writer.close()
+    assert any("clients already connected" in r.getMessage() for r in caplog.records)
+    _hang_up(held.pop())
+    await wait_until(lambda: len(c.control._links) < control_module.MAX_CLIENTS, what="a place free")
+    again = await _raw_client(c)
+    again.send_nowait("status_req", Empty(), 1)
+    reply = await asyncio.wait_for(again.recv(), 10)
+    assert reply.type == "reply" and reply.data.ok, reply.data
+    for link in [*held, again]:
+        _hang_up(link)
+    assert c.manager.state("A1").status is TraderStatus.CONNECTED
+
+
 # ---------------------------------------------------------------- the daemon's stdout
 
 FORGED = "\n14:00:00 A2     ORDER 1 ALLTRADED BUY OPEN au2612.SHFE 100/100 @ 1"
