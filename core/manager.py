@@ -47,6 +47,7 @@ from core.models import (
 )
 from core.paper_quotes import QuoteRelay
 from core.protocol import (
+    MAX_ROW_BYTES,
     CancelAllRequest,
     CancelRequest,
     CloseRequest,
@@ -62,6 +63,7 @@ from core.protocol import (
     ShutdownRequest,
     StateRequest,
     StrategyCommand,
+    encoded_size,
     peer_credentials,
 )
 from core.requests import PendingReplies
@@ -71,6 +73,10 @@ from core.trader_process import ACCOUNT_LOCK_FILE
 log = logging.getLogger("qtrader.manager")
 
 REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
+#: What a trader streams that the account's state keeps hundreds of: no such row of a venue's
+#: is ever near ``MAX_ROW_BYTES`` (requests are bounded), so a larger one is not kept.
+_KEPT_ROWS = frozenset({"order", "trade", "trigger", "log"})
+MAX_LOG_CHARS = 1000  # a log line from a trader is cut here, not dropped
 
 HISTORY_TYPES: dict[str, Any] = {
     "orders": list[Order],
@@ -404,6 +410,8 @@ class TradingManager(Supervision):
             if msg.type == "reply":
                 proxy.pending.resolve(msg.req_id, msg.data)
                 continue
+            if msg.type in _KEPT_ROWS and not _bounded_row(aid, msg):
+                continue
             if not self.aggregator.apply(aid, msg):
                 log.error("%s: unexpected message type '%s' from trader", aid, msg.type)
                 continue
@@ -537,6 +545,30 @@ class TradingManager(Supervision):
 
     def on_change(self, callback: Callable[..., None]) -> Callable[[], None]:
         return self.aggregator.subscribe(callback)
+
+
+def _bounded_row(account_id: str, msg: Message) -> bool:
+    """Whether a row from the account's trader (whatever process registered for it) may be
+    kept: the account's state holds hundreds of orders, trades, triggers and log lines, so
+    one over ``MAX_ROW_BYTES`` is left out (a log line is cut instead), as snapshots leave
+    such rows out (``protocol.fit_snapshot``)."""
+    size = encoded_size(msg.data)
+    if size <= MAX_ROW_BYTES:
+        return True
+    if isinstance(msg.data, LogEntry):
+        text = msg.data.message
+        msg.data.message = f"{text[:MAX_LOG_CHARS]}... ({len(text) - MAX_LOG_CHARS} more characters)"
+        msg.data.source = msg.data.source[:MAX_LOG_CHARS]
+        if encoded_size(msg.data) <= MAX_ROW_BYTES:
+            return True
+    log.error(
+        "%s: left out a '%s' of %d bytes from the trader (over %d: no venue sends such a row)",
+        account_id,
+        msg.type,
+        size,
+        MAX_ROW_BYTES,
+    )
+    return False
 
 
 def _register_message(info: TraderInfo) -> Message:

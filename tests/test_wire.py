@@ -30,6 +30,7 @@ from core.models import (
     Status,
     StrategyTrigger,
     Trade,
+    TraderInfo,
     TraderStatus,
     now,
 )
@@ -45,6 +46,7 @@ from core.protocol import (
 )
 from storage.database import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until
+from tests.wire_fuzz import connect_from_another_process
 
 ACCOUNTS = sim_account("A1", "m2705.DCE, rb2705.SHFE", seed=4, rate=20) + sim_account(
     "A2", "au2612.SHFE, ag2612.SHFE", seed=5, rate=20
@@ -328,6 +330,47 @@ async def test_connections_past_the_limit_are_refused_and_the_rest_served(
     for link in [*held, again]:
         _hang_up(link)
     assert c.manager.state("A1").status is TraderStatus.CONNECTED
+
+
+async def test_rows_too_large_from_whatever_registers_for_an_account_are_not_kept(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The account's state keeps hundreds of orders, trades, triggers and log lines: from a
+    process that registered for the account (A2's trader stopped, one of ours in its place),
+    one over MAX_ROW_BYTES is left out (a log line is cut), so they cannot fill the manager."""
+    c = core
+    assert (await c.manager.stop_trader("A2")).ok
+    socket_path = cfg_paths.trader_socket_path(c.manager.sock_dir, "A2")
+    fake = await connect_from_another_process(socket_path, "A2")
+    fake.send_nowait("register", TraderInfo(account_id="A2", gateway="sim", pid=0))
+    state = c.manager.state("A2")
+    await wait_until(lambda: c.manager.proxies["A2"].link is not None, what="ours registered for A2")
+    caplog.set_level(logging.ERROR, logger="qtrader.manager")
+
+    def order(order_id: str, status_msg: str) -> Order:
+        return Order(
+            account_id="A2",
+            order_id=order_id,
+            vt_symbol="au2612.SHFE",
+            direction=Direction.LONG,
+            offset=Offset.OPEN,
+            type=OrderType.LIMIT,
+            price=900.0,
+            volume=1,
+            status=Status.REJECTED,
+            datetime=now(),
+            status_msg=status_msg,
+        )
+
+    fake.send_nowait("order", order("big", "r" * 100_000))
+    fake.send_nowait("log", LogEntry(account_id="A2", datetime=now(), level="ERROR", message="m" * 100_000))
+    fake.send_nowait("order", order("small", "refused"))
+    await wait_until(lambda: "small" in state.orders, what="the ordinary order kept")
+    fake.writer.transport.abort()
+    assert "big" not in state.orders
+    entry = state.logs[-1]
+    assert entry.message.startswith("mmm") and entry.message.endswith("(99000 more characters)")
+    assert any("left out a 'order' of" in r.getMessage() for r in caplog.records)
 
 
 # ---------------------------------------------------------------- the daemon's stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -37,7 +36,7 @@ from core.protocol import (
 )
 from tests.conftest import CoreEnv, sim_account, wait_until
 from tests.test_daemon import Daemon
-from tests.wire_fuzz import Fuzzer, broken_framing
+from tests.wire_fuzz import Fuzzer, broken_framing, connect_from_another_process
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -152,29 +151,6 @@ async def _connect(path: Path, account_id: str = "") -> Link:
     return Link(reader, writer, account_id=account_id)
 
 
-async def _connect_from_another_process(path: Path, account_id: str) -> Link:
-    """A connection to ``path`` made by a short-lived child process and handed to us: the
-    manager takes the kernel's word for who registers (SO_PEERCRED), and a trader's pid is
-    one it may signal when it stops; it must never be the test's own."""
-    ours, theirs = socket.socketpair()
-    code = (
-        "import socket, sys\n"
-        "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
-        "socket.send_fds(socket.socket(fileno=int(sys.argv[2])), [b'x'], [s.fileno()])\n"
-    )
-    child = subprocess.Popen(  # noqa: ASYNC220 - started, not waited on here
-        [sys.executable, "-c", code, str(path), str(theirs.fileno())], pass_fds=[theirs.fileno()]
-    )
-    theirs.close()
-    try:
-        _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, ours, 1, 1)
-    finally:
-        ours.close()
-        await asyncio.to_thread(child.wait, 30)
-    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
-    return Link(reader, writer, account_id=account_id)
-
-
 # ---------------------------------------------------------------- the daemon's sockets
 
 ACCOUNTS = (
@@ -219,7 +195,7 @@ async def test_fuzzed_frames_to_the_control_socket_and_the_per_account_listener(
         assert stopped.ok, stopped.error
         await wait_until(lambda: watcher.state("DQ3").status is TraderStatus.STOPPED, what="DQ3 stopped")
         listener = cfg_paths.trader_socket_path(core_env.sock_dir, "DQ3")
-        fake = Conn(await _connect_from_another_process(listener, "DQ3")).start(answer=True)
+        fake = Conn(await connect_from_another_process(listener, "DQ3")).start(answer=True)
         fake.link.send_nowait("register", _fake_info("DQ3"))
         await wait_until(
             lambda: watcher.state("DQ3").info is not None and watcher.state("DQ3").pid,

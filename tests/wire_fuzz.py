@@ -6,15 +6,21 @@ are ``broken_framing``: those, and only those, close a connection."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import socket
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from core.models import CHINA_TZ
+from core.protocol import Link
 
 HEADER = struct.Struct(">I")
 WHEN = datetime(2026, 12, 3, 14, 5, 3, tzinfo=CHINA_TZ).isoformat()
@@ -261,3 +267,26 @@ def broken_framing(max_frame_bytes: int) -> list[tuple[str, bytes]]:
         ("stream ends inside a frame", HEADER.pack(1000) + b'{"type": "status_req"'),
         ("stream ends inside a header", b"\x00\x00"),
     ]
+
+
+async def connect_from_another_process(path: Path, account_id: str) -> Link:
+    """A connection to ``path`` made by a short-lived child process and handed to us: the
+    manager takes the kernel's word for who registers (SO_PEERCRED), and a trader's pid is
+    one it may signal when it stops; it must never be the test's own."""
+    ours, theirs = socket.socketpair()
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+        "socket.send_fds(socket.socket(fileno=int(sys.argv[2])), [b'x'], [s.fileno()])\n"
+    )
+    child = subprocess.Popen(  # noqa: ASYNC220 - started, not waited on here
+        [sys.executable, "-c", code, str(path), str(theirs.fileno())], pass_fds=[theirs.fileno()]
+    )
+    theirs.close()
+    try:
+        _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, ours, 1, 1)
+    finally:
+        ours.close()
+        await asyncio.to_thread(child.wait, 30)
+    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
+    return Link(reader, writer, account_id=account_id)
