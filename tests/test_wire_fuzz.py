@@ -20,7 +20,7 @@ import pytest
 from config import paths as cfg_paths
 from core.client import RemoteConsoleClient
 from core.control import send_control
-from core.models import TraderInfo, TraderStatus
+from core.models import Direction, Offset, OrderRequest, Status, TraderInfo, TraderStatus
 from core.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     MESSAGE_TYPES,
@@ -273,6 +273,79 @@ async def test_fuzzed_frames_to_the_control_socket_and_the_per_account_listener(
     )
     assert crashes == 0, runtime_log[-3000:]
     assert not forged, forged[:5]
+    assert rss_after <= rss_before + RSS_TOLERANCE_MB
+    assert fds_after <= fds_before
+
+
+async def test_twenty_consoles_on_a_daemon_while_trading_and_one_that_stops_reading(
+    daemon: Daemon, core_env: CoreEnv
+) -> None:
+    """A real daemon: twenty attached consoles see every fill while orders stream from one of
+    them; a console that attaches, asks and stops reading is cut off, and the daemon's memory
+    and files are what they were."""
+    d = daemon
+    control = cfg_paths.control_socket_path(core_env.sock_dir)
+    await wait_until(lambda: any("control socket" in line for line in d.lines), 60, "the daemon serving")
+    accounts = [("DQ1", "sim"), ("DQ2", "sim"), ("DQ3", "sim")]
+    consoles = [RemoteConsoleClient(control, accounts) for _ in range(20)]
+    for console in consoles:
+        await console.connect()
+    try:
+        await wait_until(
+            lambda: all(k.state(a).ticks for k in consoles for a, _ in accounts),
+            60,
+            "twenty consoles streaming",
+        )
+        pid = d.proc.pid
+        rss_before, fds_before = rss_mb(pid), open_fds(pid)
+        stuck = await _connect(control, "DQ1")
+        stuck.send_nowait("attach", Empty(), 1)
+        stuck_task = asyncio.create_task(_never_reading(stuck))
+        trader, orders = consoles[0], []
+        for n in range(10):  # the account's order rate rule: 10 a second
+            tick = trader.state("DQ3").ticks["ag2612.SHFE"]
+            buy = n % 2 == 0
+            reply = await trader.send_order(
+                "DQ3",
+                OrderRequest(
+                    vt_symbol="ag2612.SHFE",
+                    direction=Direction.LONG if buy else Direction.SHORT,
+                    offset=Offset.OPEN if buy else Offset.CLOSE,
+                    price=tick.limit_up if buy else tick.limit_down,
+                    volume=1 + n // 2,  # unlike each other (the duplicate rule)
+                ),
+            )
+            assert reply.ok, reply.error
+            orders.append(reply.result["order_id"])
+        asked = await asyncio.wait_for(stuck_task, 60)  # the daemon hung up on it
+        await wait_until(
+            lambda: all(
+                all(
+                    k.state("DQ3").orders.get(o) and k.state("DQ3").orders[o].status is Status.ALLTRADED
+                    for o in orders
+                )
+                for k in consoles
+            ),
+            30,
+            "every console seeing every fill",
+        )
+        seen = [dict(k.state("DQ1").ticks) for k in consoles]
+        await wait_until(
+            lambda: all(k.state("DQ1").ticks != s for k, s in zip(consoles, seen, strict=True)),
+            what="every console still streaming",
+        )
+        assert all(k.attached for k in consoles)
+        await wait_until(lambda: open_fds(pid) <= fds_before, 20, "the stuck console's connection gone")
+        rss_after, fds_after = rss_mb(pid), open_fds(pid)
+    finally:
+        for console in consoles:
+            await console.close()
+    output = d.output()
+    print(
+        f"\ntwenty consoles: {len(orders)} orders filled and seen by all 20; the one that stopped reading "
+        f"cut off after {asked} requests; RSS {rss_before:.1f} -> {rss_after:.1f} MB, fds {fds_before} -> {fds_after}"
+    )
+    assert "Traceback" not in output
     assert rss_after <= rss_before + RSS_TOLERANCE_MB
     assert fds_after <= fds_before
 
