@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import pytest
 
 from config import paths as cfg_paths
+from config.paths import account_state_dir
 from core import control as control_module
-from core.aggregator import Change, DataAggregator
+from core.aggregator import AccountState, Change, DataAggregator
 from core.client import RemoteConsoleClient
 from core.control import MAX_IN_FLIGHT, ControlServer
 from core.daemon import MAX_LINE_CHARS, StatusPrinter
@@ -30,7 +31,6 @@ from core.models import (
     Status,
     StrategyTrigger,
     Trade,
-    TraderInfo,
     TraderStatus,
     now,
 )
@@ -46,7 +46,7 @@ from core.protocol import (
 )
 from storage.database import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until
-from tests.wire_fuzz import connect_from_another_process
+from tests.wire_fuzz import Impostor
 
 ACCOUNTS = sim_account("A1", "m2705.DCE, rb2705.SHFE", seed=4, rate=20) + sim_account(
     "A2", "au2612.SHFE, ag2612.SHFE", seed=5, rate=20
@@ -372,10 +372,23 @@ async def test_rows_too_large_from_whatever_registers_for_an_account_are_not_kep
     c = core
     assert (await c.manager.stop_trader("A2")).ok
     socket_path = cfg_paths.trader_socket_path(c.manager.sock_dir, "A2")
-    fake = await connect_from_another_process(socket_path, "A2")
-    fake.send_nowait("register", TraderInfo(account_id="A2", gateway="sim", pid=0))
+    impostor = await Impostor.connect(socket_path, account_state_dir(c.manager.data_dir, "A2"), "A2")
+    fake = impostor.link
+    identity = c.manager.proxies["A2"].account.venue_identity()
+    fake.send_nowait("register", impostor.info("A2", c.manager.data_dir, c.manager.config_path, identity))
     state = c.manager.state("A2")
-    await wait_until(lambda: c.manager.proxies["A2"].link is not None, what="ours registered for A2")
+    try:
+        await wait_until(lambda: c.manager.proxies["A2"].link is not None, what="ours registered for A2")
+        await _send_rows(fake, state)
+    finally:
+        await impostor.stop()
+    assert "big" not in state.orders
+    entry = state.logs[-1]
+    assert entry.message.startswith("mmm") and entry.message.endswith("(99000 more characters)")
+    assert any("left out a 'order' of" in m for m in manager_log), manager_log
+
+
+async def _send_rows(fake: Link, state: AccountState) -> None:
 
     def order(order_id: str, status_msg: str) -> Order:
         return Order(
@@ -396,11 +409,6 @@ async def test_rows_too_large_from_whatever_registers_for_an_account_are_not_kep
     fake.send_nowait("log", LogEntry(account_id="A2", datetime=now(), level="ERROR", message="m" * 100_000))
     fake.send_nowait("order", order("small", "refused"))
     await wait_until(lambda: "small" in state.orders, what="the ordinary order kept")
-    fake.writer.transport.abort()
-    assert "big" not in state.orders
-    entry = state.logs[-1]
-    assert entry.message.startswith("mmm") and entry.message.endswith("(99000 more characters)")
-    assert any("left out a 'order' of" in m for m in manager_log), manager_log
 
 
 # ---------------------------------------------------------------- the daemon's stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from config import load_config_file
 from config import paths as cfg_paths
 from core.client import RemoteConsoleClient
 from core.control import send_control
@@ -36,7 +37,7 @@ from core.protocol import (
 )
 from tests.conftest import CoreEnv, sim_account, wait_until
 from tests.test_daemon import Daemon
-from tests.wire_fuzz import Fuzzer, broken_framing, connect_from_another_process
+from tests.wire_fuzz import Fuzzer, Impostor, broken_framing
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -183,6 +184,7 @@ async def test_fuzzed_frames_to_the_control_socket_and_the_per_account_listener(
     await wait_until(lambda: any("control socket" in line for line in d.lines), 60, "the daemon serving")
     watcher = RemoteConsoleClient(control, [("DQ1", "sim"), ("DQ2", "sim"), ("DQ3", "sim")])
     await watcher.connect()
+    impostor: Impostor | None = None
     try:
         await wait_until(
             lambda: all(watcher.state(a).status is TraderStatus.CONNECTED for a in ("DQ1", "DQ2", "DQ3")),
@@ -195,8 +197,14 @@ async def test_fuzzed_frames_to_the_control_socket_and_the_per_account_listener(
         assert stopped.ok, stopped.error
         await wait_until(lambda: watcher.state("DQ3").status is TraderStatus.STOPPED, what="DQ3 stopped")
         listener = cfg_paths.trader_socket_path(core_env.sock_dir, "DQ3")
-        fake = Conn(await connect_from_another_process(listener, "DQ3")).start(answer=True)
-        fake.link.send_nowait("register", _fake_info("DQ3"))
+        impostor = await Impostor.connect(
+            listener, cfg_paths.account_state_dir(core_env.data_dir, "DQ3"), "DQ3"
+        )
+        identity = load_config_file(core_env.config_path).accounts[2].venue_identity()
+        fake = Conn(impostor.link).start(answer=True)
+        fake.link.send_nowait(
+            "register", impostor.info("DQ3", core_env.data_dir, core_env.config_path, identity)
+        )
         await wait_until(
             lambda: watcher.state("DQ3").info is not None and watcher.state("DQ3").pid,
             what="our trader registered",
@@ -259,6 +267,8 @@ async def test_fuzzed_frames_to_the_control_socket_and_the_per_account_listener(
         assert watcher.state("DQ1").status is TraderStatus.CONNECTED
     finally:
         await watcher.close()
+        if impostor is not None:
+            await impostor.stop()
 
     assert d.proc.poll() is None, "the daemon is alive"
     runtime_log = cfg_paths.runtime_log_path(core_env.data_dir).read_text()

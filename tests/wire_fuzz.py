@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from core.models import CHINA_TZ
+from core.models import CHINA_TZ, TraderInfo
 from core.protocol import Link
 
 HEADER = struct.Struct(">I")
@@ -269,24 +269,57 @@ def broken_framing(max_frame_bytes: int) -> list[tuple[str, bytes]]:
     ]
 
 
-async def connect_from_another_process(path: Path, account_id: str) -> Link:
-    """A connection to ``path`` made by a short-lived child process and handed to us: the
-    manager takes the kernel's word for who registers (SO_PEERCRED), and a trader's pid is
-    one it may signal when it stops; it must never be the test's own."""
-    ours, theirs = socket.socketpair()
-    code = (
+class Impostor:
+    """A trader of the test's: a child process that holds the account's lock (as our own
+    trader would: the manager adopts only the lock's holder) and made the connection, which
+    it hands to the test. The manager takes the kernel's word for who registered
+    (SO_PEERCRED) and may signal that pid when it stops: it must never be the test's own."""
+
+    CODE = (
         "import socket, sys\n"
+        "from pathlib import Path\n"
+        "from core.trader_process import AccountLock\n"
+        "lock = AccountLock(Path(sys.argv[3])); lock.acquire()\n"
         "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
         "socket.send_fds(socket.socket(fileno=int(sys.argv[2])), [b'x'], [s.fileno()])\n"
+        "sys.stdin.read()  # holds the lock until the test closes our stdin\n"
     )
-    child = subprocess.Popen(  # noqa: ASYNC220 - started, not waited on here
-        [sys.executable, "-c", code, str(path), str(theirs.fileno())], pass_fds=[theirs.fileno()]
-    )
-    theirs.close()
-    try:
-        _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, ours, 1, 1)
-    finally:
-        ours.close()
-        await asyncio.to_thread(child.wait, 30)
-    reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
-    return Link(reader, writer, account_id=account_id)
+
+    def __init__(self, child: subprocess.Popen[bytes], link: Link) -> None:
+        self.child = child
+        self.link = link
+
+    @classmethod
+    async def connect(cls, path: Path, state_dir: Path, account_id: str) -> Impostor:
+        ours, theirs = socket.socketpair()
+        child = subprocess.Popen(  # noqa: ASYNC220 - waited on in a thread, at the end
+            [sys.executable, "-c", cls.CODE, str(path), str(theirs.fileno()), str(state_dir)],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.PIPE,
+        )
+        theirs.close()
+        try:
+            _msg, fds, _flags, _addr = await asyncio.wait_for(
+                asyncio.to_thread(socket.recv_fds, ours, 1, 1), 30
+            )
+        finally:
+            ours.close()
+        reader, writer = await asyncio.open_unix_connection(sock=socket.socket(fileno=fds[0]))
+        return cls(child, Link(reader, writer, account_id=account_id))
+
+    def info(self, account_id: str, data_dir: Path, config_path: Path, venue_identity: str) -> TraderInfo:
+        """What our own trader would say in its register."""
+        return TraderInfo(
+            account_id=account_id,
+            gateway="sim",
+            pid=self.child.pid,
+            data_dir=str(data_dir),
+            config_path=str(config_path),
+            venue_identity=venue_identity,
+        )
+
+    async def stop(self) -> None:
+        self.link.writer.transport.abort()
+        if self.child.stdin is not None:
+            self.child.stdin.close()
+        await asyncio.to_thread(self.child.wait, 30)
