@@ -16,6 +16,7 @@ import pytest
 from config import paths as cfg_paths
 from config.paths import account_state_dir
 from core import control as control_module
+from core import manager as manager_module
 from core.aggregator import AccountState, Change, DataAggregator
 from core.client import RemoteConsoleClient
 from core.control import MAX_IN_FLIGHT, ControlServer
@@ -121,13 +122,14 @@ class _Keep(logging.Handler):
         self.kept.append(record.getMessage())
 
 
-def _kept(name: str, level: int) -> Iterator[list[str]]:
-    """What logger ``name`` says at ``level`` and above, from a handler of its own on it
-    (whatever the rest of the suite did to the root logger and its handlers)."""
-    logger = logging.getLogger(name)
+def _kept(logger: logging.Logger, level: int) -> Iterator[list[str]]:
+    """What ``logger`` (the module's own object) says at ``level`` and above, from a handler of
+    its own on it, whatever the rest of the suite did to logging (levels, the root's handlers,
+    a ``logging.disable`` left behind)."""
     kept: list[str] = []
     handler = _Keep(kept, level)
-    old_level, old_disabled = logger.level, logger.disabled
+    old_level, old_disabled, old_disable = logger.level, logger.disabled, logging.root.manager.disable
+    logging.disable(logging.NOTSET)
     logger.disabled = False
     logger.setLevel(level)
     logger.addHandler(handler)
@@ -137,16 +139,17 @@ def _kept(name: str, level: int) -> Iterator[list[str]]:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
         logger.disabled = old_disabled
+        logging.disable(old_disable)
 
 
 @pytest.fixture
 def control_log() -> Iterator[list[str]]:
-    yield from _kept("qtrader.control", logging.WARNING)
+    yield from _kept(control_module.log, logging.WARNING)
 
 
 @pytest.fixture
 def manager_log() -> Iterator[list[str]]:
-    yield from _kept("qtrader.manager", logging.ERROR)
+    yield from _kept(manager_module.log, logging.ERROR)
 
 
 async def _tick_rates(c: Core, seconds: float) -> dict[str, float]:
