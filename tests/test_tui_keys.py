@@ -91,3 +91,29 @@ async def test_the_header_shows_the_trading_day_and_the_zone_once() -> None:
         await pilot.press("d")
         await pilot.pause()
         assert "trading day 2026-12-04 · times CST" in str(app.screen.query_one("#dashboard-bar").render())
+
+
+async def test_the_header_says_why_the_core_halted_the_account() -> None:
+    import msgspec
+
+    from core.models import TradingState
+    from tui.screens.account import AccountBar
+
+    client = FakeClient()
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.pause()
+        bar = app.screen.query_one("#account-bar", AccountBar)
+        assert "HALTED" not in str(bar.render())
+        info = client.state("DQ1").info
+        assert info is not None
+        halted = msgspec.structs.replace(
+            info, trading_state=TradingState.HALTED, halt_reason="database write failed: disk full"
+        )
+        client.apply("DQ1", "heartbeat", halted)
+        await pilot.pause()
+        assert "HALTED (database write failed: disk full)" in str(bar.render())
+        # the operator's own halt (the kill switch) has no reason to show
+        client.apply("DQ1", "heartbeat", msgspec.structs.replace(halted, halt_reason=""))
+        await pilot.pause()
+        assert "HALTED" in str(bar.render()) and "disk full" not in str(bar.render())

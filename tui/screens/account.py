@@ -55,6 +55,8 @@ class AccountBar(Static):
             line.append(trading.name, style=style)
             if info.protective_kept:  # the kill switch kept the stop guards: they may still close
                 line.append(" (protective strategies run)", style="yellow")
+            if trading is TradingState.HALTED and info.halt_reason:  # halted by the core itself
+                line.append(f" ({info.halt_reason})", style="bold red")
             line.append(
                 f"  auto {'ON' if info.auto_trading else 'off'}", style="bold" if info.auto_trading else ""
             )
