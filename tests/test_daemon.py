@@ -87,6 +87,13 @@ class Daemon:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def kill(self) -> None:
+        """A test's last word: a daemon still running (the test failed before it stopped it)
+        is SIGKILLed and reaped."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
 
 def _worker_pids(env: CoreEnv) -> list[int]:
     pids = []
@@ -143,9 +150,7 @@ def test_daemon_runs_three_workers_and_stops_cleanly(
         assert not list(sock_dir.glob("trader-*.sock"))
         daemon.wait_for_line("stopped cleanly")
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
     # secrets never reach the output or the logs
     logs = "".join(p.read_text(errors="replace") for p in core_env.data_dir.glob("logs/**/*.log"))
     assert SECRET not in daemon.output()
@@ -176,9 +181,7 @@ def test_daemon_brings_back_a_sigkilled_worker(core_env: CoreEnv) -> None:
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
 
 
 def test_bad_config_is_a_clear_error(core_env: CoreEnv) -> None:
@@ -242,9 +245,7 @@ def test_kill_switch_and_resume_through_the_control_socket(core_env: CoreEnv) ->
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
 
 
 def test_a_terminal_that_goes_away_never_stops_the_daemon_or_its_clean_stop(core_env: CoreEnv) -> None:

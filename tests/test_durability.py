@@ -71,9 +71,7 @@ def _daemon(env: CoreEnv) -> Iterator[Daemon]:
     try:
         yield daemon
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
 
 
 @contextlib.asynccontextmanager

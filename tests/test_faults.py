@@ -49,9 +49,7 @@ def test_a_daemon_paused_past_the_heartbeat_timeout_keeps_its_healthy_traders(co
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
 
 
 def test_a_config_broken_at_run_time_is_named_and_retried_on_a_back_off(core_env: CoreEnv) -> None:
@@ -81,9 +79,7 @@ def test_a_config_broken_at_run_time_is_named_and_retried_on_a_back_off(core_env
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
 
 
 def test_an_account_held_by_a_trader_that_never_joins_is_retried_on_a_back_off(core_env: CoreEnv) -> None:
@@ -110,9 +106,7 @@ def test_an_account_held_by_a_trader_that_never_joins_is_retried_on_a_back_off(c
             try:
                 daemon.proc.wait(timeout=15)
             finally:
-                if daemon.proc.poll() is None:
-                    daemon.proc.kill()
-                    daemon.proc.wait()
+                daemon.kill()
 
 
 # ---------------------------------------------------------------- the data directory is private
@@ -146,9 +140,7 @@ def test_trading_data_is_readable_by_its_user_only(core_env: CoreEnv) -> None:
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(timeout=15) == 0
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+        daemon.kill()
     assert stat.S_IMODE(core_env.data_dir.stat().st_mode) == 0o700
     shared = [
         (str(p.relative_to(core_env.data_dir)), oct(stat.S_IMODE(p.lstat().st_mode)))
