@@ -286,7 +286,9 @@ async def test_a_flood_of_huge_symbols_is_refused_stores_nothing_and_the_account
     await link.close()
     assert all(not r.ok and "$.vt_symbol" in r.error and len(r.error) < 300 for r in replies.values())
     assert len(a1.orders) == orders_before, "a refusal at decode time stores nothing"
-    await wait_until(lambda: bool(ticks_seen), timeout=15, what="the other account streams on after the flood")
+    await wait_until(
+        lambda: bool(ticks_seen), timeout=15, what="the other account streams on after the flood"
+    )
     with AccountDatabase(database_path(core_env.data_dir, "A1"), readonly=True) as db:
         assert not [o for o in db.load_orders(limit=1000) if len(o.vt_symbol) > MAX_SYMBOL_LENGTH]
 
