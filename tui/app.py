@@ -28,6 +28,7 @@ from tui.dialogs.confirm import ConfirmDialog
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
+from tui.volumes import VolumeMemory
 
 FLUSH_DELAY = 0.005  # wait this long after a change, to draw a burst once
 # at most 100 flushes a second (a tick flood costs what a trickle does); a flush repaints
@@ -60,8 +61,14 @@ class QTraderApp(App[int]):
         quit_stops_core: bool = False,
         bell: Iterable[str] = (),
         clock: Callable[[], datetime] = now,
+        volumes: VolumeMemory | None = None,
+        risk_degree_warning: float = 0.8,
     ) -> None:
         super().__init__()
+        #: the order entry's proposed volume: last sent > ui.default_volume > 1
+        self.volumes = volumes or VolumeMemory()
+        #: ui.risk_degree_warning: margin / balance at or above it warns
+        self.risk_degree_warning = risk_degree_warning
         #: exchange time (CST): the header's trading day; a test freezes it
         self.clock = clock
         #: the terminal bell for fills, rejections, accounts going down, the kill switch (ui.bell)

@@ -287,6 +287,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -
     from core.client import RemoteConsoleClient
     from core.logs import setup_console_logging
     from tui.app import QTraderApp
+    from tui.volumes import STATE_FILE_NAME, VolumeMemory
 
     config = loaded.config
     try:
@@ -306,6 +307,8 @@ def run_attached(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -
         keymap=keymap,
         confirm_with_enter=config.ui.confirm_with_enter,
         bell=config.ui.bell,
+        volumes=VolumeMemory(config.ui.default_volume, data_dir / STATE_FILE_NAME),
+        risk_degree_warning=config.ui.risk_degree_warning,
         start_core=client.connect,
         stop_core=client.close,
         stop_message="detaching (the daemon and its traders keep running)...",
@@ -324,6 +327,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) ->
     from core.logs import setup_runtime_logging
     from core.manager import TradingManager
     from tui.app import QTraderApp
+    from tui.volumes import STATE_FILE_NAME, VolumeMemory
 
     config = loaded.config
     pid_file = PidFile(data_dir)
@@ -345,6 +349,8 @@ def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) ->
             keymap=keymap,
             confirm_with_enter=config.ui.confirm_with_enter,
             bell=config.ui.bell,
+            volumes=VolumeMemory(config.ui.default_volume, data_dir / STATE_FILE_NAME),
+            risk_degree_warning=config.ui.risk_degree_warning,
             start_core=core.start,
             stop_core=core.stop,
             quit_stops_core=True,

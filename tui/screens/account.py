@@ -225,12 +225,14 @@ class AccountScreen(Screen[None]):
 
     def _enter_order(self, direction: Direction) -> None:
         vt_symbol, pos_direction = self._selected_symbol()
+        symbol = vt_symbol or next(iter(self.state.ticks), "")
         dialog = OrderEntryDialog(
             self.account_id,
             self.state,
             direction=direction,
             vt_symbol=vt_symbol,
             position_direction=pos_direction,
+            volume=self.qapp.volumes.volume_for(self.account_id, symbol),
         )
         self.app.push_screen(dialog, self._confirm_order)
 
@@ -244,6 +246,7 @@ class AccountScreen(Screen[None]):
 
         def answered(ok: bool | None) -> None:
             if ok:
+                self.qapp.volumes.remember(account_id, req.vt_symbol, req.volume)
                 self.qapp.run_command(
                     f"{side} {req.volume:g} {req.vt_symbol}", self.qapp.client.send_order(account_id, req)
                 )
