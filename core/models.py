@@ -511,6 +511,13 @@ class Account(Struct, kw_only=True):
     def today_pnl(self) -> float:
         return self.balance - self.pre_balance if self.pre_balance else 0.0
 
+    @property
+    def risk_degree(self) -> float | None:
+        """风险度: margin / balance (0.8 is 80 %); None when there is no balance to divide by."""
+        if not self.balance > 0:
+            return None
+        return self.margin / self.balance
+
 
 class EquityPoint(Struct, kw_only=True, array_like=True):
     """One point of an account's equity curve (compact on the wire)."""

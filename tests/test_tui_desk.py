@@ -7,16 +7,24 @@ import json
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
+from rich.text import Text
+from textual.message import Message
+from textual.notifications import Notification, Notify
 from textual.widgets import Input
 
 from core.models import Direction
 from tests.fake_client import FakeClient
+from tui import format as fmt
 from tui.app import QTraderApp
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order_entry import OrderEntryDialog
+from tui.screens.account import AccountBar
+from tui.screens.dashboard import DashboardScreen
 from tui.volumes import VolumeMemory
 from tui.widgets.market import MarketTable
+from tui.widgets.table import KeyedTable
 
 
 async def _until(pilot, what, label: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -117,3 +125,83 @@ async def test_an_order_not_confirmed_is_not_remembered(tmp_path: Path) -> None:
         await pilot.pause()
         entry = await _entry(app, pilot, "rb2705.SHFE")
         assert entry.query_one("#volume", Input).value == "5"
+
+
+# --------------------------------------------------------------------------- risk degree
+
+
+def _set_funds(client: FakeClient, account_id: str, balance: float, margin: float) -> None:
+    acc = client.state(account_id).account
+    assert acc is not None
+    client.apply(account_id, "account", msgspec.structs.replace(acc, balance=balance, margin=margin))
+
+
+def _risk_text(text: Text) -> tuple[str, str]:
+    """The header's risk figure and its style."""
+    plain = text.plain
+    start = plain.index("risk ") + len("risk ")
+    end = plain.index(" ", start) if " " in plain[start:] else len(plain)
+    styles = [str(span.style) for span in text.spans if span.start <= start < span.end]
+    return plain[start:end], styles[-1] if styles else ""
+
+
+async def test_risk_degree_in_the_header_and_dashboard_warns_once_per_crossing() -> None:
+    client = FakeClient()
+    notes: list[Notification] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification)
+
+    def warnings() -> list[str]:
+        return [n.message for n in notes if "risk degree" in n.message]
+
+    app = QTraderApp(client, risk_degree_warning=0.8)
+    async with app.run_test(size=(160, 45), message_hook=hook) as pilot:
+        bar = app.screen.query_one("#account-bar", AccountBar)
+        _set_funds(client, "DQ1", 1_000_000, 420_000)
+        await _until(pilot, lambda: bar._shown is not None and "risk 42.0%" in bar._shown.plain, "42 %")
+        assert _risk_text(bar._shown)[1] != fmt.RISK_WARNING_STYLE  # type: ignore[arg-type]
+        assert warnings() == []
+
+        _set_funds(client, "DQ1", 1_000_000, 812_500)
+        await _until(pilot, lambda: "risk 81.2%" in bar._shown.plain, "81.2 %")  # type: ignore[union-attr]
+        assert _risk_text(bar._shown) == ("81.2%", fmt.RISK_WARNING_STYLE)  # type: ignore[arg-type]
+        await _until(pilot, lambda: len(warnings()) == 1, "one warning")
+        assert "DQ1 risk degree 81.2%" in warnings()[0] and "80%" in warnings()[0]
+
+        # hovering at the threshold: no new warning until it has fallen 5 points below it
+        for margin in (790_000, 805_000, 760_000, 900_000):
+            _set_funds(client, "DQ1", 1_000_000, margin)
+            await pilot.pause()
+        assert len(warnings()) == 1
+        _set_funds(client, "DQ1", 1_000_000, 700_000)
+        await pilot.pause()
+        _set_funds(client, "DQ1", 1_000_000, 850_000)
+        await _until(pilot, lambda: len(warnings()) == 2, "a second crossing warns again")
+
+        # another account crosses: its own warning, whatever screen is shown
+        _set_funds(client, "DQ2", 500_000, 450_000)
+        await _until(pilot, lambda: any(w.startswith("DQ2 risk degree 90.0%") for w in warnings()), "DQ2")
+
+        _set_funds(client, "DQ1", 0, 0)
+        await _until(pilot, lambda: "risk —" in bar._shown.plain, "no balance: a dash")  # type: ignore[union-attr]
+
+        await pilot.press("d")
+        await _until(pilot, lambda: isinstance(app.screen, DashboardScreen), "the dashboard")
+        table = app.screen.query_one("#accounts", KeyedTable)
+        await _until(pilot, lambda: table.get_cell("DQ2", "risk").plain == "90.0%", "DQ2's risk cell")  # type: ignore[union-attr]
+        cell = table.get_cell("DQ2", "risk")
+        assert isinstance(cell, Text) and str(cell.style) == fmt.RISK_WARNING_STYLE
+        assert table.get_cell("DQ1", "risk").plain == "—"  # type: ignore[union-attr]
+        dq3 = client.state("DQ3").account
+        assert dq3 is not None and dq3.risk_degree is not None
+        assert table.get_cell("DQ3", "risk").plain == f"{dq3.risk_degree * 100:.1f}%"  # type: ignore[union-attr]
+
+
+def test_risk_degree_is_margin_over_balance() -> None:
+    from core.models import Account
+
+    assert Account(account_id="A", balance=200.0, margin=50.0).risk_degree == 0.25
+    assert Account(account_id="A", balance=0.0, margin=50.0).risk_degree is None
+    assert Account(account_id="A", balance=-10.0, margin=5.0).risk_degree is None

@@ -60,6 +60,9 @@ class AccountBar(Static):
             line.append(
                 f"  auto {'ON' if info.auto_trading else 'off'}", style="bold" if info.auto_trading else ""
             )
+        acc = state.account
+        line.append("  risk ", style="dim")
+        line.append_text(fmt.risk_degree(acc.risk_degree if acc else None, app.risk_degree_warning))
         if state.status_message and state.status.name != "CONNECTED":
             line.append(f"  {state.status_message}", style="italic")
         line.append("   │ ")
