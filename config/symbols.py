@@ -27,7 +27,7 @@ import difflib
 import re
 from datetime import date
 
-__all__ = ["PRODUCTS", "contract_month", "month_expired", "product_of", "product_problem", "symbol_problem"]
+__all__ = ["PRODUCTS", "contract_month", "month_expired", "product_problem", "symbol_problem"]
 
 #: Product codes by exchange, in the exchange's own spelling.
 PRODUCTS: dict[str, tuple[str, ...]] = {
@@ -124,13 +124,6 @@ def product_problem(product: str) -> str | None:
     if product != _spelled(product, home):
         return f"{home} writes '{product}' as '{_spelled(product, home)}'"
     return None
-
-
-def product_of(vt_symbol: str) -> str:
-    """The product letters of a symbol: ``rb`` of ``rb2610.SHFE``, ``SA`` of ``SA605.CZCE``
-    ("" if it does not start with letters)."""
-    match = re.match(r"[A-Za-z]+", vt_symbol)
-    return match.group(0) if match else ""
 
 
 def _czce_year(digit: int, today: date) -> int:

@@ -63,6 +63,7 @@ from core.protocol import (
     ShutdownRequest,
     StateRequest,
     StrategyCommand,
+    WatchlistRequest,
     encoded_size,
     peer_credentials,
 )
@@ -518,6 +519,10 @@ class TradingManager(Supervision):
         if reply.ok:
             reply.result = msgspec.convert(reply.result, TraderInfo)
         return reply
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        """Edit the account's watchlist, or ask its trader for contracts (``WatchlistRequest``)."""
+        return await self.request(account_id, "watchlist_req", req)
 
     async def history(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -182,6 +183,13 @@ NameField = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=PRIN
 VolumeField = Annotated[float, msgspec.Meta(gt=0, le=MAX_VOLUME, multiple_of=1)]  # whole lots
 PriceField = Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]  # finite; 0 = none (market)
 DecisionField = Annotated[str, msgspec.Meta(max_length=4 * MAX_NAME_LENGTH, pattern=PRINTABLE)]
+
+
+def product_of(vt_symbol: str) -> str:
+    """The product letters of a symbol: ``rb`` of ``rb2610.SHFE``, ``SA`` of ``SA605.CZCE``
+    ("" if it does not start with letters)."""
+    match = re.match(r"[A-Za-z]+", vt_symbol)
+    return match.group(0) if match else ""
 
 
 def split_vt_symbol(vt_symbol: str) -> tuple[str, Exchange]:

@@ -16,6 +16,7 @@ import math
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import AccountConfig
@@ -39,6 +40,8 @@ from core.models import (
 )
 from core.oms import Oms, position_direction_closed_by
 from core.protocol import (
+    MAX_PROBE,
+    MAX_SUBSCRIBE,
     CancelAllRequest,
     HistoryRequest,
     KillRequest,
@@ -52,10 +55,13 @@ from core.protocol import (
     StateRequest,
     StrategyCommand,
     SubscribeRequest,
+    Watchlist,
+    WatchlistRequest,
     fit_rows,
 )
 from core.risk import Rejection, RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
+from core.watchlist import of_product, save_watchlist
 from gateways.base import Gateway
 
 if TYPE_CHECKING:
@@ -122,6 +128,8 @@ class RequestHandlers:
         _handlers: dict[MessageType, Callable[[Any], Reply]]
         _cancel_on_reconnect: bool
         _kill_keeps: frozenset[str]
+        state_dir: Path
+        watchlist: list[str]
 
         def info(self) -> TraderInfo: ...
         def emit(self, msg_type: MessageType, data: Any) -> None: ...
@@ -143,6 +151,7 @@ class RequestHandlers:
             "status_req": lambda _: Reply(ok=True, result=self.info()),
             "history_req": self._on_history_req,
             "subscribe_req": self._on_subscribe_req,
+            "watchlist_req": self._on_watchlist_req,
             "quote": self._on_quote,
             "quote_source": self._on_quote_source,
             "kill_req": self._on_kill_req,
@@ -412,6 +421,43 @@ class RequestHandlers:
         for vt_symbol in req.symbols:
             self.gateway.subscribe(vt_symbol)
         return Reply(ok=True)
+
+    def _on_watchlist_req(self, req: WatchlistRequest) -> Reply:
+        """The console edits the watchlist (``set``), completes a symbol (``listed``) or looks
+        for a product's main contract (``probe``): core/watchlist.py."""
+        assert self.gateway is not None
+        if req.action == "listed":
+            return Reply(ok=True, result={"contracts": self._listed(req.product)[:MAX_SUBSCRIBE]})
+        if req.action == "probe":
+            if not req.product:
+                return Reply(ok=False, error="main contract: name a product (e.g. rb)")
+            listed = self._listed(req.product)[:MAX_PROBE]
+            for vt_symbol in listed:
+                self.gateway.subscribe(vt_symbol)
+            return Reply(ok=True, result={"contracts": listed})
+        symbols = list(dict.fromkeys(req.symbols))
+        unknown = [s for s in symbols if s not in self.oms.contracts and self.gateway.get_contract(s) is None]
+        if unknown:
+            return Reply(
+                ok=False,
+                error=f"unknown at the venue: {', '.join(unknown)}; the watchlist is unchanged",
+            )
+        try:
+            save_watchlist(self.state_dir, symbols)
+        except OSError as exc:
+            return Reply(ok=False, error=f"watchlist NOT SAVED ({exc}); it is unchanged")
+        new = [s for s in symbols if s not in self.watchlist]
+        self.watchlist = symbols
+        for vt_symbol in new:
+            self.gateway.subscribe(vt_symbol)
+        self.log.info("watchlist set: %s", ", ".join(symbols) or "(empty)")
+        self.emit("watchlist", Watchlist(symbols=symbols))
+        return Reply(ok=True, result={"watchlist": symbols, "subscribed": new})
+
+    def _listed(self, product: str) -> list[str]:
+        """The futures of ``product`` ("" for all) that the venue reported or lists."""
+        assert self.gateway is not None
+        return of_product(product, [*self.oms.contracts, *self.gateway.listed_contracts(product)])
 
     def _on_quote(self, tick: Tick) -> Reply:
         """A real quote from this paper account's ``market_data_from`` account."""

@@ -14,9 +14,12 @@ Commands do nothing but record themselves in ``calls`` and answer
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from core.aggregator import AccountState, Change, DataAggregator
 from core.client import ConsoleClient
@@ -45,7 +48,7 @@ from core.models import (
     decimals_of,
     depth_fields,
 )
-from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand
+from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand, Watchlist, WatchlistRequest
 
 NOW = datetime(2026, 11, 20, 14, 30, 0, tzinfo=CHINA_TZ)
 TRADING_DAY = "20261120"
@@ -515,6 +518,11 @@ def _dq3() -> tuple[Snapshot, list[LogEntry]]:
 # --------------------------------------------------------------------------- the client
 
 
+#: months the fake venue lists beyond the quoted ones, with their open interest: a probe for
+#: rb quotes them, and rb2710 (not rb2705) has the most
+OTHER_MONTHS: dict[str, float] = {"rb2701.SHFE": 1_050_300, "rb2710.SHFE": 2_904_455}
+
+
 class FakeClient(ConsoleClient):
     """Three fixed accounts: DQ1 (busy), DQ2 (reducing), DQ3 (crashed)."""
 
@@ -607,6 +615,42 @@ class FakeClient(ConsoleClient):
         )
 
     # ------------------------------------------------------------------ trading
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        """As a trader answers: ``set`` (known contracts only) tells the new list; ``listed``
+        every contract of the fake venue; ``probe`` quotes the product's months."""
+        venue = sorted({sym for sym, *_ in _SPECS} | set(OTHER_MONTHS))
+        if req.action == "listed":
+            found = [s for s in venue if not req.product or s.startswith(req.product)]
+            return self._record("watchlist", account_id, req, result={"contracts": found})
+        if req.action == "probe":
+            found = [s for s in venue if re.match(rf"{req.product}\d", s)]
+            for vt_symbol in found:
+                self._quote(account_id, vt_symbol)
+            return self._record("watchlist", account_id, req, result={"contracts": found})
+        unknown = [s for s in req.symbols if s not in venue]
+        if unknown:
+            self._record("watchlist", account_id, req)
+            return Reply(
+                ok=False, error=f"unknown at the venue: {', '.join(unknown)}; the watchlist is unchanged"
+            )
+        for vt_symbol in req.symbols:  # subscribed: quoted at once
+            self._quote(account_id, vt_symbol)
+        self.apply(account_id, "watchlist", Watchlist(symbols=list(req.symbols)))
+        return self._record("watchlist", account_id, req, result={"watchlist": list(req.symbols)})
+
+    def _quote(self, account_id: str, vt_symbol: str) -> None:
+        """A month of ``OTHER_MONTHS`` subscribed: its contract and a quote (rb2705's, with
+        its own open interest)."""
+        if vt_symbol not in OTHER_MONTHS or vt_symbol in self.state(account_id).ticks:
+            return
+        symbol = vt_symbol.split(".")[0]
+        spec = msgspec.structs.replace(
+            contract("rb2705.SHFE", account_id), vt_symbol=vt_symbol, symbol=symbol
+        )
+        self.apply(account_id, "contract", spec)
+        quote = tick("rb2705.SHFE", account_id, open_interest=OTHER_MONTHS[vt_symbol])
+        self.apply(account_id, "tick", msgspec.structs.replace(quote, vt_symbol=vt_symbol))
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         self._order_seq += 1

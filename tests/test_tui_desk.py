@@ -12,14 +12,16 @@ import pytest
 from rich.text import Text
 from textual.message import Message
 from textual.notifications import Notification, Notify
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from core.models import Direction
-from tests.fake_client import FakeClient
+from core.protocol import Watchlist
+from tests.fake_client import FakeClient, tick
 from tui import format as fmt
 from tui.app import QTraderApp
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.order_entry import OrderEntryDialog
+from tui.dialogs.watchlist import AddContractDialog
 from tui.screens.account import AccountBar
 from tui.screens.dashboard import DashboardScreen
 from tui.volumes import VolumeMemory
@@ -205,3 +207,146 @@ def test_risk_degree_is_margin_over_balance() -> None:
     assert Account(account_id="A", balance=200.0, margin=50.0).risk_degree == 0.25
     assert Account(account_id="A", balance=0.0, margin=50.0).risk_degree is None
     assert Account(account_id="A", balance=-10.0, margin=5.0).risk_degree is None
+
+
+# --------------------------------------------------------------------------- watchlist
+
+DQ1_LIST = ["au2612.SHFE", "rb2705.SHFE", "IF2612.CFFEX"]
+
+
+async def _watching(app: QTraderApp, client: FakeClient, pilot, symbols: list[str]) -> MarketTable:  # type: ignore[no-untyped-def]
+    """DQ1's trader says its watchlist: the Market panel lists it, in order."""
+    client.apply("DQ1", "watchlist", Watchlist(symbols=symbols))
+    market = app.screen.query_one("#market", MarketTable)
+    await _until(pilot, lambda: market.row_keys[: len(symbols)] == symbols, f"Market lists {symbols}")
+    return market
+
+
+def _sets(client: FakeClient) -> list[list[str]]:
+    return [list(args[1].symbols) for args, _ in client.called("watchlist") if args[1].action == "set"]
+
+
+async def test_the_market_panel_follows_the_watchlist_and_its_keys_edit_it() -> None:
+    client = FakeClient()
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45)) as pilot:
+        market = await _watching(app, client, pilot, DQ1_LIST)
+        positions = {p.vt_symbol for p in client.state("DQ1").positions.values()}
+        strategies = {s.vt_symbol for s in client.state("DQ1").strategies.values()}
+        # the contracts of positions and strategies stay quoted, after the watchlist
+        assert set(market.row_keys) == (set(DQ1_LIST) | positions | strategies) & set(
+            client.state("DQ1").ticks
+        )
+
+        # move rb2705 up (ctrl+up), then down twice (J, the tmux-proof key)
+        market.move_cursor(market.row_keys.index("rb2705.SHFE"))
+        await pilot.press("ctrl+up")
+        await _until(
+            pilot, lambda: market.row_keys[:3] == ["rb2705.SHFE", "au2612.SHFE", "IF2612.CFFEX"], "moved up"
+        )
+        assert market.selected_key == "rb2705.SHFE", "the cursor moves with the row"
+        await pilot.press("J")
+        await _until(pilot, lambda: market.row_keys[:3] == DQ1_LIST, "moved down")
+        await pilot.press("J")
+        await _until(
+            pilot, lambda: market.row_keys[:3] == ["au2612.SHFE", "IF2612.CFFEX", "rb2705.SHFE"], "down"
+        )
+        assert market.selected_key == "rb2705.SHFE"
+
+        # remove it
+        await pilot.press("delete")
+        await _until(pilot, lambda: _sets(client)[-1] == ["au2612.SHFE", "IF2612.CFFEX"], "removed")
+        assert client.state("DQ1").watchlist == ["au2612.SHFE", "IF2612.CFFEX"]
+
+
+async def test_i_adds_a_contract_completed_from_the_venues_list_after_the_selected_one() -> None:
+    client = FakeClient()
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45)) as pilot:
+        market = await _watching(app, client, pilot, DQ1_LIST)
+        market.move_cursor(market.row_keys.index("au2612.SHFE"))
+        await pilot.press("i")
+        await _until(pilot, lambda: isinstance(app.screen, AddContractDialog), "the add dialog")
+        dialog = app.screen
+        assert isinstance(dialog, AddContractDialog)
+        await _until(pilot, lambda: "rb2710.SHFE" in dialog.candidates, "the venue's list loaded")
+        assert "au2612.SHFE" not in dialog.candidates, "what is watched is not proposed"
+        await pilot.press("r", "b")
+        shown = dialog.query_one("#watch-matches", Static)
+        await _until(pilot, lambda: "rb2701.SHFE" in str(shown.render()), "the rb months listed")
+        assert "rb2705.SHFE" not in str(shown.render())
+        await pilot.press("2", "7", "1")
+        await pilot.press("tab")  # completes to the one match
+        assert dialog.query_one("#watch-symbol", Input).value == "rb2710.SHFE"
+        await pilot.press("enter")
+        await _until(
+            pilot, lambda: market.row_keys[:4] == ["au2612.SHFE", "rb2710.SHFE", *DQ1_LIST[1:]], "added"
+        )
+        assert _sets(client) == [["au2612.SHFE", "rb2710.SHFE", "rb2705.SHFE", "IF2612.CFFEX"]]
+
+        # one already watched is refused in the dialog; an unknown one by the trader, with its reason
+        await pilot.press("i")
+        await _until(pilot, lambda: isinstance(app.screen, AddContractDialog), "the add dialog")
+        dialog = app.screen
+        assert isinstance(dialog, AddContractDialog)
+        dialog.query_one("#watch-symbol", Input).value = "rb2705.SHFE"
+        await pilot.press("enter")
+        error = dialog.query_one("#watch-error", Static)
+        await _until(pilot, lambda: "in the watchlist already" in str(error.render()), "refused")
+        dialog.query_one("#watch-symbol", Input).value = "zz2705.SHFE"
+        await pilot.press("enter")
+        await _until(pilot, lambda: not isinstance(app.screen, AddContractDialog), "sent")
+        await _until(pilot, lambda: len(client.called("watchlist")) >= 4, "the refused set")
+        assert client.state("DQ1").watchlist == ["au2612.SHFE", "rb2710.SHFE", "rb2705.SHFE", "IF2612.CFFEX"]
+
+
+async def test_m_puts_the_products_main_contract_in_the_selected_ones_place() -> None:
+    client = FakeClient()
+    notes: list[Notification] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification)
+
+    app = QTraderApp(client)
+    async with app.run_test(size=(160, 45), message_hook=hook) as pilot:
+        market = await _watching(app, client, pilot, DQ1_LIST)
+        market.move_cursor(market.row_keys.index("rb2705.SHFE"))
+        await pilot.press("m")
+        # rb2710 has the largest open interest of the rb months the venue lists
+        await _until(
+            pilot,
+            lambda: client.state("DQ1").watchlist == ["au2612.SHFE", "rb2710.SHFE", "IF2612.CFFEX"],
+            "rb2710 in rb2705's place",
+        )
+        await _until(
+            pilot, lambda: any("rb2710.SHFE replaces rb2705.SHFE" in n.message for n in notes), "said so"
+        )
+        note = next(n.message for n in notes if "replaces" in n.message)
+        assert "rb2710 2,904,455" in note and "rb2705 2,311,870" in note
+        await _until(pilot, lambda: market.row_keys[1] == "rb2710.SHFE", "the Market panel follows")
+        market.move_cursor(1)
+        await pilot.press("m")  # already the main contract: said, nothing changes
+        await _until(
+            pilot, lambda: any("rb2710.SHFE is the main contract" in n.message for n in notes), "said"
+        )
+        assert len(_sets(client)) == 1
+
+
+def test_the_main_contract_is_the_largest_open_interest_nearest_first_on_a_tie() -> None:
+    from core.watchlist import main_contract, of_product
+
+    ticks = {
+        s: tick("rb2705.SHFE", "DQ1", open_interest=oi).__copy__()
+        for s, oi in (("rb2701.SHFE", 5.0), ("rb2705.SHFE", 9.0), ("rb2710.SHFE", 9.0))
+    }
+    for s, t in ticks.items():
+        t.vt_symbol = s
+    assert main_contract(ticks, ["rb2710.SHFE", "rb2705.SHFE", "rb2701.SHFE", "rb2801.SHFE"]) == (
+        "rb2705.SHFE",
+        {"rb2701.SHFE": 5.0, "rb2705.SHFE": 9.0, "rb2710.SHFE": 9.0},
+    )
+    assert main_contract(ticks, ["rb2801.SHFE"]) == (None, {})
+    listed = ["rb2705.SHFE", "rb2705C3000.SHFE", "rbx2705.SHFE", "ru2705.SHFE", "RB2710.SHFE"]
+    assert of_product("rb", listed) == ["RB2710.SHFE", "rb2705.SHFE"]
+    assert of_product("", listed) == ["RB2710.SHFE", "rb2705.SHFE", "rbx2705.SHFE", "ru2705.SHFE"]

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from config.symbols import product_of
+from core.models import product_of
 
 __all__ = ["STATE_FILE_NAME", "VolumeMemory"]
 
