@@ -98,9 +98,12 @@ class ConsoleClient(ABC):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
         """Stored rows from the account's database (orders, trades, account_snapshots, ...);
-        ``every`` thins account_snapshots to one point per that many seconds."""
+        ``every`` thins account_snapshots to one point per that many seconds; ``since`` /
+        ``until`` (epoch seconds, ``until`` exclusive) bound trades, triggers and the reports
+        (``trade_report``: a ``TradeReport``; ``strategy_stats``: ``InstanceStats`` each)."""
 
     # ------------------------------------------------------------------ watchlist
 
@@ -239,9 +242,10 @@ class LocalConsoleClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
         return await self.manager.history(
-            account_id, kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every
+            account_id, kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
         )
 
     async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
@@ -476,8 +480,11 @@ class RemoteConsoleClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
-        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
+        req = HistoryRequest(
+            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
+        )
         return typed_history(kind, await self._request(account_id, "history_req", req))
 
     async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:

@@ -298,7 +298,13 @@ class ControlServer:
             ),
             "strategy_req": lambda aid, cmd: mgr.strategy_command(aid, cmd),
             "history_req": lambda aid, req: mgr.history(
-                aid, req.kind, since=req.since, limit=req.limit, vt_symbol=req.vt_symbol, every=req.every
+                aid,
+                req.kind,
+                since=req.since,
+                until=req.until,
+                limit=req.limit,
+                vt_symbol=req.vt_symbol,
+                every=req.every,
             ),
             "watchlist_req": lambda aid, req: mgr.watchlist(aid, req),
             "info_req": lambda aid, _: mgr.status(aid),

@@ -75,6 +75,22 @@ def trading_day_of(moment: datetime) -> date:
     return day
 
 
+def trading_day_start(day: date) -> datetime:
+    """When trading day ``day`` begins: 20:00 China time of the business day before it (Friday
+    for a Monday), the moment ``trading_day_of`` turns to it. A range of trading days
+    ``first..last`` is ``trading_day_start(first) <= t < trading_day_start(next business day
+    after last)``, which is 20:00 of ``last`` itself."""
+    before = day - timedelta(days=1)
+    while before.weekday() >= 5:
+        before -= timedelta(days=1)
+    return datetime(before.year, before.month, before.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
+
+
+def trading_day_end(day: date) -> datetime:
+    """When trading day ``day`` (a business day) ends: 20:00 China time of ``day``."""
+    return datetime(day.year, day.month, day.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
+
+
 class Direction(StrEnum):
     LONG = "LONG"
     SHORT = "SHORT"

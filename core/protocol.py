@@ -128,12 +128,17 @@ class QuoteSourceStatus(Struct, kw_only=True):
     message: str = ""  # why it is down, in the source's own words
 
 
-HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars"]
+#: ``trade_report``: the trades of a range with their close P&L and day totals;
+#: ``strategy_stats``: each strategy instance's record (both core/trade_stats.py)
+HistoryKind = Literal[
+    "orders", "trades", "account_snapshots", "triggers", "bars", "trade_report", "strategy_stats"
+]
 
 
 class HistoryRequest(Struct, kw_only=True):
     kind: HistoryKind
     since: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds
+    until: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds, exclusive
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_ROWS)] = 1000
     vt_symbol: SymbolField | None = None
     # account_snapshots only: one point (the last) per ``every`` seconds, so a chart of days

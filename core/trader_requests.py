@@ -61,6 +61,7 @@ from core.protocol import (
 )
 from core.risk import Rejection, RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
+from core.trade_stats import strategy_stats, trade_report
 from core.watchlist import of_product, save_watchlist
 from gateways.base import Gateway
 
@@ -107,6 +108,10 @@ def _one_reply(replies: list[Reply]) -> Reply:
         result["partial"] = True
         return Reply(ok=False, error=f"sent {', '.join(sent)}; refused {'; '.join(refused)}", result=result)
     return Reply(ok=False, error="; ".join(refused), result=result)
+
+
+#: stored trades (and triggers) a report reads at most: its range and every open before it
+REPORT_ROWS = 200_000
 
 
 class RequestHandlers:
@@ -480,10 +485,22 @@ class RequestHandlers:
         assert db is not None
         limit = max(1, min(req.limit, 20_000))
         since = datetime.fromtimestamp(req.since, CHINA_TZ) if req.since is not None else None
+        until = datetime.fromtimestamp(req.until, CHINA_TZ) if req.until is not None else None
+        if req.kind == "trade_report":  # every fill up to the end: opens before ``since`` price closes
+            trades = db.load_trades(until=until, vt_symbol=req.vt_symbol, limit=REPORT_ROWS)
+            report = trade_report(trades, self._multiplier, since=since, vt_symbol=req.vt_symbol, limit=limit)
+            report.trades, left_out = fit_rows(report.trades, self.app.socket.max_frame_bytes // 2)
+            report.left_out += left_out
+            return Reply(ok=True, result=report)
+        if req.kind == "strategy_stats":
+            trades = db.load_trades(since=since, until=until, limit=REPORT_ROWS)
+            triggers = db.load_triggers(since=since, until=until, limit=REPORT_ROWS)
+            names = [s.name for s in self.account.strategies]
+            return Reply(ok=True, result=strategy_stats(trades, triggers, self._multiplier, names))
         if req.kind == "orders":
             result: Any = db.load_orders(since=since, limit=limit)
         elif req.kind == "trades":
-            result = db.load_trades(since=since, limit=limit)
+            result = db.load_trades(since=since, until=until, vt_symbol=req.vt_symbol, limit=limit)
         elif req.kind == "account_snapshots":
             result = db.load_equity(since=since, limit=limit, every=req.every)
         elif req.kind == "triggers":
@@ -498,6 +515,12 @@ class RequestHandlers:
         if left_out:
             self.log.warning("history of %s: %d rows left out (too large for one reply)", req.kind, left_out)
         return Reply(ok=True, result=rows)
+
+    def _multiplier(self, vt_symbol: str) -> float | None:
+        """A contract's multiplier, for close P&L (None: the venue no longer knows it)."""
+        assert self.gateway is not None
+        contract = self.oms.contracts.get(vt_symbol) or self.gateway.get_contract(vt_symbol)
+        return contract.size if contract is not None else None
 
     def _on_shutdown(self, req: ShutdownRequest) -> Reply:
         self.stop(cancel_orders=req.cancel_orders)

@@ -49,6 +49,7 @@ from core.models import (
     depth_fields,
 )
 from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand, Watchlist, WatchlistRequest
+from core.trade_stats import strategy_stats, trade_report
 
 NOW = datetime(2026, 11, 20, 14, 30, 0, tzinfo=CHINA_TZ)
 TRADING_DAY = "20261120"
@@ -589,6 +590,7 @@ class FakeClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
         """Account snapshots from ``stored_equity`` (since, thinned like the database: the
         last point of each ``every`` seconds, the newest ``limit``); other kinds: none."""
@@ -603,15 +605,35 @@ class FakeClient(ConsoleClient):
                     last[int(p.datetime.timestamp() * 1_000_000) // round(every * 1_000_000)] = p
                 points = list(last.values())
             rows = points[-limit:]
+        result: Any = rows
+        if kind in ("trade_report", "strategy_stats"):  # the trader's own figures, from the fixed fills
+            state = self.state(account_id)
+            trades = [
+                t
+                for t in state.trades
+                if (until is None or t.datetime.timestamp() < until)
+                and (kind == "trade_report" or since is None or t.datetime.timestamp() >= since)
+            ]
+
+            def size(vt_symbol: str) -> float | None:
+                known = state.contracts.get(vt_symbol)
+                return known.size if known is not None else None
+
+            start = datetime.fromtimestamp(since, CHINA_TZ) if since is not None else None
+            if kind == "trade_report":
+                result = trade_report(trades, size, since=start, vt_symbol=vt_symbol, limit=limit)
+            else:
+                result = strategy_stats(trades, state.triggers, size, state.strategies)
         return self._record(
             "history",
             account_id,
             kind,
             since=since,
+            until=until,
             limit=limit,
             vt_symbol=vt_symbol,
             every=every,
-            result=rows,
+            result=result,
         )
 
     # ------------------------------------------------------------------ trading
