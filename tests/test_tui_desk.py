@@ -350,3 +350,71 @@ def test_the_main_contract_is_the_largest_open_interest_nearest_first_on_a_tie()
     listed = ["rb2705.SHFE", "rb2705C3000.SHFE", "rbx2705.SHFE", "ru2705.SHFE", "RB2710.SHFE"]
     assert of_product("rb", listed) == ["RB2710.SHFE", "rb2705.SHFE"]
     assert of_product("", listed) == ["RB2710.SHFE", "rb2705.SHFE", "rbx2705.SHFE", "ru2705.SHFE"]
+
+
+# --------------------------------------------------------------------------- history
+
+
+async def test_h_opens_the_history_of_the_account_with_day_totals_and_strategy_records() -> None:
+    from core.trade_stats import strategy_stats, trade_report
+    from tests.fake_client import NOW
+    from tui.screens.history import HistoryScreen
+
+    client = FakeClient()
+    state = client.state("DQ1")
+    trades = list(state.trades)
+    assert trades, "the fake's DQ1 traded"
+
+    def size(vt_symbol: str) -> float | None:
+        known = state.contracts.get(vt_symbol)
+        return known.size if known is not None else None
+
+    expected = trade_report(trades, size)
+    app = QTraderApp(client, clock=lambda: NOW)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await pilot.press("H")
+        await _until(pilot, lambda: isinstance(app.screen, HistoryScreen), "the History screen")
+        screen = app.screen
+        assert isinstance(screen, HistoryScreen)
+        rows = screen.query_one("#history-trades", KeyedTable)
+        await _until(pilot, lambda: rows.row_count == len(trades), "DQ1's trades listed")
+        (_args, kwargs), *_ = [c for c in client.called("history") if c[0][1] == "trade_report"]
+        assert kwargs["since"] is not None and kwargs["until"] is not None, "a range of trading days"
+        days = screen.query_one("#history-days", KeyedTable)
+        assert days.row_keys[-1] == "total"
+        total = days.get_cell("total", "pnl")
+        assert isinstance(total, Text) and total.plain == fmt.amount(expected.total.close_pnl)
+        assert days.get_cell("total", "fee").plain == fmt.amount(expected.total.commission)  # type: ignore[union-attr]
+        day = trades[-1].datetime.date().isoformat()
+        assert day in days.row_keys
+        stats = screen.query_one("#history-stats", KeyedTable)
+        names = sorted(state.strategies)
+        assert stats.row_keys == names
+        records = {s.instance: s for s in strategy_stats(trades, state.triggers, size, names)}
+        for name in names:
+            record = records[name]
+            assert stats.get_cell(name, "executed").plain == str(record.executed)  # type: ignore[union-attr]
+            assert stats.get_cell(name, "trips").plain == f"{record.wins}/{record.round_trips}"  # type: ignore[union-attr]
+
+        # one contract: only its fills
+        symbol = trades[0].vt_symbol
+        field = screen.query_one("#history-symbol", Input)
+        field.value = symbol
+        field.focus()
+        await pilot.press("enter")
+        mine = [t for t in trades if t.vt_symbol == symbol]
+        await _until(pilot, lambda: rows.row_count == len(mine), f"only {symbol}")
+
+        # a range before the fills: none; a date that is not one: said, nothing asked
+        screen.query_one("#history-to", Input).value = "2020-01-03"
+        screen.query_one("#history-from", Input).value = "2020-01-01"
+        await pilot.press("enter")
+        await _until(pilot, lambda: rows.row_count == 0, "no trades in 2020")
+        asked = len(client.called("history"))
+        screen.query_one("#history-from", Input).value = "2026-02-30"
+        await pilot.press("enter")
+        note = screen.query_one("#history-note", Static)
+        await _until(pilot, lambda: "not a date" in str(note.render()), "the bad date said")
+        assert len(client.called("history")) == asked
+        await pilot.press("escape")
+        await _until(pilot, lambda: not isinstance(app.screen, HistoryScreen), "back to the account")

@@ -120,6 +120,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         footer=False,
     ),
     ConsoleAction(
+        "history",
+        "H",
+        "history",
+        "History",
+        "History: the account's trades by trading days and contract, day totals, strategy records",
+        footer=False,
+    ),
+    ConsoleAction(
         "prev_account",
         "left_square_bracket",
         "prev_account",

@@ -28,6 +28,7 @@ from tui.dialogs.kill import KillDialog, protective_row
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
 from tui.dialogs.watchlist import AddContractDialog
 from tui.host import ConsoleHost
+from tui.screens.history import HistoryScreen
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
 from tui.widgets.depth import DepthView
 from tui.widgets.equity import RANGES, account_now
@@ -470,6 +471,10 @@ class AccountScreen(Screen[None]):
             return Reply(ok=True, result={"summary": f"{main} replaces {symbol} (OI {figures})"})
 
         self.qapp.run_command(f"{product} main contract", switch())
+
+    def action_history(self) -> None:
+        """The History screen of this account."""
+        self.app.push_screen(HistoryScreen(self.account_id))
 
     def action_equity_range(self) -> None:
         """The equity chart's time range: today -> 5 days -> all -> today."""
