@@ -131,3 +131,29 @@ def test_a_watchlist_request_is_bounded_where_it_is_decoded() -> None:
         decode_payload(frame({"action": "set", "symbols": ["not a symbol"]}))
     ok = decode_payload(frame({"action": "set", "symbols": ["m2705.DCE"]}))
     assert ok.data.symbols == ["m2705.DCE"]
+
+
+async def test_a_paper_accounts_edited_watchlist_is_quoted_by_its_source(core_env: CoreEnv) -> None:
+    config = core_env.write_config(
+        sim_account("SRC", "m2705.DCE", seed=7, rate=2.0)
+        + """
+  - account_id: PAPER
+    gateway: sim
+    market_data_from: SRC
+    sim: {initial_balance: 500000}
+    watchlist: [m2705.DCE]
+"""
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    client = LocalConsoleClient(mgr)
+    await mgr.start()
+    try:
+        paper = mgr.state("PAPER")
+        await wait_until(lambda: paper.status is TraderStatus.CONNECTED and "m2705.DCE" in paper.ticks)
+        reply = await client.set_watchlist("PAPER", ["m2705.DCE", "y2705.DCE"])
+        assert reply.ok, reply.error
+        # the source is asked for it, and its real quotes reach the paper account
+        await wait_until(lambda: "y2705.DCE" in mgr.state("SRC").ticks, what="the source quotes y2705")
+        await wait_until(lambda: "y2705.DCE" in paper.ticks, what="relayed to the paper account")
+    finally:
+        await mgr.stop()
