@@ -33,7 +33,7 @@ from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
 from tui.widgets.depth import DepthView
 from tui.widgets.equity import RANGES, account_now
 from tui.widgets.funds import FundsPanel
-from tui.widgets.market import MarketTable, market_symbols
+from tui.widgets.market import MarketTable
 from tui.widgets.orders import OrdersTable, TradesTable
 from tui.widgets.positions import PositionsTable
 
@@ -373,10 +373,9 @@ class AccountScreen(Screen[None]):
     # ------------------------------------------------------------------ watchlist
 
     def _watchlist(self) -> list[str] | None:
-        """The account's watchlist as the Market panel lists it; None (and said so) when its
-        trader has not told it (not connected yet)."""
-        shown = market_symbols(self.state)
-        if shown is None or self.state.watchlist is None:
+        """The account's watchlist (a copy); None (and said so) when its trader has not told it
+        (not connected yet)."""
+        if self.state.watchlist is None:
             self.app.notify(
                 f"{self.account_id}: the trader has not sent its watchlist yet", severity="warning"
             )
