@@ -13,7 +13,8 @@ its end), so a close inside it is priced right; a close whose open is not in the
 A strategy instance's round trip is its own book on one contract going from flat back to flat:
 from the fill that opens a position while the instance holds none there, to the fill that brings
 it back to none. Its P&L is the close P&L of its closing fills less the commission of all its
-fills; a round trip with P&L > 0 is a win. The instance's position still open is not a round trip.
+fills; a round trip with P&L > 0 is a win. The instance's position still open is not a round trip,
+nor is one whose opens were not read (older than the history read).
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def strategy_stats(
     book = _Book(size_of)
     trip_pnl: dict[tuple[str, str], float] = defaultdict(float)
     trip_fee: dict[tuple[str, str], float] = defaultdict(float)
+    opened: set[tuple[str, str]] = set()  # an open of the trip was read (else its start is older)
     for trade in trades:
         name = trade.reference
         if not name or name == "manual":
@@ -224,8 +226,10 @@ def strategy_stats(
         pnl, _ = book.fill(name, trade)
         trip_pnl[key] += pnl
         trip_fee[key] += trade.commission
+        if _closes(trade) is None:
+            opened.add(key)
         if book.held(name, trade.vt_symbol) <= _EPS:  # flat again: one round trip closed
-            if _closes(trade) is not None:
+            if _closes(trade) is not None and key in opened:
                 net = trip_pnl[key] - trip_fee[key]
                 record.round_trips += 1
                 record.wins += net > 0
@@ -233,6 +237,7 @@ def strategy_stats(
                 record.commission += trip_fee[key]
             trip_pnl.pop(key, None)
             trip_fee.pop(key, None)
+            opened.discard(key)
     for (name, _symbol, _side), lots in book.lots.items():
         stats[str(name)].open_volume += sum(lot[0] for lot in lots)
     return [stats[name] for name in sorted(stats)]

@@ -103,6 +103,10 @@ def test_a_round_trip_is_flat_to_flat_in_the_instances_own_book() -> None:
     assert stats.executed == 3
     assert (stats.round_trips, stats.wins, stats.pnl, stats.commission) == (2, 1, -104 + 98, 6)
     assert stats.win_rate == 0.5 and stats.open_volume == 1
+    # a history read from the middle of a trip: its closes before the first open are no trip
+    late = strategy_stats(trades[3:], [], SIZE.get)
+    (record,) = [s for s in late if s.instance == g]
+    assert (record.round_trips, record.wins) == (1, 1)
     idle = strategy_stats([], [], SIZE.get, ["idle"])
     assert [(s.instance, s.round_trips, s.win_rate) for s in idle] == [("idle", 0, None)]
 
