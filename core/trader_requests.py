@@ -446,9 +446,14 @@ class RequestHandlers:
         symbols = list(dict.fromkeys(req.symbols))
         unknown = [s for s in symbols if s not in self.oms.contracts and self.gateway.get_contract(s) is None]
         if unknown:
+            down = (
+                ""
+                if self.gateway_status is GatewayStatus.CONNECTED
+                else " (not connected: it cannot be looked up now)"
+            )
             return Reply(
                 ok=False,
-                error=f"unknown at the venue: {', '.join(unknown)}; the watchlist is unchanged",
+                error=f"unknown at the venue{down}: {', '.join(unknown)}; the watchlist is unchanged",
             )
         try:
             save_watchlist(self.state_dir, symbols)
