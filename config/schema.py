@@ -42,7 +42,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
-from config.symbols import symbol_problem
+from config.symbols import product_problem, symbol_problem
 
 __all__ = [
     "ACCOUNT_ID_PATTERN",
@@ -476,6 +476,10 @@ class DatabaseConfig(_Section):
 BellEvent = Literal["fill", "rejection", "disconnect", "kill_switch"]
 
 
+#: the most lots ``ui.default_volume`` may propose (a typo of 5000 for 5 must not be a prefill)
+MAX_DEFAULT_VOLUME = 1000
+
+
 class UiConfig(_Section):
     """Console preferences."""
 
@@ -488,6 +492,30 @@ class UiConfig(_Section):
     confirm_with_enter: bool = False
     #: what rings the terminal bell (a burst rings once); [] for silence
     bell: list[BellEvent] = ["fill", "rejection", "disconnect", "kill_switch"]
+    #: lots the order entry proposes, by product (``rb``), full vt_symbol (``rb2610.SHFE``) or
+    #: ``default``; the last volume sent for a contract comes first (README, "Order entry")
+    default_volume: dict[str, Annotated[Int, Ge(1), Le(MAX_DEFAULT_VOLUME)]] = {"default": 1}
+    #: risk degree (margin / balance) at or above which the header and the dashboard warn
+    risk_degree_warning: Annotated[Float, Gt(0), Le(10)] = 0.8
+
+    @model_validator(mode="after")
+    def _check_default_volume(self) -> UiConfig:
+        for key in self.default_volume:
+            if key == "default":
+                continue
+            if "." in key:
+                try:
+                    _valid_vt_symbol(key)
+                except PydanticCustomError as exc:
+                    _fail(("default_volume", key), str(exc.context["detail"] if exc.context else exc))
+                continue
+            problem = product_problem(key)
+            if problem is not None:
+                _fail(
+                    ("default_volume", key),
+                    f"{problem} (a key is a product such as rb, a contract such as rb2610.SHFE, or default)",
+                )
+        return self
 
 
 class LogConfig(_Section):

@@ -27,7 +27,7 @@ import difflib
 import re
 from datetime import date
 
-__all__ = ["PRODUCTS", "contract_month", "month_expired", "symbol_problem"]
+__all__ = ["PRODUCTS", "contract_month", "month_expired", "product_problem", "symbol_problem"]
 
 #: Product codes by exchange, in the exchange's own spelling.
 PRODUCTS: dict[str, tuple[str, ...]] = {
@@ -109,6 +109,20 @@ def symbol_problem(symbol: str, exchange: str) -> str | None:
         )
     if not 1 <= int(month[-2:]) <= 12:
         return f"'{vt_symbol}': month {month[-2:]} is not 01..12"
+    return None
+
+
+def product_problem(product: str) -> str | None:
+    """What is wrong with ``product`` as a product code (``rb``, ``SA``, ``IF``), or None if an
+    exchange lists it, spelled its way."""
+    home = _EXCHANGE_OF.get(product.lower())
+    if home is None:
+        every = [p for ps in PRODUCTS.values() for p in ps]
+        close = difflib.get_close_matches(product, every, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"unknown product '{product}'{hint}"
+    if product != _spelled(product, home):
+        return f"{home} writes '{product}' as '{_spelled(product, home)}'"
     return None
 
 

@@ -31,7 +31,7 @@ from core.models import (
     TraderInfo,
     TraderStatus,
 )
-from core.protocol import Message, Snapshot
+from core.protocol import Message, Snapshot, Watchlist
 
 log = logging.getLogger("qtrader.aggregator")
 
@@ -54,6 +54,7 @@ KINDS = (
     "strategy",
     "trigger",
     "log",
+    "watchlist",
     "snapshot",
 )
 
@@ -89,6 +90,8 @@ class AccountState:
     strategies: dict[str, StrategyState] = field(default_factory=dict)
     triggers: deque[StrategyTrigger] = field(default_factory=lambda: deque(maxlen=MAX_TRIGGERS))
     logs: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
+    #: the Market panel's contracts, in order; None until the trader says (then every quote)
+    watchlist: list[str] | None = None
     version: int = 0
     versions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
 
@@ -123,6 +126,7 @@ class DataAggregator:
             "strategy": self._apply_strategy,
             "trigger": self._apply_trigger,
             "log": self._apply_log,
+            "watchlist": self._apply_watchlist,
         }
 
     # ------------------------------------------------------------------ subscription
@@ -200,6 +204,7 @@ class DataAggregator:
         daemon that restarted must not show the previous run's orders and positions)."""
         state = self.states[account_id]
         state.info = state.account = None
+        state.watchlist = None
         for mapping in (state.ticks, state.contracts, state.positions, state.orders, state.strategies):
             mapping.clear()
         for sequence in (state.trades, state.equity, state.triggers, state.logs):
@@ -264,6 +269,7 @@ class DataAggregator:
         state.equity = deque(snap.equity, maxlen=MAX_EQUITY_POINTS)
         state.strategies = {s.name: s for s in snap.strategies}
         state.triggers = deque(snap.triggers, maxlen=MAX_TRIGGERS)
+        state.watchlist = list(snap.watchlist) if snap.watchlist is not None else None
         for kind in KINDS:
             state.versions[kind] = state.version + 1
         return None
@@ -319,6 +325,10 @@ class DataAggregator:
 
     def _apply_log(self, state: AccountState, entry: LogEntry) -> None:
         state.logs.append(entry)
+        return None
+
+    def _apply_watchlist(self, state: AccountState, watchlist: Watchlist) -> None:
+        state.watchlist = list(watchlist.symbols)
         return None
 
 

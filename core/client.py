@@ -49,8 +49,10 @@ from core.protocol import (
     StrategyCommand,
     TraderCommand,
     TraderStatusUpdate,
+    WatchlistRequest,
 )
 from core.requests import PendingReplies
+from core.watchlist import main_contract
 
 # The console's whole view of the core: these clients, the state they read
 # (``AccountState``, ``Change``), the closable-volume rule its order entry shows, and
@@ -96,9 +98,66 @@ class ConsoleClient(ABC):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
         """Stored rows from the account's database (orders, trades, account_snapshots, ...);
-        ``every`` thins account_snapshots to one point per that many seconds."""
+        ``every`` thins account_snapshots to one point per that many seconds; ``since`` /
+        ``until`` (epoch seconds, ``until`` exclusive) bound trades, triggers and the reports
+        (``trade_report``: a ``TradeReport``; ``strategy_stats``: ``InstanceStats`` each)."""
+
+    # ------------------------------------------------------------------ watchlist
+
+    @abstractmethod
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        """Edit the account's watchlist or ask its trader for contracts (``WatchlistRequest``)."""
+
+    async def set_watchlist(self, account_id: str, symbols: list[str]) -> Reply:
+        """The account's watchlist becomes ``symbols`` (saved by its trader, subscribed at once)."""
+        return await self.watchlist(account_id, WatchlistRequest(action="set", symbols=symbols))
+
+    async def listed_contracts(self, account_id: str, product: str = "") -> list[str]:
+        """The futures the account's venue lists (of ``product``; "" for all), for completion;
+        [] when the trader cannot say (not connected)."""
+        reply = await self.watchlist(account_id, WatchlistRequest(action="listed", product=product))
+        if not reply.ok or not isinstance(reply.result, dict):
+            return []
+        return [str(s) for s in reply.result.get("contracts", [])]
+
+    async def main_contract(self, account_id: str, product: str, *, wait: float = 5.0) -> Reply:
+        """The main contract (主力合约) of ``product``: the listed month with the largest open
+        interest. The trader subscribes the product's listed months; their quotes carry the
+        open interest; this waits up to ``wait`` s for a quote of each (condition-based) and
+        decides among those quoted. ``result``: ``main``, ``open_interest`` by contract,
+        ``unquoted`` (listed, no quote in time)."""
+        reply = await self.watchlist(account_id, WatchlistRequest(action="probe", product=product))
+        if not reply.ok:
+            return reply
+        listed = [str(s) for s in (reply.result or {}).get("contracts", [])]
+        if not listed:
+            return Reply(ok=False, error=f"{account_id}: the venue lists no {product} futures")
+        quoted = asyncio.Event()
+
+        def all_quoted() -> bool:
+            ticks = self.state(account_id).ticks
+            return all(s in ticks and ticks[s].open_interest > 0 for s in listed)
+
+        def on_change(change: Change) -> None:
+            if change.account_id == account_id and change.kind in ("tick", "snapshot") and all_quoted():
+                quoted.set()
+
+        unsubscribe = self.subscribe(on_change)
+        try:
+            if not all_quoted():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(quoted.wait(), wait)
+        finally:
+            unsubscribe()
+        ticks = self.state(account_id).ticks
+        main, interest = main_contract(ticks, listed)
+        unquoted = [s for s in listed if s not in interest]
+        if main is None:
+            return Reply(ok=False, error=f"{account_id}: no quote for any {product} month within {wait:g} s")
+        return Reply(ok=True, result={"main": main, "open_interest": interest, "unquoted": unquoted})
 
     # ------------------------------------------------------------------ trading
 
@@ -183,10 +242,14 @@ class LocalConsoleClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
         return await self.manager.history(
-            account_id, kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every
+            account_id, kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
         )
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        return await self.manager.watchlist(account_id, req)
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         return await self.manager.send_order(account_id, req)
@@ -417,9 +480,15 @@ class RemoteConsoleClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
-        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
+        req = HistoryRequest(
+            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
+        )
         return typed_history(kind, await self._request(account_id, "history_req", req))
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        return await self._request(account_id, "watchlist_req", req)
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         return await self._request(account_id, "order_req", req)

@@ -298,8 +298,15 @@ class ControlServer:
             ),
             "strategy_req": lambda aid, cmd: mgr.strategy_command(aid, cmd),
             "history_req": lambda aid, req: mgr.history(
-                aid, req.kind, since=req.since, limit=req.limit, vt_symbol=req.vt_symbol, every=req.every
+                aid,
+                req.kind,
+                since=req.since,
+                until=req.until,
+                limit=req.limit,
+                vt_symbol=req.vt_symbol,
+                every=req.every,
             ),
+            "watchlist_req": lambda aid, req: mgr.watchlist(aid, req),
             "info_req": lambda aid, _: mgr.status(aid),
             "trader_req": self._on_trader_req,
             "kill_req": self._on_kill_req,
@@ -425,6 +432,7 @@ def console_state(state: AccountState, max_bytes: int) -> ConsoleState:
                 strategies=list(state.strategies.values()),
                 triggers=list(state.triggers),
                 equity=list(state.equity),
+                watchlist=list(state.watchlist) if state.watchlist is not None else None,
             ),
             max_bytes - encoded_size(logs),
         )

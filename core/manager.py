@@ -63,11 +63,13 @@ from core.protocol import (
     ShutdownRequest,
     StateRequest,
     StrategyCommand,
+    WatchlistRequest,
     encoded_size,
     peer_credentials,
 )
 from core.requests import PendingReplies
 from core.supervisor import RestartPolicy, Supervision, TraderProxy, pid_alive
+from core.trade_stats import InstanceStats, TradeReport
 from core.trader_process import ACCOUNT_LOCK_FILE
 
 log = logging.getLogger("qtrader.manager")
@@ -84,6 +86,8 @@ HISTORY_TYPES: dict[str, Any] = {
     "account_snapshots": list[EquityPoint],
     "triggers": list[StrategyTrigger],
     "bars": list[Bar],
+    "trade_report": TradeReport,
+    "strategy_stats": list[InstanceStats],
 }
 
 
@@ -519,6 +523,10 @@ class TradingManager(Supervision):
             reply.result = msgspec.convert(reply.result, TraderInfo)
         return reply
 
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        """Edit the account's watchlist, or ask its trader for contracts (``WatchlistRequest``)."""
+        return await self.request(account_id, "watchlist_req", req)
+
     async def history(
         self,
         account_id: str,
@@ -528,13 +536,16 @@ class TradingManager(Supervision):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
-        """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], ...).
+        """Stored rows of ``kind`` (typed: list[Order], list[Trade], list[Bar], TradeReport, ...).
 
         One history request at a time per account, whoever asks (the consoles, the control
         socket's clients): the rest wait their turn here, so a flood of them never stands
         between the trader and its live data (ARCHITECTURE.md, "Messages")."""
-        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
+        req = HistoryRequest(
+            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
+        )
         turn = self._history_turns.setdefault(account_id, asyncio.Lock())
         async with turn:
             reply = await self.request(account_id, "history_req", req, timeout=15.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -72,6 +73,22 @@ def trading_day_of(moment: datetime) -> date:
     while day.weekday() >= 5:
         day += timedelta(days=1)
     return day
+
+
+def trading_day_start(day: date) -> datetime:
+    """When trading day ``day`` begins: 20:00 China time of the business day before it (Friday
+    for a Monday), the moment ``trading_day_of`` turns to it. A range of trading days
+    ``first..last`` is ``trading_day_start(first) <= t < trading_day_start(next business day
+    after last)``, which is 20:00 of ``last`` itself."""
+    before = day - timedelta(days=1)
+    while before.weekday() >= 5:
+        before -= timedelta(days=1)
+    return datetime(before.year, before.month, before.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
+
+
+def trading_day_end(day: date) -> datetime:
+    """When trading day ``day`` (a business day) ends: 20:00 China time of ``day``."""
+    return datetime(day.year, day.month, day.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
 
 
 class Direction(StrEnum):
@@ -182,6 +199,13 @@ NameField = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH, pattern=PRIN
 VolumeField = Annotated[float, msgspec.Meta(gt=0, le=MAX_VOLUME, multiple_of=1)]  # whole lots
 PriceField = Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)]  # finite; 0 = none (market)
 DecisionField = Annotated[str, msgspec.Meta(max_length=4 * MAX_NAME_LENGTH, pattern=PRINTABLE)]
+
+
+def product_of(vt_symbol: str) -> str:
+    """The product letters of a symbol: ``rb`` of ``rb2610.SHFE``, ``SA`` of ``SA605.CZCE``
+    ("" if it does not start with letters)."""
+    match = re.match(r"[A-Za-z]+", vt_symbol)
+    return match.group(0) if match else ""
 
 
 def split_vt_symbol(vt_symbol: str) -> tuple[str, Exchange]:
@@ -510,6 +534,13 @@ class Account(Struct, kw_only=True):
     @property
     def today_pnl(self) -> float:
         return self.balance - self.pre_balance if self.pre_balance else 0.0
+
+    @property
+    def risk_degree(self) -> float | None:
+        """风险度: margin / balance (0.8 is 80 %); None when there is no balance to divide by."""
+        if not self.balance > 0:
+            return None
+        return self.margin / self.balance
 
 
 class EquityPoint(Struct, kw_only=True, array_like=True):

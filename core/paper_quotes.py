@@ -55,13 +55,25 @@ class QuoteRelay:
             if source is None or paper is None or source.link is None:
                 continue
             acc = paper.account
-            symbols = list(dict.fromkeys([*acc.watchlist, *(s.symbol for s in acc.strategies)]))
+            # the watchlist the operator saved for the paper account (core/watchlist.py), if known
+            edited = (
+                self.aggregator.states[paper_id].watchlist if paper_id in self.aggregator.states else None
+            )
+            symbols = list(
+                dict.fromkeys([*acc.watchlist, *(edited or ()), *(s.symbol for s in acc.strategies)])
+            )
             with contextlib.suppress(ConnectionError):  # its link is closing: it asks again on return
                 source.link.send_nowait("subscribe_req", SubscribeRequest(symbols=symbols), 0)
 
     def _watch_quote_sources(self, change: Change) -> None:
         if change.kind == "status" and change.account_id in self.paper:
             self._tell_paper(change.account_id, self.paper[change.account_id])
+        elif change.kind in ("watchlist", "snapshot") and self._is_paper(change.account_id):
+            self._subscribe_for_paper(change.account_id)  # its source quotes what it now watches
+
+    def _is_paper(self, account_id: str) -> bool:
+        proxy = self.proxies.get(account_id)
+        return proxy is not None and proxy.account.market_data_from is not None
 
     def _tell_paper(self, source_id: str, paper_ids: Iterable[str]) -> None:
         """Tell paper accounts whether their quote source is up (they refuse orders while

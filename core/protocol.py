@@ -91,6 +91,34 @@ class SubscribeRequest(Struct, kw_only=True):
     symbols: Annotated[list[SymbolField], msgspec.Meta(max_length=MAX_SUBSCRIBE)]
 
 
+#: contracts an account's watchlist may hold (the Market panel's rows)
+MAX_WATCHLIST = 200
+#: contracts of one product that a main-contract lookup subscribes (a year of months, twice)
+MAX_PROBE = 24
+
+
+class WatchlistRequest(Struct, kw_only=True):
+    """The account's watchlist (core/watchlist.py). ``set``: it becomes ``symbols``, in that
+    order, saved in the account's state before the reply, new contracts subscribed at once
+    (each must be a contract the venue knows). ``listed``: the futures the venue lists for
+    ``product`` ("" for all), for completion. ``probe``: subscribe the listed months of
+    ``product``, so that their quotes (with open interest) show the main contract."""
+
+    action: Literal["set", "listed", "probe"]
+    symbols: Annotated[list[SymbolField], msgspec.Meta(max_length=MAX_WATCHLIST)] = msgspec.field(
+        default_factory=list
+    )
+    product: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{0,3}$")] = ""
+
+
+class Watchlist(Struct, kw_only=True):
+    """The account's watchlist as the trader now has it (after a ``set``)."""
+
+    symbols: Annotated[list[SymbolField], msgspec.Meta(max_length=MAX_WATCHLIST)] = msgspec.field(
+        default_factory=list
+    )
+
+
 class QuoteSourceStatus(Struct, kw_only=True):
     """The manager tells a paper account whether its quote source is up (a down source means
     no real book to match against: the paper account refuses orders until it is back)."""
@@ -100,12 +128,17 @@ class QuoteSourceStatus(Struct, kw_only=True):
     message: str = ""  # why it is down, in the source's own words
 
 
-HistoryKind = Literal["orders", "trades", "account_snapshots", "triggers", "bars"]
+#: ``trade_report``: the trades of a range with their close P&L and day totals;
+#: ``strategy_stats``: each strategy instance's record (both core/trade_stats.py)
+HistoryKind = Literal[
+    "orders", "trades", "account_snapshots", "triggers", "bars", "trade_report", "strategy_stats"
+]
 
 
 class HistoryRequest(Struct, kw_only=True):
     kind: HistoryKind
     since: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds
+    until: Annotated[float, msgspec.Meta(ge=0, le=1e11)] | None = None  # epoch seconds, exclusive
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_HISTORY_ROWS)] = 1000
     vt_symbol: SymbolField | None = None
     # account_snapshots only: one point (the last) per ``every`` seconds, so a chart of days
@@ -142,6 +175,9 @@ class Snapshot(Struct, kw_only=True):
     strategies: list[StrategyState] = msgspec.field(default_factory=list)
     triggers: list[StrategyTrigger] = msgspec.field(default_factory=list)
     equity: list[EquityPoint] = msgspec.field(default_factory=list)
+    #: the Market panel's contracts in order (core/watchlist.py); None from a trader that
+    #: does not say (the console then lists every quote)
+    watchlist: list[str] | None = None
 
 
 class TraderCommand(Struct, kw_only=True):
@@ -184,6 +220,7 @@ RequestType = Literal[
     "kill_req",
     "history_req",
     "subscribe_req",
+    "watchlist_req",
     "shutdown",
     "attach",
     "info_req",
@@ -208,6 +245,7 @@ MessageType = Literal[
     "trigger",
     "equity",
     "log",
+    "watchlist",
     "reply",
     # manager -> trader, with no reply wanted: a paper account's quotes and their source's state
     "quote",
@@ -238,6 +276,7 @@ MESSAGE_TYPES: dict[MessageType, type] = {
     "trigger": StrategyTrigger,
     "equity": EquityPoint,
     "log": LogEntry,
+    "watchlist": Watchlist,
     "reply": Reply,
     "order_req": OrderRequest,
     "cancel_req": CancelRequest,
@@ -249,6 +288,7 @@ MESSAGE_TYPES: dict[MessageType, type] = {
     "kill_req": KillRequest,
     "history_req": HistoryRequest,
     "subscribe_req": SubscribeRequest,
+    "watchlist_req": WatchlistRequest,
     "quote": Tick,  # a source account's tick relayed to a paper account
     "quote_source": QuoteSourceStatus,  # the source's status, to its paper accounts
     "shutdown": ShutdownRequest,

@@ -48,7 +48,7 @@ from core.models import (
     now,
 )
 from core.oms import Oms, regresses
-from core.protocol import Link, MessageType, Outgoing, Reply, Snapshot
+from core.protocol import MAX_WATCHLIST, Link, MessageType, Outgoing, Reply, Snapshot
 from core.reconcile import Reconciliation
 from core.risk import RiskEngine
 from core.strategy_engine import StrategyEngine
@@ -63,6 +63,7 @@ from core.trader_process import (
     main,
 )
 from core.trader_requests import RequestHandlers
+from core.watchlist import WATCHLIST_FILE, load_watchlist
 from gateways.base import Gateway
 
 if TYPE_CHECKING:
@@ -224,6 +225,8 @@ class Trader(ManagerLink, RequestHandlers):
         self._storage_error: str | None = None
         self._state_save_error = ""  # the last failure to save the trading state (said once)
         self._restore_trading_state()
+        #: the Market panel's contracts, in order: the operator's saved list, else the config's
+        self.watchlist: list[str] = self._restore_watchlist()
         self.started_at = now()
         self.link: Link | None = None
         self._stop = asyncio.Event()
@@ -273,6 +276,16 @@ class Trader(ManagerLink, RequestHandlers):
     @property
     def _state_file(self) -> Path:
         return self.state_dir / TRADING_STATE_FILE
+
+    def _restore_watchlist(self) -> list[str]:
+        """The watchlist the operator saved from a console (core/watchlist.py), else the
+        configuration's; a broken file is logged and the configuration's applies."""
+        try:
+            saved = load_watchlist(self.state_dir)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.log.error("ignoring unreadable %s: %s", self.state_dir / WATCHLIST_FILE, exc)
+            saved = None
+        return list(self.account.watchlist) if saved is None else saved[:MAX_WATCHLIST]
 
     def _restore_trading_state(self) -> None:
         """A HALT (kill switch, storage failure) and the auto-trading switch outlive restarts."""
@@ -405,7 +418,7 @@ class Trader(ManagerLink, RequestHandlers):
         self.gateway = cls(self.account_id, settings, self, self.state_dir, **extra)
         self.log.info("trader %s starting: gateway %s, pid %d", self.account_id, cls.name, os.getpid())
         await self.gateway.connect()
-        symbols = list(dict.fromkeys([*self.account.watchlist, *(s.symbol for s in self.account.strategies)]))
+        symbols = list(dict.fromkeys([*self.watchlist, *(s.symbol for s in self.account.strategies)]))
         for vt_symbol in symbols:
             self.gateway.subscribe(vt_symbol)
         self.gateway.query()
@@ -549,6 +562,7 @@ class Trader(ManagerLink, RequestHandlers):
             strategies=self.strategies.states() if self.strategies is not None else [],
             equity=db.load_equity(limit=2000) if db is not None else [],
             triggers=db.load_triggers(limit=200) if db is not None else [],
+            watchlist=list(self.watchlist),
         )
 
     # ================================================================== periodic

@@ -16,6 +16,7 @@ import math
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import AccountConfig
@@ -39,6 +40,8 @@ from core.models import (
 )
 from core.oms import Oms, position_direction_closed_by
 from core.protocol import (
+    MAX_PROBE,
+    MAX_SUBSCRIBE,
     CancelAllRequest,
     HistoryRequest,
     KillRequest,
@@ -52,10 +55,14 @@ from core.protocol import (
     StateRequest,
     StrategyCommand,
     SubscribeRequest,
+    Watchlist,
+    WatchlistRequest,
     fit_rows,
 )
 from core.risk import Rejection, RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
+from core.trade_stats import strategy_stats, trade_report
+from core.watchlist import of_product, save_watchlist
 from gateways.base import Gateway
 
 if TYPE_CHECKING:
@@ -103,6 +110,13 @@ def _one_reply(replies: list[Reply]) -> Reply:
     return Reply(ok=False, error="; ".join(refused), result=result)
 
 
+#: stored trades (and triggers) a report reads at most, newest first: its range and the opens
+#: before it. Read and computed on the trader's loop (as every history request): 20,000 trades
+#: take about 0.3 s (measured on the 2-core build machine; 200,000 took 2.5 s, too long a pause
+#: for a trader). Older opens are then missing: their closes are counted 0 and said (``unmatched``).
+REPORT_ROWS = 20_000
+
+
 class RequestHandlers:
     """Mixed into ``Trader``: its answers to the manager and its order entry points."""
 
@@ -122,6 +136,8 @@ class RequestHandlers:
         _handlers: dict[MessageType, Callable[[Any], Reply]]
         _cancel_on_reconnect: bool
         _kill_keeps: frozenset[str]
+        state_dir: Path
+        watchlist: list[str]
 
         def info(self) -> TraderInfo: ...
         def emit(self, msg_type: MessageType, data: Any) -> None: ...
@@ -143,6 +159,7 @@ class RequestHandlers:
             "status_req": lambda _: Reply(ok=True, result=self.info()),
             "history_req": self._on_history_req,
             "subscribe_req": self._on_subscribe_req,
+            "watchlist_req": self._on_watchlist_req,
             "quote": self._on_quote,
             "quote_source": self._on_quote_source,
             "kill_req": self._on_kill_req,
@@ -413,6 +430,48 @@ class RequestHandlers:
             self.gateway.subscribe(vt_symbol)
         return Reply(ok=True)
 
+    def _on_watchlist_req(self, req: WatchlistRequest) -> Reply:
+        """The console edits the watchlist (``set``), completes a symbol (``listed``) or looks
+        for a product's main contract (``probe``): core/watchlist.py."""
+        assert self.gateway is not None
+        if req.action == "listed":
+            return Reply(ok=True, result={"contracts": self._listed(req.product)[:MAX_SUBSCRIBE]})
+        if req.action == "probe":
+            if not req.product:
+                return Reply(ok=False, error="main contract: name a product (e.g. rb)")
+            listed = self._listed(req.product)[:MAX_PROBE]
+            for vt_symbol in listed:
+                self.gateway.subscribe(vt_symbol)
+            return Reply(ok=True, result={"contracts": listed})
+        symbols = list(dict.fromkeys(req.symbols))
+        unknown = [s for s in symbols if s not in self.oms.contracts and self.gateway.get_contract(s) is None]
+        if unknown:
+            down = (
+                ""
+                if self.gateway_status is GatewayStatus.CONNECTED
+                else " (not connected: it cannot be looked up now)"
+            )
+            return Reply(
+                ok=False,
+                error=f"unknown at the venue{down}: {', '.join(unknown)}; the watchlist is unchanged",
+            )
+        try:
+            save_watchlist(self.state_dir, symbols)
+        except OSError as exc:
+            return Reply(ok=False, error=f"watchlist NOT SAVED ({exc}); it is unchanged")
+        new = [s for s in symbols if s not in self.watchlist]
+        self.watchlist = symbols
+        for vt_symbol in new:
+            self.gateway.subscribe(vt_symbol)
+        self.log.info("watchlist set: %s", ", ".join(symbols) or "(empty)")
+        self.emit("watchlist", Watchlist(symbols=symbols))
+        return Reply(ok=True, result={"watchlist": symbols, "subscribed": new})
+
+    def _listed(self, product: str) -> list[str]:
+        """The futures of ``product`` ("" for all) that the venue reported or lists."""
+        assert self.gateway is not None
+        return of_product(product, [*self.oms.contracts, *self.gateway.listed_contracts(product)])
+
     def _on_quote(self, tick: Tick) -> Reply:
         """A real quote from this paper account's ``market_data_from`` account."""
         feed = getattr(self.gateway, "feed_quote", None)
@@ -434,10 +493,22 @@ class RequestHandlers:
         assert db is not None
         limit = max(1, min(req.limit, 20_000))
         since = datetime.fromtimestamp(req.since, CHINA_TZ) if req.since is not None else None
+        until = datetime.fromtimestamp(req.until, CHINA_TZ) if req.until is not None else None
+        if req.kind == "trade_report":  # every fill up to the end: opens before ``since`` price closes
+            trades = db.load_trades(until=until, vt_symbol=req.vt_symbol, limit=REPORT_ROWS)
+            report = trade_report(trades, self._multiplier, since=since, vt_symbol=req.vt_symbol, limit=limit)
+            report.trades, left_out = fit_rows(report.trades, self.app.socket.max_frame_bytes // 2)
+            report.left_out += left_out
+            return Reply(ok=True, result=report)
+        if req.kind == "strategy_stats":
+            trades = db.load_trades(since=since, until=until, limit=REPORT_ROWS)
+            triggers = db.load_triggers(since=since, until=until, limit=REPORT_ROWS)
+            names = [s.name for s in self.account.strategies]
+            return Reply(ok=True, result=strategy_stats(trades, triggers, self._multiplier, names))
         if req.kind == "orders":
             result: Any = db.load_orders(since=since, limit=limit)
         elif req.kind == "trades":
-            result = db.load_trades(since=since, limit=limit)
+            result = db.load_trades(since=since, until=until, vt_symbol=req.vt_symbol, limit=limit)
         elif req.kind == "account_snapshots":
             result = db.load_equity(since=since, limit=limit, every=req.every)
         elif req.kind == "triggers":
@@ -452,6 +523,12 @@ class RequestHandlers:
         if left_out:
             self.log.warning("history of %s: %d rows left out (too large for one reply)", req.kind, left_out)
         return Reply(ok=True, result=rows)
+
+    def _multiplier(self, vt_symbol: str) -> float | None:
+        """A contract's multiplier, for close P&L (None: the venue no longer knows it)."""
+        assert self.gateway is not None
+        contract = self.oms.contracts.get(vt_symbol) or self.gateway.get_contract(vt_symbol)
+        return contract.size if contract is not None else None
 
     def _on_shutdown(self, req: ShutdownRequest) -> Reply:
         self.stop(cancel_orders=req.cancel_orders)

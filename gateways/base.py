@@ -108,3 +108,10 @@ class Gateway(ABC):
     @abstractmethod
     def get_contract(self, vt_symbol: str) -> Contract | None:
         """The contract's parameters, if the venue knows it."""
+
+    def listed_contracts(self, product: str) -> list[str]:
+        """The futures of ``product`` ("" for every product) that the venue lists beyond the
+        contracts it has reported (``listener.on_contract``), for the console's completion and
+        main-contract lookup. A venue that reports its whole contract list at login (CTP,
+        TqSdk) has nothing to add: the default is none."""
+        return []

@@ -236,6 +236,11 @@ class SimGateway(Gateway):
             return self._engine.get_contract(vt_symbol)
         return sim_contracts.get_contract(vt_symbol, self.account_id)
 
+    def listed_contracts(self, product: str) -> list[str]:
+        """Twelve consecutive months of each product (of ``product``; "" for all) from the
+        month of the exchange's clock, as a futures exchange lists them (any month trades)."""
+        return sim_contracts.listed_months(product, self._clock().date())
+
     # ------------------------------------------------------------------ manual control
 
     @property

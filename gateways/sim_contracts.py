@@ -20,6 +20,7 @@ They make the simulation realistic in scale, not authoritative.
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import msgspec
 
@@ -180,6 +181,28 @@ def get_contract(vt_symbol: str, account_id: str = "") -> Contract | None:
         limit_pct=spec.limit_pct,
         account_id=account_id,
     )
+
+
+#: months the sim exchange lists of each product (from the current month)
+LISTED_MONTHS = 12
+
+
+def listed_months(product: str, today: date) -> list[str]:
+    """The vt_symbols of ``product`` ("" for every product; any case) for ``LISTED_MONTHS``
+    consecutive months from ``today``'s month, spelled the exchange's way (CZCE ``TA605``)."""
+    specs = [s for name, s in PRODUCTS.items() if not product or name.lower() == product.lower()]
+    out: list[str] = []
+    for spec in specs:
+        for n in range(LISTED_MONTHS):
+            year, month = divmod(today.month - 1 + n, 12)
+            year += today.year
+            digits = (
+                f"{year % 10}{month + 1:02d}"
+                if spec.exchange is Exchange.CZCE
+                else f"{year % 100:02d}{month + 1:02d}"
+            )
+            out.append(f"{spec.product}{digits}.{spec.exchange.name}")
+    return out
 
 
 def unknown_reason(vt_symbol: str) -> str:

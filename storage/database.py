@@ -38,7 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, delete, func, literal_column, select
+from sqlalchemy import Table, and_, bindparam, delete, func, literal_column, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ClauseElement
@@ -229,6 +229,25 @@ def _select_equity(since: bool, thinned: bool = False) -> _Query:
 def _select_orders(since: bool, active_only: bool) -> _Query:
     where = _ORDERS.c.status.in_(sorted(s.name for s in ACTIVE_STATUSES)) if active_only else None
     return _recent_sql(_ORDERS, _ORDER.columns, since=since, where=where, tiebreak="rowid")
+
+
+@cache
+def _select_trades(since: bool, until: bool, symbol: bool) -> _Query:
+    """Trades newest first, ``datetime >= :since``, ``< :until``, of ``:vt_symbol``."""
+    t = _TRADES
+    conditions = []
+    if until:
+        conditions.append(t.c.datetime < bindparam("until", None))
+    if symbol:
+        conditions.append(t.c.vt_symbol == bindparam("vt_symbol", None))
+    where = and_(*conditions) if conditions else None
+    return _recent_sql(t, _TRADE.columns, since=since, where=where)
+
+
+@cache
+def _select_triggers_until(since: bool) -> _Query:
+    where = _TRIGGERS.c.datetime < bindparam("until", None)
+    return _recent_sql(_TRIGGERS, _TRIGGER.columns, since=since, where=where)
 
 
 @cache
@@ -616,9 +635,23 @@ class AccountDatabase:
         rows = self._fetch(_SELECT_ORDER, {"order_id": order_id})
         return _ORDER.from_row(rows[0]) if rows else None
 
-    def load_trades(self, *, since: datetime | None = None, limit: int = 1000) -> list[Trade]:
-        """The most recent ``limit`` trades at or after ``since``, oldest first (ties: arrival)."""
-        rows = self._fetch(_select_recent("trades", since is not None), self._recent_params(since, limit))
+    def load_trades(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        vt_symbol: str | None = None,
+        limit: int = 1000,
+    ) -> list[Trade]:
+        """The most recent ``limit`` trades at or after ``since`` and before ``until`` (of
+        ``vt_symbol``, if given), oldest first (ties: arrival)."""
+        params = self._recent_params(since, limit)
+        if until is not None:
+            params["until"] = to_epoch_us(until)
+        if vt_symbol is not None:
+            params["vt_symbol"] = vt_symbol
+        query = _select_trades(since is not None, until is not None, vt_symbol is not None)
+        rows = self._fetch(query, params)
         return list(map(_TRADE.from_row, reversed(rows)))
 
     def load_positions(self) -> list[Position]:
@@ -650,11 +683,17 @@ class AccountDatabase:
             for r in reversed(rows)
         ]
 
-    def load_triggers(self, *, since: datetime | None = None, limit: int = 1000) -> list[StrategyTrigger]:
-        """The most recent ``limit`` strategy triggers, oldest first."""
-        rows = self._fetch(
-            _select_recent("strategy_triggers", since is not None), self._recent_params(since, limit)
-        )
+    def load_triggers(
+        self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 1000
+    ) -> list[StrategyTrigger]:
+        """The most recent ``limit`` strategy triggers (at or after ``since``, before ``until``),
+        oldest first."""
+        params = self._recent_params(since, limit)
+        query = _select_recent("strategy_triggers", since is not None)
+        if until is not None:
+            params["until"] = to_epoch_us(until)
+            query = _select_triggers_until(since is not None)
+        rows = self._fetch(query, params)
         return list(map(_TRIGGER.from_row, reversed(rows)))
 
     def load_bars(self, vt_symbol: str, *, interval: str = "1m", limit: int = 1000) -> list[Bar]:

@@ -14,9 +14,12 @@ Commands do nothing but record themselves in ``calls`` and answer
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from core.aggregator import AccountState, Change, DataAggregator
 from core.client import ConsoleClient
@@ -45,7 +48,8 @@ from core.models import (
     decimals_of,
     depth_fields,
 )
-from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand
+from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand, Watchlist, WatchlistRequest
+from core.trade_stats import strategy_stats, trade_report
 
 NOW = datetime(2026, 11, 20, 14, 30, 0, tzinfo=CHINA_TZ)
 TRADING_DAY = "20261120"
@@ -515,6 +519,11 @@ def _dq3() -> tuple[Snapshot, list[LogEntry]]:
 # --------------------------------------------------------------------------- the client
 
 
+#: months the fake venue lists beyond the quoted ones, with their open interest: a probe for
+#: rb quotes them, and rb2710 (not rb2705) has the most
+OTHER_MONTHS: dict[str, float] = {"rb2701.SHFE": 1_050_300, "rb2710.SHFE": 2_904_455}
+
+
 class FakeClient(ConsoleClient):
     """Three fixed accounts: DQ1 (busy), DQ2 (reducing), DQ3 (crashed)."""
 
@@ -581,6 +590,7 @@ class FakeClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
         """Account snapshots from ``stored_equity`` (since, thinned like the database: the
         last point of each ``every`` seconds, the newest ``limit``); other kinds: none."""
@@ -595,18 +605,74 @@ class FakeClient(ConsoleClient):
                     last[int(p.datetime.timestamp() * 1_000_000) // round(every * 1_000_000)] = p
                 points = list(last.values())
             rows = points[-limit:]
+        result: Any = rows
+        if kind in ("trade_report", "strategy_stats"):  # the trader's own figures, from the fixed fills
+            state = self.state(account_id)
+            trades = [
+                t
+                for t in state.trades
+                if (until is None or t.datetime.timestamp() < until)
+                and (kind == "trade_report" or since is None or t.datetime.timestamp() >= since)
+            ]
+
+            def size(vt_symbol: str) -> float | None:
+                known = state.contracts.get(vt_symbol)
+                return known.size if known is not None else None
+
+            start = datetime.fromtimestamp(since, CHINA_TZ) if since is not None else None
+            if kind == "trade_report":
+                result = trade_report(trades, size, since=start, vt_symbol=vt_symbol, limit=limit)
+            else:
+                result = strategy_stats(trades, state.triggers, size, state.strategies)
         return self._record(
             "history",
             account_id,
             kind,
             since=since,
+            until=until,
             limit=limit,
             vt_symbol=vt_symbol,
             every=every,
-            result=rows,
+            result=result,
         )
 
     # ------------------------------------------------------------------ trading
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        """As a trader answers: ``set`` (known contracts only) tells the new list; ``listed``
+        every contract of the fake venue; ``probe`` quotes the product's months."""
+        venue = sorted({sym for sym, *_ in _SPECS} | set(OTHER_MONTHS))
+        if req.action == "listed":
+            found = [s for s in venue if not req.product or s.startswith(req.product)]
+            return self._record("watchlist", account_id, req, result={"contracts": found})
+        if req.action == "probe":
+            found = [s for s in venue if re.match(rf"{req.product}\d", s)]
+            for vt_symbol in found:
+                self._quote(account_id, vt_symbol)
+            return self._record("watchlist", account_id, req, result={"contracts": found})
+        unknown = [s for s in req.symbols if s not in venue]
+        if unknown:
+            self._record("watchlist", account_id, req)
+            return Reply(
+                ok=False, error=f"unknown at the venue: {', '.join(unknown)}; the watchlist is unchanged"
+            )
+        for vt_symbol in req.symbols:  # subscribed: quoted at once
+            self._quote(account_id, vt_symbol)
+        self.apply(account_id, "watchlist", Watchlist(symbols=list(req.symbols)))
+        return self._record("watchlist", account_id, req, result={"watchlist": list(req.symbols)})
+
+    def _quote(self, account_id: str, vt_symbol: str) -> None:
+        """A month of ``OTHER_MONTHS`` subscribed: its contract and a quote (rb2705's, with
+        its own open interest)."""
+        if vt_symbol not in OTHER_MONTHS or vt_symbol in self.state(account_id).ticks:
+            return
+        symbol = vt_symbol.split(".")[0]
+        spec = msgspec.structs.replace(
+            contract("rb2705.SHFE", account_id), vt_symbol=vt_symbol, symbol=symbol
+        )
+        self.apply(account_id, "contract", spec)
+        quote = tick("rb2705.SHFE", account_id, open_interest=OTHER_MONTHS[vt_symbol])
+        self.apply(account_id, "tick", msgspec.structs.replace(quote, vt_symbol=vt_symbol))
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         self._order_seq += 1

@@ -296,6 +296,27 @@ def test_unreadable_files(tmp_path: Path) -> None:
             id="dict-value",
         ),
         pytest.param(
+            one_account(ui="{default_volume: {rbb: 5}}"),
+            "config.yaml: ui.default_volume.rbb: unknown product 'rbb'; did you mean rb? (a key is a "
+            "product such as rb, a contract such as rb2610.SHFE, or default)",
+            id="default-volume-product",
+        ),
+        pytest.param(
+            one_account(ui="{default_volume: {rb2613.SHFE: 5}}"),
+            "config.yaml: ui.default_volume['rb2613.SHFE']: 'rb2613.SHFE': month 13 is not 01..12",
+            id="default-volume-symbol",
+        ),
+        pytest.param(
+            one_account(ui="{default_volume: {rb: 0}}"),
+            "config.yaml: ui.default_volume.rb: expected an integer >= 1, got 0",
+            id="default-volume-zero",
+        ),
+        pytest.param(
+            one_account(ui="{risk_degree_warning: 0}"),
+            "config.yaml: ui.risk_degree_warning: expected a number > 0, got 0",
+            id="risk-degree-warning",
+        ),
+        pytest.param(
             one_account(manager="{restart_backoff: [1, -1]}"),
             "config.yaml: manager.restart_backoff[1]: expected a number >= 0, got -1",
             id="list-item",

@@ -43,10 +43,12 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "info_req": {},
     "history_req": {"kind": "orders", "limit": 50},
     "subscribe_req": {"symbols": ["m2705.DCE"]},
+    "watchlist_req": {"action": "listed", "product": "m"},
     "quote": {"vt_symbol": "m2705.DCE", "datetime": WHEN, "last_price": 3000.0},
     "quote_source": {"source": "X", "up": True},
     "state_req": {"state": "ACTIVE"},
     # trader -> manager
+    "watchlist": {"symbols": ["m2705.DCE"]},
     "tick": {"vt_symbol": "m2705.DCE", "datetime": WHEN, "last_price": 3000.0, "bid_price_1": 2999.0},
     "order": {
         "account_id": "FZ",

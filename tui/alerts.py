@@ -65,3 +65,29 @@ class Alerts:
     def on_rejected(self) -> None:
         """A command the operator gave was refused."""
         self.ring("rejection")
+
+
+class RiskDegreeWatch:
+    """Says when an account's risk degree (margin / balance) reaches ``warning``: once per
+    crossing. It warns again only after the degree has fallen ``HYSTERESIS`` below the
+    threshold (5 points: 80 % warns, 76 % does not re-arm, 74.9 % does), so a degree that
+    hovers at the threshold with every tick does not warn with every tick."""
+
+    HYSTERESIS: ClassVar[float] = 0.05
+
+    def __init__(self, warning: float) -> None:
+        self.warning = warning
+        self._warned: set[str] = set()  # accounts at or above the threshold, already told
+
+    def crossed(self, account_id: str, degree: float | None) -> bool:
+        """True when ``degree`` (None: no balance) has just reached the threshold."""
+        if degree is None:
+            return False
+        if account_id in self._warned:
+            if degree < self.warning - self.HYSTERESIS:
+                self._warned.discard(account_id)
+            return False
+        if degree >= self.warning:
+            self._warned.add(account_id)
+            return True
+        return False

@@ -23,11 +23,12 @@ from core.models import OUTCOME_UNKNOWN, TraderStatus, now
 from core.protocol import Reply
 from tui import format as fmt
 from tui.actions import ACTIONS, bindings
-from tui.alerts import Alerts
+from tui.alerts import Alerts, RiskDegreeWatch
 from tui.dialogs.confirm import ConfirmDialog
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
+from tui.volumes import VolumeMemory
 
 FLUSH_DELAY = 0.005  # wait this long after a change, to draw a burst once
 # at most 100 flushes a second (a tick flood costs what a trickle does); a flush repaints
@@ -60,8 +61,15 @@ class QTraderApp(App[int]):
         quit_stops_core: bool = False,
         bell: Iterable[str] = (),
         clock: Callable[[], datetime] = now,
+        volumes: VolumeMemory | None = None,
+        risk_degree_warning: float = 0.8,
     ) -> None:
         super().__init__()
+        #: the order entry's proposed volume: last sent > ui.default_volume > 1
+        self.volumes = volumes or VolumeMemory()
+        #: ui.risk_degree_warning: margin / balance at or above it warns
+        self.risk_degree_warning = risk_degree_warning
+        self._risk_watch = RiskDegreeWatch(risk_degree_warning)
         #: exchange time (CST): the header's trading day; a test freezes it
         self.clock = clock
         #: the terminal bell for fills, rejections, accounts going down, the kill switch (ui.bell)
@@ -220,6 +228,17 @@ class QTraderApp(App[int]):
                 t.direction, t.offset, t.volume, t.vt_symbol, t.price, state.contracts.get(t.vt_symbol)
             )
             self.notify(f"{change.account_id} filled {deal}", markup=False)
+        elif change.kind in ("account", "snapshot") and state.account is not None:
+            degree = state.account.risk_degree
+            if self._risk_watch.crossed(change.account_id, degree) and degree is not None:
+                self.notify(
+                    f"{change.account_id} risk degree {degree * 100:.1f}% "
+                    f"(margin {state.account.margin:,.2f} / balance {state.account.balance:,.2f}) "
+                    f"is at or above {self.risk_degree_warning * 100:g}%",
+                    severity="warning",
+                    timeout=20,
+                    markup=False,
+                )
         elif change.kind == "status" and state.status is TraderStatus.CONNECTED:
             self._down.discard(change.account_id)
         elif change.kind == "status" and state.status in (TraderStatus.DISCONNECTED, TraderStatus.CRASHED):

@@ -45,6 +45,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the running console's or daemon's account states (with none: the traders left running)",
     )
     p.add_argument(
+        "--history",
+        metavar="ACCOUNT",
+        help="print the account's trades from the running console or daemon, one per line, with the "
+        "totals of each trading day (volume, commission, close P&L)",
+    )
+    p.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD", help="with --history: first trading day")
+    p.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD", help="with --history: last trading day")
+    p.add_argument("--symbol", metavar="VT_SYMBOL", help="with --history: one contract, e.g. rb2705.SHFE")
+    p.add_argument("--csv", action="store_true", help="with --history: CSV with a header, trades only")
+    p.add_argument(
+        "--trigger-stats",
+        metavar="ACCOUNT",
+        help="print one line per strategy instance of the account: triggers by action and result, "
+        "executed, round trips, win rate, P&L",
+    )
+    p.add_argument(
         "--attach",
         action="store_true",
         help="console for a running daemon or console: quitting detaches, the traders keep running",
@@ -102,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_config(args.config)
     except ConfigError as exc:
         return refuse(exc, None)
-    control = bool(args.kill or args.resume or args.status)
+    control = bool(args.kill or args.resume or args.status or args.history or args.trigger_stats)
     try:
         data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
         keymap = check_config(loaded, starting=not control)
@@ -181,6 +197,8 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace, data_dir: Pa
     except ConfigError as exc:
         return refuse(exc, loaded.source.name)
     path = cfg_paths.control_socket_path(sock_dir)
+    if args.history or args.trigger_stats:
+        return report_command(args, path)
     if args.kill:
         target = "" if args.kill.lower() == "all" else args.kill
         # from the shell the kill switch always stops everything, protective strategies too
@@ -205,6 +223,68 @@ def control_command(loaded: LoadedConfig, args: argparse.Namespace, data_dir: Pa
     if not reply.ok:
         print(f"qtrader-tui: {reply.error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def report_command(args: argparse.Namespace, path: Path) -> int:
+    """``--history`` / ``--trigger-stats``: the figures of one account from the running core
+    (its trader computes them: core/trade_stats.py). 0 when printed; 1 when no core runs, the
+    account is unknown or its trader cannot answer; 2 for a bad date or symbol."""
+    import re
+
+    from core.control import NO_CORE, send_control
+    from core.manager import typed_history
+    from core.models import SYMBOL_PATTERN
+    from core.protocol import MAX_HISTORY_ROWS, HistoryRequest
+    from tui import reports
+
+    account_id = args.history or args.trigger_stats
+    if args.history:
+        try:
+            first = reports.parse_day(args.from_day, "--from") if args.from_day else None
+            last = reports.parse_day(args.to_day, "--to") if args.to_day else None
+            since, until = reports.trading_day_range(first, last)
+        except ValueError as exc:
+            print(f"qtrader-tui: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if args.symbol is not None and not re.fullmatch(SYMBOL_PATTERN, args.symbol):
+            print(
+                f"qtrader-tui: --symbol: '{args.symbol}' is not a contract such as rb2705.SHFE",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        req = HistoryRequest(
+            kind="trade_report", since=since, until=until, vt_symbol=args.symbol, limit=MAX_HISTORY_ROWS
+        )
+    else:
+        req = HistoryRequest(kind="strategy_stats")
+    reply = asyncio.run(send_control(path, "history_req", req, account_id, timeout=30.0))
+    if not reply.ok:
+        if reply.error.startswith(NO_CORE):
+            print(
+                f"qtrader-tui: {reply.error}: --history and --trigger-stats ask a running console or "
+                "daemon (start one: qtrader-tui --no-ui)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"qtrader-tui: {account_id}: {reply.error}", file=sys.stderr)
+        return 1
+    reply = typed_history(req.kind, reply)
+    if req.kind == "strategy_stats":
+        rows = reply.result or []
+        for stats in rows:
+            print(reports.instance_line(stats))
+        if not rows:
+            print(f"{account_id}: no strategy instance, no trigger")
+        return 0
+    report = reply.result
+    if args.csv:
+        sys.stdout.write(reports.report_csv(report))
+        for note in reports.report_notes(report):
+            print(note, file=sys.stderr)
+    else:
+        for line in reports.report_lines(report):
+            print(line)
     return 0
 
 
@@ -287,6 +367,7 @@ def run_attached(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -
     from core.client import RemoteConsoleClient
     from core.logs import setup_console_logging
     from tui.app import QTraderApp
+    from tui.volumes import STATE_FILE_NAME, VolumeMemory
 
     config = loaded.config
     try:
@@ -306,6 +387,8 @@ def run_attached(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -
         keymap=keymap,
         confirm_with_enter=config.ui.confirm_with_enter,
         bell=config.ui.bell,
+        volumes=VolumeMemory(config.ui.default_volume, data_dir / STATE_FILE_NAME),
+        risk_degree_warning=config.ui.risk_degree_warning,
         start_core=client.connect,
         stop_core=client.close,
         stop_message="detaching (the daemon and its traders keep running)...",
@@ -324,6 +407,7 @@ def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) ->
     from core.logs import setup_runtime_logging
     from core.manager import TradingManager
     from tui.app import QTraderApp
+    from tui.volumes import STATE_FILE_NAME, VolumeMemory
 
     config = loaded.config
     pid_file = PidFile(data_dir)
@@ -345,6 +429,8 @@ def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) ->
             keymap=keymap,
             confirm_with_enter=config.ui.confirm_with_enter,
             bell=config.ui.bell,
+            volumes=VolumeMemory(config.ui.default_volume, data_dir / STATE_FILE_NAME),
+            risk_degree_warning=config.ui.risk_degree_warning,
             start_core=core.start,
             stop_core=core.stop,
             quit_stops_core=True,

@@ -51,6 +51,18 @@ def pct(value: float) -> str:
     return f"{value:+.2f}%"
 
 
+#: how the risk degree looks at or above ``ui.risk_degree_warning``
+RISK_WARNING_STYLE = "bold red"
+
+
+def risk_degree(value: float | None, warning: float) -> Text:
+    """风险度 as a percentage (one decimal), in the warning colour at or above ``warning``;
+    "—" when there is no balance (no account yet, or a balance of zero)."""
+    if value is None:
+        return Text("—", justify="right")
+    return Text(f"{value * 100:.1f}%", style=RISK_WARNING_STYLE if value >= warning else "", justify="right")
+
+
 def signed(value: float, text: str, scheme: str) -> Text:
     """``text`` colored as up (value > 0) or down (value < 0) in ``scheme``."""
     up, down = UP_DOWN.get(scheme, UP_DOWN["cn"])

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from core.client import ConsoleClient
 from core.protocol import Reply
+from tui.volumes import VolumeMemory
 
 
 class ConsoleHost(Protocol):
@@ -22,6 +23,10 @@ class ConsoleHost(Protocol):
     scheme: str
     #: the current time in exchange time (CST); a test freezes it
     clock: Callable[[], datetime]
+    #: what the order entry proposes (last volume sent, ui.default_volume)
+    volumes: VolumeMemory
+    #: ui.risk_degree_warning (a fraction: 0.8 is 80 %)
+    risk_degree_warning: float
 
     def run_command(self, label: str, call: Awaitable[Reply]) -> None:
         """Await a command's one reply in the background and tell the operator how it went."""

@@ -239,7 +239,9 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         vt_symbol: str | None,
         position_direction: Direction | None = None,
         draft: OrderRequest | None = None,
+        volume: float = 1.0,
     ) -> None:
+        """``volume``: the lots proposed for a new order (not from a position or a draft)."""
         super().__init__()
         self.account_id = account_id
         self.state = state
@@ -248,7 +250,7 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
             direction, vt_symbol, position_direction = draft.direction, draft.vt_symbol, None
         self.direction = direction
         self.vt_symbol = vt_symbol or next(iter(state.ticks), "")
-        self.prefill_volume = draft.volume if draft is not None else 1.0
+        self.prefill_volume = draft.volume if draft is not None else volume
         if position_direction is not None and position_direction is direction.opposite:
             # from a position: the order that closes it
             pos = state.positions.get((self.vt_symbol, position_direction))

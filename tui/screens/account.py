@@ -19,14 +19,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from core.client import AccountState
-from core.models import Direction, OrderRequest, TradingState
+from core.models import Direction, OrderRequest, TradingState, product_of
 from core.protocol import Reply, StrategyCommand
 from tui import format as fmt
 from tui.actions import bindings
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.kill import KillDialog, protective_row
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
+from tui.dialogs.watchlist import AddContractDialog
 from tui.host import ConsoleHost
+from tui.screens.history import HistoryScreen
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
 from tui.widgets.depth import DepthView
 from tui.widgets.equity import RANGES, account_now
@@ -60,6 +62,9 @@ class AccountBar(Static):
             line.append(
                 f"  auto {'ON' if info.auto_trading else 'off'}", style="bold" if info.auto_trading else ""
             )
+        acc = state.account
+        line.append("  risk ", style="dim")
+        line.append_text(fmt.risk_degree(acc.risk_degree if acc else None, app.risk_degree_warning))
         if state.status_message and state.status.name != "CONNECTED":
             line.append(f"  {state.status_message}", style="italic")
         line.append("   │ ")
@@ -167,8 +172,11 @@ class AccountScreen(Screen[None]):
 
         with self.app.batch_update():
             self.query_one("#account-bar", AccountBar).show(self.qapp, state)
-            if changed("tick", "contract"):
-                only = None if everything or "contract" in dirty else dirty.get("tick")  # type: ignore[union-attr]
+            if changed("tick", "contract", "watchlist", "position", "strategy"):
+                whole = everything or any(
+                    k in dirty for k in ("contract", "watchlist", "position", "strategy")
+                )  # type: ignore[operator]
+                only = None if whole else dirty.get("tick")  # type: ignore[union-attr]
                 market = self.query_one("#market", MarketTable)
                 market.show(state, only=only)
                 selected = market.selected_key
@@ -225,12 +233,14 @@ class AccountScreen(Screen[None]):
 
     def _enter_order(self, direction: Direction) -> None:
         vt_symbol, pos_direction = self._selected_symbol()
+        symbol = vt_symbol or next(iter(self.state.ticks), "")
         dialog = OrderEntryDialog(
             self.account_id,
             self.state,
             direction=direction,
             vt_symbol=vt_symbol,
             position_direction=pos_direction,
+            volume=self.qapp.volumes.volume_for(self.account_id, symbol),
         )
         self.app.push_screen(dialog, self._confirm_order)
 
@@ -244,6 +254,7 @@ class AccountScreen(Screen[None]):
 
         def answered(ok: bool | None) -> None:
             if ok:
+                self.qapp.volumes.remember(account_id, req.vt_symbol, req.volume)
                 self.qapp.run_command(
                     f"{side} {req.volume:g} {req.vt_symbol}", self.qapp.client.send_order(account_id, req)
                 )
@@ -358,6 +369,111 @@ class AccountScreen(Screen[None]):
         self.app.push_screen(
             ConfirmDialog(f"Cancel ALL working orders of {account_id}?", rows, danger=True), answered
         )
+
+    # ------------------------------------------------------------------ watchlist
+
+    def _watchlist(self) -> list[str] | None:
+        """The account's watchlist (a copy); None (and said so) when its trader has not told it
+        (not connected yet)."""
+        if self.state.watchlist is None:
+            self.app.notify(
+                f"{self.account_id}: the trader has not sent its watchlist yet", severity="warning"
+            )
+            return None
+        return list(self.state.watchlist)
+
+    def _set_watchlist(self, label: str, symbols: list[str]) -> None:
+        self.qapp.run_command(label, self.qapp.client.set_watchlist(self.account_id, symbols))
+
+    def action_watch_add(self) -> None:
+        """Add a contract after the selected one (typed, with completion)."""
+        watchlist = self._watchlist()
+        if watchlist is None:
+            return
+        account_id = self.account_id
+        client = self.qapp.client
+        selected = self.query_one("#market", MarketTable).selected_key
+        dialog = AddContractDialog(
+            account_id,
+            self.state.contracts,
+            listed=lambda: client.listed_contracts(account_id),
+            watched=watchlist,
+        )
+
+        def added(symbol: str | None) -> None:
+            if not symbol or account_id != self.account_id:
+                return
+            current = list(self.state.watchlist or watchlist)
+            at = current.index(selected) + 1 if selected in current else len(current)
+            self._set_watchlist(f"add {symbol} to the watchlist", [*current[:at], symbol, *current[at:]])
+
+        self.app.push_screen(dialog, added)
+
+    def action_watch_remove(self) -> None:
+        watchlist = self._watchlist()
+        if watchlist is None:
+            return
+        symbol = self.query_one("#market", MarketTable).selected_key
+        if symbol is None or symbol not in watchlist:
+            why = "it is quoted for a position or a strategy" if symbol else "nothing is selected"
+            self.app.notify(f"{symbol or 'Market'}: not in the watchlist ({why})", severity="warning")
+            return
+        self._set_watchlist(f"remove {symbol} from the watchlist", [s for s in watchlist if s != symbol])
+
+    def action_watch_move(self, step: int) -> None:
+        watchlist = self._watchlist()
+        if watchlist is None:
+            return
+        symbol = self.query_one("#market", MarketTable).selected_key
+        if symbol is None or symbol not in watchlist:
+            self.app.notify(f"{symbol or 'Market'}: not in the watchlist", severity="warning")
+            return
+        at = watchlist.index(symbol)
+        to = max(0, min(len(watchlist) - 1, at + step))
+        if to == at:
+            return
+        watchlist.insert(to, watchlist.pop(at))
+        self._set_watchlist(f"move {symbol} {'up' if step < 0 else 'down'}", watchlist)
+
+    def action_main_contract(self) -> None:
+        """The selected contract's product: its main contract (largest open interest) in its place."""
+        watchlist = self._watchlist()
+        if watchlist is None:
+            return
+        symbol = self.query_one("#market", MarketTable).selected_key
+        contract = self.state.contracts.get(symbol) if symbol else None
+        product = (contract.product if contract is not None else "") or product_of(symbol or "")
+        if symbol is None or not product:
+            self.app.notify("Select a contract in the Market panel first", severity="warning")
+            return
+        account_id = self.account_id
+        client = self.qapp.client
+
+        async def switch() -> Reply:
+            reply = await client.main_contract(account_id, product)
+            if not reply.ok:
+                return reply
+            main = reply.result["main"]
+            interest = reply.result["open_interest"]
+            figures = ", ".join(
+                f"{s.split('.')[0]} {v:,.0f}" for s, v in sorted(interest.items(), key=lambda kv: -kv[1])[:4]
+            )
+            if main == symbol:
+                return Reply(ok=True, result={"summary": f"{symbol} is the main contract (OI {figures})"})
+            current = list(self.qapp.client.state(account_id).watchlist or watchlist)
+            at = current.index(symbol) if symbol in current else len(current)
+            new = [s for s in current if s not in (symbol, main)]
+            new.insert(min(at, len(new)), main)
+            done = await client.set_watchlist(account_id, new)
+            if not done.ok:
+                return done
+            return Reply(ok=True, result={"summary": f"{main} replaces {symbol} (OI {figures})"})
+
+        self.qapp.run_command(f"{product} main contract", switch())
+
+    def action_history(self) -> None:
+        """The History screen of this account."""
+        self.app.push_screen(HistoryScreen(self.account_id))
 
     def action_equity_range(self) -> None:
         """The equity chart's time range: today -> 5 days -> all -> today."""

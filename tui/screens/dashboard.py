@@ -38,19 +38,23 @@ class AccountsTable(KeyedTable[AccountState]):
         ("balance", "Balance", 13),
         ("available", "Available", 13),
         ("margin", "Margin", 13),
+        ("risk", "Risk", 6),
         ("pnl", "Today P&L", 11),
         ("pos", "Pos", 4),
         ("orders", "Working", 7),
         ("strats", "Strategies", 10),
         ("equity", "Equity today", 16),
     )
-    HIDE_WHEN_NARROW = ("strats", "gateway", "available", "n", "margin", "pos", "orders", "equity")
+    HIDE_WHEN_NARROW = ("strats", "gateway", "available", "n", "margin", "risk", "pos", "orders", "equity")
     FLEX = {"equity": 8}
     SHORT_LABELS = {"equity": "Equity"}
 
-    def __init__(self, *, scheme: str, order: list[str], id: str | None = None) -> None:
+    def __init__(
+        self, *, scheme: str, order: list[str], risk_warning: float = 0.8, id: str | None = None
+    ) -> None:
         super().__init__(id=id)
         self.scheme = scheme
+        self.risk_warning = risk_warning  # ui.risk_degree_warning
         self.order = order
         self.history: dict[str, list[EquityPoint]] = {}  # account -> today's stored curve
 
@@ -78,6 +82,7 @@ class AccountsTable(KeyedTable[AccountState]):
             fmt.right(fmt.amount(acc.balance if acc else None)),
             fmt.right(fmt.amount(acc.available if acc else None)),
             fmt.right(fmt.amount(acc.margin if acc else None)),
+            fmt.risk_degree(acc.risk_degree if acc else None, self.risk_warning),
             fmt.signed(pnl, fmt.amount(pnl) if acc else "-", self.scheme),
             fmt.right(str(len(item.positions))),
             fmt.right(str(len(item.working_orders))),
@@ -98,7 +103,12 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="dashboard-bar")
         with Vertical(id="accounts-box", classes="panel"):
-            yield AccountsTable(scheme=self.qapp.scheme, order=self.qapp.client.account_ids, id="accounts")
+            yield AccountsTable(
+                scheme=self.qapp.scheme,
+                order=self.qapp.client.account_ids,
+                risk_warning=self.qapp.risk_degree_warning,
+                id="accounts",
+            )
             yield Static(id="totals")
         yield Footer()
 

@@ -77,4 +77,19 @@ class MarketTable(KeyedTable[Tick]):
 
     def show(self, state: AccountState, only: set[str] | None = None) -> None:
         self.state = state
-        self.sync(state.ticks.values(), only=only)
+        symbols = market_symbols(state)
+        if symbols is None:
+            self.sync(state.ticks.values(), only=only)
+            return
+        self.sync([state.ticks[s] for s in symbols if s in state.ticks], only=only)
+        self.reorder(symbols)
+
+
+def market_symbols(state: AccountState) -> list[str] | None:
+    """The Market panel's contracts in order: the account's watchlist, then the contracts of
+    its positions and strategies that are not in it (what the operator must see quoted); None
+    when the trader has not said its watchlist (then every quote, as it comes)."""
+    if state.watchlist is None:
+        return None
+    extra = [p.vt_symbol for p in state.positions.values()] + [s.vt_symbol for s in state.strategies.values()]
+    return list(dict.fromkeys([*state.watchlist, *extra]))

@@ -290,6 +290,19 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
             self._scroll_cursor_into_view()
         self.refresh()
 
+    def reorder(self, keys: list[str]) -> None:
+        """Put the rows in the order of ``keys`` (rows not named keep their order, after them);
+        the cursor stays on its row."""
+        named = [k for k in keys if k in self._cells]
+        order = named + [k for k in self._keys if k not in set(named)]
+        if order == self._keys:
+            return
+        selected = self.selected_key
+        was_visible = self._cursor_in_view()
+        self._keys = order
+        self._index = {key: i for i, key in enumerate(order)}
+        self._rows_moved(selected, was_visible)
+
     def reset(self) -> None:
         """Forget every row (another account's data is about to come in)."""
         self._keys.clear()
