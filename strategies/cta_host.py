@@ -536,6 +536,29 @@ class CtaHost(Strategy):
         """The instance's waiting stop orders, by id."""
         return dict(self._stops)
 
+    # ------------------------------------------------------------------ a replay drives it (strategies/cta_replay.py)
+
+    def waiting_stops(self) -> list[StopOrder]:
+        """The waiting stop orders, oldest first (a replay matcher crosses them itself)."""
+        return list(self._stops.values())
+
+    def stop_triggered(self, stop_id: str, order_id: str) -> None:
+        """A replay matcher triggered stop order ``stop_id`` and filled it as order ``order_id``
+        (vnpy's ``BacktestingEngine.cross_stop_order``): TRIGGERED, reported via ``on_stop_order``."""
+        from vnpy_ctastrategy.base import StopOrderStatus
+
+        stop_order = self._stops.pop(stop_id)
+        self._stop_retry.pop(stop_id, None)
+        stop_order.status = StopOrderStatus.TRIGGERED
+        stop_order.vt_orderids.append(order_id)
+        self._call(self.cta.on_stop_order, stop_order)
+
+    def replay_bar(self, bar: Any) -> None:
+        """A bar of a replay straight to the template's ``on_bar`` (vnpy's backtester in bar mode:
+        no ticks, the template's own bar generator takes it from there)."""
+        self._clock = bar.datetime
+        self._call(self.cta.on_bar, bar)
+
     # ------------------------------------------------------------------ history
 
     def _load_bar(self, vt_symbol: str, days: int, interval: Any) -> list[Any]:
