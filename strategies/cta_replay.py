@@ -220,6 +220,7 @@ class CtaReplay:
             self._fill(order, price, bar.datetime)
 
     def _fill(self, order: Order, price: float, at: datetime) -> None:
+        price = float(price)  # a template's int arithmetic stays a price
         order.traded, order.traded_price, order.status, order.update_time = (
             order.volume,
             price,
@@ -272,6 +273,11 @@ class CtaReplay:
             pre_close, start_pos = result.close_price, result.end_pos
 
     # ------------------------------------------------------------------ results
+
+    @property
+    def last_datetime(self) -> datetime | None:
+        """The time of the bar being (or last) replayed."""
+        return self._datetime
 
     @property
     def net_pnl(self) -> float:

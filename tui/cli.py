@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--from", dest="from_day", metavar="YYYY-MM-DD", help="with --history: first trading day")
     p.add_argument("--to", dest="to_day", metavar="YYYY-MM-DD", help="with --history: last trading day")
-    p.add_argument("--symbol", metavar="VT_SYMBOL", help="with --history: one contract, e.g. rb2705.SHFE")
+    p.add_argument(
+        "--symbol",
+        metavar="VT_SYMBOL",
+        help="with --history: one contract, e.g. rb2705.SHFE; with --replay: the contract replayed",
+    )
     p.add_argument("--csv", action="store_true", help="with --history: CSV with a header, trades only")
     p.add_argument(
         "--trigger-stats",
@@ -70,7 +74,49 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --no-ui: cancel every working order when the daemon stops",
     )
+    replay = p.add_argument_group('batch replay (no console, no daemon; README.md, "Replay")')
+    replay.add_argument("--replay", action="store_true", help="replay one vnpy CtaTemplate over a bar file")
+    replay.add_argument("--strategy", metavar="CLASS", help="the template class, as package.module:Class")
+    replay.add_argument("--bars", metavar="CSV", help="1-minute bars in vnpy DataManager export format")
+    replay.add_argument("--setting", metavar="JSON", help="the template's parameters, a JSON object")
+    replay.add_argument("--capital", type=float, default=1_000_000, help="starting capital (1,000,000)")
+    replay.add_argument("--rate", type=float, default=0.0, help="commission, a fraction of turnover (0)")
+    replay.add_argument("--slippage", type=float, default=0.0, help="slippage per unit of price (0)")
+    replay.add_argument("--size", type=float, help="contract multiplier (default: the sim's contract table)")
+    replay.add_argument("--pricetick", type=float, help="price tick (default: the sim's contract table)")
     return p
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """``--replay``: the checked job run to its end, the report printed (``tui/replay_report.py``)."""
+    from core.replay import ReplayInputError, ReplayRunError, prepare, run
+    from tui.replay_report import print_report
+
+    missing = [f"--{name}" for name in ("strategy", "symbol", "bars") if not getattr(args, name)]
+    if missing:
+        print(f"qtrader-tui: --replay needs {', '.join(missing)}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        job = prepare(
+            args.strategy,
+            args.symbol,
+            args.bars,
+            setting=args.setting,
+            capital=args.capital,
+            rate=args.rate,
+            slippage=args.slippage,
+            size=args.size,
+            pricetick=args.pricetick,
+        )
+        replay = run(job)
+    except ReplayInputError as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ReplayRunError as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return 1
+    print_report(replay, sys.stdout)
+    return 0
 
 
 #: Exit code of a configuration refused at load (every entry point).
@@ -113,6 +159,8 @@ def check_config(loaded: LoadedConfig, *, starting: bool) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.replay:
+        return replay_command(args)
     os.umask(cfg_paths.PRIVATE_UMASK)  # databases, logs and state: this user's alone
     try:
         loaded = load_config(args.config)
