@@ -13,6 +13,7 @@ BENCHES = {
     "idle": "bench.idle",
     "restart": "bench.restart",
     "ui": "bench.ui",
+    "replay": "bench.replay",
 }
 
 

@@ -216,6 +216,10 @@ class CtaHost(Strategy):
         self._restored: dict[str, Any] | None = None
         self._synced: dict[str, Any] | None = None
         self._warned: set[str] = set()
+        self._grid: tuple[Any, float, int] = (None, 1.0, 0)  # (contract, pricetick, decimals)
+        self._sides: dict[
+            tuple[Any, Any], tuple[Direction, Offset, str]
+        ] = {}  # vnpy's (direction, offset): ours, the call
         from vnpy.trader.constant import Exchange
 
         self._vn_exchange = Exchange[self.exchange.name]
@@ -390,7 +394,7 @@ class CtaHost(Strategy):
         if not self.cta.inited:
             return
         self._call(self.cta.on_trade, self._vn_trade(trade))
-        if self.cta.trading:
+        if self.cta.trading and getattr(self.ctx, "saves_state", True):  # a replay keeps nothing
             self._sync()
         self._publish_later()
 
@@ -411,12 +415,16 @@ class CtaHost(Strategy):
     ) -> list[str]:
         if lock or net:
             self._warn_once("lock", "lock/net order modes are not supported: sent as plain orders")
-        try:
-            ours_direction, ours_offset = Direction[direction.name], Offset[offset.name]
-            _CALLS[(ours_direction, ours_offset.is_close)]  # LONG or SHORT: a net order has no side
-        except (KeyError, AttributeError):
-            self.log(f"order refused: direction {direction!r} / offset {offset!r} unknown", "ERROR")
-            return []
+        side = self._sides.get((direction, offset))
+        if side is None:
+            try:
+                ours_direction, ours_offset = Direction[direction.name], Offset[offset.name]
+                call, _ = _CALLS[(ours_direction, ours_offset.is_close)]  # a net order has no side
+            except (KeyError, AttributeError, TypeError):
+                self.log(f"order refused: direction {direction!r} / offset {offset!r} unknown", "ERROR")
+                return []
+            side = self._sides[(direction, offset)] = (ours_direction, ours_offset, call)
+        ours_direction, ours_offset, call = side
         contract = self.context.contract(self.vt_symbol)
         if contract is None:
             self.log(f"order refused: contract {self.vt_symbol} not known yet", "WARNING")
@@ -424,11 +432,14 @@ class CtaHost(Strategy):
         if not (_finite(price) and _finite(volume)):
             self.log(f"order refused: price {price!r} x {volume!r} is not a number", "ERROR")
             return []
-        price = contract.round_price(price)  # vnpy's round_to(price, pricetick), and the volume to lots
+        grid = self._grid
+        if grid[0] is not contract:  # the grid of this contract object, worked out once
+            grid = self._grid = (contract, contract.pricetick, contract.decimals)
+        tick = grid[1]
+        price = round(round(price / tick) * tick, grid[2])  # vnpy's round_to: Contract.round_price
         volume = round(volume / contract.min_volume) * contract.min_volume
         if stop:
             return self._send_stop(direction, offset, price, volume, lock, net)
-        call, _ = _CALLS[(ours_direction, ours_offset.is_close)]
         return self._send_limit(
             ours_direction,
             ours_offset,
@@ -458,11 +469,9 @@ class CtaHost(Strategy):
     def _send_stop(
         self, direction: Any, offset: Any, price: float, volume: float, lock: bool, net: bool
     ) -> list[str]:
-        from vnpy_ctastrategy.base import StopOrder
-
         self._stop_count += 1
         stop_id = f"{STOPORDER_PREFIX}.{self.name}.{self._stop_count}"
-        stop_order = StopOrder(
+        stop_order = _vn_stop_order()(
             vt_symbol=self.vt_symbol,
             direction=direction,
             offset=offset,
@@ -514,10 +523,8 @@ class CtaHost(Strategy):
     def _cancel(self, vt_orderid: str) -> None:
         stop_order = self._stops.pop(vt_orderid, None)
         if stop_order is not None:
-            from vnpy_ctastrategy.base import StopOrderStatus
-
             self._stop_retry.pop(vt_orderid, None)
-            stop_order.status = StopOrderStatus.CANCELLED
+            stop_order.status = _vn().StopOrderStatus.CANCELLED
             self._call(self.cta.on_stop_order, stop_order)
             return
         if vt_orderid not in self._active:
@@ -545,11 +552,9 @@ class CtaHost(Strategy):
     def stop_triggered(self, stop_id: str, order_id: str) -> None:
         """A replay matcher triggered stop order ``stop_id`` and filled it as order ``order_id``
         (vnpy's ``BacktestingEngine.cross_stop_order``): TRIGGERED, reported via ``on_stop_order``."""
-        from vnpy_ctastrategy.base import StopOrderStatus
-
         stop_order = self._stops.pop(stop_id)
         self._stop_retry.pop(stop_id, None)
-        stop_order.status = StopOrderStatus.TRIGGERED
+        stop_order.status = _vn().StopOrderStatus.TRIGGERED
         stop_order.vt_orderids.append(order_id)
         self._call(self.cta.on_stop_order, stop_order)
 
@@ -557,7 +562,7 @@ class CtaHost(Strategy):
         """A bar of a replay straight to the template's ``on_bar`` (vnpy's backtester in bar mode:
         no ticks, the template's own bar generator takes it from there)."""
         self._clock = bar.datetime
-        self._call(self.cta.on_bar, bar)
+        self.cta.on_bar(bar)  # a replay ends at the first exception: no _call (one frame a bar less)
 
     # ------------------------------------------------------------------ history
 
@@ -597,22 +602,18 @@ class CtaHost(Strategy):
     # ------------------------------------------------------------------ vnpy's objects
 
     def _vn_order(self, order: Order) -> Any:
-        from vnpy.trader.constant import Direction as VnDirection
-        from vnpy.trader.constant import Offset as VnOffset
-        from vnpy.trader.constant import OrderType, Status
-        from vnpy.trader.object import OrderData
-
-        data = OrderData(
+        vn = _vn()
+        data = vn.OrderData(
             symbol=self.symbol,
             exchange=self._vn_exchange,
             orderid=order.order_id,
-            type=OrderType[order.type.name],
-            direction=VnDirection[order.direction.name],
-            offset=VnOffset[order.offset.name],
+            type=vn.types[order.type],
+            direction=vn.directions[order.direction],
+            offset=vn.offsets[order.offset],
             price=order.price,
             volume=order.volume,
             traded=order.traded,
-            status=Status[order.status.name],
+            status=vn.statuses[order.status],
             datetime=order.datetime,
             reference=order.reference,
             gateway_name=order.account_id,
@@ -621,17 +622,14 @@ class CtaHost(Strategy):
         return data
 
     def _vn_trade(self, trade: Trade) -> Any:
-        from vnpy.trader.constant import Direction as VnDirection
-        from vnpy.trader.constant import Offset as VnOffset
-        from vnpy.trader.object import TradeData
-
-        data = TradeData(
+        vn = _vn()
+        data = vn.TradeData(
             symbol=self.symbol,
             exchange=self._vn_exchange,
             orderid=trade.order_id,
             tradeid=trade.trade_id,
-            direction=VnDirection[trade.direction.name],
-            offset=VnOffset[trade.offset.name],
+            direction=vn.directions[trade.direction],
+            offset=vn.offsets[trade.offset],
             price=trade.price,
             volume=trade.volume,
             datetime=trade.datetime,
@@ -647,4 +645,36 @@ class CtaHost(Strategy):
 
 
 def _finite(value: float) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    return (type(value) is float or isinstance(value, int | float)) and math.isfinite(value)
+
+
+class _VnNames:
+    """vnpy's classes and our enums' vnpy twins (by name), looked up once."""
+
+    def __init__(self) -> None:
+        from vnpy.trader import constant
+        from vnpy.trader.object import OrderData, TradeData
+        from vnpy_ctastrategy.base import StopOrder, StopOrderStatus
+
+        from core.models import OrderType, Status
+
+        self.OrderData, self.TradeData, self.StopOrder = OrderData, TradeData, StopOrder
+        self.StopOrderStatus = StopOrderStatus
+        self.directions = {d: constant.Direction[d.name] for d in Direction}
+        self.offsets = {o: constant.Offset[o.name] for o in Offset}
+        self.types = {t: constant.OrderType[t.name] for t in OrderType}
+        self.statuses = {s: constant.Status[s.name] for s in Status}
+
+
+_VN: list[_VnNames] = []
+
+
+def _vn() -> _VnNames:
+    """vnpy's names (imported at first use, not with this module)."""
+    if not _VN:
+        _VN.append(_VnNames())
+    return _VN[0]
+
+
+def _vn_stop_order() -> type:
+    return _vn().StopOrder

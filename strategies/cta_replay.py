@@ -121,6 +121,8 @@ def to_vn_bars(bars: Sequence[Bar]) -> list[Any]:
 class CtaReplay:
     """One ``CtaTemplate`` in its host over a list of bars: the host's engine and the matcher."""
 
+    saves_state = False  # nothing is kept: the host skips sync_data after each trade
+
     def __init__(
         self,
         host_cls: type[CtaHost],
