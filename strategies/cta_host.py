@@ -186,7 +186,8 @@ class _Engine:
         return []
 
     def put_strategy_event(self, strategy: CtaTemplate) -> None:
-        self.host.ctx.publish_later(self.host)
+        host = self.host
+        host.context.publish_later(host)  # type: ignore[attr-defined]  # the engine is a CtaContext
 
     def sync_strategy_data(self, strategy: CtaTemplate) -> None:
         self.host._sync()
@@ -429,7 +430,11 @@ class CtaHost(Strategy):
         if contract is None:
             self.log(f"order refused: contract {self.vt_symbol} not known yet", "WARNING")
             return []
-        if not (_finite(price) and _finite(volume)):
+        try:
+            numbers = math.isfinite(price) and math.isfinite(volume)
+        except TypeError:
+            numbers = False
+        if not numbers:
             self.log(f"order refused: price {price!r} x {volume!r} is not a number", "ERROR")
             return []
         grid = self._grid
@@ -642,10 +647,6 @@ class CtaHost(Strategy):
         if key not in self._warned:
             self._warned.add(key)
             self.log(message, "WARNING")
-
-
-def _finite(value: float) -> bool:
-    return (type(value) is float or isinstance(value, int | float)) and math.isfinite(value)
 
 
 class _VnNames:

@@ -144,6 +144,9 @@ class CtaReplay:
         self._active: dict[str, Order] = {}  # resting limit orders, oldest first
         self._order_count = 0
         self._datetime: datetime | None = None
+        from vnpy.trader.constant import Direction as VnDirection
+
+        self._vn_long = VnDirection.LONG
         self.host: CtaHost = host_cls(
             self, name or host_cls.class_name, self.vt_symbol, setting or {}, ReplayRisk()
         )
@@ -157,7 +160,7 @@ class CtaReplay:
             self._datetime = bars[0].datetime
         host.on_init()
         host.on_start()
-        replay_bar = host.replay_bar
+        on_bar = host.cta.on_bar  # host.replay_bar, inlined: one call a bar less
         cross_limit, cross_stop = self._cross_limit, self._cross_stop
         active, stops = self._active, host._stops
         daily = self.daily
@@ -169,7 +172,8 @@ class CtaReplay:
                 cross_limit(bar)
             if stops:
                 cross_stop(bar)
-            replay_bar(bar)
+            host._clock = bar.datetime
+            on_bar(bar)
             today = bar.datetime.date()
             if today != day:
                 day = today
@@ -205,8 +209,9 @@ class CtaReplay:
         """vnpy's ``cross_stop_order`` in bar mode (the stop orders are the host's)."""
         host = self.host
         high, low, best = bar.high_price, bar.low_price, bar.open_price
+        vn_long = self._vn_long
         for stop in host.waiting_stops():
-            long = stop.direction.name == "LONG"
+            long = stop.direction is vn_long
             if long:
                 if not stop.price <= high:
                     continue
