@@ -735,7 +735,13 @@ def _absolute_dirs(config: AppConfig, base_dir: Path) -> AppConfig:
     # model_copy does not validate again: an absolute path is as valid as the relative one
     database = config.database.model_copy(update={"data_dir": anchor(config.database.data_dir)})
     socket = config.socket.model_copy(update={"socket_dir": anchor(config.socket.socket_dir)})
-    return config.model_copy(update={"database": database, "socket": socket})
+    accounts = [  # a sim account's replay file, as the directories
+        a.model_copy(update={"sim": a.sim.model_copy(update={"replay": anchor(a.sim.replay)})})
+        if a.sim is not None and a.sim.replay is not None
+        else a
+        for a in config.accounts
+    ]
+    return config.model_copy(update={"database": database, "socket": socket, "accounts": accounts})
 
 
 def _refuse_literal_secrets(config: AppConfig, substituted: set[tuple[Any, ...]], ctx: _Context) -> None:

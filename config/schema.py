@@ -26,6 +26,7 @@ This module imports nothing from the rest of the project: ``core`` depends on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, NoReturn
@@ -229,6 +230,19 @@ class _SecretSection(_Section):
 # --------------------------------------------------------------------------- gateway settings
 
 
+def _speed(value: Any) -> Any:
+    """``speed: max`` is infinitely many simulated seconds per second; other text must be a number."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "max":
+            return math.inf
+        try:
+            float(text)
+        except ValueError:
+            _fail((), f"expected a number > 0 or 'max', got {value!r}")
+    return value
+
+
 class SimSettings(_Section):
     """Built-in simulated exchange: starting cash and the synthetic market."""
 
@@ -236,6 +250,22 @@ class SimSettings(_Section):
     seed: Int = 0
     #: Ticks per second per contract; 0 freezes the synthetic market.
     tick_rate: NonNegativeFloat = 2.0
+    #: Recorded history that drives one contract's market instead of the random walk: a CSV of
+    #: 1-minute bars (vnpy DataManager export) or of ticks (gateways/sim_replay.py). A relative
+    #: path is taken from the config file's directory.
+    replay: NonEmptyStr | None = None
+    #: The contract the replay drives; default: the file's symbol and exchange columns.
+    replay_symbol: VtSymbol | None = None
+    #: Simulated seconds per second of the replay; "max" (read as infinity): as fast as it goes.
+    speed: Annotated[PositiveFloat, BeforeValidator(_speed)] = 60.0
+
+    @model_validator(mode="after")
+    def _check_replay(self) -> SimSettings:
+        if self.replay is None:
+            for name in ("replay_symbol",):
+                if getattr(self, name) is not None:
+                    _fail((name,), "only with replay (the file it names drives that contract)")
+        return self
 
 
 class CtpSettings(_SecretSection):

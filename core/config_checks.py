@@ -7,7 +7,9 @@ needs another layer or today's date is checked here, and reported the loader's w
 
 - a contract month that is over (in exchange time): it trades no more, its quotes never come;
 - a symbol the simulated exchange does not list, on a sim account (``gateways.sim_contracts``);
-- a strategy class that cannot be found, or parameters its class refuses (``strategies``).
+- a strategy class that cannot be found, or parameters its class refuses (``strategies``);
+- a sim account's replay file that cannot be read or used (``gateways/sim_replay.py``: the line
+  and the column), or whose contract is unknown (its month may be over: history is replayed).
 
 Not in the loader because a trader process loads the same file again at each (re)start: a trader
 restarted on the first day of a month must not refuse the file its manager accepted, and a
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from config import ConfigError, LoadedConfig, StrategyConfig
+from config import ConfigError, LoadedConfig, SimSettings, StrategyConfig
 from config.symbols import contract_month, month_expired
 from core.models import now, split_vt_symbol
 from gateways import sim_contracts
@@ -34,11 +36,14 @@ def check_startup(loaded: LoadedConfig, *, today: date | None = None) -> None:
     day = today or now().date()  # exchange time (core.models.now is China time)
     name = loaded.source.name
     for i, account in enumerate(config.accounts):
+        replayed = _check_replay(name, i, account.sim) if account.gateway == "sim" else ""
         symbols = [(f"accounts[{i}].watchlist[{j}]", s) for j, s in enumerate(account.watchlist)]
         symbols += [
             (f"accounts[{i}].strategies[{j}].symbol", s.symbol) for j, s in enumerate(account.strategies)
         ]
         for field, vt_symbol in symbols:
+            if vt_symbol == replayed:
+                continue  # checked with the file: a month long over is what history has
             problem = _symbol_problem(vt_symbol, day, sim=account.gateway == "sim")
             if problem is not None:
                 raise ConfigError(f"{name}: {field}: {problem}", source=name, field=field)
@@ -71,3 +76,25 @@ def _check_strategy(name: str, where: str, strategy: StrategyConfig, search_path
     except StrategyError as exc:
         field = f"{where}.{strategy.params_key}" + (f".{exc.param}" if exc.param else "")
         raise ConfigError(f"{name}: {field}: {exc}", source=name, field=field) from None
+
+
+def _check_replay(name: str, i: int, sim: SimSettings) -> str:
+    """The contract a sim account's replay drives ("" without one), its file read and checked."""
+    if sim.replay is None:
+        return ""
+    from gateways.sim_replay import ReplayFileError, file_symbol, read_replay
+
+    field = f"accounts[{i}].sim.replay"
+    symbol = sim.replay_symbol or file_symbol(sim.replay)
+    if not symbol:
+        detail = f"{sim.replay}: no symbol and exchange columns to say which contract it drives: set sim.replay_symbol"
+        raise ConfigError(f"{name}: {field}: {detail}", source=name, field=field)
+    if sim_contracts.get_product(symbol) is None:
+        field = f"accounts[{i}].sim.replay_symbol"
+        detail = f"{sim_contracts.unknown_reason(symbol)} (the contract the replay drives)"
+        raise ConfigError(f"{name}: {field}: {detail}", source=name, field=field)
+    try:
+        read_replay(sim.replay, symbol)
+    except ReplayFileError as exc:
+        raise ConfigError(f"{name}: {field}: {exc}", source=name, field=field) from None
+    return symbol

@@ -23,7 +23,12 @@ The exchange itself (markets, matching, the broker's books) is the pure engine i
   skipped with a WARNING.
 
 Settings: the validated ``sim:`` section of an account's config (``SimSettingsView``):
-``initial_balance``, ``seed``, ``tick_rate`` (0 = no timer, step by hand). Keyword arguments:
+``initial_balance``, ``seed``, ``tick_rate`` (0 = no timer, step by hand); ``replay`` (a file
+of bars or ticks, ``gateways/sim_replay.py``), ``replay_symbol`` and ``speed``: one task plays the
+file's quotes into that contract's market (the random walk leaves it alone) at ``speed``
+simulated seconds per second, the ticks carrying the file's times (orders and trades the
+exchange's clock); at the end it logs a WARNING and the market stays at the last quote; a
+restarted trader plays the file from its start again. Keyword arguments:
 ``state_file`` (optional; relative paths are under ``state_dir``) and ``external_quotes`` (True
 for a paper account: no synthetic market, ``feed_quote`` moves the book with another account's
 real quotes and resting orders match against them; ``set_quote_source`` says when that account
@@ -38,8 +43,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -66,6 +72,8 @@ SLICE_SECONDS = 0.05  # the market task wakes at most this often
 ACCOUNT_PUSH_SECONDS = 1.0  # mark-to-market account push while ticking
 PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most this old
 JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
+REPLAY_MAX_WAIT = 2.0  # seconds: the longest a replay waits between two quotes (a night is cut)
+REPLAY_MAX_BATCH = 50  # quotes a replay at speed "max" plays before giving the loop a turn
 
 
 class SimSettingsView(Protocol):
@@ -75,6 +83,12 @@ class SimSettingsView(Protocol):
     seed: int
     #: ticks per second per contract; 0 freezes the synthetic market
     tick_rate: float
+    #: a file of bars or ticks that drives one contract's market instead (gateways/sim_replay.py)
+    replay: str | None
+    #: the contract it drives ("" / None: the file's symbol and exchange columns)
+    replay_symbol: str | None
+    #: simulated seconds per second (infinity: as fast as it goes)
+    speed: float
 
 
 class SimGateway(Gateway):
@@ -114,12 +128,21 @@ class SimGateway(Gateway):
         self._disk_error = ""
         self._quoted: dict[str, float] = {}  # paper: contract -> when its last real quote came
         self._source_down = ""  # paper: why the quote source is down ("" while it is up)
+        self.replay_path = settings.replay
+        self.replay_speed = settings.speed
+        self.replay_symbol = settings.replay_symbol or ""
+        self.replay_ended = False
+        self._replay_task: asyncio.Task[None] | None = None
+        self._replay_time: datetime | None = None  # the time of the last quote replayed
+        self._replay_error = ""  # why the replay cannot run: the account stays DISCONNECTED
 
     # ------------------------------------------------------------------ Gateway interface
 
     async def connect(self) -> None:
         if self._engine is None:
             engine = self._engine = self._load()
+            if self.replay_path and not self.external_quotes:
+                self._start_replay(engine)
             if self.tick_rate > 0 and not self.external_quotes:
                 self._wake = asyncio.Event()
                 self._task = asyncio.create_task(
@@ -128,7 +151,9 @@ class SimGateway(Gateway):
         for vt_symbol in self._subscribed:
             self._push_market(vt_symbol)
         self.query()  # the day so far, then CONNECTED (see gateways/base.py)
-        if self._source_down:
+        if self._replay_error:
+            self.listener.on_status(GatewayStatus.DISCONNECTED, self._replay_error)
+        elif self._source_down:
             self.listener.on_status(GatewayStatus.DISCONNECTED, self._source_down)
         else:
             ready = (
@@ -159,11 +184,12 @@ class SimGateway(Gateway):
             self.listener.on_status(GatewayStatus.CONNECTED, "paper exchange ready (matching real quotes)")
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._replay_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._replay_task = None
         if self._compaction is not None:
             self._compaction.cancel()
             self._compaction = None
@@ -272,6 +298,8 @@ class SimGateway(Gateway):
         tick = engine.tick(vt_symbol)
         if contract is not None and tick is not None:
             self.listener.on_contract(contract)
+            if vt_symbol == self.replay_symbol and self._replay_time is not None:
+                tick.datetime = self._replay_time  # the file's last quote, at the file's time
             if not self.external_quotes or vt_symbol in self._quoted:  # never a made-up quote
                 self.listener.on_tick(tick)  # a quote at once, not at the first step
 
@@ -310,6 +338,8 @@ class SimGateway(Gateway):
         self.listener.on_tick(tick)
 
     def _step_one(self, engine: SimExchange, vt_symbol: str) -> None:
+        if vt_symbol == self.replay_symbol:
+            return  # the file moves this one (_run_replay)
         tick, update = engine.step(vt_symbol)
         if vt_symbol in self._subscribed:
             self.listener.on_tick(tick)
@@ -372,6 +402,83 @@ class SimGateway(Gateway):
                     last_error = str(exc)
                     log.exception("sim market step failed")
                     self.listener.on_log("ERROR", f"sim market step failed: {exc!r}")
+
+    # ------------------------------------------------------------------ replay
+
+    def _start_replay(self, engine: SimExchange) -> None:
+        """Read the replay file, open its contract's market at the file's first quote and start
+        the task that plays the rest; a file that cannot be used leaves the account
+        DISCONNECTED with the reason (the entry points refuse it before anything starts)."""
+        from gateways.sim_replay import ReplayFeed, ReplayFileError, file_symbol, read_replay
+
+        path = str(self.replay_path)
+        symbol = self.replay_symbol or file_symbol(path)
+        if not symbol:
+            self._replay_error = f"sim replay {path}: no symbol and exchange columns: set sim.replay_symbol"
+            return
+        self.replay_symbol = symbol
+        contract = sim_contracts.get_contract(symbol, self.account_id)
+        if contract is None:
+            self._replay_error = f"sim replay {path}: {sim_contracts.unknown_reason(symbol)}"
+            return
+        try:
+            data = read_replay(path, symbol, self.account_id)
+        except ReplayFileError as exc:
+            self._replay_error = f"sim replay: {exc}"
+            return
+        engine.open_market(symbol)
+        quotes = iter(ReplayFeed(data, contract))
+        first = next(quotes)
+        self._replay_quote(engine, first)
+        self.listener.on_log(
+            "INFO",
+            f"replay of {path} ({len(data)} {data.kind}) drives {symbol} at "
+            f"{'max speed' if math.isinf(self.replay_speed) else f'{self.replay_speed:g}x'}, from {first.datetime:%Y-%m-%d %H:%M:%S}",
+        )
+        self._replay_task = asyncio.create_task(
+            self._run_replay(engine, quotes, first, len(data)), name=f"sim-replay-{self.account_id}"
+        )
+
+    def _replay_quote(self, engine: SimExchange, quote: Tick) -> None:
+        tick, update = engine.step(quote.vt_symbol, quote)
+        tick.datetime = self._replay_time = quote.datetime  # the file's time: strategies build its bars
+        if update is not None:
+            self._dispatch(update)
+        if quote.vt_symbol in self._subscribed:
+            self.listener.on_tick(tick)
+
+    async def _run_replay(self, engine: SimExchange, quotes: Iterator[Tick], first: Tick, count: int) -> None:
+        """Play the file's quotes at ``speed`` simulated seconds per second (a pause longer than
+        ``REPLAY_MAX_WAIT`` seconds, a night or a weekend, is cut to it; ``max``: no pause, the
+        loop given a turn every ``REPLAY_MAX_BATCH`` quotes); at the end, say so: the contract's
+        market stays at its last quote."""
+        speed = self.replay_speed
+        previous = first.datetime
+        last_error = ""
+        n = 1
+        for quote in quotes:
+            if math.isinf(speed):
+                if n % REPLAY_MAX_BATCH == 0:
+                    await asyncio.sleep(0)
+            else:
+                wait = (quote.datetime - previous).total_seconds() / speed
+                if wait > 0:
+                    await asyncio.sleep(min(wait, REPLAY_MAX_WAIT))
+            previous = quote.datetime
+            n += 1
+            try:
+                self._replay_quote(engine, quote)
+            except Exception as exc:  # keep the replay going whatever a listener does
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    log.exception("sim replay step failed")
+                    self.listener.on_log("ERROR", f"sim replay step failed: {exc!r}")
+        self.replay_ended = True
+        self.listener.on_log(
+            "WARNING",
+            f"replay of {self.replay_path} ended at {previous:%Y-%m-%d %H:%M:%S} ({count} rows): "
+            f"{self.replay_symbol} stays at its last quote",
+        )
 
     def _reject_locally(self, req: OrderRequest, reason: str) -> str:
         """Refuse ``req`` before it reaches the exchange (not connected, no real quote for a

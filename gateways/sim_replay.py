@@ -14,13 +14,24 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from core.models import CHINA_TZ, Bar, Tick
+import msgspec
 
-__all__ = ["BAR_COLUMNS", "TICK_COLUMNS", "ReplayData", "ReplayFileError", "read_replay"]
+from core.models import CHINA_TZ, Bar, Contract, Tick
+
+__all__ = [
+    "BAR_COLUMNS",
+    "TICK_COLUMNS",
+    "ReplayData",
+    "ReplayFeed",
+    "ReplayFileError",
+    "file_symbol",
+    "read_replay",
+]
 
 BAR_COLUMNS = ("datetime", "open", "high", "low", "close", "volume", "turnover", "open_interest")
 _BAR_PRICES = ("open", "high", "low", "close")
@@ -61,6 +72,8 @@ class ReplayData:
     kind: str
     bars: list[Bar]
     ticks: list[Tick]
+    #: ``symbol.EXCHANGE`` of the first row when the file has ``symbol`` and ``exchange`` columns
+    file_symbol: str = ""
 
     def __len__(self) -> int:
         return len(self.bars) if self.kind == "bars" else len(self.ticks)
@@ -86,12 +99,44 @@ def read_replay(path: Path | str, vt_symbol: str, account_id: str = "") -> Repla
                 raise ReplayFileError(path, "empty file (expected a header line)", 1)
             names = [h.strip().lower() for h in header]
             if "last_price" in names:
-                return ReplayData("ticks", [], _read_ticks(path, names, reader, vt_symbol, account_id))
-            return ReplayData("bars", _read_bars(path, names, reader, vt_symbol, account_id), [])
+                data = ReplayData("ticks", [], _read_ticks(path, names, reader, vt_symbol, account_id))
+            else:
+                data = ReplayData("bars", _read_bars(path, names, reader, vt_symbol, account_id), [])
         except UnicodeDecodeError as exc:
             raise ReplayFileError(path, f"not UTF-8 text ({exc.reason})", reader.line_num + 1) from None
         except csv.Error as exc:
             raise ReplayFileError(path, f"not CSV ({exc})", reader.line_num) from None
+    if "symbol" in names and "exchange" in names:
+        data.file_symbol = _first_symbol(path, names)
+    return data
+
+
+def file_symbol(path: Path | str) -> str:
+    """``symbol.EXCHANGE`` of a replay file's first row (its ``symbol`` and ``exchange``
+    columns, as vnpy's DataManager exports them); "" when it has none."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ""
+    names = [h.strip().lower() for h in header or []]
+    if "symbol" in names and "exchange" in names:
+        return _first_symbol(path, names)
+    return ""
+
+
+def _first_symbol(path: Path, names: list[str]) -> str:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                i, j = names.index("symbol"), names.index("exchange")
+                if max(i, j) < len(row) and row[i].strip() and row[j].strip():
+                    return f"{row[i].strip()}.{row[j].strip().upper()}"
+                return ""
+    return ""
 
 
 def _columns(
@@ -203,3 +248,89 @@ def _read_ticks(
     if not ticks:
         raise ReplayFileError(path, "no ticks after the header", 2)
     return ticks
+
+
+#: Where in its minute each of a bar's four quotes falls (seconds): open, then the extreme the bar
+#: went to first (the low when it closed up, else the high), the other extreme, the close.
+BAR_QUOTE_SECONDS = (0, 15, 30, 45)
+
+
+class ReplayFeed:
+    """The quotes a replay file gives the sim's market of ``contract``, in order.
+
+    A bar becomes four quotes (open, low/high, high/low, close; ``BAR_QUOTE_SECONDS``), its
+    volume spread over them; a tick is taken as it is. Each quote gets what the file may lack:
+    a book one tick each side of the last price when it has none (volume: the quote's own, at
+    least 1 lot), the day's open, high, low and volume so far, the previous day's last price as
+    pre-close and pre-settlement, and the limit band around it (the contract's ``limit_pct``).
+    Days are the calendar days of the file's times.
+    """
+
+    def __init__(self, data: ReplayData, contract: Contract) -> None:
+        self.data, self.contract = data, contract
+        self.count = 0  # quotes given so far
+        self._day: date | None = None
+        self._last = 0.0
+        self._open = self._high = self._low = self._pre = 0.0
+        self._up = self._down = 0.0
+        self._volume = 0.0
+
+    def __iter__(self) -> Iterator[Tick]:
+        if self.data.kind == "ticks":
+            for tick in self.data.ticks:
+                yield self._dress(msgspec.structs.replace(tick), bar=False)
+            return
+        for bar in self.data.bars:
+            share = max(1.0, float(round(bar.volume / 4)))
+            up = bar.close_price >= bar.open_price
+            lo_hi = (bar.low_price, bar.high_price) if up else (bar.high_price, bar.low_price)
+            path = (bar.open_price, *lo_hi, bar.close_price)
+            for price, second in zip(path, BAR_QUOTE_SECONDS, strict=True):
+                quote = Tick(
+                    account_id=bar.account_id,
+                    vt_symbol=bar.vt_symbol,
+                    datetime=bar.datetime + timedelta(seconds=second),
+                    last_price=price,
+                    last_volume=share,
+                    volume=share,
+                    turnover=bar.turnover / 4,
+                    open_interest=bar.open_interest,
+                )
+                yield self._dress(quote, bar=True)
+
+    def _dress(self, q: Tick, *, bar: bool) -> Tick:
+        self.count += 1
+        day = q.datetime.date()
+        price = q.last_price
+        if day != self._day:
+            self._day = day
+            self._pre = self._last or price
+            self._open = self._high = self._low = price
+            self._volume = 0.0
+            self._up, self._down = self._limits(self._pre)
+        self._last = price
+        self._high, self._low = max(self._high, price), min(self._low, price)
+        tick = self.contract.pricetick
+        if bar:
+            self._volume += q.volume
+            q.volume = self._volume
+        if q.bid_price_1 <= 0 or q.bid_volume_1 <= 0:
+            q.bid_price_1 = round(price - tick, 10)
+            q.bid_volume_1 = max(1.0, q.last_volume)
+        if q.ask_price_1 <= 0 or q.ask_volume_1 <= 0:
+            q.ask_price_1 = round(price + tick, 10)
+            q.ask_volume_1 = max(1.0, q.last_volume)
+        q.open_price, q.high_price, q.low_price = (q.open_price or self._open), self._high, self._low
+        q.pre_close, q.pre_settlement = (q.pre_close or self._pre), (q.pre_settlement or self._pre)
+        if q.limit_up <= 0 or q.limit_down <= 0:
+            q.limit_up, q.limit_down = self._up, self._down
+        return q
+
+    def _limits(self, pre: float) -> tuple[float, float]:
+        pct, tick = self.contract.limit_pct, self.contract.pricetick
+        if pct <= 0:
+            return 0.0, 0.0
+        decimals = self.contract.decimals
+        up = round(math.floor(pre * (1 + pct) / tick + 1e-9) * tick, decimals)
+        down = round(max(1, math.ceil(pre * (1 - pct) / tick - 1e-9)) * tick, decimals)
+        return up, down
