@@ -217,6 +217,7 @@ class CtaHost(Strategy):
         self._restored: dict[str, Any] | None = None
         self._synced: dict[str, Any] | None = None
         self._warned: set[str] = set()
+        self._report_new_stops = getattr(context, "reports_new_stops", True)
         self._grid: tuple[Any, float, int] = (None, 1.0, 0)  # (contract, pricetick, decimals)
         self._sides: dict[
             tuple[Any, Any], tuple[Direction, Offset, str]
@@ -489,7 +490,8 @@ class CtaHost(Strategy):
             net=net,
         )
         self._stops[stop_id] = stop_order
-        self._call(self.cta.on_stop_order, stop_order)
+        if self._report_new_stops:  # vnpy's live engine does; its backtester (and a replay) not
+            self._call(self.cta.on_stop_order, stop_order)
         return [stop_id]
 
     def _check_stops(self, tick: Tick) -> None:
