@@ -32,6 +32,12 @@ What the template gets, as vnpy's live ``CtaEngine`` gives it:
 - ``cancel_order`` / ``cancel_all``, ``write_log``, ``put_event``, ``sync_data``,
   ``get_pricetick``, ``get_size``, ``get_engine_type`` (LIVE).
 
+A replay (``strategies/cta_replay.py``) plays the engine's part instead: it feeds bars straight to
+``on_bar`` (``replay_bar``), crosses the host's stop orders itself (``waiting_stops``,
+``stop_triggered``), and says what differs by attributes of its own: ``engine_type``
+BACKTESTING, ``saves_state`` False (no ``sync_data`` after each trade), ``reports_new_stops``
+False (``on_stop_order`` on trigger and cancel only, as vnpy's backtester).
+
 Not supported (logged when called): ``load_tick`` (ticks are not stored: nothing loaded),
 ``load_bar`` at an interval other than a minute, ``send_email``, ``lock``/``net`` order modes
 (sent as plain orders), server-side stop orders.
@@ -166,7 +172,7 @@ class _Engine:
     def get_engine_type(self) -> Any:
         from vnpy_ctastrategy.base import EngineType
 
-        return EngineType.LIVE
+        return EngineType[getattr(self.host.context, "engine_type", "LIVE")]  # a replay: BACKTESTING
 
     def get_pricetick(self, strategy: CtaTemplate) -> float | None:
         contract = self.host.context.contract(self.host.vt_symbol)

@@ -122,6 +122,7 @@ class CtaReplay:
     """One ``CtaTemplate`` in its host over a list of bars: the host's engine and the matcher."""
 
     saves_state = False  # nothing is kept: the host skips sync_data after each trade
+    engine_type = "BACKTESTING"  # the template's get_engine_type(), as in vnpy's backtester
     reports_new_stops = False  # as vnpy's backtester: on_stop_order on trigger and cancel only
 
     def __init__(

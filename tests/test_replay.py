@@ -19,10 +19,13 @@ import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vnpy_ctastrategy import CtaTemplate
+from vnpy_ctastrategy.base import EngineType
 
 from config import ConfigError
 from config.schema import SimSettings
@@ -404,3 +407,29 @@ def test_replay_command_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: l
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert result.stdout == ""
+
+
+class EngineTypeProbe(CtaTemplate):
+    """Buys one lot a tick under the close when flat; says which engine it was told it runs in."""
+
+    parameters: list[str] = []
+    variables: list[str] = []
+
+    def on_init(self) -> None:
+        self.seen = self.get_engine_type()
+
+    def on_bar(self, bar: Any) -> None:
+        if self.pos == 0:
+            self.buy(bar.close_price - 1, 1)
+
+
+def test_a_template_in_a_replay_is_told_it_is_backtesting(tmp_path: Path) -> None:
+    from core.replay import prepare, run
+
+    rows = bar_rows(4)
+    replay = run(prepare("tests.test_replay:EngineTypeProbe", RB, write_bars(tmp_path / "bars.csv", rows)))
+    assert replay.host.cta.seen is EngineType.BACKTESTING
+    # the first bar's buy at its close - 1 rests and fills on the next bar, at the better of price and open
+    first = replay.trades[0]
+    assert first.datetime.replace(tzinfo=None) == rows[1][0]
+    assert first.price == min(rows[0][4] - 1, rows[1][1])
