@@ -36,7 +36,9 @@ def check_startup(loaded: LoadedConfig, *, today: date | None = None) -> None:
     day = today or now().date()  # exchange time (core.models.now is China time)
     name = loaded.source.name
     for i, account in enumerate(config.accounts):
-        replayed = _check_replay(name, i, account.sim) if account.gateway == "sim" else ""
+        replayed = (
+            _check_replay(name, i, account.sim, account.market_data_from) if account.gateway == "sim" else ""
+        )
         symbols = [(f"accounts[{i}].watchlist[{j}]", s) for j, s in enumerate(account.watchlist)]
         symbols += [
             (f"accounts[{i}].strategies[{j}].symbol", s.symbol) for j, s in enumerate(account.strategies)
@@ -78,13 +80,18 @@ def _check_strategy(name: str, where: str, strategy: StrategyConfig, search_path
         raise ConfigError(f"{name}: {field}: {exc}", source=name, field=field) from None
 
 
-def _check_replay(name: str, i: int, sim: SimSettings) -> str:
+def _check_replay(name: str, i: int, sim: SimSettings, quotes_from: str | None) -> str:
     """The contract a sim account's replay drives ("" without one), its file read and checked."""
     if sim.replay is None:
         return ""
     from gateways.sim_replay import ReplayFileError, file_symbol, read_replay
 
     field = f"accounts[{i}].sim.replay"
+    if quotes_from is not None:
+        detail = (
+            f"a paper account's market is {quotes_from}'s quotes: a replay drives a sim account's own market"
+        )
+        raise ConfigError(f"{name}: {field}: {detail}", source=name, field=field)
     symbol = sim.replay_symbol or file_symbol(sim.replay)
     if not symbol:
         detail = f"{sim.replay}: no symbol and exchange columns to say which contract it drives: set sim.replay_symbol"

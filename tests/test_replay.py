@@ -247,6 +247,24 @@ def test_the_contract_must_be_known_and_said(core_env: CoreEnv) -> None:
     assert "no symbol and exchange columns" in text and "replay_symbol" in text
 
 
+def test_a_paper_account_cannot_replay(core_env: CoreEnv) -> None:
+    from config import LoadedConfig
+
+    path = write_bars(core_env.root / "bars.csv", bar_rows(3))
+    config = core_env.write_config(
+        _account("{}").replace("RP1", "SRC").replace(RB, AU)
+        + f"""
+  - account_id: P1
+    gateway: sim
+    market_data_from: SRC
+    sim: {{replay: {path}}}
+"""
+    )
+    with pytest.raises(ConfigError) as info:
+        check_startup(LoadedConfig(config=config, source=core_env.config_path, is_demo=False))
+    assert "accounts[1].sim.replay" in str(info.value) and "paper account" in str(info.value)
+
+
 def test_an_expired_month_in_the_watchlist_is_fine_when_it_is_replayed(core_env: CoreEnv) -> None:
     from config import LoadedConfig
 
