@@ -261,10 +261,8 @@ class SimSettings(_Section):
 
     @model_validator(mode="after")
     def _check_replay(self) -> SimSettings:
-        if self.replay is None:
-            for name in ("replay_symbol",):
-                if getattr(self, name) is not None:
-                    _fail((name,), "only with replay (the file it names drives that contract)")
+        if self.replay is None and self.replay_symbol is not None:
+            _fail(("replay_symbol",), "only with replay (the file it names drives that contract)")
         return self
 
 

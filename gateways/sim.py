@@ -411,6 +411,7 @@ class SimGateway(Gateway):
         DISCONNECTED with the reason (the entry points refuse it before anything starts)."""
         from gateways.sim_replay import ReplayFeed, ReplayFileError, file_symbol, read_replay
 
+        self._replay_error, self.replay_ended = "", False
         path = str(self.replay_path)
         symbol = self.replay_symbol or file_symbol(path)
         if not symbol:

@@ -31,7 +31,7 @@ from config import ConfigError
 from config.schema import SimSettings
 from core.config_checks import check_startup
 from core.manager import TradingManager
-from core.models import CHINA_TZ, Direction, Offset, OrderRequest, Status, TraderStatus
+from core.models import CHINA_TZ, Direction, GatewayStatus, Offset, OrderRequest, Status, TraderStatus
 from gateways.sim import SimGateway
 from gateways.sim_replay import ReplayFileError, read_replay
 from tests.conftest import CoreEnv, wait_until
@@ -137,6 +137,27 @@ async def test_a_tick_file_is_played_as_it_is(tmp_path: Path) -> None:
         assert [t.last_price for t in ticks][-5:] == prices
         assert (ticks[-1].bid_price_1, ticks[-1].ask_price_1, ticks[-1].ask_volume_1) == (3598, 3601, 7)
         assert ticks[-1].volume == 50
+    finally:
+        await gw.close()
+
+
+async def test_a_file_gone_bad_since_the_start_leaves_the_account_disconnected_saying_why(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(HEADER + "rb2605,SHFE,2025-06-03 09:00:00,3600,3610,3590,3605,1,1,1\n")
+    path.write_text(
+        HEADER + "rb2605,SHFE,2025-06-03 09:00:00,3600,3610,3590,,1,1,1\n"
+    )  # edited since the check
+    rec = Recorder()
+    gw = SimGateway("R1", SimSettings(tick_rate=0, replay=str(path)), rec, tmp_path / "s", clock=Clock())
+    gw.subscribe(RB)
+    await gw.connect()
+    try:
+        status, message = rec.of("status")[-1]
+        assert status is GatewayStatus.DISCONNECTED
+        assert "line 2, column 'close'" in message and "empty" in message
+        assert not [t for t in rec.of("tick") if t.vt_symbol == RB and t.datetime.year == 2025]
     finally:
         await gw.close()
 
