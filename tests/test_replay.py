@@ -145,10 +145,9 @@ async def test_a_file_gone_bad_since_the_start_leaves_the_account_disconnected_s
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "bars.csv"
-    path.write_text(HEADER + "rb2605,SHFE,2025-06-03 09:00:00,3600,3610,3590,3605,1,1,1\n")
-    path.write_text(
-        HEADER + "rb2605,SHFE,2025-06-03 09:00:00,3600,3610,3590,,1,1,1\n"
-    )  # edited since the check
+    # a file the trader cannot use (edited after the entry point checked it, say): the trader
+    # neither replays it nor falls back to a random walk for that contract
+    path.write_text(HEADER + "rb2605,SHFE,2025-06-03 09:00:00,3600,3610,3590,,1,1,1\n")
     rec = Recorder()
     gw = SimGateway("R1", SimSettings(tick_rate=0, replay=str(path)), rec, tmp_path / "s", clock=Clock())
     gw.subscribe(RB)
