@@ -298,7 +298,9 @@ class SimGateway(Gateway):
         tick = engine.tick(vt_symbol)
         if contract is not None and tick is not None:
             self.listener.on_contract(contract)
-            if vt_symbol == self.replay_symbol and self._replay_time is not None:
+            if vt_symbol == self.replay_symbol:
+                if self._replay_time is None:
+                    return  # a replay that could not start: no made-up quote for its contract
                 tick.datetime = self._replay_time  # the file's last quote, at the file's time
             if not self.external_quotes or vt_symbol in self._quoted:  # never a made-up quote
                 self.listener.on_tick(tick)  # a quote at once, not at the first step
