@@ -27,8 +27,10 @@ Settings: the validated ``sim:`` section of an account's config (``SimSettingsVi
 of bars or ticks, ``gateways/sim_replay.py``), ``replay_symbol`` and ``speed``: one task plays the
 file's quotes into that contract's market (the random walk leaves it alone) at ``speed``
 simulated seconds per second, the ticks carrying the file's times (orders and trades the
-exchange's clock); at the end it logs a WARNING and the market stays at the last quote; a
-restarted trader plays the file from its start again. Keyword arguments:
+exchange's clock); at the end it logs a WARNING and the market stays at the last quote. Where it
+got to is kept in ``state_dir / "sim_replay_position.json"`` (every minute of the file's time, at
+the end, at close): a restarted trader shows the last quote played again and goes on after it
+(the same file only: one changed since is played from its start). Keyword arguments:
 ``state_file`` (optional; relative paths are under ``state_dir``) and ``external_quotes`` (True
 for a paper account: no synthetic market, ``feed_quote`` moves the book with another account's
 real quotes and resting orders match against them; ``set_quote_source`` says when that account
@@ -42,15 +44,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import ClassVar, Protocol
 
 from core.models import (
+    CHINA_TZ,
     CancelRequest,
     Contract,
     GatewayStatus,
@@ -74,6 +78,8 @@ PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most 
 JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
 REPLAY_MAX_WAIT = 2.0  # seconds: the longest a replay waits between two quotes (a night is cut)
 REPLAY_MAX_BATCH = 50  # quotes a replay at speed "max" plays before giving the loop a turn
+REPLAY_POSITION_FILE = "sim_replay_position.json"  # where the replay got to (state_dir)
+REPLAY_SAVE_SECONDS = 60.0  # of the file's time: how often that is written while it plays
 
 
 class SimSettingsView(Protocol):
@@ -135,6 +141,8 @@ class SimGateway(Gateway):
         self._replay_task: asyncio.Task[None] | None = None
         self._replay_time: datetime | None = None  # the time of the last quote replayed
         self._replay_error = ""  # why the replay cannot run: the account stays DISCONNECTED
+        self._replay_position_path = self.state_path.parent / REPLAY_POSITION_FILE
+        self._replay_saved_at = datetime.min.replace(tzinfo=CHINA_TZ)  # file time of the next save
 
     # ------------------------------------------------------------------ Gateway interface
 
@@ -142,14 +150,15 @@ class SimGateway(Gateway):
         if self._engine is None:
             engine = self._engine = self._load()
             if self.replay_path and not self.external_quotes:
-                self._start_replay(engine)
+                self._replay_time = None
+                self._start_replay(engine)  # its contract's first quote, from the file
             if self.tick_rate > 0 and not self.external_quotes:
                 self._wake = asyncio.Event()
                 self._task = asyncio.create_task(
                     self._run_market(engine), name=f"sim-market-{self.account_id}"
                 )
         for vt_symbol in self._subscribed:
-            self._push_market(vt_symbol)
+            self._push_market(vt_symbol, quote=vt_symbol != self.replay_symbol)  # that one: just shown
         self.query()  # the day so far, then CONNECTED (see gateways/base.py)
         if self._replay_error:
             self.listener.on_status(GatewayStatus.DISCONNECTED, self._replay_error)
@@ -190,6 +199,8 @@ class SimGateway(Gateway):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._replay_task = None
+        if self.replay_path and self._replay_time is not None:
+            self._save_replay_position()
         if self._compaction is not None:
             self._compaction.cancel()
             self._compaction = None
@@ -290,7 +301,7 @@ class SimGateway(Gateway):
 
     # ------------------------------------------------------------------ internals
 
-    def _push_market(self, vt_symbol: str) -> None:
+    def _push_market(self, vt_symbol: str, *, quote: bool = True) -> None:
         engine = self._engine
         assert engine is not None
         engine.open_market(vt_symbol)
@@ -298,6 +309,8 @@ class SimGateway(Gateway):
         tick = engine.tick(vt_symbol)
         if contract is not None and tick is not None:
             self.listener.on_contract(contract)
+            if not quote:
+                return
             if vt_symbol == self.replay_symbol:
                 if self._replay_time is None:
                     return  # a replay that could not start: no made-up quote for its contract
@@ -411,9 +424,10 @@ class SimGateway(Gateway):
         """Read the replay file, open its contract's market at the file's first quote and start
         the task that plays the rest; a file that cannot be used leaves the account
         DISCONNECTED with the reason (the entry points refuse it before anything starts)."""
-        from gateways.sim_replay import ReplayFeed, ReplayFileError, file_symbol, read_replay
+        from gateways.sim_replay import ReplayFeed, ReplayFileError, file_symbol, load_position, read_replay
 
         self._replay_error, self.replay_ended = "", False
+        self._replay_saved_at = datetime.min.replace(tzinfo=CHINA_TZ)
         path = str(self.replay_path)
         symbol = self.replay_symbol or file_symbol(path)
         if not symbol:
@@ -432,19 +446,47 @@ class SimGateway(Gateway):
         engine.open_market(symbol)
         quotes = iter(ReplayFeed(data, contract))
         first = next(quotes)
+        played = load_position(self._replay_position_path, path)  # a restarted trader goes on from there
+        if played is not None:
+            for quote in quotes:  # the feed keeps the day's statistics of the quotes skipped
+                if quote.datetime > played:
+                    quotes = itertools.chain((quote,), quotes)
+                    break
+                first = quote  # the last quote played: shown again, at its own time
+        listed = engine.get_contract(symbol)
+        if listed is not None and symbol in self._subscribed:
+            self.listener.on_contract(listed)  # before its first quote
         self._replay_quote(engine, first)
+        speed = "max speed" if math.isinf(self.replay_speed) else f"{self.replay_speed:g}x"
+        where = "going on after" if played is not None else "from"
         self.listener.on_log(
             "INFO",
-            f"replay of {path} ({len(data)} {data.kind}) drives {symbol} at "
-            f"{'max speed' if math.isinf(self.replay_speed) else f'{self.replay_speed:g}x'}, from {first.datetime:%Y-%m-%d %H:%M:%S}",
+            f"replay of {path} ({len(data)} {data.kind}) drives {symbol} at {speed}, "
+            f"{where} {first.datetime:%Y-%m-%d %H:%M:%S}",
         )
         self._replay_task = asyncio.create_task(
             self._run_replay(engine, quotes, first, len(data)), name=f"sim-replay-{self.account_id}"
         )
 
+    def _save_replay_position(self) -> None:
+        """Keep where the replay got to (at most every ``REPLAY_SAVE_SECONDS`` of the file's time,
+        at its end and at close), so a restarted trader goes on from there, never back in time."""
+        from gateways.sim_replay import save_position
+
+        at = self._replay_time
+        if at is None:
+            return
+        self._replay_saved_at = at + timedelta(seconds=REPLAY_SAVE_SECONDS)
+        try:
+            save_position(self._replay_position_path, str(self.replay_path), at)
+        except OSError as exc:
+            log.warning("replay position not saved: %s", exc)
+
     def _replay_quote(self, engine: SimExchange, quote: Tick) -> None:
         tick, update = engine.step(quote.vt_symbol, quote)
         tick.datetime = self._replay_time = quote.datetime  # the file's time: strategies build its bars
+        if quote.datetime >= self._replay_saved_at:
+            self._save_replay_position()
         if update is not None:
             self._dispatch(update)
         if quote.vt_symbol in self._subscribed:
@@ -477,6 +519,7 @@ class SimGateway(Gateway):
                     log.exception("sim replay step failed")
                     self.listener.on_log("ERROR", f"sim replay step failed: {exc!r}")
         self.replay_ended = True
+        self._save_replay_position()
         self.listener.on_log(
             "WARNING",
             f"replay of {self.replay_path} ended at {previous:%Y-%m-%d %H:%M:%S} ({count} rows): "

@@ -13,7 +13,9 @@ a ``ReplayFileError`` naming the file, the line and the column.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -30,7 +32,9 @@ __all__ = [
     "ReplayFeed",
     "ReplayFileError",
     "file_symbol",
+    "load_position",
     "read_replay",
+    "save_position",
 ]
 
 BAR_COLUMNS = ("datetime", "open", "high", "low", "close", "volume", "turnover", "open_interest")
@@ -334,3 +338,31 @@ class ReplayFeed:
         up = round(math.floor(pre * (1 + pct) / tick + 1e-9) * tick, decimals)
         down = round(max(1, math.ceil(pre * (1 - pct) / tick - 1e-9)) * tick, decimals)
         return up, down
+
+
+# ====================================================================== where a replay got to
+
+
+def _identity(replay_file: Path) -> dict[str, object]:
+    stat = replay_file.stat()
+    return {"file": str(replay_file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def load_position(position_file: Path, replay_file: Path | str) -> datetime | None:
+    """The time of the last quote played from ``replay_file`` by an earlier run, kept in
+    ``position_file``; None when there is none, or the file has changed since (played afresh)."""
+    try:
+        saved = json.loads(position_file.read_text())
+        if {k: saved.get(k) for k in ("file", "size", "mtime_ns")} != _identity(Path(replay_file)):
+            return None
+        return datetime.fromisoformat(saved["time"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def save_position(position_file: Path, replay_file: Path | str, at: datetime) -> None:
+    """Keep where the replay of ``replay_file`` got to (written aside, then renamed over)."""
+    record = {**_identity(Path(replay_file)), "time": at.isoformat()}
+    tmp = position_file.with_name(position_file.name + ".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, position_file)

@@ -111,6 +111,52 @@ async def test_a_bar_file_drives_its_contract_and_the_end_is_said(tmp_path: Path
         await gw.close()
 
 
+async def test_a_restarted_trader_goes_on_where_the_replay_got_to(tmp_path: Path) -> None:
+    rows = bar_rows(6)
+    path = write_bars(tmp_path / "bars.csv", rows)
+    expected = expected_prices(rows)
+
+    async def run(speed: float) -> tuple[SimGateway, Recorder]:
+        rec = Recorder()
+        gw = SimGateway(
+            "R1", SimSettings(tick_rate=0, replay=str(path), speed=speed), rec, tmp_path / "s", clock=Clock()
+        )
+        gw.subscribe(RB)
+        await gw.connect()
+        return gw, rec
+
+    def replayed(rec: Recorder) -> list[tuple[datetime, float]]:
+        return [(t.datetime, t.last_price) for t in rec.of("tick") if t.vt_symbol == RB]
+
+    # a slow replay stopped after its first quote (the next is 15 s of the file away: 2 s at most)
+    gw, rec = await run(1.0)
+    assert replayed(rec) == expected[:1]
+    await gw.close()
+    # restarted, fast: that quote again at its own time, then the rest, never back in time
+    gw, rec = await run(float("inf"))
+    try:
+        await wait_for(lambda: gw.replay_ended)
+        assert replayed(rec) == expected
+        assert any("going on after 2025-06-03 09:00:00" in m for _, m in rec.of("log"))
+    finally:
+        await gw.close()
+    # restarted after its end: the last quote again, and the end said at once
+    gw, rec = await run(float("inf"))
+    try:
+        await wait_for(lambda: gw.replay_ended)
+        assert replayed(rec) == expected[-1:]
+    finally:
+        await gw.close()
+    # a file changed since is played from its start
+    write_bars(path, rows[:3])
+    gw, rec = await run(float("inf"))
+    try:
+        await wait_for(lambda: gw.replay_ended)
+        assert replayed(rec) == expected_prices(rows[:3])
+    finally:
+        await gw.close()
+
+
 async def test_a_tick_file_is_played_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "ticks.csv"
     t0 = datetime(2025, 6, 3, 21, 0, 0)
