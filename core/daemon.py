@@ -24,7 +24,8 @@ from core.control import ServedManager
 from core.lockfile import LockHeld, PidLock, UnsafeLockFile
 from core.logs import setup_runtime_logging
 from core.manager import TradingManager
-from core.models import Direction, Status, now, trading_day_of
+from core.models import Direction, Status, now
+from core.sessions import trading_day_of
 
 log = logging.getLogger("qtrader.daemon")
 

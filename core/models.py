@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -54,41 +54,6 @@ NOT_AT_VENUE = "not working at the venue after reconnect (never reached it, or e
 #: How the answer to a request ends when nobody knows what became of it (no reply in time, the
 #: link lost on the way): it was sent, so it may have been acted on. Never worded as a rejection.
 OUTCOME_UNKNOWN = "outcome unknown, it may have acted (check its orders before resending)"
-
-
-TRADING_DAY_ROLL_HOUR = 20  # the night session from 21:00 already trades for the next day
-
-
-def trading_day_of(moment: datetime) -> date:
-    """The China futures trading day ``moment`` belongs to.
-
-    From 20:00 China time the night session trades for the next business day; Saturday and
-    Sunday (including Friday's night session after midnight) belong to Monday. Holidays are
-    ignored.
-    """
-    local = moment.astimezone(CHINA_TZ)
-    day = local.date()
-    if local.hour >= TRADING_DAY_ROLL_HOUR:
-        day += timedelta(days=1)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
-
-
-def trading_day_start(day: date) -> datetime:
-    """When trading day ``day`` begins: 20:00 China time of the business day before it (Friday
-    for a Monday), the moment ``trading_day_of`` turns to it. A range of trading days
-    ``first..last`` is ``trading_day_start(first) <= t < trading_day_start(next business day
-    after last)``, which is 20:00 of ``last`` itself."""
-    before = day - timedelta(days=1)
-    while before.weekday() >= 5:
-        before -= timedelta(days=1)
-    return datetime(before.year, before.month, before.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
-
-
-def trading_day_end(day: date) -> datetime:
-    """When trading day ``day`` (a business day) ends: 20:00 China time of ``day``."""
-    return datetime(day.year, day.month, day.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
 
 
 class Direction(StrEnum):

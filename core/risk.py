@@ -30,9 +30,9 @@ from core.models import (
     TradingState,
     now,
     on_tick_grid,
-    trading_day_of,
 )
 from core.oms import Oms, position_direction_closed_by
+from core.sessions import trading_day_of
 
 RATE_WINDOW = 1.0  # seconds: order and cancel rates are per second
 

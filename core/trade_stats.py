@@ -25,7 +25,8 @@ from datetime import datetime
 
 import msgspec
 
-from core.models import Direction, Offset, StrategyTrigger, Trade, trading_day_of
+from core.models import Direction, Offset, StrategyTrigger, Trade
+from core.sessions import trading_day_of
 
 __all__ = [
     "DayTotal",

@@ -39,12 +39,12 @@ from core.models import (
     Tick,
     Trade,
     now,
-    trading_day_of,
 )
+from core.sessions import trading_day_end, trading_day_of
 from gateways.sim_books import BookPosition, Books, PositionKey
 from gateways.sim_contracts import get_contract, get_product, unknown_reason
 from gateways.sim_journal import ExchangeState, StateDelta, WorkingOrderRecord
-from gateways.sim_market import Market, format_day, parse_day, trading_day_end
+from gateways.sim_market import Market, format_day, parse_day
 from gateways.sim_matching import (
     WorkingOrder,
     close_split,

@@ -21,7 +21,7 @@ import math
 import random
 from datetime import date, datetime
 
-from core.models import CHINA_TZ, DEPTH_LEVELS, TRADING_DAY_ROLL_HOUR, Contract, Tick, depth_fields
+from core.models import DEPTH_LEVELS, Contract, Tick, depth_fields
 from gateways.sim_journal import MarketRecord
 
 LEVELS = DEPTH_LEVELS  # depth of the book, each side: five, as a tick carries
@@ -33,11 +33,6 @@ def stable_hash(text: str) -> int:
 
 
 # ====================================================================== trading-day calendar
-
-
-def trading_day_end(day: date) -> datetime:
-    """The instant trading day ``day`` ends: 20:00 China time on that day."""
-    return datetime(day.year, day.month, day.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
 
 
 def format_day(day: date) -> str:

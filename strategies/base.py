@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 import msgspec
 
 from core.models import (
+    CHINA_TZ,
     Account,
     Bar,
     Contract,
@@ -66,6 +67,7 @@ from core.models import (
     now,
     split_vt_symbol,
 )
+from core.sessions import session_of, table_of
 
 if TYPE_CHECKING:
     from vnpy.trader.object import BarData
@@ -403,6 +405,9 @@ class Strategy:
             self._vn_minute = constant.Interval.MINUTE
             self.am = utility.ArrayManager(size)
             self._bg = utility.BarGenerator(self._on_minute_bar, self.bar_window, self._on_window_bar)
+            #: the contract's trading sessions: a window bar never spans a break (None: unknown)
+            self._sessions = table_of(self.vt_symbol)
+            self._session: tuple[datetime, datetime] | None = None  # the window's session
         else:
             self.am = None
             self.inited = True
@@ -847,9 +852,22 @@ class Strategy:
     def _on_minute_bar(self, vn_bar: BarData) -> None:
         if self.bar_window == 1:
             self.on_bar(self._from_vn_bar(vn_bar, 1))
-        else:
-            self._window_end = vn_bar.datetime + timedelta(minutes=1)
-            self._bg.update_bar(vn_bar)
+            return
+        bg, start = self._bg, _aware(vn_bar.datetime)
+        session = self._session
+        if bg.window_bar is not None and session is not None and not session[0] <= start <= session[1]:
+            self._close_window()  # a break lies between the window's last minute and this one
+        self._window_end = start + timedelta(minutes=1)
+        self._session = session_of(self._sessions, start) if self._sessions is not None else None
+        bg.update_bar(vn_bar)
+        if bg.window_bar is not None and self._session is not None and self._window_end >= self._session[1]:
+            self._close_window()  # the session ends with this minute: so does the window
+
+    def _close_window(self) -> None:
+        """Complete the window bar in progress at a session break (vnpy's BarGenerator would
+        go on filling it with the next session's minutes until the window's clock minute)."""
+        bar, self._bg.window_bar = self._bg.window_bar, None
+        self._on_window_bar(bar)
 
     def _on_window_bar(self, vn_bar: BarData) -> None:
         bar = self._from_vn_bar(vn_bar, self.bar_window)
@@ -857,6 +875,11 @@ class Strategy:
         # re-date it so that start + interval is the end of its last minute.
         bar.datetime = self._window_end - timedelta(minutes=self.bar_window)
         self.on_bar(bar)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A bar's time as an aware datetime (history written without a zone is China time)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=CHINA_TZ)
 
 
 def crossed(fast: Any, slow: Any) -> int:

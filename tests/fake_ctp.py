@@ -68,7 +68,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.models import now, trading_day_of
+from core.models import now
+from core.sessions import trading_day_of
 
 REFUSED_USER = "refused"
 REFUSED_APPID = "refused_app"  # the authentication of this AppID fails

@@ -10,7 +10,8 @@ import io
 
 from config import paths as cfg_paths
 from core.control import send_control
-from core.models import Direction, Offset, OrderRequest, OrderType, trading_day_of
+from core.models import Direction, Offset, OrderRequest, OrderType
+from core.sessions import trading_day_of
 from storage import AccountDatabase, database_path
 from tests.conftest import CoreEnv, sim_account, wait_until_sync
 from tests.test_daemon import CONNECTED, Daemon, _control

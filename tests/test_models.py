@@ -123,7 +123,8 @@ def test_the_night_session_belongs_to_the_next_trading_day(
 ) -> None:
     from datetime import date, datetime
 
-    from core.models import CHINA_TZ, trading_day_of
+    from core.models import CHINA_TZ
+    from core.sessions import trading_day_of
 
     assert trading_day_of(datetime(*moment, tzinfo=CHINA_TZ)) == date(*day)
     # the same instant written in UTC (a server's clock) belongs to the same day

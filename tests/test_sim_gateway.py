@@ -33,12 +33,11 @@ from core.models import (
     Status,
     Tick,
     Trade,
-    trading_day_of,
 )
+from core.sessions import trading_day_end, trading_day_of
 from gateways import sim
 from gateways.sim import SimGateway
 from gateways.sim_journal import decode_state
-from gateways.sim_market import trading_day_end
 
 AU = "au2612.SHFE"
 RB = "rb2605.SHFE"

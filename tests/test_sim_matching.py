@@ -31,8 +31,8 @@ from core.models import (
     Trade,
     depth_fields,
     on_tick_grid,
-    trading_day_of,
 )
+from core.sessions import trading_day_end, trading_day_of
 from gateways import sim_exchange
 from gateways.sim_exchange import SimError, SimExchange, Update
 from gateways.sim_journal import (
@@ -44,7 +44,7 @@ from gateways.sim_journal import (
     load_state,
     save_state,
 )
-from gateways.sim_market import Market, stable_hash, trading_day_end
+from gateways.sim_market import Market, stable_hash
 
 AU = "au2612.SHFE"  # per-lot fee, close-today free, has close-today rules
 RB = "rb2605.SHFE"

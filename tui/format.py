@@ -7,7 +7,8 @@ from datetime import datetime
 
 from rich.text import Text
 
-from core.models import Contract, Direction, Offset, Status, TraderStatus, trading_day_of
+from core.models import Contract, Direction, Offset, Status, TraderStatus
+from core.sessions import trading_day_of
 
 UP_DOWN = {
     "cn": ("bold red", "bold green"),  # China convention: red up, green down

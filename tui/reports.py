@@ -9,7 +9,8 @@ import csv
 import io
 from datetime import date, datetime
 
-from core.models import CHINA_TZ, Direction, trading_day_end, trading_day_start
+from core.models import CHINA_TZ, Direction
+from core.sessions import trading_day_end, trading_day_start
 from core.trade_stats import DayTotal, InstanceStats, ReportTrade, TradeReport
 
 __all__ = [

@@ -49,8 +49,8 @@ from core.models import (
     depth_fields,
     now,
     split_vt_symbol,
-    trading_day_of,
 )
+from core.sessions import trading_day_of
 
 HUGE_PRICE = 1e300  # CTP's "no value" is DBL_MAX
 DEFAULT_MARGIN_RATIO = 0.1  # when the instrument query gives no usable ratio

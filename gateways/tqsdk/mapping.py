@@ -49,8 +49,8 @@ from core.models import (
     depth_fields,
     now,
     split_vt_symbol,
-    trading_day_of,
 )
+from core.sessions import trading_day_of
 
 #: TqSdk also lists stocks and options of other venues; only these futures exchanges are ours
 FUTURES_EXCHANGES = frozenset(e.value for e in Exchange)

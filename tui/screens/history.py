@@ -19,8 +19,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from core.models import trading_day_of
 from core.protocol import MAX_HISTORY_ROWS
+from core.sessions import trading_day_of
 from core.trade_stats import DayTotal, InstanceStats, ReportTrade, TradeReport
 from tui import format as fmt
 from tui.host import ConsoleHost

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from core.client import AccountState
-from core.models import CHINA_TZ, TRADING_DAY_ROLL_HOUR, EquityPoint, now, trading_day_of
+from core.models import CHINA_TZ, EquityPoint, now
+from core.sessions import TRADING_DAY_ROLL_HOUR, trading_day_of
 
 SPARK = "▁▂▃▄▅▆▇█"
 
