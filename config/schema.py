@@ -34,6 +34,7 @@ from typing import Annotated, Any, ClassVar, Literal, NoReturn
 from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -258,11 +259,22 @@ class SimSettings(_Section):
     replay_symbol: VtSymbol | None = None
     #: Simulated seconds per second of the replay; "max" (read as infinity): as fast as it goes.
     speed: Annotated[PositiveFloat, BeforeValidator(_speed)] = 60.0
+    #: Follow the exchanges' trading sessions (core/sessions.py): no ticks and no matching
+    #: outside them, and orders on a closed market refused. Off: the market moves at any hour.
+    sessions: bool = False
+    #: The exchange's clock starts at this instant (with its zone, e.g. 2026-12-05T03:00:00+08:00)
+    #: when the trader starts and runs on at the wall clock's pace: to try a session at
+    #: another hour. Unset: the wall clock.
+    clock_start: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _check_replay(self) -> SimSettings:
         if self.replay is None and self.replay_symbol is not None:
             _fail(("replay_symbol",), "only with replay (the file it names drives that contract)")
+        if self.replay is not None and self.sessions:
+            _fail(("sessions",), "not with replay (a replay plays the file's own hours)")
+        if self.replay is not None and self.clock_start is not None:
+            _fail(("clock_start",), "not with replay (a replay's quotes carry the file's times)")
         return self
 
 
@@ -329,6 +341,9 @@ class RiskConfig(_Section):
     check_self_trade: bool = True
     #: Seconds within which an identical order is refused as a duplicate; 0 disables the check.
     duplicate_window: NonNegativeFloat = 1.0
+    #: Refuse orders while the contract's market is closed (core/sessions.py), with the next
+    #: open time. Real venues only: a sim account follows ``sim.sessions`` instead.
+    market_hours: bool = True
 
 
 class StrategyRiskConfig(_Section):

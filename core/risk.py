@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from config.schema import RiskConfig
 from core.models import (
@@ -32,7 +32,7 @@ from core.models import (
     on_tick_grid,
 )
 from core.oms import Oms, position_direction_closed_by
-from core.sessions import trading_day_of
+from core.sessions import trading_day_of, when_closed
 
 RATE_WINDOW = 1.0  # seconds: order and cancel rates are per second
 
@@ -136,7 +136,10 @@ class RiskEngine:
         gateway_status: GatewayStatus,
         contract: Contract | None,
         gateway_message: str = "",
+        moment: datetime | None = None,
     ) -> Rejection | None:
+        """None when ``req`` may go, else the first rule it breaks. ``moment``: the venue's
+        time when the trading sessions apply (``core/sessions.py``), None when they do not."""
         cfg = self.config
         if gateway_status is not GatewayStatus.CONNECTED:
             return Rejection(
@@ -144,6 +147,8 @@ class RiskEngine:
             )
         if contract is None:
             return Rejection("contract", f"unknown contract {req.vt_symbol}")
+        if moment is not None and (opens := when_closed(req.vt_symbol, moment)) is not None:
+            return Rejection("market closed", opens)
         vol = req.volume
         if not math.isfinite(vol) or not math.isfinite(req.price):
             return Rejection("number", f"price and volume must be finite numbers, got {req.price} x {vol}")

@@ -55,6 +55,7 @@ __all__ = [
     "trading_day_end",
     "trading_day_of",
     "trading_day_start",
+    "when_closed",
 ]
 
 log = logging.getLogger(__name__)
@@ -311,10 +312,10 @@ def next_open(table: SessionTable, moment: datetime) -> datetime:
         day = next_trading_day(day)
 
 
-def closed_reason(vt_symbol: str, moment: datetime) -> str | None:
-    """Why an order on ``vt_symbol`` cannot trade at ``moment`` (``market closed: rb2705.SHFE
-    opens 21:00 CST``), or None while its market is open, in its night session or in the call
-    auction (which takes orders). A product without a session table is never refused here."""
+def when_closed(vt_symbol: str, moment: datetime) -> str | None:
+    """When ``vt_symbol``'s closed market opens (``rb2705.SHFE opens 21:00 CST``; the date too
+    when it is not today), or None while it is open, in its night session or in the call
+    auction (which takes orders). A product without a session table is never closed here."""
     table = table_of(vt_symbol)
     if table is None:
         return None
@@ -324,4 +325,11 @@ def closed_reason(vt_symbol: str, moment: datetime) -> str | None:
     opens = next_open(table, moment)
     local = moment.astimezone(CHINA_TZ)
     when = f"{opens:%H:%M}" if opens.date() == local.date() else f"{opens:%a %Y-%m-%d %H:%M}"
-    return f"market closed: {vt_symbol} opens {when} CST"
+    return f"{vt_symbol} opens {when} CST"
+
+
+def closed_reason(vt_symbol: str, moment: datetime) -> str | None:
+    """Why an order on ``vt_symbol`` cannot trade at ``moment``: ``market closed: rb2705.SHFE
+    opens 21:00 CST`` (see ``when_closed``); None when it can."""
+    when = when_closed(vt_symbol, moment)
+    return None if when is None else f"market closed: {when}"

@@ -253,7 +253,15 @@ class RequestHandlers:
             gateway_status=self.gateway_status,
             contract=contract,
             gateway_message=self.gateway_message,
+            moment=self.gateway.now() if self._keeps_sessions() else None,
         )
+
+    def _keeps_sessions(self) -> bool:
+        """Whether orders on a closed market are refused: a sim account follows
+        ``sim.sessions``, a real venue ``risk.market_hours`` (ARCHITECTURE.md, "Orders and risk")."""
+        if self.account.gateway == "sim":
+            return self.account.sim.sessions
+        return self.account.risk.market_hours
 
     def _passes_halt(self, reference: str) -> bool:
         return self.strategies is not None and self.strategies.passes_halt(reference)

@@ -25,6 +25,7 @@ listener, so a listener is always called on the trader's loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -38,6 +39,7 @@ from core.models import (
     Position,
     Tick,
     Trade,
+    now,
 )
 
 
@@ -104,6 +106,11 @@ class Gateway(ABC):
     @abstractmethod
     def query(self) -> None:
         """Re-push account, positions, working orders and today's trades."""
+
+    def now(self) -> datetime:
+        """The venue's time, which the trader's session rule reads (``core/sessions.py``):
+        the wall clock in China time, unless a venue keeps its own (the sim's ``clock``)."""
+        return now()
 
     @abstractmethod
     def get_contract(self, vt_symbol: str) -> Contract | None:

@@ -82,6 +82,12 @@ REPLAY_POSITION_FILE = "sim_replay_position.json"  # where the replay got to (st
 REPLAY_SAVE_SECONDS = 60.0  # of the file's time: how often that is written while it plays
 
 
+def _shifted_clock(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``start`` now and runs on at the wall clock's pace."""
+    offset = start - now()
+    return lambda: now() + offset
+
+
 class SimSettingsView(Protocol):
     """What the sim reads of its validated ``sim:`` settings (config.schema.SimSettings)."""
 
@@ -95,6 +101,10 @@ class SimSettingsView(Protocol):
     replay_symbol: str | None
     #: simulated seconds per second (infinity: as fast as it goes)
     speed: float
+    #: keep the trading sessions (core/sessions.py): no ticks, no matching outside them
+    sessions: bool
+    #: the exchange clock's start (it then runs at the wall clock's pace); None: the wall clock
+    clock_start: datetime | None
 
 
 class SimGateway(Gateway):
@@ -121,8 +131,11 @@ class SimGateway(Gateway):
         self.initial_balance = settings.initial_balance
         self.seed = settings.seed
         self.tick_rate = settings.tick_rate
+        self.sessions = settings.sessions
         self.external_quotes = external_quotes
         self.state_path = Path(state_dir) / (state_file or STATE_FILE_NAME)
+        if settings.clock_start is not None and clock is now:
+            clock = _shifted_clock(settings.clock_start)
         self._clock = clock
         self._engine: SimExchange | None = None
         self._subscribed: dict[str, None] = {}  # insertion-ordered set
@@ -268,6 +281,10 @@ class SimGateway(Gateway):
         for trade in engine.trades():
             listener.on_trade(trade)
 
+    def now(self) -> datetime:
+        """The exchange's clock (``clock``, or ``sim.clock_start`` running on)."""
+        return self._clock()
+
     def get_contract(self, vt_symbol: str) -> Contract | None:
         if self._engine is not None:
             return self._engine.get_contract(vt_symbol)
@@ -355,6 +372,11 @@ class SimGateway(Gateway):
     def _step_one(self, engine: SimExchange, vt_symbol: str) -> None:
         if vt_symbol == self.replay_symbol:
             return  # the file moves this one (_run_replay)
+        if not engine.trading(vt_symbol):  # between sessions: no tick, only the day may turn
+            rolled = engine.check_roll()
+            if rolled is not None:
+                self._dispatch(rolled)
+            return
         tick, update = engine.step(vt_symbol)
         if vt_symbol in self._subscribed:
             self.listener.on_tick(tick)
@@ -544,7 +566,9 @@ class SimGateway(Gateway):
             if note:
                 self.listener.on_log("WARNING", f"sim exchange state: {note}")
             if state is not None:
-                engine = SimExchange(self.account_id, seed=self.seed, clock=self._clock, state=state)
+                engine = SimExchange(
+                    self.account_id, seed=self.seed, clock=self._clock, state=state, sessions=self.sessions
+                )
                 self.listener.on_log(
                     "INFO",
                     f"sim exchange state loaded from {path} (trading day {state.trading_day}, "
@@ -556,7 +580,11 @@ class SimGateway(Gateway):
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._quarantine(path, exc)
         engine = SimExchange(
-            self.account_id, initial_balance=self.initial_balance, seed=self.seed, clock=self._clock
+            self.account_id,
+            initial_balance=self.initial_balance,
+            seed=self.seed,
+            clock=self._clock,
+            sessions=self.sessions,
         )
         self._engine = engine
         self._compact()  # persist the id counter and balance at once

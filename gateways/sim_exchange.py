@@ -16,6 +16,11 @@ fresh copy the engine never touches again, so receivers may keep or mutate it.
 Rejections carry readable reasons: bad price tick, outside the price limits, insufficient funds,
 insufficient closable position by the SHFE/INE close-today rules. At the trading-day change
 (20:00 China time) working orders expire, positions settle and roll to yesterday's lots.
+
+With ``sessions`` (the account's ``sim.sessions``) the exchange keeps the trading sessions of
+``core/sessions.py``: outside them a market does not move and nothing matches; an order on a
+closed market is rejected with the next open time; in the call auction a limit order is taken
+and rests until the open (any other type is rejected).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from core.models import (
     Trade,
     now,
 )
-from core.sessions import trading_day_end, trading_day_of
+from core.sessions import MarketState, closed_reason, state_at, table_of, trading_day_end, trading_day_of
 from gateways.sim_books import BookPosition, Books, PositionKey
 from gateways.sim_contracts import get_contract, get_product, unknown_reason
 from gateways.sim_journal import ExchangeState, StateDelta, WorkingOrderRecord
@@ -113,10 +118,14 @@ class SimExchange:
         seed: int = 0,
         clock: Callable[[], datetime] = now,
         state: ExchangeState | None = None,
+        sessions: bool = False,
     ) -> None:
         self.account_id = account_id
         self.seed = seed
         self._clock = clock
+        self.sessions = sessions
+        #: per contract: (state, from, until) as last computed; states change at known instants
+        self._states: dict[str, tuple[MarketState, datetime, datetime]] = {}
         self._contracts: dict[str, Contract] = {}
         self._markets: dict[str, Market] = {}  # shared with the books: never rebound
         self._symbols: tuple[str, ...] = ()
@@ -153,6 +162,26 @@ class SimExchange:
     def symbols(self) -> tuple[str, ...]:
         """Contracts with a live market, in the order they were opened (the adapter steps these)."""
         return self._symbols
+
+    def market_state(self, vt_symbol: str) -> MarketState | None:
+        """The session state of ``vt_symbol``'s market now; None when the exchange does not
+        keep sessions (or has no table for the product): then it is always open."""
+        if not self.sessions:
+            return None
+        moment = self._clock()
+        cached = self._states.get(vt_symbol)
+        if cached is not None and cached[1] <= moment < cached[2]:
+            return cached[0]
+        table = table_of(vt_symbol)
+        if table is None:
+            return None
+        state, until = state_at(table, moment)
+        self._states[vt_symbol] = (state, moment, until)
+        return state
+
+    def trading(self, vt_symbol: str) -> bool:
+        """Whether ``vt_symbol``'s market moves and matches now (always, without sessions)."""
+        return self.market_state(vt_symbol) in (None, MarketState.OPEN, MarketState.NIGHT)
 
     def get_contract(self, vt_symbol: str) -> Contract | None:
         contract = self._contract(vt_symbol)
@@ -271,6 +300,9 @@ class SimExchange:
             batch = _Batch()
             self._roll(moment, batch)
         market = self._markets[vt_symbol]
+        if not self.trading(vt_symbol):  # between sessions: nothing moves, nothing matches
+            tick = market.to_tick(moment, self.account_id)
+            return tick, (self._finish(batch) if batch is not None and batch.rolled else None)
         if quote is None:
             market.advance()
         else:
@@ -483,6 +515,11 @@ class SimExchange:
         reason = order_problem(order)
         if reason is not None:
             return reason
+        state = self.market_state(order.vt_symbol)
+        if state is MarketState.CLOSED:
+            return closed_reason(order.vt_symbol, moment) or "market closed"
+        if state is MarketState.AUCTION and order.type is not OrderType.LIMIT:
+            return f"call auction: only limit orders are taken before the open, not {order.type.name}"
         market = self._market(contract)  # only now: a malformed order opens no market
         reason = price_problem(order, contract, market)
         if reason is not None:
@@ -496,6 +533,11 @@ class SimExchange:
         if reason is not None:
             return reason
         batch.account = True
+        if state is MarketState.AUCTION:  # taken, matched from the open on
+            order.status = Status.NOTTRADED
+            self._add_working(w)
+            batch.events.append(_copy(order))
+            return None
         self._match_new(w, moment, batch)
         return None
 

@@ -1042,6 +1042,8 @@ def _ctp_account(
       td_address: "{td}"
       md_address: "tcp://127.0.0.1:2"
       connect_timeout: {timeout}
+    # the fake front trades at any hour: no session rule (core/sessions.py)
+    risk: {{market_hours: false}}
     watchlist: [rb2601.SHFE, m2605.DCE]
 """
 

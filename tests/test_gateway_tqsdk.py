@@ -410,6 +410,8 @@ def tqsdk_account(account_id: str, fake: FakeTq) -> str:
       auth_password: "${{QT_TEST_TQ_PASSWORD}}"
       auth_url: {fake.auth_url}
       md_url: {fake.md_url}
+    # the fake server trades at any hour: no session rule (core/sessions.py)
+    risk: {{market_hours: false}}
     watchlist: [{RB}]
 """
 
