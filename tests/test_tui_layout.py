@@ -76,11 +76,25 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
             "msg",
         ],
         "positions": ["symbol", "dir", "vol", "yd", "cost", "last", "pnl"],
-        "market": ["symbol", "last", "chg", "bid", "bidv", "ask", "askv", "vol", "oi", "pre", "up", "down"],
+        "market": [
+            "symbol",
+            "state",
+            "last",
+            "chg",
+            "bid",
+            "bidv",
+            "ask",
+            "askv",
+            "vol",
+            "oi",
+            "pre",
+            "up",
+            "down",
+        ],  # fmt: skip
     },
     "100x30": {  # the depth ladder beside Market and Positions, stacked
         "orders": ["symbol", "side", "price", "vol", "traded", "status"],
-        "market": ["symbol", "last", "chg", "bid", "bidv", "ask", "askv"],
+        "market": ["symbol", "state", "last", "chg", "bid", "bidv", "ask", "askv"],
         "positions": ["symbol", "dir", "vol", "yd", "cost", "last", "pnl"],
     },
     "80x24": {

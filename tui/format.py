@@ -106,11 +106,17 @@ def order_status(status: Status) -> Text:
 CLOCK_REFRESH = 30.0
 
 
-def clock_note(moment: datetime) -> Text:
-    """The header's right end: the trading day ``moment`` belongs to (the night session from 21:00
-    trades for the next business day) and, once for the whole console, the zone of every time
-    shown: exchange time, China Standard Time."""
+def clock_note(moment: datetime, venue_day: str = "") -> Text:
+    """The header's right end: the trading day (the night session from 21:00 trades for the
+    next trading day; weekends and China's public holidays are skipped, ``core/sessions.py``)
+    and, once for the whole console, the zone of every time shown: exchange time, China
+    Standard Time. ``venue_day`` (``YYYYMMDD``): the day the account's venue reports (CTP's
+    TradingDay), shown when it is not behind the calendar's (a venue says its day at login,
+    so after the 20:00 roll it is yesterday's until it logs in again)."""
+    day = f"{trading_day_of(moment):%Y%m%d}"
+    if len(venue_day) == 8 and venue_day.isdigit() and venue_day > day:
+        day = venue_day
     note = Text("trading day ", style="dim")
-    note.append(f"{trading_day_of(moment):%Y-%m-%d}", style="bold")
+    note.append(f"{day[:4]}-{day[4:6]}-{day[6:]}", style="bold")
     note.append(" · times CST", style="dim")
     return note

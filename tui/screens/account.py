@@ -73,7 +73,8 @@ class AccountBar(Static):
             line.append(f"{n} {aid}", style=style)
             line.append(" ")
         line.append("  │ ")
-        line.append_text(fmt.clock_note(app.clock()))
+        venue_day = state.account.trading_day if state.account is not None else ""
+        line.append_text(fmt.clock_note(app.clock(), venue_day))
         if line != self._shown:  # a header redraw relayouts the screen: only when it changed
             self._shown = line
             self.update(line, layout=False)
@@ -102,7 +103,7 @@ class AccountScreen(Screen[None]):
         with Horizontal(id="upper"):
             with Vertical(id="upper-left"):
                 with Vertical(id="market-box", classes="panel"):
-                    yield MarketTable(scheme=scheme, id="market")
+                    yield MarketTable(scheme=scheme, clock=self.qapp.clock, id="market")
                 with Vertical(id="positions-box", classes="panel"):
                     yield PositionsTable(scheme=scheme, id="positions")
             with Vertical(id="depth-box", classes="panel"):
