@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
-from core.models import Contract, Exchange
+from core.models import CHINA_TZ, Contract, Exchange
 from tests.fake_client import FakeClient, tick
+from tui import format as fmt
 from tui.app import QTraderApp
 from tui.dialogs.order_entry import OrderEntryDialog, step_price
 from tui.widgets.depth import DepthView
@@ -225,3 +227,72 @@ def test_step_price_stays_within_the_limits_and_refuses_what_is_not_a_price() ->
     for text in ("", "abc", "nan", "inf"):
         with pytest.raises(ValueError, match="not a price"):
             step_price(text, au, quote, 1)
+
+
+# ====================================================================== the State column
+
+
+class _Clock:
+    """The console's exchange clock, moved by the test."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def market_states(app: QTraderApp) -> dict[str, str]:
+    table = app.screen.query_one("#market", MarketTable)
+    return {key: market_line(app, key).split()[1] for key in table.row_keys}
+
+
+async def test_the_market_panel_shows_each_contracts_session_state() -> None:
+    # Friday 2026-11-20, a second before the day session closes (FakeClient's quotes are of that day)
+    clock = _Clock(datetime(2026, 11, 20, 14, 59, 59, 800_000, tzinfo=CHINA_TZ))
+    app = QTraderApp(FakeClient(), clock=clock)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#market", MarketTable)
+        assert table.render_line(0).text.split()[:3] == ["Symbol", "State", "Last"]
+        assert market_states(app) == {
+            "au2612.SHFE": "open",
+            "ag2612.SHFE": "open",
+            "cu2701.SHFE": "open",
+            "sc2701.INE": "open",
+            "IF2612.CFFEX": "open",
+            "rb2705.SHFE": "open",
+            "m2705.DCE": "open",
+            "TA705.CZCE": "open",
+        }
+        # 15:00 passes with no quote: the timer set for that instant redraws the column
+        clock.moment = datetime(2026, 11, 20, 15, 0, 1, tzinfo=CHINA_TZ)
+        await until(
+            pilot, lambda: set(market_states(app).values()) == {"closed"}, "every market closed at 15:00"
+        )
+
+        clock.moment = datetime(2026, 11, 20, 20, 56, tzinfo=CHINA_TZ)  # the night's call auction
+        table.refresh_states()
+        states = market_states(app)
+        assert states["rb2705.SHFE"] == states["au2612.SHFE"] == states["TA705.CZCE"] == "auction"
+        assert states["IF2612.CFFEX"] == "closed"  # no night session at CFFEX
+
+        clock.moment = datetime(2026, 11, 20, 23, 30, tzinfo=CHINA_TZ)  # Friday night, for Monday
+        table.refresh_states()
+        states = market_states(app)
+        assert states["au2612.SHFE"] == states["sc2701.INE"] == states["cu2701.SHFE"] == "night"
+        assert states["rb2705.SHFE"] == states["m2705.DCE"] == states["TA705.CZCE"] == "closed"  # ended 23:00
+
+
+def test_the_header_trading_day_skips_holidays_and_believes_a_venue_ahead_of_the_calendar() -> None:
+    eve = datetime(2026, 9, 30, 21, 30, tzinfo=CHINA_TZ)  # the eve of National Day
+    assert "trading day 2026-10-08" in fmt.clock_note(eve).plain
+    assert "trading day 2026-10-08" in fmt.clock_note(eve, "20260930").plain  # a venue not logged in again
+    assert "trading day 2026-10-09" in fmt.clock_note(eve, "20261009").plain  # the venue knows better
+
+
+async def test_the_state_column_is_given_up_at_80_columns() -> None:
+    app = QTraderApp(FakeClient())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "state" not in app.screen.query_one("#market", MarketTable).shown_columns

@@ -1,0 +1,90 @@
+"""Trading sessions through real trader processes: an order on a closed sim market
+(``sim.sessions: true``, the exchange clock set by ``sim.clock_start``) is refused by the trader's
+risk rule with the next open time and kept as a REJECTED order; an open market trades; without
+``sim.sessions`` the sim trades at any hour."""
+
+from __future__ import annotations
+
+from core.manager import TradingManager
+from core.models import Direction, Offset, OrderRequest, OrderType, Status, TraderStatus
+from tests.conftest import CoreEnv, wait_until
+
+RB = "rb2705.SHFE"
+
+
+def _account(account_id: str, clock_start: str, sessions: bool) -> str:
+    return f"""
+  - account_id: {account_id}
+    gateway: sim
+    sim: {{initial_balance: 1000000, seed: 4, tick_rate: 20, sessions: {str(sessions).lower()},
+          clock_start: "{clock_start}"}}
+    watchlist: [{RB}]
+"""
+
+
+def _buy(mgr: TradingManager, account_id: str) -> OrderRequest:
+    tick = mgr.state(account_id).ticks[RB]
+    return OrderRequest(
+        vt_symbol=RB,
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        type=OrderType.LIMIT,
+        price=tick.limit_up,
+        volume=1,
+    )
+
+
+async def test_an_order_on_a_closed_sim_market_is_refused_with_the_next_open_time(core_env: CoreEnv) -> None:
+    config = core_env.write_config(
+        _account("SAT", "2026-12-05T03:00:00+08:00", sessions=True)  # Saturday small hours: closed
+        + _account("FRI", "2026-12-04T09:30:00+08:00", sessions=True)  # Friday morning: open
+        + _account("ANY", "2026-12-05T03:00:00+08:00", sessions=False)  # the demo: any hour
+    )
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        accounts = ("SAT", "FRI", "ANY")
+        await wait_until(
+            lambda: all(
+                mgr.state(a).status is TraderStatus.CONNECTED and RB in mgr.state(a).ticks for a in accounts
+            ),
+            what="three sim traders connected with a quote",
+        )
+        sat, fri = mgr.state("SAT"), mgr.state("FRI")
+        quiet = sat.ticks[RB]
+
+        reply = await mgr.send_order("SAT", _buy(mgr, "SAT"))
+        assert not reply.ok
+        assert reply.error == "market closed: rb2705.SHFE opens Mon 2026-12-07 09:00 CST"
+        refused = reply.result["order_id"]
+        assert refused.startswith("LOCAL.")
+        await wait_until(lambda: refused in sat.orders, what="the refusal on record")
+        assert sat.orders[refused].status is Status.REJECTED
+        assert sat.orders[refused].status_msg == reply.error
+
+        reply = await mgr.send_order("FRI", _buy(mgr, "FRI"))
+        assert reply.ok, reply.error
+        filled = reply.result["order_id"]
+        await wait_until(
+            lambda: filled in fri.orders and fri.orders[filled].status is Status.ALLTRADED,
+            what="the open market fills",
+        )
+
+        reply = await mgr.send_order("ANY", _buy(mgr, "ANY"))
+        assert reply.ok, reply.error  # sim.sessions off: no session rule
+
+        # the open market ticks on; the closed one sent nothing since its first quote
+        first = fri.ticks[RB].datetime
+        await wait_until(lambda: fri.ticks[RB].datetime > first, what="ticks from the open market")
+        await wait_until(
+            lambda: mgr.state("ANY").ticks[RB].datetime > quiet.datetime, what="ticks at any hour"
+        )
+        now_quiet = sat.ticks[RB]
+        assert (now_quiet.datetime, now_quiet.last_price, now_quiet.volume) == (
+            quiet.datetime,
+            quiet.last_price,
+            quiet.volume,
+        )
+        assert not sat.trades and not sat.positions
+    finally:
+        await mgr.stop()
