@@ -39,7 +39,7 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
@@ -324,7 +324,10 @@ def _members(t: Any) -> list[Any]:
     return [t]
 
 
+_INSTANT = "a date and time with its zone (2026-12-04T21:00:00+08:00)"
+
 _WORDS: dict[Any, str] = {
+    AwareDatetime: _INSTANT,
     int: "an integer",
     float: "a number",
     str: "a string",
@@ -360,6 +363,10 @@ _TYPE_ERRORS = {
     "string_unicode": "a string",
     "bool_type": "true or false",
     "bool_parsing": "true or false",
+    "datetime_type": _INSTANT,
+    "datetime_parsing": _INSTANT,
+    "datetime_from_date_parsing": _INSTANT,
+    "timezone_aware": _INSTANT,
     "list_type": "a list",
     "dict_type": "a mapping",
     "model_type": "a mapping",
