@@ -90,7 +90,7 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
             "pre",
             "up",
             "down",
-        ],  # fmt: skip
+        ],
     },
     "100x30": {  # the depth ladder beside Market and Positions, stacked
         "orders": ["symbol", "side", "price", "vol", "traded", "status"],
