@@ -271,3 +271,28 @@ def test_a_new_decision_is_not_a_duplicate_of_an_alike_order() -> None:
     )
     engine.record_order(_req(), "O2")
     assert _check(engine) == "duplicate: same order as O2 0.00 s ago (window 1 s)"
+
+
+def test_an_order_on_a_closed_market_is_refused_with_the_next_open_time() -> None:
+    from datetime import datetime
+
+    from core.models import CHINA_TZ
+
+    engine = _engine()
+    order = OrderRequest(vt_symbol=AU.vt_symbol, direction=Direction.LONG, price=900.0, volume=1)
+
+    def at(*moment: int) -> str | None:
+        result = engine.check(
+            order,
+            trading_state=TradingState.ACTIVE,
+            gateway_status=GatewayStatus.CONNECTED,
+            contract=AU,
+            moment=datetime(*moment, tzinfo=CHINA_TZ),
+        )
+        return None if result is None else str(result)
+
+    assert at(2026, 12, 4, 12, 0) == "market closed: au2612.SHFE opens 13:30 CST"  # lunch
+    assert at(2026, 12, 5, 3, 0) == "market closed: au2612.SHFE opens Mon 2026-12-07 09:00 CST"
+    assert at(2026, 12, 4, 20, 56) is None  # the call auction takes orders
+    assert at(2026, 12, 5, 2, 0) is None  # Friday's night session, after midnight
+    assert _check(engine) is None  # no moment: the sessions do not apply (a sim without sim.sessions)
