@@ -575,3 +575,6 @@ class TraderInfo(Struct, kw_only=True):
     data_dir: str = ""
     config_path: str = ""
     venue_identity: str = ""
+    #: seconds the venue's clock is ahead of the wall clock (a sim's ``clock_start``; 0 for a
+    #: real venue): the console reads the sessions of this account at the venue's time
+    clock_offset: float = 0.0

@@ -271,7 +271,14 @@ class Trader(ManagerLink, RequestHandlers):
             data_dir=str(self.data_dir),
             config_path="" if self.config_path is None else str(self.config_path),
             venue_identity=self.account.venue_identity(),
+            clock_offset=self._clock_offset(),
         )
+
+    def _clock_offset(self) -> float:
+        """How far the venue's clock is ahead of ours, whole seconds (``TraderInfo.clock_offset``)."""
+        if self.gateway is None:
+            return 0.0
+        return float(round((self.gateway.now() - now()).total_seconds()))
 
     @property
     def _state_file(self) -> Path:

@@ -5,8 +5,10 @@ risk rule with the next open time and kept as a REJECTED order; an open market t
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from core.manager import TradingManager
-from core.models import Direction, Offset, OrderRequest, OrderType, Status, TraderStatus
+from core.models import CHINA_TZ, Direction, Offset, OrderRequest, OrderType, Status, TraderStatus, now
 from tests.conftest import CoreEnv, wait_until
 
 RB = "rb2705.SHFE"
@@ -51,6 +53,10 @@ async def test_an_order_on_a_closed_sim_market_is_refused_with_the_next_open_tim
             what="three sim traders connected with a quote",
         )
         sat, fri = mgr.state("SAT"), mgr.state("FRI")
+        # the trader says how far its venue's clock is ahead, for the console's State column
+        assert sat.info is not None
+        ahead = (datetime(2026, 12, 5, 3, tzinfo=CHINA_TZ) - now()).total_seconds()
+        assert ahead - 60 < sat.info.clock_offset <= ahead + 1  # whole seconds
         quiet = sat.ticks[RB]
 
         reply = await mgr.send_order("SAT", _buy(mgr, "SAT"))

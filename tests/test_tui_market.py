@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+import msgspec
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -289,6 +290,23 @@ def test_the_header_trading_day_skips_holidays_and_believes_a_venue_ahead_of_the
     assert "trading day 2026-10-08" in fmt.clock_note(eve).plain
     assert "trading day 2026-10-08" in fmt.clock_note(eve, "20260930").plain  # a venue not logged in again
     assert "trading day 2026-10-09" in fmt.clock_note(eve, "20261009").plain  # the venue knows better
+
+
+async def test_the_state_column_reads_the_venues_clock() -> None:
+    """A sim started at ``sim.clock_start`` says how far its clock is ahead (``clock_offset``):
+    the column shows that venue's state, not the console's."""
+    clock = _Clock(datetime(2026, 11, 20, 14, 30, tzinfo=CHINA_TZ))
+    app = QTraderApp(FakeClient(), clock=clock)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        state = app.client.state("DQ1")
+        assert state.info is not None and market_states(app)["rb2705.SHFE"] == "open"
+        state.info = msgspec.structs.replace(state.info, clock_offset=7 * 3600.0)  # the venue is at 21:30
+        table = app.screen.query_one("#market", MarketTable)
+        table.show(state)
+        states = market_states(app)
+        assert states["rb2705.SHFE"] == states["au2612.SHFE"] == "night"
+        assert states["IF2612.CFFEX"] == "closed"
 
 
 async def test_the_state_column_is_given_up_at_80_columns() -> None:

@@ -7,13 +7,15 @@ The State column says what each contract's market is doing by the exchange's ses
 (``core/sessions.py``): ``open``, ``night``, ``auction`` (the opening call auction) or ``closed``.
 A state lasts until a known instant, so it is kept with that instant and looked up again only
 once it has passed: a tick costs a dictionary look-up, and a timer set for the next change
-redraws the rows when no quote moves them (a closed market sends none).
+redraws the rows when no quote moves them (a closed market sends none). The time is the
+venue's: the console's clock plus the account's ``clock_offset`` (a sim started at
+``sim.clock_start``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.text import Text
 from textual.message import Message
@@ -67,6 +69,7 @@ class MarketTable(KeyedTable[Tick]):
         #: per contract: its session state (None: no session table), from when and until when
         self._sessions: dict[str, tuple[MarketState | None, datetime, datetime]] = {}
         self._moment = clock()
+        self._offset = timedelta()  # the venue's clock ahead of ours (``TraderInfo.clock_offset``)
         self._next_change = _NEVER  # the earliest instant a shown state ends
         self._timer: Timer | None = None
 
@@ -112,7 +115,8 @@ class MarketTable(KeyedTable[Tick]):
 
     def show(self, state: AccountState, only: set[str] | None = None) -> None:
         self.state = state
-        self._moment = self.clock()
+        self._offset = timedelta(seconds=state.info.clock_offset if state.info is not None else 0.0)
+        self._moment = self.clock() + self._offset
         if self._moment >= self._next_change:  # a state has ended since: every row again
             only = None
         if only is None:
@@ -128,7 +132,7 @@ class MarketTable(KeyedTable[Tick]):
     def refresh_states(self) -> None:
         """Redraw the rows whose session state has ended (the timer's call; a quote does it too)."""
         self._timer = None
-        if self.state is not None and self.clock() >= self._next_change:
+        if self.state is not None and self.clock() + self._offset >= self._next_change:
             self.show(self.state)
         else:
             self._arm()
@@ -138,7 +142,7 @@ class MarketTable(KeyedTable[Tick]):
         the console's clock may be another than the wall clock)."""
         if self._timer is not None or self._next_change == _NEVER or not self.is_mounted:
             return
-        delay = (self._next_change - self.clock()).total_seconds()
+        delay = (self._next_change - self.clock() - self._offset).total_seconds()
         self._timer = self.set_timer(min(max(delay, 0.0), 60.0) + 0.05, self.refresh_states)
 
 
