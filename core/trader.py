@@ -432,8 +432,9 @@ class Trader(ManagerLink, RequestHandlers):
         if self.account.strategies:
             # vnpy picks its folder from the current directory at import: keep it in ours
             (self.state_dir / ".vntrader").mkdir(parents=True, exist_ok=True)
+            # the venue's clock: a signal's age and a minute's end are read against its ticks' times
             self.strategies = StrategyEngine(
-                self, self.account.strategies, search_path=self.app.strategy_path
+                self, self.account.strategies, search_path=self.app.strategy_path, clock=self.gateway.now
             )
 
     async def _shutdown(self) -> None:

@@ -5,6 +5,8 @@ risk rule with the next open time and kept as a REJECTED order; an open market t
 
 from __future__ import annotations
 
+import asyncio
+import textwrap
 from datetime import datetime
 
 from core.manager import TradingManager
@@ -94,3 +96,51 @@ async def test_an_order_on_a_closed_sim_market_is_refused_with_the_next_open_tim
         assert not sat.trades and not sat.positions
     finally:
         await mgr.stop()
+
+
+SCRIPTED = textwrap.dedent(
+    """
+    from strategies.base import Strategy
+
+
+    class BuyOnce(Strategy):
+        def bars_needed(self) -> int:
+            return 0
+
+        def on_tick(self, tick) -> None:
+            super().on_tick(tick)
+            if self.running and not getattr(self, "asked", False):
+                self.asked = True
+                self.buy(tick.limit_up, 1, "first tick")
+    """
+)
+
+
+async def test_strategies_read_the_venues_clock(core_env: CoreEnv) -> None:
+    """A sim whose clock is a day behind (``sim.clock_start``): its ticks are dated by that clock,
+    and a signal taken on one is fresh by the same clock, so it is executed, not dropped as stale."""
+    from config import load_config_file
+    from core.trader import Trader
+
+    strategy_dir = core_env.root / "user_strategies"
+    strategy_dir.mkdir()
+    (strategy_dir / "buy_once.py").write_text(SCRIPTED)
+    account = _account("BEHIND", "2026-12-03T10:00:00+08:00", sessions=True)  # Thursday, rb open
+    account += (
+        "    auto_trading: true\n    strategies:\n      - {name: b1, class: BuyOnce, symbol: rb2705.SHFE}\n"
+    )
+    core_env.write_config(account, extra=f"strategy_path: {strategy_dir}")
+    config = load_config_file(core_env.config_path)
+    trader = Trader(config.accounts[0], config, data_dir=core_env.data_dir, socket_path=None)
+    task = asyncio.create_task(trader.run())
+    try:
+        await wait_until(
+            lambda: (p := trader.oms.position(RB, Direction.LONG)) is not None and p.volume == 1,
+            what="the strategy's buy executed and filled",
+        )
+        assert trader.gateway is not None and trader.strategies is not None
+        assert abs((trader.strategies.clock() - trader.gateway.now()).total_seconds()) < 5
+        assert (now() - trader.gateway.now()).total_seconds() > 3600  # the venue is behind
+    finally:
+        trader.stop()
+        await task
