@@ -50,14 +50,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from core.models import Bar, Direction, Offset, Order, Tick, Trade
+from core.models import CHINA_TZ, Bar, Direction, Offset, Order, Tick, Trade
+from core.sessions import SessionTable, session_of, table_of
 
 from .base import GUARD_REPEAT_SECONDS, Param, Strategy, StrategyContext, StrategyError, StrategyRisk
 
 if TYPE_CHECKING:
     from vnpy_ctastrategy import CtaTemplate, StopOrder
 
-__all__ = ["CtaContext", "CtaHost", "host_class", "is_cta_class"]
+__all__ = ["CtaContext", "CtaHost", "host_class", "is_cta_class", "keep_windows_in_sessions"]
 
 #: vnpy's prefix of local stop order ids (``vnpy_ctastrategy.base.STOPORDER_PREFIX``).
 STOPORDER_PREFIX = "STOP"
@@ -92,6 +93,36 @@ class CtaContext(StrategyContext, Protocol):
     def defer(self, strategy: Strategy, what: str, call: Callable[[], Any]) -> None: ...
     def publish_later(self, strategy: Strategy) -> None: ...
     def save_state(self) -> None: ...
+
+
+def keep_windows_in_sessions(bg: Any, table: SessionTable) -> None:
+    """Make vnpy ``BarGenerator`` ``bg`` close its window bar at a session break: vnpy closes a
+    window only at its clock minute (``(minute + 1) % window == 0``), so a 30-minute window
+    would hold 10:00-10:14 and 10:30-10:44. The window in progress is completed when the
+    session of its minutes ends, or when a minute of another session arrives first. Once per
+    generator (the template's own ``update_bar`` calls go through it)."""
+    if getattr(bg, "_in_sessions", False):
+        return
+    update = bg.update_bar
+    session: list[tuple[datetime, datetime] | None] = [None]
+
+    def complete() -> None:
+        bar, bg.window_bar = bg.window_bar, None
+        if bg.on_window_bar:
+            bg.on_window_bar(bar)
+
+    def update_bar(bar: Any) -> None:
+        start = bar.datetime if bar.datetime.tzinfo is not None else bar.datetime.replace(tzinfo=CHINA_TZ)
+        current = session[0]
+        if bg.window_bar is not None and current is not None and not current[0] <= start <= current[1]:
+            complete()  # a break lies between the window's last minute and this one
+        session[0] = current = session_of(table, start)
+        update(bar)
+        if bg.window_bar is not None and current is not None and start + timedelta(minutes=1) >= current[1]:
+            complete()  # the session ends with this minute: so does the window
+
+    bg.update_bar = update_bar
+    bg._in_sessions = True
 
 
 def is_cta_class(obj: object) -> bool:
@@ -232,7 +263,21 @@ class CtaHost(Strategy):
 
         self._vn_exchange = Exchange[self.exchange.name]
         self.cta: CtaTemplate = self.cta_class(_Engine(self), name, vt_symbol, dict(self._setting))
+        self._bars_in_sessions()
         self.variables = tuple(self.cta.variables)  # type: ignore[misc]  # non-empty: the engine saves it
+
+    def _bars_in_sessions(self) -> None:
+        """Live, the template's own minute-window BarGenerators close a window bar at a session
+        break too (see ``keep_windows_in_sessions``); the template's code is untouched."""
+        table = table_of(self.vt_symbol)
+        if table is None or getattr(self.context, "engine_type", "LIVE") != "LIVE":
+            return  # a replay keeps vnpy's backtester's bars (tests/test_replay_parity.py)
+        from vnpy.trader.constant import Interval
+        from vnpy.trader.utility import BarGenerator
+
+        for value in vars(self.cta).values():
+            if isinstance(value, BarGenerator) and value.window > 1 and value.interval is Interval.MINUTE:
+                keep_windows_in_sessions(value, table)
 
     @property
     def ctx(self) -> CtaContext:
@@ -302,6 +347,7 @@ class CtaHost(Strategy):
         cta = self.cta
         try:
             cta.on_init()
+            self._bars_in_sessions()  # a template may build its BarGenerators here
             if self._restored:
                 for vname in cta.variables:
                     value = self._restored.get(vname)

@@ -191,6 +191,9 @@ async def test_the_seven_shipped_strategies_load_and_run_and_double_ma_trades(co
         # the history came from the stored bars: DoubleMa's averages are computed
         dma = _host(t, "double_ma").cta
         assert dma.am.inited and dma.fast_ma0 > 0
+        # the templates' own window bars close at session breaks (strategies/cta_host.py)
+        multi = _host(t, "multi_tf").cta
+        assert multi.bg5._in_sessions and multi.bg15._in_sessions
 
         # every template sees live sim ticks
         def last_tick(name: str) -> Any:  # each template's own BarGenerator keeps the last tick it got

@@ -319,3 +319,36 @@ def test_a_window_closes_at_a_break_that_its_last_minutes_never_reached() -> Non
         ("10:08", "10:13", 100, 101, 2),  # closed when the next session's first minute came
         ("10:30", "10:35", 102, 106, 5),
     ]
+
+
+def test_a_vnpy_templates_window_bars_close_at_session_breaks_too() -> None:
+    from vnpy.trader.constant import Exchange, Interval
+    from vnpy.trader.object import BarData
+    from vnpy.trader.utility import BarGenerator
+
+    from strategies.cta_host import keep_windows_in_sessions
+
+    windows: list[BarData] = []
+    bg = BarGenerator(lambda bar: None, 30, windows.append)
+    table = table_of("rb2705.SHFE")
+    assert table is not None
+    keep_windows_in_sessions(bg, table)
+    keep_windows_in_sessions(bg, table)  # once per generator
+    minutes = [cst(2026, 12, 3, 10, 0) + timedelta(minutes=i) for i in range(15)]  # 10:00 .. 10:14
+    minutes += [cst(2026, 12, 3, 10, 30) + timedelta(minutes=i) for i in range(30)]  # 10:30 .. 10:59
+    minutes += [cst(2026, 12, 3, 11, 0) + timedelta(minutes=i) for i in range(20)]  # 11:00 .. 11:19 (quiet)
+    minutes += [cst(2026, 12, 3, 13, 30) + timedelta(minutes=i) for i in range(2)]
+    for i, start in enumerate(minutes):
+        price = 100.0 + i
+        bg.update_bar(
+            BarData(
+                symbol="rb2705", exchange=Exchange.SHFE, datetime=start, interval=Interval.MINUTE, volume=1,
+                open_price=price, high_price=price, low_price=price, close_price=price, gateway_name="t",
+            )
+        )  # fmt: skip
+    got = [(f"{w.datetime:%H:%M}", w.open_price, w.close_price, w.volume) for w in windows]
+    assert got == [
+        ("10:00", 100, 114, 15),  # at 10:15, not with 10:30-10:44 as vnpy alone would
+        ("10:30", 115, 144, 30),
+        ("11:00", 145, 164, 20),  # the quiet end of the morning: closed when 13:30 came
+    ]
