@@ -352,3 +352,15 @@ def test_a_vnpy_templates_window_bars_close_at_session_breaks_too() -> None:
         ("10:30", 115, 144, 30),
         ("11:00", 145, 164, 20),  # the quiet end of the morning: closed when 13:30 came
     ]
+
+
+def test_sessions_and_a_shifted_clock_are_refused_with_a_replay() -> None:
+    from tests.test_config import error_of
+
+    base = "accounts:\n  - {account_id: A, gateway: sim, sim: {replay: bars.csv, %s}}\n"
+    assert error_of(base % "sessions: true") == (
+        "config.yaml: accounts[0].sim.sessions: not with replay (a replay plays the file's own hours)"
+    )
+    assert error_of(base % "clock_start: 2026-12-04T21:00:00+08:00") == (
+        "config.yaml: accounts[0].sim.clock_start: not with replay (a replay's quotes carry the file's times)"
+    )
