@@ -129,6 +129,27 @@ async def test_an_order_not_confirmed_is_not_remembered(tmp_path: Path) -> None:
         assert entry.query_one("#volume", Input).value == "5"
 
 
+async def test_a_symbol_typed_in_the_form_gets_its_own_proposed_volume(tmp_path: Path) -> None:
+    """The volume proposed for the selected contract is not carried to another one typed in
+    the form (5 lots of rb are not 5 lots of au); a volume the operator typed stays."""
+    memory = VolumeMemory(DEFAULTS, tmp_path / "s.json")
+    memory.remember("DQ1", "rb2705.SHFE", 40)
+    app = QTraderApp(FakeClient(), volumes=memory)
+    async with app.run_test(size=(160, 45)) as pilot:
+        entry = await _entry(app, pilot, "rb2705.SHFE")
+        assert entry.query_one("#volume", Input).value == "40"
+        entry.query_one("#symbol", Input).value = "au2612.SHFE"
+        await pilot.pause()
+        assert entry.query_one("#volume", Input).value == "2", "au's own proposal, not rb's 40"
+        entry.query_one("#symbol", Input).value = "rb2705.SHFE"
+        await pilot.pause()
+        assert entry.query_one("#volume", Input).value == "40"
+        entry.query_one("#volume", Input).value = "3"  # the operator's own figure
+        entry.query_one("#symbol", Input).value = "au2612.SHFE"
+        await pilot.pause()
+        assert entry.query_one("#volume", Input).value == "3", "what the operator typed is kept"
+
+
 # --------------------------------------------------------------------------- risk degree
 
 

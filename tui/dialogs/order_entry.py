@@ -9,6 +9,7 @@ shows the confirmation. The trader's own risk checks still apply after that.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from rich.text import Text
@@ -240,8 +241,11 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         position_direction: Direction | None = None,
         draft: OrderRequest | None = None,
         volume: float = 1.0,
+        volume_for: Callable[[str], float] | None = None,
     ) -> None:
-        """``volume``: the lots proposed for a new order (not from a position or a draft)."""
+        """``volume``: the lots proposed for a new order (not from a position or a draft);
+        ``volume_for``: the lots to propose for another contract typed in the form (while
+        the volume field still holds what was proposed, not a figure the operator typed)."""
         super().__init__()
         self.account_id = account_id
         self.state = state
@@ -256,6 +260,8 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
             pos = state.positions.get((self.vt_symbol, position_direction))
             if pos is not None:
                 self.prefill_volume = sum(closable(state, self.vt_symbol, position_direction)) or 1.0
+        self.volume_for = volume_for
+        self._proposed = (self.vt_symbol, f"{self.prefill_volume:g}")  # (for, the volume text)
 
     def compose(self) -> ComposeResult:
         best = opposite_best(self.state, self.vt_symbol, self.direction) if self.vt_symbol else None
@@ -302,6 +308,7 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         """A new side or symbol: its quote, and its opposite best price proposed again."""
         self.show_quote(self.state)
         symbol = self.query_one("#symbol", Input).value.strip()
+        self._propose_volume(symbol)
         direction = Direction[str(self.query_one("#direction", Select).value)]
         draft = self.draft
         if draft is not None and (symbol, direction) == (draft.vt_symbol, draft.direction):
@@ -310,6 +317,19 @@ class OrderEntryDialog(ModalScreen[OrderRequest | None]):
         if best is not None:
             contract = self.state.contracts.get(symbol)
             self.query_one("#price", Input).value = fmt.price(best, contract).replace(",", "")
+
+    def _propose_volume(self, symbol: str) -> None:
+        """Another known contract in the symbol field: its own proposed volume, unless the
+        operator has typed one (a proposal for rb is not one for au)."""
+        proposed_for, text = self._proposed
+        if self.volume_for is None or symbol == proposed_for or symbol not in self.state.contracts:
+            return
+        field = self.query_one("#volume", Input)
+        if field.value.strip() != text:
+            return  # the operator's own figure
+        text = f"{self.volume_for(symbol):g}"
+        self._proposed = (symbol, text)
+        field.value = text
 
     def show_quote(self, state: AccountState, changed: set[str] | None = None) -> None:
         """The live quote line, for ticks of the form's symbol (``changed``: the symbols that

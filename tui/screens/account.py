@@ -9,6 +9,7 @@ be sent; results come back as notifications.
 
 from __future__ import annotations
 
+import functools
 from typing import cast
 
 from rich.text import Text
@@ -242,6 +243,7 @@ class AccountScreen(Screen[None]):
             vt_symbol=vt_symbol,
             position_direction=pos_direction,
             volume=self.qapp.volumes.volume_for(self.account_id, symbol),
+            volume_for=functools.partial(self.qapp.volumes.volume_for, self.account_id),
         )
         self.app.push_screen(dialog, self._confirm_order)
 
