@@ -4,7 +4,9 @@ each trading day, and each strategy instance's record.
 
 Close P&L (平仓盈亏, trade by trade: 逐笔) of a closing fill is (close price - open price) x volume
 x multiplier (negated for a short), the open prices taken first in, first out from the same
-contract and position side. It is measured against the price each lot was opened at, not the
+contract and position side; a close that names its lots (平今 CLOSETODAY: the lots opened on its
+trading day; 平昨 CLOSEYESTERDAY, and CLOSE on SHFE/INE where it means yesterday's: the older
+ones) takes them first in, first out among those. It is measured against the price each lot was opened at, not the
 previous day's settlement (the venue's 逐日盯市 figure), so a lot held overnight counts its whole
 move on the day it is closed. Opens before the report's range are read too (every trade up to
 its end), so a close inside it is priced right; a close whose open is not in the database at all
@@ -104,19 +106,32 @@ def _closes(trade: Trade) -> Direction | None:
     return trade.direction.opposite
 
 
+def _named_lots(trade: Trade) -> str | None:
+    """The lots a closing fill names: "today", "yesterday", or None (first in, first out)."""
+    if trade.offset is Offset.CLOSETODAY:
+        return "today"
+    if trade.offset is Offset.CLOSEYESTERDAY or (
+        trade.offset is Offset.CLOSE and trade.vt_symbol.endswith((".SHFE", ".INE"))
+    ):
+        return "yesterday"
+    return None
+
+
 class _Book:
     """FIFO lots per (key, contract, side): what close P&L is measured against."""
 
     def __init__(self, size_of: Callable[[str], float | None]) -> None:
         self.size_of = size_of
         self.unpriced: set[str] = set()  # contracts whose multiplier is unknown: closes count 0
+        #: [volume left, price, trading day (ordinal)] oldest first
         self.lots: dict[tuple[object, str, Direction], deque[list[float]]] = defaultdict(deque)
 
     def fill(self, key: object, trade: Trade) -> tuple[float, float]:
         """Apply one fill; (its close P&L, its volume that found no open)."""
         side = _closes(trade)
+        day = trading_day_of(trade.datetime).toordinal()
         if side is None:
-            self.lots[(key, trade.vt_symbol, trade.direction)].append([trade.volume, trade.price])
+            self.lots[(key, trade.vt_symbol, trade.direction)].append([trade.volume, trade.price, day])
             return 0.0, 0.0
         lots = self.lots[(key, trade.vt_symbol, side)]
         left, pnl = trade.volume, 0.0
@@ -124,15 +139,24 @@ class _Book:
         if size is None:
             self.unpriced.add(trade.vt_symbol)
             size = 0.0
-        while left > _EPS and lots:
-            lot = lots[0]
-            used = min(left, lot[0])
-            move = trade.price - lot[1] if side is Direction.LONG else lot[1] - trade.price
-            pnl += move * used * size
-            lot[0] -= used
-            left -= used
-            if lot[0] <= _EPS:
-                lots.popleft()
+        named = _named_lots(trade)
+        # the lots the close names first (today's / yesterday's), then any (a history with gaps)
+        passes = (lambda d: d == day, None) if named == "today" else (lambda d: d < day, None)
+        for wanted in passes if named else (None,):
+            for lot in lots:
+                if left <= _EPS:
+                    break
+                if lot[0] <= _EPS or (wanted is not None and not wanted(lot[2])):
+                    continue
+                used = min(left, lot[0])
+                move = trade.price - lot[1] if side is Direction.LONG else lot[1] - trade.price
+                pnl += move * used * size
+                lot[0] -= used
+                left -= used
+        while lots and lots[0][0] <= _EPS:
+            lots.popleft()
+        if named:  # lots emptied out of order
+            self.lots[(key, trade.vt_symbol, side)] = deque(lot for lot in lots if lot[0] > _EPS)
         return pnl, max(0.0, left)
 
     def held(self, key: object, vt_symbol: str) -> float:

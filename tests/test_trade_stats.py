@@ -136,3 +136,31 @@ def test_a_book_that_ends_flat_made_what_it_sold_less_what_it_bought(
     bought = sum(t.price * t.volume for t in trades if t.direction is L)
     assert unmatched == 0
     assert abs(sum(pnl.values()) - (sold - bought) * 10) < 1e-6
+
+
+def test_close_today_and_close_yesterday_are_priced_against_the_lots_they_close() -> None:
+    """SHFE/INE close today's and yesterday's lots by name: a CLOSETODAY is measured against
+    today's open, a CLOSEYESTERDAY (or a CLOSE, which is yesterday's there) against the older
+    one, not first in first out across both (the venue's 平今 / 平昨 figures)."""
+    yesterday = T0 - timedelta(days=1)  # Wednesday's trading day
+    trades = [
+        fill(L, OPEN, 3000, 1, at=yesterday),
+        fill(L, OPEN, 3100, 1),
+        fill(S, Offset.CLOSETODAY, 3110, 1, at=T0 + timedelta(minutes=1)),  # today's 3100: +10 x 10
+        fill(L, OPEN, 3200, 1, at=T0 + timedelta(minutes=2)),
+        fill(S, C, 3210, 1, at=T0 + timedelta(minutes=3)),  # SHFE CLOSE: yesterday's 3000: +210 x 10
+    ]
+    pnl, unmatched = close_pnls(trades, SIZE.get)
+    assert [pnl[t.trade_id] for t in trades] == [0, 0, 100, 0, 2100]
+    assert unmatched == 0
+    day = trade_report(trades, SIZE.get, since=T0 - timedelta(hours=1)).days[-1]
+    assert day.close_pnl == 2200
+    # elsewhere (DCE) a CLOSE is first in first out; a CLOSEYESTERDAY still takes the older lot
+    dce = {"m2705.DCE": 10.0}
+    trades = [
+        fill(L, OPEN, 3000, 1, at=yesterday, symbol="m2705.DCE"),
+        fill(L, OPEN, 3100, 1, symbol="m2705.DCE"),
+        fill(S, C, 3110, 1, at=T0 + timedelta(minutes=1), symbol="m2705.DCE"),
+    ]
+    pnl, _ = close_pnls(trades, dce.get)
+    assert pnl[trades[2].trade_id] == 1100
