@@ -18,10 +18,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
-from core.models import Tick
+from core.models import SymbolField, Tick
+from core.protocol import MAX_WATCHLIST
 
 __all__ = ["WATCHLIST_FILE", "load_watchlist", "main_contract", "of_product", "save_watchlist"]
 
@@ -29,12 +31,14 @@ WATCHLIST_FILE = "watchlist.json"
 
 
 class _Saved(msgspec.Struct):
-    symbols: list[str]
+    #: held to the wire's bounds (``WatchlistRequest``): a damaged file is refused, not subscribed
+    symbols: Annotated[list[SymbolField], msgspec.Meta(max_length=MAX_WATCHLIST)]
 
 
 def load_watchlist(state_dir: Path) -> list[str] | None:
     """The watchlist the operator last saved for the account, or None if none was (the
-    configuration's applies). Raises ``OSError`` / ``msgspec.DecodeError`` on a broken file."""
+    configuration's applies). Raises ``OSError`` / ``msgspec.DecodeError`` on a broken file,
+    ``msgspec.ValidationError`` on one whose rows are not contracts or are too many."""
     try:
         data = (state_dir / WATCHLIST_FILE).read_bytes()
     except FileNotFoundError:

@@ -157,3 +157,21 @@ async def test_a_paper_accounts_edited_watchlist_is_quoted_by_its_source(core_en
         await wait_until(lambda: "y2705.DCE" in paper.ticks, what="relayed to the paper account")
     finally:
         await mgr.stop()
+
+
+def test_a_saved_watchlist_is_held_to_the_wires_bounds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A watchlist.json edited by hand or damaged is refused as the wire would refuse it (a
+    symbol that is none, a line break that would forge log lines, thousands of rows), so the
+    trader falls back to the configuration's instead of subscribing and logging it."""
+    import msgspec
+    import pytest
+
+    from core.protocol import MAX_WATCHLIST
+
+    path = tmp_path / WATCHLIST_FILE
+    for symbols in (["rb2705.SHFE\nERROR forged line"], ["x" * 5000], ["m2705.DCE"] * (MAX_WATCHLIST + 1)):
+        path.write_bytes(msgspec.json.encode({"symbols": symbols}))
+        with pytest.raises(msgspec.ValidationError):
+            load_watchlist(tmp_path)
+    path.write_bytes(msgspec.json.encode({"symbols": ["m2705.DCE"]}))
+    assert load_watchlist(tmp_path) == ["m2705.DCE"]
