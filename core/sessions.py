@@ -231,7 +231,11 @@ def trading_day_start(day: date) -> datetime:
 
 
 def trading_day_end(day: date) -> datetime:
-    """When trading day ``day`` ends: 20:00 China time of ``day``."""
+    """When trading day ``day`` ends: 20:00 China time of ``day``; for a day that is no trading
+    day (a weekend, a holiday), that of the trading day before it, so that a range ending there
+    does not take in the night session after it (which trades for the next trading day)."""
+    if not is_trading_day(day):
+        day = _previous_trading_day(day)
     return datetime(day.year, day.month, day.day, TRADING_DAY_ROLL_HOUR, tzinfo=CHINA_TZ)
 
 

@@ -164,3 +164,24 @@ def test_close_today_and_close_yesterday_are_priced_against_the_lots_they_close(
     ]
     pnl, _ = close_pnls(trades, dce.get)
     assert pnl[trades[2].trade_id] == 1100
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.dates(min_value=datetime(2026, 1, 1).date(), max_value=datetime(2026, 12, 31).date()),
+    span=st.integers(0, 10),
+    minutes=st.integers(-3 * 24 * 60, 16 * 24 * 60),
+)
+def test_a_range_of_trading_days_holds_exactly_the_moments_of_those_days(first, span, minutes) -> None:  # type: ignore[no-untyped-def]
+    """``--from`` / ``--to`` (and the History screen): a moment is in the range exactly when its
+    trading day is, whatever day of the week the bounds fall on (``--to`` a Saturday does not
+    take in Friday night, which trades for Monday; nor a holiday the night before it)."""
+    from core.sessions import trading_day_of
+    from tui.reports import trading_day_range
+
+    last = first + timedelta(days=span)
+    since, until = trading_day_range(first, last)
+    assert since is not None and until is not None
+    moment = datetime(first.year, first.month, first.day, tzinfo=CHINA_TZ) + timedelta(minutes=minutes)
+    inside = since <= moment.timestamp() < until
+    assert inside == (first <= trading_day_of(moment) <= last), (moment, trading_day_of(moment))
