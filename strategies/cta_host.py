@@ -608,10 +608,14 @@ class CtaHost(Strategy):
         """The waiting stop orders, oldest first (a replay matcher crosses them itself)."""
         return list(self._stops.values())
 
-    def stop_triggered(self, stop_id: str, order_id: str) -> None:
-        """A replay matcher triggered stop order ``stop_id`` and filled it as order ``order_id``
-        (vnpy's ``BacktestingEngine.cross_stop_order``): TRIGGERED, reported via ``on_stop_order``."""
-        stop_order = self._stops.pop(stop_id)
+    def stop_triggered(self, stop_order: StopOrder, order_id: str) -> None:
+        """A replay matcher triggered ``stop_order`` and filled it as order ``order_id`` (vnpy's
+        ``BacktestingEngine.cross_stop_order``): TRIGGERED, reported via ``on_stop_order``. It
+        may have been cancelled since the matcher listed the bar's waiting stops (by the
+        ``on_trade`` of an earlier fill on the same bar): vnpy's backtester fills it all the
+        same, and so does the replay."""
+        stop_id = stop_order.stop_orderid
+        self._stops.pop(stop_id, None)
         self._stop_retry.pop(stop_id, None)
         stop_order.status = _vn().StopOrderStatus.TRIGGERED
         stop_order.vt_orderids.append(order_id)

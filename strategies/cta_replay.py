@@ -12,7 +12,9 @@ orders, then stop orders, then the template's ``on_bar``, then the day's close):
   the higher of the two); it is reported ALLTRADED, then ``pos`` moves, then ``on_trade``;
 - a stop order (held in the host) triggers when the bar's high reaches a buy stop (the low a sell
   stop) and fills whole at the worse of the stop price and the open: ``on_stop_order``
-  (TRIGGERED), ``on_order`` (ALLTRADED), ``pos``, ``on_trade``;
+  (TRIGGERED), ``on_order`` (ALLTRADED), ``pos``, ``on_trade``; the limit orders and stops
+  crossed are those waiting when the bar came, so one cancelled by an earlier fill's
+  ``on_trade`` on the same bar still fills, as in vnpy's backtester;
 - the days are calendar days of the bars' datetimes; each day's P&L is vnpy's ``DailyResult``:
   holding P&L on the day's starting position from the previous close, trading P&L of each trade
   to the day's close, commission = ``rate`` x turnover (volume x size x price), slippage =
@@ -225,7 +227,7 @@ class CtaReplay:
             order = self._new_order(
                 Direction[stop.direction.name], Offset[stop.offset.name], stop.price, stop.volume
             )
-            host.stop_triggered(stop.stop_orderid, order.order_id)
+            host.stop_triggered(stop, order.order_id)
             self._fill(order, price, bar.datetime)
 
     def _fill(self, order: Order, price: float, at: datetime) -> None:

@@ -135,3 +135,67 @@ def test_same_trades_and_pnl_as_vnpy_backtester(tmp_path: Path, spec: str) -> No
     assert ours == theirs
     assert replay.net_pnl == pytest.approx(their_net, abs=1e-6)
     assert {r.date: r.net_pnl for r in replay.daily.values()} == pytest.approx(their_daily, abs=1e-6)
+
+
+class OcoStopStrategy:  # a CtaTemplate, built on first use (vnpy is imported lazily)
+    pass
+
+
+def _oco_class() -> type:
+    """Two entry stops around the close, the other cancelled when one fills (one cancels
+    other, as many strategies do in on_trade); flat again three bars later."""
+    from vnpy_ctastrategy import CtaTemplate
+
+    class OcoStop(CtaTemplate):
+        author = "test"
+        parameters: list[str] = []
+        variables: list[str] = []
+
+        def __init__(self, cta_engine, strategy_name, vt_symbol, setting):  # type: ignore[no-untyped-def]
+            super().__init__(cta_engine, strategy_name, vt_symbol, setting)
+            self.held = 0
+
+        def on_init(self) -> None:
+            pass
+
+        def on_bar(self, bar) -> None:  # type: ignore[no-untyped-def]
+            if self.pos == 0:
+                self.cancel_all()
+                self.buy(bar.close_price + 2, 1, stop=True)
+                self.short(bar.close_price - 2, 1, stop=True)
+            else:
+                self.held += 1
+                if self.held >= 3:
+                    self.cancel_all()
+                    if self.pos > 0:
+                        self.sell(bar.close_price - 5, abs(self.pos))
+                    else:
+                        self.cover(bar.close_price + 5, abs(self.pos))
+
+        def on_trade(self, trade) -> None:  # type: ignore[no-untyped-def]
+            self.held = 0
+            self.cancel_all()  # the other entry stop
+
+    return OcoStop
+
+
+def test_a_stop_cancelled_by_an_earlier_fill_on_the_same_bar_goes_as_in_vnpy(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A wide bar crosses both entry stops: the first fills and its on_trade cancels the other.
+    vnpy's backtester crosses the stops it listed before the bar (the cancelled one fills too);
+    the replay must do the same, not stop with an error."""
+    cls = _oco_class()
+    import tests.test_replay_parity as me
+
+    monkeypatch.setattr(me, "OcoStopStrategy", cls)
+    rows = make_bars(600, seed=5)
+    path = tmp_path / "bars.csv"
+    write_csv(path, rows)
+    job = prepare("tests.test_replay_parity:OcoStopStrategy", SYMBOL, path, rate=RATE, slippage=SLIPPAGE)
+    replay = run(job)
+    ours = [(t.datetime, t.direction.name, t.offset.name, t.price, t.volume) for t in replay.trades]
+    theirs, _, their_net = vnpy_backtest(cls, {}, rows)
+    assert len(theirs) > 10
+    assert ours == theirs
+    assert replay.net_pnl == pytest.approx(their_net, abs=1e-6)
