@@ -552,6 +552,8 @@ class CtaHost(Strategy):
 
         last = tick.last_price
         for stop_id, stop_order in list(self._stops.items()):
+            if stop_id not in self._stops:
+                continue  # cancelled by the template as an earlier one triggered: never sent
             direction = Direction[stop_order.direction.name]
             long = direction is Direction.LONG
             if not ((long and last >= stop_order.price) or (not long and last <= stop_order.price)):

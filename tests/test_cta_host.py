@@ -88,8 +88,14 @@ PROBE = textwrap.dedent(
             self.trades.append((trade.vt_orderid, trade.offset.name, self.pos))
             self.trade_inside_tick = self.in_tick
 
+        oco = ()  # stop ids that cancel each other: one triggered cancels the rest
+
         def on_stop_order(self, stop_order):
             self.stops.append((stop_order.stop_orderid, stop_order.status.name, list(stop_order.vt_orderids)))
+            if stop_order.status.name == "TRIGGERED" and stop_order.stop_orderid in self.oco:
+                for other in self.oco:
+                    if other != stop_order.stop_orderid:
+                        self.cancel_order(other)
     """
 )
 
@@ -344,6 +350,24 @@ async def test_a_stop_order_triggers_when_crossed_and_sends_a_limit_order(probe:
     cta.cancel_order(far)
     assert cta.stops[-1] == (far, "CANCELLED", [])
     assert far not in _host(probe, "probe").stop_orders
+
+
+async def test_a_stop_cancelled_when_another_triggers_on_the_same_tick_is_never_sent(probe: Trader) -> None:
+    """Two stops crossed by one tick, the template cancelling the other when one triggers (one
+    cancels other): the cancelled one sends nothing, though both were crossed."""
+    cta = _host(probe, "probe").cta
+    last = probe.oms.ticks[RB].last_price
+    first, second = cta.buy(last - 50, 1, stop=True)[0], cta.buy(last - 60, 1, stop=True)[0]
+    cta.oco = (first, second)
+    await wait_until(lambda: any(s[1] == "TRIGGERED" for s in cta.stops), what="one triggered")
+    await wait_until(lambda: cta.pos == 1, what="its fill")
+    triggered = [s for s in cta.stops if s[1] == "TRIGGERED"]
+    assert len(triggered) == 1, cta.stops
+    other = second if triggered[0][0] == first else first
+    assert (other, "CANCELLED", []) in cta.stops
+    sent = [o for o in probe.oms.orders.values() if o.reference == "probe"]
+    assert [o.order_id for o in sent] == triggered[0][2], "only the triggered stop's order went out"
+    assert not _host(probe, "probe").stop_orders
 
 
 async def test_a_refused_order_comes_back_rejected_with_the_rule(core_env: CoreEnv, probe_dir: Path) -> None:
