@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from core.models import CHINA_TZ, Bar, Contract, Tick
+from core.models import CHINA_TZ, MAX_PRICE, Bar, Contract, Tick
 
 __all__ = [
     "BAR_COLUMNS",
@@ -53,6 +53,12 @@ TICK_COLUMNS = (
     "limit_up",
     "limit_down",
     *(f"{side}_{what}_{n}" for n in range(1, 6) for side in ("bid", "ask") for what in ("price", "volume")),
+)
+
+
+#: columns that are prices: at most ``MAX_PRICE`` (1e300 is finite, but its turnover is not)
+_PRICE_COLUMNS = frozenset(
+    (*_BAR_PRICES, *(c for c in TICK_COLUMNS if "price" in c or c in ("pre_close", "limit_up", "limit_down")))
 )
 
 
@@ -171,6 +177,10 @@ def _number(path: Path, row: list[str], index: dict[str, int], column: str, line
         raise ReplayFileError(path, f"'{text[:40]}' is not a number", line, column) from None
     if not math.isfinite(value) or value < 0:
         raise ReplayFileError(path, f"{text[:40]} is not a finite number >= 0", line, column)
+    if value > MAX_PRICE and column in _PRICE_COLUMNS:
+        raise ReplayFileError(
+            path, f"{text[:40]} is above any futures price (at most {MAX_PRICE:g})", line, column
+        )
     return value
 
 

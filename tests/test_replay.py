@@ -517,3 +517,24 @@ def test_a_template_in_a_replay_is_told_it_is_backtesting(tmp_path: Path) -> Non
     first = replay.trades[0]
     assert first.datetime.replace(tzinfo=None) == rows[1][0]
     assert first.price == min(rows[0][4] - 1, rows[1][1])
+
+
+def test_a_price_beyond_any_futures_price_is_refused_by_line_and_column(tmp_path: Path) -> None:
+    """1e300 is finite but no price (its turnover overflows to inf, and --replay's JSON line
+    would carry Infinity): prices are held to the wire's bound, MAX_PRICE."""
+    from core.models import MAX_PRICE
+
+    rows = bar_rows(4)
+    t, o, _h, low, c = rows[2]
+    rows[2] = (t, o, 1e300, low, c)
+    path = write_bars(tmp_path / "bars.csv", rows)
+    with pytest.raises(ReplayFileError) as info:
+        read_replay(path, RB)
+    assert (info.value.line, info.value.column) == (4, "high") and f"{MAX_PRICE:g}" in str(info.value)
+    ticks = tmp_path / "ticks.csv"
+    ticks.write_text(
+        "datetime,last_price,ask_price_1\n2025-06-03 09:00:00,3600,3601\n2025-06-03 09:00:01,3600,2e9\n"
+    )
+    with pytest.raises(ReplayFileError) as info:
+        read_replay(ticks, RB)
+    assert (info.value.line, info.value.column) == (3, "ask_price_1")
