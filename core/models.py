@@ -502,9 +502,10 @@ class Account(Struct, kw_only=True):
 
     @property
     def risk_degree(self) -> float | None:
-        """风险度: margin / balance (0.8 is 80 %); None when there is no balance to divide by."""
+        """风险度: margin / balance (0.8 is 80 %); ``inf`` when margin is held with no balance
+        left (at or below 0: the worst case, beyond any threshold); None with neither."""
         if not self.balance > 0:
-            return None
+            return math.inf if self.margin > 0 else None
         return self.margin / self.balance
 
 

@@ -4,6 +4,7 @@ driven with Pilot over the fixed FakeClient."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -226,8 +227,33 @@ def test_risk_degree_is_margin_over_balance() -> None:
     from core.models import Account
 
     assert Account(account_id="A", balance=200.0, margin=50.0).risk_degree == 0.25
-    assert Account(account_id="A", balance=0.0, margin=50.0).risk_degree is None
-    assert Account(account_id="A", balance=-10.0, margin=5.0).risk_degree is None
+    assert Account(account_id="A", balance=0.0, margin=0.0).risk_degree is None
+    # margin held with no balance left (穿仓): beyond any threshold, not "no figure"
+    assert Account(account_id="A", balance=0.0, margin=50.0).risk_degree == math.inf
+    assert Account(account_id="A", balance=-10.0, margin=5.0).risk_degree == math.inf
+
+
+async def test_a_balance_gone_negative_under_margin_warns_in_red() -> None:
+    """The worst case an account can be in (margin held, balance at or below 0) shows in the
+    warning colour and notifies, not as a dash."""
+    client = FakeClient()
+    notes: list[Notification] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification)
+
+    app = QTraderApp(client, risk_degree_warning=0.8)
+    async with app.run_test(size=(160, 45), message_hook=hook) as pilot:
+        bar = app.screen.query_one("#account-bar", AccountBar)
+        _set_funds(client, "DQ1", -25_000, 300_000)
+        await _until(pilot, lambda: any("DQ1 risk degree" in n.message for n in notes), "a warning")
+        (note,) = [n.message for n in notes if "DQ1 risk degree" in n.message]
+        assert "balance -25,000.00" in note and "inf" not in note, note
+        shown = bar._shown
+        assert shown is not None
+        figure, style = _risk_text(shown)
+        assert figure != "—" and "inf" not in figure and style == fmt.RISK_WARNING_STYLE, (figure, style)
 
 
 # --------------------------------------------------------------------------- watchlist

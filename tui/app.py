@@ -232,7 +232,7 @@ class QTraderApp(App[int]):
             degree = state.account.risk_degree
             if self._risk_watch.crossed(change.account_id, degree) and degree is not None:
                 self.notify(
-                    f"{change.account_id} risk degree {degree * 100:.1f}% "
+                    f"{change.account_id} risk degree {fmt.risk_degree_text(degree)} "
                     f"(margin {state.account.margin:,.2f} / balance {state.account.balance:,.2f}) "
                     f"is at or above {self.risk_degree_warning * 100:g}%",
                     severity="warning",

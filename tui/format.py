@@ -61,7 +61,14 @@ def risk_degree(value: float | None, warning: float) -> Text:
     "—" when there is no balance (no account yet, or a balance of zero)."""
     if value is None:
         return Text("—", justify="right")
-    return Text(f"{value * 100:.1f}%", style=RISK_WARNING_STYLE if value >= warning else "", justify="right")
+    return Text(
+        risk_degree_text(value), style=RISK_WARNING_STYLE if value >= warning else "", justify="right"
+    )
+
+
+def risk_degree_text(value: float) -> str:
+    """``81.2%``; ``>999%`` for margin held with no balance left (``inf``) or beyond."""
+    return f"{value * 100:.1f}%" if value < 10 else ">999%"
 
 
 def signed(value: float, text: str, scheme: str) -> Text:
