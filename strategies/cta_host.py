@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from core.models import CHINA_TZ, Bar, Direction, Offset, Order, Tick, Trade
@@ -494,7 +495,11 @@ class CtaHost(Strategy):
         if grid[0] is not contract:  # the grid of this contract object, worked out once
             grid = self._grid = (contract, contract.pricetick, contract.decimals)
         tick = grid[1]
-        price = round(round(price / tick) * tick, grid[2])  # vnpy's round_to: Contract.round_price
+        steps = price / tick
+        grid_steps = round(steps)
+        if abs(abs(steps - grid_steps) - 0.5) < 1e-6:  # half a tick off: vnpy's round_to decides
+            grid_steps = round(Decimal(str(price)) / Decimal(str(tick)))  # decimal, half to even
+        price = round(grid_steps * tick, grid[2])  # vnpy's round_to: Contract.round_price
         volume = round(volume / contract.min_volume) * contract.min_volume
         if stop:
             return self._send_stop(direction, offset, price, volume, lock, net)

@@ -199,3 +199,50 @@ def test_a_stop_cancelled_by_an_earlier_fill_on_the_same_bar_goes_as_in_vnpy(
     assert len(theirs) > 10
     assert ours == theirs
     assert replay.net_pnl == pytest.approx(their_net, abs=1e-6)
+
+
+class HalfTickStrategy:  # a CtaTemplate, built on first use
+    pass
+
+
+def _half_tick_class() -> type:
+    """Limit orders at prices exactly half a tick off the grid (a midpoint, ``close - 2.9`` on a
+    0.2 grid): vnpy rounds them with ``round_to`` (decimal, half to even)."""
+    from vnpy_ctastrategy import CtaTemplate
+
+    class HalfTick(CtaTemplate):
+        author = "test"
+        parameters: list[str] = []
+        variables: list[str] = []
+
+        def on_init(self) -> None:
+            self.n = 0
+
+        def on_bar(self, bar) -> None:  # type: ignore[no-untyped-def]
+            self.n += 1
+            self.cancel_all()
+            offset = 2.9 + 0.2 * (self.n % 7)
+            if self.pos == 0:
+                self.buy(bar.close_price - offset, 1)
+            else:
+                self.sell(bar.close_price + offset, 1)
+
+    return HalfTick
+
+
+def test_prices_half_a_tick_off_the_grid_are_rounded_as_vnpy_rounds_them(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cls = _half_tick_class()
+    import tests.test_replay_parity as me
+
+    monkeypatch.setattr(me, "HalfTickStrategy", cls)
+    rows = make_bars(1_500, seed=3)
+    path = tmp_path / "bars.csv"
+    write_csv(path, rows)
+    job = prepare("tests.test_replay_parity:HalfTickStrategy", SYMBOL, path, rate=RATE, pricetick=0.2)
+    replay = run(job)
+    ours = [(t.datetime, t.direction.name, t.offset.name, t.price, t.volume) for t in replay.trades]
+
+    monkeypatch.setattr(me, "PRICETICK", 0.2)
+    theirs, _, _ = vnpy_backtest(cls, {}, rows)
+    assert len(theirs) > 20
+    assert ours == theirs
