@@ -81,6 +81,11 @@ def test_an_unreadable_console_state_is_forgotten_not_fatal(tmp_path: Path) -> N
     assert json.loads(path.read_text(encoding="utf-8")) == {"last_volume": {"DQ1": {"rb2705.SHFE": 2}}}
     path.write_text(json.dumps({"last_volume": {"DQ1": {"rb2705.SHFE": -3, "au2612.SHFE": "x"}}}))
     assert VolumeMemory(DEFAULTS, path).volume_for("DQ1", "rb2705.SHFE") == 5, "a bad value is dropped"
+    # more lots than any order may carry (MAX_VOLUME) was never sent: a damaged file, not a proposal
+    path.write_text(json.dumps({"last_volume": {"DQ1": {"rb2705.SHFE": 10**30, "au2612.SHFE": 100_001}}}))
+    memory = VolumeMemory(DEFAULTS, path)
+    assert memory.volume_for("DQ1", "rb2705.SHFE") == 5
+    assert memory.volume_for("DQ1", "au2612.SHFE") == 2
 
 
 async def test_b_and_s_open_prefilled_with_the_configured_then_the_last_volume(tmp_path: Path) -> None:

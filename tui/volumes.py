@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from core.models import product_of
+from core.models import MAX_VOLUME, product_of
 
 __all__ = ["STATE_FILE_NAME", "VolumeMemory"]
 
@@ -50,7 +50,7 @@ class VolumeMemory:
 
     def remember(self, account_id: str, vt_symbol: str, volume: float) -> None:
         """The operator sent ``volume`` lots of ``vt_symbol`` from ``account_id``: propose it next."""
-        if not math.isfinite(volume) or volume < 1 or volume != int(volume):
+        if not math.isfinite(volume) or not 1 <= volume <= MAX_VOLUME or volume != int(volume):
             return
         book = self._last.setdefault(account_id, {})
         if book.get(vt_symbol) == int(volume):
@@ -81,7 +81,7 @@ class VolumeMemory:
             kept = {
                 str(symbol): int(volume)
                 for symbol, volume in book.items()
-                if isinstance(volume, int) and not isinstance(volume, bool) and volume >= 1
+                if isinstance(volume, int) and not isinstance(volume, bool) and 1 <= volume <= MAX_VOLUME
             }
             out[str(account_id)] = dict(list(kept.items())[-MAX_REMEMBERED:])
         return out
