@@ -6,7 +6,8 @@ Ticks: ``datetime, last_price`` and any of ``volume, turnover, open_interest, la
 open_price, high_price, low_price, pre_close, limit_up, limit_down, bid_price_1..5,
 bid_volume_1..5, ask_price_1..5, ask_volume_1..5`` (absent: 0). A file with a ``last_price``
 column is ticks, else bars. Datetimes are ``YYYY-MM-DD HH:MM:SS`` (or ISO 8601); without a zone
-they are China time. Rows must be in time order (equal times allowed for ticks). Every problem is
+they are China time. Rows must be in time order (equal times allowed for ticks; bars at
+least a minute apart). Every problem is
 a ``ReplayFileError`` naming the file, the line and the column.
 """
 
@@ -214,6 +215,13 @@ def _read_bars(
         when = _when(path, row, index, line, previous)
         if previous is not None and when == previous:
             raise ReplayFileError(path, f"a second bar at {when:%Y-%m-%d %H:%M:%S}", line, "datetime")
+        if previous is not None and when - previous < timedelta(minutes=1):
+            raise ReplayFileError(
+                path,
+                f"{when:%Y-%m-%d %H:%M:%S} is less than a minute after the bar above (1-minute bars)",
+                line,
+                "datetime",
+            )
         o, h, lo, c = (_number(path, row, index, name, line) for name in _BAR_PRICES)
         for name, value in zip(_BAR_PRICES, (o, h, lo, c), strict=True):
             if value <= 0:

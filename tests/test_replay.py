@@ -538,3 +538,15 @@ def test_a_price_beyond_any_futures_price_is_refused_by_line_and_column(tmp_path
     with pytest.raises(ReplayFileError) as info:
         read_replay(ticks, RB)
     assert (info.value.line, info.value.column) == (3, "ask_price_1")
+
+
+def test_bars_less_than_a_minute_apart_are_refused(tmp_path: Path) -> None:
+    """A bar is played as four quotes over its minute (:00, :15, :30, :45): bars closer than a
+    minute (a file of 10-second bars, a stray row) would play quotes back in time."""
+    rows = bar_rows(3)
+    _t, o, h, low, c = rows[2]
+    rows[2] = (rows[1][0] + timedelta(seconds=10), o, h, low, c)
+    path = write_bars(tmp_path / "bars.csv", rows)
+    with pytest.raises(ReplayFileError) as info:
+        read_replay(path, RB)
+    assert (info.value.line, info.value.column) == (4, "datetime") and "a minute" in str(info.value)
