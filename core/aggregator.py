@@ -18,6 +18,7 @@ from typing import Any
 
 from core.models import (
     Account,
+    ConditionalOrder,
     Contract,
     Direction,
     EquityPoint,
@@ -40,6 +41,7 @@ MAX_TRADES = 500
 MAX_EQUITY_POINTS = 5000
 MAX_TRIGGERS = 500
 MAX_LOGS = 500
+MAX_FINISHED_CONDITIONALS = 200
 
 # kinds of change, as passed to subscribers
 KINDS = (
@@ -53,6 +55,7 @@ KINDS = (
     "equity",
     "strategy",
     "trigger",
+    "conditional",
     "log",
     "watchlist",
     "snapshot",
@@ -89,6 +92,8 @@ class AccountState:
     equity: deque[EquityPoint] = field(default_factory=lambda: deque(maxlen=MAX_EQUITY_POINTS))
     strategies: dict[str, StrategyState] = field(default_factory=dict)
     triggers: deque[StrategyTrigger] = field(default_factory=lambda: deque(maxlen=MAX_TRIGGERS))
+    #: conditional orders by id: every live one and the recent finished ones
+    conditionals: dict[str, ConditionalOrder] = field(default_factory=dict)
     logs: deque[LogEntry] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
     #: the Market panel's contracts, in order; None until the trader says (then every quote)
     watchlist: list[str] | None = None
@@ -125,6 +130,7 @@ class DataAggregator:
             "equity": self._apply_equity,
             "strategy": self._apply_strategy,
             "trigger": self._apply_trigger,
+            "conditional": self._apply_conditional,
             "log": self._apply_log,
             "watchlist": self._apply_watchlist,
         }
@@ -205,7 +211,14 @@ class DataAggregator:
         state = self.states[account_id]
         state.info = state.account = None
         state.watchlist = None
-        for mapping in (state.ticks, state.contracts, state.positions, state.orders, state.strategies):
+        for mapping in (
+            state.ticks,
+            state.contracts,
+            state.positions,
+            state.orders,
+            state.strategies,
+            state.conditionals,
+        ):
             mapping.clear()
         for sequence in (state.trades, state.equity, state.triggers, state.logs):
             sequence.clear()
@@ -270,6 +283,7 @@ class DataAggregator:
         state.strategies = {s.name: s for s in snap.strategies}
         state.triggers = deque(snap.triggers, maxlen=MAX_TRIGGERS)
         state.watchlist = list(snap.watchlist) if snap.watchlist is not None else None
+        state.conditionals = {c.cond_id: c for c in snap.conditionals}
         for kind in KINDS:
             state.versions[kind] = state.version + 1
         return None
@@ -322,6 +336,16 @@ class DataAggregator:
     def _apply_trigger(self, state: AccountState, trigger: StrategyTrigger) -> None:
         state.triggers.append(trigger)
         return None
+
+    def _apply_conditional(self, state: AccountState, cond: ConditionalOrder) -> str:
+        conditionals = state.conditionals
+        conditionals.pop(cond.cond_id, None)
+        conditionals[cond.cond_id] = cond  # the newest change last
+        if len(conditionals) > MAX_FINISHED_CONDITIONALS * 2:
+            finished = [cid for cid, c in conditionals.items() if not c.is_live]
+            for cid in finished[: max(0, len(finished) - MAX_FINISHED_CONDITIONALS)]:
+                del conditionals[cid]
+        return cond.cond_id
 
     def _apply_log(self, state: AccountState, entry: LogEntry) -> None:
         state.logs.append(entry)

@@ -26,8 +26,10 @@ from core.manager import TradingManager, typed_history
 from core.models import (
     CancelRequest,
     CloseRequest,
+    ConditionalRequest,
     Direction,
     OrderRequest,
+    ReverseRequest,
     TraderInfo,
     TraderStatus,
     TradingState,
@@ -35,6 +37,7 @@ from core.models import (
 from core.oms import closable_volume
 from core.protocol import (
     CancelAllRequest,
+    ConditionalCommand,
     ConsoleState,
     Empty,
     HistoryKind,
@@ -188,6 +191,29 @@ class ConsoleClient(ABC):
         """Close (part of) a position; the trader picks offsets (SHFE today/yesterday)."""
 
     @abstractmethod
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        """反手, done by the trader: close the ``direction`` position (explicit offsets), then
+        open the same volume the other way once every close leg has filled; if the close is
+        refused, cancelled or not filled within ``timeout`` s, the open is not sent.
+        ``result``: ``close`` (its legs) and ``open`` (its result, or what it waits for)."""
+
+    @abstractmethod
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        """Arm a conditional order in the trader (``core/conditional.py``); ``result["cond_id"]``."""
+
+    @abstractmethod
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        """Cancel one conditional order, or re-arm those the kill switch suspended."""
+
+    @abstractmethod
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply: ...
 
     @abstractmethod
@@ -270,6 +296,25 @@ class LocalConsoleClient(ConsoleClient):
         price: float | None = None,
     ) -> Reply:
         return await self.manager.close_position(account_id, vt_symbol, direction, volume=volume, price=price)
+
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        return await self.manager.reverse_position(
+            account_id, vt_symbol, direction, volume=volume, timeout=timeout
+        )
+
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        return await self.manager.create_conditional(account_id, req)
+
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        return await self.manager.conditional_command(account_id, command)
 
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
         return await self.manager.set_trading_state(account_id, state)
@@ -510,6 +555,24 @@ class RemoteConsoleClient(ConsoleClient):
     ) -> Reply:
         req = CloseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, price=price)
         return await self._request(account_id, "close_req", req)
+
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        req = ReverseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, timeout=timeout)
+        return await self._request(account_id, "reverse_req", req)
+
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        return await self._request(account_id, "cond_req", req)
+
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        return await self._request(account_id, "cond_cmd_req", command)
 
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
         return await self._request(account_id, "state_req", StateRequest(state=state))

@@ -17,8 +17,9 @@ reply each (the envelope's ``account_id`` names the account):
   knows of it), then every message the daemon's aggregator folds in, as it
   happens, plus ``trader_status`` when a status light changes;
 - the console's commands: ``order_req``, ``cancel_req``, ``cancel_all_req``,
-  ``close_req``, ``strategy_req``, ``history_req``, ``info_req`` (the trader's own
-  status) and ``trader_req`` (start / stop / restart a trader).
+  ``close_req``, ``reverse_req``, ``cond_req``, ``cond_cmd_req``, ``strategy_req``,
+  ``history_req``, ``info_req`` (the trader's own status) and ``trader_req`` (start / stop /
+  restart a trader).
 
 Requests are answered concurrently (a slow one does not hold up the others), each
 with exactly one reply.
@@ -296,6 +297,11 @@ class ControlServer:
             "close_req": lambda aid, req: mgr.close_position(
                 aid, req.vt_symbol, req.direction, volume=req.volume, price=req.price
             ),
+            "reverse_req": lambda aid, req: mgr.reverse_position(
+                aid, req.vt_symbol, req.direction, volume=req.volume, timeout=req.timeout
+            ),
+            "cond_req": lambda aid, req: mgr.create_conditional(aid, req),
+            "cond_cmd_req": lambda aid, cmd: mgr.conditional_command(aid, cmd),
             "strategy_req": lambda aid, cmd: mgr.strategy_command(aid, cmd),
             "history_req": lambda aid, req: mgr.history(
                 aid,

@@ -32,12 +32,14 @@ from core.aggregator import AccountState, DataAggregator
 from core.lockfile import lock_holder
 from core.models import (
     Bar,
+    ConditionalRequest,
     Direction,
     EquityPoint,
     GatewayStatus,
     LogEntry,
     Order,
     OrderRequest,
+    ReverseRequest,
     StrategyTrigger,
     Trade,
     TraderInfo,
@@ -51,6 +53,7 @@ from core.protocol import (
     CancelAllRequest,
     CancelRequest,
     CloseRequest,
+    ConditionalCommand,
     Empty,
     HistoryKind,
     HistoryRequest,
@@ -77,7 +80,7 @@ log = logging.getLogger("qtrader.manager")
 REGISTER_TIMEOUT = 5.0  # a new connection must say who it is within this
 #: What a trader streams that the account's state keeps hundreds of: no such row of a venue's
 #: is ever near ``MAX_ROW_BYTES`` (requests are bounded), so a larger one is not kept.
-_KEPT_ROWS = frozenset({"order", "trade", "trigger", "log"})
+_KEPT_ROWS = frozenset({"order", "trade", "trigger", "conditional", "log"})
 MAX_LOG_CHARS = 1000  # a log line from a trader is cut here, not dropped
 
 HISTORY_TYPES: dict[str, Any] = {
@@ -500,6 +503,28 @@ class TradingManager(Supervision):
             account_id=account_id,
         )
         return await self.request(account_id, "close_req", req)
+
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        """反手 in the trader: close, then open the other way once the close has filled."""
+        req = ReverseRequest(
+            vt_symbol=vt_symbol, direction=direction, volume=volume, timeout=timeout, account_id=account_id
+        )
+        return await self.request(account_id, "reverse_req", req)
+
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        req.account_id = account_id
+        return await self.request(account_id, "cond_req", req)
+
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        return await self.request(account_id, "cond_cmd_req", command)
 
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
         return await self.request(account_id, "state_req", StateRequest(state=state))

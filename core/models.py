@@ -579,3 +579,164 @@ class TraderInfo(Struct, kw_only=True):
     #: seconds the venue's clock is ahead of the wall clock (a sim's ``clock_start``; 0 for a
     #: real venue): the console reads the sessions of this account at the venue's time
     clock_offset: float = 0.0
+
+
+# --------------------------------------------------------------------------- conditional orders
+
+
+class TriggerSource(StrEnum):
+    """Which price a conditional order watches."""
+
+    LAST = "LAST"
+    BID = "BID"
+    ASK = "ASK"
+
+
+class TriggerOp(StrEnum):
+    """How the watched price is compared with the trigger price."""
+
+    GE = "GE"  # >=
+    LE = "LE"  # <=
+
+    @property
+    def sign(self) -> str:
+        return ">=" if self is TriggerOp.GE else "<="
+
+
+class CondKind(StrEnum):
+    """What a conditional order is for (the console's words; the trader treats them alike,
+    but a stop-loss or take-profit only ever closes)."""
+
+    ENTRY = "ENTRY"
+    STOP_LOSS = "STOP_LOSS"
+    TAKE_PROFIT = "TAKE_PROFIT"
+
+
+class CondPrice(StrEnum):
+    """The price of the order a conditional sends: its own limit, or the opposite best
+    (buy at the ask, sell at the bid) moved ``offset_ticks`` towards the other side."""
+
+    LIMIT = "LIMIT"
+    BEST = "BEST"
+
+
+class CondExpiry(StrEnum):
+    DAY = "DAY"  # until the trading day it was created in ends
+    GTC = "GTC"  # good till cancelled
+
+
+class CondState(StrEnum):
+    """PENDING (armed) -> TRIGGERED (the order was sent, or refused: ``message``), or
+    CANCELLED / EXPIRED; SUSPENDED by the kill switch until an operator re-arms it."""
+
+    PENDING = "PENDING"
+    SUSPENDED = "SUSPENDED"
+    TRIGGERED = "TRIGGERED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_live(self) -> bool:
+        return self in (CondState.PENDING, CondState.SUSPENDED)
+
+
+_COND_SEQ = itertools.count(1)
+
+
+def conditional_id(moment: datetime) -> str:
+    """A conditional order's id: ``COND.<YYYYmmddHHMMSS>.<run>-<n>``, unique for the account's life."""
+    return f"COND.{moment:%Y%m%d%H%M%S}.{_LOCAL_RUN}-{next(_COND_SEQ)}"
+
+
+OffsetTicks = Annotated[int, msgspec.Meta(ge=0, le=1000)]
+
+
+class ConditionalRequest(Struct, kw_only=True):
+    """Create a conditional order: when ``source`` ``op`` ``trigger_price`` holds on a tick of
+    ``vt_symbol``, send ``direction`` ``offset`` ``volume`` at ``price`` (LIMIT) or at the
+    opposite best moved ``offset_ticks`` (BEST). ``trailing`` (> 0): the trigger price follows
+    the watched price at that distance, only towards it (a trailing stop)."""
+
+    vt_symbol: SymbolField
+    kind: CondKind = CondKind.ENTRY
+    source: TriggerSource = TriggerSource.LAST
+    op: TriggerOp
+    trigger_price: Annotated[float, msgspec.Meta(gt=0, le=MAX_PRICE)]
+    direction: Direction
+    offset: Offset = Offset.OPEN
+    volume: VolumeField
+    price_type: CondPrice = CondPrice.BEST
+    price: PriceField = 0.0
+    offset_ticks: OffsetTicks = 0
+    trailing: Annotated[float, msgspec.Meta(ge=0, le=MAX_PRICE)] = 0.0
+    expiry: CondExpiry = CondExpiry.GTC
+    reference: NameField = "manual"
+    account_id: NameField = ""
+
+
+class ConditionalOrder(Struct, kw_only=True):
+    """A conditional order as the trader keeps it (``conditional_orders`` table)."""
+
+    account_id: str
+    cond_id: str
+    vt_symbol: str
+    kind: CondKind
+    source: TriggerSource
+    op: TriggerOp
+    trigger_price: float
+    direction: Direction
+    offset: Offset
+    volume: float
+    price_type: CondPrice
+    price: float = 0.0
+    offset_ticks: int = 0
+    trailing: float = 0.0
+    expiry: CondExpiry = CondExpiry.GTC
+    trading_day: str = ""  # the trading day it was created in (DAY expiry)
+    reference: str = "manual"
+    state: CondState = CondState.PENDING
+    message: str = ""  # why it is in its state (a refusal's reason, an expiry...)
+    order_id: str = ""  # the order(s) it sent, comma-joined
+    created_at: datetime
+    updated_at: datetime
+    triggered_at: datetime | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.state.is_live
+
+    def condition_words(self) -> str:
+        """``last <= 3650.0``"""
+        return f"{self.source.name.lower()} {self.op.sign} {self.trigger_price:g}"
+
+    def order_words(self) -> str:
+        """``SELL CLOSE 2 @ bid``: the order it sends when it fires."""
+        side = "BUY" if self.direction is Direction.LONG else "SELL"
+        if self.price_type is CondPrice.LIMIT:
+            at = f"{self.price:g}"
+        else:
+            at = "ask" if self.direction is Direction.LONG else "bid"
+            if self.offset_ticks:
+                at += f" {'+' if self.direction is Direction.LONG else '-'}{self.offset_ticks} ticks"
+        return f"{side} {self.offset.name} {self.volume:g} @ {at}"
+
+    def words(self) -> str:
+        """``last <= 3650.0 → SELL CLOSE 2 @ bid (stop-loss, trailing 10)``"""
+        notes = [self.kind.name.lower().replace("_", "-")]
+        if self.trailing:
+            notes.append(f"trailing {self.trailing:g}")
+        if self.expiry is CondExpiry.DAY:
+            notes.append("today only")
+        return f"{self.condition_words()} → {self.order_words()} ({', '.join(notes)})"
+
+
+class ReverseRequest(Struct, kw_only=True):
+    """反手: close the position (the close policy's explicit offsets), then, once every close
+    leg has filled, open the same volume the other way. Nothing is opened when the close is
+    refused, cancelled or not filled within ``timeout`` seconds."""
+
+    vt_symbol: SymbolField
+    direction: Direction  # of the POSITION to reverse
+    volume: VolumeField | None = None  # None: all closable
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    account_id: NameField = ""

@@ -32,6 +32,8 @@ from core.models import (
     Bar,
     CancelRequest,
     CloseRequest,
+    ConditionalOrder,
+    ConditionalRequest,
     Contract,
     EquityPoint,
     LogEntry,
@@ -39,6 +41,7 @@ from core.models import (
     Order,
     OrderRequest,
     Position,
+    ReverseRequest,
     StrategyState,
     StrategyTrigger,
     Struct,
@@ -146,6 +149,13 @@ class HistoryRequest(Struct, kw_only=True):
     every: Annotated[float, msgspec.Meta(gt=0, le=1e8)] | None = None
 
 
+class ConditionalCommand(Struct, kw_only=True):
+    """Cancel one conditional order, or re-arm every one the kill switch suspended."""
+
+    action: Literal["cancel", "rearm"]
+    cond_id: NameField = ""  # cancel: the one to cancel
+
+
 class KillRequest(Struct, kw_only=True):
     """The kill switch: HALTED, strategies stopped, working orders cancelled.
 
@@ -178,6 +188,8 @@ class Snapshot(Struct, kw_only=True):
     #: the Market panel's contracts in order (core/watchlist.py); None from a trader that
     #: does not say (the console then lists every quote)
     watchlist: list[str] | None = None
+    #: every live conditional order and the recent finished ones (``core/conditional.py``)
+    conditionals: list[ConditionalOrder] = msgspec.field(default_factory=list)
 
 
 class TraderCommand(Struct, kw_only=True):
@@ -214,6 +226,9 @@ RequestType = Literal[
     "cancel_req",
     "cancel_all_req",
     "close_req",
+    "reverse_req",
+    "cond_req",
+    "cond_cmd_req",
     "strategy_req",
     "state_req",
     "status_req",
@@ -243,6 +258,7 @@ MessageType = Literal[
     "contract",
     "strategy",
     "trigger",
+    "conditional",
     "equity",
     "log",
     "watchlist",
@@ -274,6 +290,7 @@ MESSAGE_TYPES: dict[MessageType, type] = {
     "contract": Contract,
     "strategy": StrategyState,
     "trigger": StrategyTrigger,
+    "conditional": ConditionalOrder,
     "equity": EquityPoint,
     "log": LogEntry,
     "watchlist": Watchlist,
@@ -282,6 +299,9 @@ MESSAGE_TYPES: dict[MessageType, type] = {
     "cancel_req": CancelRequest,
     "cancel_all_req": CancelAllRequest,
     "close_req": CloseRequest,
+    "reverse_req": ReverseRequest,
+    "cond_req": ConditionalRequest,
+    "cond_cmd_req": ConditionalCommand,
     "strategy_req": StrategyCommand,
     "state_req": StateRequest,
     "status_req": Empty,
@@ -405,12 +425,15 @@ def fit_snapshot(snap: Snapshot, max_bytes: int) -> tuple[Snapshot, str]:
     ("" if nothing), for the log."""
     active = [o for o in snap.orders if o.is_active]
     finished = [o for o in snap.orders if not o.is_active]
-    now = msgspec.structs.replace(snap, orders=active, trades=[], triggers=[], equity=[])
+    live = [c for c in snap.conditionals if c.is_live]
+    done = [c for c in snap.conditionals if not c.is_live]
+    now = msgspec.structs.replace(snap, orders=active, trades=[], triggers=[], equity=[], conditionals=live)
     room = max(0, max_bytes - encoded_size(now))
-    finished, n_orders = fit_rows(finished, room * 35 // 100)
-    trades, n_trades = fit_rows(snap.trades, room * 35 // 100)
+    finished, n_orders = fit_rows(finished, room * 30 // 100)
+    trades, n_trades = fit_rows(snap.trades, room * 30 // 100)
     triggers, n_triggers = fit_rows(snap.triggers, room * 15 // 100)
     equity, n_equity = fit_rows(snap.equity, room * 15 // 100)
+    done, n_done = fit_rows(done, room * 10 // 100)
     left = [
         f"{n} {what}"
         for n, what in (
@@ -418,12 +441,18 @@ def fit_snapshot(snap: Snapshot, max_bytes: int) -> tuple[Snapshot, str]:
             (n_trades, "trades"),
             (n_triggers, "triggers"),
             (n_equity, "equity points"),
+            (n_done, "finished conditional orders"),
         )
         if n
     ]
     note = f"left out of the snapshot (too large, or rows over {MAX_ROW_BYTES} bytes): {', '.join(left)}"
     fitted = msgspec.structs.replace(
-        snap, orders=[*finished, *active], trades=trades, triggers=triggers, equity=equity
+        snap,
+        orders=[*finished, *active],
+        trades=trades,
+        triggers=triggers,
+        equity=equity,
+        conditionals=[*done, *live],
     )
     return fitted, note if left else ""
 

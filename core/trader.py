@@ -31,6 +31,7 @@ import msgspec
 
 from config import AccountConfig, AppConfig
 from config import paths as cfg_paths
+from core.conditional import ConditionalBook
 from core.models import (
     EXTERNAL,
     NOT_AT_VENUE,
@@ -50,6 +51,7 @@ from core.models import (
 from core.oms import Oms, regresses
 from core.protocol import MAX_WATCHLIST, Link, MessageType, Outgoing, Reply, Snapshot
 from core.reconcile import Reconciliation
+from core.reverse import Reversals
 from core.risk import RiskEngine
 from core.strategy_engine import StrategyEngine
 from core.trader_link import LinkLogHandler, ManagerLink
@@ -213,6 +215,8 @@ class Trader(ManagerLink, RequestHandlers):
         self.db: AccountDatabase | None = None
         self.gateway: Gateway | None = None
         self.strategies: StrategyEngine | None = None
+        self.conditionals = ConditionalBook(self)
+        self.reversals = Reversals(self)
         self.gateway_status = GatewayStatus.CONNECTING
         self.gateway_message = ""
         self.trading_state = TradingState.ACTIVE
@@ -416,6 +420,7 @@ class Trader(ManagerLink, RequestHandlers):
             self.oms.add_trade(trade)
         # daily limits count the whole trading day (a night session starts days back on Mondays)
         self.risk.start_day(self.db.load_orders(since=now() - timedelta(days=4), limit=1_000_000))
+        self.conditionals.load(self.db)
         cls = load_gateway_class(self.account.gateway)
         # the account's validated section, as it is (the gateway trusts it: checked once, in config)
         settings = getattr(self.account, self.account.gateway)
@@ -425,7 +430,15 @@ class Trader(ManagerLink, RequestHandlers):
         self.gateway = cls(self.account_id, settings, self, self.state_dir, **extra)
         self.log.info("trader %s starting: gateway %s, pid %d", self.account_id, cls.name, os.getpid())
         await self.gateway.connect()
-        symbols = list(dict.fromkeys([*self.watchlist, *(s.symbol for s in self.account.strategies)]))
+        symbols = list(
+            dict.fromkeys(
+                [
+                    *self.watchlist,
+                    *(s.symbol for s in self.account.strategies),
+                    *self.conditionals.symbols(),
+                ]
+            )
+        )
         for vt_symbol in symbols:
             self.gateway.subscribe(vt_symbol)
         self.gateway.query()
@@ -571,6 +584,7 @@ class Trader(ManagerLink, RequestHandlers):
             equity=db.load_equity(limit=2000) if db is not None else [],
             triggers=db.load_triggers(limit=200) if db is not None else [],
             watchlist=list(self.watchlist),
+            conditionals=self.conditionals.all(),
         )
 
     # ================================================================== periodic
@@ -601,6 +615,10 @@ class Trader(ManagerLink, RequestHandlers):
                     self.strategies.on_timer()
                 except Exception:
                     self.log.exception("strategy timer failed")
+            try:
+                self.conditionals.expire_due()  # DAY orders of a contract with no ticks any more
+            except Exception:
+                self.log.exception("expiring conditional orders failed")
 
     def _save_snapshots(self, *, force: bool) -> None:
         """Positions when they changed; the account (equity curve) every interval."""
@@ -636,6 +654,7 @@ class Trader(ManagerLink, RequestHandlers):
             self._schedule_account_push()
         if self.strategies is not None:
             self.strategies.on_tick(tick)
+        self.conditionals.on_tick(tick)
 
     @_gateway_event
     def on_order(self, order: Order) -> None:
@@ -664,6 +683,7 @@ class Trader(ManagerLink, RequestHandlers):
         self.db.save_order(order)  # durable before anyone hears of it
         self.oms.update_order(order)
         self.emit("order", order)
+        self.reversals.on_order(order)
         if self.strategies is not None and order.reference not in ("manual", EXTERNAL):
             self.strategies.on_order(order)
         if order.status is Status.REJECTED:

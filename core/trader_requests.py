@@ -20,16 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import AccountConfig
+from core.conditional import ConditionalBook
 from core.models import (
     CHINA_TZ,
     LOCAL_ORDER_PREFIX,
     CancelRequest,
     CloseRequest,
+    ConditionalRequest,
+    Contract,
     Direction,
     GatewayStatus,
     Offset,
     Order,
     OrderRequest,
+    ReverseRequest,
     Status,
     Tick,
     TraderInfo,
@@ -43,6 +47,7 @@ from core.protocol import (
     MAX_PROBE,
     MAX_SUBSCRIBE,
     CancelAllRequest,
+    ConditionalCommand,
     HistoryRequest,
     KillRequest,
     Link,
@@ -59,6 +64,7 @@ from core.protocol import (
     WatchlistRequest,
     fit_rows,
 )
+from core.reverse import Reversals
 from core.risk import Rejection, RiskEngine, venue_state
 from core.strategy_engine import StrategyEngine
 from core.trade_stats import strategy_stats, trade_report
@@ -129,6 +135,8 @@ class RequestHandlers:
         db: AccountDatabase | None
         gateway: Gateway | None
         strategies: StrategyEngine | None
+        conditionals: ConditionalBook
+        reversals: Reversals
         gateway_status: GatewayStatus
         gateway_message: str
         trading_state: TradingState
@@ -154,6 +162,9 @@ class RequestHandlers:
             "cancel_req": self._on_cancel_req,
             "cancel_all_req": self._on_cancel_all_req,
             "close_req": self._on_close_req,
+            "reverse_req": self._on_reverse_req,
+            "cond_req": self._on_cond_req,
+            "cond_cmd_req": self._on_cond_cmd_req,
             "strategy_req": self._on_strategy_req,
             "state_req": self._on_state_req,
             "status_req": lambda _: Reply(ok=True, result=self.info()),
@@ -372,6 +383,83 @@ class RequestHandlers:
         combined.result.pop("order_id", None)  # a close answers with its orders, leg by leg
         return combined
 
+    def _on_reverse_req(self, req: ReverseRequest) -> Reply:
+        """反手 (``core/reverse.py``): the close now, the open once the close has filled."""
+        what = f"{req.direction.name.lower()} {req.vt_symbol}"
+        if self.oms.position(req.vt_symbol, req.direction) is None:
+            return Reply(ok=False, error=f"no {what} position to reverse")
+        if self.trading_state is not TradingState.ACTIVE:
+            return Reply(
+                ok=False,
+                error=f"account {self.trading_state.name}: a reverse opens a position; nothing was sent",
+            )
+        if (down := self._venue_down()) is not None:
+            return Reply(ok=False, error=down.error.replace("cancel not sent", "nothing was sent"))
+        volume = (
+            req.volume if req.volume is not None else self.oms.closable(req.vt_symbol, req.direction).total
+        )
+        if volume <= 0:
+            return Reply(ok=False, error=f"nothing closable in {what}: all of it is in working close orders")
+        close = self._on_close_req(
+            CloseRequest(vt_symbol=req.vt_symbol, direction=req.direction, volume=volume)
+        )
+        legs = close.result.get("orders", []) if isinstance(close.result, dict) else []
+        if not close.ok:
+            return Reply(
+                ok=False, error=f"the open is NOT sent: close: {close.error}", result={"close": legs}
+            )
+        rev = self.reversals.start(
+            req.vt_symbol, req.direction, volume, [str(leg["order_id"]) for leg in legs], req.timeout
+        )
+        opened = self.reversals.settle_now(rev)
+        result: dict[str, Any] = {"close": legs, "open": None if opened is None else opened.result}
+        if opened is not None:
+            if opened.ok:
+                return Reply(ok=True, result=result)
+            return Reply(
+                ok=False, error=f"the close filled; the open was refused: {opened.error}", result=result
+            )
+        if rev.done:
+            return Reply(ok=False, error=f"the open is NOT sent: {rev.why}", result=result)
+        result["open"] = f"sent once the close fills (within {req.timeout:g} s)"
+        return Reply(ok=True, result=result)
+
+    def _on_cond_req(self, req: ConditionalRequest) -> Reply:
+        req.account_id = self.account_id
+        req.reference = "manual"  # from outside: the operator's, whatever it says
+        return self.conditionals.create(req)
+
+    def _on_cond_cmd_req(self, cmd: ConditionalCommand) -> Reply:
+        if cmd.action == "rearm":
+            return self.conditionals.rearm()
+        return self.conditionals.cancel(cmd.cond_id)
+
+    # --- what the conditional orders and the reverses ask of their trader
+
+    def contract_of(self, vt_symbol: str) -> Contract | None:
+        contract = self.oms.contracts.get(vt_symbol)
+        if contract is None and self.gateway is not None:
+            contract = self.gateway.get_contract(vt_symbol)
+        return contract
+
+    def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply:
+        return self._place(req, manual=manual)
+
+    def place_conditional_close(
+        self, vt_symbol: str, closed: Direction, volume: float, price: float, reference: str
+    ) -> Reply:
+        try:
+            legs = self.oms.close_requests(vt_symbol, closed, volume, price, reference=reference)
+        except ValueError as exc:
+            return Reply(ok=False, error=f"closable: {exc}")
+        return _one_reply(self._place_legs(legs, manual=reference == "manual"))
+
+    def place_reverse_open(self, req: OrderRequest) -> Reply:
+        return self._place(req, manual=True)
+
+    def unit(self) -> contextlib.AbstractContextManager[list[Outgoing]]:
+        return self._unit()
+
     def _on_strategy_req(self, cmd: StrategyCommand) -> Reply:
         if cmd.action in ("auto_on", "auto_off"):
             self._set_trading_state(self.trading_state, auto_trading=cmd.action == "auto_on")
@@ -397,11 +485,13 @@ class RequestHandlers:
         kept = frozenset(engine.protective_running()) if keep and engine is not None else frozenset()
         self._kill_keeps = kept
         cancelled = self._cancel_all(None, keep=kept) if self.gateway_status is GatewayStatus.CONNECTED else 0
+        suspended = self.conditionals.suspend_all()
         self.log.critical(
-            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent%s",
+            "KILL SWITCH: %s HALTED, %d strategies stopped, %d cancels sent, %d conditional orders suspended%s",
             self.account_id,
             stopped,
             cancelled,
+            suspended,
             f"; protective strategies kept running: {', '.join(sorted(kept))}" if keep else "",
         )
         self.emit("status", self.info())
@@ -411,6 +501,7 @@ class RequestHandlers:
             "strategies_stopped": stopped,
             "cancel_sent": cancelled,
             "still_working": still,
+            "conditionals_suspended": suspended,
         }
         if keep:
             result["protective_running"] = len(kept)

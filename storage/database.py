@@ -47,6 +47,8 @@ from core.models import (
     ACTIVE_STATUSES,
     Account,
     Bar,
+    ConditionalOrder,
+    CondState,
     EquityPoint,
     Order,
     Position,
@@ -58,6 +60,7 @@ from storage.migrations import SchemaVersionError, latest_version, migrate, sche
 from storage.tables import (
     AccountSnapshotRow,
     BarRow,
+    ConditionalOrderRow,
     OrderRow,
     PositionRow,
     StrategyTriggerRow,
@@ -162,6 +165,7 @@ _POSITIONS = _table(PositionRow)
 _SNAPSHOTS = _table(AccountSnapshotRow)
 _TRIGGERS = _table(StrategyTriggerRow)
 _BARS = _table(BarRow)
+_CONDITIONALS = _table(ConditionalOrderRow)
 
 
 # Model <-> row conversion, generated from the table classes. ``columns`` (every column but the
@@ -175,7 +179,8 @@ _POSITION = build_mapper(_POSITIONS, Position, supplied=("datetime",))
 _SNAPSHOT = build_mapper(_SNAPSHOTS, Account, supplied=("datetime",))
 _TRIGGER = build_mapper(_TRIGGERS, StrategyTrigger)
 _BAR = build_mapper(_BARS, Bar)
-MAPPERS = (_ORDER, _TRADE, _POSITION, _SNAPSHOT, _TRIGGER, _BAR)
+_CONDITIONAL = build_mapper(_CONDITIONALS, ConditionalOrder)
+MAPPERS = (_ORDER, _TRADE, _POSITION, _SNAPSHOT, _TRIGGER, _BAR, _CONDITIONAL)
 """Every table's mapper (one per table of ``ACCOUNT_METADATA``)."""
 
 _UPSERT_ORDER = _insert_sql(_ORDERS, _ORDER.columns, conflict=("order_id",), update=True)
@@ -185,6 +190,7 @@ _INSERT_POSITION = _insert_sql(_POSITIONS, _POSITION.columns)
 _DELETE_POSITIONS = _sql(delete(_POSITIONS))
 _INSERT_SNAPSHOT = _insert_sql(_SNAPSHOTS, _SNAPSHOT.columns)
 _INSERT_TRIGGER = _insert_sql(_TRIGGERS, _TRIGGER.columns)
+_UPSERT_CONDITIONAL = _insert_sql(_CONDITIONALS, _CONDITIONAL.columns, conflict=("cond_id",), update=True)
 _UPSERT_BAR = _insert_sql(_BARS, _BAR.columns, conflict=("vt_symbol", "interval", "datetime"), update=True)
 
 _SELECT_ORDER = _sql(
@@ -201,6 +207,18 @@ _SELECT_BARS = _sql(
     .order_by(_BARS.c.datetime.desc())
     .limit(bindparam("limit", None))
 )
+
+
+_LIVE_STATES = sorted(s.name for s in CondState if s.is_live)
+
+
+@cache
+def _select_conditionals(live_only: bool) -> _Query:
+    stmt = select(*(_CONDITIONALS.c[n] for n in _CONDITIONAL.columns))
+    if live_only:
+        stmt = stmt.where(_CONDITIONALS.c.state.in_(_LIVE_STATES))
+    stmt = stmt.order_by(_CONDITIONALS.c.created_at.desc(), literal_column("rowid").desc())
+    return _sql(stmt.limit(bindparam("limit", None)))
 
 
 @cache
@@ -560,6 +578,12 @@ class AccountDatabase:
         assert row_id is not None  # an INSERT always sets it
         return row_id
 
+    def save_conditional(self, cond: ConditionalOrder) -> None:
+        """Insert or replace a conditional order's row (by ``cond_id``) with its latest state."""
+        params = _CONDITIONAL.params(cond)
+        with self._lock:
+            self._conn.execute(_UPSERT_CONDITIONAL, params)
+
     def save_bar(self, bar: Bar) -> None:
         """Insert or replace a bar by (vt_symbol, interval, datetime)."""
         params = _BAR.params(bar)
@@ -695,6 +719,12 @@ class AccountDatabase:
             query = _select_triggers_until(since is not None)
         rows = self._fetch(query, params)
         return list(map(_TRIGGER.from_row, reversed(rows)))
+
+    def load_conditionals(self, *, live_only: bool = False, limit: int = 1000) -> list[ConditionalOrder]:
+        """The most recently created ``limit`` conditional orders, oldest first; ``live_only``
+        keeps the PENDING and SUSPENDED ones."""
+        rows = self._fetch(_select_conditionals(live_only), {"limit": max(int(limit), 0)})
+        return list(map(_CONDITIONAL.from_row, reversed(rows)))
 
     def load_bars(self, vt_symbol: str, *, interval: str = "1m", limit: int = 1000) -> list[Bar]:
         """The last ``limit`` bars of ``vt_symbol``, oldest first."""

@@ -135,12 +135,44 @@ _V1_STATEMENTS = (
     )""",
 )
 
+_V2_STATEMENTS = (
+    """CREATE TABLE conditional_orders (
+        cond_id VARCHAR NOT NULL,
+        account_id VARCHAR NOT NULL,
+        vt_symbol VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        op VARCHAR NOT NULL,
+        trigger_price FLOAT NOT NULL,
+        direction VARCHAR NOT NULL,
+        "offset" VARCHAR NOT NULL,
+        volume FLOAT NOT NULL,
+        price_type VARCHAR NOT NULL,
+        price FLOAT NOT NULL,
+        offset_ticks INTEGER NOT NULL,
+        trailing FLOAT NOT NULL,
+        expiry VARCHAR NOT NULL,
+        trading_day VARCHAR NOT NULL,
+        reference VARCHAR NOT NULL,
+        state VARCHAR NOT NULL,
+        message VARCHAR NOT NULL,
+        order_id VARCHAR NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        triggered_at INTEGER,
+        PRIMARY KEY (cond_id)
+    )""",
+    "CREATE INDEX ix_conditional_orders_state ON conditional_orders (state)",
+    "CREATE INDEX ix_conditional_orders_created_at ON conditional_orders (created_at)",
+)
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
         "orders, trades, positions, account_snapshots, strategy_triggers, bars",
         _V1_STATEMENTS,
     ),
+    Migration(2, "conditional_orders", _V2_STATEMENTS),
 ]
 
 

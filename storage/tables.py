@@ -185,3 +185,39 @@ class BarRow(_AccountTable, table=True):
     volume: float
     turnover: float
     open_interest: float
+
+
+class ConditionalOrderRow(_AccountTable, table=True):
+    """``conditional_orders``: every conditional order and its latest state, upserted by
+    ``cond_id``; written before the trader says anything about it (and TRIGGERED before its
+    order is sent: it fires at most once, see ``core/conditional.py``)."""
+
+    __tablename__ = "conditional_orders"
+    __table_args__ = (
+        Index("ix_conditional_orders_state", "state"),
+        Index("ix_conditional_orders_created_at", "created_at"),
+    )
+
+    cond_id: str = Field(primary_key=True)
+    account_id: str
+    vt_symbol: str
+    kind: str
+    source: str
+    op: str
+    trigger_price: float
+    direction: str
+    offset: str
+    volume: float
+    price_type: str
+    price: float
+    offset_ticks: int
+    trailing: float
+    expiry: str
+    trading_day: str
+    reference: str
+    state: str
+    message: str
+    order_id: str
+    created_at: int  # epoch microseconds
+    updated_at: int  # epoch microseconds
+    triggered_at: int | None = None  # epoch microseconds

@@ -26,6 +26,7 @@ from core.client import ConsoleClient
 from core.models import (
     CHINA_TZ,
     Account,
+    ConditionalRequest,
     Contract,
     Direction,
     EquityPoint,
@@ -48,7 +49,16 @@ from core.models import (
     decimals_of,
     depth_fields,
 )
-from core.protocol import HistoryKind, Message, Reply, Snapshot, StrategyCommand, Watchlist, WatchlistRequest
+from core.protocol import (
+    ConditionalCommand,
+    HistoryKind,
+    Message,
+    Reply,
+    Snapshot,
+    StrategyCommand,
+    Watchlist,
+    WatchlistRequest,
+)
 from core.trade_stats import strategy_stats, trade_report
 
 NOW = datetime(2026, 11, 20, 14, 30, 0, tzinfo=CHINA_TZ)
@@ -694,6 +704,25 @@ class FakeClient(ConsoleClient):
         price: float | None = None,
     ) -> Reply:
         return self._record("close_position", account_id, vt_symbol, direction, volume=volume, price=price)
+
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        return self._record(
+            "reverse_position", account_id, vt_symbol, direction, volume=volume, timeout=timeout
+        )
+
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        return self._record("create_conditional", account_id, req, result={"cond_id": "COND.FAKE-1"})
+
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        return self._record("conditional_command", account_id, command)
 
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
         return self._record("set_trading_state", account_id, state)

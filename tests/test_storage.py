@@ -692,10 +692,13 @@ def test_opening_a_version_1_file_keeps_its_rows(tmp_path: Path) -> None:
 def test_a_later_step_upgrades_in_place_keeping_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     _version1_file(path)
-    step2 = Migration(2, "orders.note", ("ALTER TABLE orders ADD COLUMN note VARCHAR NOT NULL DEFAULT ''",))
+    later = latest_version() + 1
+    step = Migration(
+        later, "orders.note", ("ALTER TABLE orders ADD COLUMN note VARCHAR NOT NULL DEFAULT ''",)
+    )
     conn = sqlite3.connect(path, isolation_level=None)
-    assert migrate(conn, migrations=[*MIGRATIONS, step2]) == 2
-    assert schema_version(conn) == 2
+    assert migrate(conn, migrations=[*MIGRATIONS, step]) == later
+    assert schema_version(conn) == later
     assert conn.execute("SELECT order_id, note FROM orders").fetchall() == [("V1", "")]
     conn.close()
 
@@ -704,7 +707,9 @@ def test_a_failing_step_leaves_the_file_at_its_old_version(tmp_path: Path) -> No
     path = tmp_path / "v1.db"
     _version1_file(path)
     broken = Migration(
-        2, "broken", ("CREATE TABLE extra (x INTEGER)", "ALTER TABLE nope ADD COLUMN y INTEGER")
+        latest_version() + 1,
+        "broken",
+        ("CREATE TABLE extra (x INTEGER)", "ALTER TABLE nope ADD COLUMN y INTEGER"),
     )
     conn = sqlite3.connect(path, isolation_level=None)
     with pytest.raises(sqlite3.OperationalError):

@@ -20,6 +20,11 @@ from core.models import (
     CHINA_TZ,
     Account,
     Bar,
+    CondExpiry,
+    ConditionalOrder,
+    CondKind,
+    CondPrice,
+    CondState,
     Direction,
     Offset,
     Order,
@@ -28,6 +33,8 @@ from core.models import (
     Status,
     StrategyTrigger,
     Trade,
+    TriggerOp,
+    TriggerSource,
 )
 from storage import AccountDatabase, database_path
 from storage.database import MAPPERS
@@ -126,7 +133,32 @@ BAR = Bar(
     turnover=61_500_000.5,
     open_interest=45_678.0,
 )
-SAMPLES = [ORDER, TRADE, POSITION, ACCOUNT, TRIGGER, BAR]
+CONDITIONAL = ConditionalOrder(
+    account_id="ACC9",
+    cond_id="COND.20260302.1-1",
+    vt_symbol="rb2610.SHFE",
+    kind=CondKind.STOP_LOSS,
+    source=TriggerSource.BID,
+    op=TriggerOp.LE,
+    trigger_price=3540.0,
+    direction=Direction.SHORT,
+    offset=Offset.CLOSE,
+    volume=4.0,
+    price_type=CondPrice.LIMIT,
+    price=3538.0,
+    offset_ticks=2,
+    trailing=11.0,
+    expiry=CondExpiry.DAY,
+    trading_day="2026-03-02",
+    reference="manual_stop",
+    state=CondState.TRIGGERED,
+    message="sent SELL CLOSE 4",
+    order_id="O-78",
+    created_at=T0,
+    updated_at=T0 + timedelta(seconds=3),
+    triggered_at=T0 + timedelta(seconds=2),
+)
+SAMPLES = [ORDER, TRADE, POSITION, ACCOUNT, TRIGGER, BAR, CONDITIONAL]
 
 # The stored rows of the samples, as ``SELECT *`` returns them (rowid ``id`` first where the table
 # has one), written out by hand: the on-disk format existing files have. sqlite3 returns each
@@ -219,6 +251,31 @@ STORED: dict[str, tuple[Any, ...]] = {
         61_500_000.5,
         45_678.0,
     ),
+    "conditional_orders": (
+        "COND.20260302.1-1",
+        "ACC9",
+        "rb2610.SHFE",
+        "STOP_LOSS",
+        "BID",
+        "LE",
+        3540.0,
+        "SHORT",
+        "CLOSE",
+        4.0,
+        "LIMIT",
+        3538.0,
+        2,
+        11.0,
+        "DAY",
+        "2026-03-02",
+        "manual_stop",
+        "TRIGGERED",
+        "sent SELL CLOSE 4",
+        "O-78",
+        T0_US,
+        T0_US + 3_000_000,
+        T0_US + 2_000_000,
+    ),
 }
 
 
@@ -235,6 +292,7 @@ def save_samples(db: AccountDatabase) -> None:
     db.save_account(ACCOUNT, AT)
     db.save_trigger(TRIGGER)
     db.save_bar(BAR)
+    db.save_conditional(CONDITIONAL)
 
 
 def raw_rows(path: Path, table: str) -> list[tuple[Any, ...]]:
@@ -317,6 +375,9 @@ def test_stored_rows_load_as_the_saved_structs(db: AccountDatabase) -> None:
     assert_same(trigger, TRIGGER)
     [bar] = db.load_bars("au2612.SHFE", interval="5m")
     assert_same(bar, BAR)
+    [cond] = db.load_conditionals()
+    assert_same(cond, CONDITIONAL)
+    assert db.load_conditionals(live_only=True) == []
 
 
 def test_rows_written_by_hand_load_like_saved_ones(db: AccountDatabase) -> None:
@@ -333,6 +394,7 @@ def test_rows_written_by_hand_load_like_saved_ones(db: AccountDatabase) -> None:
     assert_same(db.load_account_snapshots()[0], msgspec.structs.replace(ACCOUNT, datetime=AT))
     assert_same(db.load_triggers()[0], TRIGGER)
     assert_same(db.load_bars("au2612.SHFE", interval="5m")[0], BAR)
+    assert_same(db.load_conditionals()[0], CONDITIONAL)
 
 
 # --- the mapper functions themselves ----------------------------------------------------------

@@ -1,0 +1,481 @@
+"""Conditional orders (core/conditional.py) in a real trader in this process: sim venue, real
+risk rules, real database; the ticks that cross a trigger are made here, so every crossing is
+exact. The rules themselves get hypothesis: a conditional order fires exactly when (and the
+first time) its condition holds, and never again."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from config import load_config_file
+from core.conditional import UNCONFIRMED, ConditionalBook, holds, trailed
+from core.models import (
+    CondExpiry,
+    ConditionalOrder,
+    ConditionalRequest,
+    CondKind,
+    CondPrice,
+    CondState,
+    Contract,
+    Direction,
+    Exchange,
+    GatewayStatus,
+    Offset,
+    OrderRequest,
+    Status,
+    Tick,
+    TradingState,
+    TriggerOp,
+    TriggerSource,
+    now,
+)
+from core.oms import Oms
+from core.protocol import ConditionalCommand, KillRequest, Message, Reply, StateRequest
+from core.trader import Trader
+from storage import AccountDatabase
+from tests.conftest import CoreEnv, sim_account, wait_until
+from tests.test_trader_unit import FakeLink
+
+SYMBOL = "rb2705.SHFE"
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+@given(
+    prices=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=40),
+    trigger=st.integers(min_value=1, max_value=60),
+    op=st.sampled_from(list(TriggerOp)),
+)
+def test_it_fires_exactly_at_the_first_tick_that_crosses_and_never_again(
+    prices: list[int], trigger: int, op: TriggerOp
+) -> None:
+    sent = _feed_book(prices, trigger, op, trailing=0)
+    expected = next(
+        (i for i, p in enumerate(prices) if p > 0 and (p >= trigger if op is TriggerOp.GE else p <= trigger)),
+        None,
+    )
+    assert sent == ([] if expected is None else [expected])
+
+
+@given(
+    prices=st.lists(st.integers(min_value=1, max_value=200), min_size=1, max_size=40),
+    start=st.integers(min_value=1, max_value=200),
+    distance=st.integers(min_value=1, max_value=20),
+    op=st.sampled_from(list(TriggerOp)),
+)
+def test_a_trailing_trigger_follows_by_whole_ticks_only_towards_the_price_and_fires_once(
+    prices: list[int], start: int, distance: int, op: TriggerOp
+) -> None:
+    level = float(start)
+    fired = None
+    for i, p in enumerate(prices):
+        if holds(op, p, level):
+            fired = i
+            break
+        moved = trailed(op, p, level, distance, 1.0)
+        if moved is not None:
+            assert moved == int(moved)  # on the grid
+            assert (moved >= level + 1) if op is TriggerOp.LE else (moved <= level - 1)
+            assert moved == (p - distance if op is TriggerOp.LE else p + distance)
+            level = moved
+    assert _feed_book(prices, start, op, trailing=distance) == ([] if fired is None else [fired])
+
+
+class _BookHost:
+    """Just enough of a trader for the book: a real database, orders recorded, not sent."""
+
+    def __init__(self, db: AccountDatabase) -> None:
+        import logging
+
+        self.account_id = "H1"
+        self.log = logging.getLogger("test.conditional")
+        self.oms = Oms("H1")
+        self.db = db
+        self.gateway_status = GatewayStatus.CONNECTED
+        self.trading_state = TradingState.ACTIVE
+        self.sent: list[OrderRequest] = []
+        self.contract = Contract(
+            vt_symbol="x2705.DCE", symbol="x2705", exchange=Exchange.DCE, size=10, pricetick=1.0
+        )
+
+    def emit(self, msg_type: str, data: Any) -> None:
+        pass
+
+    def contract_of(self, vt_symbol: str) -> Contract | None:
+        return self.contract
+
+    def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply:
+        self.sent.append(req)
+        return Reply(ok=True, result={"order_id": f"O{len(self.sent)}"})
+
+    def place_conditional_close(self, *args: Any) -> Reply:
+        raise AssertionError("an entry never closes")
+
+    def unit(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _feed_book(prices: list[int], trigger: int, op: TriggerOp, *, trailing: int) -> list[int]:
+    """Indexes of the ticks after which the book sent an order."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        AccountDatabase(Path(tmp) / "t.db", checkpoint_tick=None) as db,
+    ):
+        host = _BookHost(db)
+        book = ConditionalBook(host)  # type: ignore[arg-type]
+
+        async def run() -> list[int]:
+            stamp = now()
+            book._save(
+                ConditionalOrder(
+                    account_id="H1",
+                    cond_id="C1",
+                    vt_symbol="x2705.DCE",
+                    kind=CondKind.ENTRY,
+                    source=TriggerSource.LAST,
+                    op=op,
+                    trigger_price=float(trigger),
+                    direction=Direction.LONG,
+                    offset=Offset.OPEN,
+                    volume=1,
+                    price_type=CondPrice.BEST,
+                    trailing=float(trailing),
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+            sent_at: list[int] = []
+            for i, p in enumerate(prices):
+                tick = Tick(
+                    vt_symbol="x2705.DCE", datetime=stamp, last_price=float(p), bid_price_1=p, ask_price_1=p
+                )
+                before = len(host.sent)
+                book.on_tick(tick)
+                await asyncio.sleep(0)  # the send leaves after the tick
+                sent_at += [i] * (len(host.sent) - before)
+            stored = db.load_conditionals()
+            assert len(stored) == 1
+            assert stored[0].state is (CondState.TRIGGERED if sent_at else CondState.PENDING)
+            return sent_at
+
+        return asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- a trader
+
+
+@pytest.fixture
+async def trader(core_env: CoreEnv) -> AsyncIterator[Trader]:
+    core_env.write_config(sim_account("CO1", SYMBOL, rate=0, mode="embedded"))
+    t, task = await _start(core_env)
+    try:
+        yield t
+    finally:
+        t.stop()
+        await task
+
+
+async def _start(env: CoreEnv) -> tuple[Trader, asyncio.Task[None]]:
+    config = load_config_file(env.config_path)
+    t = Trader(config.accounts[0], config, data_dir=env.data_dir, socket_path=None)
+    task = asyncio.create_task(t.run())
+    await wait_until(lambda: t.gateway_status is GatewayStatus.CONNECTED and SYMBOL in t.oms.ticks)
+    return t, task
+
+
+def _request(trader: Trader, msg_type: str, data: object) -> Reply:
+    """One request as the manager sends it, its one reply."""
+    link = FakeLink()
+    trader.link = link  # type: ignore[assignment]
+    trader._dispatch(link, Message(type=msg_type, req_id=7, data=data))  # type: ignore[arg-type]
+    (reply,) = [d for t, d, r in link.sent if t == "reply" and r == 7]
+    return reply
+
+
+def _tick(trader: Trader, last: float, **fields: float) -> Tick:
+    """A quote of SYMBOL at ``last`` (its book one tick each side), as the venue would push."""
+    real = trader.oms.ticks[SYMBOL]
+    pricetick = trader.oms.contracts[SYMBOL].pricetick
+    values: dict[str, Any] = {
+        "bid_price_1": last - pricetick,
+        "ask_price_1": last + pricetick,
+        "bid_volume_1": 10,
+        "ask_volume_1": 10,
+        **fields,
+    }
+    return Tick(
+        vt_symbol=SYMBOL,
+        datetime=now(),
+        last_price=last,
+        limit_up=real.limit_up,
+        limit_down=real.limit_down,
+        pre_settlement=real.pre_settlement,
+        **values,
+    )
+
+
+async def _push(trader: Trader, last: float, **fields: float) -> None:
+    trader.on_tick(_tick(trader, last, **fields))
+    await asyncio.sleep(0)  # a fired order leaves after the tick
+    await asyncio.sleep(0)
+
+
+def _entry(trader: Trader, op: TriggerOp, ticks_away: int, **kw: Any) -> ConditionalRequest:
+    last = trader.oms.ticks[SYMBOL].last_price
+    step = trader.oms.contracts[SYMBOL].pricetick
+    return ConditionalRequest(
+        vt_symbol=SYMBOL,
+        op=op,
+        trigger_price=last + ticks_away * step,
+        direction=kw.pop("direction", Direction.LONG),
+        volume=kw.pop("volume", 1),
+        **kw,
+    )
+
+
+def _cond(trader: Trader, cond_id: str) -> ConditionalOrder:
+    (stored,) = [c for c in trader.db.load_conditionals(limit=1000) if c.cond_id == cond_id]  # type: ignore[union-attr]
+    return stored
+
+
+async def _long(trader: Trader, lots: int) -> None:
+    tick = trader.oms.ticks[SYMBOL]
+    buy = OrderRequest(vt_symbol=SYMBOL, direction=Direction.LONG, price=tick.limit_up, volume=lots)
+    assert _request(trader, "order_req", buy).ok
+    await wait_until(
+        lambda: (p := trader.oms.position(SYMBOL, Direction.LONG)) is not None and p.volume == lots
+    )
+
+
+async def test_an_entry_fires_once_when_crossed_through_the_risk_rules(trader: Trader) -> None:
+    reply = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5))
+    assert reply.ok, reply.error
+    cond_id = reply.result["cond_id"]
+    assert _cond(trader, cond_id).state is CondState.PENDING  # on disk before the reply
+    trigger = _cond(trader, cond_id).trigger_price
+    orders_before = set(trader.oms.orders)
+
+    await _push(trader, trigger - 1)  # not yet
+    assert _cond(trader, cond_id).state is CondState.PENDING
+    await _push(trader, trigger)  # crosses
+    await wait_until(lambda: _cond(trader, cond_id).order_id)
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.TRIGGERED and stored.message.startswith("sent")
+    new = set(trader.oms.orders) - orders_before
+    assert new == {stored.order_id}
+    order = trader.oms.orders[stored.order_id]
+    assert (
+        order.direction is Direction.LONG and order.offset is Offset.OPEN and order.price == trigger + 1
+    )  # the ask
+    for _ in range(3):  # it never fires again
+        await _push(trader, trigger + 3)
+    assert set(trader.oms.orders) - orders_before == {stored.order_id}
+
+
+async def test_creation_refuses_with_reasons(trader: Trader) -> None:
+    refused = _request(trader, "cond_req", _entry(trader, TriggerOp.LE, 2))
+    assert not refused.ok and "already holds" in refused.error
+    off_grid = _entry(trader, TriggerOp.GE, 5)
+    off_grid.trigger_price += 0.3
+    assert "tick grid" in _request(trader, "cond_req", off_grid).error
+    stop = _entry(
+        trader, TriggerOp.LE, -5, kind=CondKind.STOP_LOSS, direction=Direction.SHORT, offset=Offset.CLOSE
+    )
+    assert "no long" in _request(trader, "cond_req", stop).error
+    await _long(trader, 1)
+    wrong_way = _entry(
+        trader, TriggerOp.GE, 5, kind=CondKind.STOP_LOSS, direction=Direction.SHORT, offset=Offset.CLOSE
+    )
+    assert "use <=" in _request(trader, "cond_req", wrong_way).error
+    assert trader.db.load_conditionals() == []  # type: ignore[union-attr]  # nothing refused is kept
+
+
+async def test_a_refusal_at_firing_is_kept_with_its_reason(trader: Trader) -> None:
+    req = _entry(trader, TriggerOp.GE, 5, price_type=CondPrice.LIMIT)
+    req.price = trader.oms.ticks[SYMBOL].limit_up + 100 * trader.oms.contracts[SYMBOL].pricetick
+    cond_id = _request(trader, "cond_req", req).result["cond_id"]
+    await _push(trader, req.trigger_price)
+    await wait_until(lambda: _cond(trader, cond_id).order_id)
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.TRIGGERED and stored.message.startswith("refused:"), stored.message
+    assert "limit" in stored.message
+    assert trader.oms.orders[stored.order_id].status is Status.REJECTED
+
+
+async def test_paused_while_halted_or_the_venue_is_down(trader: Trader) -> None:
+    cond_id = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5)).result["cond_id"]
+    trigger = _cond(trader, cond_id).trigger_price
+    assert _request(trader, "state_req", StateRequest(state=TradingState.HALTED)).ok
+    await _push(trader, trigger + 2)
+    assert _cond(trader, cond_id).state is CondState.PENDING
+    assert _request(trader, "state_req", StateRequest(state=TradingState.ACTIVE)).ok
+    trader.on_status(GatewayStatus.DISCONNECTED, "test: line down")
+    await _push(trader, trigger + 2)
+    assert _cond(trader, cond_id).state is CondState.PENDING
+    trader.on_status(GatewayStatus.CONNECTED, "test: back")
+    await _push(trader, trigger + 2)
+    await wait_until(lambda: _cond(trader, cond_id).order_id)
+    assert _cond(trader, cond_id).state is CondState.TRIGGERED
+
+
+async def test_the_kill_switch_suspends_and_only_a_rearm_after_resume_brings_them_back(
+    trader: Trader,
+) -> None:
+    cond_id = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5)).result["cond_id"]
+    trigger = _cond(trader, cond_id).trigger_price
+    killed = _request(trader, "kill_req", KillRequest())
+    assert killed.result["conditionals_suspended"] == 1
+    assert _cond(trader, cond_id).state is CondState.SUSPENDED
+    rearm = _request(trader, "cond_cmd_req", ConditionalCommand(action="rearm"))
+    assert not rearm.ok and "HALTED" in rearm.error
+    assert _request(trader, "state_req", StateRequest(state=TradingState.ACTIVE)).ok
+    await _push(trader, trigger + 2)
+    assert _cond(trader, cond_id).state is CondState.SUSPENDED  # a resume alone does not re-arm
+    rearm = _request(trader, "cond_cmd_req", ConditionalCommand(action="rearm"))
+    assert rearm.ok and rearm.result["rearmed"] == 1
+    await _push(trader, trigger + 2)
+    await wait_until(lambda: _cond(trader, cond_id).order_id)
+    assert _cond(trader, cond_id).state is CondState.TRIGGERED
+
+
+async def test_a_trailing_stop_loss_follows_then_closes_with_explicit_offsets(trader: Trader) -> None:
+    await _long(trader, 2)
+    step = trader.oms.contracts[SYMBOL].pricetick
+    last = trader.oms.ticks[SYMBOL].last_price
+    req = ConditionalRequest(
+        vt_symbol=SYMBOL,
+        kind=CondKind.STOP_LOSS,
+        op=TriggerOp.LE,
+        trigger_price=last - 10 * step,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=2,
+        trailing=10 * step,
+    )
+    reply = _request(trader, "cond_req", req)
+    assert reply.ok, reply.error
+    cond_id = reply.result["cond_id"]
+    assert "stop-loss, trailing" in reply.result["words"]
+    await _push(trader, last + 20 * step)  # up 20 ticks: the stop follows to 10 below
+    assert _cond(trader, cond_id).trigger_price == last + 10 * step
+    await _push(trader, last + 5 * step)  # down again: the stop stays
+    assert _cond(trader, cond_id).trigger_price == last + 10 * step
+    await _push(trader, last + 10 * step)  # hit
+    await wait_until(lambda: _cond(trader, cond_id).order_id)
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.TRIGGERED, stored.message
+    (order,) = [trader.oms.orders[o] for o in stored.order_id.split(",")]
+    assert order.offset is Offset.CLOSETODAY and order.direction is Direction.SHORT and order.volume == 2
+
+
+async def test_a_stop_whose_position_is_gone_sends_nothing(trader: Trader) -> None:
+    await _long(trader, 1)
+    last = trader.oms.ticks[SYMBOL].last_price
+    step = trader.oms.contracts[SYMBOL].pricetick
+    stop = ConditionalRequest(
+        vt_symbol=SYMBOL,
+        kind=CondKind.STOP_LOSS,
+        op=TriggerOp.LE,
+        trigger_price=last - 5 * step,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=1,
+    )
+    cond_id = _request(trader, "cond_req", stop).result["cond_id"]
+    sell = OrderRequest(
+        vt_symbol=SYMBOL,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        price=trader.oms.ticks[SYMBOL].limit_down,
+        volume=1,
+    )
+    assert _request(trader, "order_req", sell).ok
+    await wait_until(
+        lambda: (
+            trader.oms.position(SYMBOL, Direction.LONG) is None
+            or trader.oms.position(SYMBOL, Direction.LONG).volume == 0
+        )
+    )  # type: ignore[union-attr]
+    orders = set(trader.oms.orders)
+    await _push(trader, last - 5 * step)
+    await wait_until(lambda: _cond(trader, cond_id).state is CondState.CANCELLED)
+    assert "no long" in _cond(trader, cond_id).message
+    assert set(trader.oms.orders) == orders
+
+
+async def test_a_day_order_expires_with_its_trading_day(trader: Trader) -> None:
+    cond_id = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5, expiry=CondExpiry.DAY)).result[
+        "cond_id"
+    ]
+    trader.conditionals.expire_due(now())
+    assert _cond(trader, cond_id).state is CondState.PENDING
+    trader.conditionals.expire_due(now() + timedelta(days=1))
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.EXPIRED and "expired" in stored.message
+
+
+async def test_cancel(trader: Trader) -> None:
+    cond_id = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5)).result["cond_id"]
+    assert _request(trader, "cond_cmd_req", ConditionalCommand(action="cancel", cond_id=cond_id)).ok
+    assert _cond(trader, cond_id).state is CondState.CANCELLED
+    again = _request(trader, "cond_cmd_req", ConditionalCommand(action="cancel", cond_id=cond_id))
+    assert not again.ok and "already CANCELLED" in again.error
+    unknown = _request(trader, "cond_cmd_req", ConditionalCommand(action="cancel", cond_id="COND.nope"))
+    assert not unknown.ok and "unknown" in unknown.error
+
+
+async def test_a_triggered_one_found_without_its_order_at_start_is_said_so_never_sent(
+    core_env: CoreEnv,
+) -> None:
+    core_env.write_config(sim_account("CO1", SYMBOL, rate=0, mode="embedded"))
+    t, task = await _start(core_env)
+    cond_id = _request(t, "cond_req", _entry(t, TriggerOp.GE, 5)).result["cond_id"]
+    cond = _cond(t, cond_id)
+    # what a SIGKILL between the TRIGGERED commit and the send leaves behind
+    t.db.save_conditional(msgspec.structs.replace(cond, state=CondState.TRIGGERED, message="fired"))  # type: ignore[union-attr]
+    t.stop()
+    await task
+    t, task = await _start(core_env)
+    try:
+        stored = _cond(t, cond_id)
+        assert stored.state is CondState.TRIGGERED and stored.message == UNCONFIRMED and not stored.order_id
+        orders = set(t.oms.orders)
+        await _push(t, cond.trigger_price + 1)
+        assert set(t.oms.orders) == orders
+        assert cond_id in {c.cond_id for c in t.snapshot().conditionals}
+    finally:
+        t.stop()
+        await task
+
+
+def test_hostile_requests_are_refused_at_decode() -> None:
+    from core.protocol import SchemaError, decode_payload
+
+    base = {"vt_symbol": SYMBOL, "op": "GE", "trigger_price": 3700.0, "direction": "LONG", "volume": 1}
+    for bad in (
+        {"trigger_price": float("inf")},
+        {"trigger_price": -1},
+        {"volume": 0.5},
+        {"volume": 1e9},
+        {"vt_symbol": "x" * 100},
+        {"offset_ticks": 10**6},
+        {"op": "NE"},
+        {"reference": "a\nb"},
+    ):
+        payload = msgspec.json.encode({"type": "cond_req", "req_id": 1, "data": {**base, **bad}})
+        with pytest.raises(SchemaError):
+            decode_payload(payload)
+    assert decode_payload(msgspec.json.encode({"type": "cond_req", "data": base})).data.volume == 1
