@@ -60,8 +60,9 @@ from core.protocol import MessageType, Reply
 if TYPE_CHECKING:
     from storage import AccountDatabase
 
-#: Test hook: a trader with this variable set kills itself (SIGKILL) after a conditional order's
-#: TRIGGERED is committed and before its order is sent, to prove that it is never sent twice.
+#: Test hook: a trader with this variable set to a file path kills itself (SIGKILL) after a
+#: conditional order's TRIGGERED is committed and before its order is sent, once (it creates
+#: the file first; with the file there it does nothing), to prove it is never sent twice.
 KILL_BEFORE_SEND_ENV = "QTRADER_TEST_KILL_BEFORE_COND_SEND"
 
 #: The message of a conditional order found TRIGGERED with no order at a restart.
@@ -407,7 +408,10 @@ class ConditionalBook:
         asyncio.get_running_loop().call_soon(self._send, cond, tick)
 
     def _send(self, cond: ConditionalOrder, tick: Tick) -> None:
-        if os.environ.get(KILL_BEFORE_SEND_ENV):
+        marker = os.environ.get(KILL_BEFORE_SEND_ENV)
+        if marker and not os.path.exists(marker):
+            with open(marker, "w") as f:
+                f.write(cond.cond_id)
             os.kill(os.getpid(), signal.SIGKILL)
         host = self.host
         try:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from config import load_config_file
 from core.conditional import UNCONFIRMED, ConditionalBook, holds, trailed
 from core.models import (
+    CancelRequest,
     CondExpiry,
     ConditionalOrder,
     ConditionalRequest,
@@ -32,6 +33,7 @@ from core.models import (
     GatewayStatus,
     Offset,
     OrderRequest,
+    ReverseRequest,
     Status,
     Tick,
     TradingState,
@@ -479,3 +481,69 @@ def test_hostile_requests_are_refused_at_decode() -> None:
         with pytest.raises(SchemaError):
             decode_payload(payload)
     assert decode_payload(msgspec.json.encode({"type": "cond_req", "data": base})).data.volume == 1
+
+
+# --------------------------------------------------------------------------- reverse
+
+
+async def _resting_reverse(trader: Trader, timeout: float) -> tuple[Reply, set[str]]:
+    """A long of 2 and a reverse whose close cannot fill: the quote says the bid is 30 ticks
+    above where the venue's book is, so the close at that bid rests."""
+    await _long(trader, 2)
+    step = trader.oms.contracts[SYMBOL].pricetick
+    await _push(trader, trader.oms.ticks[SYMBOL].last_price + 30 * step)
+    before = set(trader.oms.orders)
+    reply = _request(
+        trader, "reverse_req", ReverseRequest(vt_symbol=SYMBOL, direction=Direction.LONG, timeout=timeout)
+    )
+    return reply, before
+
+
+def _opens(trader: Trader, before: set[str]) -> list[str]:
+    return [o for o in set(trader.oms.orders) - before if trader.oms.orders[o].offset is Offset.OPEN]
+
+
+async def test_a_reverse_whose_close_does_not_fill_in_time_sends_no_open(
+    trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    reply, before = await _resting_reverse(trader, timeout=0.3)
+    assert reply.ok, reply.error
+    assert "once the close fills" in reply.result["open"]
+    (leg,) = reply.result["close"]
+    assert trader.oms.orders[leg["order_id"]].is_active
+    await wait_until(lambda: "did not fill within 0.3 s" in caplog.text, what="the operator told")
+    assert "the open is NOT sent" in caplog.text and "still working" in caplog.text
+    assert _opens(trader, before) == []
+
+
+async def test_a_reverse_whose_close_is_cancelled_sends_no_open(
+    trader: Trader, caplog: pytest.LogCaptureFixture
+) -> None:
+    reply, before = await _resting_reverse(trader, timeout=30)
+    (leg,) = reply.result["close"]
+    assert _request(trader, "cancel_req", CancelRequest(order_id=leg["order_id"])).ok
+    await wait_until(lambda: "CANCELLED" in caplog.text and "the open is NOT sent" in caplog.text)
+    assert _opens(trader, before) == []
+
+
+async def test_a_reverse_opens_once_the_close_fills_later(trader: Trader) -> None:
+    reply, before = await _resting_reverse(trader, timeout=30)
+    (leg,) = reply.result["close"]
+    # the market comes up to the resting close: it fills, and only then the open goes out
+    trader.gateway.engine._markets[SYMBOL].last += 40  # type: ignore[union-attr]
+    trader.gateway.step(SYMBOL)  # type: ignore[union-attr]
+    await wait_until(lambda: not trader.oms.orders[leg["order_id"]].is_active)
+    assert trader.oms.orders[leg["order_id"]].status is Status.ALLTRADED
+    await wait_until(lambda: _opens(trader, before), what="the open sent after the fill")
+    (open_id,) = _opens(trader, before)
+    opened = trader.oms.orders[open_id]
+    assert opened.direction is Direction.SHORT and opened.volume == 2
+
+
+async def test_a_reverse_is_refused_up_front_when_it_could_not_open(trader: Trader) -> None:
+    await _long(trader, 1)
+    assert _request(trader, "state_req", StateRequest(state=TradingState.REDUCING)).ok
+    before = set(trader.oms.orders)
+    reply = _request(trader, "reverse_req", ReverseRequest(vt_symbol=SYMBOL, direction=Direction.LONG))
+    assert not reply.ok and "REDUCING" in reply.error and "nothing was sent" in reply.error
+    assert set(trader.oms.orders) == before
