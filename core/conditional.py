@@ -83,6 +83,7 @@ class BookHost(Protocol):
     db: AccountDatabase | None
     gateway_status: GatewayStatus
     trading_state: TradingState
+    auto_trading: bool
 
     def emit(self, msg_type: MessageType, data: Any) -> None: ...
     def contract_of(self, vt_symbol: str) -> Contract | None: ...
@@ -322,14 +323,18 @@ class ConditionalBook:
         host.log.info("conditional order %s armed: %s %s", cond.cond_id, cond.vt_symbol, cond.words())
         return Reply(ok=True, result={"cond_id": cond.cond_id, "words": cond.words()})
 
-    def cancel(self, cond_id: str) -> Reply:
+    def cancel(self, cond_id: str, *, reference: str | None = None) -> Reply:
+        """Cancel a live one (``reference``: only if it is that strategy's own)."""
         cond = self.live.get(cond_id)
+        if cond is not None and reference is not None and cond.reference != reference:
+            return Reply(ok=False, error=f"conditional order {cond_id} is not one of {reference}'s")
         if cond is None:
             known = self.finished.get(cond_id)
             if known is not None:
                 return Reply(ok=False, error=f"conditional order {cond_id} is already {known.state.name}")
             return Reply(ok=False, error=f"unknown conditional order {cond_id}")
-        self._save(cond, CondState.CANCELLED, "cancelled by the operator")
+        by = "the operator" if reference is None else reference
+        self._save(cond, CondState.CANCELLED, f"cancelled by {by}")
         self.host.log.info("conditional order %s cancelled", cond_id)
         return Reply(ok=True, result={"cond_id": cond_id, "state": cond.state.name})
 
@@ -424,6 +429,12 @@ class ConditionalBook:
 
     def _send_in_unit(self, cond: ConditionalOrder, tick: Tick) -> None:
         host = self.host
+        if cond.reference != "manual" and not host.auto_trading:
+            self._save(cond, message=f"refused: auto-trading is off ({cond.reference}'s order not sent)")
+            host.log.error(
+                "conditional order %s of %s: auto-trading is off, not sent", cond.cond_id, cond.reference
+            )
+            return
         contract = host.contract_of(cond.vt_symbol)
         price = fire_price(cond, tick, contract)
         if closes(cond):

@@ -31,6 +31,7 @@ from core.exit_chase import ExitChaser
 from core.models import (
     Account,
     Bar,
+    ConditionalRequest,
     Contract,
     Direction,
     GatewayStatus,
@@ -76,6 +77,8 @@ class EngineHost(Protocol):
     def place_order(self, req: OrderRequest) -> Reply: ...
     def cancel_order(self, order_id: str) -> Reply: ...
     def emit(self, msg_type: MessageType, data: Any) -> None: ...
+    def create_conditional(self, req: ConditionalRequest) -> Reply: ...
+    def cancel_conditional(self, cond_id: str, *, reference: str) -> Reply: ...
 
 
 class StrategyEngine:
@@ -680,6 +683,36 @@ class StrategyEngine:
         else:
             trigger.result, trigger.error = ("partial" if sent else "rejected"), reply.error
         return sent
+
+    def place_conditional(self, strategy: Strategy, req: ConditionalRequest) -> Reply:
+        """Arm a conditional order held by the trader for ``strategy`` (a CTA-style stop order
+        is one, core/conditional.py): it lives in the account's database, outlives restarts and
+        fires once, its order sent with the instance's name through the trader's risk rules and
+        only while auto-trading is on. Recorded as a trigger (the call is the condition).
+        ``result["cond_id"]`` names it for ``cancel_conditional``."""
+        req.reference = strategy.name
+        req.account_id = self.host.account_id
+        reply = self.host.create_conditional(req)
+        result = reply.result if isinstance(reply.result, dict) else {}
+        self._record(
+            StrategyTrigger(
+                account_id=self.host.account_id,
+                datetime=strategy.now,
+                instance=strategy.name,
+                vt_symbol=req.vt_symbol,
+                condition=f"conditional order {result.get('words', '')}".strip(),
+                price=req.trigger_price,
+                action="conditional",
+                result="success" if reply.ok else "rejected",
+                order_id=str(result.get("cond_id", "")),
+                error=reply.error,
+            )
+        )
+        return reply
+
+    def cancel_conditional(self, strategy: Strategy, cond_id: str) -> Reply:
+        """Cancel one of ``strategy``'s own conditional orders."""
+        return self.host.cancel_conditional(cond_id, reference=strategy.name)
 
     def cancel(self, strategy: Strategy, order_id: str) -> str | None:
         """Cancel one of ``strategy``'s working orders; the reason when it was not sent."""

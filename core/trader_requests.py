@@ -454,6 +454,14 @@ class RequestHandlers:
             return Reply(ok=False, error=f"closable: {exc}")
         return _one_reply(self._place_legs(legs, manual=reference == "manual"))
 
+    def create_conditional(self, req: ConditionalRequest) -> Reply:
+        """A strategy's conditional order (the engine's ``place_conditional``)."""
+        return self.conditionals.create(req)
+
+    def cancel_conditional(self, cond_id: str, *, reference: str) -> Reply:
+        """A strategy cancels one of its own conditional orders."""
+        return self.conditionals.cancel(cond_id, reference=reference)
+
     def place_reverse_open(self, req: OrderRequest) -> Reply:
         return self._place(req, manual=True)
 

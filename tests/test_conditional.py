@@ -106,6 +106,7 @@ class _BookHost:
         self.db = db
         self.gateway_status = GatewayStatus.CONNECTED
         self.trading_state = TradingState.ACTIVE
+        self.auto_trading = False
         self.sent: list[OrderRequest] = []
         self.contract = Contract(
             vt_symbol="x2705.DCE", symbol="x2705", exchange=Exchange.DCE, size=10, pricetick=1.0
@@ -547,3 +548,46 @@ async def test_a_reverse_is_refused_up_front_when_it_could_not_open(trader: Trad
     reply = _request(trader, "reverse_req", ReverseRequest(vt_symbol=SYMBOL, direction=Direction.LONG))
     assert not reply.ok and "REDUCING" in reply.error and "nothing was sent" in reply.error
     assert set(trader.oms.orders) == before
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+async def test_a_strategy_places_a_conditional_order_that_fires_in_its_name(core_env: CoreEnv) -> None:
+    strategy_dir = core_env.root / "user_strategies"
+    strategy_dir.mkdir()
+    (strategy_dir / "scripted.py").write_text(
+        "from strategies.base import Strategy\n\n\nclass Scripted(Strategy):\n"
+        "    def bars_needed(self) -> int:\n        return 0\n"
+    )
+    account = sim_account("CO1", SYMBOL, rate=0, mode="embedded").replace(
+        "    gateway: sim\n", "    gateway: sim\n    auto_trading: true\n"
+    )
+    strategies = f"""
+    strategies:
+      - name: s1
+        class: Scripted
+        symbol: {SYMBOL}
+"""
+    core_env.write_config(account + strategies, extra=f"strategy_path: {strategy_dir}")
+    t, task = await _start(core_env)
+    try:
+        await wait_until(lambda: t.strategies is not None and "s1" in t.strategies.instances)
+        engine = t.strategies
+        assert engine is not None
+        inst = engine.instances["s1"]
+        reply = engine.place_conditional(inst, _entry(t, TriggerOp.GE, 5))
+        assert reply.ok, reply.error
+        cond_id = reply.result["cond_id"]
+        assert _cond(t, cond_id).reference == "s1"
+        trigger = t.db.load_triggers()[-1]  # type: ignore[union-attr]
+        assert trigger.instance == "s1" and trigger.action == "conditional" and trigger.order_id == cond_id
+        # another strategy's (or the operator's) cancel by reference is refused
+        assert not t.conditionals.cancel(cond_id, reference="s2").ok
+        await _push(t, _cond(t, cond_id).trigger_price)
+        await wait_until(lambda: _cond(t, cond_id).order_id)
+        order = t.oms.orders[_cond(t, cond_id).order_id]
+        assert order.reference == "s1"
+    finally:
+        t.stop()
+        await task
