@@ -34,7 +34,38 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction("buy", "b", "buy", "Buy", "Order entry to buy the selected contract (prefilled)"),
     ConsoleAction("sell", "s", "sell", "Sell", "Order entry to sell the selected contract (prefilled)"),
     ConsoleAction("close", "c", "close_position", "Close", "Close the selected position (confirmed)"),
-    ConsoleAction("cancel", "x", "cancel_order", "Cancel", "Cancel the selected working order"),
+    ConsoleAction(
+        "cancel",
+        "x",
+        "cancel_order",
+        "Cancel",
+        "Cancel the selected working order, or the selected conditional order (Conditional tab)",
+    ),
+    ConsoleAction(
+        "conditional",
+        "w",
+        "conditional",
+        "Cond.",
+        "Conditional order (条件单) on the selected quote, or a stop-loss / take-profit on the selected "
+        "position, held by the trader (confirmed)",
+    ),
+    ConsoleAction(
+        "reverse",
+        "v",
+        "reverse",
+        "Reverse",
+        "Reverse (反手) the selected position: close it, then open the same volume the other way once "
+        "the close has filled (confirmed)",
+        footer=False,
+    ),
+    ConsoleAction(
+        "close_contract",
+        "C",
+        "close_contract",
+        "Close contract",
+        "Close both the long and the short of the selected contract (confirmed)",
+        footer=False,
+    ),
     ConsoleAction(
         "cancel_all", "X", "cancel_all", "Cancel all", "Cancel every working order of the account (confirmed)"
     ),

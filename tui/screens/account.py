@@ -2,9 +2,10 @@
 
 Panels: Market, Positions, Depth (the book of the Market panel's selected contract),
 Orders (working / all), Account (funds and equity),
-and a tabbed strip with Trades, Strategy triggers, Strategies and Log. Every
-order-sending action goes through a confirmation that shows exactly what will
-be sent; results come back as notifications.
+and a tabbed strip with Trades, Conditional (the trader's conditional orders), Strategy
+triggers, Strategies and Log. Every order-sending action goes through a confirmation that
+shows exactly what will be sent; results come back as notifications, and so does what the
+trader does later on its own (a conditional order firing, a reverse's open sent or not).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from core.client import AccountState
-from core.models import Direction, OrderRequest, TradingState, product_of
-from core.protocol import Reply, StrategyCommand
+from core.models import (
+    ConditionalRequest,
+    CondState,
+    Direction,
+    OrderRequest,
+    Position,
+    TradingState,
+    product_of,
+)
+from core.protocol import ConditionalCommand, Reply, StrategyCommand
 from tui import format as fmt
 from tui.actions import bindings
+from tui.dialogs.conditional import ConditionalDialog, conditional_rows
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.kill import KillDialog, protective_row
 from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
@@ -31,6 +41,7 @@ from tui.dialogs.watchlist import AddContractDialog
 from tui.host import ConsoleHost
 from tui.screens.history import HistoryScreen
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
+from tui.widgets.conditional import ConditionalTable
 from tui.widgets.depth import DepthView
 from tui.widgets.equity import RANGES, account_now
 from tui.widgets.funds import FundsPanel
@@ -89,6 +100,9 @@ class AccountScreen(Screen[None]):
     def __init__(self, account_id: str) -> None:
         super().__init__()
         self.account_id = account_id
+        #: what the operator has been told of: conditional orders' states, the last log line seen
+        self._told: dict[str, tuple[CondState, str]] | None = None
+        self._last_log: object = None
 
     @property
     def qapp(self) -> ConsoleHost:
@@ -117,6 +131,8 @@ class AccountScreen(Screen[None]):
         with TabbedContent(id="lower"):
             with TabPane("Trades", id="tab-trades"):
                 yield TradesTable(scheme=scheme, id="trades")
+            with TabPane("Conditional", id="tab-conditional"):
+                yield ConditionalTable(id="conditional")
             with TabPane("Triggers", id="tab-triggers"):
                 yield TriggersTable(id="triggers")
             with TabPane("Strategies", id="tab-strategies"):
@@ -158,6 +174,7 @@ class AccountScreen(Screen[None]):
         if account_id == self.account_id:
             return
         self.account_id = account_id
+        self._told, self._last_log = None, None
         for table in self.query("KeyedTable"):
             table.reset()  # type: ignore[attr-defined]
         self.refresh_live(None)
@@ -194,6 +211,9 @@ class AccountScreen(Screen[None]):
                 self.query_one("#orders", OrdersTable).show(state)
             if changed("trade"):
                 self.query_one("#trades", TradesTable).show(state)
+            if changed("conditional"):
+                self.query_one("#conditional", ConditionalTable).show(state)
+                self._tell_conditionals(state, quiet=everything)
             if changed("account", "equity"):
                 self.query_one("#funds", FundsPanel).show(state)
             if dirty is not None and "snapshot" in dirty:  # a (re)connected trader: fresh history
@@ -204,6 +224,54 @@ class AccountScreen(Screen[None]):
                 self.query_one("#strategies", StrategiesTable).show(state)
             if changed("log"):
                 self.query_one("#log", LogTable).show(state)
+                self._tell_reverses(state, quiet=everything)
+
+    def _tell_conditionals(self, state: AccountState, *, quiet: bool) -> None:
+        """A notification when one of the account's conditional orders fires, is refused or
+        ends on its own (a snapshot only sets what is known: ``quiet``)."""
+        now = {c.cond_id: (c.state, c.message) for c in state.conditionals.values()}
+        told, self._told = self._told, now
+        if told is None or quiet:
+            return
+        for cond_id, (cond_state, message) in now.items():
+            if told.get(cond_id) == (cond_state, message) or cond_state is CondState.PENDING:
+                continue
+            if cond_state is CondState.TRIGGERED and (message.startswith(("refused", "the trader stopped"))):
+                self.app.notify(
+                    f"{state.account_id} conditional {cond_id}: {message}",
+                    severity="error",
+                    timeout=20,
+                    markup=False,
+                )
+            elif cond_state is CondState.TRIGGERED and message.startswith("sent"):
+                self.app.notify(f"{state.account_id} conditional fired: {message}", markup=False)
+            elif cond_state in (CondState.EXPIRED, CondState.CANCELLED) and not message.startswith(
+                "cancelled by"
+            ):
+                self.app.notify(
+                    f"{state.account_id} conditional {cond_id}: {message}", severity="warning", markup=False
+                )
+
+    def _tell_reverses(self, state: AccountState, *, quiet: bool) -> None:
+        """A reverse finishes in the trader after its reply: say how (its log lines)."""
+        logs = state.logs
+        last = logs[-1] if logs else None
+        seen, self._last_log = self._last_log, last
+        if quiet or seen is None or last is None or last is seen:
+            return
+        fresh = []
+        for entry in reversed(logs):
+            if entry is seen:
+                break
+            fresh.append(entry)
+        for entry in reversed(fresh):
+            if entry.message.startswith("reverse of "):
+                severity = (
+                    "error" if "NOT sent" in entry.message or "refused" in entry.message else "information"
+                )
+                self.app.notify(
+                    f"{state.account_id}: {entry.message}", severity=severity, timeout=20, markup=False
+                )
 
     def on_market_table_highlighted(self, event: MarketTable.Highlighted) -> None:
         """The Depth panel follows the Market panel's cursor."""
@@ -331,6 +399,10 @@ class AccountScreen(Screen[None]):
         self.app.push_screen(ConfirmDialog(f"{account_id} to {target.name}?", rows), answered)
 
     def action_cancel_order(self) -> None:
+        conditional = self.query_one("#conditional", ConditionalTable)
+        if self.focused is conditional:
+            self._cancel_conditional(conditional)
+            return
         orders = self.query_one("#orders", OrdersTable)
         order = orders.selected() if self.focused is orders else None
         if order is None:
@@ -526,13 +598,25 @@ class AccountScreen(Screen[None]):
                 ("Strategies", "stay stopped (t)"),
             ]
 
+            suspended = [c for c in state.conditionals.values() if c.state is CondState.SUSPENDED]
+
             def resume(ok: bool | None) -> None:
                 if ok:
-                    self.qapp.run_command(
-                        f"{account_id} -> ACTIVE",
-                        self.qapp.client.set_trading_state(account_id, TradingState.ACTIVE),
-                    )
+                    self.qapp.run_command(f"{account_id} -> ACTIVE", resumed())
 
+            async def resumed() -> Reply:
+                reply = await self.qapp.client.set_trading_state(account_id, TradingState.ACTIVE)
+                if reply.ok and suspended:
+                    self._ask_rearm(account_id)
+                return reply
+
+            if suspended:
+                rows.append(
+                    (
+                        "Conditional orders",
+                        f"{len(suspended)} suspended: you are asked next whether to re-arm them",
+                    )
+                )
             self.app.push_screen(ConfirmDialog(f"Resume trading in {account_id}?", rows), resume)
             return
         running = [s for s in state.strategies.values() if s.running]
@@ -607,4 +691,172 @@ class AccountScreen(Screen[None]):
         rows = [("Account", account_id), ("Effect", "strategy signals become orders")]
         self.app.push_screen(
             ConfirmDialog(f"Turn auto-trading ON in {account_id}?", rows, danger=True), answered
+        )
+
+    # ------------------------------------------------------------------ conditional orders
+
+    def _ask_rearm(self, account_id: str) -> None:
+        """After a resume: re-arm the conditional orders the kill switch suspended? (Each is
+        listed: they may fire on the next tick.)"""
+        suspended = [
+            c
+            for c in self.qapp.client.state(account_id).conditionals.values()
+            if c.state is CondState.SUSPENDED
+        ]
+        if not suspended:
+            return
+        rows: list[tuple[str, str | Text]] = [("Account", account_id)]
+        rows += [(c.vt_symbol, c.words()) for c in suspended[:8]]
+        if len(suspended) > 8:
+            rows.append(("", f"... and {len(suspended) - 8} more"))
+        rows.append(("No", "they stay SUSPENDED (cancel them with x in the Conditional tab)"))
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    f"re-arm {len(suspended)} conditional orders",
+                    self.qapp.client.conditional_command(account_id, ConditionalCommand(action="rearm")),
+                )
+
+        self.app.push_screen(
+            ConfirmDialog(
+                f"Re-arm {len(suspended)} suspended conditional orders of {account_id}?", rows, danger=True
+            ),
+            answered,
+        )
+
+    def action_conditional(self) -> None:
+        """A conditional order on the selected quote, or a stop on the selected position."""
+        positions = self.query_one("#positions", PositionsTable)
+        pos = positions.selected() if self.focused is positions else None
+        vt_symbol, _ = self._selected_symbol()
+        if pos is None and vt_symbol is None:
+            self.app.notify("Select a quote or a position first", severity="warning")
+            return
+        dialog = ConditionalDialog(self.account_id, self.state, vt_symbol=vt_symbol, position=pos)
+        self.app.push_screen(dialog, self._confirm_conditional)
+
+    def _confirm_conditional(self, req: ConditionalRequest | None) -> None:
+        if req is None:
+            return
+        account_id = self.account_id
+        rows = conditional_rows(account_id, req, self.state)
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    f"conditional {req.vt_symbol}", self.qapp.client.create_conditional(account_id, req)
+                )
+
+        self.app.push_screen(ConfirmDialog(f"Arm this conditional order in {account_id}?", rows), answered)
+
+    def _cancel_conditional(self, table: ConditionalTable) -> None:
+        cond = table.selected()
+        if cond is None:
+            self.app.notify("Select a conditional order first", severity="warning")
+            return
+        if not cond.is_live:
+            self.app.notify(
+                f"Conditional order {cond.cond_id} is {cond.state.name}: nothing to cancel",
+                severity="warning",
+            )
+            return
+        self.qapp.run_command(
+            f"cancel conditional {cond.cond_id}",
+            self.qapp.client.conditional_command(
+                self.account_id, ConditionalCommand(action="cancel", cond_id=cond.cond_id)
+            ),
+        )
+
+    # ------------------------------------------------------------------ reverse, close a contract
+
+    def _selected_position(self) -> Position | None:
+        positions = self.query_one("#positions", PositionsTable)
+        pos = positions.selected() if self.focused is positions else None
+        if pos is None:
+            self.app.notify("Select a position in the Positions panel first (tab to it)", severity="warning")
+        return pos
+
+    def action_reverse(self) -> None:
+        """反手: the confirmation lists the close legs and the open that follows their fill."""
+        pos = self._selected_position()
+        if pos is None:
+            return
+        account_id = self.account_id
+        rows, price = close_rows(account_id, pos, self.state)
+        if price is None:
+            self.app.notify(f"No quote for {pos.vt_symbol}: cannot price the reverse", severity="error")
+            return
+        volume = pos.volume
+        side = "SELL" if pos.direction is Direction.LONG else "BUY"
+        rows = [(f"1. close: {k}" if k in ("Side", "Offset", "Volume", "Price") else k, v) for k, v in rows]
+        rows += [
+            (
+                "2. then open",
+                Text(f"{side} OPEN {volume:g} {pos.vt_symbol} at the opposite best", style="bold"),
+            ),
+            (
+                "When",
+                "only once every close leg has filled; refused, cancelled or not filled in 10 s: NOT sent",
+            ),
+        ]
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(
+                    f"reverse {pos.direction.name.lower()} {pos.vt_symbol}",
+                    self.qapp.client.reverse_position(account_id, pos.vt_symbol, pos.direction),
+                )
+
+        title = f"Reverse {pos.direction.name} {pos.volume:g} {pos.vt_symbol} in {account_id}?"
+        self.app.push_screen(ConfirmDialog(title, rows, danger=True), answered)
+
+    def action_close_contract(self) -> None:
+        """Close both the long and the short of the selected contract: every order listed."""
+        vt_symbol, _ = self._selected_symbol()
+        state = self.state
+        held = [
+            p
+            for d in (Direction.LONG, Direction.SHORT)
+            if (p := state.positions.get((vt_symbol or "", d))) is not None
+        ]
+        if vt_symbol is None or not held:
+            self.app.notify(
+                f"No position in {vt_symbol or 'the selected contract'} to close", severity="warning"
+            )
+            return
+        account_id = self.account_id
+        rows: list[tuple[str, str | Text]] = [
+            ("Account", Text(account_id, style="bold reverse")),
+            ("Symbol", vt_symbol),
+        ]
+        prices: dict[Direction, float] = {}
+        for pos in held:
+            legs, price = close_rows(account_id, pos, state)
+            if price is None:
+                self.app.notify(f"No quote for {vt_symbol}: cannot price the close", severity="error")
+                return
+            prices[pos.direction] = price
+            parts = dict(legs)
+            rows.append(
+                (
+                    f"close {pos.direction.name.lower()}",
+                    f"{parts['Side']} {parts['Offset']} @ {parts['Price']}",
+                )
+            )
+        client = self.qapp.client
+
+        async def close_all() -> Reply:
+            replies = [await client.close_position(account_id, vt_symbol, d, price=prices[d]) for d in prices]
+            bad = [r for r in replies if not r.ok]
+            if not bad:
+                return Reply(ok=True, result={"summary": f"{len(replies)} close(s) sent"})
+            return Reply(ok=False, error="; ".join(r.error for r in bad), result=bad[0].result)
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.qapp.run_command(f"close all of {vt_symbol}", close_all())
+
+        self.app.push_screen(
+            ConfirmDialog(f"Close every position in {vt_symbol} ({account_id})?", rows, danger=True), answered
         )
