@@ -89,11 +89,12 @@ def conditional_rows(
             TriggerSource.ASK: tick.ask_price_1,
         }[req.source]
         now_words = f" (now {fmt.price(value, contract)})"
-    legs = (
-        "CLOSE (SHFE/INE: CLOSEYESTERDAY then CLOSETODAY, as closable then)"
-        if cond.offset.is_close
-        else cond.offset.name
-    )
+    if not cond.offset.is_close:
+        legs = cond.offset.name
+    elif req.vt_symbol.endswith((".SHFE", ".INE")):
+        legs = "CLOSEYESTERDAY first, then CLOSETODAY (as closable when it fires)"
+    else:
+        legs = "CLOSE (no more than is closable when it fires)"
     rows: list[tuple[str, str | Text]] = [
         ("Account", Text(account_id, style="bold reverse")),
         ("Symbol", req.vt_symbol),
