@@ -72,6 +72,7 @@ UNCONFIRMED = (
 )
 
 RECENT_FINISHED = 100  # finished conditional orders loaded at start and kept in the snapshot
+MAX_LIVE = 200  # pending or suspended at once, per account: what a snapshot carries stays bounded
 
 
 class BookHost(Protocol):
@@ -294,6 +295,8 @@ class ConditionalBook:
         why = creation_refusal(
             req, contract=contract, tick=tick, oms=host.oms, trading_state=host.trading_state
         )
+        if why is None and len(self.live) >= MAX_LIVE:
+            why = f"{MAX_LIVE} conditional orders are already armed in {host.account_id}: cancel some first"
         if why is not None:
             return Reply(ok=False, error=why)
         stamp = now()

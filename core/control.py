@@ -439,6 +439,7 @@ def console_state(state: AccountState, max_bytes: int) -> ConsoleState:
                 triggers=list(state.triggers),
                 equity=list(state.equity),
                 watchlist=list(state.watchlist) if state.watchlist is not None else None,
+                conditionals=list(state.conditionals.values()),
             ),
             max_bytes - encoded_size(logs),
         )

@@ -591,3 +591,23 @@ async def test_a_strategy_places_a_conditional_order_that_fires_in_its_name(core
     finally:
         t.stop()
         await task
+
+
+async def test_an_attaching_console_gets_the_conditional_orders_and_the_number_armed_is_bounded(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import conditional
+    from core.aggregator import DataAggregator
+    from core.control import console_state
+
+    cond_id = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5)).result["cond_id"]
+    agg = DataAggregator()
+    agg.add_account("CO1", "sim")
+    agg.apply("CO1", Message(type="snapshot", account_id="CO1", data=trader.snapshot()))
+    assert agg.states["CO1"].conditionals[cond_id].state is CondState.PENDING
+    view = console_state(agg.states["CO1"], 16 * 1024 * 1024)
+    assert view.snapshot is not None and [c.cond_id for c in view.snapshot.conditionals] == [cond_id]
+
+    monkeypatch.setattr(conditional, "MAX_LIVE", 1)
+    refused = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 6))
+    assert not refused.ok and "already armed" in refused.error
