@@ -119,6 +119,35 @@ async def test_the_attached_console_sees_and_trades_what_the_daemon_runs(daemon:
     assert not unknown.ok and "no account 'NOPE'" in unknown.error
 
 
+async def test_the_attached_console_arms_cancels_conditional_orders_and_reverses(daemon: Daemon) -> None:
+    from core.models import ConditionalRequest, CondState, TriggerOp
+    from core.protocol import ConditionalCommand
+
+    d, client = daemon, daemon.client
+    await wait_until(lambda: _mirrors(d, "A1"), what="A1 mirrored")
+    state = client.state("A1")
+    last = state.ticks["m2705.DCE"].last_price
+    req = ConditionalRequest(
+        vt_symbol="m2705.DCE", op=TriggerOp.LE, trigger_price=last - 500, direction=Direction.LONG, volume=1
+    )
+    armed = await client.create_conditional("A1", req)
+    assert armed.ok, armed.error
+    cond_id = armed.result["cond_id"]
+    await wait_until(lambda: cond_id in state.conditionals, what="the conditional order streamed")
+    cancelled = await client.conditional_command("A1", ConditionalCommand(action="cancel", cond_id=cond_id))
+    assert cancelled.ok, cancelled.error
+    await wait_until(lambda: state.conditionals[cond_id].state is CondState.CANCELLED)
+    rearm = await client.conditional_command("A1", ConditionalCommand(action="rearm"))
+    assert rearm.ok and rearm.result["rearmed"] == 0
+
+    assert (await client.send_order("A1", _buy(d, "A1", "m2705.DCE", marketable=True))).ok
+    await wait_until(lambda: ("m2705.DCE", Direction.LONG) in state.positions)
+    reversed_ = await client.reverse_position("A1", "m2705.DCE", Direction.LONG)
+    assert reversed_.ok, reversed_.error
+    await wait_until(lambda: ("m2705.DCE", Direction.SHORT) in state.positions, what="reversed")
+    assert ("m2705.DCE", Direction.LONG) not in state.positions
+
+
 async def test_a_trader_stopped_from_the_console_stops_in_the_daemon(daemon: Daemon) -> None:
     d, client = daemon, daemon.client
     await wait_until(lambda: _mirrors(d, "A2"))
