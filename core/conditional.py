@@ -11,9 +11,10 @@ kill switch SUSPENDS every pending one; an operator re-arms them (``rearm``) aft
 marked TRIGGERED and that is committed to the account's database first; the order is sent
 after, in its own unit of work (``ConditionalBook._send``), never from inside the venue's tick.
 A trader killed between the two finds it TRIGGERED at its restart with no order recorded and
-never sends it again; the restart says so on the conditional order (``UNCONFIRMED``), and the
-operator checks the Orders panel (the venue's push at the reconnect lists the order if it
-went out, ``core/reconcile.py``).
+never sends it again: it says so on the conditional order (``UNCONFIRMED``), and once the
+venue's push at the reconnect is applied (``core/reconcile.py``) it names the order the venue
+lists for it (``FOUND_AT_VENUE``: same contract and side, created from its trigger on, on no
+record before) or says none went out (``NONE_AT_VENUE``).
 
 The order it sends takes the road of every order (``RequestHandlers._place``: the risk rules,
 the close policy's explicit offsets for a close); a refusal is kept on the conditional order
@@ -70,6 +71,14 @@ UNCONFIRMED = (
     "the trader stopped after this fired and before its order was confirmed sent: it is not "
     "sent again; check the Orders panel (the venue lists it there if it went out)"
 )
+#: ... and once the venue's push at the reconnect lists an order that matches it.
+FOUND_AT_VENUE = "the trader stopped after this fired; the venue lists its order (not sent again)"
+#: ... or when it lists none: the order never went out.
+NONE_AT_VENUE = (
+    "the trader stopped after this fired and before its order went out (the venue lists none "
+    "after the restart): not sent, and not sent again"
+)
+MATCH_SLACK_S = 1.0  # a venue's clock may stamp its order up to this long before the trigger
 
 RECENT_FINISHED = 100  # finished conditional orders loaded at start and kept in the snapshot
 MAX_LIVE = 200  # pending or suspended at once, per account: what a snapshot carries stays bounded
@@ -225,12 +234,16 @@ class ConditionalBook:
         self.live: dict[str, ConditionalOrder] = {}
         self.finished: dict[str, ConditionalOrder] = {}
         self._by_symbol: dict[str, set[str]] = {}
+        self._unconfirmed: list[ConditionalOrder] = []  # fired, order unknown: settled at CONNECTED
+        self._recorded: set[str] = set()  # orders on record at the start: not an unconfirmed one's
 
     # ------------------------------------------------------------------ state
 
     def load(self, db: AccountDatabase) -> None:
         """What the database holds: every live one, the recent finished ones; a TRIGGERED one
-        whose order was never recorded is said so (``UNCONFIRMED``), never sent again."""
+        whose order was never recorded is said so (``UNCONFIRMED``), never sent again.
+        Called once the trader has loaded its orders from the database."""
+        self._recorded = set(self.host.oms.orders)
         for cond in db.load_conditionals(limit=RECENT_FINISHED):
             if (
                 cond.state is CondState.TRIGGERED
@@ -241,11 +254,50 @@ class ConditionalBook:
                 cond.updated_at = now()
                 db.save_conditional(cond)
                 self.host.log.error("conditional order %s (%s): %s", cond.cond_id, cond.words(), UNCONFIRMED)
+            if cond.state is CondState.TRIGGERED and cond.message == UNCONFIRMED:
+                self._unconfirmed.append(cond)
             self.finished[cond.cond_id] = cond
         for cond in db.load_conditionals(live_only=True, limit=100_000):
             self.finished.pop(cond.cond_id, None)
             self._keep(cond)
         self.expire_due()
+
+    def settle_unconfirmed(self) -> None:
+        """At CONNECTED (the venue's push applied): a conditional order that fired just before a
+        crash and whose order the venue lists (same contract and side, created from its trigger
+        on, not any other one's) gets that order's id; the others stay UNCONFIRMED. Nothing is
+        ever sent for them."""
+        pending, self._unconfirmed = self._unconfirmed, []
+        if not pending:
+            return
+        taken = {
+            oid
+            for c in [*self.finished.values(), *self.live.values()]
+            for oid in c.order_id.split(",")
+            if oid
+        }
+        for cond in pending:
+            since = cond.triggered_at or cond.updated_at
+            found = [
+                o
+                for o in self.host.oms.orders.values()
+                if o.vt_symbol == cond.vt_symbol
+                and o.direction is cond.direction
+                and o.offset.is_close == closes(cond)
+                and o.order_id not in taken
+                and o.order_id not in self._recorded
+                and (o.datetime - since).total_seconds() >= -MATCH_SLACK_S
+            ]
+            if not found:
+                self._save(cond, message=NONE_AT_VENUE)
+                self.host.log.error("conditional order %s: %s", cond.cond_id, NONE_AT_VENUE)
+                continue
+            cond.order_id = ",".join(o.order_id for o in found)[:1000]
+            taken.update(o.order_id for o in found)
+            self._save(cond, message=f"{FOUND_AT_VENUE}: order {cond.order_id}")
+            self.host.log.warning(
+                "conditional order %s: %s: order %s", cond.cond_id, FOUND_AT_VENUE, cond.order_id
+            )
 
     def all(self) -> list[ConditionalOrder]:
         finished = list(self.finished.values())[-RECENT_FINISHED:]
@@ -475,7 +527,9 @@ class ConditionalBook:
 
 
 __all__ = [
+    "FOUND_AT_VENUE",
     "KILL_BEFORE_SEND_ENV",
+    "NONE_AT_VENUE",
     "UNCONFIRMED",
     "BookHost",
     "ConditionalBook",

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import load_config_file
-from core.conditional import UNCONFIRMED, ConditionalBook, holds, trailed
+from core.conditional import FOUND_AT_VENUE, NONE_AT_VENUE, ConditionalBook, holds, trailed
 from core.models import (
     CancelRequest,
     CondExpiry,
@@ -454,7 +454,8 @@ async def test_a_triggered_one_found_without_its_order_at_start_is_said_so_never
     t, task = await _start(core_env)
     try:
         stored = _cond(t, cond_id)
-        assert stored.state is CondState.TRIGGERED and stored.message == UNCONFIRMED and not stored.order_id
+        # the venue's push lists no order of it: it never went out, and nothing is sent now
+        assert stored.state is CondState.TRIGGERED and stored.message == NONE_AT_VENUE and not stored.order_id
         orders = set(t.oms.orders)
         await _push(t, cond.trigger_price + 1)
         assert set(t.oms.orders) == orders
@@ -611,3 +612,37 @@ async def test_an_attaching_console_gets_the_conditional_orders_and_the_number_a
     monkeypatch.setattr(conditional, "MAX_LIVE", 1)
     refused = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 6))
     assert not refused.ok and "already armed" in refused.error
+
+
+async def test_a_triggered_one_whose_order_reached_the_venue_but_not_the_database_gets_its_id(
+    core_env: CoreEnv,
+) -> None:
+    import sqlite3
+
+    from storage import database_path
+
+    core_env.write_config(sim_account("CO1", SYMBOL, rate=0, mode="embedded"))
+    t, task = await _start(core_env)
+    cond_id = _request(t, "cond_req", _entry(t, TriggerOp.GE, 5)).result["cond_id"]
+    cond = _cond(t, cond_id)
+    stamp = now()
+    t.db.save_conditional(  # type: ignore[union-attr]
+        msgspec.structs.replace(cond, state=CondState.TRIGGERED, message="fired", triggered_at=stamp)
+    )
+    # its order went out (a resting buy) and the trader died before recording it
+    tick = t.oms.ticks[SYMBOL]
+    resting = OrderRequest(vt_symbol=SYMBOL, direction=Direction.LONG, price=tick.limit_down, volume=1)
+    sent_id = t.gateway.send_order(resting)  # type: ignore[union-attr]
+    t.stop()
+    await task
+    with sqlite3.connect(database_path(core_env.data_dir, "CO1")) as conn:
+        conn.execute("DELETE FROM orders WHERE order_id = ?", (sent_id,))
+    t, task = await _start(core_env)
+    try:
+        await wait_until(lambda: _cond(t, cond_id).order_id, what="the venue's order matched to it")
+        stored = _cond(t, cond_id)
+        assert stored.order_id == sent_id and stored.message.startswith(FOUND_AT_VENUE)
+        assert stored.state is CondState.TRIGGERED
+    finally:
+        t.stop()
+        await task

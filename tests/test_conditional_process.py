@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.conditional import KILL_BEFORE_SEND_ENV, UNCONFIRMED
+from core.conditional import KILL_BEFORE_SEND_ENV, NONE_AT_VENUE
 from core.manager import TradingManager
 from core.models import (
     ConditionalRequest,
@@ -89,7 +89,7 @@ async def test_fired_once_never_twice_across_a_sigkill_between_trigger_and_send(
         )
         # the restarted trader says what became of it, and the far one is still armed
         await wait_until(
-            lambda: killed in state.conditionals and state.conditionals[killed].message == UNCONFIRMED
+            lambda: killed in state.conditionals and state.conditionals[killed].message == NONE_AT_VENUE
         )
         cond = state.conditionals[killed]
         assert cond.state is CondState.TRIGGERED and cond.order_id == ""
