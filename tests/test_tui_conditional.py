@@ -162,3 +162,24 @@ async def test_resume_after_the_kill_switch_asks_whether_to_rearm(core_env) -> N
         assert rows[SYMBOL].startswith(f"last <= {last - 500:g}")
         await c.pilot.press("y")
         await c.until(lambda: state.conditionals[cond_id].state is CondState.PENDING, "re-armed")
+
+
+async def test_the_operator_is_told_when_a_conditional_order_fires(core_env) -> None:  # type: ignore[no-untyped-def]
+    async with console(core_env) as c:
+        state = c.state("DQ1")
+        step = state.contracts[SYMBOL].pricetick
+        last = state.ticks[SYMBOL].last_price
+        ids = []
+        for op, away in ((TriggerOp.GE, 1), (TriggerOp.LE, -1)):
+            req = ConditionalRequest(
+                vt_symbol=SYMBOL, op=op, trigger_price=last + away * step, direction=Direction.LONG, volume=1
+            )
+            reply = await c.manager.create_conditional("DQ1", req)
+            assert reply.ok, reply.error
+            ids.append(reply.result["cond_id"])
+        for _ in range(50):  # the market moves by hand: one of the two is crossed within a few steps
+            if any(state.conditionals[i].state is CondState.TRIGGERED for i in ids):
+                break
+            await c.step("DQ1", SYMBOL)
+        await c.until(lambda: any(state.conditionals[i].order_id for i in ids), "one fired and sent")
+        await c.notified("DQ1 conditional fired: sent BUY OPEN 1")
