@@ -26,12 +26,13 @@ class ConditionalTable(KeyedTable[ConditionalOrder]):
         ("time", "Created", 8),
         ("symbol", "Symbol", 12),
         ("state", "State", 9),
-        ("what", "Condition → order", 48),
+        ("what", "Condition → order", 56),
         ("msg", "Message", 30),
         ("id", "Id", 16),
     )
+    # the condition in words is what the panel is for: the id, the time and the message go first
     HIDE_WHEN_NARROW = ("id", "time", "msg")
-    FLEX = {"what": 24, "msg": 12}
+    FLEX = {"msg": 10}
     NEWEST_FIRST = True
 
     def __init__(self, *, id: str | None = None) -> None:
