@@ -255,3 +255,41 @@ async def test_dashboard_sparklines_show_the_day_at_every_width(size: tuple[int,
         state = client.state("DQ1")
         day = table.equity_today(state)
         assert len(day) > len(state.equity)  # the stored day, not only what the snapshot had
+
+
+@pytest.mark.parametrize("size", SIZES, ids=IDS)
+async def test_the_conditional_tab_shows_each_condition_whole(size: tuple[int, int]) -> None:
+    from core.models import ConditionalOrder, CondKind, CondPrice, Direction, Offset, TriggerOp, TriggerSource
+    from tui.widgets.conditional import ConditionalTable
+
+    client = FakeClient()
+    cond = ConditionalOrder(
+        account_id="DQ1",
+        cond_id="COND.20260302140211.1-1",
+        vt_symbol="rb2705.SHFE",
+        kind=CondKind.STOP_LOSS,
+        source=TriggerSource.LAST,
+        op=TriggerOp.LE,
+        trigger_price=3650.0,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=2,
+        price_type=CondPrice.BEST,
+        trailing=10.0,
+        message="armed",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+    client.apply("DQ1", "conditional", cond)
+    app = QTraderApp(client)
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#lower").active = "tab-conditional"  # type: ignore[attr-defined]
+        await settle(pilot)
+        table = app.screen.query_one(ConditionalTable)
+        assert_drawn_cleanly(table)
+        assert table.row_keys == [cond.cond_id]
+        words = "last <= 3650 → SELL CLOSE 2 @ bid (stop-loss, trailing 10)"
+        assert table.get_cell(cond.cond_id, "what") == words
+        if size[0] >= 100:  # whole: the id, the time and the message give way first
+            assert table.column_width("what") >= len(words)

@@ -26,13 +26,14 @@ class ConditionalTable(KeyedTable[ConditionalOrder]):
         ("time", "Created", 8),
         ("symbol", "Symbol", 12),
         ("state", "State", 9),
-        ("what", "Condition → order", 56),
+        ("what", "Condition → order", 66),
         ("msg", "Message", 30),
         ("id", "Id", 16),
     )
-    # the condition in words is what the panel is for: the id, the time and the message go first
-    HIDE_WHEN_NARROW = ("id", "time", "msg")
-    FLEX = {"msg": 10}
+    # the condition in words is what the panel is for: the id and the message give way first
+    # (a refusal's reason is also notified when it happens)
+    HIDE_WHEN_NARROW = ("id", "msg", "time")
+    FLEX = {"what": 40}
     NEWEST_FIRST = True
 
     def __init__(self, *, id: str | None = None) -> None:
