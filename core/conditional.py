@@ -19,8 +19,8 @@ record before) or says none went out (``NONE_AT_VENUE``).
 The order it sends takes the road of every order (``RequestHandlers._place``: the risk rules,
 the close policy's explicit offsets for a close); a refusal is kept on the conditional order
 with its reason. A stop-loss or take-profit only ever closes its position's lots (no more than
-is closable when it fires; nothing left: it is cancelled, so the stop and the take-profit of
-one position never open anything). Trailing: the trigger price follows the watched price at
+is closable when it fires; cancelled once the position is flat, so the stop and the take-profit
+of one position never open anything nor close a later one). Trailing: the trigger price follows the watched price at
 ``trailing`` distance, only towards it, and is saved only when it moves by a tick or more.
 """
 
@@ -409,6 +409,18 @@ class ConditionalBook:
         if suspended:
             self.host.log.warning("%d conditional orders re-armed", len(suspended))
         return Reply(ok=True, result={"rearmed": len(suspended)})
+
+    def position_flat(self, vt_symbol: str, direction: Direction) -> None:
+        """The ``direction`` position of ``vt_symbol`` is flat (closed by hand, by another
+        conditional order, by a strategy): the stop-losses and take-profits that protected it
+        are cancelled, so they never close a position opened later."""
+        for cond_id in list(self._by_symbol.get(vt_symbol, ())):
+            cond = self.live.get(cond_id)
+            if cond is None or cond.kind is CondKind.ENTRY:
+                continue
+            if position_direction_closed_by(cond.direction) is direction:
+                self._save(cond, CondState.CANCELLED, f"its {direction.name.lower()} position was closed")
+                self.host.log.info("conditional order %s cancelled: its position was closed", cond_id)
 
     def suspended(self) -> int:
         return sum(c.state is CondState.SUSPENDED for c in self.live.values())

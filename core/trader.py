@@ -732,6 +732,8 @@ class Trader(ManagerLink, RequestHandlers):
         self.oms.update_position(position)
         self._positions_dirty = True
         self.emit("position", position)
+        if position.volume <= 0 and self._recon is None and self.gateway_status is GatewayStatus.CONNECTED:
+            self.conditionals.position_flat(position.vt_symbol, position.direction)
 
     @_gateway_event
     def on_account(self, account: Account) -> None:

@@ -384,7 +384,7 @@ async def test_a_trailing_stop_loss_follows_then_closes_with_explicit_offsets(tr
     assert order.offset is Offset.CLOSETODAY and order.direction is Direction.SHORT and order.volume == 2
 
 
-async def test_a_stop_whose_position_is_gone_sends_nothing(trader: Trader) -> None:
+async def test_a_stop_whose_position_is_closed_is_cancelled_and_sends_nothing(trader: Trader) -> None:
     await _long(trader, 1)
     last = trader.oms.ticks[SYMBOL].last_price
     step = trader.oms.contracts[SYMBOL].pricetick
@@ -412,10 +412,12 @@ async def test_a_stop_whose_position_is_gone_sends_nothing(trader: Trader) -> No
             or trader.oms.position(SYMBOL, Direction.LONG).volume == 0
         )
     )  # type: ignore[union-attr]
+    # flat: the stop that protected it is cancelled, and a later long is not closed by it
+    await wait_until(lambda: _cond(trader, cond_id).state is CondState.CANCELLED)
+    assert _cond(trader, cond_id).message == "its long position was closed"
+    await _long(trader, 2)  # (not 1: the duplicate rule)
     orders = set(trader.oms.orders)
     await _push(trader, last - 5 * step)
-    await wait_until(lambda: _cond(trader, cond_id).state is CondState.CANCELLED)
-    assert "no long" in _cond(trader, cond_id).message
     assert set(trader.oms.orders) == orders
 
 
