@@ -48,6 +48,7 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "Cond.",
         "Conditional order (条件单) on the selected quote, or a stop-loss / take-profit on the selected "
         "position, held by the trader (confirmed)",
+        footer=False,  # the footer is full at 100 columns: help (?) and the palette list it
     ),
     ConsoleAction(
         "reverse",
