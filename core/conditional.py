@@ -97,6 +97,7 @@ class BookHost(Protocol):
 
     def emit(self, msg_type: MessageType, data: Any) -> None: ...
     def contract_of(self, vt_symbol: str) -> Contract | None: ...
+    def quote(self, vt_symbol: str) -> None: ...
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply: ...
     def place_conditional_close(
         self, vt_symbol: str, closed: Direction, volume: float, price: float, reference: str
@@ -375,6 +376,8 @@ class ConditionalBook:
             updated_at=stamp,
         )
         self._save(cond, message="armed")
+        if tick is None:  # a position's contract off the watchlist: its ticks are what it watches
+            host.quote(req.vt_symbol)
         host.log.info("conditional order %s armed: %s %s", cond.cond_id, cond.vt_symbol, cond.words())
         return Reply(ok=True, result={"cond_id": cond.cond_id, "words": cond.words()})
 

@@ -442,6 +442,11 @@ class RequestHandlers:
             contract = self.gateway.get_contract(vt_symbol)
         return contract
 
+    def quote(self, vt_symbol: str) -> None:
+        """Subscribe ``vt_symbol``'s market data (a conditional order watches it)."""
+        if self.gateway is not None:
+            self.gateway.subscribe(vt_symbol)
+
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply:
         return self._place(req, manual=manual)
 

@@ -118,6 +118,9 @@ class _BookHost:
     def contract_of(self, vt_symbol: str) -> Contract | None:
         return self.contract
 
+    def quote(self, vt_symbol: str) -> None:
+        pass
+
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply:
         self.sent.append(req)
         return Reply(ok=True, result={"order_id": f"O{len(self.sent)}"})
@@ -648,3 +651,17 @@ async def test_a_triggered_one_whose_order_reached_the_venue_but_not_the_databas
     finally:
         t.stop()
         await task
+
+
+async def test_a_conditional_order_on_a_contract_off_the_watchlist_subscribes_its_quotes(
+    trader: Trader,
+) -> None:
+    other = "ag2612.SHFE"
+    assert other not in trader.oms.ticks
+    req = ConditionalRequest(
+        vt_symbol=other, op=TriggerOp.GE, trigger_price=99_999, direction=Direction.LONG, volume=1
+    )
+    reply = _request(trader, "cond_req", req)
+    assert reply.ok, reply.error
+    await wait_until(lambda: other in trader.oms.ticks, what="its quotes, which it watches")
+    assert other in trader.conditionals.symbols()
