@@ -183,3 +183,42 @@ async def test_the_operator_is_told_when_a_conditional_order_fires(core_env) -> 
             await c.step("DQ1", SYMBOL)
         await c.until(lambda: any(state.conditionals[i].order_id for i in ids), "one fired and sent")
         await c.notified("DQ1 conditional fired: sent BUY OPEN 1")
+
+
+async def test_a_reverse_whose_close_is_cancelled_tells_the_operator_the_open_was_not_sent(core_env) -> None:  # type: ignore[no-untyped-def]
+    from core.models import Tick, now
+
+    async with console(core_env) as c:
+        state = c.state("DQ1")
+        await _position(c, Direction.LONG, 2)
+        # the trader's quote says the bid is 30 ticks above the venue's book: its close there rests
+        trader = c.manager.proxies["DQ1"].embedded
+        assert trader is not None
+        real = trader.oms.ticks[SYMBOL]
+        step = state.contracts[SYMBOL].pricetick
+        high = real.last_price + 30 * step
+        trader.on_tick(
+            Tick(
+                vt_symbol=SYMBOL,
+                datetime=now(),
+                last_price=high,
+                bid_price_1=high - step,
+                ask_price_1=high + step,
+                bid_volume_1=5,
+                ask_volume_1=5,
+                limit_up=real.limit_up,
+                limit_down=real.limit_down,
+            )
+        )
+        await select_row(c, "positions", f"{SYMBOL}|LONG")
+        before = set(state.orders)
+        await c.pilot.press("v")
+        await c.pilot.press("y")
+        await c.notified(f"reverse long {SYMBOL}: accepted")
+        await c.until(lambda: len(set(state.orders) - before) == 1, "the close sent")
+        (close_id,) = set(state.orders) - before
+        assert state.orders[close_id].is_active  # resting
+        assert (await c.manager.cancel_order("DQ1", close_id)).ok
+        note = await c.notified("the open is NOT sent")
+        assert "CANCELLED" in note and "reverse of long 2" in note
+        assert [o for o in set(state.orders) - before if state.orders[o].offset is Offset.OPEN] == []

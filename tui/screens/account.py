@@ -49,6 +49,9 @@ from tui.widgets.market import MarketTable
 from tui.widgets.orders import OrdersTable, TradesTable
 from tui.widgets.positions import PositionsTable
 
+#: the account screen has not looked at the account's log yet (its first look tells nothing)
+_UNSEEN = object()
+
 
 class AccountBar(Static):
     """The header line: which account the keys act on, and its state."""
@@ -102,7 +105,7 @@ class AccountScreen(Screen[None]):
         self.account_id = account_id
         #: what the operator has been told of: conditional orders' states, the last log line seen
         self._told: dict[str, tuple[CondState, str]] | None = None
-        self._last_log: object = None
+        self._last_log: object = _UNSEEN
 
     @property
     def qapp(self) -> ConsoleHost:
@@ -174,7 +177,7 @@ class AccountScreen(Screen[None]):
         if account_id == self.account_id:
             return
         self.account_id = account_id
-        self._told, self._last_log = None, None
+        self._told, self._last_log = None, _UNSEEN
         for table in self.query("KeyedTable"):
             table.reset()  # type: ignore[attr-defined]
         self.refresh_live(None)
@@ -257,11 +260,11 @@ class AccountScreen(Screen[None]):
         logs = state.logs
         last = logs[-1] if logs else None
         seen, self._last_log = self._last_log, last
-        if quiet or seen is None or last is None or last is seen:
+        if quiet or seen is _UNSEEN or last is None or last is seen:
             return
         fresh = []
         for entry in reversed(logs):
-            if entry is seen:
+            if entry is seen:  # (None: the log was empty, every line is new)
                 break
             fresh.append(entry)
         for entry in reversed(fresh):
