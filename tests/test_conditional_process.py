@@ -188,3 +188,21 @@ async def test_reverse_whose_close_is_refused_sends_no_open(core_env: CoreEnv) -
         assert (SYMBOL, Direction.SHORT) not in state.positions
     finally:
         await mgr.stop()
+
+
+async def test_an_armed_conditional_order_survives_a_restart_of_the_whole_core(core_env: CoreEnv) -> None:
+    mgr = await _manager(core_env)
+    try:
+        armed = await mgr.create_conditional("CP1", _near(mgr, TriggerOp.LE, -2000))
+        assert armed.ok, armed.error
+        cond_id = armed.result["cond_id"]
+    finally:
+        await mgr.stop()  # the daemon goes, and its traders with it
+    mgr = await _manager(core_env)
+    try:
+        state = mgr.state("CP1")
+        await wait_until(lambda: cond_id in state.conditionals, what="the conditional order back")
+        assert state.conditionals[cond_id].state is CondState.PENDING
+        assert state.conditionals[cond_id].words().startswith("last <= ")
+    finally:
+        await mgr.stop()
