@@ -222,3 +222,21 @@ async def test_a_reverse_whose_close_is_cancelled_tells_the_operator_the_open_wa
         note = await c.notified("the open is NOT sent")
         assert "CANCELLED" in note and "reverse of long 2" in note
         assert [o for o in set(state.orders) - before if state.orders[o].offset is Offset.OPEN] == []
+
+
+async def test_close_all_of_a_contract_after_the_kill_switch_goes_through_reducing(core_env) -> None:  # type: ignore[no-untyped-def]
+    from core.models import TradingState
+
+    async with console(core_env) as c:
+        state = c.state("DQ1")
+        await _position(c, Direction.LONG, 1)
+        await c.manager.kill_switch("DQ1")
+        await c.until(lambda: state.info.trading_state is TradingState.HALTED, "halted")  # type: ignore[union-attr]
+        await select_row(c, "positions", f"{SYMBOL}|LONG")
+        await c.pilot.press("C")
+        confirm = c.dialog(ConfirmDialog)
+        assert "HALTED: switch it to REDUCING" in confirm.title_text
+        assert confirm_rows(confirm)["Trading state"].startswith("HALTED -> REDUCING")
+        await c.pilot.press("y")
+        await c.until(lambda: (SYMBOL, Direction.LONG) not in state.positions, "closed")
+        assert state.info.trading_state is TradingState.REDUCING  # type: ignore[union-attr]

@@ -848,8 +848,13 @@ class AccountScreen(Screen[None]):
                 )
             )
         client = self.qapp.client
+        halted = self._trading_state() is TradingState.HALTED
 
         async def close_all() -> Reply:
+            if halted:  # as with c: the operator agreed to close-only first
+                switched = await client.set_trading_state(account_id, TradingState.REDUCING)
+                if not switched.ok:
+                    return switched
             replies = [await client.close_position(account_id, vt_symbol, d, price=prices[d]) for d in prices]
             bad = [r for r in replies if not r.ok]
             if not bad:
@@ -860,6 +865,8 @@ class AccountScreen(Screen[None]):
             if ok:
                 self.qapp.run_command(f"close all of {vt_symbol}", close_all())
 
-        self.app.push_screen(
-            ConfirmDialog(f"Close every position in {vt_symbol} ({account_id})?", rows, danger=True), answered
-        )
+        title = f"Close every position in {vt_symbol} ({account_id})?"
+        if halted:
+            title = f"{account_id} is HALTED: switch it to REDUCING (close-only) and close {vt_symbol}?"
+            rows.insert(1, ("Trading state", "HALTED -> REDUCING (only orders that reduce a position)"))
+        self.app.push_screen(ConfirmDialog(title, rows, danger=True), answered)
