@@ -53,10 +53,10 @@ from core.models import (
     conditional_id,
     now,
     on_tick_grid,
-    trading_day_of,
 )
 from core.oms import Oms, position_direction_closed_by
 from core.protocol import MessageType, Reply
+from core.sessions import trading_day_of
 
 if TYPE_CHECKING:
     from storage import AccountDatabase
@@ -98,6 +98,7 @@ class BookHost(Protocol):
     def emit(self, msg_type: MessageType, data: Any) -> None: ...
     def contract_of(self, vt_symbol: str) -> Contract | None: ...
     def quote(self, vt_symbol: str) -> None: ...
+    def venue_now(self) -> datetime: ...
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply: ...
     def place_conditional_close(
         self, vt_symbol: str, closed: Direction, volume: float, price: float, reference: str
@@ -370,7 +371,7 @@ class ConditionalBook:
             offset_ticks=req.offset_ticks,
             trailing=req.trailing,
             expiry=req.expiry,
-            trading_day=trading_day_of(stamp).isoformat(),
+            trading_day=trading_day_of(host.venue_now()).isoformat(),
             reference=req.reference,
             created_at=stamp,
             updated_at=stamp,
@@ -432,7 +433,7 @@ class ConditionalBook:
 
     def expire_due(self, moment: datetime | None = None, ids: Iterable[str] | None = None) -> None:
         """DAY orders whose trading day is over are EXPIRED."""
-        day = trading_day_of(moment or now()).isoformat()
+        day = trading_day_of(moment or self.host.venue_now()).isoformat()
         for cond_id in list(self.live if ids is None else ids):
             cond = self.live.get(cond_id)
             if cond is not None and cond.expiry is CondExpiry.DAY and cond.trading_day != day:

@@ -442,6 +442,11 @@ class RequestHandlers:
             contract = self.gateway.get_contract(vt_symbol)
         return contract
 
+    def venue_now(self) -> datetime:
+        """The venue's time (a sim started at ``sim.clock_start`` runs its own clock): the
+        trading day a DAY conditional order belongs to is the venue's."""
+        return self.gateway.now() if self.gateway is not None else now()
+
     def quote(self, vt_symbol: str) -> None:
         """Subscribe ``vt_symbol``'s market data (a conditional order watches it)."""
         if self.gateway is not None:

@@ -121,6 +121,9 @@ class _BookHost:
     def quote(self, vt_symbol: str) -> None:
         pass
 
+    def venue_now(self) -> Any:
+        return now()
+
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply:
         self.sent.append(req)
         return Reply(ok=True, result={"order_id": f"O{len(self.sent)}"})
@@ -430,7 +433,7 @@ async def test_a_day_order_expires_with_its_trading_day(trader: Trader) -> None:
     ]
     trader.conditionals.expire_due(now())
     assert _cond(trader, cond_id).state is CondState.PENDING
-    trader.conditionals.expire_due(now() + timedelta(days=1))
+    trader.conditionals.expire_due(now() + timedelta(days=30))  # surely another trading day
     stored = _cond(trader, cond_id)
     assert stored.state is CondState.EXPIRED and "expired" in stored.message
 
