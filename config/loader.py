@@ -768,6 +768,13 @@ def _refuse_literal_secrets(config: AppConfig, substituted: set[tuple[Any, ...]]
                         "secret written in the file: refused (put it in an environment variable, "
                         f'export {variable}=..., and write {name}: "${{{variable}}}")',
                     )
+    publish = config.publish
+    if publish is not None and publish.password and ("publish", "password") not in substituted:
+        raise ctx.error(
+            ("publish", "password"),
+            "secret written in the file: refused (export QTRADER_REDIS_PASSWORD=..., and write "
+            'password: "${QTRADER_REDIS_PASSWORD}")',
+        )
 
 
 def _collect_warnings(config: AppConfig, substituted: set[tuple[Any, ...]], ctx: _Context) -> list[str]:

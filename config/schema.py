@@ -567,6 +567,29 @@ class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+#: Where a daemon publishes, and a console attaches: redis:// or rediss:// (TLS), host, port, db.
+REDIS_URL_PATTERN = r"^rediss?://[^\s:@/]+(:\d{1,5})?(/\d{1,2})?$"
+
+
+class PublishConfig(_SecretSection):
+    """Mirror every account onto Redis Streams (core/redis_publish.py) and take commands from
+    there; a console attaches with ``qtrader-tui --attach redis://...``. The credentials are the
+    Redis ACL user's; the password comes from the environment like every secret."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    #: redis://HOST:PORT/DB or rediss://... (TLS); no user or password in it (they are fields)
+    url: Annotated[str, Field(pattern=REDIS_URL_PATTERN)]
+    #: this daemon's name on that Redis (default: the machine's host name); unique per Redis
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    username: str | None = None
+    password: str | None = None
+    #: seconds between snapshots of an account (only when it changed)
+    snapshot_interval: Annotated[float, Gt(0), Le(60)] = 2.0
+    #: entries kept per account stream (MAXLEN ~): what a console may fall behind before resyncing
+    stream_maxlen: Annotated[Int, Ge(100), Le(10_000_000)] = 100_000
+
+
 class AppConfig(_Section):
     """The whole configuration: accounts plus the process-wide sections."""
 
@@ -576,6 +599,7 @@ class AppConfig(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    publish: PublishConfig | None = None
     # where user strategies live: a directory of .py files or a dotted module (class by name)
     strategy_path: str | None = None
     #: account id -> the environment variables its secrets came from (``${NAME}``), set by the
