@@ -84,6 +84,8 @@ log = logging.getLogger("qtrader.client")
 
 #: How often the hosts' heartbeats are looked at (a lapsed one: "host down").
 SCAN_SECONDS = 0.5
+#: A reply may arrive this long after the command's deadline (started just before it).
+REPLY_GRACE = 1.0
 
 
 class _Position:
@@ -126,14 +128,12 @@ class RedisConsoleClient(ConsoleClient):
         *,
         username: str | None = None,
         password: str | None = None,
-        timeout: float = 20.0,
         deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         """``accounts``: (account_id, gateway, host), as ``discover`` gives them."""
         self.url = url
         self.where = where(url)
         self.username, self._password = username, password
-        self.timeout = timeout
         self.deadline = deadline
         self.aggregator = DataAggregator()
         self._hosts: dict[str, str] = {}  # account -> host
@@ -344,7 +344,8 @@ class RedisConsoleClient(ConsoleClient):
             return Reply(ok=False, error=f"no account '{account_id}' on {self.where} (known: {known})")
         if host not in self._beats:
             return Reply(ok=False, error=f"{HOST_DOWN}: {host} (no heartbeat); nothing was sent")
-        limit = timeout or self.timeout
+        # no reply by the deadline (and the time a reply takes back): it may have run, or not
+        limit = timeout or self.deadline + REPLY_GRACE
 
         def send(req_id: int) -> None:
             task = asyncio.create_task(self._send(redis, host, account_id, msg_type, data, req_id))

@@ -170,8 +170,9 @@ class RedisPublisher:
             undo()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                log.error("redis: the publisher did not stop within 5 s; leaving it")
         for task in list(self._commands):
             task.cancel()
         redis = self._connect()
@@ -299,9 +300,14 @@ class RedisPublisher:
         interval = self.settings.snapshot_interval
         next_beat = time.monotonic() + HEARTBEAT_INTERVAL
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(interval, HEARTBEAT_INTERVAL) / 2):
-                    await self._wake.wait()
+            if not self._wake.is_set():
+                # not asyncio.timeout around the wait: on 3.11 a cancel racing the timer can
+                # turn into a TimeoutError, and this loop would outlive its stop
+                waiter = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=min(interval, HEARTBEAT_INTERVAL) / 2)
+                finally:
+                    waiter.cancel()
             self._wake.clear()
             while self._queue:
                 pipe = redis.pipeline(transaction=False)
