@@ -248,6 +248,7 @@ class RedisConsoleClient(ConsoleClient):
                 for account_id, _ in beat.accounts:
                     self._positions.pop(account_id, None)
         for host in set(self._beats) - set(beats):
+            log.warning("redis: host %s down (no heartbeat)", host)
             since = datetime.fromtimestamp(self._seen.get(host, now)).strftime("%H:%M:%S")
             why = (
                 f"{HOST_DOWN}: {host} has sent no heartbeat since {since} (the host, or its link "
@@ -264,6 +265,7 @@ class RedisConsoleClient(ConsoleClient):
 
     async def _load(self, redis: Any, account_id: str) -> None:
         """Start the account from its snapshot (when its host's current run has written one)."""
+        log.debug("redis: %s from its snapshot", account_id)
         beat = self._beats.get(self._hosts.get(account_id, ""))
         raw = await redis.hgetall(snapshot_key(account_id))
         if beat is None or not raw or int(raw.get(b"run", b"0")) != beat.run:
@@ -401,7 +403,7 @@ class RedisConsoleClient(ConsoleClient):
         every: float | None = None,
     ) -> Reply:
         req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
-        return typed_history(kind, await self._request(account_id, "history_req", req))
+        return typed_history(kind, await self._request(account_id, "history_req", req, timeout=20.0))
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
         return await self._request(account_id, "order_req", req)

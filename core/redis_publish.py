@@ -65,8 +65,9 @@ log = logging.getLogger("qtrader.redis")
 RETRY_SECONDS = 1.0
 #: Entries waiting to be written before the queue is dropped for fresh snapshots.
 MAX_QUEUED = 200_000
-#: Entries written in one round trip.
+#: Entries written in one round trip, and round trips before the heartbeat's turn.
 BATCH = 2000
+BURST = 10
 #: Commands answered at once.
 MAX_IN_FLIGHT = 32
 
@@ -253,6 +254,7 @@ class RedisPublisher:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._write(redis))
+                group.create_task(self._heartbeat(redis))
                 group.create_task(self._read_commands(redis))
         except ExceptionGroup as group_exc:
             raise group_exc.exceptions[0] from None
@@ -295,10 +297,8 @@ class RedisPublisher:
 
     async def _write(self, redis: Any) -> None:
         snapshot = redis.register_script(_SNAPSHOT_SCRIPT)
-        claim = redis.register_script(_CLAIM_SCRIPT)
         maxlen = self.settings.stream_maxlen
         interval = self.settings.snapshot_interval
-        next_beat = time.monotonic() + HEARTBEAT_INTERVAL
         while True:
             if not self._wake.is_set():
                 # not asyncio.timeout around the wait: on 3.11 a cancel racing the timer can
@@ -309,24 +309,17 @@ class RedisPublisher:
                 finally:
                     waiter.cancel()
             self._wake.clear()
-            while self._queue:
+            for _ in range(BURST):  # then the snapshots' turn
+                if not self._queue:
+                    break
                 pipe = redis.pipeline(transaction=False)
                 for _ in range(min(BATCH, len(self._queue))):
                     account_id, payload = self._queue.popleft()
                     pipe.xadd(stream_key(account_id), {"m": payload}, maxlen=maxlen, approximate=True)
                 await pipe.execute()
+            if self._queue:
+                self._wake.set()
             now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + HEARTBEAT_INTERVAL
-                await self._beat(redis)
-                ttl = int(HEARTBEAT_TTL * 1000)
-                for account_id, _ in self.accounts:
-                    holder = await claim(keys=[owner_key(account_id)], args=[self.host, ttl])
-                    if holder:
-                        raise AccountTaken(
-                            f"account {account_id} was taken on {self.where} by host "
-                            f"{holder.decode(errors='replace')} while host {self.host} was away"
-                        )
             for account_id in list(self._dirty):
                 if now - self._snapped.get(account_id, -1e9) < interval:
                     continue
@@ -336,6 +329,21 @@ class RedisPublisher:
                     keys=[stream_key(account_id), snapshot_key(account_id)],
                     args=[self._snapshot(account_id), self.run],
                 )
+
+    async def _heartbeat(self, redis: Any) -> None:
+        """Its own task (and connection): however much there is to write, it never lapses."""
+        claim = redis.register_script(_CLAIM_SCRIPT)
+        ttl = int(HEARTBEAT_TTL * 1000)
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await self._beat(redis)
+            for account_id, _ in self.accounts:
+                holder = await claim(keys=[owner_key(account_id)], args=[self.host, ttl])
+                if holder:
+                    raise AccountTaken(
+                        f"account {account_id} was taken on {self.where} by host "
+                        f"{holder.decode(errors='replace')} while host {self.host} was away"
+                    )
 
     def _snapshot(self, account_id: str) -> bytes:
         state = self.manager.aggregator.states[account_id]
