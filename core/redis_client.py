@@ -175,8 +175,9 @@ class RedisConsoleClient(ConsoleClient):
         self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=5.0)
+            if not done:
+                log.error("redis: the console's reader did not stop within 5 s; leaving it")
         for task in list(self._sending):
             task.cancel()
         self._pending.fail_all("the console detached")
@@ -206,7 +207,7 @@ class RedisConsoleClient(ConsoleClient):
     async def _read(self, redis: Any) -> None:
         next_scan = 0.0
         reply_id = b"0-0"  # this console's own stream: everything in it is ours
-        while True:
+        while not self._closing:  # a cancel that a library swallowed still ends it
             if time.monotonic() >= next_scan:
                 next_scan = time.monotonic() + SCAN_SECONDS
                 await self._scan(redis)

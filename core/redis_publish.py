@@ -299,7 +299,7 @@ class RedisPublisher:
         snapshot = redis.register_script(_SNAPSHOT_SCRIPT)
         maxlen = self.settings.stream_maxlen
         interval = self.settings.snapshot_interval
-        while True:
+        while not self._closing:  # a cancel that a library swallowed still ends it
             if not self._wake.is_set():
                 # not asyncio.timeout around the wait: on 3.11 a cancel racing the timer can
                 # turn into a TimeoutError, and this loop would outlive its stop
@@ -334,7 +334,7 @@ class RedisPublisher:
         """Its own task (and connection): however much there is to write, it never lapses."""
         claim = redis.register_script(_CLAIM_SCRIPT)
         ttl = int(HEARTBEAT_TTL * 1000)
-        while True:
+        while not self._closing:  # a cancel that a library swallowed still ends it
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             await self._beat(redis)
             for account_id, _ in self.accounts:
@@ -370,7 +370,7 @@ class RedisPublisher:
 
     async def _read_commands(self, redis: Any) -> None:
         key = command_key(self.host)
-        while True:
+        while not self._closing:  # a cancel that a library swallowed still ends it
             batches = await redis.xreadgroup(COMMAND_GROUP, self.consumer, {key: ">"}, count=100, block=500)
             for _key, entries in batches or ():
                 for entry_id, fields in entries:
