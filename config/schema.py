@@ -567,8 +567,27 @@ class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-#: Where a daemon publishes, and a console attaches: redis:// or rediss:// (TLS), host, port, db.
-REDIS_URL_PATTERN = r"^rediss?://[^\s:@/]+(:\d{1,5})?(/\d{1,2})?$"
+_REDIS_URL_RE = re.compile(r"^rediss?://[^\s:@/]+(:\d{1,5})?(/\d{1,2})?$")
+_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _valid_redis_url(value: str) -> str:
+    if not _REDIS_URL_RE.match(value):
+        _fail(
+            (),
+            f"expected redis://HOST[:PORT][/DB] or rediss://... (TLS), with no user or password in it "
+            f"(username, password: fields of their own), got {value!r}"
+            if "@" not in value
+            else "expected redis://HOST[:PORT][/DB] or rediss://... with no user or password in it "
+            "(username, password: fields of their own; the password from the environment)",
+        )
+    return value
+
+
+def _valid_host_name(value: str) -> str:
+    if not _HOST_NAME_RE.match(value):
+        _fail((), f"expected 1-64 characters: letters, digits, '_', '.' or '-', got {value!r}")
+    return value
 
 
 class PublishConfig(_SecretSection):
@@ -579,9 +598,9 @@ class PublishConfig(_SecretSection):
     secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
 
     #: redis://HOST:PORT/DB or rediss://... (TLS); no user or password in it (they are fields)
-    url: Annotated[str, Field(pattern=REDIS_URL_PATTERN)]
+    url: Annotated[str, AfterValidator(_valid_redis_url)]
     #: this daemon's name on that Redis (default: the machine's host name); unique per Redis
-    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = None
+    host: Annotated[str, AfterValidator(_valid_host_name)] | None = None
     username: str | None = None
     password: str | None = None
     #: seconds between snapshots of an account (only when it changed)
