@@ -60,6 +60,7 @@ from core.protocol import (
     StrategyCommand,
     TraderCommand,
     TraderStatusUpdate,
+    WatchlistRequest,
 )
 from core.redis_link import (
     COMMAND_MAXLEN,
@@ -402,8 +403,11 @@ class RedisConsoleClient(ConsoleClient):
         limit: int = 1000,
         vt_symbol: str | None = None,
         every: float | None = None,
+        until: float | None = None,
     ) -> Reply:
-        req = HistoryRequest(kind=kind, since=since, limit=limit, vt_symbol=vt_symbol, every=every)
+        req = HistoryRequest(
+            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
+        )
         return typed_history(kind, await self._request(account_id, "history_req", req, timeout=20.0))
 
     async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
@@ -426,6 +430,9 @@ class RedisConsoleClient(ConsoleClient):
     ) -> Reply:
         req = CloseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, price=price)
         return await self._request(account_id, "close_req", req)
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        return await self._request(account_id, "watchlist_req", req, timeout=20.0)
 
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
         return await self._request(account_id, "state_req", StateRequest(state=state))

@@ -205,6 +205,9 @@ async def test_one_console_trades_on_three_hosts_through_a_redis_restart_and_a_d
             what=f"{account_id}: the console's state equals its daemon's",
         )
 
+    history = await console.history("A1", "orders")  # from the account's database, over Redis
+    assert history.ok and acked["A1"] <= {o.order_id for o in history.result}
+
     # Redis goes away: the daemons trade on; the console says "link down" and sends nothing
     redis.stop()
     await wait_until(
