@@ -624,13 +624,15 @@ class AppConfig(_Section):
     #: account id -> the environment variables its secrets came from (``${NAME}``), set by the
     #: loader: a trader process is given only its own (``secret_variables_of_others``)
     _secret_variables: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    #: the variables of ``publish:``'s secrets: no trader needs the Redis password
+    _publish_variables: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     def secret_variables_of_others(self, account_id: str) -> frozenset[str]:
-        """The variables holding other accounts' secrets (and none of this account's): what
-        this account's trader process must not find in its environment."""
+        """The variables holding other accounts' secrets and the Redis password (and none of
+        this account's): what this account's trader process must not find in its environment."""
         own = self._secret_variables.get(account_id, frozenset())
         others = (names for aid, names in self._secret_variables.items() if aid != account_id)
-        return frozenset().union(*others) - own
+        return frozenset().union(*others, self._publish_variables) - own
 
     @model_validator(mode="after")
     def _check(self) -> AppConfig:

@@ -61,3 +61,12 @@ def test_the_command_line_url_replaces_the_configs_and_keeps_its_credentials(tmp
 def test_attach_refuses_a_url_that_is_not_redis(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--attach", "redis://", "--data-dir", "/tmp/redis-data/cli"]) == 2
     assert "--attach redis://: expected redis://HOST" in capsys.readouterr().err
+
+
+def test_no_trader_gets_the_redis_password() -> None:
+    text = ACCOUNTS + "publish: {url: 'redis://h:6379/0', password: '${QT_REDIS_PW}'}\n"
+    config = parse_config(text, environ={"QT_REDIS_PW": "pw"})
+    assert "QT_REDIS_PW" in config.secret_variables_of_others("A1")  # kept out of its environment
+    # and a trader, started without it, still loads the file
+    config = parse_config(text, environ={}, for_account="A1")
+    assert config.publish is not None and config.publish.password != "pw"

@@ -301,6 +301,10 @@ async def test_refusals_deadlines_watch_only_and_no_secret_in_redis(
     await wait_until(lambda: _live(console, "A1"), 30, "A1 live")
     placed = await console.send_order("A1", _buy(console, "A1", "m2705.DCE", fill=False))
     assert placed.ok, placed.error
+    trader_pid = console.state("A1").pid
+    assert trader_pid is not None  # the trader process never had the Redis password
+    environ = await asyncio.to_thread(Path(f"/proc/{trader_pid}/environ").read_bytes)
+    assert REDIS_PASSWORD.encode() not in environ
 
     # a watch-only user sees everything and can send nothing: Redis refuses, the console says so
     watcher = RedisConsoleClient(
