@@ -138,6 +138,7 @@ class RedisConsoleClient(ConsoleClient):
         self.deadline = deadline
         self.aggregator = DataAggregator()
         self._hosts: dict[str, str] = {}  # account -> host
+        self._unseen: set[str] = set()  # published by a host that came later (logged once)
         for account_id, gateway, host in accounts:
             self._add(account_id, gateway, host)
         name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40]
@@ -155,9 +156,8 @@ class RedisConsoleClient(ConsoleClient):
         self._closing = False
 
     def _add(self, account_id: str, gateway: str, host: str) -> None:
-        if account_id not in self.aggregator.states:
-            self.aggregator.add_account(account_id, gateway)
-            self.aggregator.set_status(account_id, TraderStatus.CONNECTING, f"attaching to host {host}")
+        self.aggregator.add_account(account_id, gateway)
+        self.aggregator.set_status(account_id, TraderStatus.CONNECTING, f"attaching to host {host}")
         self._hosts[account_id] = host
 
     def host_of(self, account_id: str) -> str:
@@ -244,8 +244,18 @@ class RedisConsoleClient(ConsoleClient):
         for host, beat in beats.items():
             old = self._beats.get(host)
             self._seen[host] = now
-            for account_id, gateway in beat.accounts:
-                self._add(account_id, gateway, host)
+            for account_id, _gateway in beat.accounts:
+                if account_id not in self.aggregator.states and account_id not in self._unseen:
+                    # the screens are laid out for the accounts there were at the start
+                    self._unseen.add(account_id)
+                    log.warning(
+                        "redis: host %s publishes %s, not there when this console started: "
+                        "attach again to see it",
+                        host,
+                        account_id,
+                    )
+                elif self._hosts.get(account_id) != host:
+                    self._hosts[account_id] = host  # moved to another host (its daemon did)
             if old is None or old.run != beat.run:  # up again, or restarted: start afresh
                 for account_id, _ in beat.accounts:
                     self._positions.pop(account_id, None)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from config import PublishConfig
+from config import PublishConfig, load_config_file
 from core.control import ControlServer
 from core.manager import TradingManager
 from core.models import Direction, Offset, Trade, TraderInfo, now
@@ -129,4 +130,29 @@ async def test_a_console_behind_the_streams_cap_starts_again_from_a_snapshot(
         )
         assert ours.trades[-1].trade_id == "T2009"
     finally:
+        await console.close()
+
+
+async def test_a_host_that_comes_later_is_not_mixed_into_a_running_console(
+    publisher: RedisPublisher, redis: RedisServer, tmp_path: Path
+) -> None:
+    console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+    config = load_config_file(publisher.manager.config_path)
+    later_config = config.model_copy(
+        update={"accounts": [config.accounts[0].model_copy(update={"account_id": "L1"})]}
+    )
+    later = TradingManager(later_config, config_path=publisher.manager.config_path, data_dir=tmp_path)
+    later_pub = RedisPublisher(
+        later, ControlServer(later, tmp_path / "c.sock"), PublishConfig(url=redis.url, host="later")
+    )
+    try:
+        await console.connect()
+        assert await later_pub.claim()
+        later_pub.start()
+        await wait_until(lambda: later_pub.up)
+        await wait_until(lambda: "L1" in console._unseen, what="the new host's account seen")
+        assert console.account_ids == ["F1"]  # the screens were laid out for F1 alone
+        assert [a for a, _, _ in await RedisConsoleClient.discover(redis.url)] == ["F1", "L1"]
+    finally:
+        await later_pub.stop()
         await console.close()
