@@ -47,6 +47,8 @@ from core.models import (
 )
 from core.protocol import (
     CancelAllRequest,
+    ConditionalCommand,
+    ConditionalRequest,
     ConsoleState,
     Empty,
     HistoryKind,
@@ -56,6 +58,7 @@ from core.protocol import (
     ProtocolError,
     Reply,
     RequestType,
+    ReverseRequest,
     StateRequest,
     StrategyCommand,
     TraderCommand,
@@ -443,6 +446,27 @@ class RedisConsoleClient(ConsoleClient):
 
     async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
         return await self._request(account_id, "watchlist_req", req, timeout=20.0)
+
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        req = ReverseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, timeout=timeout)
+        # the trader may take up to its timeout once it started (before the deadline)
+        return await self._request(
+            account_id, "reverse_req", req, timeout=self.deadline + timeout + REPLY_GRACE
+        )
+
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        return await self._request(account_id, "cond_req", req)
+
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        return await self._request(account_id, "cond_cmd_req", command)
 
     async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
         return await self._request(account_id, "state_req", StateRequest(state=state))
