@@ -24,7 +24,7 @@ from config import paths as cfg_paths
 from core.client import RemoteConsoleClient
 from core.models import Direction, Offset, OrderRequest, TraderStatus
 from core.redis_client import RedisConsoleClient
-from core.redis_link import command_key, connect, encode_message, reply_key
+from core.redis_link import COMMAND_GROUP, command_key, connect, encode_message, reply_key
 from storage.database import database_path
 from tests.conftest import CoreEnv, _kill_leftover_traders, sim_account, wait_until
 from tests.redis_server import RedisServer
@@ -330,8 +330,16 @@ async def test_refusals_deadlines_watch_only_and_no_secret_in_redis(
         # the time it is back, is answered so; the ones it ran before are not run again
         daemon.proc.terminate()
         assert daemon.proc.wait(30) == 0
+        # one taken by the previous run (read, never answered: it died in between) within
+        # its deadline: the new run must not run it again (it may have been sent already)
+        taken_reply = reply_key("test-7003")
+        payload = encode_message("order_req", req, account_id="A1", req_id=7003)
+        fields = {"m": payload, "deadline": repr(time.time() + 60), "reply": taken_reply}
+        await raw.xadd(command_key("h1"), fields)
+        got = await raw.xreadgroup(COMMAND_GROUP, "h1-previous-run", {command_key("h1"): ">"}, count=10)
+        assert [e for _, entries in got for e in entries], "the previous run took it"
         pending = asyncio.create_task(
-            _raw_command(raw, "h1", "A1", req, deadline=time.time() + 0.5, req_id=7002, wait=60)
+            _raw_command(raw, "h1", "A1", req, deadline=time.time() + 0.5, req_id=7002, wait=30)
         )
         await asyncio.sleep(1.0)  # past that deadline: nothing can have run it yet
         restarted = h1.start()
@@ -339,7 +347,10 @@ async def test_refusals_deadlines_watch_only_and_no_secret_in_redis(
         assert not late.ok and late.error.startswith("expired, not sent"), late.error
         await asyncio.to_thread(restarted.wait_for_line, "REDIS publishing 2 accounts")
         await wait_until(lambda: _live(console, "A1"), 30, "A1 live again in the console")
-        assert h1.order_ids_in_db("A1") == {placed.result["order_id"]}
+        again = await console.send_order("A1", _buy(console, "A1", "m2705.DCE", fill=False, volume=2))
+        assert again.ok, again.error  # the restarted daemon answers (so it has read its stream)
+        assert h1.order_ids_in_db("A1") == {placed.result["order_id"], again.result["order_id"]}
+        assert not await raw.exists(taken_reply)  # never answered: never run
 
         # nothing secret ever reached Redis: not the account's, not Redis's own password
         everything = await _dump(raw)
@@ -365,7 +376,10 @@ async def _raw_command(
     key = reply_key(f"test-{req_id}")
     payload = encode_message("order_req", req, account_id=account_id, req_id=req_id)
     await raw.xadd(command_key(host), {"m": payload, "deadline": repr(deadline), "reply": key})  # type: ignore[attr-defined]
-    got = await raw.xread({key: b"0-0"}, block=int(wait * 1000), count=10)  # type: ignore[attr-defined]
+    until = time.monotonic() + wait
+    got = None
+    while not got and time.monotonic() < until:  # short blocks: the client's socket timeout is 10 s
+        got = await raw.xread({key: b"0-0"}, block=1000, count=10)  # type: ignore[attr-defined]
     assert got, f"no reply to command {req_id} within {wait:g} s"
     entries = got[0][1]
     assert len(entries) == 1  # exactly one reply
