@@ -131,6 +131,7 @@ class RedisPublisher:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._commands: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._said_down = False
         self.taken: str = ""  # why publishing stopped for good (another daemon has an account)
 
     @property
@@ -150,6 +151,7 @@ class RedisPublisher:
             raise
         except Exception as exc:
             self.say(f"REDIS link down: {self.where} unreachable ({_words(exc)}); trading on, retrying")
+            self._said_down = True
             return False
         finally:
             await redis.aclose()
@@ -219,7 +221,7 @@ class RedisPublisher:
         return connect(s.url, username=s.username, password=s.password)
 
     async def _run(self) -> None:
-        said_down = False
+        said_down = self._said_down  # claim() said it already
         while not self._closing:
             redis = self._connect()
             self._redis = redis
