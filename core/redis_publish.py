@@ -232,7 +232,7 @@ class RedisPublisher:
                 self.say(f"REDIS stopped publishing: {exc}")
                 return
             except Exception as exc:
-                if not said_down:  # once per outage, not once per retry
+                if self.up or not said_down:  # once per outage, not once per retry
                     self.say(f"REDIS link down: {self.where} ({_words(exc)}); trading on, retrying")
                 said_down = True
             else:

@@ -231,6 +231,10 @@ async def test_one_console_trades_on_three_hosts_through_a_redis_restart_and_a_d
         30,
         "the console caught up after the Redis restart",
     )
+    for host in hosts:  # each daemon said so, once, and went on
+        assert host.daemon is not None
+        await asyncio.to_thread(host.daemon.wait_for_line, "REDIS publishing 1 accounts", 2)
+        assert sum("REDIS link down" in line for line in host.daemon.lines) == 1
     for account_id, symbol in symbols.items():
         reply = await console.send_order(account_id, _buy(console, account_id, symbol, fill=True, volume=3))
         assert reply.ok, reply.error
