@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean redis-server
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,20 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: lint
+# tests/test_redis_*.py run a real redis-server: installed here on a fresh Debian/Ubuntu machine
+# when we are root, else make test stops and says what is missing
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (apt-get) for the Redis tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "make test: redis-server is missing (the Redis tests need a real one): apt-get install redis-server, as root" >&2; \
+	    exit 1; \
+	  fi; }
+	@command -v redis-server >/dev/null || { echo "make test: redis-server still missing after apt-get" >&2; exit 1; }
+
+test: lint redis-server
 	$(BIN)/python -m pytest -q -n 2
 
 format: $(STAMP)

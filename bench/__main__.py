@@ -14,6 +14,7 @@ BENCHES = {
     "restart": "bench.restart",
     "ui": "bench.ui",
     "replay": "bench.replay",
+    "redis": "bench.redis",
 }
 
 

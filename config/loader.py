@@ -185,7 +185,7 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ctx.error((), f"expected a mapping at the top level (accounts: ...), got {_describe(raw)}")
     data = _fold_legacy(raw, ctx)
-    secrets = _Secrets(withheld=_other_accounts(data, for_account))
+    secrets = _Secrets(withheld=_other_accounts(data, for_account), publish_withheld=for_account is not None)
     data = _interpolate(data, (), os.environ if environ is None else environ, secrets, ctx)
     substituted = secrets.substituted
     try:
@@ -195,6 +195,7 @@ def parse_config(
         raise _translate(_first_problem(exc.errors(include_url=False), data), ctx) from None
     _refuse_literal_secrets(config, substituted, ctx)
     config = _absolute_dirs(config, base_dir or Path.cwd())
+    config._publish_variables = frozenset(secrets.publish_variables)
     config._secret_variables = {
         config.accounts[i].account_id: frozenset(names) for i, names in secrets.variables.items()
     }
@@ -670,6 +671,9 @@ class _Secrets:
     withheld: frozenset[int]
     substituted: set[tuple[Any, ...]] = field(default_factory=set)
     variables: dict[int, set[str]] = field(default_factory=dict)
+    #: loaded by a trader: ``publish:``'s secrets are withheld too (it never publishes)
+    publish_withheld: bool = False
+    publish_variables: set[str] = field(default_factory=set)
 
     @staticmethod
     def account_of(path: FieldPath) -> int | None:
@@ -717,9 +721,12 @@ def _interpolate(node: Any, path: FieldPath, env: Mapping[str, str], secrets: _S
         account = secrets.account_of(path)
         if account is not None:
             secrets.variables.setdefault(account, set()).add(name)
+        publish = len(path) == 2 and path[0] == "publish" and path[1] in SECRET_FIELD_NAMES
+        if publish:
+            secrets.publish_variables.add(name)
         secrets.substituted.add(path)
         if name not in env:
-            if account in secrets.withheld:
+            if account in secrets.withheld or (publish and secrets.publish_withheld):
                 return WITHHELD
             raise ctx.error(path, f"environment variable '{name}' is not set")
         return env[name]
@@ -768,6 +775,13 @@ def _refuse_literal_secrets(config: AppConfig, substituted: set[tuple[Any, ...]]
                         "secret written in the file: refused (put it in an environment variable, "
                         f'export {variable}=..., and write {name}: "${{{variable}}}")',
                     )
+    publish = config.publish
+    if publish is not None and publish.password and ("publish", "password") not in substituted:
+        raise ctx.error(
+            ("publish", "password"),
+            "secret written in the file: refused (export QTRADER_REDIS_PASSWORD=..., and write "
+            'password: "${QTRADER_REDIS_PASSWORD}")',
+        )
 
 
 def _collect_warnings(config: AppConfig, substituted: set[tuple[Any, ...]], ctx: _Context) -> list[str]:

@@ -567,6 +567,48 @@ class LogConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+_REDIS_URL_RE = re.compile(r"^rediss?://[^\s:@/]+(:\d{1,5})?(/\d{1,2})?$")
+_HOST_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _valid_redis_url(value: str) -> str:
+    if not _REDIS_URL_RE.match(value):
+        _fail(
+            (),
+            f"expected redis://HOST[:PORT][/DB] or rediss://... (TLS), with no user or password in it "
+            f"(username, password: fields of their own), got {value!r}"
+            if "@" not in value
+            else "expected redis://HOST[:PORT][/DB] or rediss://... with no user or password in it "
+            "(username, password: fields of their own; the password from the environment)",
+        )
+    return value
+
+
+def _valid_host_name(value: str) -> str:
+    if not _HOST_NAME_RE.match(value):
+        _fail((), f"expected 1-64 characters: letters, digits, '_', '.' or '-', got {value!r}")
+    return value
+
+
+class PublishConfig(_SecretSection):
+    """Mirror every account onto Redis Streams (core/redis_publish.py) and take commands from
+    there; a console attaches with ``qtrader-tui --attach redis://...``. The credentials are the
+    Redis ACL user's; the password comes from the environment like every secret."""
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"password"})
+
+    #: redis://HOST:PORT/DB or rediss://... (TLS); no user or password in it (they are fields)
+    url: Annotated[str, AfterValidator(_valid_redis_url)]
+    #: this daemon's name on that Redis (default: the machine's host name); unique per Redis
+    host: Annotated[str, AfterValidator(_valid_host_name)] | None = None
+    username: str | None = None
+    password: str | None = None
+    #: seconds between snapshots of an account (only when it changed)
+    snapshot_interval: Annotated[float, Gt(0), Le(60)] = 2.0
+    #: entries kept per account stream (MAXLEN ~): what a console may fall behind before resyncing
+    stream_maxlen: Annotated[Int, Ge(100), Le(10_000_000)] = 100_000
+
+
 class AppConfig(_Section):
     """The whole configuration: accounts plus the process-wide sections."""
 
@@ -576,18 +618,21 @@ class AppConfig(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    publish: PublishConfig | None = None
     # where user strategies live: a directory of .py files or a dotted module (class by name)
     strategy_path: str | None = None
     #: account id -> the environment variables its secrets came from (``${NAME}``), set by the
     #: loader: a trader process is given only its own (``secret_variables_of_others``)
     _secret_variables: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    #: the variables of ``publish:``'s secrets: no trader needs the Redis password
+    _publish_variables: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     def secret_variables_of_others(self, account_id: str) -> frozenset[str]:
-        """The variables holding other accounts' secrets (and none of this account's): what
-        this account's trader process must not find in its environment."""
+        """The variables holding other accounts' secrets and the Redis password (and none of
+        this account's): what this account's trader process must not find in its environment."""
         own = self._secret_variables.get(account_id, frozenset())
         others = (names for aid, names in self._secret_variables.items() if aid != account_id)
-        return frozenset().union(*others) - own
+        return frozenset().union(*others, self._publish_variables) - own
 
     @model_validator(mode="after")
     def _check(self) -> AppConfig:

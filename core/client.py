@@ -162,6 +162,11 @@ class ConsoleClient(ABC):
             return Reply(ok=False, error=f"{account_id}: no quote for any {product} month within {wait:g} s")
         return Reply(ok=True, result={"main": main, "open_interest": interest, "unquoted": unquoted})
 
+    def host_of(self, account_id: str) -> str:
+        """The host whose daemon runs the account ("" when one core runs them all: a console
+        attached over Redis sees several, core/redis_client.py)."""
+        return ""
+
     # ------------------------------------------------------------------ trading
 
     @abstractmethod

@@ -222,19 +222,25 @@ class ControlServer:
 
     async def _answer(self, client: _Client, msg: Message) -> None:
         try:
-            if self._stopping:
-                reply = Reply(ok=False, error="the core is stopping; nothing was done")
-            elif msg.type == "history_req":
+            if msg.type == "history_req":
                 async with client.history:  # one at a time per client: a flood is answered in turn
-                    reply = await self._handle(msg)
+                    reply = await self.answer(msg)
             else:
-                reply = await self._handle(msg)
-        except Exception as exc:  # one reply per request, even for our own bug
-            log.exception("control: %s failed", msg.type)
-            reply = Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
+                reply = await self.answer(msg)
         finally:
             client.slots.release()
         client.deliver("reply", reply, msg.req_id)
+
+    async def answer(self, msg: Message) -> Reply:
+        """The one reply to one request, as this socket gives it (and the daemon's Redis
+        command stream: core/redis_publish.py)."""
+        if self._stopping:
+            return Reply(ok=False, error="the core is stopping; nothing was done")
+        try:
+            return await self._handle(msg)
+        except Exception as exc:  # one reply per request, even for our own bug
+            log.exception("control: %s failed", msg.type)
+            return Reply(ok=False, error=f"internal error in {msg.type}: {exc}")
 
     @staticmethod
     async def _caught_up(link: Link) -> bool:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from config import ConfigError, LoadedConfig
+from config import ConfigError, LoadedConfig, PublishConfig
 from core.aggregator import Change, DataAggregator
 from core.control import ServedManager
 from core.lockfile import LockHeld, PidLock, UnsafeLockFile
@@ -165,8 +165,10 @@ async def run_daemon(
     data_dir: Path,
     cancel_on_exit: bool = False,
     out: TextIO = sys.stdout,
+    publish: PublishConfig | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    """Run until SIGTERM/SIGINT; returns the process exit code. ``publish`` (else the
+    config's ``publish:``): mirror the accounts onto that Redis (core/redis_publish.py)."""
     pid_file = PidFile(data_dir)
     try:
         pid_file.acquire()
@@ -184,7 +186,14 @@ async def run_daemon(
     # a closed terminal or a dropped SSH session must not stop trading: SIGHUP is noted, not obeyed
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP (terminal hung up): running on"))
     try:
-        return await _serve(loaded, data_dir=data_dir, stop=stop, cancel_on_exit=cancel_on_exit, out=out)
+        return await _serve(
+            loaded,
+            data_dir=data_dir,
+            stop=stop,
+            cancel_on_exit=cancel_on_exit,
+            out=out,
+            publish=publish or loaded.config.publish,
+        )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
@@ -192,7 +201,13 @@ async def run_daemon(
 
 
 async def _serve(
-    loaded: LoadedConfig, *, data_dir: Path, stop: asyncio.Event, cancel_on_exit: bool, out: TextIO
+    loaded: LoadedConfig,
+    *,
+    data_dir: Path,
+    stop: asyncio.Event,
+    cancel_on_exit: bool,
+    out: TextIO,
+    publish: PublishConfig | None = None,
 ) -> int:
     """The manager and the control socket, from start until ``stop`` is set, then a clean stop."""
     try:
@@ -211,6 +226,18 @@ async def _serve(
         f"times are exchange time (CST, UTC+8), trading day {trading_day_of(now()):%Y-%m-%d}",
     )
     core = ServedManager(manager)
+    publisher = None
+    if publish is not None:  # claimed before any trader starts: a taken account refuses here
+        from core.redis_publish import AccountTaken, RedisPublisher
+
+        publisher = RedisPublisher(
+            manager, core.control, publish, say=lambda text: printer.line("redis", text)
+        )
+        try:
+            await publisher.claim()
+        except AccountTaken as exc:
+            printer.line("daemon", f"cannot start: {exc}")
+            return EXIT_FAILED
     try:
         await core.start()  # whatever did start is stopped again when a part fails
     except Exception as exc:  # e.g. another manager serves the sockets
@@ -218,6 +245,8 @@ async def _serve(
         printer.line("daemon", f"cannot start: {exc}")
         return EXIT_FAILED
     printer.line("daemon", f"control socket {core.path} (qtrader-tui --kill ACCOUNT|all)")
+    if publisher is not None:
+        publisher.start()
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), SUMMARY_INTERVAL)
@@ -225,6 +254,8 @@ async def _serve(
             printer.summary()
     printer.line("daemon", "stopping: traders are shutting down")
     started = time.monotonic()
+    if publisher is not None:
+        await publisher.stop()
     await core.stop(cancel_orders=cancel_on_exit)
     printer.line("daemon", f"stopped cleanly in {time.monotonic() - started:.1f} s")
     return EXIT_OK

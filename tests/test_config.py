@@ -344,7 +344,7 @@ def test_unreadable_files(tmp_path: Path) -> None:
         ),
         pytest.param(
             "acounts: []\n",
-            "config.yaml: acounts: unknown field (expected one of: accounts, manager, socket, database, ui, log, strategy_path);"
+            "config.yaml: acounts: unknown field (expected one of: accounts, manager, socket, database, ui, log, publish, strategy_path);"
             " did you mean 'accounts'?",
             id="unknown-top-level",
         ),
@@ -840,7 +840,8 @@ FULL_DOCUMENT: dict[str, Any] = {
             "tqsdk": {"auth_user": "u", "auth_password": "${P}"},
             "strategies": [{"name": "s", "class": "C", "symbol": "au2612.SHFE"}],
         }
-    ]
+    ],
+    "publish": {"url": "redis://127.0.0.1:6379/0", "password": "${P}"},
 }
 
 

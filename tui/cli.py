@@ -17,6 +17,7 @@ from config import DEMO_NOTICE, ConfigError, LoadedConfig, load_config
 from config import paths as cfg_paths
 
 if TYPE_CHECKING:
+    from config import PublishConfig
     from core.orphans import Orphan
 
 
@@ -66,8 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--attach",
-        action="store_true",
-        help="console for a running daemon or console: quitting detaches, the traders keep running",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="redis://HOST:PORT/DB",
+        help="console for a running daemon or console: quitting detaches, the traders keep running; "
+        "with a Redis URL, for every daemon publishing there",
+    )
+    p.add_argument(
+        "--publish",
+        metavar="redis://HOST:PORT/DB",
+        help="with --no-ui: also publish every account on this Redis (else the config's publish:)",
     )
     p.add_argument(
         "--cancel-on-exit",
@@ -175,14 +185,41 @@ def main(argv: list[str] | None = None) -> int:
     if control:
         return control_command(loaded, args, data_dir)
     if args.attach:
+        return run_attached_redis(loaded, data_dir, keymap, args.attach)
+    if args.attach is not None:
         return run_attached(loaded, data_dir, keymap)
     if loaded.is_demo:
         print(DEMO_NOTICE, file=sys.stderr)
     if args.no_ui:
         from core.daemon import run_daemon
 
-        return asyncio.run(run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit))
+        try:
+            publish = publish_settings(loaded, args.publish)
+        except ValueError as exc:
+            return refuse(exc, None)
+        return asyncio.run(
+            run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit, publish=publish)
+        )
     return run_console(loaded, data_dir, keymap)
+
+
+def publish_settings(loaded: LoadedConfig, url: str | None) -> PublishConfig | None:
+    """The config's ``publish:`` with ``--publish URL`` (if given) as its url; ValueError
+    naming the option for a URL that is not redis:// or rediss://HOST[:PORT][/DB]."""
+    from pydantic import ValidationError
+
+    from config import PublishConfig
+
+    base = loaded.config.publish
+    if url is None:
+        return base
+    try:
+        return PublishConfig.model_validate({**(base.model_dump() if base else {}), "url": url})
+    except ValidationError:
+        raise ValueError(
+            f"--publish {url}: expected redis://HOST[:PORT][/DB] or rediss://... (TLS), with no "
+            "user or password in it (publish.username / publish.password in the config)"
+        ) from None
 
 
 STATUS_COLUMNS = (
@@ -440,6 +477,47 @@ def run_attached(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -
         start_core=client.connect,
         stop_core=client.close,
         stop_message="detaching (the daemon and its traders keep running)...",
+    )
+    return app.run() or 0
+
+
+def run_attached_redis(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str], url: str) -> int:
+    """The Textual console over every daemon publishing on a Redis (``--attach redis://...``);
+    the Redis user and password are the config's ``publish.username`` / ``publish.password``."""
+    from config import PublishConfig
+    from core.logs import setup_console_logging
+    from core.redis_client import RedisConsoleClient
+    from tui.app import QTraderApp
+
+    config = loaded.config
+    try:
+        PublishConfig(url=url)
+    except ValueError:
+        print(
+            f"qtrader-tui: --attach {url}: expected redis://HOST[:PORT][/DB] or rediss://...", file=sys.stderr
+        )
+        return EXIT_CONFIG
+    creds = config.publish
+    username, password = (creds.username, creds.password) if creds else (None, None)
+    try:
+        accounts = asyncio.run(RedisConsoleClient.discover(url, username=username, password=password))
+    except ConnectionError as exc:
+        print(f"qtrader-tui: {exc}", file=sys.stderr)
+        return 1
+    if not accounts:
+        print(f"qtrader-tui: no daemon publishes on {url} (start one: qtrader-tui --no-ui --publish {url})")
+        return 1
+    setup_console_logging(data_dir, config.log.level)  # the terminal belongs to the console
+    client = RedisConsoleClient(url, accounts, username=username, password=password)
+    app = QTraderApp(
+        client,
+        scheme=config.ui.color_scheme,
+        keymap=keymap,
+        confirm_with_enter=config.ui.confirm_with_enter,
+        bell=config.ui.bell,
+        start_core=client.connect,
+        stop_core=client.close,
+        stop_message="detaching (the daemons and their traders keep running)...",
     )
     return app.run() or 0
 

@@ -6,7 +6,8 @@ columns, never gone."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -91,6 +92,22 @@ class AccountsTable(KeyedTable[AccountState]):
         )
 
 
+class HostAccountsTable(AccountsTable):
+    """The accounts of several hosts (a console attached over Redis): a Host column first, the
+    rows grouped by host (the client lists them so)."""
+
+    COLUMNS = (AccountsTable.COLUMNS[0], ("host", "Host", 10), *AccountsTable.COLUMNS[1:])
+    HIDE_WHEN_NARROW = AccountsTable.HIDE_WHEN_NARROW
+
+    def __init__(self, *, host_of: Callable[[str], str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.host_of = host_of
+
+    def cells(self, item: AccountState) -> tuple[Cell, ...]:
+        n, *rest = super().cells(item)
+        return (n, Text(self.host_of(item.account_id), style="dim"), *rest)
+
+
 class DashboardScreen(Screen[None]):
     """All accounts at a glance; Enter opens one."""
 
@@ -103,12 +120,17 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="dashboard-bar")
         with Vertical(id="accounts-box", classes="panel"):
-            yield AccountsTable(
-                scheme=self.qapp.scheme,
-                order=self.qapp.client.account_ids,
-                risk_warning=self.qapp.risk_degree_warning,
-                id="accounts",
-            )
+            client = self.qapp.client
+            common = {
+                "scheme": self.qapp.scheme,
+                "order": client.account_ids,
+                "risk_warning": self.qapp.risk_degree_warning,
+                "id": "accounts",
+            }
+            if any(client.host_of(a) for a in client.account_ids):  # several hosts (over Redis)
+                yield HostAccountsTable(host_of=client.host_of, **common)
+            else:
+                yield AccountsTable(**common)
             yield Static(id="totals")
         yield Footer()
 

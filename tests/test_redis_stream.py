@@ -1,0 +1,158 @@
+"""Snapshot then stream: a console attaching mid-flood, or falling behind the stream's cap,
+ends with exactly the daemon's picture (nothing missed, nothing applied twice).
+
+The daemon side is the real ``RedisPublisher`` over a real ``TradingManager``'s aggregator
+(no trader: the test folds trades in as a trader's link would) and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from config import PublishConfig, load_config_file
+from core.control import ControlServer
+from core.manager import TradingManager
+from core.models import Direction, Offset, Trade, TraderInfo, now
+from core.protocol import Message
+from core.redis_client import RedisConsoleClient
+from core.redis_publish import RedisPublisher
+from tests.conftest import CoreEnv, sim_account, wait_until
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def publisher(core_env: CoreEnv, redis: RedisServer) -> AsyncIterator[RedisPublisher]:
+    config = core_env.write_config(sim_account("F1", "au2612.SHFE"))
+    manager = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    control = ControlServer(manager, core_env.root / "control.sock")
+    settings = PublishConfig(url=redis.url, host="flood", snapshot_interval=0.2, stream_maxlen=200)
+    # the trader has registered (a console's snapshot of an account starts with what it said)
+    info = TraderInfo(account_id="F1", gateway="sim", pid=os.getpid())
+    manager.aggregator.apply("F1", Message(type="register", account_id="F1", data=info))
+    pub = RedisPublisher(manager, control, settings)
+    assert await pub.claim()
+    pub.start()
+    await wait_until(lambda: pub.up, what="publishing")
+    yield pub
+    await pub.stop()
+
+
+def _trade(i: int) -> Message:
+    trade = Trade(
+        account_id="F1",
+        trade_id=f"T{i}",
+        order_id=f"O{i}",
+        vt_symbol="au2612.SHFE",
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        price=900.0 + i % 7,
+        volume=1,
+        datetime=now(),
+    )
+    return Message(type="trade", account_id="F1", data=trade)
+
+
+async def _flood(pub: RedisPublisher, start: int, count: int) -> None:
+    agg = pub.manager.aggregator
+    for i in range(start, start + count):
+        agg.apply("F1", _trade(i))
+        if i % 20 == 0:
+            await asyncio.sleep(0)  # a trader link's reads yield between chunks like this
+
+
+async def test_attaching_mid_flood_misses_nothing_and_doubles_nothing(
+    publisher: RedisPublisher, redis: RedisServer
+) -> None:
+    theirs = publisher.manager.aggregator.states["F1"]
+    await _flood(publisher, 0, 150)
+    flood = asyncio.create_task(_flood(publisher, 150, 3000))
+    console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+    try:
+        await console.connect()  # while the flood goes on: snapshot, then the stream after it
+        ours = console.state("F1")
+        await flood
+        await wait_until(
+            lambda: [t.trade_id for t in ours.trades] == [t.trade_id for t in theirs.trades],
+            what="the console's trades equal the daemon's",
+        )
+        assert len({t.trade_id for t in ours.trades}) == len(ours.trades)  # none twice
+        assert ours.trades[-1].trade_id == "T3149"
+    finally:
+        await console.close()
+
+
+async def test_a_console_behind_the_streams_cap_starts_again_from_a_snapshot(
+    publisher: RedisPublisher, redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio as aioredis
+
+    theirs = publisher.manager.aggregator.states["F1"]
+    reading = asyncio.Event()
+    reading.set()
+    xread = aioredis.Redis.xread
+
+    async def gated(self: aioredis.Redis, *args: object, **kwargs: object) -> object:
+        await reading.wait()  # a console too busy to read
+        return await xread(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(aioredis.Redis, "xread", gated)
+    console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+    try:
+        await console.connect()
+        ours = console.state("F1")
+        await _flood(publisher, 0, 10)
+        await wait_until(lambda: len(ours.trades) == 10, what="the first trades")
+        reading.clear()  # it stops reading while far more than the cap (200 entries) is written
+        await asyncio.sleep(0.05)  # (whatever read was under way has returned)
+        await _flood(publisher, 10, 2000)
+        await wait_until(lambda: not publisher._queue, what="all written")
+        reading.set()
+        await wait_until(
+            lambda: [t.trade_id for t in ours.trades] == [t.trade_id for t in theirs.trades],
+            what="caught up through a snapshot",
+        )
+        assert ours.trades[-1].trade_id == "T2009"
+    finally:
+        await console.close()
+
+
+async def test_a_host_that_comes_later_is_not_mixed_into_a_running_console(
+    publisher: RedisPublisher, redis: RedisServer, tmp_path: Path
+) -> None:
+    console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+    config = load_config_file(publisher.manager.config_path)
+    later_config = config.model_copy(
+        update={"accounts": [config.accounts[0].model_copy(update={"account_id": "L1"})]}
+    )
+    later = TradingManager(later_config, config_path=publisher.manager.config_path, data_dir=tmp_path)
+    later_pub = RedisPublisher(
+        later, ControlServer(later, tmp_path / "c.sock"), PublishConfig(url=redis.url, host="later")
+    )
+    try:
+        await console.connect()
+        assert await later_pub.claim()
+        later_pub.start()
+        await wait_until(lambda: later_pub.up)
+        await wait_until(lambda: "L1" in console._unseen, what="the new host's account seen")
+        assert console.account_ids == ["F1"]  # the screens were laid out for F1 alone
+        assert [a for a, _, _ in await RedisConsoleClient.discover(redis.url)] == ["F1", "L1"]
+    finally:
+        await later_pub.stop()
+        await console.close()
