@@ -22,11 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("name", choices=[*BENCHES, "all"])
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    p.add_argument("--accounts", type=int, help="ui: sim accounts ticking into the console (default 8)")
+    p.add_argument(
+        "--contracts", type=int, help="ui: contracts per account (default 100; 1000: a whole market)"
+    )
     args = p.parse_args(argv)
     names = list(BENCHES) if args.name == "all" else [args.name]
+    scale = {k: v for k, v in (("accounts", args.accounts), ("contracts", args.contracts)) if v is not None}
+    if scale and names != ["ui"]:
+        p.error("--accounts and --contracts are options of the ui bench")
     for name in names:
         module = importlib.import_module(BENCHES[name])
-        module.run(quick=args.quick)
+        module.run(quick=args.quick, **scale)
     return 0
 
 

@@ -72,10 +72,10 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             (
                 "manager start -> first quote of every account",
                 round(result["first_quote_s"], 3),
-                "<= 1.5 (with UI)",
+                "- (ui: <= 1.5 with UI)",
             ),
-            (f"kill -> visible again, median of {rounds}", round(median, 3), "<= 2"),
-            (f"kill -> visible again, worst of {rounds}", round(worst, 3), "<= 2"),
+            (f"kill -> visible again, median of {rounds}", round(median, 3), "-"),
+            (f"kill -> visible again, worst of {rounds}", round(worst, 3), "<= 1.0"),
         ],
     )
     figures = {
@@ -83,7 +83,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "recovery_median_s": round(median, 3),
         "recovery_worst_s": round(worst, 3),
         "rounds": rounds,
-        "target_recovery_s": 2.0,
+        "target_recovery_worst_s": 1.0,
     }
     print_json("restart", figures)
     return figures

@@ -48,6 +48,7 @@ from typing import Any
 
 import psutil
 
+from bench import minimal_app
 from bench.harness import make_env, sim_account, wait_until
 from bench.report import print_json, print_table, summary_us
 from config import demo_config_path, load_config_file
@@ -55,6 +56,7 @@ from core.client import LocalConsoleClient
 from core.manager import TradingManager
 from core.models import TraderStatus
 from core.protocol import Message
+from gateways.sim_contracts import PRODUCTS as SIM_PRODUCTS
 from tui.app import QTraderApp
 from tui.screens.account import AccountScreen
 from tui.widgets.market import MarketTable
@@ -80,17 +82,27 @@ PRODUCTS = [
     ("IC", "CFFEX"),
     ("IM", "CFFEX"),
 ]
-MONTHS = ["2612", *(f"27{m:02d}" for m in range(1, 12))]  # 2612 .. 2711
-DEMO_FIRST_QUOTE = b"au2612.SHFE"  # first contract of the demo's first account
+MONTHS = ["2612", *(f"{y}{m:02d}" for y in (27, 28, 29, 30) for m in range(1, 13))]  # 2612 .. 3012
+_OTHER_PRODUCTS = [
+    (code, spec.exchange.name)
+    for code, spec in SIM_PRODUCTS.items()
+    if (code, spec.exchange.name) not in PRODUCTS
+]
+MINIMAL_APP = Path(minimal_app.__file__)
+MINIMAL_FIRST_FRAME = minimal_app.FIRST_FRAME
 
 
 def watchlist(count: int = CONTRACTS) -> list[str]:
-    """``count`` sim contracts, month by month across every product (CZCE writes YMM)."""
+    """``count`` sim contracts, month by month across the products above (CZCE writes YMM);
+    past 12 months of them (180), every other product the sim lists too (the whole market)."""
+    products = [*PRODUCTS] if count <= len(PRODUCTS) * 12 else [*PRODUCTS, *_OTHER_PRODUCTS]
     symbols = []
     for month in MONTHS:
-        for product, exchange in PRODUCTS:
+        for product, exchange in products:
             code = month[1:] if exchange == "CZCE" else month
             symbols.append(f"{product}{code}.{exchange}")
+    if count > len(symbols):
+        raise ValueError(f"at most {len(symbols)} sim contracts")
     return symbols[:count]
 
 
@@ -178,11 +190,11 @@ class LatencyProbe:
         self._touched.clear()
 
 
-async def _latency(seconds: float) -> dict[str, Any]:
+async def _latency(seconds: float, accounts: int, contracts: int) -> dict[str, Any]:
     env = make_env()
-    symbols = watchlist()
+    symbols = watchlist(contracts)
     config = env.write(
-        "".join(sim_account(f"U{n}", symbols, rate=RATE, seed=n) for n in range(1, ACCOUNTS + 1))
+        "".join(sim_account(f"U{n}", symbols, rate=RATE, seed=n) for n in range(1, accounts + 1))
     )
     mgr = TradingManager(config, config_path=env.config_path, data_dir=env.data_dir)
     app = QTraderApp(LocalConsoleClient(mgr), start_core=mgr.start, stop_core=mgr.stop)
@@ -197,10 +209,10 @@ async def _latency(seconds: float) -> dict[str, Any]:
             await wait_until(
                 lambda: (
                     all(
-                        mgr.state(a).status is TraderStatus.CONNECTED and len(mgr.state(a).ticks) == CONTRACTS
+                        mgr.state(a).status is TraderStatus.CONNECTED and len(mgr.state(a).ticks) == contracts
                         for a in ids
                     )
-                    and market.row_count == CONTRACTS
+                    and market.row_count == contracts
                 ),
                 timeout=120,
             )
@@ -270,7 +282,22 @@ async def _first_quote_in_process(root: Path) -> float:
 
 def _first_quote_command(root: Path, timeout: float = 60.0) -> float:
     """``qtrader-tui`` (the demo) in a 160x45 pseudo-terminal: seconds from the spawn to
-    the first quote row written to the terminal."""
+    the first quote row written to the terminal (the first contract of the demo's first
+    account: its row is drawn once the account has a quote)."""
+    first_quote = load_config_file(demo_config_path()).accounts[0].watchlist[0].encode()
+    script = Path(sys.executable).with_name("qtrader-tui")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
+    return _spawn_to_first(root, [*launcher, "--data-dir", str(root / "data")], first_quote, timeout)
+
+
+def _minimal_app_command(root: Path, timeout: float = 60.0) -> float:
+    """The floor: a one-Static Textual app spawned the same way, to its first frame."""
+    return _spawn_to_first(root, [sys.executable, str(MINIMAL_APP)], MINIMAL_FIRST_FRAME, timeout)
+
+
+def _spawn_to_first(root: Path, command: list[str], marker: bytes, timeout: float) -> float:
+    """Run ``command`` in a 160x45 pseudo-terminal: seconds from the spawn to ``marker``
+    written to the terminal; then ``q`` and wait for it to quit."""
     cwd = root / "cwd"  # no ./config/config.yaml there: the demo runs
     cwd.mkdir()
     env = {
@@ -284,9 +311,6 @@ def _first_quote_command(root: Path, timeout: float = 60.0) -> float:
     env.pop("TEXTUAL", None)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
-    script = Path(sys.executable).with_name("qtrader-tui")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "tui.cli"]
-    command = [*launcher, "--data-dir", str(root / "data")]
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         command,
@@ -312,11 +336,13 @@ def _first_quote_command(root: Path, timeout: float = 60.0) -> float:
             except OSError:
                 break
             seen = (seen + chunk)[-4096:]
-            if DEMO_FIRST_QUOTE in seen:
+            if marker in seen:
                 elapsed = time.perf_counter() - t0
                 break
         if elapsed is None:
-            raise RuntimeError(f"qtrader-tui showed no quote within {timeout:g} s")
+            raise RuntimeError(
+                f"{command[0]} showed no {marker.decode()} within {timeout:g} s: {seen[-600:]!r}"
+            )
         os.write(master, b"q")  # quit: the console stops its traders
         deadline = time.monotonic() + 20
         while proc.poll() is None and time.monotonic() < deadline:
@@ -342,7 +368,13 @@ def _first_quote_command(root: Path, timeout: float = 60.0) -> float:
 def _start_runs(runs: int) -> dict[str, list[float]]:
     in_process: list[float] = []
     command: list[float] = []
+    minimal: list[float] = []
     for _ in range(runs):
+        root = Path(tempfile.mkdtemp(prefix="qtu-"))
+        try:
+            minimal.append(_minimal_app_command(root))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
         root = Path(tempfile.mkdtemp(prefix="qtu-"))  # a fresh data directory: a first start
         try:
             in_process.append(asyncio.run(_first_quote_in_process(root)))
@@ -353,7 +385,7 @@ def _start_runs(runs: int) -> dict[str, list[float]]:
             command.append(_first_quote_command(root))
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    return {"in_process": in_process, "command": command}
+    return {"in_process": in_process, "command": command, "minimal": minimal}
 
 
 # =========================================================================== report
@@ -363,10 +395,10 @@ def _ms(us: float) -> float:
     return round(us / 1000, 2)
 
 
-def run(*, quick: bool = False) -> dict[str, Any]:
+def run(*, quick: bool = False, accounts: int = ACCOUNTS, contracts: int = CONTRACTS) -> dict[str, Any]:
     seconds = 5.0 if quick else 25.0
     runs = 2 if quick else 5
-    measured = asyncio.run(_latency(seconds))
+    measured = asyncio.run(_latency(seconds, accounts, contracts))
     probe: LatencyProbe = measured["probe"]
     if not probe.to_flush:
         raise RuntimeError("no tick reached the screen while measuring")
@@ -376,7 +408,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     queued = summary_us(probe.queued)
     wall = measured["wall"]
     print_table(
-        f"ui: tick -> screen, {ACCOUNTS} accounts x {CONTRACTS} contracts x {RATE:g} ticks/s, "
+        f"ui: tick -> screen, {accounts} accounts x {contracts} contracts x {RATE:g} ticks/s, "
         f"process mode, console headless {SIZE[0]}x{SIZE[1]}, {wall:.0f} s, account U1 on screen",
         ["measure", "samples", "p50 ms", "p99 ms", "mean ms", "max ms", "target p99"],
         [
@@ -407,22 +439,28 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             ("frames with Market updates per second", load["frames_per_s"]),
             ("ticks to Market rows out of view (nothing to draw)", probe.out_of_view),
             ("console process CPU % (one core = 100)", load["console_cpu_pct"]),
-            (f"{ACCOUNTS} trader processes CPU % (sum)", load["traders_cpu_pct"]),
+            (f"{accounts} trader processes CPU % (sum)", load["traders_cpu_pct"]),
             (f"machine busy % ({load['cores']} cores = 100)", load["machine_busy_pct"]),
         ],
     )
 
     starts = _start_runs(runs)
     inp, cmd = sorted(starts["in_process"]), sorted(starts["command"])
+    floor = sorted(starts["minimal"])
+    start_ratio = cmd[len(cmd) // 2] / floor[len(floor) // 2]
     print_table(
         f"ui: start -> first quote on screen (demo, 3 accounts, process mode, {runs} fresh starts)",
         ["measure", "median s", "worst s", "target"],
         [
             ("QTraderApp + manager built -> Market row flushed", inp[len(inp) // 2], inp[-1], "-"),
             ("qtrader-tui spawned -> quote row on the terminal", cmd[len(cmd) // 2], cmd[-1], "<= 1.5 s"),
+            ("floor: minimal Textual app spawned -> first frame", floor[len(floor) // 2], floor[-1], "-"),
+            ("start_ratio (qtrader-tui median / floor median)", round(start_ratio, 2), "-", "<= 3"),
         ],
     )
     figures = {
+        "accounts": accounts,
+        "contracts": contracts,
         "seconds": round(wall, 1),
         "samples": len(probe.to_flush),
         **{f"flush_{k}": v for k, v in flush.items()},
@@ -433,6 +471,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "start_in_process_median_s": round(inp[len(inp) // 2], 3),
         "start_command_median_s": round(cmd[len(cmd) // 2], 3),
         "start_command_worst_s": round(cmd[-1], 3),
+        "start_floor_median_s": round(floor[len(floor) // 2], 3),
+        "start_ratio": round(start_ratio, 2),
+        "target_start_ratio": 3.0,
         "target_render_p99_us": 25000,
         "target_start_s": 1.5,
     }
