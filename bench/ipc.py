@@ -27,7 +27,7 @@ from bench.report import print_json, print_table, summary_us
 from core.models import Tick, now
 from core.protocol import HEADER, Link, Reply
 
-ROUNDS = 2
+ROUNDS = 5
 
 
 def _tick(i: int) -> Tick:
@@ -44,13 +44,15 @@ def _tick(i: int) -> Tick:
     )
 
 
-async def _sender(path: str, count: int, pings: int) -> None:
+async def _sender(path: str, count: int, pings: int, cpu: Any) -> None:
     reader, writer = await asyncio.open_unix_connection(path)
     link = Link(reader, writer, account_id="DQ1")
     tick = _tick(0)
+    c0 = time.process_time()
     for _ in range(count):
         await link.send("tick", tick)
     await writer.drain()
+    cpu.send(time.process_time() - c0)
     # then answer pings, one reply each, like a trader answering requests
     for _ in range(pings):
         msg = await link.recv()
@@ -58,8 +60,8 @@ async def _sender(path: str, count: int, pings: int) -> None:
     await link.close()
 
 
-def _sender_main(path: str, count: int, pings: int) -> None:
-    asyncio.run(_sender(path, count, pings))
+def _sender_main(path: str, count: int, pings: int, cpu: Any) -> None:
+    asyncio.run(_sender(path, count, pings, cpu))
 
 
 async def _measure(count: int, pings: int) -> dict[str, Any]:
@@ -70,11 +72,11 @@ async def _measure(count: int, pings: int) -> dict[str, Any]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         link = Link(reader, writer, account_id="manager")
         first = await link.recv()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(count - 1):
             msg = await link.recv()
             assert isinstance(msg.data, Tick)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         rtts = []
         from core.protocol import Empty
 
@@ -84,13 +86,16 @@ async def _measure(count: int, pings: int) -> dict[str, Any]:
             reply = await link.recv()
             rtts.append(time.perf_counter() - s)
             assert reply.type == "reply"
-        await got.put({"first": first, "elapsed": elapsed, "rtts": rtts})
+        await got.put({"first": first, "elapsed": elapsed, "cpu": cpu, "rtts": rtts})
         await link.close()
 
     server = await asyncio.start_unix_server(serve, path=path)
-    proc = mp.get_context("spawn").Process(target=_sender_main, args=(path, count, pings))
+    ctx = mp.get_context("spawn")
+    theirs, ours = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_sender_main, args=(path, count, pings, ours))
     proc.start()
     result = await asyncio.wait_for(got.get(), 300)
+    result["sender_cpu"] = theirs.recv()
     proc.join(30)
     server.close()
     os.unlink(path)
@@ -113,8 +118,9 @@ def _plain_tick() -> dict[str, Any]:
     }
 
 
-async def _floor_sender(path: str, count: int) -> None:
+async def _floor_sender(path: str, count: int, cpu: Any) -> None:
     _reader, writer = await asyncio.open_unix_connection(path)
+    c0 = time.process_time()
     encode = msgspec.json.encode
     pack = HEADER.pack
     msg = _plain_tick()
@@ -126,19 +132,21 @@ async def _floor_sender(path: str, count: int) -> None:
         if writer.transport.get_write_buffer_size() > 1 << 20:
             await writer.drain()
     await writer.drain()
+    cpu.send(time.process_time() - c0)
     writer.close()
     await writer.wait_closed()
 
 
-def _floor_sender_main(path: str, count: int) -> None:
-    asyncio.run(_floor_sender(path, count))
+def _floor_sender_main(path: str, count: int, cpu: Any) -> None:
+    asyncio.run(_floor_sender(path, count, cpu))
 
 
-async def _measure_floor(count: int) -> float:
-    """Seconds the receiver took for messages 2..count of the naive stream."""
+async def _measure_floor(count: int) -> dict[str, float]:
+    """Seconds the receiver took for messages 2..count of the naive stream, and the CPU
+    seconds of each side."""
     tmp = Path(tempfile.mkdtemp(prefix="qtrader-bench-"))
     path = str(tmp / "floor.sock")
-    got: asyncio.Queue[float] = asyncio.Queue()
+    got: asyncio.Queue[dict[str, float]] = asyncio.Queue()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decode = msgspec.json.decode
@@ -146,7 +154,7 @@ async def _measure_floor(count: int) -> float:
         size = HEADER.size
         buf = b""
         n = 0
-        t0 = 0.0
+        t0 = c0 = 0.0
         while n < count:
             chunk = await reader.read(1 << 18)
             if not chunk:
@@ -163,35 +171,46 @@ async def _measure_floor(count: int) -> float:
                 pos = end
                 n += 1
                 if n == 1:
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
             buf = buf[pos:]
-        await got.put(time.perf_counter() - t0)
+        await got.put({"elapsed": time.perf_counter() - t0, "cpu": time.process_time() - c0})
         writer.close()
 
     server = await asyncio.start_unix_server(serve, path=path)
-    proc = mp.get_context("spawn").Process(target=_floor_sender_main, args=(path, count))
+    ctx = mp.get_context("spawn")
+    theirs, ours = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_floor_sender_main, args=(path, count, ours))
     proc.start()
-    elapsed = await asyncio.wait_for(got.get(), 300)
+    result = await asyncio.wait_for(got.get(), 300)
+    result["sender_cpu"] = theirs.recv()
     proc.join(30)
     server.close()
     os.unlink(path)
     os.rmdir(tmp)
-    return elapsed
+    return result
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
-    count = 50_000 if quick else 500_000
+    count = 50_000 if quick else 200_000
     pings = 2_000 if quick else 20_000
     rates: list[float] = []
     floors: list[float] = []
     rtts: list[float] = []
+    cpu: dict[str, list[float]] = {"sender": [], "receiver": [], "floor_sender": [], "floor_receiver": []}
     for _ in range(ROUNDS):
         result = asyncio.run(_measure(count, pings))
         rates.append((count - 1) / result["elapsed"])
         rtts.extend(result["rtts"])
-        floors.append((count - 1) / asyncio.run(_measure_floor(count)))
+        cpu["sender"].append(result["sender_cpu"] / count)
+        cpu["receiver"].append(result["cpu"] / (count - 1))
+        floor_result = asyncio.run(_measure_floor(count))
+        floors.append((count - 1) / floor_result["elapsed"])
+        cpu["floor_sender"].append(floor_result["sender_cpu"] / count)
+        cpu["floor_receiver"].append(floor_result["cpu"] / (count - 1))
     rate, floor = max(rates), max(floors)
     ratio = rate / floor
+    # CPU per message of each side (the least of the rounds): what the rate is made of
+    us = {k: round(min(v) * 1e6, 2) for k, v in cpu.items()}
     rtt = summary_us(rtts)
     print_table(
         f"ipc: one link between two processes ({count:,} tick messages, best of {ROUNDS} rounds each)",
@@ -200,6 +219,12 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             ("one-way typed messages/s (Link, typed Tick)", round(rate), "-"),
             ("floor: naive plain-dict stream messages/s", round(floor), "-"),
             ("ratio_to_floor (typed / floor)", round(ratio, 2), ">= 1.0"),
+            ("CPU us per message, sender / receiver", f"{us['sender']} / {us['receiver']}", "-"),
+            (
+                "floor: CPU us per message, sender / receiver",
+                f"{us['floor_sender']} / {us['floor_receiver']}",
+                "-",
+            ),
             ("request -> reply p50 us", rtt["p50_us"], "-"),
             ("request -> reply p99 us", rtt["p99_us"], "-"),
         ],
@@ -212,6 +237,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "floor_msgs_per_s_rounds": [round(r) for r in floors],
         "ratio_to_floor": round(ratio, 3),
         "target_ratio_to_floor": 1.0,
+        **{f"cpu_us_per_msg_{k}": v for k, v in us.items()},
         **{f"rtt_{k}": v for k, v in rtt.items()},
     }
     print_json("ipc", figures)

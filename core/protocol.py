@@ -20,7 +20,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args
 
 import msgspec
 
@@ -385,6 +385,30 @@ _envelope_decoder = msgspec.json.Decoder(_Incoming)
 _payload_decoders = {name: msgspec.json.Decoder(t) for name, t in MESSAGE_TYPES.items()}
 
 
+def _typed_frame(name: str, payload: type) -> type:
+    """The whole frame of one message type as one struct, tagged by ``type``."""
+    return msgspec.defstruct(
+        f"_Frame_{name}",
+        [
+            ("account_id", str, ""),
+            ("seq", int, 0),
+            ("ts", float, 0.0),
+            ("req_id", int | None, None),
+            ("data", payload),
+        ],
+        kw_only=True,
+        tag_field="type",
+        tag=name,
+    )
+
+
+_FRAME_TYPES: dict[type, MessageType] = {_typed_frame(name, t): name for name, t in MESSAGE_TYPES.items()}
+_FRAMES = tuple(_FRAME_TYPES)
+#: one pass over a well-formed frame: envelope and payload decoded together. Anything it
+#: refuses is decoded again the two-step way (``_decode_checked``), which says what is wrong.
+_frame_decoder = msgspec.json.Decoder(_FRAMES[0] if len(_FRAMES) == 1 else Union[_FRAMES])  # noqa: UP007
+
+
 # --------------------------------------------------------------------------- sizes
 
 #: A stored row (order, trade, trigger, log line) larger than this holds what no venue sends:
@@ -498,6 +522,29 @@ def _printable_fields(data: Any, msg_type: str, req_id: int | None) -> None:
 def decode_payload(payload: bytes | memoryview) -> Message:
     """JSON body of one frame -> Message with a typed ``data``."""
     try:
+        frame = _frame_decoder.decode(payload)
+    except Exception:  # refused, for whatever reason: the checked way says which
+        return _decode_checked(payload)
+    msg_type = _FRAME_TYPES[type(frame)]
+    if len(frame.account_id) > MAX_NAME_LENGTH:
+        raise SchemaError(
+            f"account id longer than {MAX_NAME_LENGTH} characters", req_id=frame.req_id, msg_type=msg_type
+        )
+    if msg_type in REQUEST_TYPES:
+        _printable_fields(frame.data, msg_type, frame.req_id)
+    return Message(
+        type=msg_type,
+        account_id=frame.account_id,
+        seq=frame.seq,
+        ts=frame.ts,
+        req_id=frame.req_id,
+        data=frame.data,
+    )
+
+
+def _decode_checked(payload: bytes | memoryview) -> Message:
+    """The envelope first, then the payload by its type: each refusal in its own words."""
+    try:
         env = _envelope_decoder.decode(payload)
     except msgspec.ValidationError as exc:
         raise SchemaError(f"bad envelope: {exc}") from None
@@ -545,33 +592,41 @@ def decode_payload(payload: bytes | memoryview) -> Message:
 class FrameBuffer:
     """Sans-IO frame splitter: ``feed`` bytes, get the complete payloads back.
 
-    Raises FrameTooLarge as soon as a header announces more than
-    ``max_frame_bytes`` (before buffering the body).
+    Payloads are read-only memoryviews of the bytes fed (no copy per frame; a frame that
+    spans two feeds costs one copy of the second chunk). Raises FrameTooLarge as soon as
+    a header announces more than ``max_frame_bytes`` (before buffering the body).
     """
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of a frame not yet complete
 
-    def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
-        out: list[bytes] = []
+    def feed(self, data: bytes) -> list[memoryview]:
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)  # immutable: the views below stay valid
+            self._buf.clear()
+        view = memoryview(data).toreadonly()
+        size = len(data)
+        out: list[memoryview] = []
         pos = 0
+        unpack = HEADER.unpack_from
+        header = HEADER.size
         try:
-            while len(buf) - pos >= HEADER.size:
-                (length,) = HEADER.unpack_from(buf, pos)
+            while size - pos >= header:
+                (length,) = unpack(data, pos)
                 if length > self.max_frame_bytes:
                     raise FrameTooLarge(
                         f"frame of {length} bytes exceeds the maximum of {self.max_frame_bytes}"
                     )
-                end = pos + HEADER.size + length
-                if len(buf) < end:
+                end = pos + header + length
+                if size < end:
                     break
-                out.append(bytes(buf[pos + HEADER.size : end]))
+                out.append(view[pos + header : end])
                 pos = end
         finally:
-            del buf[:pos]  # one compaction per feed, not one per frame
+            if pos < size:
+                self._buf += view[pos:]
         return out
 
     @property
@@ -601,7 +656,9 @@ def peer_credentials(writer: asyncio.StreamWriter) -> tuple[int, int] | None:
 
 
 _WRITE_HIGH_WATER = 1 << 20
+_FLUSH_BYTES = 1 << 16  # frames queued past this are written at once, not at the end of the loop turn
 _READ_CHUNK = 1 << 18
+_NO_HEADER = bytes(HEADER.size)  # room for a frame's length, filled in once it is encoded
 
 
 class Link:
@@ -610,6 +667,10 @@ class Link:
     ``send`` stamps ``seq`` and ``ts``; ``recv`` returns the next decoded message
     or raises ``ProtocolError`` (fatal ones mean: close this link) or
     ``ConnectionError`` at end of stream.
+
+    Frames sent in one turn of the event loop leave in one write (one system call, not
+    one per frame): they are queued, in order, and written by a callback at the end of
+    the turn, or at once when more than ``_FLUSH_BYTES`` are queued, or by ``close``.
     """
 
     def __init__(
@@ -626,7 +687,9 @@ class Link:
         self.max_frame_bytes = max_frame_bytes
         self._seq = 0
         self._frames = FrameBuffer(max_frame_bytes)
-        self._ready: deque[bytes] = deque()
+        self._ready: deque[memoryview] = deque()
+        self._out = bytearray()  # frames queued for the end of this loop turn
+        self._flush_scheduled = False
 
     @property
     def closed(self) -> bool:
@@ -634,23 +697,58 @@ class Link:
 
     @property
     def backlog(self) -> int:
-        """Bytes written but not yet taken by the peer."""
-        return self.writer.transport.get_write_buffer_size()
+        """Bytes sent but not yet taken by the peer (queued here or in the transport)."""
+        return len(self._out) + self.writer.transport.get_write_buffer_size()
 
     def _frame(
         self, msg_type: MessageType, data: Any, req_id: int | None, account_id: str | None = None
-    ) -> bytes:
+    ) -> None:
+        """Encode one frame onto the end of the queue (msgspec writes it in place: no copy)."""
         self._seq += 1
-        return encode_frame(
-            Message(
-                type=msg_type,
-                account_id=self.account_id if account_id is None else account_id,
-                seq=self._seq,
-                ts=time.time(),
-                req_id=req_id,
-                data=data,
+        out = self._out
+        start = len(out)
+        out += _NO_HEADER
+        try:
+            _encoder.encode_into(
+                Message(
+                    type=msg_type,
+                    account_id=self.account_id if account_id is None else account_id,
+                    seq=self._seq,
+                    ts=time.time(),
+                    req_id=req_id,
+                    data=data,
+                ),
+                out,
+                start + HEADER.size,
             )
-        )
+        except BaseException:
+            del out[start:]  # nothing of a frame that could not be encoded
+            raise
+        HEADER.pack_into(out, start, len(out) - start - HEADER.size)
+
+    def _queued(self) -> None:
+        if len(self._out) >= _FLUSH_BYTES:
+            self.flush()
+        elif not self._flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop turn to wait for
+                self.flush()
+                return
+            self._flush_scheduled = True
+            loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Write the queued frames now, in one write (a closed link drops them)."""
+        if not self._out:
+            return
+        data, self._out = self._out, bytearray()  # the transport may keep it: never touched again
+        if not self.writer.is_closing():
+            self.writer.write(data)
 
     def send_nowait(
         self, msg_type: MessageType, data: Any, req_id: int | None = None, *, account_id: str | None = None
@@ -659,18 +757,33 @@ class Link:
         overrides the link's own (a daemon streams every account to a console)."""
         if self.writer.is_closing():
             raise ConnectionError("link is closed")
-        self.writer.write(self._frame(msg_type, data, req_id, account_id))
+        self._frame(msg_type, data, req_id, account_id)
+        self._queued()
 
     def send_many(self, messages: list[Outgoing]) -> None:
-        """Queue several frames in one write: ``(type, data, req_id)`` each."""
+        """Queue several frames, to leave in one write: ``(type, data, req_id)`` each."""
         if self.writer.is_closing():
             raise ConnectionError("link is closed")
-        self.writer.write(b"".join([self._frame(t, d, r) for t, d, r in messages]))
+        start = len(self._out)
+        try:
+            for t, d, r in messages:
+                self._frame(t, d, r)
+        except BaseException:
+            del self._out[start:]  # all of them or none, as one write would
+            raise
+        self._queued()
 
     async def send(self, msg_type: MessageType, data: Any, req_id: int | None = None) -> None:
+        """``send_nowait``, then wait while the peer has more than ``_WRITE_HIGH_WATER``
+        bytes to take (checked when the queue has just been written: only then can it grow)."""
         self.send_nowait(msg_type, data, req_id)
-        if self.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+        if not self._out and self.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             await self.writer.drain()
+
+    async def drain(self) -> None:
+        """Write what is queued and wait until the transport has room again."""
+        self.flush()
+        await self.writer.drain()
 
     async def recv(self) -> Message:
         """Next message. Reads in large chunks, so a burst of small frames
@@ -685,6 +798,7 @@ class Link:
         return decode_payload(ready.popleft())
 
     async def close(self) -> None:
+        self.flush()
         if not self.writer.is_closing():
             self.writer.close()
         try:

@@ -268,3 +268,101 @@ async def test_link_over_a_socketpair_and_bad_frames() -> None:
     with pytest.raises(TruncatedFrame):
         await asyncio.wait_for(left.recv(), 5)
     await left.close()
+
+
+async def test_frames_of_one_loop_turn_leave_in_one_write_in_order() -> None:
+    """send_nowait queues: the frames of one turn reach the transport in one write, in
+    order; backlog counts them meanwhile; close writes what is still queued."""
+    import socket
+
+    a, b = socket.socketpair()
+    ra, wa = await asyncio.open_connection(sock=a)
+    rb, wb = await asyncio.open_connection(sock=b)
+    left = Link(ra, wa, account_id="DQ1")
+    right = Link(rb, wb, account_id="MGR")
+    writes: list[int] = []
+    write = wa.write
+
+    def counted(data: bytes) -> None:
+        writes.append(len(data))
+        write(data)
+
+    wa.write = counted  # type: ignore[method-assign]
+    for _ in range(50):
+        left.send_nowait("order", _order())
+    assert writes == [] and left.backlog > 50 * 100  # queued, not yet written
+    got = [await asyncio.wait_for(right.recv(), 5) for _ in range(50)]
+    assert [m.seq for m in got] == list(range(1, 51))
+    assert len(writes) == 1
+
+    left.send_many([("order", _order(), None), ("reply", Reply(ok=True), 7)])
+    left.send_nowait("order", _order())
+    await left.close()  # flushes the queue before closing
+    got = [await asyncio.wait_for(right.recv(), 5) for _ in range(3)]
+    assert [(m.type, m.seq, m.req_id) for m in got] == [
+        ("order", 51, None),
+        ("reply", 52, 7),
+        ("order", 53, None),
+    ]
+    assert len(writes) == 2
+    await right.close()
+
+
+async def test_a_batch_that_cannot_be_encoded_sends_nothing_of_it() -> None:
+    import socket
+
+    a, b = socket.socketpair()
+    ra, wa = await asyncio.open_connection(sock=a)
+    rb, wb = await asyncio.open_connection(sock=b)
+    left = Link(ra, wa, account_id="DQ1")
+    right = Link(rb, wb)
+    left.send_nowait("order", _order())
+    with pytest.raises(TypeError):
+        left.send_many([("order", _order(), None), ("reply", Reply(ok=True, result=object()), 1)])
+    left.send_nowait("order", _order())
+    first, second = [await asyncio.wait_for(right.recv(), 5) for _ in range(2)]
+    assert (first.type, second.type) == ("order", "order")
+    await left.close()
+    await right.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    account_id=st.text(max_size=80),
+    seq=st.integers(min_value=0, max_value=2**40),
+    req_id=st.none() | st.integers(min_value=0, max_value=2**40),
+    msg_type=st.sampled_from(["order", "tick", "reply", "status_req", "order_req", "nope"]),
+)
+def test_the_one_pass_decoder_agrees_with_the_checked_one(
+    account_id: str, seq: int, req_id: int | None, msg_type: str
+) -> None:
+    """decode_payload's one pass and its step-by-step fallback give the same message or the
+    same refusal, for well-formed frames and refused ones alike."""
+    from core.protocol import _decode_checked
+
+    data = {
+        "order": _order(),
+        "tick": Tick(vt_symbol="au2612.SHFE", datetime=now(), last_price=912.0),
+        "reply": Reply(ok=True, result={"order_id": "x"}),
+        "status_req": {},
+        "order_req": OrderRequest(
+            vt_symbol="au2612.SHFE", direction=Direction.LONG, offset=Offset.OPEN, price=1.0, volume=1
+        ),
+        "nope": {},
+    }[msg_type]
+    body = json.dumps(
+        {
+            "type": msg_type,
+            "account_id": account_id,
+            "seq": seq,
+            "req_id": req_id,
+            "data": json.loads(encode_frame(Message(type="reply", data=data))[HEADER.size :])["data"],
+        }
+    ).encode()
+    outcomes = []
+    for decode in (decode_payload, _decode_checked):
+        try:
+            outcomes.append(decode(body))
+        except ProtocolError as exc:
+            outcomes.append((type(exc), str(exc), exc.req_id, exc.msg_type))
+    assert outcomes[0] == outcomes[1]
