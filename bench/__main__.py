@@ -11,6 +11,7 @@ BENCHES = {
     "ipc": "bench.ipc",
     "order": "bench.order",
     "idle": "bench.idle",
+    "memory": "bench.memory",
     "restart": "bench.restart",
     "ui": "bench.ui",
     "replay": "bench.replay",
