@@ -38,11 +38,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, and_, bindparam, delete, func, literal_column, select
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql import ClauseElement
-
 from core.models import (
     ACTIVE_STATUSES,
     Account,
@@ -55,17 +50,8 @@ from core.models import (
     StrategyTrigger,
     Trade,
 )
-from storage.mappers import build_mapper, from_epoch_us, to_epoch_us
+from storage.mappers import build_mapper, from_epoch_us, mapper_from_source, to_epoch_us
 from storage.migrations import SchemaVersionError, latest_version, migrate, schema_version
-from storage.tables import (
-    AccountSnapshotRow,
-    BarRow,
-    ConditionalOrderRow,
-    OrderRow,
-    PositionRow,
-    StrategyTriggerRow,
-    TradeRow,
-)
 
 BUSY_TIMEOUT_S = 5.0
 """How long a statement waits for a lock held by another connection before failing. Readers
@@ -90,14 +76,12 @@ def database_path(data_dir: Path | str, account_id: str) -> Path:
 
 
 # --- SQL, compiled once from the table classes ------------------------------------------------
-
-# qmark for the hot writes (tuples bind fastest); named for the reads (clearer, not hot).
-_QMARK = sqlite.dialect(paramstyle="qmark")
-_NAMED = sqlite.dialect(paramstyle="named")
-
-
-def _table(model: Any) -> Table:
-    return model.__table__  # type: ignore[no-any-return]
+#
+# SQLAlchemy compiles every statement and ``build_mapper`` generates every mapper's source from
+# the table classes, once; the result (plain strings) is kept in ``__pycache__`` next to this
+# file, under a key of the sources it was made from (this module, the tables, the mappers, the
+# models, SQLAlchemy's and sqlmodel's own files), so a trader starts without importing SQLAlchemy
+# or sqlmodel (about 0.3 s of CPU and 15 MB): any change to one of them compiles afresh.
 
 
 class _Query(NamedTuple):
@@ -109,173 +93,295 @@ class _Query(NamedTuple):
     defaults: dict[str, Any]
 
 
-def _sql(statement: ClauseElement) -> _Query:
-    # render_postcompile expands IN (...) into plain named parameters now, not per execution.
-    compiled = statement.compile(dialect=_NAMED, compile_kwargs={"render_postcompile": True})
-    return _Query(str(compiled), dict(compiled.params))
+#: (mapper name, table name, model, supplied columns): every table's mapper
+_MAPPED: tuple[tuple[str, str, type[Any], tuple[str, ...]], ...] = (
+    ("order", "orders", Order, ()),
+    ("trade", "trades", Trade, ()),
+    # A positions row carries the time its set was saved, which Position does not have.
+    ("position", "positions", Position, ("datetime",)),
+    # A snapshot's time is the caller's ``at`` (it overrides Account.datetime) and loads into it.
+    ("snapshot", "account_snapshots", Account, ("datetime",)),
+    ("trigger", "strategy_triggers", StrategyTrigger, ()),
+    ("bar", "bars", Bar, ()),
+    ("conditional", "conditional_orders", ConditionalOrder, ()),
+)
+_RECENT_TABLES = ("trades", "account_snapshots", "strategy_triggers")
 
 
-def _insert_sql(
-    table: Table,
-    columns: Sequence[str],
-    *,
-    conflict: Sequence[str] = (),
-    update: bool = False,
-) -> str:
-    """INSERT of ``columns`` as ``?`` parameters in exactly that order (checked), optionally
-    with an ON CONFLICT clause."""
-    stmt = sqlite_insert(table).values({name: bindparam(name) for name in columns})
-    if conflict and update:
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(conflict),
-            set_={name: stmt.excluded[name] for name in columns if name not in conflict},
+def _compile() -> dict[str, Any]:
+    """Every statement (name -> SQL, or [SQL, defaults] for a read) and every mapper (name ->
+    columns, supplied, source), compiled from the table classes with SQLAlchemy."""
+    from sqlalchemy import Table, and_, bindparam, delete, func, literal_column, select
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    from sqlalchemy.sql import ClauseElement
+
+    from storage.tables import ACCOUNT_METADATA
+
+    # qmark for the hot writes (tuples bind fastest); named for the reads (clearer, not hot).
+    qmark = sqlite.dialect(paramstyle="qmark")
+    named = sqlite.dialect(paramstyle="named")
+    tables: dict[str, Table] = dict(ACCOUNT_METADATA.tables)
+    mappers = {
+        name: build_mapper(tables[table], model, supplied=supplied)
+        for name, table, model, supplied in _MAPPED
+    }
+
+    def query(statement: ClauseElement) -> list[Any]:
+        # render_postcompile expands IN (...) into plain named parameters now, not per execution.
+        compiled = statement.compile(dialect=named, compile_kwargs={"render_postcompile": True})
+        return [str(compiled), dict(compiled.params)]
+
+    def insert(
+        table: Table, columns: Sequence[str], *, conflict: Sequence[str] = (), update: bool = False
+    ) -> str:
+        """INSERT of ``columns`` as ``?`` parameters in exactly that order (checked),
+        optionally with an ON CONFLICT clause."""
+        stmt = sqlite_insert(table).values({name: bindparam(name) for name in columns})
+        if conflict and update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(conflict),
+                set_={name: stmt.excluded[name] for name in columns if name not in conflict},
+            )
+        elif conflict:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+        compiled = stmt.compile(dialect=qmark)
+        if tuple(compiled.positiontup or ()) != tuple(columns):
+            raise RuntimeError(f"{table.name}: compiled parameter order {compiled.positiontup} != {columns}")
+        return str(compiled)
+
+    def recent(
+        table: Table,
+        columns: Sequence[str],
+        *,
+        since: bool,
+        where: ClauseElement | None = None,
+        tiebreak: str = "id",
+    ) -> list[Any]:
+        """SELECT the most recent ``:limit`` rows newest first (callers reverse), by
+        ``datetime`` then rowid (arrival order), optionally ``datetime >= :since``."""
+        stmt = select(*(table.c[name] for name in columns))
+        if where is not None:
+            stmt = stmt.where(where)
+        if since:
+            stmt = stmt.where(table.c.datetime >= bindparam("since", None))
+        stmt = stmt.order_by(table.c.datetime.desc(), literal_column(tiebreak).desc()).limit(
+            bindparam("limit", None)
         )
-    elif conflict:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-    compiled = stmt.compile(dialect=_QMARK)
-    if tuple(compiled.positiontup or ()) != tuple(columns):
-        raise RuntimeError(f"{table.name}: compiled parameter order {compiled.positiontup} != {columns}")
-    return str(compiled)
+        return query(stmt)
+
+    def equity(since: bool, thinned: bool) -> list[Any]:
+        """The newest ``:limit`` points (``datetime >= :since``); ``thinned``: only the last
+        point of each ``:every`` microseconds (datetimes are integer microseconds)."""
+        t = tables["account_snapshots"]
+        stmt = select(
+            t.c.datetime,
+            t.c.balance,
+            t.c.available,
+            t.c.margin,
+            (t.c.close_pnl + t.c.position_pnl - t.c.commission).label("pnl"),
+        )
+        if since:
+            stmt = stmt.where(t.c.datetime >= bindparam("since", None))
+        if thinned:
+            last = select(func.max(t.c.id))
+            if since:
+                last = last.where(t.c.datetime >= bindparam("since", None))
+            stmt = stmt.where(t.c.id.in_(last.group_by(t.c.datetime // bindparam("every", None))))
+        return query(stmt.order_by(t.c.datetime.desc(), t.c.id.desc()).limit(bindparam("limit", None)))
+
+    orders, positions, bars = tables["orders"], tables["positions"], tables["bars"]
+    cols = {name: m.columns for name, m in mappers.items()}
+    sql: dict[str, Any] = {
+        "upsert_order": insert(orders, cols["order"], conflict=("order_id",), update=True),
+        # DO NOTHING on trade_id only (not INSERT OR IGNORE, which would also swallow NOT NULL errors).
+        "insert_trade": insert(tables["trades"], cols["trade"], conflict=("trade_id",)),
+        "insert_position": insert(positions, cols["position"]),
+        "delete_positions": query(delete(positions)),
+        "insert_snapshot": insert(tables["account_snapshots"], cols["snapshot"]),
+        "insert_trigger": insert(tables["strategy_triggers"], cols["trigger"]),
+        "upsert_bar": insert(bars, cols["bar"], conflict=("vt_symbol", "interval", "datetime"), update=True),
+        "upsert_conditional": insert(
+            tables["conditional_orders"], cols["conditional"], conflict=("cond_id",), update=True
+        ),
+        "select_order": query(
+            select(*(orders.c[n] for n in cols["order"])).where(
+                orders.c.order_id == bindparam("order_id", None)
+            )
+        ),
+        "select_positions": query(
+            select(*(positions.c[n] for n in cols["position"])).order_by(
+                positions.c.vt_symbol, positions.c.direction
+            )
+        ),
+        "select_bars": query(
+            select(*(bars.c[n] for n in cols["bar"]))
+            .where(
+                bars.c.vt_symbol == bindparam("vt_symbol", None),
+                bars.c.interval == bindparam("interval", None),
+            )
+            .order_by(bars.c.datetime.desc())
+            .limit(bindparam("limit", None))
+        ),
+    }
+    active = orders.c.status.in_(sorted(s.name for s in ACTIVE_STATUSES))
+    for since in (False, True):
+        for thinned in (False, True):
+            sql[f"equity:{since}:{thinned}"] = equity(since, thinned)
+        for active_only in (False, True):
+            sql[f"orders:{since}:{active_only}"] = recent(
+                orders, cols["order"], since=since, where=active if active_only else None, tiebreak="rowid"
+            )
+        for table in _RECENT_TABLES:
+            sql[f"{table}:{since}"] = recent(tables[table], cols[_MAPPED_BY_TABLE[table]], since=since)
+        trades, triggers = tables["trades"], tables["strategy_triggers"]
+        for until in (False, True):
+            for symbol in (False, True):
+                conditions = []
+                if until:
+                    conditions.append(trades.c.datetime < bindparam("until", None))
+                if symbol:
+                    conditions.append(trades.c.vt_symbol == bindparam("vt_symbol", None))
+                where = and_(*conditions) if conditions else None
+                sql[f"trades:{since}:{until}:{symbol}"] = recent(
+                    trades, cols["trade"], since=since, where=where
+                )
+        sql[f"strategy_triggers_until:{since}"] = recent(
+            triggers, cols["trigger"], since=since, where=triggers.c.datetime < bindparam("until", None)
+        )
+    conditionals = tables["conditional_orders"]
+    live = sorted(s.name for s in CondState if s.is_live)
+    for live_only in (False, True):
+        stmt = select(*(conditionals.c[n] for n in cols["conditional"]))
+        if live_only:
+            stmt = stmt.where(conditionals.c.state.in_(live))
+        stmt = stmt.order_by(conditionals.c.created_at.desc(), literal_column("rowid").desc())
+        sql[f"conditional_orders:{live_only}"] = query(stmt.limit(bindparam("limit", None)))
+    return {
+        "sql": sql,
+        "mappers": {
+            name: {"columns": list(m.columns), "supplied": list(m.supplied), "source": m.source}
+            for name, m in mappers.items()
+        },
+    }
 
 
-def _recent_sql(
-    table: Table,
-    columns: Sequence[str],
-    *,
-    since: bool,
-    where: ClauseElement | None = None,
-    tiebreak: str = "id",
-) -> _Query:
-    """SELECT the most recent ``:limit`` rows newest first (callers reverse), by ``datetime``
-    then rowid (arrival order), optionally ``datetime >= :since``."""
-    stmt = select(*(table.c[name] for name in columns))
-    if where is not None:
-        stmt = stmt.where(where)
-    if since:
-        stmt = stmt.where(table.c.datetime >= bindparam("since", None))
-    stmt = stmt.order_by(table.c.datetime.desc(), literal_column(tiebreak).desc()).limit(
-        bindparam("limit", None)
-    )
-    return _sql(stmt)
+_MAPPED_BY_TABLE = {table: name for name, table, _, _ in _MAPPED}
 
 
-_ORDERS = _table(OrderRow)
-_TRADES = _table(TradeRow)
-_POSITIONS = _table(PositionRow)
-_SNAPSHOTS = _table(AccountSnapshotRow)
-_TRIGGERS = _table(StrategyTriggerRow)
-_BARS = _table(BarRow)
-_CONDITIONALS = _table(ConditionalOrderRow)
+def _compiled_key() -> str:
+    """What the compiled statements are made of: the sources of this module, the tables, the
+    mappers and the models, and SQLAlchemy's and sqlmodel's own files (path, size, mtime)."""
+    import hashlib
+    import importlib.util
 
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for source in (
+        here / "database.py",
+        here / "tables.py",
+        here / "mappers.py",
+        here.parent / "core" / "models.py",
+    ):
+        digest.update(source.read_bytes())
+    for package in ("sqlalchemy", "sqlmodel"):
+        spec = importlib.util.find_spec(package)
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        if origin is not None and origin.exists():
+            stat = origin.stat()
+            digest.update(f"{origin}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def compiled_cache_path() -> Path:
+    """The file the compiled statements are kept in (see above)."""
+    return Path(__file__).resolve().parent / "__pycache__" / f"account-sql-{_compiled_key()}.json"
+
+
+def _load_compiled() -> dict[str, Any]:
+    """The compiled statements from the cache, or compiled now (and kept, if the directory
+    can be written: a read-only install compiles at every start, as before the cache)."""
+    import json
+    import os
+
+    path = compiled_cache_path()
+    try:
+        compiled = json.loads(path.read_text())
+        if isinstance(compiled, dict) and compiled.get("key") == path.stem:
+            return compiled
+    except (OSError, ValueError):
+        pass
+    compiled = {"key": path.stem, **_compile()}
+    with suppress(OSError):
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(compiled))
+        os.replace(tmp, path)  # whole or not at all: another process may read it meanwhile
+    return compiled
+
+
+_COMPILED = _load_compiled()
+_STATEMENTS: dict[str, Any] = _COMPILED["sql"]
 
 # Model <-> row conversion, generated from the table classes. ``columns`` (every column but the
 # rowid alias ``id``, which SQLite assigns) is the order of the parameters of every INSERT below
 # and of the columns of every SELECT a mapper loads from.
-_ORDER = build_mapper(_ORDERS, Order)
-_TRADE = build_mapper(_TRADES, Trade)
-# A positions row carries the time its set was saved, which Position does not have.
-_POSITION = build_mapper(_POSITIONS, Position, supplied=("datetime",))
-# A snapshot's time is the caller's ``at`` (it overrides Account.datetime) and loads into it.
-_SNAPSHOT = build_mapper(_SNAPSHOTS, Account, supplied=("datetime",))
-_TRIGGER = build_mapper(_TRIGGERS, StrategyTrigger)
-_BAR = build_mapper(_BARS, Bar)
-_CONDITIONAL = build_mapper(_CONDITIONALS, ConditionalOrder)
+_ORDER, _TRADE, _POSITION, _SNAPSHOT, _TRIGGER, _BAR, _CONDITIONAL = (
+    mapper_from_source(table, model, **_COMPILED["mappers"][name]) for name, table, model, _ in _MAPPED
+)
 MAPPERS = (_ORDER, _TRADE, _POSITION, _SNAPSHOT, _TRIGGER, _BAR, _CONDITIONAL)
 """Every table's mapper (one per table of ``ACCOUNT_METADATA``)."""
 
-_UPSERT_ORDER = _insert_sql(_ORDERS, _ORDER.columns, conflict=("order_id",), update=True)
-# DO NOTHING on trade_id only (not INSERT OR IGNORE, which would also swallow NOT NULL errors).
-_INSERT_TRADE = _insert_sql(_TRADES, _TRADE.columns, conflict=("trade_id",))
-_INSERT_POSITION = _insert_sql(_POSITIONS, _POSITION.columns)
-_DELETE_POSITIONS = _sql(delete(_POSITIONS))
-_INSERT_SNAPSHOT = _insert_sql(_SNAPSHOTS, _SNAPSHOT.columns)
-_INSERT_TRIGGER = _insert_sql(_TRIGGERS, _TRIGGER.columns)
-_UPSERT_CONDITIONAL = _insert_sql(_CONDITIONALS, _CONDITIONAL.columns, conflict=("cond_id",), update=True)
-_UPSERT_BAR = _insert_sql(_BARS, _BAR.columns, conflict=("vt_symbol", "interval", "datetime"), update=True)
 
-_SELECT_ORDER = _sql(
-    select(*(_ORDERS.c[n] for n in _ORDER.columns)).where(_ORDERS.c.order_id == bindparam("order_id", None))
-)
-_SELECT_POSITIONS = _sql(
-    select(*(_POSITIONS.c[n] for n in _POSITION.columns)).order_by(
-        _POSITIONS.c.vt_symbol, _POSITIONS.c.direction
-    )
-)
-_SELECT_BARS = _sql(
-    select(*(_BARS.c[n] for n in _BAR.columns))
-    .where(_BARS.c.vt_symbol == bindparam("vt_symbol", None), _BARS.c.interval == bindparam("interval", None))
-    .order_by(_BARS.c.datetime.desc())
-    .limit(bindparam("limit", None))
-)
+def _query(name: str) -> _Query:
+    sql, defaults = _STATEMENTS[name]
+    return _Query(sql, defaults)
 
 
-_LIVE_STATES = sorted(s.name for s in CondState if s.is_live)
+_UPSERT_ORDER: str = _STATEMENTS["upsert_order"]
+_INSERT_TRADE: str = _STATEMENTS["insert_trade"]
+_INSERT_POSITION: str = _STATEMENTS["insert_position"]
+_DELETE_POSITIONS = _query("delete_positions")
+_INSERT_SNAPSHOT: str = _STATEMENTS["insert_snapshot"]
+_INSERT_TRIGGER: str = _STATEMENTS["insert_trigger"]
+_UPSERT_BAR: str = _STATEMENTS["upsert_bar"]
+_UPSERT_CONDITIONAL: str = _STATEMENTS["upsert_conditional"]
+_SELECT_ORDER = _query("select_order")
+_SELECT_POSITIONS = _query("select_positions")
+_SELECT_BARS = _query("select_bars")
 
 
 @cache
 def _select_conditionals(live_only: bool) -> _Query:
-    stmt = select(*(_CONDITIONALS.c[n] for n in _CONDITIONAL.columns))
-    if live_only:
-        stmt = stmt.where(_CONDITIONALS.c.state.in_(_LIVE_STATES))
-    stmt = stmt.order_by(_CONDITIONALS.c.created_at.desc(), literal_column("rowid").desc())
-    return _sql(stmt.limit(bindparam("limit", None)))
+    return _query(f"conditional_orders:{live_only}")
 
 
 @cache
 def _select_equity(since: bool, thinned: bool = False) -> _Query:
     """The newest ``:limit`` points (``datetime >= :since``); ``thinned``: only the last
-    point of each ``:every`` microseconds (datetimes are integer microseconds)."""
-    t = _SNAPSHOTS
-    stmt = select(
-        t.c.datetime,
-        t.c.balance,
-        t.c.available,
-        t.c.margin,
-        (t.c.close_pnl + t.c.position_pnl - t.c.commission).label("pnl"),
-    )
-    if since:
-        stmt = stmt.where(t.c.datetime >= bindparam("since", None))
-    if thinned:
-        last = select(func.max(t.c.id))
-        if since:
-            last = last.where(t.c.datetime >= bindparam("since", None))
-        stmt = stmt.where(t.c.id.in_(last.group_by(t.c.datetime // bindparam("every", None))))
-    return _sql(stmt.order_by(t.c.datetime.desc(), t.c.id.desc()).limit(bindparam("limit", None)))
+    point of each ``:every`` microseconds."""
+    return _query(f"equity:{since}:{thinned}")
 
 
 @cache
 def _select_orders(since: bool, active_only: bool) -> _Query:
-    where = _ORDERS.c.status.in_(sorted(s.name for s in ACTIVE_STATUSES)) if active_only else None
-    return _recent_sql(_ORDERS, _ORDER.columns, since=since, where=where, tiebreak="rowid")
+    return _query(f"orders:{since}:{active_only}")
 
 
 @cache
 def _select_trades(since: bool, until: bool, symbol: bool) -> _Query:
     """Trades newest first, ``datetime >= :since``, ``< :until``, of ``:vt_symbol``."""
-    t = _TRADES
-    conditions = []
-    if until:
-        conditions.append(t.c.datetime < bindparam("until", None))
-    if symbol:
-        conditions.append(t.c.vt_symbol == bindparam("vt_symbol", None))
-    where = and_(*conditions) if conditions else None
-    return _recent_sql(t, _TRADE.columns, since=since, where=where)
+    return _query(f"trades:{since}:{until}:{symbol}")
 
 
 @cache
 def _select_triggers_until(since: bool) -> _Query:
-    where = _TRIGGERS.c.datetime < bindparam("until", None)
-    return _recent_sql(_TRIGGERS, _TRIGGER.columns, since=since, where=where)
+    return _query(f"strategy_triggers_until:{since}")
 
 
 @cache
 def _select_recent(table_name: str, since: bool) -> _Query:
-    table, columns = {
-        "trades": (_TRADES, _TRADE.columns),
-        "account_snapshots": (_SNAPSHOTS, _SNAPSHOT.columns),
-        "strategy_triggers": (_TRIGGERS, _TRIGGER.columns),
-    }[table_name]
-    return _recent_sql(table, columns, since=since)
+    return _query(f"{table_name}:{since}")
 
 
 # --- the database ------------------------------------------------------------------------------

@@ -40,10 +40,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
-from sqlalchemy import Column, Float, Integer, String, Table
-from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from core.models import CHINA_TZ
+
+if typing.TYPE_CHECKING:
+    from sqlalchemy import Column, Table
+    from sqlalchemy.types import TypeEngine
 
 M = TypeVar("M", bound=msgspec.Struct)
 
@@ -76,15 +78,20 @@ class _Form(NamedTuple):
     decode: str | None
 
 
-_PLAIN_FORMS: dict[type, _Form] = {
-    str: _Form(String, None, None),
-    float: _Form(Float, None, None),
-    int: _Form(Integer, None, None),
-    datetime: _Form(Integer, "_to_us({})", "_from_us({})"),
-}
+def _plain_forms() -> dict[type, _Form]:
+    from sqlalchemy import Float, Integer, String  # only to build a mapper: see mapper_from_source
+
+    return {
+        str: _Form(String, None, None),
+        float: _Form(Float, None, None),
+        int: _Form(Integer, None, None),
+        datetime: _Form(Integer, "_to_us({})", "_from_us({})"),
+    }
 
 
 def _enum_form(members: str) -> _Form:
+    from sqlalchemy import String
+
     # ``_name_`` is the attribute behind ``Enum.name`` (the same str object), read without the
     # property call that ``.name`` costs; ``members`` names a plain {name: member} dict, which
     # fails like ``Enum[name]`` (KeyError) for a name that is not a member.
@@ -103,6 +110,8 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 
 def _sql_type(column: Column[Any]) -> TypeEngine[Any]:
     """The column's SQL type, seen through a decorator such as sqlmodel's ``AutoString``."""
+    from sqlalchemy.types import TypeDecorator
+
     sql_type = column.type
     return sql_type.impl_instance if isinstance(sql_type, TypeDecorator) else sql_type
 
@@ -113,11 +122,12 @@ def _form_of(
     """The storage form of a field typed ``annotation`` kept in ``column``, and whether the field
     may be None. An enumeration's {name: member} dict is put in ``namespace`` as ``members``."""
     base, optional = _unwrap_optional(annotation)
+    plain = _plain_forms()
     if isinstance(base, type) and issubclass(base, enum.Enum):
         namespace[members] = dict(base.__members__)
         form = _enum_form(members)
-    elif base in _PLAIN_FORMS:
-        form = _PLAIN_FORMS[base]
+    elif base in plain:
+        form = plain[base]
     else:
         raise TypeError(f"{where}: no storage form for a field of type {annotation!r}")
     if not isinstance(_sql_type(column), form.sql_type):
@@ -137,13 +147,20 @@ class RowMapper(Generic[M]):
     the order of ``params`` tuples and of the rows ``from_row`` takes. ``supplied``: the
     columns whose values ``params`` takes as extra arguments, in that order."""
 
-    table: Table
+    table_name: str
     model: type[M]
     columns: tuple[str, ...]
     supplied: tuple[str, ...]
     params: Callable[..., tuple[Any, ...]]
     from_row: Callable[[Sequence[Any]], M]
     source: str
+
+    @property
+    def table(self) -> Table:
+        """The table (``storage.tables``: imports sqlmodel)."""
+        from storage.tables import ACCOUNT_METADATA
+
+        return ACCOUNT_METADATA.tables[self.table_name]
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -211,13 +228,29 @@ def build_mapper(table: Table, model: type[M], *, supplied: Sequence[str] = ()) 
         f"    ({items},) = row\n"
         f"    return _model({', '.join(decoded)})\n"
     )
-    filename = f"<storage mapper {name}>"
+    return mapper_from_source(name, model, columns=column_names, supplied=supplied, source=source)
+
+
+def mapper_from_source(
+    table_name: str, model: type[M], *, columns: Sequence[str], supplied: Sequence[str], source: str
+) -> RowMapper[M]:
+    """The mapper of ``build_mapper``'s ``source`` for ``model``, without the table (so without
+    SQLAlchemy): what ``storage.database`` builds from its compiled cache. The enumerations'
+    {name: member} dicts are taken from ``model``'s fields, as ``build_mapper`` takes them."""
+    fields = {f.name: f.type for f in msgspec.structs.fields(model)}
+    namespace: dict[str, Any] = {"_model": model, "_to_us": to_epoch_us, "_from_us": from_epoch_us}
+    for i, col in enumerate(columns):
+        if col in fields:
+            base, _ = _unwrap_optional(fields[col])
+            if isinstance(base, type) and issubclass(base, enum.Enum):
+                namespace[f"_members_{i}"] = dict(base.__members__)
+    filename = f"<storage mapper {table_name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), namespace)
     return RowMapper(
-        table=table,
+        table_name=table_name,
         model=model,
-        columns=tuple(column_names),
+        columns=tuple(columns),
         supplied=tuple(supplied),
         params=namespace["params"],
         from_row=namespace["from_row"],
