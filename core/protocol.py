@@ -668,9 +668,10 @@ class Link:
     or raises ``ProtocolError`` (fatal ones mean: close this link) or
     ``ConnectionError`` at end of stream.
 
-    Frames sent in one turn of the event loop leave in one write (one system call, not
-    one per frame): they are queued, in order, and written by a callback at the end of
-    the turn, or at once when more than ``_FLUSH_BYTES`` are queued, or by ``close``.
+    The first frames sent in a turn of the event loop (one ``send_nowait`` or ``send_many``)
+    are written at once, as a request or reply should be; frames sent after them in the same
+    turn are queued, in order, and leave in one write (one system call, not one per frame)
+    at the end of the turn, or when more than ``_FLUSH_BYTES`` are queued, or on ``close``.
     """
 
     def __init__(
@@ -730,10 +731,12 @@ class Link:
         if len(self._out) >= _FLUSH_BYTES:
             self.flush()
         elif not self._flush_scheduled:
+            # the first frames of a loop turn leave at once (a request or a reply waits for
+            # nothing); the ones after them in the same turn, at its end, in one write
+            self.flush()
             try:
                 loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop turn to wait for
-                self.flush()
+            except RuntimeError:  # no loop turn to wait for: every frame leaves at once
                 return
             self._flush_scheduled = True
             loop.call_soon(self._scheduled_flush)

@@ -271,8 +271,9 @@ async def test_link_over_a_socketpair_and_bad_frames() -> None:
 
 
 async def test_frames_of_one_loop_turn_leave_in_one_write_in_order() -> None:
-    """send_nowait queues: the frames of one turn reach the transport in one write, in
-    order; backlog counts them meanwhile; close writes what is still queued."""
+    """The first frame of a loop turn is written at once; the ones after it in the same
+    turn reach the transport in one write, in order; backlog counts them meanwhile; close
+    writes what is still queued."""
     import socket
 
     a, b = socket.socketpair()
@@ -290,13 +291,14 @@ async def test_frames_of_one_loop_turn_leave_in_one_write_in_order() -> None:
     wa.write = counted  # type: ignore[method-assign]
     for _ in range(50):
         left.send_nowait("order", _order())
-    assert writes == [] and left.backlog > 50 * 100  # queued, not yet written
+    assert len(writes) == 1 and left.backlog > 49 * 100  # the first written, 49 queued
     got = [await asyncio.wait_for(right.recv(), 5) for _ in range(50)]
     assert [m.seq for m in got] == list(range(1, 51))
-    assert len(writes) == 1
+    assert len(writes) == 2
 
-    left.send_many([("order", _order(), None), ("reply", Reply(ok=True), 7)])
-    left.send_nowait("order", _order())
+    left.send_many([("order", _order(), None), ("reply", Reply(ok=True), 7)])  # a new turn: at once
+    left.send_nowait("order", _order())  # after it in the same turn: queued
+    assert len(writes) == 3
     await left.close()  # flushes the queue before closing
     got = [await asyncio.wait_for(right.recv(), 5) for _ in range(3)]
     assert [(m.type, m.seq, m.req_id) for m in got] == [
@@ -304,7 +306,7 @@ async def test_frames_of_one_loop_turn_leave_in_one_write_in_order() -> None:
         ("reply", 52, 7),
         ("order", 53, None),
     ]
-    assert len(writes) == 2
+    assert len(writes) == 4
     await right.close()
 
 
