@@ -30,6 +30,7 @@ imports included).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
@@ -123,6 +124,7 @@ class LatencyProbe:
         self.queued: list[float] = []  # decoded in the manager -> flushed
         self.ticks_in = 0  # ticks of every account decoded while recording
         self.frames = 0
+        self.renders = 0  # compositor renders of the screen
         self._received: dict[str, float] = {}  # vt_symbol -> when its last tick was decoded
         self._touched: set[str] = set()
         self._unrendered: list[float] = []  # creation times of ticks flushed, not yet rendered
@@ -162,6 +164,7 @@ class LatencyProbe:
 
         def timed_refresh() -> None:
             refresh()
+            self.renders += 1
             if self._unrendered:
                 now = time.time()
                 self.to_render.extend(now - created for created in self._unrendered)
@@ -228,11 +231,34 @@ async def _latency(seconds: float, accounts: int, contracts: int) -> dict[str, A
             wall = time.perf_counter() - wall0
             machine = psutil.cpu_percent()
             traders_cpu = sum(_cpu_seconds(p) for p in traders) - traders0
+            scroll = await _scroll(market, probe)
             await _stop_core(mgr)
     finally:
         await mgr.stop()
         env.cleanup()
-    return {"probe": probe, "wall": wall, "cpu": cpu, "traders_cpu": traders_cpu, "machine": machine}
+    return {
+        "probe": probe,
+        "wall": wall,
+        "cpu": cpu,
+        "traders_cpu": traders_cpu,
+        "machine": machine,
+        "scroll": scroll,
+    }
+
+
+async def _scroll(market: MarketTable, probe: LatencyProbe) -> list[float]:
+    """The watchlist scrolled while the market ticks: page down through it, then to the end
+    and back to the top; seconds from each key's action to the screen's next render."""
+    market.focus()
+    actions = [market.action_page_down] * 20 + [market.action_last_row, market.action_first_row]
+    times = []
+    for action in actions:
+        before = probe.renders
+        t0 = time.perf_counter()
+        action()
+        await wait_until(lambda before=before: probe.renders > before, timeout=30)
+        times.append(time.perf_counter() - t0)
+    return times
 
 
 async def _stop_core(mgr: TradingManager) -> None:
@@ -343,9 +369,13 @@ def _spawn_to_first(root: Path, command: list[str], marker: bytes, timeout: floa
             raise RuntimeError(
                 f"{command[0]} showed no {marker.decode()} within {timeout:g} s: {seen[-600:]!r}"
             )
-        os.write(master, b"q")  # quit: the console stops its traders
+        os.write(master, b"q")  # quit: the console asks first, then stops its traders
         deadline = time.monotonic() + 20
+        answered = time.monotonic()
         while proc.poll() is None and time.monotonic() < deadline:
+            if time.monotonic() - answered > 0.4:  # "y", a fresh press (ConfirmDialog.REPEAT_GAP)
+                answered = time.monotonic()
+                os.write(master, b"y")
             # keep the terminal drained so the console never blocks writing to it
             ready, _, _ = select.select([master], [], [], 0.05)
             if ready:
@@ -355,6 +385,11 @@ def _spawn_to_first(root: Path, command: list[str], marker: bytes, timeout: floa
                     break
         return elapsed
     finally:
+        # a console that did not quit leaves its traders running (as after a crash): stop them
+        try:
+            children = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
             try:
@@ -362,6 +397,10 @@ def _spawn_to_first(root: Path, command: list[str], marker: bytes, timeout: floa
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        psutil.wait_procs(children, timeout=10)
         os.close(master)
 
 
@@ -431,6 +470,12 @@ def run(*, quick: bool = False, accounts: int = ACCOUNTS, contracts: int = CONTR
         "machine_busy_pct": round(measured["machine"], 1),
         "cores": psutil.cpu_count() or 0,
     }
+    scroll = summary_us(measured["scroll"])
+    print_table(
+        f"ui: the watchlist of {contracts} scrolled while it ticks (page down x20, end, home)",
+        ["measure", "samples", "p50 ms", "p99 ms", "mean ms", "max ms", "target"],
+        [("key -> next screen render", len(measured["scroll"]), *map(_ms, scroll.values()), "no stall")],
+    )
     print_table(
         "ui: load while measuring",
         ["measure", "value"],
@@ -466,6 +511,8 @@ def run(*, quick: bool = False, accounts: int = ACCOUNTS, contracts: int = CONTR
         **{f"flush_{k}": v for k, v in flush.items()},
         **{f"render_{k}": v for k, v in render.items()},
         "transport_p99_us": transport["p99_us"],
+        "scroll_max_us": scroll["max_us"],
+        "scroll_p50_us": scroll["p50_us"],
         "queued_p99_us": queued["p99_us"],
         **load,
         "start_in_process_median_s": round(inp[len(inp) // 2], 3),
