@@ -317,6 +317,9 @@ def _load_compiled() -> dict[str, Any]:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(compiled))
         os.replace(tmp, path)  # whole or not at all: another process may read it meanwhile
+        for stale in path.parent.glob("account-sql-*.json"):  # from sources since changed
+            if stale != path:
+                stale.unlink(missing_ok=True)
     return compiled
 
 
