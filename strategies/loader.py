@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from .base import Strategy, StrategyError, import_talib
+from .base import Strategy, StrategyError
 from .cta_host import CtaHost, host_class, is_cta_class
 from .grid import GridStrategy
 from .ma_cross import MaCrossStrategy
@@ -61,7 +61,6 @@ def _from_module_path(spec: str) -> type[Strategy]:
     module_name, _, class_name = spec.partition(":")
     if not module_name or not class_name or not class_name.isidentifier():
         raise StrategyError(f"strategy class '{spec}': write 'package.module:ClassName'")
-    import_talib()  # before the module can import it: without pandas
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # a user's module may fail in any way; the message must say how
@@ -81,7 +80,6 @@ def _from_search_path(class_name: str, search_path: str, problems: list[str]) ->
     if search_path.endswith(".py") or "/" in search_path or "\\" in search_path:
         problems.append(f"{search_path} is not a directory")
         return None
-    import_talib()  # before the module can import it: without pandas
     try:
         module = importlib.import_module(search_path)
     except Exception as exc:  # a user's module may fail in any way; the message must say how
@@ -135,7 +133,6 @@ def _import_file(path: Path) -> object:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    import_talib()  # before the file can import it: without pandas
     try:
         spec.loader.exec_module(module)
     except BaseException:

@@ -32,23 +32,26 @@ def test_talib_and_vnpy_tools_load_without_pandas_and_pandas_still_imports() -> 
     assert out.stdout.strip() == "ok pandas"
 
 
-def test_a_strategy_module_importing_talib_gets_it_without_pandas(tmp_path) -> None:
+def test_a_strategy_module_of_the_users_gets_talib_as_vnpy_gives_it_with_pandas(tmp_path) -> None:
+    """A user's module (a vnpy CtaTemplate, run unchanged) may pass TA-Lib a pandas Series."""
     (tmp_path / "my_talib_strategy.py").write_text(
-        "import sys\nimport talib\nPANDAS_AT_IMPORT = 'pandas' in sys.modules\n"
+        "import numpy as np\nimport pandas as pd\nimport talib\n"
+        "SMA = talib.SMA(pd.Series(np.arange(10.0)), 5)\n"
+        "class MyStrategy:\n    pass\n"
     )
     probe = (
         "import sys\n"
         f"sys.path.insert(0, {str(tmp_path)!r})\n"
         "from strategies.loader import _from_module_path\n"
         "try:\n"
-        "    _from_module_path('my_talib_strategy:Nothing')\n"
+        "    _from_module_path('my_talib_strategy:MyStrategy')\n"
         "except Exception as exc:\n"
-        "    print(type(exc).__name__)\n"
+        "    print(type(exc).__name__, exc)\n"
         "import my_talib_strategy\n"
-        "print(my_talib_strategy.PANDAS_AT_IMPORT)\n"
+        "print(type(my_talib_strategy.SMA).__name__, my_talib_strategy.SMA.iloc[-1])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["StrategyError", "False"]
+    assert out.stdout.split()[-2:] == ["Series", "7.0"]
