@@ -119,7 +119,9 @@ def test_a_year_beyond_the_calendar_counts_weekends_only_and_says_so_once(
 ) -> None:
     year = 2099
     # the warning is once per process: another test (hypothesis roams far) may have had it
+    # and the answers are cached: forget those too
     monkeypatch.setattr(sessions, "_warned_years", set())
+    sessions.is_trading_day.cache_clear()
     with caplog.at_level(logging.WARNING, logger="core.sessions"):
         assert is_trading_day(date(year, 1, 1))  # a Thursday: the package knows nothing of 2099
         assert not is_trading_day(date(year, 1, 3))  # Saturday
