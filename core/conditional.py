@@ -4,7 +4,9 @@ order to send when it holds.
 A conditional order watches one price of one contract (last, best bid or best ask) and fires
 when that price is at or beyond its trigger price (``>=`` or ``<=``). It is evaluated on every
 tick of its contract, from the trader's tick handler (no polling loop), and only while the
-venue is CONNECTED and the account is not HALTED (paused otherwise: it stays PENDING). The
+venue is CONNECTED, the account is not HALTED and its market is open by the trader's session
+rule (``core/sessions.py``, when it applies: a tick outside the sessions would fire an order the
+risk rule refuses; paused otherwise: it stays PENDING). The
 kill switch SUSPENDS every pending one; an operator re-arms them (``rearm``) after a resume.
 
 **Fires at most once** (ARCHITECTURE.md, "Invariants"): when the condition holds, the order is
@@ -99,6 +101,7 @@ class BookHost(Protocol):
     def contract_of(self, vt_symbol: str) -> Contract | None: ...
     def quote(self, vt_symbol: str) -> None: ...
     def venue_now(self) -> datetime: ...
+    def market_closed(self, vt_symbol: str) -> str | None: ...
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply: ...
     def place_conditional_close(
         self, vt_symbol: str, closed: Direction, volume: float, price: float, reference: str
@@ -451,6 +454,8 @@ class ConditionalBook:
         if host.gateway_status is not GatewayStatus.CONNECTED or host.trading_state is TradingState.HALTED:
             return  # paused: the venue is down or the account HALTED
         self.expire_due(tick.datetime, list(ids))
+        if host.market_closed(tick.vt_symbol) is not None:
+            return  # a tick outside the sessions (a closing print, a settlement): its order would be refused
         contract = host.contract_of(tick.vt_symbol)
         pricetick = contract.pricetick if contract is not None else 0.0
         for cond_id in list(ids):

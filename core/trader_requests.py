@@ -66,6 +66,7 @@ from core.protocol import (
 )
 from core.reverse import Reversals
 from core.risk import Rejection, RiskEngine, venue_state
+from core.sessions import when_closed
 from core.strategy_engine import StrategyEngine
 from core.trade_stats import strategy_stats, trade_report
 from core.watchlist import of_product, save_watchlist
@@ -446,6 +447,13 @@ class RequestHandlers:
         """The venue's time (a sim started at ``sim.clock_start`` runs its own clock): the
         trading day a DAY conditional order belongs to is the venue's."""
         return self.gateway.now() if self.gateway is not None else now()
+
+    def market_closed(self, vt_symbol: str) -> str | None:
+        """Why ``vt_symbol``'s market takes no order now (the risk rule's ``market closed``), None
+        when it does or the sessions do not apply to this account."""
+        if self.gateway is None or not self._keeps_sessions():
+            return None
+        return when_closed(vt_symbol, self.gateway.now())
 
     def quote(self, vt_symbol: str) -> None:
         """Subscribe ``vt_symbol``'s market data (a conditional order watches it)."""

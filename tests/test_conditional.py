@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from config import load_config_file
 from core.conditional import FOUND_AT_VENUE, NONE_AT_VENUE, ConditionalBook, holds, trailed
 from core.models import (
+    CHINA_TZ,
     CancelRequest,
     CondExpiry,
     ConditionalOrder,
@@ -123,6 +124,9 @@ class _BookHost:
 
     def venue_now(self) -> Any:
         return now()
+
+    def market_closed(self, vt_symbol: str) -> str | None:
+        return None
 
     def place_conditional_order(self, req: OrderRequest, *, manual: bool) -> Reply:
         self.sent.append(req)
@@ -668,3 +672,35 @@ async def test_a_conditional_order_on_a_contract_off_the_watchlist_subscribes_it
     assert reply.ok, reply.error
     await wait_until(lambda: other in trader.oms.ticks, what="its quotes, which it watches")
     assert other in trader.conditionals.symbols()
+
+
+async def test_a_tick_while_the_market_is_closed_does_not_fire_it(core_env: CoreEnv) -> None:
+    """A tick the venue pushes outside the contract's sessions (the closing print, a settlement
+    update after 15:00) must not consume a conditional order: its order would be refused
+    ``market closed`` and the position left unprotected at the next open. It waits (PENDING)
+    and fires on the first crossing tick of an open market."""
+    core_env.write_config(
+        sim_account("CO1", SYMBOL, rate=0, mode="embedded").replace(
+            "tick_rate: 0}", 'tick_rate: 0, sessions: true, clock_start: "2026-12-04T09:30:00+08:00"}'
+        )
+    )
+    t, task = await _start(core_env)
+    try:
+        assert t.account.sim.sessions
+        cond_id = _request(t, "cond_req", _entry(t, TriggerOp.GE, 5)).result["cond_id"]
+        trigger = _cond(t, cond_id).trigger_price
+        venue_clock = t.gateway.now  # type: ignore[union-attr]
+        closed_at = datetime(2026, 12, 4, 15, 20, tzinfo=CHINA_TZ)  # Friday, after the day close
+        t.gateway.now = lambda: closed_at  # type: ignore[union-attr,method-assign]
+        orders = set(t.oms.orders)
+        await _push(t, trigger + 1)
+        stored = _cond(t, cond_id)
+        assert stored.state is CondState.PENDING, stored.message
+        assert set(t.oms.orders) == orders  # nothing sent, nothing refused
+        t.gateway.now = venue_clock  # type: ignore[union-attr,method-assign]
+        await _push(t, trigger + 1)  # open again: it fires, once
+        await wait_until(lambda: _cond(t, cond_id).order_id)
+        assert _cond(t, cond_id).message.startswith("sent"), _cond(t, cond_id).message
+    finally:
+        t.stop()
+        await task
