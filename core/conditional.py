@@ -429,6 +429,18 @@ class ConditionalBook:
                 self._save(cond, CondState.CANCELLED, f"its {direction.name.lower()} position was closed")
                 self.host.log.info("conditional order %s cancelled: its position was closed", cond_id)
 
+    def sweep_flat(self) -> None:
+        """Once the venue's push is applied (a start, a reconnect): the stop-losses and
+        take-profits whose position it no longer lists are cancelled, as ``position_flat`` would
+        have done had the trader heard the close as it happened."""
+        for cond in list(self.live.values()):
+            if cond.kind is CondKind.ENTRY:
+                continue
+            closed = position_direction_closed_by(cond.direction)
+            pos = self.host.oms.position(cond.vt_symbol, closed)
+            if pos is None or pos.volume <= 0:
+                self.position_flat(cond.vt_symbol, closed)
+
     def suspended(self) -> int:
         return sum(c.state is CondState.SUSPENDED for c in self.live.values())
 

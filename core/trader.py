@@ -778,6 +778,7 @@ class Trader(ManagerLink, RequestHandlers):
             self.on_order(order)
         self.log.log(logging.WARNING if recon.changed else logging.INFO, "%s", recon.summary())
         self.conditionals.settle_unconfirmed()  # one that fired just before a crash: its order?
+        self.conditionals.sweep_flat()  # a stop whose position was closed while we were away
 
     def on_fatal(self, message: str) -> None:
         """The venue refused us for good: exit, so the manager restarts us on its back-off."""

@@ -704,3 +704,49 @@ async def test_a_tick_while_the_market_is_closed_does_not_fire_it(core_env: Core
     finally:
         t.stop()
         await task
+
+
+async def test_a_stop_whose_position_was_closed_while_the_venue_was_away_is_cancelled(
+    trader: Trader,
+) -> None:
+    """A position closed while the trader was not listening (a lost session, a restart: the
+    close reaches it in the venue's push, while it reconciles) takes its stop-loss with it,
+    once the push is applied: it never closes a position opened later."""
+    await _long(trader, 1)
+    last = trader.oms.ticks[SYMBOL].last_price
+    step = trader.oms.contracts[SYMBOL].pricetick
+    stop = ConditionalRequest(
+        vt_symbol=SYMBOL,
+        kind=CondKind.STOP_LOSS,
+        op=TriggerOp.LE,
+        trigger_price=last - 5 * step,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=1,
+    )
+    cond_id = _request(trader, "cond_req", stop).result["cond_id"]
+    trader.on_status(GatewayStatus.DISCONNECTED, "test: session lost")
+    # the close that happened meanwhile (another terminal, a forced close), as the venue replays it
+    assert trader.gateway is not None
+    trader.gateway.send_order(
+        OrderRequest(
+            vt_symbol=SYMBOL,
+            direction=Direction.SHORT,
+            offset=Offset.CLOSETODAY,
+            price=trader.oms.ticks[SYMBOL].limit_down,
+            volume=1,
+            reference="elsewhere",
+        )
+    )
+    await wait_until(
+        lambda: (p := trader.oms.position(SYMBOL, Direction.LONG)) is None or p.volume == 0,
+        what="the long closed at the venue",
+    )
+    trader.on_status(GatewayStatus.CONNECTED, "test: back")
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.CANCELLED, stored.message
+    assert stored.message == "its long position was closed"
+    await _long(trader, 2)  # a new long: the old stop does not close it
+    orders = set(trader.oms.orders)
+    await _push(trader, last - 5 * step)
+    assert set(trader.oms.orders) == orders

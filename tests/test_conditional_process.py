@@ -7,6 +7,8 @@ shows it TRIGGERED, "not confirmed sent", and never sends it."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,8 +17,10 @@ from core.conditional import KILL_BEFORE_SEND_ENV, NONE_AT_VENUE
 from core.manager import TradingManager
 from core.models import (
     ConditionalRequest,
+    CondKind,
     CondState,
     Direction,
+    Offset,
     OrderRequest,
     TraderStatus,
     TriggerOp,
@@ -206,3 +210,35 @@ async def test_an_armed_conditional_order_survives_a_restart_of_the_whole_core(c
         assert state.conditionals[cond_id].words().startswith("last <= ")
     finally:
         await mgr.stop()
+
+
+async def test_a_stop_loss_on_a_position_survives_a_sigkill_of_its_trader(manager: TradingManager) -> None:
+    """The issue's demo: a stop on a position, its worker SIGKILLed; the restarted trader
+    still holds the position and the stop, PENDING (the sweep of stops whose position is gone,
+    run once the venue's push is applied, leaves it)."""
+    state = manager.state("CP1")
+    await _long(manager, 1)
+    step = state.contracts[SYMBOL].pricetick
+    stop = ConditionalRequest(
+        vt_symbol=SYMBOL,
+        kind=CondKind.STOP_LOSS,
+        op=TriggerOp.LE,
+        trigger_price=state.ticks[SYMBOL].last_price - 2000 * step,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=1,
+    )
+    armed = await manager.create_conditional("CP1", stop)
+    assert armed.ok, armed.error
+    cond_id = armed.result["cond_id"]
+    old_pid = manager.proxies["CP1"].pid
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    await wait_until(
+        lambda: state.status is TraderStatus.CONNECTED and manager.proxies["CP1"].pid not in (None, old_pid),
+        what="CP1 restarted",
+    )
+    ticks = state.versions["tick"]
+    await wait_until(lambda: state.versions["tick"] > ticks + 5, what="ticks after the restart")
+    assert state.positions[(SYMBOL, Direction.LONG)].volume == 1
+    assert state.conditionals[cond_id].state is CondState.PENDING, state.conditionals[cond_id].message
