@@ -240,3 +240,33 @@ async def test_close_all_of_a_contract_after_the_kill_switch_goes_through_reduci
         await c.pilot.press("y")
         await c.until(lambda: (SYMBOL, Direction.LONG) not in state.positions, "closed")
         assert state.info.trading_state is TradingState.REDUCING  # type: ignore[union-attr]
+
+
+async def test_a_reverse_with_lots_held_by_a_working_close_confirms_and_sends_the_same_volume(
+    core_env,
+) -> None:  # type: ignore[no-untyped-def]
+    async with console(core_env) as c:
+        state = c.state("DQ1")
+        await _position(c, Direction.LONG, 3)
+        # one lot is in a close resting far above the market: 2 are closable
+        resting = OrderRequest(
+            vt_symbol=SYMBOL,
+            direction=Direction.SHORT,
+            offset=Offset.CLOSETODAY,
+            price=state.ticks[SYMBOL].limit_up,
+            volume=1,
+        )
+        reply = await c.manager.send_order("DQ1", resting)
+        assert reply.ok, reply.error
+        resting_id = reply.result["order_id"]
+        await c.until(lambda: resting_id in state.orders and state.orders[resting_id].is_active, "resting")
+        await select_row(c, "positions", f"{SYMBOL}|LONG")
+        before = set(state.orders)
+        await c.pilot.press("v")
+        rows = confirm_rows(c.dialog(ConfirmDialog))
+        assert rows["1. close: Offset"] == "CLOSETODAY 2"
+        assert rows["2. then open"] == f"SELL OPEN 2 {SYMBOL} at the opposite best"
+        await c.pilot.press("y")
+        await c.until(lambda: (SYMBOL, Direction.SHORT) in state.positions, "the open filled")
+        sent = [state.orders[o] for o in set(state.orders) - before]
+        assert sorted((o.offset.name, o.volume) for o in sent) == [("CLOSETODAY", 2), ("OPEN", 2)]

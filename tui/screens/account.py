@@ -36,7 +36,7 @@ from tui.actions import bindings
 from tui.dialogs.conditional import ConditionalDialog, conditional_rows
 from tui.dialogs.confirm import ConfirmDialog
 from tui.dialogs.kill import KillDialog, protective_row
-from tui.dialogs.order_entry import OrderEntryDialog, close_rows, order_rows
+from tui.dialogs.order_entry import OrderEntryDialog, closable, close_rows, order_rows
 from tui.dialogs.watchlist import AddContractDialog
 from tui.host import ConsoleHost
 from tui.screens.history import HistoryScreen
@@ -790,7 +790,12 @@ class AccountScreen(Screen[None]):
         if price is None:
             self.app.notify(f"No quote for {pos.vt_symbol}: cannot price the reverse", severity="error")
             return
-        volume = pos.volume
+        volume = sum(closable(self.state, pos.vt_symbol, pos.direction))  # what the close takes
+        if volume <= 0:
+            self.app.notify(
+                f"Nothing closable in {pos.vt_symbol}: working close orders hold it all", severity="warning"
+            )
+            return
         side = "SELL" if pos.direction is Direction.LONG else "BUY"
         rows = [(f"1. close: {k}" if k in ("Side", "Offset", "Volume", "Price") else k, v) for k, v in rows]
         rows += [
@@ -808,10 +813,12 @@ class AccountScreen(Screen[None]):
             if ok:
                 self.qapp.run_command(
                     f"reverse {pos.direction.name.lower()} {pos.vt_symbol}",
-                    self.qapp.client.reverse_position(account_id, pos.vt_symbol, pos.direction),
+                    self.qapp.client.reverse_position(
+                        account_id, pos.vt_symbol, pos.direction, volume=volume
+                    ),
                 )
 
-        title = f"Reverse {pos.direction.name} {pos.volume:g} {pos.vt_symbol} in {account_id}?"
+        title = f"Reverse {pos.direction.name} {volume:g} {pos.vt_symbol} in {account_id}?"
         self.app.push_screen(ConfirmDialog(title, rows, danger=True), answered)
 
     def action_close_contract(self) -> None:
@@ -834,12 +841,18 @@ class AccountScreen(Screen[None]):
             ("Symbol", vt_symbol),
         ]
         prices: dict[Direction, float] = {}
+        volumes: dict[Direction, float] = {}  # what the confirmation lists is what is sent
         for pos in held:
             legs, price = close_rows(account_id, pos, state)
             if price is None:
                 self.app.notify(f"No quote for {vt_symbol}: cannot price the close", severity="error")
                 return
+            volume = sum(closable(state, vt_symbol, pos.direction))
+            if volume <= 0:  # shown (its Offset row says why), nothing sent for it
+                rows.append((f"close {pos.direction.name.lower()}", dict(legs)["Offset"]))
+                continue
             prices[pos.direction] = price
+            volumes[pos.direction] = volume
             parts = dict(legs)
             rows.append(
                 (
@@ -847,6 +860,11 @@ class AccountScreen(Screen[None]):
                     f"{parts['Side']} {parts['Offset']} @ {parts['Price']}",
                 )
             )
+        if not volumes:
+            self.app.notify(
+                f"Nothing closable in {vt_symbol}: working close orders hold it all", severity="warning"
+            )
+            return
         client = self.qapp.client
         halted = self._trading_state() is TradingState.HALTED
 
@@ -855,7 +873,10 @@ class AccountScreen(Screen[None]):
                 switched = await client.set_trading_state(account_id, TradingState.REDUCING)
                 if not switched.ok:
                     return switched
-            replies = [await client.close_position(account_id, vt_symbol, d, price=prices[d]) for d in prices]
+            replies = [
+                await client.close_position(account_id, vt_symbol, d, volume=volumes[d], price=prices[d])
+                for d in prices
+            ]
             bad = [r for r in replies if not r.ok]
             if not bad:
                 return Reply(ok=True, result={"summary": f"{len(replies)} close(s) sent"})
