@@ -21,7 +21,8 @@ record before) or says none went out (``NONE_AT_VENUE``).
 The order it sends takes the road of every order (``RequestHandlers._place``: the risk rules,
 the close policy's explicit offsets for a close); a refusal is kept on the conditional order
 with its reason. A stop-loss or take-profit only ever closes its position's lots (no more than
-is closable when it fires; cancelled once the position is flat, so the stop and the take-profit
+is closable when it fires; hit while working close orders hold every lot, it waits; cancelled
+once the position is flat, also when the venue's push after a restart lists it no more, so the stop and the take-profit
 of one position never open anything nor close a later one). Trailing: the trigger price follows the watched price at
 ``trailing`` distance, only towards it, and is saved only when it moves by a tick or more.
 """
@@ -476,7 +477,12 @@ class ConditionalBook:
                 continue
             value = watched(cond.source, tick)
             if holds(cond.op, value, cond.trigger_price):
-                self._trigger(cond, value, tick)
+                held = self._all_held(cond) if closes(cond) else None
+                if held is None:
+                    self._trigger(cond, value, tick)
+                elif cond.message != held:  # said once, not on every tick
+                    self._save(cond, message=held)
+                    host.log.warning("conditional order %s: %s", cond.cond_id, held)
                 continue
             level = trailed(cond.op, value, cond.trigger_price, cond.trailing, pricetick)
             if level is not None:
@@ -485,6 +491,19 @@ class ConditionalBook:
                     cond,
                     message=f"trailing: moved to {cond.trigger_price:g} ({cond.source.name.lower()} {value:g})",
                 )
+
+    def _all_held(self, cond: ConditionalOrder) -> str | None:
+        """Why a close cannot fire now though its position is there: working close orders
+        hold every lot (it waits, PENDING: firing would send nothing and use it up); None
+        otherwise (a flat position is ``_send_in_unit``'s and ``position_flat``'s)."""
+        closed = position_direction_closed_by(cond.direction)
+        pos = self.host.oms.position(cond.vt_symbol, closed)
+        if pos is None or pos.volume <= 0 or self.host.oms.closable(cond.vt_symbol, closed).total > 0:
+            return None
+        return (
+            f"hit, but working close orders hold all {pos.volume:g} lots of the {closed.name.lower()} "
+            f"{cond.vt_symbol} position: waits (fires on a tick once they are cancelled)"
+        )
 
     def _trigger(self, cond: ConditionalOrder, value: float, tick: Tick) -> None:
         """TRIGGERED, committed before anything is sent; the order leaves after the tick."""

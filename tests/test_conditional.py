@@ -750,3 +750,50 @@ async def test_a_stop_whose_position_was_closed_while_the_venue_was_away_is_canc
     orders = set(trader.oms.orders)
     await _push(trader, last - 5 * step)
     assert set(trader.oms.orders) == orders
+
+
+async def test_a_stop_hit_while_working_closes_hold_its_lots_waits_and_is_not_consumed(
+    trader: Trader,
+) -> None:
+    """A stop-loss hit while the operator's own close order holds every lot (a take-profit
+    resting above) sends nothing it could not, and is not used up as if the position were gone:
+    it says so and waits; once that close is cancelled, the next crossing tick fires it."""
+    await _long(trader, 2)
+    last = trader.oms.ticks[SYMBOL].last_price
+    step = trader.oms.contracts[SYMBOL].pricetick
+    stop = ConditionalRequest(
+        vt_symbol=SYMBOL,
+        kind=CondKind.STOP_LOSS,
+        op=TriggerOp.LE,
+        trigger_price=last - 5 * step,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=2,
+    )
+    cond_id = _request(trader, "cond_req", stop).result["cond_id"]
+    resting = _request(
+        trader,
+        "order_req",
+        OrderRequest(
+            vt_symbol=SYMBOL,
+            direction=Direction.SHORT,
+            offset=Offset.CLOSETODAY,
+            price=trader.oms.ticks[SYMBOL].limit_up,
+            volume=2,
+        ),
+    )
+    assert resting.ok, resting.error
+    resting_id = resting.result["order_id"]
+    await wait_until(lambda: trader.oms.orders[resting_id].is_active)
+    orders = set(trader.oms.orders)
+    await _push(trader, last - 5 * step)  # hit: nothing closable
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.PENDING, stored.message
+    assert "working close orders" in stored.message
+    assert set(trader.oms.orders) == orders
+    assert _request(trader, "cancel_req", CancelRequest(order_id=resting_id)).ok
+    await wait_until(lambda: not trader.oms.orders[resting_id].is_active)
+    await _push(trader, last - 6 * step)
+    await wait_until(lambda: _cond(trader, cond_id).order_id)
+    stored = _cond(trader, cond_id)
+    assert stored.state is CondState.TRIGGERED and stored.message.startswith("sent"), stored.message
