@@ -24,7 +24,7 @@ What the template gets, as vnpy's live ``CtaEngine`` gives it:
   strategy trigger for each (condition ``"DoubleMaStrategy.buy 3650 x1"``), and for a close on
   SHFE/INE the close policy's CLOSEYESTERDAY then CLOSETODAY legs. The ids of the orders that went
   out are returned; a refused order comes back through ``on_order`` as REJECTED;
-- ``stop=True``: a local stop order held here (conditional orders are not a core feature yet),
+- ``stop=True``: a local stop order held here (in memory, not one of the trader's conditional orders),
   triggered when a tick's last price crosses it, sent as a limit at the limit-up / limit-down
   price (else the 5th, then the 1st level) as ``CtaEngine.check_stop_order`` does, reported via
   ``on_stop_order`` (WAITING, TRIGGERED, CANCELLED). A triggered stop that sends nothing (auto-
