@@ -536,6 +536,26 @@ class ConditionalBook:
 
     def _send_in_unit(self, cond: ConditionalOrder, tick: Tick) -> None:
         host = self.host
+        # the kill switch or a lost venue came between the tick and this send: nothing goes out,
+        # and it pauses as a pending one does (nothing was sent: firing later is still once)
+        if host.trading_state is TradingState.HALTED:
+            cond.triggered_at = None
+            self._save(
+                cond,
+                CondState.SUSPENDED,
+                "the kill switch was pulled as it fired: not sent; re-arm after resuming",
+            )
+            host.log.warning(
+                "conditional order %s: fired as the account was HALTED: suspended, not sent", cond.cond_id
+            )
+            return
+        if host.gateway_status is not GatewayStatus.CONNECTED:
+            cond.triggered_at = None
+            self._save(cond, CondState.PENDING, "fired as the venue went away: not sent; armed again")
+            host.log.warning(
+                "conditional order %s: fired as the venue went away: armed again, not sent", cond.cond_id
+            )
+            return
         if cond.reference != "manual" and not host.auto_trading:
             self._save(cond, message=f"refused: auto-trading is off ({cond.reference}'s order not sent)")
             host.log.error(

@@ -797,3 +797,30 @@ async def test_a_stop_hit_while_working_closes_hold_its_lots_waits_and_is_not_co
     await wait_until(lambda: _cond(trader, cond_id).order_id)
     stored = _cond(trader, cond_id)
     assert stored.state is CondState.TRIGGERED and stored.message.startswith("sent"), stored.message
+
+
+async def test_one_that_fires_as_the_kill_switch_is_pulled_is_suspended_not_sent(trader: Trader) -> None:
+    """Fired on a tick, its send still to leave, the kill switch comes first: nothing is sent
+    and it is SUSPENDED like every pending one (re-armed by the operator), not used up; one that
+    fires as the venue goes away is armed again, its order not sent."""
+    halted = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5)).result["cond_id"]
+    trigger = _cond(trader, halted).trigger_price
+    orders = set(trader.oms.orders)
+    trader.on_tick(_tick(trader, trigger))  # fires; its order leaves after the tick
+    assert _request(trader, "kill_req", KillRequest()).ok
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    stored = _cond(trader, halted)
+    assert stored.state is CondState.SUSPENDED and not stored.order_id, stored.message
+    assert set(trader.oms.orders) == orders
+    trader._set_trading_state(TradingState.ACTIVE)
+    assert _request(trader, "cond_cmd_req", ConditionalCommand(action="rearm")).ok
+    assert _cond(trader, halted).state is CondState.PENDING
+
+    trader.on_tick(_tick(trader, trigger))  # fires again (nothing went out), and the venue goes
+    trader.on_status(GatewayStatus.DISCONNECTED, "test: session lost")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    stored = _cond(trader, halted)
+    assert stored.state is CondState.PENDING and not stored.order_id, stored.message
+    assert set(trader.oms.orders) == orders
