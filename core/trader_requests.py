@@ -396,6 +396,20 @@ class RequestHandlers:
             )
         if (down := self._venue_down()) is not None:
             return Reply(ok=False, error=down.error.replace("cancel not sent", "nothing was sent"))
+        others = [  # not a close of this position: it would fill into what nobody confirmed
+            o
+            for o in self.oms.working_orders(req.vt_symbol)
+            if not (o.offset.is_close and position_direction_closed_by(o.direction) is req.direction)
+        ]
+        if others:
+            ids = ", ".join(
+                f"{o.order_id} ({o.direction.name} {o.offset.name} {o.remaining:g})" for o in others[:5]
+            )
+            return Reply(
+                ok=False,
+                error=f"working order(s) on {req.vt_symbol} besides this position's closes: {ids}; "
+                "cancel them first; nothing was sent",
+            )
         volume = (
             req.volume if req.volume is not None else self.oms.closable(req.vt_symbol, req.direction).total
         )

@@ -824,3 +824,27 @@ async def test_one_that_fires_as_the_kill_switch_is_pulled_is_suspended_not_sent
     stored = _cond(trader, halted)
     assert stored.state is CondState.PENDING and not stored.order_id, stored.message
     assert set(trader.oms.orders) == orders
+
+
+async def test_a_reverse_is_refused_up_front_while_another_order_on_the_contract_works(
+    trader: Trader,
+) -> None:
+    """A working order on the contract that is not a close of this position (an open resting
+    below, a close of the other side) would leave a position the operator never confirmed once
+    it fills, or meet the reverse's own orders: nothing is sent, and the reply names it."""
+    await _long(trader, 2)
+    resting = OrderRequest(
+        vt_symbol=SYMBOL,
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        price=trader.oms.ticks[SYMBOL].limit_down,
+        volume=1,
+    )
+    reply = _request(trader, "order_req", resting)
+    assert reply.ok, reply.error
+    resting_id = reply.result["order_id"]
+    await wait_until(lambda: trader.oms.orders[resting_id].is_active)
+    before = set(trader.oms.orders)
+    reply = _request(trader, "reverse_req", ReverseRequest(vt_symbol=SYMBOL, direction=Direction.LONG))
+    assert not reply.ok and resting_id in reply.error and "nothing was sent" in reply.error, reply.error
+    assert set(trader.oms.orders) == before
