@@ -569,7 +569,13 @@ class ConditionalBook:
             volume = min(cond.volume, host.oms.closable(cond.vt_symbol, closed).total)
             if volume <= 0:
                 what = f"{closed.name.lower()} {cond.vt_symbol}"
-                self._save(cond, CondState.CANCELLED, f"nothing sent: no {what} position left to close")
+                pos = host.oms.position(cond.vt_symbol, closed)
+                why = (
+                    f"nothing sent: working close orders already hold all {pos.volume:g} lots of the {what} position"
+                    if pos is not None and pos.volume > 0
+                    else f"nothing sent: no {what} position left to close"
+                )
+                self._save(cond, CondState.CANCELLED, why)
                 host.log.warning(
                     "conditional order %s: no %s position left, nothing sent", cond.cond_id, what
                 )

@@ -848,3 +848,38 @@ async def test_a_reverse_is_refused_up_front_while_another_order_on_the_contract
     reply = _request(trader, "reverse_req", ReverseRequest(vt_symbol=SYMBOL, direction=Direction.LONG))
     assert not reply.ok and resting_id in reply.error and "nothing was sent" in reply.error, reply.error
     assert set(trader.oms.orders) == before
+
+
+async def test_a_stop_and_a_take_profit_hit_on_one_tick_close_the_lots_once(trader: Trader) -> None:
+    """A stop on the bid and a take-profit on the ask, both hit by one wide quote: one close of
+    the position's lot goes out, never two; the other sends nothing and says so."""
+    await _long(trader, 1)
+    last = trader.oms.ticks[SYMBOL].last_price
+    step = trader.oms.contracts[SYMBOL].pricetick
+    await _push(trader, last)  # a quote one tick each side
+
+    def protect(kind: CondKind, source: TriggerSource, op: TriggerOp, ticks: int) -> str:
+        req = ConditionalRequest(
+            vt_symbol=SYMBOL,
+            kind=kind,
+            source=source,
+            op=op,
+            trigger_price=last + ticks * step,
+            direction=Direction.SHORT,
+            offset=Offset.CLOSE,
+            volume=1,
+        )
+        reply = _request(trader, "cond_req", req)
+        assert reply.ok, reply.error
+        return reply.result["cond_id"]
+
+    stop = protect(CondKind.STOP_LOSS, TriggerSource.BID, TriggerOp.LE, -5)
+    take = protect(CondKind.TAKE_PROFIT, TriggerSource.ASK, TriggerOp.GE, 5)
+    before = set(trader.oms.orders)
+    await _push(trader, last, bid_price_1=last - 5 * step, ask_price_1=last + 5 * step)
+    await wait_until(lambda: all(_cond(trader, c).state is not CondState.PENDING for c in (stop, take)))
+    await wait_until(lambda: any(_cond(trader, c).order_id for c in (stop, take)))
+    sent = [trader.oms.orders[o] for o in set(trader.oms.orders) - before]
+    assert [(o.direction, o.volume) for o in sent] == [(Direction.SHORT, 1)]
+    other = next(_cond(trader, c) for c in (stop, take) if not _cond(trader, c).order_id)
+    assert other.state is CondState.CANCELLED and other.message.startswith("nothing sent: "), other.message
