@@ -4,6 +4,7 @@ and ``wait_until`` (every test waits for conditions, never sleeps and hopes)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -36,11 +37,15 @@ async def wait_until(predicate: Callable[[], object], timeout: float = 20.0, wha
         await asyncio.sleep(0.02)
 
 
-def wait_until_sync(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until_sync(
+    predicate: Callable[[], object], timeout: float = 20.0, what: str | Callable[[], str] = "condition"
+) -> None:
+    """``what`` may be a callable: then it is asked at the timeout (what the logs say by then)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            said = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {said}")
         time.sleep(0.02)
 
 
@@ -128,3 +133,32 @@ async def manager(core_env: CoreEnv) -> AsyncIterator[TradingManager]:
 
 def all_connected(mgr: TradingManager) -> bool:
     return all(mgr.state(a).status is TraderStatus.CONNECTED and mgr.state(a).ticks for a in mgr.proxies)
+
+
+class _Keep(logging.Handler):
+    def __init__(self, kept: list[str], level: int) -> None:
+        super().__init__(level)
+        self.kept = kept
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.kept.append(record.getMessage())
+
+
+def kept_log(logger: logging.Logger, level: int) -> Iterator[list[str]]:
+    """What ``logger`` (the module's own object) says at ``level`` and above, from a handler of
+    its own on it, whatever the rest of the suite did to logging (levels, the root's handlers,
+    a ``logging.disable`` left behind)."""
+    kept: list[str] = []
+    handler = _Keep(kept, level)
+    old_level, old_disabled, old_disable = logger.level, logger.disabled, logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    logger.disabled = False
+    logger.setLevel(level)
+    logger.addHandler(handler)
+    try:
+        yield kept
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.disabled = old_disabled
+        logging.disable(old_disable)

@@ -510,7 +510,10 @@ def test_a_hung_worker_is_killed_within_the_heartbeat_timeout_and_2_s(core_env: 
         wait_until_sync(
             lambda: any(" P1 " in ln and CONNECTED in ln and f"pid {new} " in ln for ln in daemon.lines),
             30,
-            "the new P1 connected:\n" + daemon.output(),
+            lambda: (
+                f"the new P1 (pid {new}) connected:\n{daemon.output()}\n"
+                f"P1's log:\n{_tail(cfg_paths.trader_log_path(core_env.data_dir, 'P1'))}"
+            ),
         )
         connected = time.monotonic()
         runtime = cfg_paths.runtime_log_path(core_env.data_dir).read_text()
@@ -611,3 +614,10 @@ async def test_a_trader_we_started_on_a_file_changed_under_us_is_stopped_not_lef
         assert mgr.state("S1").status is TraderStatus.CONNECTED  # the other account trades on
     finally:
         await mgr.stop()
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"({exc})"

@@ -46,7 +46,7 @@ from core.protocol import (
     decode_payload,
 )
 from storage.database import AccountDatabase, database_path
-from tests.conftest import CoreEnv, sim_account, wait_until
+from tests.conftest import CoreEnv, kept_log, sim_account, wait_until
 from tests.wire_fuzz import Impostor
 
 ACCOUNTS = sim_account("A1", "m2705.DCE, rb2705.SHFE", seed=4, rate=20) + sim_account(
@@ -113,43 +113,14 @@ async def core(core_env: CoreEnv) -> AsyncIterator[Core]:
         await mgr.stop()
 
 
-class _Keep(logging.Handler):
-    def __init__(self, kept: list[str], level: int) -> None:
-        super().__init__(level)
-        self.kept = kept
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.kept.append(record.getMessage())
-
-
-def _kept(logger: logging.Logger, level: int) -> Iterator[list[str]]:
-    """What ``logger`` (the module's own object) says at ``level`` and above, from a handler of
-    its own on it, whatever the rest of the suite did to logging (levels, the root's handlers,
-    a ``logging.disable`` left behind)."""
-    kept: list[str] = []
-    handler = _Keep(kept, level)
-    old_level, old_disabled, old_disable = logger.level, logger.disabled, logging.root.manager.disable
-    logging.disable(logging.NOTSET)
-    logger.disabled = False
-    logger.setLevel(level)
-    logger.addHandler(handler)
-    try:
-        yield kept
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        logger.disabled = old_disabled
-        logging.disable(old_disable)
-
-
 @pytest.fixture
 def control_log() -> Iterator[list[str]]:
-    yield from _kept(control_module.log, logging.WARNING)
+    yield from kept_log(control_module.log, logging.WARNING)
 
 
 @pytest.fixture
 def manager_log() -> Iterator[list[str]]:
-    yield from _kept(manager_module.log, logging.ERROR)
+    yield from kept_log(manager_module.log, logging.ERROR)
 
 
 async def _tick_rates(c: Core, seconds: float) -> dict[str, float]:
