@@ -149,6 +149,7 @@ class RedisConsoleClient(ConsoleClient):
         self._reply_key = reply_key(self.console)
         self._beats: dict[str, HostBeat] = {}  # live hosts
         self._seen: dict[str, float] = {}  # host -> when its heartbeat was last seen (epoch)
+        self._said_down: set[str] = set()  # hosts whose accounts show "host down"
         self._positions: dict[str, _Position] = {}
         self._redis: Any = None
         self._down = f"{LINK_DOWN}: not connected to Redis at {self.where} yet"
@@ -262,9 +263,14 @@ class RedisConsoleClient(ConsoleClient):
             if old is None or old.run != beat.run:  # up again, or restarted: start afresh
                 for account_id, _ in beat.accounts:
                     self._positions.pop(account_id, None)
-        for host in set(self._beats) - set(beats):
+        # a host without a heartbeat: one that lapsed since the last look, or one that died
+        # while Redis was away (the link coming back finds no heartbeat of it at all)
+        lapsed = set(self._hosts.values()) - set(beats) - self._said_down
+        self._said_down = (self._said_down | lapsed) - set(beats)
+        for host in lapsed:
             log.warning("redis: host %s down (no heartbeat)", host)
-            since = datetime.fromtimestamp(self._seen.get(host, now)).strftime("%H:%M:%S")
+            seen = self._seen.get(host)
+            since = datetime.fromtimestamp(seen).strftime("%H:%M:%S") if seen else "this console attached"
             why = (
                 f"{HOST_DOWN}: {host} has sent no heartbeat since {since} (the host, or its link "
                 f"to Redis, is down; its traders may trade on)"
@@ -341,6 +347,7 @@ class RedisConsoleClient(ConsoleClient):
         self._attached.clear()
         self._down = why
         self._beats.clear()
+        self._said_down.clear()  # every account says "link down" now; back, each host is looked at again
         self._positions.clear()
         self._pending.fail_all(LINK_DOWN)
         for account_id, state in self.aggregator.states.items():

@@ -258,6 +258,20 @@ async def test_one_console_trades_on_three_hosts_through_a_redis_restart_and_a_d
     assert not gone.ok and gone.error.startswith("host down: h3") and "nothing was sent" in gone.error
     assert _live(console, "A1") and _live(console, "A2")  # the other hosts carry on
 
+    # Redis away and back again: the dead host is still named as down, not left at "link down"
+    redis.stop()
+    await wait_until(lambda: console.state("A3").status_message.startswith("link down"), 15, "A3 link down")
+    redis.start()
+    await wait_until(
+        lambda: (
+            _live(console, "A1")
+            and _live(console, "A2")
+            and console.state("A3").status_message.startswith("host down: h3")
+        ),
+        30,
+        "A3 host down again once Redis is back",
+    )
+
     # every acknowledged order is in its account's database, and nothing else: none ran twice
     for host in hosts:
         account_id = host.config.accounts[0].account_id
