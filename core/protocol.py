@@ -602,10 +602,15 @@ class FrameBuffer:
         self._buf = bytearray()  # the start of a frame not yet complete
 
     def feed(self, data: bytes) -> list[memoryview]:
-        if self._buf:
-            self._buf += data
-            data = bytes(self._buf)  # immutable: the views below stay valid
-            self._buf.clear()
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) >= HEADER.size:
+                (length,) = HEADER.unpack_from(buf, 0)
+                if length <= self.max_frame_bytes and len(buf) < HEADER.size + length:
+                    return []  # a large frame still arriving: no copy per chunk (that is quadratic)
+            data = bytes(buf)  # immutable: the views below stay valid
+            buf.clear()
         view = memoryview(data).toreadonly()
         size = len(data)
         out: list[memoryview] = []
