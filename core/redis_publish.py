@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -132,6 +133,8 @@ class RedisPublisher:
         self._commands: set[asyncio.Task[None]] = set()
         self._closing = False
         self._said_down = False
+        self._redis_ahead = 0.0  # Redis's clock less this host's (measured at each heartbeat)
+        self._may_time = True  # False: Redis's TIME is not for our user (the README's ACL)
         self.taken: str = ""  # why publishing stopped for good (another daemon has an account)
 
     @property
@@ -247,6 +250,7 @@ class RedisPublisher:
     async def _session(self, redis: Any) -> None:
         """One connection's life: claim, then write and read commands until the link fails."""
         await self._claim(redis)
+        await self._measure_clock(redis)
         await self._join_group(redis)
         self._queue.clear()
         self._dirty.update(self._seq)  # everything afresh: consoles resync from these
@@ -318,7 +322,11 @@ class RedisPublisher:
                 for _ in range(min(BATCH, len(self._queue))):
                     account_id, payload = self._queue.popleft()
                     pipe.xadd(stream_key(account_id), {"m": payload}, maxlen=maxlen, approximate=True)
-                await pipe.execute()
+                before = time.time()
+                ids = await pipe.execute()
+                if not self._may_time and ids:  # the last one was stamped about now
+                    ms = int(ids[-1].split(b"-", 1)[0])
+                    self._redis_ahead = ms / 1000 - (before + time.time()) / 2
             if self._queue:
                 self._wake.set()
             now = time.monotonic()
@@ -339,6 +347,7 @@ class RedisPublisher:
         while not self._closing:  # a cancel that a library swallowed still ends it
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             await self._beat(redis)
+            await self._measure_clock(redis)
             for account_id, _ in self.accounts:
                 holder = await claim(keys=[owner_key(account_id)], args=[self.host, ttl])
                 if holder:
@@ -346,6 +355,37 @@ class RedisPublisher:
                         f"account {account_id} was taken on {self.where} by host "
                         f"{holder.decode(errors='replace')} while host {self.host} was away"
                     )
+
+    async def _measure_clock(self, redis: Any) -> None:
+        """How far Redis's clock (the one its entry ids are stamped with) is ahead of ours:
+        by TIME, or, for a user that may not (the README's ACL user), by the ids of the
+        entries this daemon writes (``_write``)."""
+        if not self._may_time:
+            return
+        from redis.exceptions import ResponseError
+
+        before = time.time()
+        try:
+            sec, usec = await redis.time()
+        except ResponseError as exc:
+            log.info("redis: no TIME for this user (%s); Redis's clock read from our entries' ids", exc)
+            self._may_time = False
+            return
+        self._redis_ahead = int(sec) + int(usec) / 1e6 - (before + time.time()) / 2
+
+    def _lateness(self, entry_id: bytes, msg: Message, deadline: float) -> float:
+        """Seconds past its deadline (<= 0: in time), by two measures, the worse one: this
+        host's clock against the deadline (the console's clock); and the time it has waited
+        since Redis took it (its entry id, Redis's clock) against the time it was given to
+        live (deadline less ``ts``, both the console's clock). The second holds whatever the
+        console's clock says: an hour ahead, its deadline would leave a command alive for
+        an hour (one sent while this daemon was down, run when it is back)."""
+        by_our_clock = time.time() - deadline
+        if msg.ts <= 0:
+            return by_our_clock
+        sent = int(entry_id.split(b"-", 1)[0]) / 1000
+        waited = time.time() + self._redis_ahead - sent
+        return max(by_our_clock, waited - (deadline - msg.ts))
 
     def _snapshot(self, account_id: str) -> bytes:
         state = self.manager.aggregator.states[account_id]
@@ -393,11 +433,13 @@ class RedisPublisher:
                 msg = decode_message(fields.get(b"m", b""))
                 req_id, account_id = msg.req_id, msg.account_id
                 deadline = float(fields.get(b"deadline", b"0"))
+                if not math.isfinite(deadline):
+                    raise ValueError(f"its deadline is no time ({deadline})")
+                late = self._lateness(entry_id, msg, deadline)
             except (ProtocolError, ValueError) as exc:
                 req_id = getattr(exc, "req_id", None)
                 reply = Reply(ok=False, error=f"request refused: {exc}")
             else:
-                late = time.time() - deadline
                 if late > 0:
                     reply = Reply(
                         ok=False,

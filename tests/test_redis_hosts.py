@@ -384,16 +384,31 @@ async def _raw_command(
     account_id: str,
     req: OrderRequest,
     *,
-    deadline: float,
+    deadline: float | str,
     req_id: int,
     wait: float = 15,
+    ts: float | None = None,
+    entry_id: str = "*",
 ) -> object:
-    """Send a command the way a console does, with a deadline of our choosing; its one reply."""
+    """Send a command the way a console does, with a deadline of our choosing (and its ``ts``,
+    its entry id: a console's clock, the time Redis took it); its one reply."""
+    import msgspec
+
+    from core.protocol import Message
     from core.redis_link import decode_message
 
     key = reply_key(f"test-{req_id}")
-    payload = encode_message("order_req", req, account_id=account_id, req_id=req_id)
-    await raw.xadd(command_key(host), {"m": payload, "deadline": repr(deadline), "reply": key})  # type: ignore[attr-defined]
+    if ts is None:
+        payload = encode_message("order_req", req, account_id=account_id, req_id=req_id)
+    else:
+        msg = Message(type="order_req", account_id=account_id, seq=0, ts=ts, req_id=req_id, data=req)
+        payload = msgspec.json.encode(msg)
+    fields = {
+        "m": payload,
+        "deadline": deadline if isinstance(deadline, str) else repr(deadline),
+        "reply": key,
+    }
+    await raw.xadd(command_key(host), fields, id=entry_id)  # type: ignore[attr-defined]
     until = time.monotonic() + wait
     got = None
     while not got and time.monotonic() < until:  # short blocks: the client's socket timeout is 10 s
@@ -420,3 +435,43 @@ async def _dump(raw: object) -> bytes:
                 for k, v in fields.items():
                     out += k + v
     return bytes(out)
+
+
+async def test_a_deadline_is_kept_whatever_the_console_clock_says(
+    make_redis: Callable[..., RedisServer],
+    hosts: list[Host],
+    clients: list[RedisConsoleClient | RemoteConsoleClient],
+) -> None:
+    """The deadline is the console's clock's, the daemon's clock may be hours apart: how long a
+    command may wait (its deadline less its ``ts``, one clock) is held against how long it did
+    wait (its entry id, Redis's clock). A deadline that is no time at all is refused."""
+    redis = make_redis()
+    h1 = Host("h1", sim_account("A1", "m2705.DCE", seed=1), redis.url)
+    hosts.append(h1)
+    daemon = h1.start()
+    await asyncio.to_thread(daemon.wait_for_line, "REDIS publishing 1 accounts")
+    console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+    clients.append(console)
+    await console.connect()
+    await wait_until(lambda: _live(console, "A1"), 30, "A1 live")
+    req = _buy(console, "A1", "m2705.DCE", fill=False)
+    raw = connect(redis.url)
+    try:
+        # a console an hour ahead sent it 30 s ago (its host was away): 5 s to live, long dead
+        sec, usec = await raw.time()
+        sent_ms = (sec * 1_000_000 + usec) // 1000 - 30_000
+        ahead = time.time() + 3600
+        stale = await _raw_command(
+            raw, "h1", "A1", req, deadline=ahead + 5, req_id=8001, ts=ahead, entry_id=f"{sent_ms}-0"
+        )
+        assert not stale.ok and stale.error.startswith("expired, not sent"), stale.error
+        for n, text in enumerate(["nan", "inf", "-inf"]):
+            odd = await _raw_command(raw, "h1", "A1", req, deadline=text, req_id=8002 + n)
+            assert not odd.ok and "deadline" in odd.error, odd.error
+        # a console an hour ahead, sending now: its command is in time
+        ahead = time.time() + 3600
+        fresh = await _raw_command(raw, "h1", "A1", req, deadline=ahead + 5, req_id=8010, ts=ahead)
+        assert fresh.ok, fresh.error
+        assert h1.order_ids_in_db("A1") == {fresh.result["order_id"]}  # the others never ran
+    finally:
+        await raw.aclose()
