@@ -289,13 +289,19 @@ class RedisConsoleClient(ConsoleClient):
         log.debug("redis: %s from its snapshot", account_id)
         beat = self._beats.get(self._hosts.get(account_id, ""))
         raw = await redis.hgetall(snapshot_key(account_id))
-        if beat is None or not raw or int(raw.get(b"run", b"0")) != beat.run:
+        if beat is None or not raw:
             return  # not yet: the next scan looks again
-        try:
-            msg = decode_message(raw[b"m"])
-        except ProtocolError as exc:
-            log.error("redis: %s snapshot unreadable: %s", account_id, exc)
+        try:  # another writer's hash refused here, not by dropping the link of every account
+            run, entry_id = int(raw.get(b"run", b"0")), raw[b"id"]
+            msg = decode_message(raw.get(b"m", b""))
+            if not isinstance(msg.data, ConsoleState):
+                raise ProtocolError(f"a '{msg.type}' message, not a console_state")
+        except (ProtocolError, ValueError, KeyError) as exc:
+            why = "it has no stream id" if isinstance(exc, KeyError) else str(exc)
+            log.error("redis: %s snapshot unreadable (left waiting): %s", account_id, why)
             return
+        if run != beat.run:
+            return  # not yet: the next scan looks again
         view: ConsoleState = msg.data
         agg = self.aggregator
         agg.reset(account_id)
@@ -304,7 +310,7 @@ class RedisConsoleClient(ConsoleClient):
         for entry in view.logs:
             agg.apply(account_id, Message(type="log", account_id=account_id, data=entry))
         self._apply_status(account_id, view.trader)
-        self._positions[account_id] = _Position(raw[b"id"], msg.seq, beat.run)
+        self._positions[account_id] = _Position(entry_id, msg.seq, beat.run)
 
     def _on_entry(self, account_id: str, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
         """Fold one stream entry in; False when it is not the next one (resync)."""

@@ -16,7 +16,7 @@ import pytest
 from config import PublishConfig, load_config_file
 from core.control import ControlServer
 from core.manager import TradingManager
-from core.models import Direction, Offset, Trade, TraderInfo, now
+from core.models import Direction, LogEntry, Offset, Trade, TraderInfo, now
 from core.protocol import Message
 from core.redis_client import RedisConsoleClient
 from core.redis_publish import RedisPublisher
@@ -156,3 +156,42 @@ async def test_a_host_that_comes_later_is_not_mixed_into_a_running_console(
     finally:
         await later_pub.stop()
         await console.close()
+
+
+async def test_a_hostile_snapshot_is_refused_with_words_and_costs_the_other_accounts_nothing(
+    publisher: RedisPublisher, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer's snapshots (not a console_state, a run that is no number, no stream id)
+    leave their accounts waiting, said in the log; the console does not drop its link for them
+    (every account would show "link down", again at every reconnect)."""
+    from core.redis_link import HostBeat, connect, encode_beat, encode_message, host_key, snapshot_key
+
+    theirs = publisher.manager.aggregator.states["F1"]
+    raw = connect(redis.url)
+    try:
+        accounts = [("EVIL1", "sim"), ("EVIL2", "sim"), ("EVIL3", "sim")]
+        beat = HostBeat(host="evil", run=7, pid=1, machine="elsewhere", accounts=accounts, started=0.0)
+        await raw.set(host_key("evil"), encode_beat(beat), px=60_000)
+        log_line = LogEntry(account_id="EVIL1", datetime=now(), level="INFO", message="not a state")
+        not_a_state = encode_message("log", log_line, account_id="EVIL1")
+        await raw.hset(snapshot_key("EVIL1"), mapping={"m": not_a_state, "id": "0-0", "run": "7"})
+        await raw.hset(snapshot_key("EVIL2"), mapping={"m": not_a_state, "id": "0-0", "run": "seven"})
+        await raw.hset(snapshot_key("EVIL3"), mapping={"m": not_a_state, "run": "7"})
+        console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+        console.RETRY_SECONDS = 0.05
+        try:
+            await console.connect(wait=0.5)
+            ours = console.state("F1")
+            await _flood(publisher, 0, 50)
+            await wait_until(
+                lambda: [t.trade_id for t in ours.trades] == [t.trade_id for t in theirs.trades],
+                what="F1's trades, whatever EVIL's snapshots hold",
+            )
+            await wait_until(
+                lambda: all(f"EVIL{n} snapshot" in caplog.text for n in (1, 2, 3)), what="each refused"
+            )
+            assert "link down" not in caplog.text and "link down" not in ours.status_message
+        finally:
+            await console.close()
+    finally:
+        await raw.aclose()
