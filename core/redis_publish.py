@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from config import PublishConfig
 from core.aggregator import Change
 from core.control import ControlServer, console_state, trader_status
@@ -90,6 +92,26 @@ if holder == false or holder == ARGV[1] then
   return ''
 end
 return holder
+"""
+# The host's heartbeat: written when the key is free, ours (our run), or the one of ARGV[3]
+# (a dead daemon's of our machine, found so by _claim); else the heartbeat that is there.
+# ``run`` read from the JSON as digits (cjson would make it a double, printed rounded).
+_BEAT_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local run = string.match(cur, '"run":(%d+)') or ''
+  if run ~= ARGV[2] and run ~= ARGV[3] then return cur end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+return false
+"""
+# The heartbeat deleted on a clean stop, when it is still ours.
+_UNBEAT_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.match(cur, '"run":(%d+)') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+end
+return 0
 """
 _RELEASE_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -184,7 +206,8 @@ class RedisPublisher:
         redis = self._connect()
         try:
             async with asyncio.timeout(3.0):
-                await redis.delete(host_key(self.host))
+                unbeat = redis.register_script(_UNBEAT_SCRIPT)
+                await unbeat(keys=[host_key(self.host)], args=[str(self.run)])
                 release = redis.register_script(_RELEASE_SCRIPT)
                 for account_id, _ in self.accounts:
                     await release(keys=[owner_key(account_id)], args=[self.host])
@@ -267,13 +290,12 @@ class RedisPublisher:
 
     async def _claim(self, redis: Any) -> None:
         beat = await redis.get(host_key(self.host))
+        dead_run = 0  # a heartbeat of our machine's previous daemon, dead: ours to replace
         if beat is not None:
             other = decode_beat(beat)
             if other.run != self.run and not self._gone(other):
-                raise AccountTaken(
-                    f"host name '{self.host}' is already used on {self.where} by a live daemon "
-                    f"(pid {other.pid} on {other.machine}); set publish.host apart"
-                )
+                raise self._host_taken(other)
+            dead_run = other.run
         claim = redis.register_script(_CLAIM_SCRIPT)
         ttl = int(HEARTBEAT_TTL * 1000)
         for account_id, _ in self.accounts:
@@ -283,14 +305,22 @@ class RedisPublisher:
                     f"account {account_id} is already published on {self.where} by host "
                     f"{holder.decode(errors='replace')} (live); host {self.host} refuses to publish it"
                 )
-        await self._beat(redis)
+        await self._beat(redis, replace=dead_run)
+
+    def _host_taken(self, other: HostBeat) -> AccountTaken:
+        return AccountTaken(
+            f"host name '{self.host}' is already used on {self.where} by a live daemon "
+            f"(pid {other.pid} on {other.machine}); set publish.host apart"
+        )
 
     @staticmethod
     def _gone(other: HostBeat) -> bool:
         """A heartbeat of this host name left by our own machine's previous daemon, now dead."""
         return other.machine == socket.gethostname() and not pid_alive(other.pid)
 
-    async def _beat(self, redis: Any) -> None:
+    async def _beat(self, redis: Any, replace: int = 0) -> None:
+        """Write the heartbeat, unless another daemon's is there (the same host name on
+        another machine, that took it while ours had lapsed): then ``AccountTaken``."""
         beat = HostBeat(
             host=self.host,
             run=self.run,
@@ -299,7 +329,15 @@ class RedisPublisher:
             accounts=self.accounts,
             started=time.time(),
         )
-        await redis.set(host_key(self.host), encode_beat(beat), px=int(HEARTBEAT_TTL * 1000))
+        script = redis.register_script(_BEAT_SCRIPT)
+        ttl = int(HEARTBEAT_TTL * 1000)
+        there = await script(keys=[host_key(self.host)], args=[encode_beat(beat), self.run, replace, ttl])
+        if there:
+            try:
+                other = decode_beat(there)
+            except msgspec.MsgspecError:
+                other = HostBeat(host=self.host, run=0, pid=0, machine="?", accounts=[], started=0.0)
+            raise self._host_taken(other)
 
     async def _write(self, redis: Any) -> None:
         snapshot = redis.register_script(_SNAPSHOT_SCRIPT)

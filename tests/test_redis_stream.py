@@ -195,3 +195,27 @@ async def test_a_hostile_snapshot_is_refused_with_words_and_costs_the_other_acco
             await console.close()
     finally:
         await raw.aclose()
+
+
+async def test_a_heartbeat_never_overwrites_another_daemons_of_the_same_host_name(
+    publisher: RedisPublisher, redis: RedisServer
+) -> None:
+    """Another daemon took the host name while this one's keys had lapsed (the same name on
+    two machines): this one stops publishing, naming it, instead of overwriting its heartbeat
+    (both would then publish the same accounts and read one command group), and its stop
+    leaves the other's heartbeat alone."""
+    from core.redis_link import HostBeat, connect, decode_beat, encode_beat, host_key
+
+    raw = connect(redis.url)
+    try:
+        other = HostBeat(
+            host="flood", run=publisher.run + 1, pid=1, machine="elsewhere", accounts=[], started=0.0
+        )
+        await raw.set(host_key("flood"), encode_beat(other), px=60_000)
+        await wait_until(lambda: publisher.taken, what="publishing stopped")
+        assert "flood" in publisher.taken and "elsewhere" in publisher.taken, publisher.taken
+        assert decode_beat(await raw.get(host_key("flood"))).run == other.run
+        await publisher.stop()
+        assert decode_beat(await raw.get(host_key("flood"))).run == other.run
+    finally:
+        await raw.aclose()
