@@ -320,8 +320,11 @@ class RedisConsoleClient(ConsoleClient):
         try:
             msg = decode_message(fields.get(b"m", b""))
         except ProtocolError as exc:
-            log.error("redis: %s stream entry %s unreadable: %s", account_id, entry_id, exc)
-            return False
+            # passed over (another writer's): the next snapshot would be read from before it,
+            # again and again; a real entry it stood for shows as a gap in seq at the next one
+            log.error("redis: %s stream entry %s unreadable (passed over): %s", account_id, entry_id, exc)
+            pos.entry_id = entry_id
+            return True
         pos.entry_id = entry_id
         if msg.seq <= pos.seq:
             return True  # the snapshot holds it already

@@ -219,3 +219,33 @@ async def test_a_heartbeat_never_overwrites_another_daemons_of_the_same_host_nam
         assert decode_beat(await raw.get(host_key("flood"))).run == other.run
     finally:
         await raw.aclose()
+
+
+async def test_an_unreadable_stream_entry_is_said_once_and_skipped(
+    publisher: RedisPublisher, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another writer's entry in an account's stream is refused once, in the log, and passed
+    over; the entries after it are folded in as usual (a real entry lost would show as a gap
+    in seq: from the next snapshot). It used to send the console back to the snapshot before
+    it, to read it again, in a loop as fast as Redis answers, until a later snapshot."""
+    from core.redis_link import connect, stream_key
+
+    theirs = publisher.manager.aggregator.states["F1"]
+    console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
+    raw = connect(redis.url)
+    try:
+        await console.connect()
+        ours = console.state("F1")
+        await _flood(publisher, 0, 5)
+        await wait_until(lambda: len(ours.trades) == 5, what="the first trades")
+        await raw.xadd(stream_key("F1"), {"m": b"\xff not json"})
+        await wait_until(lambda: "unreadable" in caplog.text, what="the entry refused")
+        await _flood(publisher, 5, 20)
+        await wait_until(
+            lambda: [t.trade_id for t in ours.trades] == [t.trade_id for t in theirs.trades],
+            what="the trades after it",
+        )
+        assert caplog.text.count("unreadable") == 1, caplog.text
+    finally:
+        await raw.aclose()
+        await console.close()
