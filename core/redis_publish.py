@@ -464,6 +464,7 @@ class RedisPublisher:
             reply_to = fields.get(b"reply", b"").decode(errors="replace")
             if not REPLY_KEY_PATTERN.match(reply_to):
                 log.warning("redis: a command with no usable reply stream (%r); dropped", reply_to[:100])
+                await redis.xack(command_key(self.host), COMMAND_GROUP, entry_id)  # not left pending
                 return
             req_id: int | None = None
             account_id = ""

@@ -249,3 +249,26 @@ async def test_an_unreadable_stream_entry_is_said_once_and_skipped(
     finally:
         await raw.aclose()
         await console.close()
+
+
+async def test_a_command_with_no_reply_stream_is_dropped_and_acknowledged(
+    publisher: RedisPublisher, redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dropped, it is also acknowledged: left pending, every such command would stay in the
+    group's pending list for the daemon's whole run (the stream's cap does not trim it)."""
+    from core.redis_link import COMMAND_GROUP, command_key, connect
+
+    raw = connect(redis.url)
+    try:
+        await raw.xadd(command_key("flood"), {"m": b"{}", "deadline": b"0", "reply": b"not a reply key"})
+        await wait_until(lambda: "no usable reply stream" in caplog.text, what="the command dropped")
+
+        async def pending() -> int:
+            return (await raw.xpending(command_key("flood"), COMMAND_GROUP))["pending"]
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while await pending() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert await pending() == 0
+    finally:
+        await raw.aclose()
