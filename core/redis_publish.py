@@ -155,7 +155,8 @@ class RedisPublisher:
         self._commands: set[asyncio.Task[None]] = set()
         self._closing = False
         self._said_down = False
-        self._redis_ahead = 0.0  # Redis's clock less this host's (measured at each heartbeat)
+        #: Redis's clock less this host's (measured at each heartbeat); None: not measured yet
+        self._redis_ahead: float | None = None
         self._may_time = True  # False: Redis's TIME is not for our user (the README's ACL)
         self.taken: str = ""  # why publishing stopped for good (another daemon has an account)
 
@@ -419,7 +420,7 @@ class RedisPublisher:
         console's clock says: an hour ahead, its deadline would leave a command alive for
         an hour (one sent while this daemon was down, run when it is back)."""
         by_our_clock = time.time() - deadline
-        if msg.ts <= 0:
+        if msg.ts <= 0 or self._redis_ahead is None:
             return by_our_clock
         sent = int(entry_id.split(b"-", 1)[0]) / 1000
         waited = time.time() + self._redis_ahead - sent
