@@ -92,6 +92,10 @@ SCAN_SECONDS = 0.5
 REPLY_GRACE = 1.0
 
 
+#: a stream entry id, as a snapshot's ``id`` must be (XREAD refuses every stream with another)
+_STREAM_ID = re.compile(rb"\d{1,20}-\d{1,20}")
+
+
 class _Position:
     """Where one account's stream is read from: the last entry id and the last seq held."""
 
@@ -296,6 +300,8 @@ class RedisConsoleClient(ConsoleClient):
             msg = decode_message(raw.get(b"m", b""))
             if not isinstance(msg.data, ConsoleState):
                 raise ProtocolError(f"a '{msg.type}' message, not a console_state")
+            if not _STREAM_ID.fullmatch(entry_id):
+                raise ValueError(f"{entry_id[:40]!r} is no stream id")
         except (ProtocolError, ValueError, KeyError) as exc:
             why = "it has no stream id" if isinstance(exc, KeyError) else str(exc)
             log.error("redis: %s snapshot unreadable (left waiting): %s", account_id, why)

@@ -16,8 +16,8 @@ import pytest
 from config import PublishConfig, load_config_file
 from core.control import ControlServer
 from core.manager import TradingManager
-from core.models import Direction, LogEntry, Offset, Trade, TraderInfo, now
-from core.protocol import Message
+from core.models import Direction, LogEntry, Offset, Trade, TraderInfo, TraderStatus, now
+from core.protocol import ConsoleState, Message, TraderStatusUpdate
 from core.redis_client import RedisConsoleClient
 from core.redis_publish import RedisPublisher
 from tests.conftest import CoreEnv, sim_account, wait_until
@@ -169,7 +169,7 @@ async def test_a_hostile_snapshot_is_refused_with_words_and_costs_the_other_acco
     theirs = publisher.manager.aggregator.states["F1"]
     raw = connect(redis.url)
     try:
-        accounts = [("EVIL1", "sim"), ("EVIL2", "sim"), ("EVIL3", "sim")]
+        accounts = [("EVIL1", "sim"), ("EVIL2", "sim"), ("EVIL3", "sim"), ("EVIL4", "sim")]
         beat = HostBeat(host="evil", run=7, pid=1, machine="elsewhere", accounts=accounts, started=0.0)
         await raw.set(host_key("evil"), encode_beat(beat), px=60_000)
         log_line = LogEntry(account_id="EVIL1", datetime=now(), level="INFO", message="not a state")
@@ -177,6 +177,12 @@ async def test_a_hostile_snapshot_is_refused_with_words_and_costs_the_other_acco
         await raw.hset(snapshot_key("EVIL1"), mapping={"m": not_a_state, "id": "0-0", "run": "7"})
         await raw.hset(snapshot_key("EVIL2"), mapping={"m": not_a_state, "id": "0-0", "run": "seven"})
         await raw.hset(snapshot_key("EVIL3"), mapping={"m": not_a_state, "run": "7"})
+        # a console_state, but a stream id that is none (XREAD would refuse every stream with it)
+        state = ConsoleState(
+            account_id="EVIL4", gateway="sim", trader=TraderStatusUpdate(status=TraderStatus.CONNECTED)
+        )
+        a_state = encode_message("console_state", state, account_id="EVIL4")
+        await raw.hset(snapshot_key("EVIL4"), mapping={"m": a_state, "id": "next", "run": "7"})
         console = RedisConsoleClient(redis.url, await RedisConsoleClient.discover(redis.url))
         console.RETRY_SECONDS = 0.05
         try:
@@ -188,7 +194,7 @@ async def test_a_hostile_snapshot_is_refused_with_words_and_costs_the_other_acco
                 what="F1's trades, whatever EVIL's snapshots hold",
             )
             await wait_until(
-                lambda: all(f"EVIL{n} snapshot" in caplog.text for n in (1, 2, 3)), what="each refused"
+                lambda: all(f"EVIL{n} snapshot" in caplog.text for n in (1, 2, 3, 4)), what="each refused"
             )
             assert "link down" not in caplog.text and "link down" not in ours.status_message
         finally:
