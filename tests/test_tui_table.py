@@ -362,3 +362,19 @@ async def test_a_table_wider_than_its_panel_scrolls_sideways() -> None:
         assert line(table, 1).rstrip() == " row0      100.00 n"[x : x + width].rstrip()
         await pilot.press("left", "left")
         assert table.scroll_offset.x == 0
+
+
+async def test_reorder_puts_named_rows_first_and_keeps_the_cursor_on_its_row() -> None:
+    app = Host(rows(5))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        table.move_cursor(1)  # on k1
+        table.reorder(["k3", "nope", "k1", "k3"])  # an unknown key and a repeat are ignored
+        await pilot.pause()
+        assert table.row_keys == ["k3", "k1", "k0", "k2", "k4"]  # the rest keep their order
+        assert table.selected_key == "k1"
+        table.reorder(["k4", "k3", "k2", "k1", "k0"])  # every row named
+        await pilot.pause()
+        assert table.row_keys == ["k4", "k3", "k2", "k1", "k0"]
+        assert table.selected_key == "k1"
+        assert line(table, 1).startswith(" row4")

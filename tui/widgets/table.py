@@ -293,8 +293,13 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
     def reorder(self, keys: list[str]) -> None:
         """Put the rows in the order of ``keys`` (rows not named keep their order, after them);
         the cursor stays on its row."""
-        named = [k for k in keys if k in self._cells]
-        order = named + [k for k in self._keys if k not in set(named)]
+        cells = self._cells
+        named = list(dict.fromkeys(k for k in keys if k in cells))
+        if len(named) == len(self._keys):  # every row named (a watchlist): nothing else to keep
+            order = named
+        else:
+            first = set(named)
+            order = named + [k for k in self._keys if k not in first]
         if order == self._keys:
             return
         selected = self.selected_key
