@@ -378,3 +378,25 @@ async def test_reorder_puts_named_rows_first_and_keeps_the_cursor_on_its_row() -
         assert table.row_keys == ["k4", "k3", "k2", "k1", "k0"]
         assert table.selected_key == "k1"
         assert line(table, 1).startswith(" row4")
+
+
+async def test_update_rows_builds_and_repaints_only_the_rows_given() -> None:
+    app = Host(rows(5))
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        drawn = dict(table._strips)
+        table.built.clear()
+        assert table.has_rows(["k1", "k3"]) and not table.has_rows(["k1", "k9"])
+        table.update_rows([Row("k3", "row3", price=-123456789.0), Row("k1", "row1", price=101.0)])
+        assert table.built == ["k3", "k1"]  # k1 built, unchanged: kept as drawn
+        assert table.column_width("price") == len("-123,456,789.00")  # widened: laid out again
+        assert table.row_keys == ["k0", "k1", "k2", "k3", "k4"]
+        await pilot.pause()
+        assert "-123,456,789.00" in line(table, 4)
+        table.built.clear()
+        table.update_rows([Row("k2", "row2", price=5.0)])
+        await pilot.pause()
+        assert line(table, 3).startswith(" row2")
+        assert "5.00" in line(table, 3)
+        assert table._strips["k0"] is not drawn["k0"]  # every row redrawn once, for the new width

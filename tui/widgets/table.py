@@ -257,6 +257,25 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
                 self.scroll_to(y=self.scroll_offset.y + len(added), animate=False)
             self._rows_moved(selected, was_visible)
 
+    def update_rows(self, items: Iterable[T]) -> None:
+        """Bring the rows of ``items`` up to date, every one of them already in the table (the
+        per-tick path when no row comes or goes: the other rows are not even looked at)."""
+        widened = False
+        for item in items:
+            key = self.key_of(item)
+            old = self._cells[key]
+            new = self.cells(item)
+            widened = self._note_numbers(new) or widened
+            if len(old) != len(new) or any(map(_differ, old, new)):
+                self._set_row(key, new)
+        if widened:
+            self._lay_out(force=True)
+
+    def has_rows(self, keys: Iterable[str]) -> bool:
+        """Whether every one of ``keys`` is a row."""
+        index = self._index
+        return all(key in index for key in keys)
+
     def _note_numbers(self, cells: tuple[Cell, ...]) -> bool:
         """Remember the widest number of each column, and the widest text of each flexible
         one; True when one outgrew its column (a new layout gives it room if there is any)."""
