@@ -400,3 +400,27 @@ async def test_update_rows_builds_and_repaints_only_the_rows_given() -> None:
         assert line(table, 3).startswith(" row2")
         assert "5.00" in line(table, 3)
         assert table._strips["k0"] is not drawn["k0"]  # every row redrawn once, for the new width
+
+
+async def test_a_row_out_of_view_is_built_when_it_comes_into_view() -> None:
+    app = Host(rows(30))
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        table.built.clear()
+        table.update_rows([Row("k25", "row25", price=1.0), Row("k25", "row25", price=-123456789.0)])
+        table.update_rows([Row("k1", "row1", price=7.0)])
+        assert table.built == ["k1"]  # k25 is scrolled out of view: only its newest item is kept
+        assert table.column_width("price") == 7  # its number not looked at yet
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.built == ["k1", "k25"]  # built once, from the newest item
+        assert table.column_width("price") == len("-123,456,789.00")
+        await pilot.pause()
+        shown = [line(table, y) for y in range(1, table.size.height)]
+        assert any(text.startswith(" row25") and "-123,456,789.00" in text for text in shown)
+        table.update_rows([Row("k2", "row2", price=3.0)])  # k2 now out of view: read, it is built
+        assert table.get_cell("k2", "price").plain == "3.00"  # type: ignore[union-attr]
+        table.sync(rows(29))  # k29 gone; a full sync builds every row anew
+        assert table.row_count == 29
+        assert table.get_cell("k25", "price").plain == "125.00"  # type: ignore[union-attr]
