@@ -17,7 +17,7 @@ with the tick's way through the core split off: trader -> manager (frame
 newer one of its contract before a flush is never drawn and not counted; all
 100 rows count for the flush, whether scrolled into view or not. The instruments wrap
 methods of this run's objects (the aggregator's ``apply``, the Market table's
-``_set_row``, the screen's ``_compositor_refresh``); no console or core code
+``_set_row`` and ``update_rows``, the screen's ``_compositor_refresh``); no console or core code
 changes for them.
 
 Start: the demo configuration, twice over. In process: from building the
@@ -43,7 +43,7 @@ import sys
 import tempfile
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ from bench.report import print_json, print_table, summary_us
 from config import demo_config_path, load_config_file
 from core.client import LocalConsoleClient
 from core.manager import TradingManager
-from core.models import TraderStatus
+from core.models import Tick, TraderStatus
 from core.protocol import Message
 from gateways.sim_contracts import PRODUCTS as SIM_PRODUCTS
 from tui.app import QTraderApp
@@ -160,6 +160,14 @@ class LatencyProbe:
             return wrapper
 
         market._set_row = wrap(market._set_row, lambda key, *a, **k: key)  # type: ignore[method-assign]
+        update_rows = market.update_rows
+
+        def timed_update_rows(items: Iterable[Tick]) -> None:
+            items = list(items)
+            touched.update(item.vt_symbol for item in items)  # in view or not (then kept for later)
+            update_rows(items)
+
+        market.update_rows = timed_update_rows  # type: ignore[method-assign]
         refresh = screen._compositor_refresh
 
         def timed_refresh() -> None:
@@ -248,14 +256,17 @@ async def _latency(seconds: float, accounts: int, contracts: int) -> dict[str, A
 
 async def _scroll(market: MarketTable, probe: LatencyProbe) -> list[float]:
     """The watchlist scrolled while the market ticks: page down through it, then to the end
-    and back to the top; seconds from each key's action to the screen's next render."""
+    and back to the top; seconds from each key's action to the screen's next render (a key
+    that moves nothing, a page down on the last row, has no render to wait for: not timed)."""
     market.focus()
     actions = [market.action_page_down] * 20 + [market.action_last_row, market.action_first_row]
     times = []
     for action in actions:
-        before = probe.renders
+        before, row = probe.renders, market.cursor_row
         t0 = time.perf_counter()
         action()
+        if market.cursor_row == row:  # already on the last row: nothing to draw, nothing timed
+            continue
         await wait_until(lambda before=before: probe.renders > before, timeout=30)
         times.append(time.perf_counter() - t0)
     return times

@@ -362,3 +362,65 @@ async def test_a_table_wider_than_its_panel_scrolls_sideways() -> None:
         assert line(table, 1).rstrip() == " row0      100.00 n"[x : x + width].rstrip()
         await pilot.press("left", "left")
         assert table.scroll_offset.x == 0
+
+
+async def test_reorder_puts_named_rows_first_and_keeps_the_cursor_on_its_row() -> None:
+    app = Host(rows(5))
+    async with app.run_test(size=(40, 10)) as pilot:
+        table = app.query_one(Table)
+        table.move_cursor(1)  # on k1
+        table.reorder(["k3", "nope", "k1", "k3"])  # an unknown key and a repeat are ignored
+        await pilot.pause()
+        assert table.row_keys == ["k3", "k1", "k0", "k2", "k4"]  # the rest keep their order
+        assert table.selected_key == "k1"
+        table.reorder(["k4", "k3", "k2", "k1", "k0"])  # every row named
+        await pilot.pause()
+        assert table.row_keys == ["k4", "k3", "k2", "k1", "k0"]
+        assert table.selected_key == "k1"
+        assert line(table, 1).startswith(" row4")
+
+
+async def test_update_rows_builds_and_repaints_only_the_rows_given() -> None:
+    app = Host(rows(5))
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        drawn = dict(table._strips)
+        table.built.clear()
+        assert table.has_rows(["k1", "k3"]) and not table.has_rows(["k1", "k9"])
+        table.update_rows([Row("k3", "row3", price=-123456789.0), Row("k1", "row1", price=101.0)])
+        assert table.built == ["k3", "k1"]  # k1 built, unchanged: kept as drawn
+        assert table.column_width("price") == len("-123,456,789.00")  # widened: laid out again
+        assert table.row_keys == ["k0", "k1", "k2", "k3", "k4"]
+        await pilot.pause()
+        assert "-123,456,789.00" in line(table, 4)
+        table.built.clear()
+        table.update_rows([Row("k2", "row2", price=5.0)])
+        await pilot.pause()
+        assert line(table, 3).startswith(" row2")
+        assert "5.00" in line(table, 3)
+        assert table._strips["k0"] is not drawn["k0"]  # every row redrawn once, for the new width
+
+
+async def test_a_row_out_of_view_is_built_when_it_comes_into_view() -> None:
+    app = Host(rows(30))
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(Table)
+        await pilot.pause()
+        table.built.clear()
+        table.update_rows([Row("k25", "row25", price=1.0), Row("k25", "row25", price=-123456789.0)])
+        table.update_rows([Row("k1", "row1", price=7.0)])
+        assert table.built == ["k1"]  # k25 is scrolled out of view: only its newest item is kept
+        assert table.column_width("price") == 7  # its number not looked at yet
+        await pilot.press("end")
+        await pilot.pause()
+        assert table.built == ["k1", "k25"]  # built once, from the newest item
+        assert table.column_width("price") == len("-123,456,789.00")
+        await pilot.pause()
+        shown = [line(table, y) for y in range(1, table.size.height)]
+        assert any(text.startswith(" row25") and "-123,456,789.00" in text for text in shown)
+        table.update_rows([Row("k2", "row2", price=3.0)])  # k2 now out of view: read, it is built
+        assert table.get_cell("k2", "price").plain == "3.00"  # type: ignore[union-attr]
+        table.sync(rows(29))  # k29 gone; a full sync builds every row anew
+        assert table.row_count == 29
+        assert table.get_cell("k25", "price").plain == "125.00"  # type: ignore[union-attr]

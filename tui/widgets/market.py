@@ -121,6 +121,11 @@ class MarketTable(KeyedTable[Tick]):
             only = None
         if only is None:
             self._next_change = _NEVER
+        elif self.has_rows(only):  # quotes of rows shown: no row comes, goes or moves
+            ticks = state.ticks
+            self.update_rows(ticks[s] for s in only if s in ticks)
+            self._arm()
+            return
         symbols = market_symbols(state)
         if symbols is None:
             self.sync(state.ticks.values(), only=only)

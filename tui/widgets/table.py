@@ -140,6 +140,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         self._keys: list[str] = []  # row order: insertion order
         self._index: dict[str, int] = {}
         self._cells: dict[str, tuple[Cell, ...]] = {}  # every column's cell, shown or not
+        self._pending: dict[str, T] = {}  # rows out of view: their newest item, cells not built yet
         self._cursor = 0
         self._visible: list[int] = list(range(len(self.COLUMNS)))
         self._column_index = {key: i for i, (key, _, _) in enumerate(self.COLUMNS)}
@@ -180,6 +181,8 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         return list(self._keys)
 
     def get_cell(self, row_key: str, column_key: str) -> Cell:
+        if row_key in self._pending:
+            self._build_pending(row_key)
         return self._cells[row_key][self._column_index[column_key]]
 
     def row_in_view(self, row_key: str) -> bool:
@@ -225,6 +228,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         for key in gone:
             del self._cells[key]
             self._strips.pop(key, None)
+            self._pending.pop(key, None)
         if gone:
             self._keys = [key for key in self._keys if key in self._cells]
             self._index = {key: i for i, key in enumerate(self._keys)}
@@ -234,6 +238,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
             old = self._cells.get(key)
             if old is not None and only is not None and key not in only:
                 continue
+            self._pending.pop(key, None)
             new = self.cells(item)
             widened = self._note_numbers(new) or widened
             if old is None:
@@ -256,6 +261,46 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
                 self._update_virtual_size()
                 self.scroll_to(y=self.scroll_offset.y + len(added), animate=False)
             self._rows_moved(selected, was_visible)
+
+    def update_rows(self, items: Iterable[T]) -> None:
+        """Bring the rows of ``items`` up to date, every one of them already in the table (the
+        per-tick path when no row comes or goes: the other rows are not even looked at).
+
+        A row scrolled out of view only keeps its newest item: its cells are built when it
+        comes into view (or is read), so a busy row nobody sees costs a dictionary write, and a
+        number that outgrows its column widens it then."""
+        widened = False
+        index, pending, strips = self._index, self._pending, self._strips
+        top = self.scroll_offset.y
+        bottom = top + self._page
+        for item in items:
+            key = self.key_of(item)
+            if not top <= index[key] < bottom:
+                if key not in pending:
+                    strips.pop(key, None)
+                pending[key] = item
+                continue
+            pending.pop(key, None)
+            old = self._cells[key]
+            new = self.cells(item)
+            widened = self._note_numbers(new) or widened
+            if len(old) != len(new) or any(map(_differ, old, new)):
+                self._set_row(key, new)
+        if widened:
+            self._lay_out(force=True)
+
+    def _build_pending(self, key: str) -> None:
+        """The cells of a row updated while out of view (see ``update_rows``)."""
+        cells = self.cells(self._pending.pop(key))
+        self._cells[key] = cells
+        self._strips.pop(key, None)
+        if self._note_numbers(cells):
+            self._lay_out(force=True)
+
+    def has_rows(self, keys: Iterable[str]) -> bool:
+        """Whether every one of ``keys`` is a row."""
+        index = self._index
+        return all(key in index for key in keys)
 
     def _note_numbers(self, cells: tuple[Cell, ...]) -> bool:
         """Remember the widest number of each column, and the widest text of each flexible
@@ -293,8 +338,13 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
     def reorder(self, keys: list[str]) -> None:
         """Put the rows in the order of ``keys`` (rows not named keep their order, after them);
         the cursor stays on its row."""
-        named = [k for k in keys if k in self._cells]
-        order = named + [k for k in self._keys if k not in set(named)]
+        cells = self._cells
+        named = list(dict.fromkeys(k for k in keys if k in cells))
+        if len(named) == len(self._keys):  # every row named (a watchlist): nothing else to keep
+            order = named
+        else:
+            first = set(named)
+            order = named + [k for k in self._keys if k not in first]
         if order == self._keys:
             return
         selected = self.selected_key
@@ -308,6 +358,7 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         self._keys.clear()
         self._index.clear()
         self._cells.clear()
+        self._pending.clear()
         self._strips.clear()
         self._cursor = 0
         self._numbers = [0] * len(self.COLUMNS)
@@ -475,6 +526,8 @@ class KeyedTable(ScrollView, Generic[T], can_focus=True, inherit_bindings=False)
         if index >= len(self._keys):
             return Strip.blank(width, self._base)
         key = self._keys[index]
+        if key in self._pending:  # updated while out of view
+            self._build_pending(key)
         strip = self._strips.get(key)
         if strip is None:
             strip = self._strips[key] = self._build_row(self._cells[key])
