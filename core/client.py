@@ -349,7 +349,119 @@ class LocalConsoleClient(ConsoleClient):
 DAEMON_LOST = "connection to the daemon lost"
 
 
-class RemoteConsoleClient(ConsoleClient):
+class WireConsoleClient(ConsoleClient):
+    """What the clients over a wire share: state from their own ``aggregator``, and every
+    command one request with one reply through ``_request`` (the control socket's, or the
+    command streams on Redis). A subclass says how long its slower requests may take."""
+
+    aggregator: DataAggregator
+    #: history and watchlist requests (a report; quotes to wait for): None is ``_request``'s default
+    SLOW_REQUEST_TIMEOUT: float | None = None
+
+    async def _request(
+        self, account_id: str, msg_type: RequestType, data: Any, timeout: float | None = None
+    ) -> Reply:
+        raise NotImplementedError
+
+    def _reverse_timeout(self, timeout: float) -> float | None:
+        """How long to wait for a reverse's reply when the trader may take ``timeout``."""
+        return None
+
+    # ------------------------------------------------------------------ ConsoleClient
+
+    @property
+    def account_ids(self) -> list[str]:
+        return list(self.aggregator.states)
+
+    def state(self, account_id: str) -> AccountState:
+        return self.aggregator.states[account_id]
+
+    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
+        return self.aggregator.subscribe(callback)
+
+    async def history(
+        self,
+        account_id: str,
+        kind: HistoryKind,
+        *,
+        since: float | None = None,
+        limit: int = 1000,
+        vt_symbol: str | None = None,
+        every: float | None = None,
+        until: float | None = None,
+    ) -> Reply:
+        req = HistoryRequest(
+            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
+        )
+        return typed_history(
+            kind, await self._request(account_id, "history_req", req, timeout=self.SLOW_REQUEST_TIMEOUT)
+        )
+
+    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
+        return await self._request(account_id, "watchlist_req", req, timeout=self.SLOW_REQUEST_TIMEOUT)
+
+    async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
+        return await self._request(account_id, "order_req", req)
+
+    async def cancel_order(self, account_id: str, order_id: str) -> Reply:
+        return await self._request(account_id, "cancel_req", CancelRequest(order_id=order_id))
+
+    async def cancel_all(self, account_id: str, vt_symbol: str | None = None) -> Reply:
+        return await self._request(account_id, "cancel_all_req", CancelAllRequest(vt_symbol=vt_symbol))
+
+    async def close_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        price: float | None = None,
+    ) -> Reply:
+        req = CloseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, price=price)
+        return await self._request(account_id, "close_req", req)
+
+    async def reverse_position(
+        self,
+        account_id: str,
+        vt_symbol: str,
+        direction: Direction,
+        *,
+        volume: float | None = None,
+        timeout: float = 10.0,
+    ) -> Reply:
+        req = ReverseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, timeout=timeout)
+        return await self._request(account_id, "reverse_req", req, timeout=self._reverse_timeout(timeout))
+
+    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
+        return await self._request(account_id, "cond_req", req)
+
+    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
+        return await self._request(account_id, "cond_cmd_req", command)
+
+    async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
+        return await self._request(account_id, "state_req", StateRequest(state=state))
+
+    async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
+        return await self._request(account_id, "strategy_req", command)
+
+    async def status(self, account_id: str) -> Reply:
+        reply = await self._request(account_id, "info_req", Empty())
+        if reply.ok and reply.result is not None:
+            reply.result = msgspec.convert(reply.result, TraderInfo)
+        return reply
+
+    async def start_trader(self, account_id: str) -> Reply:
+        return await self._request(account_id, "trader_req", TraderCommand(action="start"), timeout=60.0)
+
+    async def stop_trader(self, account_id: str) -> Reply:
+        return await self._request(account_id, "trader_req", TraderCommand(action="stop"), timeout=60.0)
+
+    async def restart_trader(self, account_id: str) -> Reply:
+        return await self._request(account_id, "trader_req", TraderCommand(action="restart"), timeout=60.0)
+
+
+class RemoteConsoleClient(WireConsoleClient):
     """ConsoleClient over a running daemon's control socket (``qtrader-tui --attach``).
 
     It keeps its own ``DataAggregator``, filled from the daemon's stream, so the console
@@ -509,82 +621,6 @@ class RemoteConsoleClient(ConsoleClient):
         except ConnectionError:
             return Reply(ok=False, error="not attached to the daemon; nothing was sent")
 
-    # ------------------------------------------------------------------ ConsoleClient
-
-    @property
-    def account_ids(self) -> list[str]:
-        return list(self.aggregator.states)
-
-    def state(self, account_id: str) -> AccountState:
-        return self.aggregator.states[account_id]
-
-    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
-        return self.aggregator.subscribe(callback)
-
-    async def history(
-        self,
-        account_id: str,
-        kind: HistoryKind,
-        *,
-        since: float | None = None,
-        limit: int = 1000,
-        vt_symbol: str | None = None,
-        every: float | None = None,
-        until: float | None = None,
-    ) -> Reply:
-        req = HistoryRequest(
-            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
-        )
-        return typed_history(kind, await self._request(account_id, "history_req", req))
-
-    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
-        return await self._request(account_id, "watchlist_req", req)
-
-    async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
-        return await self._request(account_id, "order_req", req)
-
-    async def cancel_order(self, account_id: str, order_id: str) -> Reply:
-        return await self._request(account_id, "cancel_req", CancelRequest(order_id=order_id))
-
-    async def cancel_all(self, account_id: str, vt_symbol: str | None = None) -> Reply:
-        return await self._request(account_id, "cancel_all_req", CancelAllRequest(vt_symbol=vt_symbol))
-
-    async def close_position(
-        self,
-        account_id: str,
-        vt_symbol: str,
-        direction: Direction,
-        *,
-        volume: float | None = None,
-        price: float | None = None,
-    ) -> Reply:
-        req = CloseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, price=price)
-        return await self._request(account_id, "close_req", req)
-
-    async def reverse_position(
-        self,
-        account_id: str,
-        vt_symbol: str,
-        direction: Direction,
-        *,
-        volume: float | None = None,
-        timeout: float = 10.0,
-    ) -> Reply:
-        req = ReverseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, timeout=timeout)
-        return await self._request(account_id, "reverse_req", req)
-
-    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
-        return await self._request(account_id, "cond_req", req)
-
-    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
-        return await self._request(account_id, "cond_cmd_req", command)
-
-    async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
-        return await self._request(account_id, "state_req", StateRequest(state=state))
-
-    async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
-        return await self._request(account_id, "strategy_req", command)
-
     async def kill_switch(
         self, account_id: str | None = None, *, keep_protective: bool = False
     ) -> dict[str, Reply]:
@@ -594,18 +630,3 @@ class RemoteConsoleClient(ConsoleClient):
             return {a: msgspec.convert(r, Reply) for a, r in reply.result.items()}
         targets = [account_id] if account_id else self.account_ids
         return dict.fromkeys(targets, reply)
-
-    async def status(self, account_id: str) -> Reply:
-        reply = await self._request(account_id, "info_req", Empty())
-        if reply.ok and reply.result is not None:
-            reply.result = msgspec.convert(reply.result, TraderInfo)
-        return reply
-
-    async def start_trader(self, account_id: str) -> Reply:
-        return await self._request(account_id, "trader_req", TraderCommand(action="start"), timeout=60.0)
-
-    async def stop_trader(self, account_id: str) -> Reply:
-        return await self._request(account_id, "trader_req", TraderCommand(action="stop"), timeout=60.0)
-
-    async def restart_trader(self, account_id: str) -> Reply:
-        return await self._request(account_id, "trader_req", TraderCommand(action="restart"), timeout=60.0)

@@ -26,44 +26,25 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from core.aggregator import AccountState, Change, DataAggregator
-from core.client import ConsoleClient
-from core.manager import typed_history
+from core.aggregator import DataAggregator
+from core.client import WireConsoleClient
 from core.models import (
     OUTCOME_UNKNOWN,
-    CancelRequest,
-    CloseRequest,
-    Direction,
-    OrderRequest,
-    TraderInfo,
     TraderStatus,
-    TradingState,
 )
 from core.protocol import (
-    CancelAllRequest,
-    ConditionalCommand,
-    ConditionalRequest,
     ConsoleState,
-    Empty,
-    HistoryKind,
-    HistoryRequest,
     KillRequest,
     Message,
     ProtocolError,
     Reply,
     RequestType,
-    ReverseRequest,
-    StateRequest,
-    StrategyCommand,
-    TraderCommand,
     TraderStatusUpdate,
-    WatchlistRequest,
 )
 from core.redis_link import (
     COMMAND_MAXLEN,
@@ -105,7 +86,7 @@ class _Position:
         self.entry_id, self.seq, self.run = entry_id, seq, run
 
 
-class RedisConsoleClient(ConsoleClient):
+class RedisConsoleClient(WireConsoleClient):
     """ConsoleClient over every daemon publishing on one Redis."""
 
     RETRY_SECONDS = 1.0
@@ -419,82 +400,11 @@ class RedisConsoleClient(ConsoleClient):
 
     # ------------------------------------------------------------------ ConsoleClient
 
-    @property
-    def account_ids(self) -> list[str]:
-        return list(self.aggregator.states)
+    SLOW_REQUEST_TIMEOUT = 20.0  # a report read from the database; quotes waited for
 
-    def state(self, account_id: str) -> AccountState:
-        return self.aggregator.states[account_id]
-
-    def subscribe(self, callback: Callable[[Change], None]) -> Callable[[], None]:
-        return self.aggregator.subscribe(callback)
-
-    async def history(
-        self,
-        account_id: str,
-        kind: HistoryKind,
-        *,
-        since: float | None = None,
-        limit: int = 1000,
-        vt_symbol: str | None = None,
-        every: float | None = None,
-        until: float | None = None,
-    ) -> Reply:
-        req = HistoryRequest(
-            kind=kind, since=since, until=until, limit=limit, vt_symbol=vt_symbol, every=every
-        )
-        return typed_history(kind, await self._request(account_id, "history_req", req, timeout=20.0))
-
-    async def send_order(self, account_id: str, req: OrderRequest) -> Reply:
-        return await self._request(account_id, "order_req", req)
-
-    async def cancel_order(self, account_id: str, order_id: str) -> Reply:
-        return await self._request(account_id, "cancel_req", CancelRequest(order_id=order_id))
-
-    async def cancel_all(self, account_id: str, vt_symbol: str | None = None) -> Reply:
-        return await self._request(account_id, "cancel_all_req", CancelAllRequest(vt_symbol=vt_symbol))
-
-    async def close_position(
-        self,
-        account_id: str,
-        vt_symbol: str,
-        direction: Direction,
-        *,
-        volume: float | None = None,
-        price: float | None = None,
-    ) -> Reply:
-        req = CloseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, price=price)
-        return await self._request(account_id, "close_req", req)
-
-    async def watchlist(self, account_id: str, req: WatchlistRequest) -> Reply:
-        return await self._request(account_id, "watchlist_req", req, timeout=20.0)
-
-    async def reverse_position(
-        self,
-        account_id: str,
-        vt_symbol: str,
-        direction: Direction,
-        *,
-        volume: float | None = None,
-        timeout: float = 10.0,
-    ) -> Reply:
-        req = ReverseRequest(vt_symbol=vt_symbol, direction=direction, volume=volume, timeout=timeout)
+    def _reverse_timeout(self, timeout: float) -> float:
         # the trader may take up to its timeout once it started (before the deadline)
-        return await self._request(
-            account_id, "reverse_req", req, timeout=self.deadline + timeout + REPLY_GRACE
-        )
-
-    async def create_conditional(self, account_id: str, req: ConditionalRequest) -> Reply:
-        return await self._request(account_id, "cond_req", req)
-
-    async def conditional_command(self, account_id: str, command: ConditionalCommand) -> Reply:
-        return await self._request(account_id, "cond_cmd_req", command)
-
-    async def set_trading_state(self, account_id: str, state: TradingState) -> Reply:
-        return await self._request(account_id, "state_req", StateRequest(state=state))
-
-    async def strategy_command(self, account_id: str, command: StrategyCommand) -> Reply:
-        return await self._request(account_id, "strategy_req", command)
+        return self.deadline + timeout + REPLY_GRACE
 
     async def kill_switch(
         self, account_id: str | None = None, *, keep_protective: bool = False
@@ -511,21 +421,6 @@ class RedisConsoleClient(ConsoleClient):
 
         replies = await asyncio.gather(*(one(a) for a in targets))
         return dict(zip(targets, replies, strict=True))
-
-    async def status(self, account_id: str) -> Reply:
-        reply = await self._request(account_id, "info_req", Empty())
-        if reply.ok and reply.result is not None:
-            reply.result = msgspec.convert(reply.result, TraderInfo)
-        return reply
-
-    async def start_trader(self, account_id: str) -> Reply:
-        return await self._request(account_id, "trader_req", TraderCommand(action="start"), timeout=60.0)
-
-    async def stop_trader(self, account_id: str) -> Reply:
-        return await self._request(account_id, "trader_req", TraderCommand(action="stop"), timeout=60.0)
-
-    async def restart_trader(self, account_id: str) -> Reply:
-        return await self._request(account_id, "trader_req", TraderCommand(action="restart"), timeout=60.0)
 
 
 async def _beats(redis: Any) -> dict[str, HostBeat]:
