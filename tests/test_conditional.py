@@ -259,6 +259,20 @@ def _entry(trader: Trader, op: TriggerOp, ticks_away: int, **kw: Any) -> Conditi
     )
 
 
+def _stop_loss(trader: Trader, lots: int, *, ticks_below: int = 5, **kw: Any) -> ConditionalRequest:
+    """A stop-loss on the long position: SELL CLOSE ``lots`` once last is ``ticks_below`` ticks down."""
+    return _entry(
+        trader,
+        TriggerOp.LE,
+        -ticks_below,
+        kind=CondKind.STOP_LOSS,
+        direction=Direction.SHORT,
+        offset=Offset.CLOSE,
+        volume=lots,
+        **kw,
+    )
+
+
 def _cond(trader: Trader, cond_id: str) -> ConditionalOrder:
     (stored,) = [c for c in trader.db.load_conditionals(limit=1000) if c.cond_id == cond_id]  # type: ignore[union-attr]
     return stored
@@ -368,16 +382,7 @@ async def test_a_trailing_stop_loss_follows_then_closes_with_explicit_offsets(tr
     await _long(trader, 2)
     step = trader.oms.contracts[SYMBOL].pricetick
     last = trader.oms.ticks[SYMBOL].last_price
-    req = ConditionalRequest(
-        vt_symbol=SYMBOL,
-        kind=CondKind.STOP_LOSS,
-        op=TriggerOp.LE,
-        trigger_price=last - 10 * step,
-        direction=Direction.SHORT,
-        offset=Offset.CLOSE,
-        volume=2,
-        trailing=10 * step,
-    )
+    req = _stop_loss(trader, 2, ticks_below=10, trailing=10 * step)
     reply = _request(trader, "cond_req", req)
     assert reply.ok, reply.error
     cond_id = reply.result["cond_id"]
@@ -398,15 +403,7 @@ async def test_a_stop_whose_position_is_closed_is_cancelled_and_sends_nothing(tr
     await _long(trader, 1)
     last = trader.oms.ticks[SYMBOL].last_price
     step = trader.oms.contracts[SYMBOL].pricetick
-    stop = ConditionalRequest(
-        vt_symbol=SYMBOL,
-        kind=CondKind.STOP_LOSS,
-        op=TriggerOp.LE,
-        trigger_price=last - 5 * step,
-        direction=Direction.SHORT,
-        offset=Offset.CLOSE,
-        volume=1,
-    )
+    stop = _stop_loss(trader, 1, ticks_below=5)
     cond_id = _request(trader, "cond_req", stop).result["cond_id"]
     sell = OrderRequest(
         vt_symbol=SYMBOL,
@@ -715,15 +712,7 @@ async def test_a_stop_whose_position_was_closed_while_the_venue_was_away_is_canc
     await _long(trader, 1)
     last = trader.oms.ticks[SYMBOL].last_price
     step = trader.oms.contracts[SYMBOL].pricetick
-    stop = ConditionalRequest(
-        vt_symbol=SYMBOL,
-        kind=CondKind.STOP_LOSS,
-        op=TriggerOp.LE,
-        trigger_price=last - 5 * step,
-        direction=Direction.SHORT,
-        offset=Offset.CLOSE,
-        volume=1,
-    )
+    stop = _stop_loss(trader, 1, ticks_below=5)
     cond_id = _request(trader, "cond_req", stop).result["cond_id"]
     trader.on_status(GatewayStatus.DISCONNECTED, "test: session lost")
     # the close that happened meanwhile (another terminal, a forced close), as the venue replays it
@@ -761,15 +750,7 @@ async def test_a_stop_hit_while_working_closes_hold_its_lots_waits_and_is_not_co
     await _long(trader, 2)
     last = trader.oms.ticks[SYMBOL].last_price
     step = trader.oms.contracts[SYMBOL].pricetick
-    stop = ConditionalRequest(
-        vt_symbol=SYMBOL,
-        kind=CondKind.STOP_LOSS,
-        op=TriggerOp.LE,
-        trigger_price=last - 5 * step,
-        direction=Direction.SHORT,
-        offset=Offset.CLOSE,
-        volume=2,
-    )
+    stop = _stop_loss(trader, 2, ticks_below=5)
     cond_id = _request(trader, "cond_req", stop).result["cond_id"]
     resting = _request(
         trader,
