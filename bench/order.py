@@ -94,11 +94,11 @@ def _frames() -> tuple[bytes, bytes]:
         account_id="BENCH",
     )
     ping = encode_frame(
-        Message(type="order_req", account_id="BENCH", seq=1, ts=time.time(), req_id=1, data=req)
+        Message.new(type="order_req", account_id="BENCH", seq=1, ts=time.time(), req_id=1, data=req)
     )
     reply = Reply(ok=True, result={"order_id": "BENCH.sim.1764790000.000123"})
     pong = encode_frame(
-        Message(type="reply", account_id="BENCH", seq=1, ts=time.time(), req_id=1, data=reply)
+        Message.new(type="reply", account_id="BENCH", seq=1, ts=time.time(), req_id=1, data=reply)
     )
     return ping, pong
 

@@ -75,7 +75,7 @@ async def _publish(url: str, host: str, count: int, ready: Any, go: Any, done: A
         await asyncio.sleep(0.001)
     agg = manager.aggregator
     for i in range(count):
-        agg.apply(account_id, Message(type="tick", account_id=account_id, data=_tick(account_id, i)))
+        agg.apply(account_id, Message.new(type="tick", account_id=account_id, data=_tick(account_id, i)))
         if i % 100 == 0:
             await asyncio.sleep(0)  # the trader links' reads yield like this between chunks
     # up until the console has read it all: a host that stops is "host down", and not read on

@@ -536,7 +536,7 @@ class RemoteConsoleClient(WireConsoleClient):
                 link.send_nowait("attach", Empty(), 0)
                 while True:
                     try:
-                        msg = await link.recv()
+                        msg = link.recv_nowait() or await link.recv()
                     except ProtocolError as exc:
                         if exc.fatal:
                             raise ConnectionError(str(exc)) from None
@@ -569,10 +569,11 @@ class RemoteConsoleClient(WireConsoleClient):
             agg.reset(msg.account_id)  # nothing of a previous attach (or daemon run) lingers
             if view.snapshot is not None:
                 agg.apply(
-                    msg.account_id, Message(type="snapshot", account_id=msg.account_id, data=view.snapshot)
+                    msg.account_id,
+                    Message.new(type="snapshot", account_id=msg.account_id, data=view.snapshot),
                 )
             for entry in view.logs:
-                agg.apply(msg.account_id, Message(type="log", account_id=msg.account_id, data=entry))
+                agg.apply(msg.account_id, Message.new(type="log", account_id=msg.account_id, data=entry))
             self._apply_status(msg.account_id, view.trader)
         elif msg.type == "trader_status":
             self._apply_status(msg.account_id, msg.data)

@@ -353,7 +353,7 @@ class TradingManager(Supervision):
             words = f"refused a trader (pid {pid}) that is not this manager's: {why}"
             log.error("%s: %s", aid, words)
             entry = LogEntry(account_id=aid, datetime=now(), level="ERROR", message=words, source="manager")
-            self.aggregator.apply(aid, Message(type="log", account_id=aid, data=entry))
+            self.aggregator.apply(aid, Message.new(type="log", account_id=aid, data=entry))
         if proxy.proc is not None and proxy.proc.pid == pid and proxy.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proxy.proc.terminate()
@@ -406,7 +406,7 @@ class TradingManager(Supervision):
         paper = self.quotes.registered(proxy)
         while True:
             try:
-                msg = await link.recv()
+                msg = link.recv_nowait() or await link.recv()
             except ProtocolError as exc:
                 if exc.fatal:
                     log.error("%s: %s; closing the link", aid, exc)
@@ -608,4 +608,4 @@ def _bounded_row(account_id: str, msg: Message) -> bool:
 
 
 def _register_message(info: TraderInfo) -> Message:
-    return Message(type="register", account_id=info.account_id, data=info)
+    return Message.new(type="register", account_id=info.account_id, data=info)

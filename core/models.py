@@ -143,7 +143,12 @@ class TraderStatus(StrEnum):
 
 
 class Struct(msgspec.Struct, kw_only=True):
-    """Base for model structs: keyword-only construction."""
+    """Base for model structs: keyword-only construction.
+
+    The structs that stream by the thousand (ticks, bars, orders, trades, positions, accounts,
+    equity points) are ``gc=False``: their fields are all scalars (text, numbers, enums,
+    datetimes), so they can never be part of a reference cycle and the garbage collector need not
+    track them (cheaper to build, fewer collections; tests/test_protocol.py checks the fields)."""
 
 
 # What a request may carry, bounded where it is decoded (ARCHITECTURE.md, "Bad input"): a field
@@ -263,7 +268,7 @@ Level = tuple[float, float]
 """One book level: (price, volume); (0, 0) for a level the venue did not report."""
 
 
-class Tick(Struct, kw_only=True, omit_defaults=True):
+class Tick(Struct, kw_only=True, omit_defaults=True, gc=False):
     """A quote: the last trade, the day's statistics, the price limits and the book, five levels
     each side as vnpy's ``TickData`` names them (``bid_price_1`` best). A level the venue did not
     report is 0 (and left off the wire: ``omit_defaults``, so a level-1 front pays nothing for
@@ -344,7 +349,7 @@ def depth_fields(bids: Sequence[Level], asks: Sequence[Level]) -> dict[str, floa
     return fields
 
 
-class Bar(Struct, kw_only=True):
+class Bar(Struct, kw_only=True, gc=False):
     account_id: str = ""
     vt_symbol: str
     interval: str = "1m"
@@ -419,7 +424,7 @@ class CloseRequest(Struct, kw_only=True):
     account_id: NameField = ""
 
 
-class Order(Struct, kw_only=True):
+class Order(Struct, kw_only=True, gc=False):
     account_id: str
     order_id: str
     vt_symbol: str
@@ -445,7 +450,7 @@ class Order(Struct, kw_only=True):
         return self.volume - self.traded
 
 
-class Trade(Struct, kw_only=True):
+class Trade(Struct, kw_only=True, gc=False):
     account_id: str
     trade_id: str
     order_id: str
@@ -459,7 +464,7 @@ class Trade(Struct, kw_only=True):
     reference: str = "manual"
 
 
-class Position(Struct, kw_only=True):
+class Position(Struct, kw_only=True, gc=False):
     """Keyed by (account_id, vt_symbol, direction). ``price`` is average cost."""
 
     account_id: str
@@ -483,7 +488,7 @@ class Position(Struct, kw_only=True):
         return self.volume - self.yd_volume
 
 
-class Account(Struct, kw_only=True):
+class Account(Struct, kw_only=True, gc=False):
     account_id: str
     balance: float = 0.0
     available: float = 0.0
@@ -509,7 +514,7 @@ class Account(Struct, kw_only=True):
         return self.margin / self.balance
 
 
-class EquityPoint(Struct, kw_only=True, array_like=True):
+class EquityPoint(Struct, kw_only=True, array_like=True, gc=False):
     """One point of an account's equity curve (compact on the wire)."""
 
     datetime: datetime

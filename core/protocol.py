@@ -20,7 +20,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args
 
 import msgspec
 
@@ -360,15 +360,34 @@ class UnknownType(ProtocolError):
 # --------------------------------------------------------------------------- messages
 
 
-class Message(msgspec.Struct, kw_only=True):
-    """One frame. On decode ``data`` is the typed payload struct."""
+class Message(msgspec.Struct, kw_only=True, gc=False):
+    """One frame. Each type has its own subclass, tagged by ``type`` on the wire, whose
+    ``data`` is that type's payload struct (``MESSAGE_TYPES``): build one with ``Message.new``;
+    ``decode_payload`` returns one as msgspec decoded it, envelope and payload in one pass.
 
-    type: MessageType
+    ``gc=False``: a frame holds its payload and is never part of a reference cycle, so the
+    garbage collector need not track the thousands a second that arrive."""
+
+    type: ClassVar[MessageType]
     account_id: str = ""
     seq: int = 0
     ts: float = 0.0
     req_id: int | None = None
     data: Any = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        type: MessageType,  # the field's name on the wire
+        account_id: str = "",
+        seq: int = 0,
+        ts: float = 0.0,
+        req_id: int | None = None,
+        data: Any = None,
+    ) -> Message:
+        """The frame of ``type`` (KeyError for a type not in ``MESSAGE_TYPES``)."""
+        return _MESSAGE_CLASSES[type](account_id=account_id, seq=seq, ts=ts, req_id=req_id, data=data)
 
 
 class _Incoming(msgspec.Struct, kw_only=True):
@@ -385,28 +404,27 @@ _envelope_decoder = msgspec.json.Decoder(_Incoming)
 _payload_decoders = {name: msgspec.json.Decoder(t) for name, t in MESSAGE_TYPES.items()}
 
 
-def _typed_frame(name: str, payload: type) -> type:
-    """The whole frame of one message type as one struct, tagged by ``type``."""
+def _message_class(name: MessageType, payload: type) -> type[Message]:
+    """The frame of one message type: ``Message`` with ``data`` typed, tagged by ``type``."""
     return msgspec.defstruct(
-        f"_Frame_{name}",
-        [
-            ("account_id", str, ""),
-            ("seq", int, 0),
-            ("ts", float, 0.0),
-            ("req_id", int | None, None),
-            ("data", payload),
-        ],
+        f"Message_{name}",
+        [("data", payload)],
+        bases=(Message,),
         kw_only=True,
         tag_field="type",
         tag=name,
+        gc=False,
+        namespace={"type": name},
     )
 
 
-_FRAME_TYPES: dict[type, MessageType] = {_typed_frame(name, t): name for name, t in MESSAGE_TYPES.items()}
-_FRAMES = tuple(_FRAME_TYPES)
+_MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
+    name: _message_class(name, t) for name, t in MESSAGE_TYPES.items()
+}
+_CLASSES = tuple(_MESSAGE_CLASSES.values())
 #: one pass over a well-formed frame: envelope and payload decoded together. Anything it
 #: refuses is decoded again the two-step way (``_decode_checked``), which says what is wrong.
-_frame_decoder = msgspec.json.Decoder(_FRAMES[0] if len(_FRAMES) == 1 else Union[_FRAMES])  # noqa: UP007
+_frame_decoder = msgspec.json.Decoder(_CLASSES[0] if len(_CLASSES) == 1 else Union[_CLASSES])  # noqa: UP007
 
 
 # --------------------------------------------------------------------------- sizes
@@ -522,24 +540,16 @@ def _printable_fields(data: Any, msg_type: str, req_id: int | None) -> None:
 def decode_payload(payload: bytes | memoryview) -> Message:
     """JSON body of one frame -> Message with a typed ``data``."""
     try:
-        frame = _frame_decoder.decode(payload)
+        msg: Message = _frame_decoder.decode(payload)
     except Exception:  # refused, for whatever reason: the checked way says which
         return _decode_checked(payload)
-    msg_type = _FRAME_TYPES[type(frame)]
-    if len(frame.account_id) > MAX_NAME_LENGTH:
+    if len(msg.account_id) > MAX_NAME_LENGTH:
         raise SchemaError(
-            f"account id longer than {MAX_NAME_LENGTH} characters", req_id=frame.req_id, msg_type=msg_type
+            f"account id longer than {MAX_NAME_LENGTH} characters", req_id=msg.req_id, msg_type=msg.type
         )
-    if msg_type in REQUEST_TYPES:
-        _printable_fields(frame.data, msg_type, frame.req_id)
-    return Message(
-        type=msg_type,
-        account_id=frame.account_id,
-        seq=frame.seq,
-        ts=frame.ts,
-        req_id=frame.req_id,
-        data=frame.data,
-    )
+    if msg.type in REQUEST_TYPES:
+        _printable_fields(msg.data, msg.type, msg.req_id)
+    return msg
 
 
 def _decode_checked(payload: bytes | memoryview) -> Message:
@@ -579,7 +589,7 @@ def _decode_checked(payload: bytes | memoryview) -> Message:
         ) from None
     if env.type in REQUEST_TYPES:
         _printable_fields(data, env.type, env.req_id)
-    return Message(
+    return Message.new(
         type=env.type,  # type: ignore[arg-type]  # one of MESSAGE_TYPES: it has a decoder
         account_id=env.account_id,
         seq=env.seq,
@@ -716,8 +726,7 @@ class Link:
         out += _NO_HEADER
         try:
             _encoder.encode_into(
-                Message(
-                    type=msg_type,
+                _MESSAGE_CLASSES[msg_type](
                     account_id=self.account_id if account_id is None else account_id,
                     seq=self._seq,
                     ts=time.time(),
@@ -792,6 +801,13 @@ class Link:
         """Write what is queued and wait until the transport has room again."""
         self.flush()
         await self.writer.drain()
+
+    def recv_nowait(self) -> Message | None:
+        """The next message if its frame has already arrived, else None (then ``await recv()``):
+        a read loop that takes what has arrived this way makes no coroutine per message.
+        Raises as ``recv`` does for a bad frame."""
+        ready = self._ready
+        return decode_payload(ready.popleft()) if ready else None
 
     async def recv(self) -> Message:
         """Next message. Reads in large chunks, so a burst of small frames

@@ -293,9 +293,9 @@ class RedisConsoleClient(WireConsoleClient):
         agg = self.aggregator
         agg.reset(account_id)
         if view.snapshot is not None:
-            agg.apply(account_id, Message(type="snapshot", account_id=account_id, data=view.snapshot))
+            agg.apply(account_id, Message.new(type="snapshot", account_id=account_id, data=view.snapshot))
         for entry in view.logs:
-            agg.apply(account_id, Message(type="log", account_id=account_id, data=entry))
+            agg.apply(account_id, Message.new(type="log", account_id=account_id, data=entry))
         self._apply_status(account_id, view.trader)
         self._positions[account_id] = _Position(entry_id, msg.seq, beat.run)
 

@@ -119,7 +119,7 @@ def encode_message(
 ) -> bytes:
     """One entry's ``m``: the JSON of a frame, without its length prefix."""
     return _encoder.encode(
-        Message(type=msg_type, account_id=account_id, seq=seq, ts=time.time(), req_id=req_id, data=data)
+        Message.new(type=msg_type, account_id=account_id, seq=seq, ts=time.time(), req_id=req_id, data=data)
     )
 
 

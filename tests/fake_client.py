@@ -562,7 +562,7 @@ class FakeClient(ConsoleClient):
 
     def apply(self, account_id: str, msg_type: str, data: Any) -> None:
         """Feed one trader message, as the manager would (subscribers are told)."""
-        self.aggregator.apply(account_id, Message(type=msg_type, account_id=account_id, data=data))
+        self.aggregator.apply(account_id, Message.new(type=msg_type, account_id=account_id, data=data))
 
     def reply_next(self, command: str, reply: Reply) -> None:
         """Answer the next call of ``command`` (``send_order``, ``cancel_all``...) with ``reply``."""

@@ -21,7 +21,7 @@ from core.protocol import Message, Snapshot
 
 
 def _msg(msg_type: str, data: object) -> Message:
-    return Message(type=msg_type, account_id="DQ1", data=data)
+    return Message.new(type=msg_type, account_id="DQ1", data=data)
 
 
 def _order(order_id: str, status: Status = Status.NOTTRADED) -> Order:

@@ -230,7 +230,7 @@ async def test_a_console_re_attaching_shows_nothing_of_the_previous_run(daemon: 
     )
     seen: list[str] = []
     unsubscribe = client.subscribe(lambda change: seen.append(change.kind))
-    client._on_message(Message(type="console_state", account_id="A1", data=view))
+    client._on_message(Message.new(type="console_state", account_id="A1", data=view))
     unsubscribe()
     assert not state.positions and not state.orders and not state.trades and state.info is None
     assert (state.status, state.status_message, state.pid, state.restarts) == (

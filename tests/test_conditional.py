@@ -213,7 +213,7 @@ def _request(trader: Trader, msg_type: str, data: object) -> Reply:
     """One request as the manager sends it, its one reply."""
     link = FakeLink()
     trader.link = link  # type: ignore[assignment]
-    trader._dispatch(link, Message(type=msg_type, req_id=7, data=data))  # type: ignore[arg-type]
+    trader._dispatch(link, Message.new(type=msg_type, req_id=7, data=data))  # type: ignore[arg-type]
     (reply,) = [d for t, d, r in link.sent if t == "reply" and r == 7]
     return reply
 
@@ -613,7 +613,7 @@ async def test_an_attaching_console_gets_the_conditional_orders_and_the_number_a
     cond_id = _request(trader, "cond_req", _entry(trader, TriggerOp.GE, 5)).result["cond_id"]
     agg = DataAggregator()
     agg.add_account("CO1", "sim")
-    agg.apply("CO1", Message(type="snapshot", account_id="CO1", data=trader.snapshot()))
+    agg.apply("CO1", Message.new(type="snapshot", account_id="CO1", data=trader.snapshot()))
     assert agg.states["CO1"].conditionals[cond_id].state is CondState.PENDING
     view = console_state(agg.states["CO1"], 16 * 1024 * 1024)
     assert view.snapshot is not None and [c.cond_id for c in view.snapshot.conditionals] == [cond_id]

@@ -88,7 +88,7 @@ def _request(trader: Trader, msg_type: str, data: object) -> Reply:
     """One request as the manager sends it (the manual road), its one reply."""
     link = FakeLink()
     trader.link = link  # type: ignore[assignment]
-    trader._dispatch(link, Message(type=msg_type, req_id=7, data=data))  # type: ignore[arg-type]
+    trader._dispatch(link, Message.new(type=msg_type, req_id=7, data=data))  # type: ignore[arg-type]
     (reply,) = [d for t, d, r in link.sent if t == "reply" and r == 7]
     return reply
 

@@ -62,7 +62,7 @@ def _order() -> Order:
 
 
 def test_frame_is_big_endian_length_then_json() -> None:
-    frame = encode_frame(Message(type="order", account_id="DQ1", seq=5, ts=1.5, data=_order()))
+    frame = encode_frame(Message.new(type="order", account_id="DQ1", seq=5, ts=1.5, data=_order()))
     (length,) = struct.unpack(">I", frame[:4])
     assert length == len(frame) - 4
     obj = json.loads(frame[4:])
@@ -75,7 +75,7 @@ def test_frame_is_big_endian_length_then_json() -> None:
 
 def test_round_trip_is_typed() -> None:
     order = _order()
-    msg = decode_payload(encode_frame(Message(type="order", req_id=None, data=order))[4:])
+    msg = decode_payload(encode_frame(Message.new(type="order", req_id=None, data=order))[4:])
     assert isinstance(msg.data, Order)
     assert msg.data == order
     assert msg.data.direction is Direction.SHORT
@@ -90,7 +90,7 @@ def test_every_type_round_trips_a_default_instance() -> None:
     }
     for name, value in samples.items():
         assert isinstance(value, MESSAGE_TYPES[name])
-        msg = decode_payload(encode_frame(Message(type=name, req_id=7, data=value))[4:])
+        msg = decode_payload(encode_frame(Message.new(type=name, req_id=7, data=value))[4:])
         assert msg.data == value and msg.req_id == 7
 
 
@@ -117,7 +117,7 @@ def test_a_tick_round_trips_its_levels_and_limits(
         open_interest=oi,
         **depth_fields(bids, asks),
     )
-    msg = decode_payload(encode_frame(Message(type="tick", data=tick))[4:])
+    msg = decode_payload(encode_frame(Message.new(type="tick", data=tick))[4:])
     assert isinstance(msg.data, Tick) and msg.data == tick
     blank = ((0.0, 0.0),) * (DEPTH_LEVELS - len(bids))
     assert msg.data.bids == (*bids, *blank)
@@ -130,7 +130,7 @@ def test_levels_a_venue_did_not_report_stay_off_the_wire() -> None:
     tick = Tick(
         vt_symbol="m2605.DCE", datetime=now(), last_price=2800, **depth_fields([(2800, 3)], [(2801, 4)])
     )
-    data = json.loads(encode_frame(Message(type="tick", data=tick))[4:])["data"]
+    data = json.loads(encode_frame(Message.new(type="tick", data=tick))[4:])["data"]
     assert "bid_price_1" in data and not any(k.endswith(("_2", "_3", "_4", "_5")) for k in data)
     assert decode_payload(json.dumps({"type": "tick", "data": data}).encode()).data.bids[1:] == ((0, 0),) * 4
 
@@ -182,7 +182,7 @@ def test_oversized_frame_is_fatal_before_body_arrives() -> None:
 
 def test_truncated_stream() -> None:
     buf = FrameBuffer()
-    frame = encode_frame(Message(type="order", data=_order()))
+    frame = encode_frame(Message.new(type="order", data=_order()))
     assert buf.feed(frame[:-3]) == []
     with pytest.raises(TruncatedFrame):
         buf.close()
@@ -192,7 +192,7 @@ def test_truncated_stream() -> None:
 @given(chunks=st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=50))
 def test_frames_split_anywhere_decode_identically(chunks: list[int]) -> None:
     order = _order()
-    msgs = [Message(type="order", seq=i, data=order) for i in range(3)]
+    msgs = [Message.new(type="order", seq=i, data=order) for i in range(3)]
     stream = b"".join(encode_frame(m) for m in msgs)
     buf = FrameBuffer()
     out: list[Message] = []
@@ -310,6 +310,78 @@ async def test_frames_of_one_loop_turn_leave_in_one_write_in_order() -> None:
     await right.close()
 
 
+async def test_recv_nowait_takes_what_has_arrived_in_order_with_recv() -> None:
+    """``recv_nowait`` returns a message only once its frame has arrived (None before), in the
+    same order as ``recv`` and mixed with it, and refuses a bad frame as ``recv`` does."""
+    import socket
+
+    a, b = socket.socketpair()
+    ra, wa = await asyncio.open_connection(sock=a)
+    rb, wb = await asyncio.open_connection(sock=b)
+    left = Link(ra, wa, account_id="DQ1")
+    right = Link(rb, wb, account_id="MGR")
+    assert right.recv_nowait() is None
+    left.send_many([("order", _order(), None)] * 3)
+    wa.write(HEADER.pack(5) + b"nope!")
+    left.send_nowait("reply", Reply(ok=True), 9)
+    first = await asyncio.wait_for(right.recv(), 5)  # reads the burst: the rest is now ready
+    got = [first, right.recv_nowait(), right.recv_nowait()]
+    assert [(m.type, m.seq) for m in got] == [("order", 1), ("order", 2), ("order", 3)]
+    with pytest.raises(NotJson):
+        right.recv_nowait() or await asyncio.wait_for(right.recv(), 5)
+    last = right.recv_nowait() or await asyncio.wait_for(right.recv(), 5)
+    assert (last.type, last.seq, last.req_id, last.data) == ("reply", 4, 9, Reply(ok=True))
+    assert right.recv_nowait() is None
+    await left.close()
+    await right.close()
+
+
+def test_a_message_is_its_types_own_struct() -> None:
+    """``Message.new`` builds the frame of a type, ``type`` its tag; a decoded frame is the
+    same struct (equal to the one sent); a type not in MESSAGE_TYPES cannot be built."""
+    sent = Message.new(type="order", account_id="DQ1", seq=3, ts=1.5, req_id=None, data=_order())
+    assert isinstance(sent, Message) and sent.type == "order"
+    got = decode_payload(encode_frame(sent)[HEADER.size :])
+    assert got == sent and type(got) is type(sent)
+    assert got != Message.new(type="trade", account_id="DQ1", seq=3, ts=1.5, data=_order())
+    with pytest.raises(KeyError):
+        Message.new(type="nope")  # type: ignore[arg-type]
+
+
+def test_structs_out_of_the_collectors_sight_hold_only_scalars() -> None:
+    """A ``gc=False`` struct is never tracked by the garbage collector, so it must never be in a
+    reference cycle: every model struct marked so holds only scalars (text, numbers, enums,
+    datetimes, None), nothing that could point back at it. Frames hold their payload, a tree."""
+    import datetime as dt
+    import enum
+    import inspect
+    import types
+    import typing
+
+    import msgspec
+
+    from core import models
+
+    def scalar(t: object) -> bool:
+        if typing.get_origin(t) is typing.Annotated:
+            return scalar(typing.get_args(t)[0])
+        if typing.get_origin(t) in (typing.Union, types.UnionType):
+            return all(scalar(a) for a in typing.get_args(t))
+        return t in (str, int, float, bool, type(None), dt.datetime, dt.date) or (
+            inspect.isclass(t) and issubclass(t, enum.Enum)
+        )
+
+    untracked = [
+        c
+        for c in vars(models).values()
+        if inspect.isclass(c) and issubclass(c, msgspec.Struct) and not c.__struct_config__.gc
+    ]
+    assert {c.__name__ for c in untracked} >= {"Tick", "Bar", "Order", "Trade", "Position", "Account"}
+    for cls in untracked:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        assert all(scalar(hints[f]) for f in cls.__struct_fields__), cls.__name__
+
+
 async def test_a_batch_that_cannot_be_encoded_sends_nothing_of_it() -> None:
     import socket
 
@@ -358,7 +430,7 @@ def test_the_one_pass_decoder_agrees_with_the_checked_one(
             "account_id": account_id,
             "seq": seq,
             "req_id": req_id,
-            "data": json.loads(encode_frame(Message(type="reply", data=data))[HEADER.size :])["data"],
+            "data": json.loads(encode_frame(Message.new(type="reply", data=data))[HEADER.size :])["data"],
         }
     ).encode()
     outcomes = []

@@ -401,7 +401,7 @@ async def _raw_command(
     if ts is None:
         payload = encode_message("order_req", req, account_id=account_id, req_id=req_id)
     else:
-        msg = Message(type="order_req", account_id=account_id, seq=0, ts=ts, req_id=req_id, data=req)
+        msg = Message.new(type="order_req", account_id=account_id, seq=0, ts=ts, req_id=req_id, data=req)
         payload = msgspec.json.encode(msg)
     fields = {
         "m": payload,

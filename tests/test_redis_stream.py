@@ -45,7 +45,7 @@ async def publisher(core_env: CoreEnv, redis: RedisServer) -> AsyncIterator[Redi
     settings = PublishConfig(url=redis.url, host="flood", snapshot_interval=0.2, stream_maxlen=200)
     # the trader has registered (a console's snapshot of an account starts with what it said)
     info = TraderInfo(account_id="F1", gateway="sim", pid=os.getpid())
-    manager.aggregator.apply("F1", Message(type="register", account_id="F1", data=info))
+    manager.aggregator.apply("F1", Message.new(type="register", account_id="F1", data=info))
     pub = RedisPublisher(manager, control, settings)
     assert await pub.claim()
     pub.start()
@@ -66,7 +66,7 @@ def _trade(i: int) -> Message:
         volume=1,
         datetime=now(),
     )
-    return Message(type="trade", account_id="F1", data=trade)
+    return Message.new(type="trade", account_id="F1", data=trade)
 
 
 async def _flood(pub: RedisPublisher, start: int, count: int) -> None:

@@ -51,7 +51,7 @@ async def trader(core_env: CoreEnv) -> AsyncIterator[Trader]:
 
 def _request(trader: Trader, link: FakeLink, msg_type: str, data: Any, req_id: int = 1) -> Reply:
     trader.link = link  # type: ignore[assignment]
-    trader._dispatch(link, Message(type=msg_type, req_id=req_id, data=data))  # type: ignore[arg-type]
+    trader._dispatch(link, Message.new(type=msg_type, req_id=req_id, data=data))  # type: ignore[arg-type]
     replies = [d for t, d, r in link.sent if t == "reply" and r == req_id]
     assert len(replies) == 1, "exactly one reply per request"
     return replies[0]

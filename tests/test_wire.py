@@ -448,10 +448,10 @@ def test_what_a_trader_sends_never_forges_a_daemon_output_line() -> None:
     entry = LogEntry(account_id="A1", datetime=now(), level="ERROR", message="boom" + FORGED * 1000)
     lines, calls = _printed(
         [
-            Message(type="order", account_id="A1", data=order),
-            Message(type="trade", account_id="A1", data=trade),
-            Message(type="trigger", account_id="A1", data=trigger),
-            Message(type="log", account_id="A1", data=entry),
+            Message.new(type="order", account_id="A1", data=order),
+            Message.new(type="trade", account_id="A1", data=trade),
+            Message.new(type="trigger", account_id="A1", data=trigger),
+            Message.new(type="log", account_id="A1", data=entry),
         ]
     )
     assert calls == 4 and len(lines) == 4, lines  # one printed line per status line, none forged
