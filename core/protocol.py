@@ -603,7 +603,7 @@ class FrameBuffer:
     """Sans-IO frame splitter: ``feed`` bytes, get the complete payloads back.
 
     Payloads are read-only memoryviews of the bytes fed (no copy per frame; a frame that
-    spans two feeds costs one copy of the second chunk). Raises FrameTooLarge as soon as
+    spans two feeds costs one copy of that frame, not of the chunks). Raises FrameTooLarge as soon as
     a header announces more than ``max_frame_bytes`` (before buffering the body).
     """
 
@@ -612,21 +612,30 @@ class FrameBuffer:
         self._buf = bytearray()  # the start of a frame not yet complete
 
     def feed(self, data: bytes) -> list[memoryview]:
-        buf = self._buf
-        if buf:
-            buf += data
-            if len(buf) >= HEADER.size:
-                (length,) = HEADER.unpack_from(buf, 0)
-                if length <= self.max_frame_bytes and len(buf) < HEADER.size + length:
-                    return []  # a large frame still arriving: no copy per chunk (that is quadratic)
-            data = bytes(buf)  # immutable: the views below stay valid
-            buf.clear()
-        view = memoryview(data).toreadonly()
-        size = len(data)
         out: list[memoryview] = []
-        pos = 0
-        unpack = HEADER.unpack_from
         header = HEADER.size
+        pos = 0
+        buf = self._buf
+        if buf:  # first complete the frame begun in an earlier chunk, copying only its bytes
+            if len(buf) < header:
+                pos = min(header - len(buf), len(data))
+                buf += data[:pos]
+                if len(buf) < header:
+                    return out
+            (length,) = HEADER.unpack_from(buf, 0)
+            if length > self.max_frame_bytes:
+                raise FrameTooLarge(f"frame of {length} bytes exceeds the maximum of {self.max_frame_bytes}")
+            need = header + length - len(buf)
+            if len(data) - pos < need:  # a large frame still arriving: kept, no copy per chunk of it
+                buf += memoryview(data)[pos:]
+                return out
+            buf += memoryview(data)[pos : pos + need]
+            out.append(memoryview(bytes(buf))[header:].toreadonly())
+            buf.clear()
+            pos += need
+        view = memoryview(data).toreadonly()  # ``data`` is immutable: the views stay valid
+        size = len(data)
+        unpack = HEADER.unpack_from
         try:
             while size - pos >= header:
                 (length,) = unpack(data, pos)
@@ -641,7 +650,7 @@ class FrameBuffer:
                 pos = end
         finally:
             if pos < size:
-                self._buf += view[pos:]
+                buf += view[pos:]
         return out
 
     @property

@@ -208,6 +208,38 @@ def test_frames_split_anywhere_decode_identically(chunks: list[int]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@given(
+    payloads=st.lists(st.binary(max_size=300), max_size=12),
+    chunks=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=20),
+)
+def test_split_frames_come_back_whole_and_stay_valid(payloads: list[bytes], chunks: list[int]) -> None:
+    """Any payloads, the stream cut anywhere: each comes back exactly once, whole, in order,
+    and the views handed out stay valid while later chunks are fed (they are never reused)."""
+    stream = b"".join(HEADER.pack(len(p)) + p for p in payloads)
+    buf = FrameBuffer(max_frame_bytes=300)
+    views: list[memoryview] = []
+    pos = 0
+    for size in chunks * (len(stream) // sum(chunks) + 1):
+        if pos >= len(stream):
+            break
+        views.extend(buf.feed(stream[pos : pos + size]))
+        pos += size
+    assert [bytes(v) for v in views] == payloads
+    assert buf.pending == 0
+    buf.close()
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])  # 1-3 of the 4 header bytes in the first chunk
+def test_an_oversized_header_split_across_chunks_is_fatal(cut: int) -> None:
+    buf = FrameBuffer(max_frame_bytes=128)
+    frame = encode_frame(Message.new(type="reply", data=Reply(ok=True)))
+    head = frame + HEADER.pack(129) + b"x"
+    assert len(buf.feed(head[: len(frame) + cut])) == 1
+    with pytest.raises(FrameTooLarge):
+        buf.feed(head[len(frame) + cut :] + b"more")
+
+
+@settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=256))
 def test_arbitrary_bytes_only_raise_protocol_errors(data: bytes) -> None:
     buf = FrameBuffer(max_frame_bytes=128)
