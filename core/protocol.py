@@ -369,7 +369,7 @@ class Message(msgspec.Struct, kw_only=True, gc=False):
     garbage collector need not track the thousands a second that arrive."""
 
     type: ClassVar[MessageType]
-    account_id: str = ""
+    account_id: Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH)] = ""  # decoded: refused if longer
     seq: int = 0
     ts: float = 0.0
     req_id: int | None = None
@@ -542,11 +542,7 @@ def decode_payload(payload: bytes | memoryview) -> Message:
     try:
         msg: Message = _frame_decoder.decode(payload)
     except Exception:  # refused, for whatever reason: the checked way says which
-        return _decode_checked(payload)
-    if len(msg.account_id) > MAX_NAME_LENGTH:
-        raise SchemaError(
-            f"account id longer than {MAX_NAME_LENGTH} characters", req_id=msg.req_id, msg_type=msg.type
-        )
+        return _decode_checked(payload)  # e.g. an account id too long: refused in its words
     if msg.type in REQUEST_TYPES:
         _printable_fields(msg.data, msg.type, msg.req_id)
     return msg
