@@ -1,8 +1,9 @@
 """QTraderApp: the Textual console over a ConsoleClient.
 
 Live data arrives as change notifications from the core; the app collects them
-and redraws at a bounded rate: a flush runs a few milliseconds after the first
-change (so a burst is drawn once) and never more often than ``MIN_FRAME``.
+and redraws at a bounded rate: the first change after a quiet spell is flushed at
+the end of its event-loop turn (all that turn brought, drawn once), and flushes
+never come more often than ``MIN_FRAME``: what changes meanwhile waits for the next.
 The header of every screen says which account the keys act on.
 
 Once the accounts' state has come in (``HEAP_SETTLE`` after the last snapshot), the heap is
@@ -37,9 +38,10 @@ from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 from tui.volumes import VolumeMemory
 
-FLUSH_DELAY = 0.005  # wait this long after a change, to draw a burst once
 # at most 100 flushes a second (a tick flood costs what a trickle does); a flush repaints
-# only the rows that changed (~1-3 ms), and Textual itself draws at most 60 frames a second
+# only the rows that changed (~1-3 ms). The first change after a quiet ``MIN_FRAME`` is
+# flushed at the end of its event-loop turn (what came in that turn with it, drawn once);
+# a change within ``MIN_FRAME`` of the last flush waits for the next, with all that came since.
 MIN_FRAME = 0.01
 HEAP_SETTLE = 1.0  # after the last snapshot: the long-lived heap is built, freeze it
 
@@ -94,7 +96,7 @@ class QTraderApp(App[int]):
         self._stop_core = stop_core
         self.account_id = client.account_ids[0]
         self._dirty: dict[str, LiveDirty] = {}
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self._settle_handle: asyncio.TimerHandle | None = None
         self.heap_freezes = 0  # times the heap was frozen (for tests)
         self._last_flush = 0.0
@@ -210,8 +212,12 @@ class QTraderApp(App[int]):
         self._notify_change(change)
         self.alerts.on_change(change, self.client.state(change.account_id))
         if self._flush_handle is None:
-            wait = max(FLUSH_DELAY, self._last_flush + MIN_FRAME - time.monotonic())
-            self._flush_handle = asyncio.get_running_loop().call_later(wait, self._flush_changes)
+            loop = asyncio.get_running_loop()
+            wait = self._last_flush + MIN_FRAME - time.monotonic()
+            if wait > 0:  # a flush just ran: the next one, at most MIN_FRAME after it
+                self._flush_handle = loop.call_later(wait, self._flush_changes)
+            else:  # quiet until now: at once, after the rest of this turn's messages
+                self._flush_handle = loop.call_soon(self._flush_changes)
 
     def _flush_changes(self) -> None:
         # not ``_flush``: that is Textual's own (captured stdout/stderr flushes call it)
