@@ -25,6 +25,7 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.notifications import Notify
 from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
 
 from core.client import Change, ConsoleClient
 from core.models import OUTCOME_UNKNOWN, TraderStatus, now
@@ -33,6 +34,7 @@ from tui import format as fmt
 from tui.actions import ACTIONS, bindings
 from tui.alerts import Alerts, RiskDegreeWatch
 from tui.dialogs.confirm import ConfirmDialog
+from tui.draw import draw_now
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -236,6 +238,8 @@ class QTraderApp(App[int]):
         self.frames += 1
         if self.on_frame is not None:
             self.on_frame()
+        if screen is not None:  # on the terminal now, not at Textual's next screen tick
+            draw_now(screen, screen.walk_children(Widget))
 
     def _live_screen(self) -> Screen[Any] | None:
         """The top screen that shows live data (a dialog may be on top of it)."""
