@@ -238,8 +238,11 @@ class QTraderApp(App[int]):
         self.frames += 1
         if self.on_frame is not None:
             self.on_frame()
-        if screen is not None:  # on the terminal now, not at Textual's next screen tick
-            draw_now(screen, screen.walk_children(Widget))
+        # on the terminal now, not at Textual's next screen tick: the top screen (a dialog on
+        # top shows its own quotes; the panels under it are Textual's to draw, as before)
+        if self.screen_stack:
+            top = self.screen_stack[-1]
+            draw_now(top, top.walk_children(Widget))
 
     def _live_screen(self) -> Screen[Any] | None:
         """The top screen that shows live data (a dialog may be on top of it)."""
