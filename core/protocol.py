@@ -521,14 +521,26 @@ def _words(exc: Exception) -> str:
     return text
 
 
+def _printable(value: Any) -> bool:
+    """One field's value: printable if it is text, or a list of which every text is."""
+    if isinstance(value, str):
+        return value.isprintable()
+    if isinstance(value, list):
+        return all(t.isprintable() for t in value if isinstance(t, str))
+    return True
+
+
 def _printable_fields(data: Any, msg_type: str, req_id: int | None) -> None:
     """A request's text is printable all through (``str.isprintable``: no control, format,
     separator or unassigned character, which a pattern cannot list), beyond the patterns'
-    C0/C1 bound: a bidi override or a zero-width space in a reference would mislead a reader."""
-    for name in getattr(data, "__struct_fields__", ()):
-        value = getattr(data, name)
-        texts = value if isinstance(value, list) else [value]
-        if any(isinstance(t, str) and not t.isprintable() for t in texts):
+    C0/C1 bound: a bidi override or a zero-width space in a reference would mislead a reader.
+
+    On every request's way in (the order path's included): the values are taken in one call
+    and looked at as they are; the fields are named only for a refusal."""
+    if not isinstance(data, msgspec.Struct) or all(map(_printable, msgspec.structs.astuple(data))):
+        return
+    for name in data.__struct_fields__:
+        if not _printable(getattr(data, name)):
             raise SchemaError(
                 f"invalid '{msg_type}' data: Expected printable text (no line break or control "
                 f"character) - at `$.{name}`",
