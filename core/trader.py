@@ -120,6 +120,25 @@ def _gateway_event(method: Callable[..., None]) -> Callable[..., None]:
     return handler
 
 
+def _last_states(outbox: list[Outgoing]) -> list[Outgoing]:
+    """One unit's messages with each order once, in its last state, where its last change
+    was (a new order is SUBMITTING then NOTTRADED in one request: the manager hears the
+    second; every state is the trader's and its strategies' all the same)."""
+    seen: set[str] = set()
+    kept: list[Outgoing] = []
+    for message in reversed(outbox):
+        if message[0] == "order":
+            order_id = message[1].order_id
+            if order_id in seen:
+                continue
+            seen.add(order_id)
+        kept.append(message)
+    if len(kept) == len(outbox):
+        return outbox
+    kept.reverse()
+    return kept
+
+
 class _SavedState(msgspec.Struct):
     trading_state: TradingState
     auto_trading: bool
@@ -241,6 +260,8 @@ class Trader(ManagerLink, RequestHandlers):
         self._link_handler = LinkLogHandler(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self._outbox: list[Outgoing] | None = None  # held back until the commit
+        #: the orders a unit of work changed, by id, in their last state: written at its commit
+        self._unit_orders: dict[str, Order] | None = None
         self._event_depth = 0  # > 0 while a gateway event is being handled
         self._cancel_on_reconnect = False  # a kill switch could not cancel: do it on reconnect
         self._kill_keeps: frozenset[str] = frozenset()  # ... but not these strategies' orders
@@ -488,9 +509,12 @@ class Trader(ManagerLink, RequestHandlers):
     def _unit(self) -> Iterator[list[Outgoing]]:
         """One request = one database commit; what it produced is reported after the commit.
 
-        A request may save an order several times (SUBMITTING, NOTTRADED, fills); batching
+        A request may change an order several times (SUBMITTING, NOTTRADED, fills); batching
         them costs one commit, and holding back the messages keeps the rule that nothing is
-        reported before it is on disk. The messages then leave in one write.
+        reported before it is on disk. Each order the unit changed is written once, in its
+        last state, just before that commit (even when the body raised: the venue has it),
+        and reported once, in that state, where its last change was. The messages then leave
+        in one write.
         """
         if self._outbox is not None:  # nested: join the outer unit
             yield self._outbox
@@ -504,8 +528,14 @@ class Trader(ManagerLink, RequestHandlers):
                 done = True
             else:
                 with self.db.batch():
-                    yield outbox
-                    done = True
+                    self._unit_orders = {}
+                    try:
+                        yield outbox
+                        done = True
+                    finally:
+                        orders, self._unit_orders = self._unit_orders, None
+                        for order in orders.values():
+                            self.db.save_order(order)
             if self._failed_write is not None:  # a write inside a gateway event failed
                 self._storage_failed(self._failed_write, outbox)
         except sqlite3.Error as exc:
@@ -515,7 +545,8 @@ class Trader(ManagerLink, RequestHandlers):
         finally:
             self._failed_write = None
             self._outbox = None
-            self._send(outbox)
+            self._unit_orders = None
+            self._send(_last_states(outbox))
 
     def _event_failed(self, what: str, exc: Exception) -> None:
         if not isinstance(exc, sqlite3.Error | OSError):
@@ -680,7 +711,10 @@ class Trader(ManagerLink, RequestHandlers):
         if self._recon is not None:
             self._recon.order(known, order)
         assert self.db is not None
-        self.db.save_order(order)  # durable before anyone hears of it
+        if self._unit_orders is not None:  # saved at the unit's commit, in its last state
+            self._unit_orders[order.order_id] = order
+        else:
+            self.db.save_order(order)  # durable before anyone hears of it
         self.oms.update_order(order)
         self.emit("order", order)
         self.reversals.on_order(order)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from core.models import Direction, GatewayStatus, OrderRequest, Status, TradingState
+from core.models import Direction, GatewayStatus, Order, OrderRequest, Status, TradingState
 from core.protocol import CancelAllRequest, CancelRequest, Message, Reply, StateRequest
 from core.trader import TRADING_STATE_BYTES, TRADING_STATE_FILE, Trader, saved_trading_state
 from tests.conftest import CoreEnv, sim_account, wait_until
@@ -73,6 +73,54 @@ async def test_updates_leave_before_the_reply_in_one_batch(trader: Trader) -> No
     assert trader.db is not None
     stored = trader.db.load_order(reply.result["order_id"])
     assert stored is not None and stored.status is Status.NOTTRADED
+
+
+async def test_a_request_writes_and_reports_each_order_once_in_its_last_state(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue changes a new order several times in one request (SUBMITTING, then filled):
+    one row write and one message for it, in its last state, and its trade with it."""
+    assert trader.db is not None
+    saved: list[Status] = []
+    real_save = trader.db.save_order
+
+    def counting_save(order: Order) -> None:
+        saved.append(order.status)
+        real_save(order)
+
+    monkeypatch.setattr(trader.db, "save_order", counting_save)
+    tick = trader.oms.ticks["m2705.DCE"]
+    marketable = OrderRequest(vt_symbol="m2705.DCE", direction=Direction.LONG, price=tick.limit_up, volume=1)
+    link = FakeLink()
+    reply = _request(trader, link, "order_req", marketable)
+    assert reply.ok
+    order_id = reply.result["order_id"]
+    reported = [d for t, d, _ in link.sent if t == "order"]
+    assert [(o.order_id, o.status) for o in reported] == [(order_id, Status.ALLTRADED)]
+    assert [d.order_id for t, d, _ in link.sent if t == "trade"] == [order_id]
+    assert saved == [Status.ALLTRADED]
+    stored = trader.db.load_order(order_id)
+    assert stored is not None and stored.status is Status.ALLTRADED and stored.traded == 1
+
+
+async def test_an_order_the_venue_took_is_saved_even_when_its_handler_then_fails(
+    trader: Trader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placed: list[Reply] = []
+
+    def place_then_fail(req: OrderRequest) -> Reply:
+        placed.append(trader._place(req, manual=True))
+        raise KeyError("boom after the send")
+
+    monkeypatch.setitem(trader._handlers, "order_req", place_then_fail)
+    link = FakeLink()
+    reply = _request(trader, link, "order_req", _resting(trader))
+    assert not reply.ok and "internal error in order_req" in reply.error
+    order_id = placed[0].result["order_id"]
+    assert trader.db is not None
+    stored = trader.db.load_order(order_id)
+    assert stored is not None and stored.status is Status.NOTTRADED  # on disk: the venue has it
+    assert [d.status for t, d, _ in link.sent if t == "order"] == [Status.NOTTRADED]  # and shown
 
 
 async def test_a_failed_commit_is_never_acknowledged_and_halts(
