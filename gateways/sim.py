@@ -16,7 +16,7 @@ The exchange itself (markets, matching, the broker's books) is the pure engine i
   day roll is made durable *before* the listener hears of it (so a trader killed right after a
   fill finds it again), cheaply: as one appended journal line, not a rewrite of the snapshot.
   The journal is folded into a new snapshot (compaction) on connect, at the day roll, on
-  close, and every ``JOURNAL_COMPACT_LINES`` changes, just after the change that filled it.
+  close, and every ``JOURNAL_COMPACT_LINES`` changes, at the first quiet moment after them.
   Market ticks alone never touch the disk: last prices are written with the snapshots and with
   the changes of the contracts concerned. A snapshot that cannot be read is renamed aside
   (with its journal) with an ERROR log and the exchange starts afresh; a torn journal line is
@@ -75,7 +75,11 @@ STATE_FILE_NAME = "sim_exchange.json"
 SLICE_SECONDS = 0.05  # the market task wakes at most this often
 ACCOUNT_PUSH_SECONDS = 1.0  # mark-to-market account push while ticking
 PAPER_QUOTE_MAX_AGE = 60.0  # seconds: a paper order needs a real quote at most this old
-JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes
+JOURNAL_COMPACT_LINES = 1000  # fold the journal into a new snapshot after this many changes,
+#: once no change has come for this long (at twice as many, right after the change): a
+#: compaction (0.6 ms, up to 18 ms measured on the 2-core VM: a file written, renamed, a
+#: journal unlinked and made anew) falls between two bursts of orders, not on the next one
+COMPACT_QUIET_SECONDS = 0.005
 REPLAY_MAX_WAIT = 2.0  # seconds: the longest a replay waits between two quotes (a night is cut)
 REPLAY_MAX_BATCH = 50  # quotes a replay at speed "max" plays before giving the loop a turn
 REPLAY_POSITION_FILE = "sim_replay_position.json"  # where the replay got to (state_dir)
@@ -144,6 +148,7 @@ class SimGateway(Gateway):
         self._journal = StateJournal(self.state_path)
         self._journal_ok = False  # False: the next change writes a snapshot instead
         self._compaction: asyncio.Handle | None = None
+        self._changed_at = 0.0  # time.monotonic() of the last change journaled
         self._disk_error = ""
         self._quoted: dict[str, float] = {}  # paper: contract -> when its last real quote came
         self._source_down = ""  # paper: why the quote source is down ("" while it is up)
@@ -618,13 +623,33 @@ class SimGateway(Gateway):
             self._disk_trouble(exc)
             self._journal_ok = False  # the next change retries with a full snapshot
             return
-        if self._journal.lines >= JOURNAL_COMPACT_LINES and self._compaction is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._compact()
-            else:  # right after this change is reported, not inside the order path
-                self._compaction = loop.call_soon(self._compact)
+        self._changed_at = time.monotonic()
+        lines = self._journal.lines
+        if lines < JOURNAL_COMPACT_LINES or (
+            self._compaction is not None and lines < 2 * JOURNAL_COMPACT_LINES
+        ):
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._compact()
+            return
+        if self._compaction is not None:
+            self._compaction.cancel()
+        if lines >= 2 * JOURNAL_COMPACT_LINES:  # changes that never pause: right after this one
+            self._compaction = loop.call_soon(self._compact)
+        else:  # after this change is reported, once the orders pause: never on the order path
+            self._compaction = loop.call_later(COMPACT_QUIET_SECONDS, self._compact_when_quiet)
+
+    def _compact_when_quiet(self) -> None:
+        """Compact once no change has come for ``COMPACT_QUIET_SECONDS``."""
+        self._compaction = None
+        quiet = time.monotonic() - self._changed_at
+        if quiet < COMPACT_QUIET_SECONDS:
+            loop = asyncio.get_running_loop()
+            self._compaction = loop.call_later(COMPACT_QUIET_SECONDS - quiet, self._compact_when_quiet)
+            return
+        self._compact()
 
     def _compact(self) -> None:
         """Write a new snapshot generation and start its (empty) journal."""

@@ -38,6 +38,7 @@ from core.sessions import trading_day_end, trading_day_of
 from gateways import sim
 from gateways.sim import SimGateway
 from gateways.sim_journal import decode_state
+from tests.conftest import wait_until
 
 AU = "au2612.SHFE"
 RB = "rb2605.SHFE"
@@ -557,12 +558,36 @@ async def test_journal_is_compacted_after_enough_changes(
     tmp_path: Path, rec: Recorder, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sim, "JOURNAL_COMPACT_LINES", 3)
+    monkeypatch.setattr(sim, "COMPACT_QUIET_SECONDS", 0.2)
     gw = make(tmp_path, rec, clock)
     await gw.connect()
     ids = [gw.send_order(req(TA, LONG, 1, type=OrderType.MARKET)) for _ in range(3)]
     assert len(journal_file(tmp_path).read_bytes().splitlines()) == 4
-    await asyncio.sleep(0)  # compaction runs right after the change that filled the journal
-    assert len(journal_file(tmp_path).read_bytes().splitlines()) == 1
+    await asyncio.sleep(0)
+    # not on the next order: once the orders pause
+    assert len(journal_file(tmp_path).read_bytes().splitlines()) == 4
+    await wait_until(lambda: len(journal_file(tmp_path).read_bytes().splitlines()) == 1)
+    state = decode_state(state_file(tmp_path).read_bytes())
+    assert {t.order_id for t in state.trades} == set(ids)
+    await gw.close()
+
+
+async def test_changes_that_never_pause_still_get_their_compaction(
+    tmp_path: Path, rec: Recorder, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sim, "JOURNAL_COMPACT_LINES", 3)
+    monkeypatch.setattr(sim, "COMPACT_QUIET_SECONDS", 60.0)  # never quiet for that long here
+    gw = make(tmp_path, rec, clock)
+    await gw.connect()
+    lines = 0
+    ids: list[str] = []
+    while lines != 1:
+        ids.append(gw.send_order(req(TA, LONG, 1, type=OrderType.MARKET)))
+        lines = len(journal_file(tmp_path).read_bytes().splitlines())
+        assert lines <= 1 + 2 * 3, "the journal grew past twice its lines"
+        await asyncio.sleep(0)
+        lines = len(journal_file(tmp_path).read_bytes().splitlines())
+    assert len(ids) == 2 * 3  # compacted right after the change that made twice the lines
     state = decode_state(state_file(tmp_path).read_bytes())
     assert {t.order_id for t in state.trades} == set(ids)
     await gw.close()
