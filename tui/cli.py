@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -144,13 +146,19 @@ def refuse(exc: ConfigError | ValueError, source: str | None) -> int:
     return EXIT_CONFIG
 
 
-def check_config(loaded: LoadedConfig, *, starting: bool) -> dict[str, str]:
+def check_config(
+    loaded: LoadedConfig, *, starting: bool, meanwhile: Callable[[], object] | None = None
+) -> dict[str, str]:
     """What every entry point refuses at load, beyond the file's own validation: a socket
     directory that cannot hold our sockets (made and secured here, as the manager and the
     control commands would); and, ``starting`` a console or a daemon, the key bindings
     (``tui.actions.validate_keymap``) and what needs the other layers or today's date
     (``core.config_checks``: expired months, symbols the sim does not list, strategy classes
     and parameters). Returns the validated keymap.
+
+    The second part runs in a fork (``StartupCheck``: a vnpy strategy's imports take about
+    0.25 s) while this process does ``meanwhile`` (the imports of what it starts next); its
+    verdict comes before anything starts, as if checked here.
 
     ``--kill``, ``--resume`` and ``--status`` skip the second part: they start nothing, and the
     kill switch must work on a running daemon even when a month in its file ran out since.
@@ -161,10 +169,23 @@ def check_config(loaded: LoadedConfig, *, starting: bool) -> dict[str, str]:
     if not starting:
         return {}
     keymap = validate_keymap(loaded.config.ui.keys)
-    from core.config_checks import check_startup
+    from core.config_checks import StartupCheck
 
-    check_startup(loaded)
+    check = StartupCheck(loaded)
+    if meanwhile is not None:
+        meanwhile()
+    check.result()
     return keymap
+
+
+def _console_imports() -> None:
+    """What the console imports next (``run_console``, ``run_attached``), imported early."""
+    for name in ("core.client", "core.control", "tui.app"):
+        importlib.import_module(name)
+
+
+def _daemon_imports() -> None:
+    importlib.import_module("core.daemon")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     control = bool(args.kill or args.resume or args.status or args.history or args.trigger_stats)
     try:
         data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
-        keymap = check_config(loaded, starting=not control)
+        meanwhile = None if control else _daemon_imports if args.no_ui else _console_imports
+        keymap = check_config(loaded, starting=not control, meanwhile=meanwhile)
     except (ConfigError, ValueError) as exc:
         return refuse(exc, loaded.source.name)
     if control:
