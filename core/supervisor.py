@@ -29,8 +29,11 @@ from core.logs import embedded_trader_logger, rotate_worker_output, worker_outpu
 from core.models import TraderStatus
 from core.protocol import Link, Reply, RequestType, ShutdownRequest
 from core.requests import PendingReplies
-from core.trader import Trader  # light: storage loads lazily
 from core.trader_process import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_VENUE_REFUSED
+from core.zygote import Zygote, ZygoteProcess
+
+if TYPE_CHECKING:
+    from core.trader import Trader  # imported to run one: embedded mode only
 
 log = logging.getLogger("qtrader.manager")
 
@@ -91,7 +94,7 @@ class TraderProxy:
     policy: RestartPolicy
     server: asyncio.Server | None = None
     link: Link | None = None
-    proc: asyncio.subprocess.Process | None = None
+    proc: asyncio.subprocess.Process | ZygoteProcess | None = None
     task: asyncio.Task[None] | None = None  # embedded mode
     embedded: Trader | None = None
     pid: int | None = None
@@ -147,6 +150,7 @@ class Supervision:
         data_dir: Path
         aggregator: DataAggregator
         proxies: dict[str, TraderProxy]
+        zygote: Zygote | None
         _stopping: bool
 
         def _background(self, coro: Any, name: str) -> None: ...
@@ -169,6 +173,8 @@ class Supervision:
         proxy.started_at = proxy.last_seen = time.monotonic()
         self.aggregator.set_status(proxy.account_id, TraderStatus.CONNECTING, "starting")
         if proxy.account.mode == "embedded":
+            from core.trader import Trader
+
             trader = Trader(
                 proxy.account,
                 self.config,
@@ -183,17 +189,24 @@ class Supervision:
             self._set_pid(proxy, os.getpid())
             return
         output = rotate_worker_output(self.data_dir, proxy.account_id)
+        command = self.trader_command(proxy.account_id)
+        env = self.trader_environment(proxy.account_id)
         with open(output, "ab") as out:  # noqa: ASYNC230 - local file, instant
-            proc = await asyncio.create_subprocess_exec(
-                *self.trader_command(proxy.account_id),
-                stdin=asyncio.subprocess.DEVNULL,
-                env=self.trader_environment(proxy.account_id),
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
-            )
+            proc: asyncio.subprocess.Process | ZygoteProcess | None = None
+            if self.zygote is not None:  # forked, imports done: what follows is the same
+                proc = await self.zygote.spawn(command, env, out.fileno())
+            if proc is None:
+                proc = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    env=env,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
+                )
         proxy.proc = proc
-        self._set_pid(proxy, proc.pid)
+        if proxy.link is None:  # else a trader left running joined meanwhile: it is the account's
+            self._set_pid(proxy, proc.pid)
         if self._stopping or not proxy.wanted:  # stopped while it was being started
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
@@ -223,7 +236,9 @@ class Supervision:
         withheld = self.config.secret_variables_of_others(account_id)
         return {name: value for name, value in os.environ.items() if name not in withheld}
 
-    async def _wait_process(self, proxy: TraderProxy, proc: asyncio.subprocess.Process) -> None:
+    async def _wait_process(
+        self, proxy: TraderProxy, proc: asyncio.subprocess.Process | ZygoteProcess
+    ) -> None:
         code = await proc.wait()
         if proxy.proc is proc:
             proxy.proc = None

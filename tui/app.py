@@ -117,9 +117,9 @@ class QTraderApp(App[int]):
             self.set_keymap(self.keymap)
         self._unsubscribe = self.client.subscribe(self._on_change)
         self._account_screen = AccountScreen(self.account_id)
-        await self.push_screen(self._account_screen)
-        if self._start_core is not None:
+        if self._start_core is not None:  # first: the traders start while the screen is built
             self.run_worker(self._start(), name="core-start", exclusive=True)
+        await self.push_screen(self._account_screen)
 
     async def _start(self) -> None:
         assert self._start_core is not None

@@ -21,6 +21,7 @@ from config import paths as cfg_paths
 if TYPE_CHECKING:
     from config import PublishConfig
     from core.orphans import Orphan
+    from core.zygote import Zygote
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,11 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return refuse(exc, None)
     control = bool(args.kill or args.resume or args.status or args.history or args.trigger_stats)
+    zygote: Zygote | None = None
     try:
         data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
+        if not (control or args.no_ui or args.attach is not None):
+            zygote = early_zygote(loaded, data_dir)
         meanwhile = None if control else _daemon_imports if args.no_ui else _console_imports
         keymap = check_config(loaded, starting=not control, meanwhile=meanwhile)
     except (ConfigError, ValueError) as exc:
+        if zygote is not None:
+            zygote.close()
         return refuse(exc, loaded.source.name)
     if control:
         return control_command(loaded, args, data_dir)
@@ -222,7 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit, publish=publish)
         )
-    return run_console(loaded, data_dir, keymap)
+    return run_console(loaded, data_dir, keymap, zygote)
+
+
+def early_zygote(loaded: LoadedConfig, data_dir: Path) -> Zygote | None:
+    """The console's trader zygote (core/zygote.py), launched before the console imports
+    Textual, so that its imports run on another core meanwhile; None without process traders."""
+    if not any(a.enabled and a.mode == "process" for a in loaded.config.accounts):
+        return None
+    from core.zygote import launch_zygote
+
+    return launch_zygote(loaded.config, data_dir)
 
 
 def publish_settings(loaded: LoadedConfig, url: str | None) -> PublishConfig | None:
@@ -544,7 +560,9 @@ def run_attached_redis(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, s
     return app.run() or 0
 
 
-def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -> int:
+def run_console(
+    loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str], zygote: Zygote | None = None
+) -> int:
     """The Textual console over an in-process trading core, which serves the same control
     socket as the daemon: ``--status``, ``--kill``, ``--resume`` and ``--attach`` work
     against it from another shell while it runs."""
@@ -561,15 +579,22 @@ def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) ->
     pid_file = PidFile(data_dir)
     try:
         pid_file.acquire()
-    except DaemonBusy as exc:
-        print(f"qtrader-tui: {exc}; to watch and trade it, run: qtrader-tui --attach", file=sys.stderr)
-        return 3
-    except UnsafeLockFile as exc:
+    except (DaemonBusy, UnsafeLockFile) as exc:
+        if zygote is not None:
+            zygote.close()
+        if isinstance(exc, DaemonBusy):
+            print(f"qtrader-tui: {exc}; to watch and trade it, run: qtrader-tui --attach", file=sys.stderr)
+            return 3
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return 1
     try:
         setup_runtime_logging(data_dir, config.log.level)  # the terminal belongs to the console
-        manager = TradingManager(config, config_path=loaded.source, data_dir=data_dir)
+        manager = TradingManager(
+            config,
+            config_path=loaded.source,
+            data_dir=data_dir,
+            zygote=zygote if zygote is not None else True,
+        )
         core = ServedManager(manager)
         app = QTraderApp(
             LocalConsoleClient(manager),
