@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import AccountConfig, AppConfig, ManagerConfig
+from core import zygote as zygote_module
 from core.aggregator import DataAggregator
 from core.logs import embedded_trader_logger, rotate_worker_output, worker_output_path
 from core.models import TraderStatus
@@ -193,8 +194,9 @@ class Supervision:
         env = self.trader_environment(proxy.account_id)
         with open(output, "ab") as out:  # noqa: ASYNC230 - local file, instant
             proc: asyncio.subprocess.Process | ZygoteProcess | None = None
-            if self.zygote is not None:  # forked, imports done: what follows is the same
-                proc = await self.zygote.spawn(command, env, out.fileno())
+            zygote = self._usable_zygote()
+            if zygote is not None:  # forked, imports done: what follows is the same
+                proc = await zygote.spawn(command, env, out.fileno())
             if proc is None:
                 proc = await asyncio.create_subprocess_exec(
                     *command,
@@ -212,6 +214,21 @@ class Supervision:
                 proc.terminate()
         log.info("%s: trader started (pid %d)", proxy.account_id, proc.pid)
         self._background(self._wait_process(proxy, proc), f"wait-{proxy.account_id}")
+
+    def _usable_zygote(self) -> Zygote | None:
+        """The zygote to fork this start from; one given up is launched again ``RELAUNCH_AFTER``
+        later (until then, and if that fails, traders start the plain way)."""
+        zygote = self.zygote
+        if zygote is None or zygote.dead is None or zygote.dead == "stopped":
+            return zygote
+        if time.monotonic() - zygote.died_at < zygote_module.RELAUNCH_AFTER:
+            return None
+        fresh = zygote_module.launch_zygote(self.config, self.data_dir)
+        if fresh is None:
+            zygote.died_at = time.monotonic()  # try again later
+            return None
+        self.zygote = fresh
+        return fresh
 
     def trader_command(self, account_id: str) -> list[str]:
         """The command line of an account's trader process."""

@@ -22,8 +22,8 @@ imports its own) and asks it for each trader's process; a trader so started is w
   after the exit is never hit).
 
 If the zygote is not ready in time, refuses a start (no room for that environment) or dies, the
-trader is started the plain way, and so is every later one of that manager: nothing fails for
-the zygote's sake. A trader already forked when the zygote died runs on; its exit is still seen
+trader is started the plain way, and so is every later one until a new zygote is launched
+(``RELAUNCH_AFTER`` later, at a start): nothing fails for the zygote's sake. A trader already forked when the zygote died runs on; its exit is still seen
 (its pidfd), but not its code: it counts as killed (``-SIGKILL``), restarted as after a crash.
 
 Wire: one ``SOCK_SEQPACKET`` Unix socket (the zygote's stdin), one JSON object per message;
@@ -58,6 +58,8 @@ log = logging.getLogger("qtrader.manager")
 #: vnpy's CtaTemplate and pandas, TA-Lib) it imports after the fork, so no trader carries
 #: another's libraries (nor their memory).
 PRELOAD = ("core.trader", "gateways.sim", "strategies", "storage")
+#: A zygote given up is launched again this long after, at the next start (until then: plain).
+RELAUNCH_AFTER = 60.0
 READY_WAIT = 20.0  # a zygote not ready by then (its imports on a very busy machine) is given up
 REPLY_WAIT = 5.0  # a fork is milliseconds; a zygote silent this long is dead to us
 ROOM_VARIABLE = "QTRADER_ZYGOTE_ROOM"  # the room for a trader's environment in /proc/<pid>/environ
@@ -140,6 +142,7 @@ class Zygote:
         self._lock: asyncio.Lock | None = None
         self._reader: asyncio.Task[None] | None = None
         self.dead: str | None = None  # why it is no longer used (None: usable)
+        self.died_at = 0.0  # when it was given up (time.monotonic)
 
     @classmethod
     def launch(cls, environment: dict[str, str], *, stderr: Path | None = None) -> Zygote | None:
@@ -223,6 +226,7 @@ class Zygote:
         if self.dead is not None:
             return
         self.dead = why
+        self.died_at = time.monotonic()
         log.warning("trader zygote (pid %d) no longer used: %s; traders start the plain way", self.pid, why)
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(False)
@@ -232,7 +236,11 @@ class Zygote:
         for child in self._children.values():
             child._orphaned(loop)
         self._children.clear()
-        self._sock.close()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()  # it stops waiting on the socket before the socket is closed
+            loop.call_soon(self._sock.close)
+        else:
+            self._sock.close()
         with contextlib.suppress(ProcessLookupError):
             self._proc.kill()
         loop.run_in_executor(None, self._proc.wait)  # reaped, never a zombie

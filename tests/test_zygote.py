@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from core import zygote as zygote_module
 from core.manager import TradingManager, pid_alive
 from core.models import TraderStatus
 from core.zygote import ROOM_VARIABLE
@@ -25,6 +26,10 @@ def _proc(pid: int, name: str) -> bytes:
 
 def _fds(pid: int) -> dict[int, str]:
     return {int(fd.name): os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+
+
+def _exists(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()  # a zombie too
 
 
 def _threads(pid: int) -> int:
@@ -88,7 +93,9 @@ async def test_a_forked_trader_is_what_a_fresh_one_would_be(core_env: CoreEnv) -
     assert all(mgr.state(a).status is TraderStatus.STOPPED for a in ("Z1", "Z2"))
 
 
-async def test_a_dead_zygote_means_plain_starts_and_its_traders_are_still_watched(core_env: CoreEnv) -> None:
+async def test_a_dead_zygote_means_plain_starts_and_its_traders_are_still_watched(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mgr = await _started(core_env)
     try:
         zygote = mgr.zygote
@@ -107,6 +114,17 @@ async def test_a_dead_zygote_means_plain_starts_and_its_traders_are_still_watche
         assert new is not None and _parent(new) == os.getpid()
         assert b"core.trader" in _proc(new, "cmdline")
         assert mgr.state("Z1").restarts == 1
+
+        # a while later a new zygote is launched, at the next start, and forks it
+        monkeypatch.setattr(zygote_module, "RELAUNCH_AFTER", 0.0)
+        old = forked["Z2"]
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        await wait_until(lambda: _up(mgr, "Z2", not_pid=old), 30, "Z2 restarted from a new zygote")
+        fresh = mgr.zygote
+        assert fresh is not None and fresh is not zygote and fresh.dead is None
+        assert _parent(mgr.state("Z2").pid or 0) == fresh.pid
+        await wait_until(lambda: not _exists(zygote.pid), 10, "the dead zygote reaped, not left a zombie")
     finally:
         await mgr.stop()
     assert all(mgr.state(a).status is TraderStatus.STOPPED for a in ("Z1", "Z2"))
