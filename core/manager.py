@@ -166,8 +166,8 @@ class TradingManager(Supervision):
             )
             self.proxies[account.account_id] = proxy
             await self._listen(proxy)
-        for proxy in self.proxies.values():
-            await self._spawn(proxy)
+        # all at once: forks from the zygote are asked for together, answered in one turn
+        await asyncio.gather(*(self._spawn(proxy) for proxy in self.proxies.values()))
         self._watchdog = asyncio.create_task(self._watch(), name="manager-watchdog")
 
     async def stop(self, *, cancel_orders: bool = False) -> None:

@@ -46,6 +46,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -136,10 +137,9 @@ class Zygote:
         self._sock = sock
         self._started = time.monotonic()
         self._ready: asyncio.Future[bool] | None = None
-        self._replies: asyncio.Queue[dict[str, Any]] | None = None
+        self._waiting: deque[asyncio.Future[dict[str, Any]]] = deque()  # replies, in request order
         self._children: dict[int, ZygoteProcess] = {}
         self._early: dict[int, int] = {}  # exits read before their start's reply was taken
-        self._lock: asyncio.Lock | None = None
         self._reader: asyncio.Task[None] | None = None
         self.dead: str | None = None  # why it is no longer used (None: usable)
         self.died_at = 0.0  # when it was given up (time.monotonic)
@@ -186,13 +186,11 @@ class Zygote:
             return
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
-        self._replies = asyncio.Queue()
-        self._lock = asyncio.Lock()
         self._reader = loop.create_task(self._read(), name="trader-zygote")
 
     async def _read(self) -> None:
         loop = asyncio.get_running_loop()
-        assert self._ready is not None and self._replies is not None
+        assert self._ready is not None
         why = "it exited"
         try:
             while True:
@@ -216,8 +214,10 @@ class Zygote:
                         time.monotonic() - self._started,
                     )
                     self._ready.set_result(True)
-                else:
-                    await self._replies.put(msg)
+                elif self._waiting:
+                    waiter = self._waiting.popleft()
+                    if not waiter.done():
+                        waiter.set_result(msg)
         except (OSError, ValueError) as exc:
             why = f"its socket failed: {exc}"
         self._give_up(why)
@@ -230,8 +230,10 @@ class Zygote:
         log.warning("trader zygote (pid %d) no longer used: %s; traders start the plain way", self.pid, why)
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(False)
-        if self._replies is not None:
-            self._replies.put_nowait({})
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result({})
         loop = asyncio.get_running_loop()
         for child in self._children.values():
             child._orphaned(loop)
@@ -247,11 +249,12 @@ class Zygote:
 
     async def spawn(self, argv: list[str], env: dict[str, str], output: int) -> ZygoteProcess | None:
         """A trader process running ``argv`` (``python -m core.trader ...``), or None: the
-        zygote is not usable (the caller starts it the plain way)."""
+        zygote is not usable (the caller starts it the plain way). Starts asked for together
+        go out together: the zygote answers them in order."""
         if self.dead is not None:
             return None
         self._attach()
-        assert self._ready is not None and self._replies is not None and self._lock is not None
+        assert self._ready is not None
         try:
             ready = await asyncio.wait_for(asyncio.shield(self._ready), READY_WAIT)
         except TimeoutError:
@@ -259,26 +262,27 @@ class Zygote:
             return None
         if not ready or self.dead is not None:
             return None
-        async with self._lock:
-            request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
-            try:
-                socket.send_fds(self._sock, [request], [output])
-                reply = await asyncio.wait_for(self._replies.get(), REPLY_WAIT)
-            except (OSError, TimeoutError) as exc:
-                self._give_up(f"a start failed: {exc!r}")
-                return None
-            if "pid" not in reply:
-                if reply.get("refused"):
-                    log.warning("trader zygote refused a start: %s; started the plain way", reply["refused"])
-                return None
-            child = ZygoteProcess(reply["pid"])
-            if child.pid in self._early:
-                child._exit(self._early.pop(child.pid))
-            elif self.dead is not None:
-                child._orphaned(asyncio.get_running_loop())
-            else:
-                self._children[child.pid] = child
-            return child
+        request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        try:
+            socket.send_fds(self._sock, [request], [output])
+            self._waiting.append(waiter)
+            reply = await asyncio.wait_for(asyncio.shield(waiter), REPLY_WAIT)
+        except (OSError, TimeoutError) as exc:
+            self._give_up(f"a start failed: {exc!r}")
+            return None
+        if "pid" not in reply:
+            if reply.get("refused"):
+                log.warning("trader zygote refused a start: %s; started the plain way", reply["refused"])
+            return None
+        child = ZygoteProcess(reply["pid"])
+        if child.pid in self._early:
+            child._exit(self._early.pop(child.pid))
+        elif self.dead is not None:
+            child._orphaned(asyncio.get_running_loop())
+        else:
+            self._children[child.pid] = child
+        return child
 
     async def stop(self) -> None:
         """Close our socket (the zygote exits on it) and reap it. Traders it forked run on."""
