@@ -81,8 +81,14 @@ class ZygoteProcess:
         self.returncode: int | None = None
         self._exited = asyncio.Event()
         self._pidfd: int | None = None
-        with contextlib.suppress(OSError):  # gone already: its exit report is on its way
+        self._gone = False  # exited before we held it: its exit report is on its way
+        self._loop: asyncio.AbstractEventLoop | None = None  # watching the pidfd (zygote dead)
+        try:
             self._pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._gone = True
+        except OSError:
+            pass  # no pidfds here (Linux < 5.3): signals go by pid
 
     async def wait(self) -> int:
         await self._exited.wait()
@@ -92,6 +98,8 @@ class ZygoteProcess:
     def send_signal(self, sig: int) -> None:
         if self.returncode is not None:
             return
+        if self._gone:  # never by pid: it may be another process's by now
+            raise ProcessLookupError(self.pid)
         if self._pidfd is None:
             os.kill(self.pid, sig)
         else:
@@ -124,9 +132,9 @@ class ZygoteProcess:
         loop.add_reader(self._pidfd, self._exit, -signal.SIGKILL)
 
     def _unwatch(self) -> None:
-        loop = getattr(self, "_loop", None)
-        if loop is not None and self._pidfd is not None:
-            loop.remove_reader(self._pidfd)
+        if self._loop is not None and self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            self._loop = None
 
 
 class Zygote:
