@@ -27,8 +27,6 @@ from datetime import date
 from config import ConfigError, LoadedConfig, SimSettings, StrategyConfig
 from config.symbols import contract_month, month_expired
 from core.models import now, split_vt_symbol
-from gateways import sim_contracts
-from strategies import StrategyError, load_strategy_class
 
 __all__ = ["StartupCheck", "check_startup"]
 
@@ -125,6 +123,8 @@ _NO_VERDICT = object()
 
 
 def _symbol_problem(vt_symbol: str, day: date, *, sim: bool) -> str | None:
+    from gateways import sim_contracts  # here: the checks' imports are the fork's (StartupCheck)
+
     symbol, exchange = split_vt_symbol(vt_symbol)
     if month_expired(symbol, exchange.name, day):
         month = contract_month(symbol, exchange.name, day)
@@ -139,6 +139,8 @@ def _symbol_problem(vt_symbol: str, day: date, *, sim: bool) -> str | None:
 
 
 def _check_strategy(name: str, where: str, strategy: StrategyConfig, search_path: str | None) -> None:
+    from strategies import StrategyError, load_strategy_class
+
     try:
         cls = load_strategy_class(strategy.class_name, search_path)
     except StrategyError as exc:
@@ -155,6 +157,7 @@ def _check_replay(name: str, i: int, sim: SimSettings, quotes_from: str | None) 
     """The contract a sim account's replay drives ("" without one), its file read and checked."""
     if sim.replay is None:
         return ""
+    from gateways import sim_contracts
     from gateways.sim_replay import ReplayFileError, file_symbol, read_replay
 
     field = f"accounts[{i}].sim.replay"
