@@ -27,11 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--contracts", type=int, help="ui: contracts per account (default 100; 1000: a whole market)"
     )
+    p.add_argument("--start-only", action="store_true", help="ui: only the start -> first quote figures")
     args = p.parse_args(argv)
     names = list(BENCHES) if args.name == "all" else [args.name]
-    scale = {k: v for k, v in (("accounts", args.accounts), ("contracts", args.contracts)) if v is not None}
+    scale: dict[str, object] = {
+        k: v for k, v in (("accounts", args.accounts), ("contracts", args.contracts)) if v is not None
+    }
+    if args.start_only:
+        scale["start_only"] = True
     if scale and names != ["ui"]:
-        p.error("--accounts and --contracts are options of the ui bench")
+        p.error("--accounts, --contracts and --start-only are options of the ui bench")
     for name in names:
         module = importlib.import_module(BENCHES[name])
         module.run(quick=args.quick, **scale)

@@ -30,6 +30,13 @@ def _demo_accounts(rate: float) -> str:
     )
 
 
+def _process_name(p: psutil.Process) -> str:
+    cmd = [arg for arg in p.cmdline() if arg]  # a fork of the zygote: its command line NUL-padded
+    if "--account-id" in cmd:
+        return cmd[cmd.index("--account-id") + 1]
+    return "zygote" if "core.zygote" in cmd else "manager"
+
+
 def _measure(rate: float, window: float) -> list[dict[str, Any]]:
     env = make_env()
     env.write(_demo_accounts(rate))
@@ -57,7 +64,8 @@ def _measure(rate: float, window: float) -> list[dict[str, Any]]:
                 break
         time.sleep(3.0)  # let start-up work settle
         parent = psutil.Process(proc.pid)
-        procs = [parent, *parent.children()]
+        # the traders are the zygote's children (core/zygote.py), or ours if it is not used
+        procs = sorted([parent, *parent.children(recursive=True)], key=_process_name)
         before = {p.pid: p.cpu_times() for p in procs}
         t0 = time.monotonic()
         time.sleep(window)
@@ -66,11 +74,9 @@ def _measure(rate: float, window: float) -> list[dict[str, Any]]:
         for p in procs:
             cpu = p.cpu_times()
             used = (cpu.user + cpu.system) - (before[p.pid].user + before[p.pid].system)
-            cmd = p.cmdline()
-            name = cmd[cmd.index("--account-id") + 1] if "--account-id" in cmd else "manager"
             rows.append(
                 {
-                    "process": name,
+                    "process": _process_name(p),
                     "cpu_pct": round(100 * used / elapsed, 2),
                     "rss_mb": round(p.memory_info().rss / 2**20, 1),
                 }
@@ -100,7 +106,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "idle": idle,
         "ticking": live,
         "max_idle_cpu_pct": max(r["cpu_pct"] for r in idle),
-        "max_trader_rss_mb": max(r["rss_mb"] for r in live if r["process"] != "manager"),
+        "max_trader_rss_mb": max(r["rss_mb"] for r in live if r["process"] not in ("manager", "zygote")),
         "target_idle_cpu_pct": 0.5,
         "target_trader_rss_mb": 120,
     }

@@ -627,6 +627,11 @@ class AppConfig(_Section):
     #: the variables of ``publish:``'s secrets: no trader needs the Redis password
     _publish_variables: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
+    def secret_variables(self) -> frozenset[str]:
+        """Every variable holding a secret (every account's and the Redis password): what a
+        process that starts traders for all accounts (core/zygote.py) must not hold."""
+        return frozenset().union(*self._secret_variables.values(), self._publish_variables)
+
     def secret_variables_of_others(self, account_id: str) -> frozenset[str]:
         """The variables holding other accounts' secrets and the Redis password (and none of
         this account's): what this account's trader process must not find in its environment."""

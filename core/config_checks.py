@@ -19,15 +19,16 @@ runs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
 from datetime import date
 
 from config import ConfigError, LoadedConfig, SimSettings, StrategyConfig
 from config.symbols import contract_month, month_expired
 from core.models import now, split_vt_symbol
-from gateways import sim_contracts
-from strategies import StrategyError, load_strategy_class
 
-__all__ = ["check_startup"]
+__all__ = ["StartupCheck", "check_startup"]
 
 
 def check_startup(loaded: LoadedConfig, *, today: date | None = None) -> None:
@@ -53,7 +54,77 @@ def check_startup(loaded: LoadedConfig, *, today: date | None = None) -> None:
             _check_strategy(name, f"accounts[{i}].strategies[{j}]", strategy, config.strategy_path)
 
 
+class StartupCheck:
+    """``check_startup`` run in a fork of this process while the caller goes on, so that the
+    imports it needs (a vnpy strategy's module brings pandas and TA-Lib: about 0.25 s) run on
+    another core while the console imports its own; ``result`` gives its verdict, raising the same
+    ``ConfigError`` the call would have raised. Fork while single-threaded (an entry point, right
+    after the configuration loaded): the child only imports, checks and reports, and leaves with
+    ``os._exit``. A child that gives no verdict (it died, or the fork failed) is no verdict: the
+    check then runs here, as it would have without a fork.
+    """
+
+    def __init__(self, loaded: LoadedConfig, *, today: date | None = None) -> None:
+        self._loaded = loaded
+        self._today = today
+        self._pid: int | None = None
+        self._reader = -1
+        try:
+            reader, writer = os.pipe()
+        except OSError:
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return
+        if pid == 0:  # the child: check, report, leave (never back into the caller's code)
+            code = 1
+            try:
+                os.close(reader)
+                try:
+                    check_startup(loaded, today=today)
+                    verdict: tuple[str, str | None, str | None] | None = None
+                except ConfigError as exc:
+                    verdict = (str(exc), exc.source, exc.field)
+                with os.fdopen(writer, "wb") as out:
+                    out.write(pickle.dumps(verdict))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(writer)
+        self._pid, self._reader = pid, reader
+
+    def result(self) -> None:
+        """Wait for the verdict: return if the configuration passes, else raise its ``ConfigError``."""
+        verdict = self._verdict()
+        if verdict is _NO_VERDICT:
+            check_startup(self._loaded, today=self._today)
+        elif verdict is not None:
+            message, source, field = verdict
+            raise ConfigError(message, source=source, field=field)
+
+    def _verdict(self) -> object:
+        if self._pid is None:
+            return _NO_VERDICT
+        with os.fdopen(self._reader, "rb") as f:
+            data = f.read()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+        self._pid = None
+        try:
+            return pickle.loads(data) if data else _NO_VERDICT
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
+            return _NO_VERDICT
+
+
+_NO_VERDICT = object()
+
+
 def _symbol_problem(vt_symbol: str, day: date, *, sim: bool) -> str | None:
+    from gateways import sim_contracts  # here: the checks' imports are the fork's (StartupCheck)
+
     symbol, exchange = split_vt_symbol(vt_symbol)
     if month_expired(symbol, exchange.name, day):
         month = contract_month(symbol, exchange.name, day)
@@ -68,6 +139,8 @@ def _symbol_problem(vt_symbol: str, day: date, *, sim: bool) -> str | None:
 
 
 def _check_strategy(name: str, where: str, strategy: StrategyConfig, search_path: str | None) -> None:
+    from strategies import StrategyError, load_strategy_class
+
     try:
         cls = load_strategy_class(strategy.class_name, search_path)
     except StrategyError as exc:
@@ -84,6 +157,7 @@ def _check_replay(name: str, i: int, sim: SimSettings, quotes_from: str | None) 
     """The contract a sim account's replay drives ("" without one), its file read and checked."""
     if sim.replay is None:
         return ""
+    from gateways import sim_contracts
     from gateways.sim_replay import ReplayFileError, file_symbol, read_replay
 
     field = f"accounts[{i}].sim.replay"

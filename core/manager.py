@@ -74,6 +74,7 @@ from core.requests import PendingReplies
 from core.supervisor import RestartPolicy, Supervision, TraderProxy, pid_alive
 from core.trade_stats import InstanceStats, TradeReport
 from core.trader_process import ACCOUNT_LOCK_FILE
+from core.zygote import Zygote, launch_zygote
 
 log = logging.getLogger("qtrader.manager")
 
@@ -111,7 +112,11 @@ class TradingManager(Supervision):
         config_path: Path,
         data_dir: Path,
         sock_dir: Path | None = None,
+        zygote: Zygote | bool = True,
     ) -> None:
+        """``zygote``: a trader zygote launched already (core/zygote.py: the console launches
+        it first thing), True to launch one at ``start``, False to start every trader the
+        plain way (a fresh ``python -m core.trader``)."""
         self.config = config
         self.config_path = config_path
         self.data_dir = data_dir
@@ -123,6 +128,8 @@ class TradingManager(Supervision):
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._history_turns: dict[str, asyncio.Lock] = {}
+        self.zygote: Zygote | None = zygote if isinstance(zygote, Zygote) else None
+        self._launch_zygote = zygote is True
         for account in config.accounts:
             self.aggregator.add_account(account.account_id, account.gateway)
             if not account.enabled:
@@ -145,6 +152,9 @@ class TradingManager(Supervision):
         """Listen for every enabled account and start its trader."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.sock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._launch_zygote and any(a.enabled and a.mode == "process" for a in self.config.accounts):
+            self._launch_zygote = False
+            self.zygote = launch_zygote(self.config, self.data_dir)
         for account in self.config.accounts:
             if not account.enabled:
                 continue
@@ -156,8 +166,8 @@ class TradingManager(Supervision):
             )
             self.proxies[account.account_id] = proxy
             await self._listen(proxy)
-        for proxy in self.proxies.values():
-            await self._spawn(proxy)
+        # all at once: forks from the zygote are asked for together, answered in one turn
+        await asyncio.gather(*(self._spawn(proxy) for proxy in self.proxies.values()))
         self._watchdog = asyncio.create_task(self._watch(), name="manager-watchdog")
 
     async def stop(self, *, cancel_orders: bool = False) -> None:
@@ -172,6 +182,8 @@ class TradingManager(Supervision):
             return_exceptions=True,
         )
         await self._close_sockets()
+        if self.zygote is not None:
+            await self.zygote.stop()
 
     async def _close_sockets(self) -> None:
         for proxy in self.proxies.values():
@@ -222,6 +234,8 @@ class TradingManager(Supervision):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
                     sent.append(proc.pid)
+        if self.zygote is not None:
+            self.zygote.close()
         return sent
 
     async def start_trader(self, account_id: str) -> Reply:

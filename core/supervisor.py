@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config import AccountConfig, AppConfig, ManagerConfig
+from core import zygote as zygote_module
 from core.aggregator import DataAggregator
 from core.logs import embedded_trader_logger, rotate_worker_output, worker_output_path
 from core.models import TraderStatus
 from core.protocol import Link, Reply, RequestType, ShutdownRequest
 from core.requests import PendingReplies
-from core.trader import Trader  # light: storage loads lazily
 from core.trader_process import EXIT_ALREADY_RUNNING, EXIT_CONFIG, EXIT_VENUE_REFUSED
+from core.zygote import Zygote, ZygoteProcess
+
+if TYPE_CHECKING:
+    from core.trader import Trader  # imported to run one: embedded mode only
 
 log = logging.getLogger("qtrader.manager")
 
@@ -91,7 +95,7 @@ class TraderProxy:
     policy: RestartPolicy
     server: asyncio.Server | None = None
     link: Link | None = None
-    proc: asyncio.subprocess.Process | None = None
+    proc: asyncio.subprocess.Process | ZygoteProcess | None = None
     task: asyncio.Task[None] | None = None  # embedded mode
     embedded: Trader | None = None
     pid: int | None = None
@@ -147,6 +151,7 @@ class Supervision:
         data_dir: Path
         aggregator: DataAggregator
         proxies: dict[str, TraderProxy]
+        zygote: Zygote | None
         _stopping: bool
 
         def _background(self, coro: Any, name: str) -> None: ...
@@ -169,6 +174,8 @@ class Supervision:
         proxy.started_at = proxy.last_seen = time.monotonic()
         self.aggregator.set_status(proxy.account_id, TraderStatus.CONNECTING, "starting")
         if proxy.account.mode == "embedded":
+            from core.trader import Trader
+
             trader = Trader(
                 proxy.account,
                 self.config,
@@ -183,22 +190,45 @@ class Supervision:
             self._set_pid(proxy, os.getpid())
             return
         output = rotate_worker_output(self.data_dir, proxy.account_id)
+        command = self.trader_command(proxy.account_id)
+        env = self.trader_environment(proxy.account_id)
         with open(output, "ab") as out:  # noqa: ASYNC230 - local file, instant
-            proc = await asyncio.create_subprocess_exec(
-                *self.trader_command(proxy.account_id),
-                stdin=asyncio.subprocess.DEVNULL,
-                env=self.trader_environment(proxy.account_id),
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
-            )
+            proc: asyncio.subprocess.Process | ZygoteProcess | None = None
+            zygote = self._usable_zygote()
+            if zygote is not None:  # forked, imports done: what follows is the same
+                proc = await zygote.spawn(command, env, out.fileno())
+            if proc is None:
+                proc = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    env=env,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # the terminal's Ctrl+C goes to us, not to the traders
+                )
         proxy.proc = proc
-        self._set_pid(proxy, proc.pid)
+        if proxy.link is None:  # else a trader left running joined meanwhile: it is the account's
+            self._set_pid(proxy, proc.pid)
         if self._stopping or not proxy.wanted:  # stopped while it was being started
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
         log.info("%s: trader started (pid %d)", proxy.account_id, proc.pid)
         self._background(self._wait_process(proxy, proc), f"wait-{proxy.account_id}")
+
+    def _usable_zygote(self) -> Zygote | None:
+        """The zygote to fork this start from; one given up is launched again ``RELAUNCH_AFTER``
+        later (until then, and if that fails, traders start the plain way)."""
+        zygote = self.zygote
+        if zygote is None or zygote.dead is None or zygote.dead == "stopped":
+            return zygote
+        if time.monotonic() - zygote.died_at < zygote_module.RELAUNCH_AFTER:
+            return None
+        fresh = zygote_module.launch_zygote(self.config, self.data_dir)
+        if fresh is None:
+            zygote.died_at = time.monotonic()  # try again later
+            return None
+        self.zygote = fresh
+        return fresh
 
     def trader_command(self, account_id: str) -> list[str]:
         """The command line of an account's trader process."""
@@ -223,7 +253,9 @@ class Supervision:
         withheld = self.config.secret_variables_of_others(account_id)
         return {name: value for name, value in os.environ.items() if name not in withheld}
 
-    async def _wait_process(self, proxy: TraderProxy, proc: asyncio.subprocess.Process) -> None:
+    async def _wait_process(
+        self, proxy: TraderProxy, proc: asyncio.subprocess.Process | ZygoteProcess
+    ) -> None:
         code = await proc.wait()
         if proxy.proc is proc:
             proxy.proc = None

@@ -13,11 +13,12 @@ import sys
 import tempfile
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from config import ConfigError, LoadedConfig, parse_config
-from core.config_checks import check_startup
+from core.config_checks import StartupCheck, check_startup
 from tui.actions import validate_keymap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,3 +300,50 @@ def test_the_daemon_path_checks_keys_without_loading_textual() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "False"
+
+
+def _strategy_refused() -> LoadedConfig:
+    return loaded(
+        ACCOUNT
+        + "    strategies:\n      - {name: g1, class: 'vnpy_ctastrategy.strategies.double_ma_strategy:"
+        "DoubleMaStrategy', symbol: rb2710.SHFE, setting: {fast: 5}}\n"
+    )
+
+
+def test_the_check_in_a_fork_gives_the_verdict_of_the_check_here() -> None:
+    with pytest.raises(ConfigError) as here:
+        check_startup(_strategy_refused())
+    with pytest.raises(ConfigError) as forked:
+        StartupCheck(_strategy_refused()).result()
+    assert (str(forked.value), forked.value.source, forked.value.field) == (
+        str(here.value),
+        here.value.source,
+        here.value.field,
+    )
+    StartupCheck(loaded(ACCOUNT + grid())).result()  # passes: no error
+
+
+def test_a_fork_that_gives_no_verdict_is_checked_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.config_checks as checks
+
+    parent, real = os.getpid(), checks.check_startup
+    ran_here: list[int] = []
+
+    def dies_in_the_child(*args: Any, **kwargs: Any) -> None:
+        if os.getpid() != parent:
+            os._exit(9)  # the child dies before its verdict
+        ran_here.append(os.getpid())
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "check_startup", dies_in_the_child)
+    with pytest.raises(ConfigError, match="unknown parameter 'fast'"):
+        StartupCheck(_strategy_refused()).result()
+    assert ran_here == [parent]
+
+    def no_fork() -> int:
+        raise OSError("fork refused")
+
+    ran_here.clear()
+    monkeypatch.setattr(checks.os, "fork", no_fork)
+    StartupCheck(loaded(ACCOUNT + grid())).result()
+    assert ran_here == [parent]

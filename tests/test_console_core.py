@@ -111,6 +111,14 @@ async def _all_connected(path: Path, timeout: float = 60) -> None:
         await asyncio.sleep(0.1)
 
 
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+
+
 def _trader_pids(env: CoreEnv) -> dict[str, int | None]:
     return {a: lock_holder(env.data_dir / "state" / a / "trader.lock") for a in IDS}
 
@@ -174,6 +182,10 @@ async def test_the_plain_console_serves_the_control_socket_to_other_shells(env: 
 
         pids = [p for p in _trader_pids(env).values() if p]
         assert len(pids) == 2
+        # forked from the zygote the console launched first thing (core/zygote.py)
+        zygotes = {_parent(p) for p in pids}
+        assert len(zygotes) == 1 and _parent(zygote := zygotes.pop()) == console.proc.pid
+        assert b"core.zygote" in _cmdline(zygote)
         assert await asyncio.to_thread(console.quit) == 0
         assert not path.exists()  # the socket went away with the console
         assert "no qtrader core" in (await asyncio.to_thread(_control, env, "--status")).stderr

@@ -334,6 +334,11 @@ async def test_each_trader_holds_only_its_own_secret_and_no_secret_leaks(
                     assert variable.encode() not in environ, (aid, variable)
                     assert value.encode() not in whole, (aid, variable)
             assert not any(v.encode() in cmdline for v in SECRETS.values()), cmdline
+        # the zygote that forked them (core/zygote.py) holds no account's secret at all
+        assert mgr.zygote is not None and mgr.zygote.dead is None
+        zygote_env = _proc(mgr.zygote.pid, "environ")
+        assert not any(v.encode() in zygote_env for v in SECRETS.values())
+        assert not any(v.encode() in _environ(mgr.zygote.pid) for v in SECRETS)
         shown = [repr(r.result) for r in statuses] + [  # what the console is told: statuses, log lines
             f"{s.status_message} {[e.message for e in s.logs]}" for s in (mgr.state(a) for a in mgr.proxies)
         ]

@@ -37,7 +37,6 @@ from tui.dialogs.confirm import ConfirmDialog
 from tui.draw import draw_now
 from tui.screens.account import AccountScreen
 from tui.screens.dashboard import DashboardScreen
-from tui.screens.help import HelpScreen
 from tui.volumes import VolumeMemory
 
 # at most 100 flushes a second (a tick flood costs what a trickle does); a flush repaints
@@ -117,9 +116,9 @@ class QTraderApp(App[int]):
             self.set_keymap(self.keymap)
         self._unsubscribe = self.client.subscribe(self._on_change)
         self._account_screen = AccountScreen(self.account_id)
-        await self.push_screen(self._account_screen)
-        if self._start_core is not None:
+        if self._start_core is not None:  # first: the traders start while the screen is built
             self.run_worker(self._start(), name="core-start", exclusive=True)
+        await self.push_screen(self._account_screen)
 
     async def _start(self) -> None:
         assert self._start_core is not None
@@ -382,6 +381,8 @@ class QTraderApp(App[int]):
         self.push_screen(self._dashboard)
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen  # here: not needed for the first frame
+
         self.push_screen(HelpScreen(self.keymap))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

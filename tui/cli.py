@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from config import paths as cfg_paths
 if TYPE_CHECKING:
     from config import PublishConfig
     from core.orphans import Orphan
+    from core.zygote import Zygote
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,13 +147,19 @@ def refuse(exc: ConfigError | ValueError, source: str | None) -> int:
     return EXIT_CONFIG
 
 
-def check_config(loaded: LoadedConfig, *, starting: bool) -> dict[str, str]:
+def check_config(
+    loaded: LoadedConfig, *, starting: bool, meanwhile: Callable[[], object] | None = None
+) -> dict[str, str]:
     """What every entry point refuses at load, beyond the file's own validation: a socket
     directory that cannot hold our sockets (made and secured here, as the manager and the
     control commands would); and, ``starting`` a console or a daemon, the key bindings
     (``tui.actions.validate_keymap``) and what needs the other layers or today's date
     (``core.config_checks``: expired months, symbols the sim does not list, strategy classes
     and parameters). Returns the validated keymap.
+
+    The second part runs in a fork (``StartupCheck``: a vnpy strategy's imports take about
+    0.25 s) while this process does ``meanwhile`` (the imports of what it starts next); its
+    verdict comes before anything starts, as if checked here.
 
     ``--kill``, ``--resume`` and ``--status`` skip the second part: they start nothing, and the
     kill switch must work on a running daemon even when a month in its file ran out since.
@@ -161,10 +170,23 @@ def check_config(loaded: LoadedConfig, *, starting: bool) -> dict[str, str]:
     if not starting:
         return {}
     keymap = validate_keymap(loaded.config.ui.keys)
-    from core.config_checks import check_startup
+    from core.config_checks import StartupCheck
 
-    check_startup(loaded)
+    check = StartupCheck(loaded)
+    if meanwhile is not None:
+        meanwhile()
+    check.result()
     return keymap
+
+
+def _console_imports() -> None:
+    """What the console imports next (``run_console``, ``run_attached``), imported early."""
+    for name in ("core.client", "core.control", "tui.app"):
+        importlib.import_module(name)
+
+
+def _daemon_imports() -> None:
+    importlib.import_module("core.daemon")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,10 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return refuse(exc, None)
     control = bool(args.kill or args.resume or args.status or args.history or args.trigger_stats)
+    zygote: Zygote | None = None
     try:
         data_dir = cfg_paths.secure_data_dir(cfg_paths.data_dir(loaded.config, args.data_dir))
-        keymap = check_config(loaded, starting=not control)
+        if not (control or args.no_ui or args.attach is not None):
+            zygote = early_zygote(loaded, data_dir)
+        meanwhile = None if control else _daemon_imports if args.no_ui else _console_imports
+        keymap = check_config(loaded, starting=not control, meanwhile=meanwhile)
     except (ConfigError, ValueError) as exc:
+        if zygote is not None:
+            zygote.close()
         return refuse(exc, loaded.source.name)
     if control:
         return control_command(loaded, args, data_dir)
@@ -200,7 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_daemon(loaded, data_dir=data_dir, cancel_on_exit=args.cancel_on_exit, publish=publish)
         )
-    return run_console(loaded, data_dir, keymap)
+    return run_console(loaded, data_dir, keymap, zygote)
+
+
+def early_zygote(loaded: LoadedConfig, data_dir: Path) -> Zygote | None:
+    """The console's trader zygote (core/zygote.py), launched before the console imports
+    Textual, so that its imports run on another core meanwhile; None without process traders."""
+    if not any(a.enabled and a.mode == "process" for a in loaded.config.accounts):
+        return None
+    from core.zygote import launch_zygote
+
+    return launch_zygote(loaded.config, data_dir)
 
 
 def publish_settings(loaded: LoadedConfig, url: str | None) -> PublishConfig | None:
@@ -522,7 +560,9 @@ def run_attached_redis(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, s
     return app.run() or 0
 
 
-def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) -> int:
+def run_console(
+    loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str], zygote: Zygote | None = None
+) -> int:
     """The Textual console over an in-process trading core, which serves the same control
     socket as the daemon: ``--status``, ``--kill``, ``--resume`` and ``--attach`` work
     against it from another shell while it runs."""
@@ -539,15 +579,22 @@ def run_console(loaded: LoadedConfig, data_dir: Path, keymap: dict[str, str]) ->
     pid_file = PidFile(data_dir)
     try:
         pid_file.acquire()
-    except DaemonBusy as exc:
-        print(f"qtrader-tui: {exc}; to watch and trade it, run: qtrader-tui --attach", file=sys.stderr)
-        return 3
-    except UnsafeLockFile as exc:
+    except (DaemonBusy, UnsafeLockFile) as exc:
+        if zygote is not None:
+            zygote.close()
+        if isinstance(exc, DaemonBusy):
+            print(f"qtrader-tui: {exc}; to watch and trade it, run: qtrader-tui --attach", file=sys.stderr)
+            return 3
         print(f"qtrader-tui: {exc}", file=sys.stderr)
         return 1
     try:
         setup_runtime_logging(data_dir, config.log.level)  # the terminal belongs to the console
-        manager = TradingManager(config, config_path=loaded.source, data_dir=data_dir)
+        manager = TradingManager(
+            config,
+            config_path=loaded.source,
+            data_dir=data_dir,
+            zygote=zygote if zygote is not None else True,
+        )
         core = ServedManager(manager)
         app = QTraderApp(
             LocalConsoleClient(manager),

@@ -39,7 +39,6 @@ from tui.dialogs.kill import KillDialog, protective_row
 from tui.dialogs.order_entry import OrderEntryDialog, closable, close_rows, order_rows
 from tui.dialogs.watchlist import AddContractDialog
 from tui.host import ConsoleHost
-from tui.screens.history import HistoryScreen
 from tui.widgets.activity import LogTable, StrategiesTable, TriggersTable
 from tui.widgets.conditional import ConditionalTable
 from tui.widgets.depth import DepthView
@@ -551,6 +550,8 @@ class AccountScreen(Screen[None]):
 
     def action_history(self) -> None:
         """The History screen of this account."""
+        from tui.screens.history import HistoryScreen  # here: not needed for the first frame
+
         self.app.push_screen(HistoryScreen(self.account_id))
 
     def action_equity_range(self) -> None:
