@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -35,6 +36,18 @@ def now() -> datetime:
 LOCAL_ORDER_PREFIX = "LOCAL."
 _LOCAL_RUN = f"{time.time_ns() // 1000:x}"
 _LOCAL_SEQ = itertools.count(1)
+
+
+def _new_run() -> None:
+    """A forked process is a new run (a trader forked by the zygote, core/zygote.py: without
+    this every fork, and every restart of one account, would share the zygote's run)."""
+    global _LOCAL_RUN, _LOCAL_SEQ, _COND_SEQ
+    _LOCAL_RUN = f"{time.time_ns() // 1000:x}"
+    _LOCAL_SEQ = itertools.count(1)
+    _COND_SEQ = itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_run)
 
 
 def local_order_id(moment: datetime) -> str:

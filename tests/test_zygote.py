@@ -13,7 +13,7 @@ import pytest
 
 from core import zygote as zygote_module
 from core.manager import TradingManager, pid_alive
-from core.models import TraderStatus
+from core.models import Direction, Offset, OrderRequest, OrderType, Status, TraderStatus
 from core.zygote import ROOM_VARIABLE
 from tests.conftest import CoreEnv, sim_account, wait_until
 
@@ -157,5 +157,45 @@ async def test_no_zygote_when_told(core_env: CoreEnv) -> None:
     try:
         assert mgr.zygote is None
         assert all(_parent(mgr.state(a).pid or 0) == os.getpid() for a in ("Z1", "Z2"))
+    finally:
+        await mgr.stop()
+
+
+async def _refused_order(mgr: TradingManager, aid: str) -> str:
+    """An order refused before the venue (above the limit-up price): its ``LOCAL.`` id."""
+    tick = mgr.state(aid).ticks["rb2705.SHFE"]
+    req = OrderRequest(
+        vt_symbol="rb2705.SHFE",
+        direction=Direction.LONG,
+        offset=Offset.OPEN,
+        type=OrderType.LIMIT,
+        price=tick.limit_up * 2,
+        volume=1,
+    )
+    reply = await mgr.send_order(aid, req)
+    assert not reply.ok
+    order_id = reply.result["order_id"]
+    assert order_id.startswith("LOCAL.")
+    return order_id
+
+
+async def test_each_forked_trader_numbers_its_refusals_in_its_own_run(core_env: CoreEnv) -> None:
+    # LOCAL.<stamp>.<run>-<n>: the run told a new process apart; forks of one zygote must not
+    # share the zygote's (a restart within the same second would reuse an id, and overwrite
+    # the refusal on record: ARCHITECTURE.md, Invariants 5)
+    mgr = await _started(core_env)
+    try:
+        first = await _refused_order(mgr, "Z1")
+        old = mgr.state("Z1").pid
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        await wait_until(lambda: _up(mgr, "Z1", not_pid=old), 30, "Z1 restarted")
+        new = mgr.state("Z1").pid
+        assert mgr.zygote is not None and new is not None and _parent(new) == mgr.zygote.pid
+        second = await _refused_order(mgr, "Z1")
+        assert first.rsplit("-", 1)[0].split(".")[-1] != second.rsplit("-", 1)[0].split(".")[-1]
+        state = mgr.state("Z1")
+        await wait_until(lambda: first in state.orders and second in state.orders, 10, "both refusals kept")
+        assert state.orders[first].status is state.orders[second].status is Status.REJECTED
     finally:
         await mgr.stop()
