@@ -27,8 +27,11 @@ trader is started the plain way, and so is every later one until a new zygote is
 (its pidfd), but not its code: it counts as killed (``-SIGKILL``), restarted as after a crash.
 
 Wire: one ``SOCK_SEQPACKET`` Unix socket (the zygote's stdin), one JSON object per message;
-the manager sends ``{"argv", "env", "cwd"}`` with the output file's descriptor, the zygote
-answers ``{"ready"}`` once (with ``"refused"`` when it cannot start traders),
+the manager sends ``{"argv"}`` with two descriptors: the output file's, and a sealed memfd
+holding the start ``{"argv", "env", "cwd"}``, read only by the forked trader (the zygote never
+reads an environment, so no account's secret ever passes through its memory, nor from it into
+another account's fork). The zygote answers ``{"ready", "room"}`` once (the bytes its
+command line and environment can hold; with ``"refused"`` when it cannot start traders),
 ``{"pid"}`` or ``{"refused"}`` per request, and ``{"exited", "code"}`` per trader.
 """
 
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -149,6 +153,7 @@ class Zygote:
         self._children: dict[int, ZygoteProcess] = {}
         self._early: dict[int, int] = {}  # exits read before their start's reply was taken
         self._reader: asyncio.Task[None] | None = None
+        self._room = (0, 0)  # what a trader's command line and environment may take (its "ready")
         self.dead: str | None = None  # why it is no longer used (None: usable)
         self.died_at = 0.0  # when it was given up (time.monotonic)
 
@@ -216,6 +221,7 @@ class Zygote:
                     if msg.get("refused"):
                         why = f"it cannot start traders: {msg['refused']}"
                         break
+                    self._room = (msg["room"][0], msg["room"][1])
                     log.info(
                         "trader zygote ready (pid %d, %.2f s after launch)",
                         self.pid,
@@ -270,15 +276,25 @@ class Zygote:
             return None
         if not ready or self.dead is not None:
             return None
-        request = json.dumps({"argv": argv, "env": env, "cwd": os.getcwd()}).encode()
+        problem = _fits(argv, env, self._room)
+        if problem is not None:
+            log.warning("trader zygote cannot take a start: %s; started the plain way", problem)
+            return None
+        try:
+            start = _start_file({"argv": argv, "env": env, "cwd": os.getcwd()})
+        except OSError as exc:
+            log.warning("trader zygote not used for a start (%s): started the plain way", exc)
+            return None
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         try:
-            socket.send_fds(self._sock, [request], [output])
+            socket.send_fds(self._sock, [json.dumps({"argv": argv}).encode()], [output, start])
             self._waiting.append(waiter)
             reply = await asyncio.wait_for(asyncio.shield(waiter), REPLY_WAIT)
         except (OSError, TimeoutError) as exc:
             self._give_up(f"a start failed: {exc!r}")
             return None
+        finally:
+            os.close(start)
         if "pid" not in reply:
             if reply.get("refused"):
                 log.warning("trader zygote refused a start: %s; started the plain way", reply["refused"])
@@ -311,6 +327,39 @@ class Zygote:
         """Without an event loop (the owner is exiting): close our socket; the zygote exits."""
         self.dead = self.dead or "stopped"
         self._sock.close()
+
+
+def _start_file(request: dict[str, Any]) -> int:
+    """A memfd holding ``request``, sealed (the trader reads it as written), at offset 0."""
+    fd = os.memfd_create("qtrader-trader-start", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        data = json.dumps(request).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        fcntl.fcntl(
+            fd,
+            fcntl.F_ADD_SEALS,
+            fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL,
+        )
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _fits(argv: list[str], env: dict[str, str], room: tuple[int, int]) -> str | None:
+    """Why a trader's ``argv`` and ``env`` cannot be the zygote's fork's (None: they can)."""
+    args = sum(len(os.fsencode(a)) + 1 for a in argv)
+    if args > room[0]:
+        return f"a command line of {args} bytes, room for {room[0]}"
+    size = _environment_size(env)
+    if size > room[1]:
+        return f"an environment of {size} bytes, room for {room[1]}"
+    if "core.trader" not in argv:
+        return "not a trader's command line (python -m core.trader ...)"
+    return None
 
 
 def launch_zygote(config: AppConfig, data_dir: Path) -> Zygote | None:
@@ -357,10 +406,13 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     sock.sendall(json.dumps(msg).encode())
 
 
-def _child(sock: socket.socket, wakeup: tuple[int, int], request: dict[str, Any], output: int) -> NoReturn:
-    """In the forked trader: become what ``python -m core.trader ...`` would be, then run it."""
+def _child(sock: socket.socket, wakeup: tuple[int, int], output: int, start: int) -> NoReturn:
+    """In the forked trader: read its start (``start``, the memfd the zygote passed on unread),
+    become what ``python -m core.trader ...`` would be, then run it."""
     code = 1
     try:
+        with os.fdopen(start, "rb") as f:
+            request: dict[str, Any] = json.loads(f.read())
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -377,7 +429,7 @@ def _child(sock: socket.socket, wakeup: tuple[int, int], request: dict[str, Any]
         os.environ.update(env)
         os.chdir(request["cwd"])
         argv: list[str] = request["argv"]
-        _rewrite_areas(argv, env)  # the zygote checked that they fit
+        _rewrite_areas(argv, env)  # the manager checked that they fit
         args = argv[argv.index("core.trader") + 1 :]
         sys.argv = [str(Path(__file__).with_name("trader.py")), *args]
         import random
@@ -395,19 +447,6 @@ def _child(sock: socket.socket, wakeup: tuple[int, int], request: dict[str, Any]
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
-
-
-def _fits(request: dict[str, Any]) -> str | None:
-    arg_start, arg_end, env_start, env_end = _proc_areas()
-    args = sum(len(os.fsencode(a)) + 1 for a in request["argv"])
-    if args > arg_end - arg_start:
-        return f"a command line of {args} bytes, room for {arg_end - arg_start}"
-    env = _environment_size(request["env"])
-    if env > env_end - env_start:
-        return f"an environment of {env} bytes, room for {env_end - env_start}"
-    if "core.trader" not in request["argv"]:
-        return "not a trader's command line (python -m core.trader ...)"
-    return None
 
 
 def main() -> int:
@@ -435,7 +474,8 @@ def main() -> int:
     os.set_blocking(writer, False)
     signal.set_wakeup_fd(writer)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    _send(sock, {"ready": True})
+    arg_start, arg_end, env_start, env_end = _proc_areas()
+    _send(sock, {"ready": True, "room": [arg_end - arg_start, env_end - env_start]})
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     selector.register(reader, selectors.EVENT_READ)
@@ -447,13 +487,16 @@ def main() -> int:
                 _reap(sock)
                 continue
             try:
-                data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 1)
+                data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 2)
             except OSError:
                 return 0
             if not data:
                 return 0  # the manager is gone (or stopped us): our traders run on
-            request = json.loads(data)
-            problem = _fits(request) if fds else "no output file descriptor"
+            # the start itself (its environment: an account's secrets) is the fork's to read
+            argv = json.loads(data)["argv"]
+            problem = None if len(fds) == 2 else "not an output file and a start"
+            if problem is None and "core.trader" not in argv:
+                problem = "not a trader's command line (python -m core.trader ...)"
             if problem is not None:
                 for fd in fds:
                     os.close(fd)
@@ -462,8 +505,9 @@ def main() -> int:
             pid = os.fork()
             if pid == 0:
                 selector.close()
-                _child(sock, (reader, writer), request, fds[0])
-            os.close(fds[0])
+                _child(sock, (reader, writer), fds[0], fds[1])
+            for fd in fds:
+                os.close(fd)
             _send(sock, {"pid": pid})
         _reap(sock)
 

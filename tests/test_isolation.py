@@ -295,6 +295,56 @@ def _environ(pid: int) -> dict[bytes, bytes]:
     return dict(entry.split(b"=", 1) for entry in raw.split(b"\0") if b"=" in entry)
 
 
+def _memory_holds(pid: int, needles: list[bytes]) -> list[bytes]:
+    """Which of ``needles`` are anywhere in the process's memory (its heap, freed or not)."""
+    found: set[bytes] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r") or line.rstrip().endswith(("[vvar]", "[vsyscall]")):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except OSError:
+                continue
+            found.update(n for n in needles if n in chunk)
+    return sorted(found)
+
+
+async def test_no_secret_passes_through_the_zygote(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the zygote forks every account's trader: an account's secret it ever held (a start's
+    # request, freed or not) would be in its memory, and so in every later fork's, another
+    # account's trader included (ARCHITECTURE.md, Invariants 6)
+    from gateways.ctp import FAKE_FRONT_ENV
+
+    monkeypatch.setenv(FAKE_FRONT_ENV, "tests.fake_ctp:install")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    )
+    monkeypatch.setenv("QT_ISO_C1_PW", SECRETS["QT_ISO_C1_PW"])
+    config = core_env.write_config(_ctp("C1", "QT_ISO_C1_PW", "000001"))
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        await wait_until(lambda: mgr.state("C1").status is TraderStatus.CONNECTED, 30, "C1 connected")
+        zygote = mgr.zygote
+        assert zygote is not None and zygote.dead is None
+        c1 = mgr.state("C1").pid
+        assert c1 is not None and _parent(c1) == zygote.pid
+        assert _memory_holds(c1, [SECRETS["QT_ISO_C1_PW"].encode()])  # the probe finds what is there
+        assert _memory_holds(zygote.pid, [SECRETS["QT_ISO_C1_PW"].encode()]) == []
+    finally:
+        await mgr.stop()
+
+
+def _parent(pid: int) -> int:
+    return int(_proc(pid, "stat").rsplit(b")", 1)[1].split()[1])
+
+
 async def test_each_trader_holds_only_its_own_secret_and_no_secret_leaks(
     core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
