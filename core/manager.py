@@ -74,7 +74,7 @@ from core.requests import PendingReplies
 from core.supervisor import RestartPolicy, Supervision, TraderProxy, pid_alive
 from core.trade_stats import InstanceStats, TradeReport
 from core.trader_process import ACCOUNT_LOCK_FILE
-from core.zygote import Zygote, launch_zygote
+from core.zygote import Zygote, ZygoteProcess, launch_zygote
 
 log = logging.getLogger("qtrader.manager")
 
@@ -232,7 +232,10 @@ class TradingManager(Supervision):
             proc = proxy.proc
             if proc is not None and proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
+                    if isinstance(proc, ZygoteProcess):  # by its pidfd: its pid may be reused
+                        proc.send_signal(signal.SIGTERM)
+                    else:
+                        os.kill(proc.pid, signal.SIGTERM)
                     sent.append(proc.pid)
         if self.zygote is not None:
             self.zygote.close()

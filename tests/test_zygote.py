@@ -4,6 +4,7 @@ the zygote is gone, or cannot take a start, traders start the plain way."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ import pytest
 from core import zygote as zygote_module
 from core.manager import TradingManager, pid_alive
 from core.models import Direction, Offset, OrderRequest, OrderType, Status, TraderStatus
-from core.zygote import ROOM_VARIABLE
+from core.zygote import ROOM_VARIABLE, ZygoteProcess
 from tests.conftest import CoreEnv, sim_account, wait_until
 
 TWO = sim_account("Z1", "rb2705.SHFE", seed=1) + sim_account("Z2", "m2705.DCE", seed=2)
@@ -197,5 +198,41 @@ async def test_each_forked_trader_numbers_its_refusals_in_its_own_run(core_env: 
         state = mgr.state("Z1")
         await wait_until(lambda: first in state.orders and second in state.orders, 10, "both refusals kept")
         assert state.orders[first].status is state.orders[second].status is Status.REJECTED
+    finally:
+        await mgr.stop()
+
+
+async def test_the_last_resort_stop_signals_forked_traders_by_pidfd_never_by_a_stale_pid(
+    core_env: CoreEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # terminate_children (the console dying without its loop) must not signal by pid a forked
+    # trader that exited before it was held: its exit report is unread, the pid may be
+    # another process's by now
+    mgr = await _started(core_env)
+    try:
+        assert mgr.zygote is not None
+        gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+        await gone.wait()  # exited and reaped: its pid is free for anyone
+        exited = ZygoteProcess(gone.pid)
+        assert exited.returncode is None  # its exit report never came
+        real = mgr.proxies["Z2"].proc
+        assert isinstance(real, ZygoteProcess)
+        z1 = mgr.proxies["Z1"].proc
+        mgr.proxies["Z1"].proc = exited
+        signalled: list[int] = []
+        kill = os.kill
+
+        def spy(pid: int, sig: int) -> None:
+            signalled.append(pid)
+            kill(pid, sig)
+
+        monkeypatch.setattr(os, "kill", spy)
+        monkeypatch.setattr(mgr.zygote, "close", lambda: None)  # its reports still come, here
+        sent = mgr.terminate_children()
+        monkeypatch.setattr(os, "kill", kill)
+        mgr.proxies["Z1"].proc = z1
+        assert gone.pid not in signalled and gone.pid not in sent
+        assert sent == [real.pid]
+        await wait_until(lambda: real.returncode is not None, 20, "Z2's trader stopped on SIGTERM")
     finally:
         await mgr.stop()
