@@ -408,8 +408,9 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
 
 def _child(sock: socket.socket, wakeup: tuple[int, int], output: int, start: int) -> NoReturn:
     """In the forked trader: read its start (``start``, the memfd the zygote passed on unread),
-    become what ``python -m core.trader ...`` would be, then run it."""
-    code = 1
+    become what ``python -m core.trader ...`` would be, then run it. It leaves as that
+    interpreter would (``sys.exit``, up through the zygote's frames, none of which catches it):
+    its threads are waited for, its ``atexit`` handlers run, its output flushed."""
     try:
         with os.fdopen(start, "rb") as f:
             request: dict[str, Any] = json.loads(f.read())
@@ -436,17 +437,12 @@ def _child(sock: socket.socket, wakeup: tuple[int, int], output: int, start: int
 
         random.seed()  # the zygote's state is every fork's: each its own
         from core.trader_process import main
-
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # printed to the output file, as a crash would be
-        traceback.print_exc()
-    finally:
+    except BaseException:  # not a trader yet: never back into the zygote's loop
         with contextlib.suppress(Exception):
-            sys.stdout.flush()
+            traceback.print_exc()
             sys.stderr.flush()
-        os._exit(code)
+        os._exit(1)
+    sys.exit(main(args))
 
 
 def main() -> int:

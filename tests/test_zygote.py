@@ -236,3 +236,44 @@ async def test_the_last_resort_stop_signals_forked_traders_by_pidfd_never_by_a_s
         await wait_until(lambda: real.returncode is not None, 20, "Z2's trader stopped on SIGTERM")
     finally:
         await mgr.stop()
+
+
+AT_EXIT = """
+import atexit
+from pathlib import Path
+
+from strategies.base import Strategy
+
+atexit.register(lambda: Path({probe!r}).write_text("ran"))
+
+
+class AtExit(Strategy):
+    \"\"\"Does nothing; its module leaves a file when the process exits as Python does.\"\"\"
+
+    def bars_needed(self) -> int:
+        return 0
+"""
+
+
+async def test_a_forked_trader_exits_as_python_would_its_atexit_handlers_run(core_env: CoreEnv) -> None:
+    # a strategy's module (or a gateway's library: TA-Lib's) may leave its work to atexit, and
+    # an interpreter waits for its threads: a fork must not leave with os._exit where
+    # ``python -m core.trader`` would have run them
+    probe = core_env.root / "at_exit.txt"
+    strategies = core_env.root / "user_strategies"
+    strategies.mkdir()
+    (strategies / "at_exit.py").write_text(AT_EXIT.format(probe=str(probe)))
+    accounts = sim_account("Z1", "rb2705.SHFE") + (
+        "    strategies:\n      - {name: probe, class: AtExit, symbol: rb2705.SHFE, autostart: true}\n"
+    )
+    config = core_env.write_config(accounts, extra=f"strategy_path: {strategies}")
+    mgr = TradingManager(config, config_path=core_env.config_path, data_dir=core_env.data_dir)
+    await mgr.start()
+    try:
+        await wait_until(lambda: _up(mgr, "Z1"), 30, "Z1 up")
+        assert mgr.zygote is not None and _parent(mgr.state("Z1").pid or 0) == mgr.zygote.pid
+        assert not probe.exists()
+    finally:
+        await mgr.stop()
+    assert mgr.state("Z1").status is TraderStatus.STOPPED
+    assert probe.read_text() == "ran"
