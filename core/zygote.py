@@ -7,8 +7,8 @@ imports its own) and asks it for each trader's process; a trader so started is w
 ``python -m core.trader ...`` would be, property by property:
 
 - its environment is the one the manager gives it (its own account's secrets, no other's:
-  ARCHITECTURE.md, "Invariants" 6); the zygote itself is started without any account's secret,
-  so no fork can inherit one. ``/proc/<pid>/environ`` and ``/proc/<pid>/cmdline`` show the
+  ARCHITECTURE.md, "Invariants" 6); the zygote itself is started without any account's secret
+  and never reads a start's environment (the fork does), so no fork can inherit one. ``/proc/<pid>/environ`` and ``/proc/<pid>/cmdline`` show the
   trader's own (rewritten in place: the zygote is started with room for them), so ``ps``, the
   orphan search (core/orphans.py reads ``--socket-path`` there) and the isolation checks see a
   trader as they always did;
