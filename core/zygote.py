@@ -24,18 +24,15 @@ imports its own) and asks it for each trader's process; a trader so started is w
 If the zygote is not ready in time, refuses a start (no room for that environment) or dies, the
 trader is started the plain way, and so is every later one until a new zygote is launched
 (``RELAUNCH_AFTER`` later, at a start): nothing fails for the zygote's sake. A trader already forked when the zygote died runs on; its exit is still seen
-(its pidfd), and its code is the one it wrote on its pipe as it left (none: it was killed, and
-counts as ``-SIGKILL``).
+(its pidfd), but not its code: it counts as killed (``-SIGKILL``), restarted as after a crash.
 
 Wire: one ``SOCK_SEQPACKET`` Unix socket (the zygote's stdin), one JSON object per message;
-the manager sends ``{"argv"}`` with three descriptors: the output file's, a sealed memfd
+the manager sends ``{"argv"}`` with two descriptors: the output file's, and a sealed memfd
 holding the start ``{"argv", "env", "cwd"}``, read only by the forked trader (the zygote never
 reads an environment, so no account's secret ever passes through its memory, nor from it into
-another account's fork), and a pipe's write end on which the trader writes its exit code as
-it leaves (what tells the manager that code should the zygote die before reporting it). The
-zygote answers ``{"ready", "room"}`` once (the bytes its command line and environment can hold;
-with ``"refused"`` when it cannot start traders), ``{"pid"}`` or ``{"refused"}`` per request,
-and ``{"exited", "code"}`` per trader.
+another account's fork). The zygote answers ``{"ready", "room"}`` once (the bytes its
+command line and environment can hold; with ``"refused"`` when it cannot start traders),
+``{"pid"}`` or ``{"refused"}`` per request, and ``{"exited", "code"}`` per trader.
 """
 
 from __future__ import annotations
@@ -83,9 +80,8 @@ class ZygoteProcess:
     """A trader forked by the zygote: what the supervisor uses of ``asyncio.subprocess.Process``
     (``pid``, ``returncode``, ``wait``, ``terminate``, ``kill``)."""
 
-    def __init__(self, pid: int, status: int | None = None) -> None:
+    def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._status = status  # the pipe its exit code comes on, should the zygote die
         self.returncode: int | None = None
         self._exited = asyncio.Event()
         self._pidfd: int | None = None
@@ -127,28 +123,17 @@ class ZygoteProcess:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
-        if self._status is not None:
-            os.close(self._status)
-            self._status = None
         self._exited.set()
 
     def _orphaned(self, loop: asyncio.AbstractEventLoop) -> None:
         """The zygote died: its report will never come; the pidfd says when the trader exits."""
         if self.returncode is not None:
             return
-        if self._pidfd is None:  # gone already (or no pidfds: then it counts as killed now)
-            self._exit(self._told() if self._gone else -signal.SIGKILL)
+        if self._pidfd is None:
+            self._exit(-signal.SIGKILL)
             return
         self._loop = loop
-        loop.add_reader(self._pidfd, lambda: self._exit(self._told()))
-
-    def _told(self) -> int:
-        """The exit code it wrote as it left; ``-SIGKILL`` if none (it was killed)."""
-        if self._status is not None:
-            with contextlib.suppress(OSError, ValueError):
-                os.set_blocking(self._status, False)
-                return int(os.read(self._status, 32))
-        return -signal.SIGKILL
+        loop.add_reader(self._pidfd, self._exit, -signal.SIGKILL)
 
     def _unwatch(self) -> None:
         if self._loop is not None and self._pidfd is not None:
@@ -300,25 +285,21 @@ class Zygote:
         except OSError as exc:
             log.warning("trader zygote not used for a start (%s): started the plain way", exc)
             return None
-        status, told = os.pipe()
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         try:
-            socket.send_fds(self._sock, [json.dumps({"argv": argv}).encode()], [output, start, told])
+            socket.send_fds(self._sock, [json.dumps({"argv": argv}).encode()], [output, start])
             self._waiting.append(waiter)
             reply = await asyncio.wait_for(asyncio.shield(waiter), REPLY_WAIT)
         except (OSError, TimeoutError) as exc:
-            os.close(status)
             self._give_up(f"a start failed: {exc!r}")
             return None
         finally:
             os.close(start)
-            os.close(told)
         if "pid" not in reply:
-            os.close(status)
             if reply.get("refused"):
                 log.warning("trader zygote refused a start: %s; started the plain way", reply["refused"])
             return None
-        child = ZygoteProcess(reply["pid"], status)
+        child = ZygoteProcess(reply["pid"])
         if child.pid in self._early:
             child._exit(self._early.pop(child.pid))
         elif self.dead is not None:
@@ -425,13 +406,11 @@ def _send(sock: socket.socket, msg: dict[str, Any]) -> None:
     sock.sendall(json.dumps(msg).encode())
 
 
-def _child(sock: socket.socket, wakeup: tuple[int, int], fds: list[int]) -> NoReturn:
+def _child(sock: socket.socket, wakeup: tuple[int, int], output: int, start: int) -> NoReturn:
     """In the forked trader: read its start (``start``, the memfd the zygote passed on unread),
     become what ``python -m core.trader ...`` would be, then run it. It leaves as that
     interpreter would (``sys.exit``, up through the zygote's frames, none of which catches it):
-    its threads are waited for, its ``atexit`` handlers run, its output flushed; its exit code
-    is written on ``told`` first, for the manager should the zygote be gone by then."""
-    output, start, told = fds
+    its threads are waited for, its ``atexit`` handlers run, its output flushed."""
     try:
         with os.fdopen(start, "rb") as f:
             request: dict[str, Any] = json.loads(f.read())
@@ -445,9 +424,7 @@ def _child(sock: socket.socket, wakeup: tuple[int, int], fds: list[int]) -> NoRe
         os.dup2(null, 0)
         os.dup2(output, 1)
         os.dup2(output, 2)
-        os.closerange(3, told)
-        os.closerange(told + 1, os.sysconf("SC_OPEN_MAX"))
-        os.set_inheritable(told, False)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         env: dict[str, str] = request["env"]
         os.environ.clear()
         os.environ.update(env)
@@ -465,21 +442,7 @@ def _child(sock: socket.socket, wakeup: tuple[int, int], fds: list[int]) -> NoRe
             traceback.print_exc()
             sys.stderr.flush()
         os._exit(1)
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        _tell(told, 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1)
-        raise
-    except BaseException:
-        _tell(told, 1)
-        raise
-    _tell(told, code)
-    sys.exit(code)
-
-
-def _tell(told: int, code: int) -> None:
-    with contextlib.suppress(OSError):
-        os.write(told, b"%d" % code)
+    sys.exit(main(args))
 
 
 def main() -> int:
@@ -520,14 +483,14 @@ def main() -> int:
                 _reap(sock)
                 continue
             try:
-                data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 3)
+                data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 2)
             except OSError:
                 return 0
             if not data:
                 return 0  # the manager is gone (or stopped us): our traders run on
             # the start itself (its environment: an account's secrets) is the fork's to read
             argv = json.loads(data)["argv"]
-            problem = None if len(fds) == 3 else "not an output file, a start and an exit pipe"
+            problem = None if len(fds) == 2 else "not an output file and a start"
             if problem is None and "core.trader" not in argv:
                 problem = "not a trader's command line (python -m core.trader ...)"
             if problem is not None:
@@ -538,7 +501,7 @@ def main() -> int:
             pid = os.fork()
             if pid == 0:
                 selector.close()
-                _child(sock, (reader, writer), fds)
+                _child(sock, (reader, writer), fds[0], fds[1])
             for fd in fds:
                 os.close(fd)
             _send(sock, {"pid": pid})

@@ -5,8 +5,6 @@ the zygote is gone, or cannot take a start, traders start the plain way."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
 import signal
 import sys
@@ -17,9 +15,8 @@ import pytest
 from core import zygote as zygote_module
 from core.manager import TradingManager, pid_alive
 from core.models import Direction, Offset, OrderRequest, OrderType, Status, TraderStatus
-from core.protocol import ShutdownRequest
 from core.zygote import ROOM_VARIABLE, ZygoteProcess
-from tests.conftest import CoreEnv, kept_log, sim_account, wait_until
+from tests.conftest import CoreEnv, sim_account, wait_until
 
 TWO = sim_account("Z1", "rb2705.SHFE", seed=1) + sim_account("Z2", "m2705.DCE", seed=2)
 
@@ -280,23 +277,3 @@ async def test_a_forked_trader_exits_as_python_would_its_atexit_handlers_run(cor
         await mgr.stop()
     assert mgr.state("Z1").status is TraderStatus.STOPPED
     assert probe.read_text() == "ran"
-
-
-async def test_a_trader_forked_before_the_zygote_died_still_has_its_exit_code_seen(core_env: CoreEnv) -> None:
-    # its parent gone, the manager cannot reap it; the code it leaves with (a venue's refusal,
-    # EXIT_CONFIG, the account held) must still decide what follows, not pass for a SIGKILL
-    mgr = await _started(core_env)
-    try:
-        zygote = mgr.zygote
-        assert zygote is not None
-        os.kill(zygote.pid, signal.SIGKILL)
-        await wait_until(lambda: zygote.dead is not None, 10, "the zygote given up")
-        old = mgr.state("Z1").pid
-        with contextlib.contextmanager(kept_log)(logging.getLogger("qtrader.manager"), logging.ERROR) as said:
-            reply = await mgr.request("Z1", "shutdown", ShutdownRequest(), timeout=5.0)  # exit 0, unasked
-            assert reply.ok, reply.error
-            await wait_until(lambda: any("Z1: trader" in line for line in said), 20, "Z1's exit seen")
-        assert any("Z1: trader exit code 0" in line for line in said), said
-        await wait_until(lambda: _up(mgr, "Z1", not_pid=old), 30, "Z1 started again")
-    finally:
-        await mgr.stop()
